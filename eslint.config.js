@@ -1,0 +1,35 @@
+// Lint: type-aware rules everywhere, and determinism rules for workflow code.
+import js from '@eslint/js';
+import tseslint from 'typescript-eslint';
+
+export default tseslint.config(
+  { ignores: ['dist/**', 'node_modules/**', '.embedsync/**'] },
+  js.configs.recommended,
+  ...tseslint.configs.recommendedTypeChecked,
+  {
+    languageOptions: {
+      parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname },
+    },
+    rules: {
+      '@typescript-eslint/no-floating-promises': 'error',
+      '@typescript-eslint/consistent-type-imports': 'error',
+      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_' }],
+      '@typescript-eslint/restrict-template-expressions': ['error', { allowNumber: true }],
+    },
+  },
+  {
+    // Workflow code is replayed: no I/O, no Node built-ins, activity types only.
+    files: ['workflows/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            { group: ['node:*', 'fs', 'path', 'crypto', 'os', 'child_process', 'net', 'http', 'https'], message: 'Workflows must be deterministic: no Node built-ins.' },
+            { group: ['pg', 'pgvector', 'pino', 'openai', '@aws-sdk/*', '../src/db/*', '../src/providers/*', '../activities/*'], message: 'Workflows may import activity types only.', allowTypeImports: true },
+          ],
+        },
+      ],
+    },
+  },
+);
