@@ -1,0 +1,86 @@
+// Terminology (see DESIGN.md):
+//   pipeline      one source table + one embedding config + one vector table
+//   source table  the user's table; embedsync only adds triggers to it
+//   vector table  one row per chunk of each source row
+//   outbox        one row per captured change
+//   batch         the source keys one sync workflow handles
+//   generation    bumps whenever the embedding config changes; every vector row records it
+//   content hash  hash of the exact text sent to the model plus the config's fingerprint
+import type { PipelineConfig } from '../config/pipeline.js';
+import type { Pool, PoolClient } from './pool.js';
+
+export interface KeyColumn {
+  name: string;
+  /** As format_type() prints it, e.g. bigint, uuid, character varying(20). */
+  type: string;
+}
+
+export interface Pipeline {
+  name: string;
+  sourceSchema: string;
+  sourceTable: string;
+  primaryKey: KeyColumn[];
+  vectorSchema: string;
+  vectorTable: string;
+  config: PipelineConfig;
+  generation: number;
+  syncPaused: boolean;
+  state: string;
+}
+
+export class PipelineNotFoundError extends Error {
+  constructor(readonly pipeline: string) {
+    super(`no pipeline named "${pipeline}"`);
+    this.name = 'PipelineNotFoundError';
+  }
+}
+
+interface PipelineRow {
+  name: string;
+  source_schema: string;
+  source_table: string;
+  primary_key: KeyColumn[];
+  vector_schema: string;
+  vector_table: string;
+  config: PipelineConfig;
+  generation: number;
+  sync_paused: boolean;
+  state: string;
+}
+
+const fromRow = (r: PipelineRow): Pipeline => ({
+  name: r.name,
+  sourceSchema: r.source_schema,
+  sourceTable: r.source_table,
+  primaryKey: r.primary_key,
+  vectorSchema: r.vector_schema,
+  vectorTable: r.vector_table,
+  config: r.config,
+  generation: r.generation,
+  syncPaused: r.sync_paused,
+  state: r.state,
+});
+
+export async function getPipeline(db: Pool | PoolClient, name: string, lock: '' | 'for share' | 'for update' = ''): Promise<Pipeline> {
+  const { rows } = await db.query<PipelineRow>(`select * from embedsync.pipelines where name = $1 ${lock}`, [name]);
+  const row = rows[0];
+  if (!row) throw new PipelineNotFoundError(name);
+  return fromRow(row);
+}
+
+export async function findPipeline(db: Pool | PoolClient, name: string): Promise<Pipeline | undefined> {
+  const { rows } = await db.query<PipelineRow>('select * from embedsync.pipelines where name = $1', [name]);
+  return rows[0] && fromRow(rows[0]);
+}
+
+export async function listPipelines(db: Pool | PoolClient): Promise<Pipeline[]> {
+  const { rows } = await db.query<PipelineRow>('select * from embedsync.pipelines order by name');
+  return rows.map(fromRow);
+}
+
+/** This installation's id (see embedsync.settings). */
+export async function instanceId(db: Pool | PoolClient): Promise<string> {
+  const { rows } = await db.query<{ value: string }>(`select value from embedsync.settings where key = 'instance_id'`);
+  if (!rows[0]) throw new Error('embedsync.settings has no instance_id: run the migrations');
+  return rows[0].value;
+}

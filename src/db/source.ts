@@ -1,0 +1,81 @@
+// Reading a pipeline's source rows by key, and turning them into the document that gets embedded.
+// The fetch and write stages both use this, so the content hash means the same thing in both.
+import { createHash } from 'node:crypto';
+import { embedColumns, embeddingFingerprint, type PipelineConfig } from '../config/pipeline.js';
+import type { Pipeline } from './catalog.js';
+import { qualified, quoteIdent, quoteLiteral } from './ident.js';
+import type { Pool, PoolClient } from './pool.js';
+
+/** SQL for a row's primary key as text: the value for one column, a JSON array for several. */
+export function keyText(p: Pick<Pipeline, 'primaryKey'>, alias: string): string {
+  const cols = p.primaryKey.map((k) => `${alias}.${quoteIdent(k.name)}`);
+  return cols.length === 1 ? `${cols[0]}::text` : `jsonb_build_array(${cols.join(', ')})::text`;
+}
+
+/**
+ * SQL that is true when the row `alias` has the key held in the text expression `key`.
+ * The key is cast to the column types (not the columns to text) so the primary key index is used.
+ * Types come from format_type(), which prints them ready for SQL.
+ */
+export function keyMatches(p: Pick<Pipeline, 'primaryKey'>, alias: string, key: string): string {
+  const [only, ...rest] = p.primaryKey;
+  if (only && rest.length === 0) return `${alias}.${quoteIdent(only.name)} = (${key})::${only.type}`;
+  const cols = p.primaryKey.map((k) => `${alias}.${quoteIdent(k.name)}`);
+  const vals = p.primaryKey.map((k, i) => `((${key})::jsonb ->> ${i})::${k.type}`);
+  return `(${cols.join(', ')}) = (${vals.join(', ')})`;
+}
+
+/** Keyset paging: SQL true for rows after the key held in the text expression `key`, and their order. */
+export function keysetPage(p: Pick<Pipeline, 'primaryKey'>, alias: string, key: string): { after: string; orderBy: string } {
+  const cols = p.primaryKey.map((k) => `${alias}.${quoteIdent(k.name)}`);
+  const [only, ...rest] = p.primaryKey;
+  const after =
+    only && rest.length === 0
+      ? `${cols[0]} > (${key})::${only.type}`
+      : `(${cols.join(', ')}) > (${p.primaryKey.map((k, i) => `((${key})::jsonb ->> ${i})::${k.type}`).join(', ')})`;
+  return { after, orderBy: cols.join(', ') };
+}
+
+/** SQL for the metadata object kept beside each vector. */
+export function metadataJson(config: PipelineConfig, alias: string): string {
+  if (config.metadata.length === 0) return `'{}'::jsonb`;
+  const pairs = config.metadata.map((c) => `${quoteLiteral(c)}, ${alias}.${quoteIdent(c)}`);
+  return `jsonb_build_object(${pairs.join(', ')})`;
+}
+
+export interface SourceRow {
+  pk: string;
+  document: string;
+  contentHash: string;
+  /** JSON text of the metadata object. */
+  metadata: string;
+}
+
+/** The text sent to the model: each non-empty column with its prefix, in order. */
+export function buildDocument(config: PipelineConfig, values: readonly (string | null)[]): string {
+  const parts: string[] = [];
+  embedColumns(config).forEach((col, i) => {
+    const value = values[i];
+    if (value != null && value.trim() !== '') parts.push(col.prefix + value);
+  });
+  return parts.join(config.embed.separator);
+}
+
+export function contentHash(config: PipelineConfig, document: string): string {
+  return createHash('sha256').update(embeddingFingerprint(config)).update('\0').update(document).digest('hex');
+}
+
+/** Reads the rows with these keys; keys with no row are simply absent from the result. */
+export async function readSourceRows(db: Pool | PoolClient, p: Pipeline, keys: readonly string[]): Promise<SourceRow[]> {
+  const cols = embedColumns(p.config).map((c, i) => `s.${quoteIdent(c.column)}::text as c${i}`);
+  const sql = `
+    select k.pk, ${cols.join(', ')}, ${metadataJson(p.config, 's')}::text as metadata
+      from unnest($1::text[]) as k(pk)
+      join ${qualified(p.sourceSchema, p.sourceTable)} s on ${keyMatches(p, 's', 'k.pk')}`;
+  const { rows } = await db.query<Record<string, string | null>>(sql, [keys]);
+  return rows.map((r) => {
+    const values = embedColumns(p.config).map((_, i) => r[`c${i}`] ?? null);
+    const document = buildDocument(p.config, values);
+    return { pk: r.pk ?? '', document, contentHash: contentHash(p.config, document), metadata: r.metadata ?? '{}' };
+  });
+}
