@@ -1,0 +1,144 @@
+// Applying a pipeline file: validate every pipeline against the database, then install the
+// catalog rows, vector tables and capture triggers, all in one transaction: all or nothing.
+import { embedColumns, embeddingFingerprint, ConfigError, type PipelineConfig } from '../config/pipeline.js';
+import { findPipeline, getPipeline, type Pipeline } from '../db/catalog.js';
+import { parseTableName, qualified } from '../db/ident.js';
+import { withTransaction, type Pool, type PoolClient } from '../db/pool.js';
+import { inspectTable, isEmbeddable, vectorColumnType, type TableInfo } from './inspect.js';
+import { installCaptureSql, removeCaptureSql } from './triggers.js';
+import { createVectorTableSql, vectorColumnSql, viewName } from './vector-table.js';
+
+export type ApplyOutcome = 'created' | 'updated' | 'unchanged';
+export interface ApplyResult { pipeline: string; outcome: ApplyOutcome; vectorTable: string }
+
+// Serialises concurrent applies of any pipeline.
+const APPLY_LOCK = 7_146_221_032;
+
+export async function applyPipelines(pool: Pool, configs: readonly PipelineConfig[]): Promise<ApplyResult[]> {
+  return withTransaction(pool, async (client) => {
+    await client.query('select pg_advisory_xact_lock($1)', [APPLY_LOCK]);
+    const results: ApplyResult[] = [];
+    for (const [i, config] of configs.entries()) {
+      try {
+        results.push(await applyOne(client, config));
+      } catch (err) {
+        if (err instanceof ConfigError) throw new ConfigError(`pipelines[${i}]${err.field ? `.${err.field}` : ''}`, err.detail);
+        throw err;
+      }
+    }
+    return results;
+  });
+}
+
+async function applyOne(client: PoolClient, config: PipelineConfig): Promise<ApplyResult> {
+  const { schema, table } = parseSource(config);
+  const info = await inspectTable(client, schema, table);
+  if (!info) throw new ConfigError('source.table', `table ${schema}.${table} does not exist`);
+  const primaryKey = checkPrimaryKey(config, info);
+  checkColumns(config, info);
+
+  const vector = config.vectorTable ? parseTableName(config.vectorTable) : { schema, table: `${config.name}_embeddings` };
+  const existing = await findPipeline(client, config.name);
+  const candidate: Pipeline = {
+    name: config.name,
+    sourceSchema: schema,
+    sourceTable: table,
+    primaryKey,
+    vectorSchema: vector.schema,
+    vectorTable: vector.table,
+    config,
+    generation: existing?.generation ?? 1,
+    syncPaused: existing?.syncPaused ?? false,
+    state: existing?.state ?? 'active',
+  };
+
+  if (existing) checkChange(existing, candidate);
+  await checkVectorTable(client, candidate, existing);
+
+  await client.query(
+    `insert into embedsync.pipelines (name, source_schema, source_table, primary_key, vector_schema, vector_table, config)
+     values ($1, $2, $3, $4, $5, $6, $7)
+     on conflict (name) do update set config = excluded.config, primary_key = excluded.primary_key, updated_at = now()`,
+    [candidate.name, schema, table, JSON.stringify(primaryKey), vector.schema, vector.table, JSON.stringify(config)],
+  );
+  for (const sql of createVectorTableSql(candidate, [...info.columns.keys()])) await client.query(sql);
+  for (const sql of installCaptureSql(candidate)) await client.query(sql);
+
+  const unchanged = existing && JSON.stringify(existing.config) === JSON.stringify(config);
+  return { pipeline: config.name, outcome: existing ? (unchanged ? 'unchanged' : 'updated') : 'created', vectorTable: `${vector.schema}.${vector.table}` };
+}
+
+function parseSource(config: PipelineConfig): { schema: string; table: string } {
+  try {
+    return parseTableName(config.source.table);
+  } catch (err) {
+    throw new ConfigError('source.table', (err as Error).message);
+  }
+}
+
+function checkPrimaryKey(config: PipelineConfig, info: TableInfo): Pipeline['primaryKey'] {
+  const name = `${info.schema}.${info.table}`;
+  if (info.primaryKey.length === 0) {
+    throw new ConfigError('source.table', `table ${name} has no primary key; embedsync needs one to tell rows apart`);
+  }
+  const declared = config.source.primaryKey;
+  const actual = info.primaryKey.map((k) => k.name);
+  if (declared && declared.join(',') !== actual.join(',')) {
+    throw new ConfigError('source.primaryKey', `is [${declared.join(', ')}] but the primary key of ${name} is [${actual.join(', ')}]`);
+  }
+  return info.primaryKey;
+}
+
+function checkColumns(config: PipelineConfig, info: TableInfo): void {
+  const name = `${info.schema}.${info.table}`;
+  embedColumns(config).forEach((c, i) => {
+    const col = info.columns.get(c.column);
+    if (!col) throw new ConfigError(`embed.columns[${i}]`, `column "${c.column}" does not exist in ${name}`);
+    if (!isEmbeddable(col)) throw new ConfigError(`embed.columns[${i}]`, `column "${c.column}" has type ${col.type}, which has no text form to embed`);
+  });
+  config.metadata.forEach((c, i) => {
+    if (!info.columns.has(c)) throw new ConfigError(`metadata[${i}]`, `column "${c}" does not exist in ${name}`);
+  });
+}
+
+function checkChange(existing: Pipeline, next: Pipeline): void {
+  if (existing.sourceSchema !== next.sourceSchema || existing.sourceTable !== next.sourceTable) {
+    throw new ConfigError('source.table', `pipeline "${next.name}" already syncs ${existing.sourceSchema}.${existing.sourceTable}; remove it before pointing it elsewhere`);
+  }
+  if (existing.vectorSchema !== next.vectorSchema || existing.vectorTable !== next.vectorTable) {
+    throw new ConfigError('vectorTable', `pipeline "${next.name}" writes to ${existing.vectorSchema}.${existing.vectorTable}; the vector table cannot be renamed`);
+  }
+  if (embeddingFingerprint(existing.config) !== embeddingFingerprint(next.config)) {
+    throw new ConfigError('embedding', `changes what pipeline "${next.name}" embeds (model, dimensions, columns or chunking); that needs a re-embed, which this version cannot do in place: remove the pipeline and apply it again`);
+  }
+}
+
+async function checkVectorTable(client: PoolClient, p: Pipeline, existing: Pipeline | undefined): Promise<void> {
+  const owner = await client.query<{ name: string }>(
+    'select name from embedsync.pipelines where vector_schema = $1 and vector_table = $2 and name <> $3',
+    [p.vectorSchema, p.vectorTable, p.name],
+  );
+  if (owner.rows[0]) throw new ConfigError('vectorTable', `${p.vectorSchema}.${p.vectorTable} already belongs to pipeline "${owner.rows[0].name}"`);
+  const type = await vectorColumnType(client, p.vectorSchema, p.vectorTable);
+  if (type === undefined || existing) return;
+  // A table left behind by a removed pipeline is adopted only if its vectors have the same shape.
+  if (type !== vectorColumnSql(p)) {
+    throw new ConfigError('vectorTable', `${p.vectorSchema}.${p.vectorTable} already exists with embedding ${type ?? 'missing'}, not ${vectorColumnSql(p)}`);
+  }
+}
+
+/** Removes a pipeline's triggers, queued changes and catalog row; keeps its vector table unless asked. */
+export async function removePipeline(pool: Pool, name: string, options: { dropVectorTable?: boolean } = {}): Promise<Pipeline> {
+  return withTransaction(pool, async (client) => {
+    await client.query('select pg_advisory_xact_lock($1)', [APPLY_LOCK]);
+    const p = await getPipeline(client, name, 'for update');
+    for (const sql of removeCaptureSql(p)) await client.query(sql);
+    await client.query('delete from embedsync.outbox where pipeline = $1', [name]);
+    await client.query('delete from embedsync.pipelines where name = $1', [name]);
+    if (options.dropVectorTable) {
+      await client.query(`drop view if exists ${qualified(p.vectorSchema, viewName(p))}`);
+      await client.query(`drop table if exists ${qualified(p.vectorSchema, p.vectorTable)}`);
+    }
+    return p;
+  });
+}
