@@ -1,0 +1,55 @@
+// Stage 1: read the batch's source rows, decide per key what must happen, and stage the texts.
+import { getPipeline } from '../src/db/catalog.js';
+import { qualified } from '../src/db/ident.js';
+import { withTransaction } from '../src/db/pool.js';
+import { readSourceRows } from '../src/db/source.js';
+import type { ActivityDeps } from './deps.js';
+import { classified } from './errors.js';
+import type { FetchInput, FetchResult } from './types.js';
+
+export function createFetchBatch({ pool }: ActivityDeps) {
+  return async function fetchBatch({ pipeline, batchId, keys }: FetchInput): Promise<FetchResult> {
+    return classified(async () => {
+      const p = await getPipeline(pool, pipeline);
+      const rows = await readSourceRows(pool, p, keys);
+      const current = await pool.query<{ pk: string; content_hash: string; generation: number }>(
+        `select pk, content_hash, generation from ${qualified(p.vectorSchema, p.vectorTable)}
+          where pk = any($1::text[]) and chunk_index = 0`,
+        [rows.map((r) => r.pk)],
+      );
+      const embedded = new Map(current.rows.map((r) => [r.pk, r]));
+
+      const staged = { pk: [] as string[], action: [] as string[], document: [] as (string | null)[], hash: [] as (string | null)[] };
+      const present = new Set<string>();
+      for (const row of rows) {
+        present.add(row.pk);
+        const now = embedded.get(row.pk);
+        const unchanged = now?.content_hash === row.contentHash && now.generation === p.generation;
+        staged.pk.push(row.pk);
+        staged.action.push(unchanged ? 'keep' : 'embed');
+        staged.document.push(unchanged ? null : row.document);
+        staged.hash.push(row.contentHash);
+      }
+      for (const key of new Set(keys)) {
+        if (present.has(key)) continue;
+        staged.pk.push(key);
+        staged.action.push('delete');
+        staged.document.push(null);
+        staged.hash.push(null);
+      }
+
+      await withTransaction(pool, async (client) => {
+        // A retry starts the batch afresh: whatever an earlier attempt staged is replaced.
+        await client.query('delete from embedsync.staged_rows where batch_id = $1', [batchId]);
+        await client.query(
+          `insert into embedsync.staged_rows (batch_id, pk, action, document, content_hash, generation)
+           select $1, s.pk, s.action, s.document, s.hash, $2
+             from unnest($3::text[], $4::text[], $5::text[], $6::text[]) as s(pk, action, document, hash)`,
+          [batchId, p.generation, staged.pk, staged.action, staged.document, staged.hash],
+        );
+      });
+      const count = (a: string) => staged.action.filter((x) => x === a).length;
+      return { generation: p.generation, embed: count('embed'), keep: count('keep'), delete: count('delete') };
+    });
+  };
+}

@@ -1,0 +1,25 @@
+// The activities of embedsync, built by a factory so tests can inject their own pool and providers.
+import { createChunkBatch } from './chunk.js';
+import type { ActivityDeps } from './deps.js';
+import { createEmbedBatch } from './embed.js';
+import { createFetchBatch } from './fetch.js';
+import { createWriteBatch } from './write.js';
+
+export type { ActivityDeps } from './deps.js';
+export * from './types.js';
+
+export function createActivities(deps: ActivityDeps) {
+  return {
+    fetchBatch: createFetchBatch(deps),
+    chunkBatch: createChunkBatch(deps),
+    writeBatch: createWriteBatch(deps),
+  };
+}
+
+/** Embedding runs on a task queue of its own per provider, so its rate can be limited server-side. */
+export function createEmbedActivities(deps: ActivityDeps) {
+  return { embedBatch: createEmbedBatch(deps) };
+}
+
+export type Activities = ReturnType<typeof createActivities>;
+export type EmbedActivities = ReturnType<typeof createEmbedActivities>;

@@ -1,0 +1,50 @@
+// What crosses the Temporal boundary: keys, counts, hashes. Never texts or vectors.
+
+export interface BatchRef {
+  pipeline: string;
+  /** Names the batch's rows in the staging tables; the sync workflow's id. */
+  batchId: string;
+}
+
+export interface FetchInput extends BatchRef {
+  keys: string[];
+}
+
+export interface FetchResult {
+  generation: number;
+  /** Rows whose content changed: they get chunked and embedded. */
+  embed: number;
+  /** Rows whose content is unchanged: at most their metadata moves. */
+  keep: number;
+  /** Keys whose source row is gone. */
+  delete: number;
+}
+
+export interface ChunkResult {
+  rows: number;
+  chunks: number;
+}
+
+export interface EmbedResult {
+  /** Chunks embedded by this attempt (chunks embedded by an earlier attempt are not sent again). */
+  embedded: number;
+  tokens: number;
+  requests: number;
+}
+
+export interface WriteInput extends BatchRef {
+  /** Also remove vectors of every row no longer in the source (a TRUNCATE was captured). */
+  sweep: boolean;
+}
+
+export interface WriteResult {
+  /** Rows whose chunks were replaced. */
+  written: number;
+  /** Rows whose metadata alone was updated. */
+  metadataUpdated: number;
+  deleted: number;
+  /** Rows dropped because the source moved on since fetch (a newer change is queued). */
+  stale: number;
+  /** Vector rows removed by a sweep. */
+  swept: number;
+}

@@ -1,0 +1,3 @@
+// Every workflow the worker registers. Deterministic code only.
+export { syncChanges } from './sync.js';
+export type { SyncInput, SyncResult } from './sync.js';
