@@ -1,0 +1,28 @@
+// The poller's hot queries. Claimed rows stay locked (and invisible to other pollers, which skip
+// them) until the transaction that starts their workflows commits or rolls back.
+import type { PoolClient } from '../db/pool.js';
+
+export interface OutboxRow {
+  id: number;
+  pipeline: string;
+  pk: string;
+  op: 'I' | 'U' | 'D' | 'T';
+}
+
+/** Oldest changes first, skipping pipelines whose sync is paused. No cursor: ids commit out of order. */
+export async function claimOutboxBatch(client: PoolClient, limit: number): Promise<OutboxRow[]> {
+  const { rows } = await client.query<OutboxRow>(
+    `select o.id, o.pipeline, o.pk, o.op
+       from embedsync.outbox o
+      where not exists (select 1 from embedsync.pipelines p where p.name = o.pipeline and p.sync_paused)
+      order by o.id
+      limit $1
+        for update of o skip locked`,
+    [limit],
+  );
+  return rows;
+}
+
+export async function deleteClaimed(client: PoolClient, ids: number[]): Promise<void> {
+  await client.query('delete from embedsync.outbox where id = any($1::bigint[])', [ids]);
+}

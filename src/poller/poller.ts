@@ -1,0 +1,162 @@
+// The poller: outbox → Temporal. Claim, start, delete, in one transaction (DESIGN decision 4).
+// A crash before commit leaves the rows for the next claim; several pollers may run at once.
+import { WorkflowExecutionAlreadyStartedError, type Client } from '@temporalio/client';
+import pg from 'pg';
+import { instanceId, listPipelines, type Pipeline } from '../db/catalog.js';
+import type { Pool } from '../db/pool.js';
+import type { Logger } from '../log.js';
+import { NOTIFY_CHANNEL } from '../capture/triggers.js';
+import { EMBED_KIND, EMBED_PIPELINE, embedTaskQueue } from '../temporal/names.js';
+import type { SyncInput, syncChanges } from '../../workflows/index.js';
+import { claimOutboxBatch, deleteClaimed } from './claim.js';
+import { planBatches, type PlannedBatch } from './plan.js';
+
+export interface PollerOptions {
+  /** Most outbox rows one claim takes. */
+  claimLimit: number;
+  /** How often to look without a notification (notifications can be lost, e.g. across a reconnect). */
+  fallbackIntervalMs: number;
+}
+
+export const DEFAULT_POLLER_OPTIONS: PollerOptions = { claimLimit: 2000, fallbackIntervalMs: 1000 };
+
+export interface PollerDeps {
+  pool: Pool;
+  /** For LISTEN, which needs a connection of its own. */
+  databaseUrl: string;
+  temporal: Client;
+  taskQueue: string;
+  log: Logger;
+}
+
+export class Poller {
+  private readonly options: PollerOptions;
+  private stopped = false;
+  private wake: (() => void) | undefined;
+  private notified = false;
+  private listener: pg.Client | undefined;
+  private loop: Promise<void> | undefined;
+  private instanceId: string | undefined;
+
+  constructor(private readonly deps: PollerDeps, options: Partial<PollerOptions> = {}) {
+    this.options = { ...DEFAULT_POLLER_OPTIONS, ...options };
+  }
+
+  start(): void {
+    this.loop ??= this.run();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.wake?.();
+    await this.loop;
+    await this.listener?.end().catch(() => undefined);
+  }
+
+  /** Claims once and starts the workflows; returns how many outbox rows it handled. */
+  async pollOnce(): Promise<number> {
+    const client = await this.deps.pool.connect();
+    try {
+      await client.query('begin');
+      const rows = await claimOutboxBatch(client, this.options.claimLimit);
+      if (rows.length === 0) {
+        await client.query('commit');
+        return 0;
+      }
+      const pipelines = new Map((await listPipelines(client)).map((p) => [p.name, p]));
+      const orphans = rows.filter((r) => !pipelines.has(r.pipeline));
+      for (const name of new Set(orphans.map((r) => r.pipeline))) this.deps.log.warn({ pipeline: name }, 'dropping queued changes of a pipeline that no longer exists');
+      this.instanceId ??= await instanceId(client);
+      const batchSize = (name: string) => pipelines.get(name)?.config.batchSize ?? 200;
+      const batches = planBatches(rows.filter((r) => pipelines.has(r.pipeline)), batchSize, this.instanceId);
+      await Promise.all(batches.map((b) => this.startBatch(b, pipelines.get(b.pipeline) as Pipeline)));
+      await deleteClaimed(client, rows.map((r) => r.id));
+      await client.query('commit');
+      this.deps.log.debug({ rows: rows.length, batches: batches.length }, 'claimed outbox rows');
+      return rows.length;
+    } catch (err) {
+      await client.query('rollback').catch(() => undefined);
+      throw err;
+    } finally {
+      client.release();
+    }
+  }
+
+  private async startBatch(batch: PlannedBatch, pipeline: Pipeline): Promise<void> {
+    const input: SyncInput = {
+      pipeline: batch.pipeline,
+      keys: batch.keys,
+      sweep: batch.sweep,
+      embedTaskQueue: embedTaskQueue(this.deps.taskQueue, pipeline.config.embedding.provider),
+    };
+    try {
+      await this.deps.temporal.workflow.start<typeof syncChanges>('syncChanges', {
+        taskQueue: this.deps.taskQueue,
+        workflowId: batch.workflowId,
+        args: [input],
+        typedSearchAttributes: [
+          { key: EMBED_PIPELINE, value: batch.pipeline },
+          { key: EMBED_KIND, value: 'sync' },
+        ],
+        staticSummary: batch.sweep
+          ? `Sync ${batch.pipeline}: remove vectors of truncated rows`
+          : `Sync ${batch.pipeline}: ${batch.keys.length} changed ${batch.keys.length === 1 ? 'row' : 'rows'}`,
+      });
+      this.deps.log.debug({ pipeline: batch.pipeline, batch: batch.workflowId, keys: batch.keys.length }, 'started sync');
+    } catch (err) {
+      // Started by an earlier claim of these very rows that crashed before its commit.
+      if (err instanceof WorkflowExecutionAlreadyStartedError) return;
+      throw err;
+    }
+  }
+
+  private async run(): Promise<void> {
+    let backoff = 0;
+    while (!this.stopped) {
+      if (!this.listener) await this.listen();
+      this.notified = false;
+      let claimed = 0;
+      try {
+        claimed = await this.pollOnce();
+        backoff = 0;
+      } catch (err) {
+        backoff = Math.min(Math.max(backoff * 2, 500), 30_000);
+        this.deps.log.warn({ err: (err as Error).message, retryInMs: backoff }, 'poll failed; the claimed changes stay in the outbox');
+        await this.sleep(backoff);
+        continue;
+      }
+      if (claimed < this.options.claimLimit && !this.notified) await this.sleep(this.options.fallbackIntervalMs);
+    }
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, ms);
+      function done() {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.wake = done;
+    });
+  }
+
+  private async listen(): Promise<void> {
+    const listener = new pg.Client({ connectionString: this.deps.databaseUrl, application_name: 'embedsync-poller-listen' });
+    listener.on('notification', () => {
+      this.notified = true;
+      this.wake?.();
+    });
+    listener.on('error', (err) => {
+      this.deps.log.warn({ err: err.message }, 'lost the LISTEN connection; polling every interval until it is back');
+      if (this.listener === listener) this.listener = undefined;
+    });
+    try {
+      await listener.connect();
+      await listener.query(`listen ${NOTIFY_CHANNEL}`);
+      this.listener = listener;
+    } catch (err) {
+      this.deps.log.warn({ err: (err as Error).message }, 'cannot LISTEN yet; polling every interval');
+      await listener.end().catch(() => undefined);
+    }
+  }
+}
