@@ -1,0 +1,31 @@
+// What every command shares: one clear line for a user's error, never a stack trace unless asked.
+import { ConfigError } from '../config/pipeline.js';
+import { localDatabaseUrl, readEnv, type Env } from '../config/env.js';
+
+export const databaseUrl = (env: Pick<Env, 'databaseUrl'>): string => env.databaseUrl ?? localDatabaseUrl();
+
+export class UserError extends Error {
+  override name = 'UserError';
+}
+
+/** Runs a command's body; exits 1 with one line on failure (set DEBUG=embedsync for the stack). */
+export function runMain(body: (env: Env) => Promise<void>): void {
+  let env: Env;
+  try {
+    env = readEnv();
+  } catch (err) {
+    fail(err);
+    return;
+  }
+  body(env).catch(fail);
+}
+
+function fail(err: unknown): void {
+  const error = err instanceof Error ? err : new Error(String(err));
+  const known = error instanceof ConfigError || error instanceof UserError || error.name.endsWith('NotFoundError');
+  process.stderr.write(`embedsync: ${known ? '' : 'error: '}${error.message}\n`);
+  if (process.env.DEBUG?.includes('embedsync') && error.stack) process.stderr.write(`${error.stack}\n`);
+  process.exitCode = 1;
+  // Pools, timers and connections left open must not keep a failed command alive.
+  setTimeout(() => process.exit(1), 200).unref();
+}

@@ -1,0 +1,48 @@
+// npm run worker: runs the Temporal worker against DATABASE_URL and TEMPORAL_ADDRESS until SIGTERM.
+import path from 'node:path';
+import { Command } from 'commander';
+import { migrate } from '../db/migrator.js';
+import { createPool } from '../db/pool.js';
+import { createLogger } from '../log.js';
+import { createProviders } from '../providers/index.js';
+import { connectWorker, temporalAddress } from '../temporal/connect.js';
+import { createWorker } from '../worker/worker.js';
+import { databaseUrl, runMain } from './common.js';
+
+new Command('worker')
+  .description('Run an embedsync worker: the sync workflows, their database stages, and the embedding activities.')
+  .addHelpText('after', `
+Environment:
+  DATABASE_URL          Postgres holding the source tables and embedsync's schema
+  TEMPORAL_ADDRESS      host:port of the Temporal frontend (default 127.0.0.1:7233)
+  TEMPORAL_NAMESPACE    (default "default")
+  EMBEDSYNC_TASK_QUEUE  (default "embedsync"); give each deployment sharing a namespace its own
+  LOG_LEVEL, LOG_FORMAT json|pretty
+
+Stops gracefully on SIGTERM or SIGINT: running activities finish first.`)
+  .parse();
+
+runMain(async (env) => {
+  const log = createLogger(env, 'worker');
+  const pool = createPool(databaseUrl(env), { max: 10, applicationName: 'embedsync-worker' });
+  await migrate(pool);
+  const connection = await connectWorker(env, log);
+  const worker = await createWorker({
+    connection,
+    namespace: env.temporalNamespace,
+    taskQueue: env.taskQueue,
+    pool,
+    providers: createProviders(),
+    log,
+    cacheDir: path.resolve(env.home, 'cache'),
+  });
+  log.info({ temporal: temporalAddress(env), namespace: env.temporalNamespace, taskQueue: env.taskQueue }, 'worker running');
+  try {
+    // The SDK shuts the workers down on SIGINT/SIGTERM; run() resolves once they have drained.
+    await worker.run();
+  } finally {
+    await connection.close();
+    await pool.end();
+    log.info('worker stopped');
+  }
+});
