@@ -1,0 +1,153 @@
+// Change sync end to end: trigger → outbox → poller → Temporal → pgvector, checked in the database.
+import assert from 'node:assert/strict';
+import { after, before, beforeEach, describe, it } from 'node:test';
+import { verifyPipeline } from '../../src/verify/verify.js';
+import { applyPipeline, PRODUCTS_TABLE, productsPipeline, startHarness, type Harness } from '../helpers/harness.js';
+import { waitFor } from '../helpers/wait.js';
+
+let h: Harness;
+
+async function outboxSize(): Promise<number> {
+  const { rows } = await h.db.pool.query<{ n: number }>('select count(*)::int as n from embedsync.outbox');
+  return rows[0]?.n ?? -1;
+}
+
+/** Waits until the outbox is drained and every row's vectors match its current content. */
+async function converged(): Promise<void> {
+  await waitFor('the pipeline to converge', async () => {
+    if ((await outboxSize()) > 0) return false;
+    const r = await verifyPipeline(h.db.pool, 'products');
+    return r.missing.length + r.stale.length + r.orphaned.length === 0 ? r : false;
+  });
+}
+
+async function vectors(pk: string): Promise<{ chunk: string; generation: number; metadata: Record<string, unknown> }[]> {
+  const { rows } = await h.db.pool.query('select chunk, generation, metadata from public.products_embeddings where pk = $1 order by chunk_index', [pk]);
+  return rows as { chunk: string; generation: number; metadata: Record<string, unknown> }[];
+}
+
+describe('change sync', () => {
+  before(async () => {
+    h = await startHarness('sync');
+    await h.db.pool.query(PRODUCTS_TABLE);
+    await applyPipeline(h, productsPipeline());
+  });
+  after(async () => h.stop());
+  beforeEach(() => h.provider.reset());
+
+  it('an inserted row gets the chunks of its content', async () => {
+    const { rows } = await h.db.pool.query<{ id: string }>(
+      `insert into products (name, description, category, price) values ('Alpine Tent', 'Two-person tent for storms', 'outdoor', 249) returning id::text`,
+    );
+    const pk = rows[0]?.id ?? '';
+    const chunks = await waitFor('the vector row', async () => ((await vectors(pk)).length > 0 ? vectors(pk) : false));
+    assert.deepEqual(chunks.map((c) => c.chunk), ['Product: Alpine Tent\nTwo-person tent for storms']);
+    assert.deepEqual(chunks[0]?.metadata, { category: 'outdoor', price: 249, in_stock: true });
+    assert.equal(chunks[0]?.generation, 1);
+    await converged();
+  });
+
+  it('an update re-embeds the new content and a delete removes the vectors', async () => {
+    const { rows } = await h.db.pool.query<{ id: string }>(
+      `insert into products (name, description, category, price) values ('Kettle', 'Stovetop kettle', 'kitchen', 40) returning id::text`,
+    );
+    const pk = rows[0]?.id ?? '';
+    await converged();
+    await h.db.pool.query(`update products set description = 'Electric kettle with a thermostat' where id = $1`, [pk]);
+    await waitFor('the new content', async () => (await vectors(pk))[0]?.chunk.includes('thermostat'));
+    await converged();
+    await h.db.pool.query('delete from products where id = $1', [pk]);
+    await waitFor('the vectors to go', async () => (await vectors(pk)).length === 0);
+    await converged();
+  });
+
+  it('an update of a column the pipeline does not read enqueues nothing', async () => {
+    await converged();
+    const { rowCount } = await h.db.pool.query(`update products set notes = 'restock in May'`);
+    assert.ok((rowCount ?? 0) > 0);
+    assert.equal(await outboxSize(), 0);
+  });
+
+  it('rewriting identical content does not call the provider again', async () => {
+    await converged();
+    h.provider.reset();
+    await h.db.pool.query('update products set name = name || \'\', description = description');
+    // The trigger compares text, so nothing is even queued; a metadata-only change is queued but not embedded.
+    assert.equal(await outboxSize(), 0);
+    await h.db.pool.query('update products set price = price + 1');
+    await converged();
+    assert.equal(h.provider.texts, 0);
+    const { rows } = await h.db.pool.query<{ ok: boolean }>(
+      `select bool_and((v.metadata->>'price')::numeric = p.price) as ok from products p join products_embeddings v on v.pk = p.id::text`,
+    );
+    assert.equal(rows[0]?.ok, true);
+  });
+
+  it('one statement inserting 2,000 rows is captured in one go and every row arrives', async () => {
+    await converged();
+    const before = await h.db.pool.query<{ n: number }>('select count(*)::int as n from products');
+    const client = await h.db.pool.connect();
+    try {
+      // Stop the poller from draining mid-statement so the outbox can be counted right after commit.
+      await client.query('begin');
+      await client.query(`lock table embedsync.outbox in exclusive mode`);
+      await client.query(
+        `insert into products (name, description, category, price)
+         select 'Item ' || g, 'Description of item ' || g, 'bulk', g from generate_series(1, 2000) g`,
+      );
+      const { rows } = await client.query<{ n: number }>('select count(*)::int as n from embedsync.outbox');
+      assert.equal(rows[0]?.n, 2000);
+      await client.query('commit');
+    } finally {
+      client.release();
+    }
+    await converged();
+    const after = await h.db.pool.query<{ n: number }>('select count(distinct pk)::int as n from products_embeddings');
+    assert.equal(after.rows[0]?.n, (before.rows[0]?.n ?? 0) + 2000 - (await emptyRows()));
+  });
+
+  it('NULLs, empty strings, emoji, CJK and 1 MB of text neither fail the write nor the batch', async () => {
+    const megabyte = 'Lorem ipsum dolor sit amet, consectetur adipiscing elit. '.repeat(18_500);
+    const { rows } = await h.db.pool.query<{ id: string }>(
+      `insert into products (name, description, category, price) values
+        (null, null, null, null), ('', '', 'x', 1), ('🏔️🥾⛺', '🔥🔥', 'emoji', 2),
+        ('登山靴', '防水性に優れた軽量の登山靴です。', 'cjk', 3), ('Huge', $1, 'big', 4)
+       returning id::text`,
+      [megabyte],
+    );
+    assert.equal(rows.length, 5);
+    await converged();
+    const [nothing, empty, emoji, cjk, huge] = await Promise.all(rows.map((r) => vectors(r.id)));
+    assert.equal(nothing?.length, 0);
+    assert.equal(empty?.length, 0);
+    assert.equal(emoji?.[0]?.chunk, 'Product: 🏔️🥾⛺\n🔥🔥');
+    assert.equal(cjk?.[0]?.chunk, 'Product: 登山靴\n防水性に優れた軽量の登山靴です。');
+    assert.ok((huge?.length ?? 0) > 2000, `1 MB of text should make thousands of chunks, got ${huge?.length}`);
+  });
+
+  it('a primary key change moves the vectors to the new key', async () => {
+    const { rows } = await h.db.pool.query<{ id: string }>(
+      `insert into products (id, name, description) values (900001, 'Rename me', 'Key will change') returning id::text`,
+    );
+    await waitFor('the first key', async () => (await vectors(rows[0]?.id ?? '')).length === 1);
+    await h.db.pool.query('update products set id = 900002 where id = 900001');
+    await waitFor('the new key', async () => (await vectors('900002')).length === 1 && (await vectors('900001')).length === 0);
+    await converged();
+  });
+
+  it('TRUNCATE removes every vector and later inserts arrive again', async () => {
+    await converged();
+    await h.db.pool.query('truncate products');
+    await h.db.pool.query(`insert into products (name, description) values ('After truncate', 'Fresh start')`);
+    await converged();
+    const { rows } = await h.db.pool.query<{ n: number }>('select count(*)::int as n from products_embeddings');
+    assert.equal(rows[0]?.n, 1);
+  });
+});
+
+async function emptyRows(): Promise<number> {
+  const { rows } = await h.db.pool.query<{ n: number }>(
+    `select count(*)::int as n from products where coalesce(trim(name), '') = '' and coalesce(trim(description), '') = ''`,
+  );
+  return rows[0]?.n ?? 0;
+}
