@@ -1,6 +1,6 @@
 // Applying a pipeline file: validate every pipeline against the database, then install the
 // catalog rows, vector tables and capture triggers, all in one transaction: all or nothing.
-import { embedColumns, embeddingFingerprint, ConfigError, type PipelineConfig } from '../config/pipeline.js';
+import { canonicalJson, embedColumns, embeddingFingerprint, ConfigError, type PipelineConfig } from '../config/pipeline.js';
 import { findPipeline, getPipeline, type Pipeline } from '../db/catalog.js';
 import { parseTableName, qualified } from '../db/ident.js';
 import { withTransaction, type Pool, type PoolClient } from '../db/pool.js';
@@ -64,7 +64,7 @@ async function applyOne(client: PoolClient, config: PipelineConfig): Promise<App
   for (const sql of createVectorTableSql(candidate, [...info.columns.keys()])) await client.query(sql);
   for (const sql of installCaptureSql(candidate)) await client.query(sql);
 
-  const unchanged = existing && JSON.stringify(existing.config) === JSON.stringify(config);
+  const unchanged = existing && canonicalJson(existing.config) === canonicalJson(config);
   return { pipeline: config.name, outcome: existing ? (unchanged ? 'unchanged' : 'updated') : 'created', vectorTable: `${vector.schema}.${vector.table}` };
 }
 

@@ -91,7 +91,16 @@ export function embeddingFingerprint(config: PipelineConfig): string {
     chunking: config.chunking,
     vectorType: config.vectorType,
   };
-  return createHash('sha256').update(JSON.stringify(relevant)).digest('hex').slice(0, 16);
+  return createHash('sha256').update(canonicalJson(relevant)).digest('hex').slice(0, 16);
+}
+
+/** JSON with object keys sorted: the catalog's jsonb reorders keys, and equal configs must compare equal. */
+export function canonicalJson(value: unknown): string {
+  return JSON.stringify(value, (_key, v: unknown) =>
+    v && typeof v === 'object' && !Array.isArray(v)
+      ? Object.fromEntries(Object.entries(v as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
+      : v,
+  );
 }
 
 /** Turns a zod path into the field name users see: pipelines[2].embed.columns. */

@@ -10,6 +10,8 @@ export function installTemporalRuntime(log: Logger): void {
   const sdk = log.child({ component: 'temporal' });
   const write = (entry: LogEntry): void => {
     const meta = entry.meta ?? {};
+    // Embedding task queues have activities only, by design; the SDK warns about that.
+    if (entry.message.startsWith('No workflows registered')) return;
     switch (entry.level) {
       case 'TRACE': sdk.trace(meta, entry.message); break;
       case 'DEBUG': sdk.debug(meta, entry.message); break;

@@ -1,0 +1,125 @@
+// npm run dev: the whole pipeline on one machine. Brings up Postgres + pgvector and a Temporal dev
+// server (installing what is missing), loads a demo products table with a pipeline, runs a worker and
+// a poller, proves a row goes through, and says where to look. Ctrl-C stops what it started.
+import path from 'node:path';
+import { Command } from 'commander';
+import { applyPipelines } from '../capture/apply.js';
+import { loadPipelineFile } from '../config/load.js';
+import { listPipelines } from '../db/catalog.js';
+import { migrate } from '../db/migrator.js';
+import { createPool, type Pool } from '../db/pool.js';
+import { createProductsTable, demoProducts, insertDemoProducts } from '../demo/products.js';
+import { createLogger } from '../log.js';
+import { Poller } from '../poller/poller.js';
+import { createProviders } from '../providers/index.js';
+import { ensureSearchAttributes, ensureStack } from '../stack/index.js';
+import { connectClient, connectWorker } from '../temporal/connect.js';
+import { webUiWorkflowUrl } from '../temporal/names.js';
+import { createWorker } from '../worker/worker.js';
+import { runMain } from './common.js';
+
+const DEMO_CONFIG = path.resolve(import.meta.dirname, '../../examples/products.yaml');
+
+const opts = new Command('dev')
+  .description('Run embedsync locally: Postgres + pgvector, a Temporal dev server, a worker, a poller and a demo products pipeline.')
+  .option('--rows <n>', 'demo products to load into a new products table', (v) => Number.parseInt(v, 10), 300)
+  .addHelpText('after', `
+DATABASE_URL / TEMPORAL_ADDRESS point it at servers of your own instead of starting local ones.
+The local servers keep their data under EMBEDSYNC_HOME (default .embedsync/); \`npm run stack -- down\` stops them.`)
+  .parse()
+  .opts<{ rows: number }>();
+
+const say = (line: string): void => console.log(line);
+
+runMain(async (env) => {
+  const stack = await ensureStack(env, { install: true, log: (line) => say(`  ${line}`) });
+  const log = createLogger({ ...env, logLevel: env.logLevel === 'info' ? 'warn' : env.logLevel }, 'dev');
+  const pool = createPool(stack.databaseUrl, { max: 12, applicationName: 'embedsync-dev' });
+  await migrate(pool);
+  const created = await createProductsTable(pool);
+  for (const r of await applyPipelines(pool, await loadPipelineFile(DEMO_CONFIG))) say(`pipeline ${r.pipeline}: ${r.outcome}, vectors in ${r.vectorTable}`);
+
+  const workerConnection = await connectWorker({ temporalAddress: stack.temporalAddress }, log);
+  const temporalEnv = { temporalAddress: stack.temporalAddress, temporalNamespace: stack.temporalNamespace };
+  const { client, connection } = await connectClient(temporalEnv);
+  await ensureSearchAttributes(connection, stack.temporalNamespace);
+  const worker = await createWorker({
+    connection: workerConnection,
+    namespace: stack.temporalNamespace,
+    taskQueue: env.taskQueue,
+    pool,
+    providers: createProviders(),
+    log,
+    cacheDir: path.resolve(env.home, 'cache'),
+  });
+  const running = worker.run();
+  const poller = new Poller({ pool, databaseUrl: stack.databaseUrl, temporal: client, taskQueue: env.taskQueue, log });
+  poller.start();
+
+  if (created && opts.rows > 0) {
+    say(`loading ${opts.rows} demo products…`);
+    await insertDemoProducts(pool, demoProducts(opts.rows));
+    await until(pool, 'select count(distinct pk) >= $1 as done from public.products_embeddings', [opts.rows], 120_000);
+  }
+  const proof = await proveOneRow(pool);
+  const runs = client.workflow.list({ query: `EmbedPipeline = "products" AND EmbedKind = "sync"` });
+  let latest: string | undefined;
+  for await (const run of runs) {
+    latest = run.workflowId;
+    break;
+  }
+
+  const ui = stack.temporalUiUrl;
+  const listUrl = `${ui}/namespaces/${stack.temporalNamespace}/workflows?query=${encodeURIComponent('EmbedPipeline="products"')}`;
+  say(`
+embedsync is running.
+
+  inserted product ${proof.id}; its embedding appeared ${proof.ms} ms after the commit
+  the workflow that wrote it:  ${latest ? webUiWorkflowUrl(ui, stack.temporalNamespace, latest) : '(not listed yet)'}
+  every sync of products:      ${listUrl}
+  Temporal Web UI:             ${ui}
+  SQL:                         psql ${stack.databaseUrl}
+
+Try, in psql:
+  insert into products (name, description, category, price) values ('Trail Runner', 'Light shoe for rocky trails', 'outdoor', 129);
+  select pk, chunk, metadata, embedded_at from products_embeddings order by embedded_at desc limit 1;
+  select name, price from products_embeddings_view
+   order by embedding <=> (select embedding from products_embeddings order by embedded_at desc limit 1) limit 5;
+
+Pipelines: ${(await listPipelines(pool)).map((p) => p.name).join(', ')}. Ctrl-C stops the worker, the poller and the servers started here.`);
+
+  await new Promise<void>((resolve) => {
+    process.once('SIGINT', resolve);
+    process.once('SIGTERM', resolve);
+  });
+  say('\nstopping…');
+  await poller.stop();
+  worker.shutdown();
+  await running;
+  await Promise.all([workerConnection.close(), connection.close()]);
+  await pool.end();
+  await stack.stop();
+  say('stopped.');
+});
+
+async function until(pool: Pool, sql: string, params: unknown[], timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const { rows } = await pool.query<{ done: boolean }>(sql, params);
+    if (rows[0]?.done) return;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  throw new Error(`timed out after ${timeoutMs / 1000}s waiting for the pipeline: is the worker healthy? (LOG_LEVEL=debug shows more)`);
+}
+
+async function proveOneRow(pool: Pool): Promise<{ id: string; ms: number }> {
+  const { rows } = await pool.query<{ id: string }>(
+    `insert into public.products (name, description, category, price, in_stock)
+     values ('Ridgeline Insulated Jacket', 'A warm, packable jacket for winter hikes and cold summit mornings.', 'outdoor', 189.00, true)
+     returning id::text`,
+  );
+  const id = rows[0]?.id ?? '';
+  const started = Date.now();
+  await until(pool, 'select exists (select 1 from public.products_embeddings where pk = $1) as done', [id], 30_000);
+  return { id, ms: Date.now() - started };
+}

@@ -1,0 +1,77 @@
+// Workflow determinism: histories recorded from real runs replay cleanly against today's workflow code.
+// The committed fixtures (protobuf-encoded) are histories of earlier versions: a change that breaks them breaks the
+// workflows still running in production when it is deployed.
+import assert from 'node:assert/strict';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import type { WorkflowExecutionInfo } from '@temporalio/client';
+import proto from '@temporalio/proto';
+
+const { History } = proto.temporal.api.history.v1;
+import { Worker } from '@temporalio/worker';
+import { workflowBundle } from '../../src/worker/bundle.js';
+import { applyPipeline, PRODUCTS_TABLE, productsPipeline, startHarness, type Harness } from '../helpers/harness.js';
+import { waitFor } from '../helpers/wait.js';
+
+const FIXTURES = fileURLToPath(new URL('../fixtures/histories/', import.meta.url));
+let h: Harness;
+
+async function replayAll(histories: { workflowId: string; history: unknown }[]): Promise<string[]> {
+  const bundle = await workflowBundle(path.join(os.tmpdir(), 'embedsync-test-cache'));
+  const failures: string[] = [];
+  for await (const result of Worker.runReplayHistories({ workflowBundle: bundle }, histories)) {
+    if (result.error) failures.push(`${result.workflowId}: ${String(result.error)}`);
+  }
+  return failures;
+}
+
+describe('workflow determinism', () => {
+  before(async () => {
+    h = await startHarness('replay');
+    await h.db.pool.query(PRODUCTS_TABLE);
+    await applyPipeline(h, productsPipeline());
+  });
+  after(async () => h.stop());
+
+  it('histories of syncs that inserted, updated, deleted and truncated replay without nondeterminism', async () => {
+    const drained = () => waitFor('the outbox to drain', async () => (await h.db.pool.query('select 1 from embedsync.outbox limit 1')).rowCount === 0);
+    // One statement at a time, so that each becomes a sync of its own.
+    for (const sql of [
+      `insert into products (name, description) select 'p' || g, 'd' || g from generate_series(1, 30) g`,
+      `update products set description = 'changed' where id % 2 = 0`,
+      'delete from products where id % 5 = 0',
+      'truncate products',
+    ]) {
+      await h.db.pool.query(sql);
+      await drained();
+    }
+
+    const query = `TaskQueue = "${h.taskQueue}"`;
+    const runs = await waitFor('the syncs to complete', async () => {
+      const all: WorkflowExecutionInfo[] = [];
+      for await (const w of h.client.workflow.list({ query })) all.push(w);
+      return all.length >= 4 && all.every((w) => w.status.name === 'COMPLETED') ? all : false;
+    });
+    const histories = await Promise.all(
+      runs.map(async (w) => ({ workflowId: w.workflowId, history: await h.client.workflow.getHandle(w.workflowId, w.runId).fetchHistory() })),
+    );
+    assert.deepEqual(await replayAll(histories), []);
+
+    // Recording fresh fixtures is a deliberate act: EMBEDSYNC_RECORD_HISTORIES=1 npm test
+    if (process.env.EMBEDSYNC_RECORD_HISTORIES === '1') {
+      const sample = histories.find((x) => x.history.events?.some((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'embedBatch'));
+      assert.ok(sample, 'no history with an embedBatch to record');
+      writeFileSync(path.join(FIXTURES, 'sync-embed.history.bin'), History.encode(sample.history).finish());
+    }
+  });
+
+  it('the committed histories of earlier versions still replay', async () => {
+    const files = readdirSync(FIXTURES).filter((f) => f.endsWith('.history.bin'));
+    assert.ok(files.length > 0, 'no committed histories to replay');
+    const histories = files.map((f) => ({ workflowId: f, history: History.decode(readFileSync(path.join(FIXTURES, f))) }));
+    assert.deepEqual(await replayAll(histories), []);
+  });
+});

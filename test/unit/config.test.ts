@@ -1,0 +1,92 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { ConfigError, embeddingFingerprint, parsePipelines } from '../../src/config/pipeline.js';
+
+const valid = {
+  name: 'products',
+  source: { table: 'public.products' },
+  embed: { columns: [{ column: 'name', prefix: 'Product: ' }, 'description'] },
+  metadata: ['category'],
+  embedding: { provider: 'offline', dimensions: 64 },
+};
+
+function errorOf(raw: unknown): ConfigError {
+  try {
+    parsePipelines(raw);
+  } catch (err) {
+    assert.ok(err instanceof ConfigError, `expected a ConfigError, got ${String(err)}`);
+    return err;
+  }
+  assert.fail('expected the config to be refused');
+}
+
+describe('pipeline config', () => {
+  it('fills in the defaults of a minimal pipeline', () => {
+    const [p] = parsePipelines({ pipelines: [valid] });
+    assert.equal(p?.embedding.model, 'feature-hash-v1');
+    assert.deepEqual(p?.chunking, { size: 2000, overlap: 200 });
+    assert.equal(p?.vectorType, 'vector');
+    assert.equal(p?.batchSize, 200);
+    assert.equal(p?.embed.separator, '\n');
+  });
+
+  it('names the field of an empty column list', () => {
+    const err = errorOf({ pipelines: [valid, { ...valid, name: 'other', embed: { columns: [] } }] });
+    assert.equal(err.field, 'pipelines[1].embed.columns');
+    assert.match(err.message, /^pipelines\[1\]\.embed\.columns: must not be empty/);
+  });
+
+  it('refuses a duplicate pipeline name and says where the first one is', () => {
+    const err = errorOf({ pipelines: [valid, valid] });
+    assert.equal(err.field, 'pipelines[1].name');
+    assert.match(err.message, /duplicate pipeline name "products" \(also pipelines\[0\]\)/);
+  });
+
+  it('refuses names that would not survive as SQL identifiers', () => {
+    assert.equal(errorOf({ pipelines: [{ ...valid, name: 'Products-2' }] }).field, 'pipelines[0].name');
+    assert.equal(errorOf({ pipelines: [{ ...valid, name: 'a'.repeat(41) }] }).field, 'pipelines[0].name');
+  });
+
+  it('refuses unknown keys instead of ignoring a typo', () => {
+    const err = errorOf({ pipelines: [{ ...valid, metdata: ['x'] }] });
+    assert.equal(err.field, 'pipelines[0]');
+    assert.match(err.message, /metdata/);
+  });
+
+  it('refuses an unknown provider', () => {
+    assert.equal(errorOf({ pipelines: [{ ...valid, embedding: { provider: 'nope' } }] }).field, 'pipelines[0].embedding.provider');
+  });
+
+  it('refuses an overlap of half the chunk size or more', () => {
+    assert.equal(errorOf({ pipelines: [{ ...valid, chunking: { size: 100, overlap: 50 } }] }).field, 'pipelines[0].chunking.overlap');
+  });
+
+  it('asks for halfvec above the 2,000 dimensions HNSW indexes for vector', () => {
+    const err = errorOf({ pipelines: [{ ...valid, embedding: { provider: 'offline', dimensions: 3072 } }] });
+    assert.equal(err.field, 'pipelines[0].vectorType');
+    assert.deepEqual(parsePipelines({ pipelines: [{ ...valid, vectorType: 'halfvec', embedding: { provider: 'offline', dimensions: 3072 } }] })[0]?.vectorType, 'halfvec');
+  });
+
+  it('an empty file is refused with a message, not a crash', () => {
+    assert.match(errorOf(null).message, /expected object/i);
+    assert.equal(errorOf({ pipelines: [] }).field, 'pipelines');
+  });
+
+  it('the fingerprint moves with what decides a vector and not with metadata or batch size', () => {
+    const [base] = parsePipelines({ pipelines: [valid] });
+    const [moreMeta] = parsePipelines({ pipelines: [{ ...valid, metadata: ['category', 'price'], batchSize: 10 }] });
+    const [otherPrefix] = parsePipelines({ pipelines: [{ ...valid, embed: { columns: ['name', 'description'] } }] });
+    const [otherDims] = parsePipelines({ pipelines: [{ ...valid, embedding: { provider: 'offline', dimensions: 128 } }] });
+    assert.ok(base && moreMeta && otherPrefix && otherDims);
+    assert.equal(embeddingFingerprint(base), embeddingFingerprint(moreMeta));
+    assert.notEqual(embeddingFingerprint(base), embeddingFingerprint(otherPrefix));
+    assert.notEqual(embeddingFingerprint(base), embeddingFingerprint(otherDims));
+  });
+
+  it('the fingerprint does not depend on key order (the catalog stores jsonb, which reorders keys)', () => {
+    const [base] = parsePipelines({ pipelines: [valid] });
+    assert.ok(base);
+    const reordered = JSON.parse(JSON.stringify({ ...base, embedding: { dimensions: 64, model: 'feature-hash-v1', provider: 'offline' } })) as typeof base;
+    assert.equal(embeddingFingerprint(reordered), embeddingFingerprint(base));
+  });
+});
