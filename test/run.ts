@@ -21,7 +21,7 @@ if (suites.length === 0 || unknown.length > 0) {
 }
 
 const stack = await ensureStack(readEnv(), { install: true, log: (line) => console.log(`[stack] ${line}`) });
-let code = 0;
+let code: number;
 try {
   const files = suites.flatMap((s) =>
     readdirSync(path.join('test', s)).filter((f) => f.endsWith('.test.ts')).sort().map((f) => path.join('test', s, f)),

@@ -11,11 +11,8 @@ export interface ChunkOptions {
 
 const SEPARATORS = ['\n\n', '\n', '. ', ' ', ''] as const;
 
-const codePoints = (text: string): number => {
-  let n = 0;
-  for (const _ of text) n += 1;
-  return n;
-};
+// Code points, not UTF-16 units: an emoji counts once.
+const codePoints = (text: string): number => Array.from(text).length;
 
 export function splitText(text: string, options: ChunkOptions): string[] {
   const measure = options.measure ?? codePoints;
@@ -41,7 +38,7 @@ function merge(pieces: string[], separator: string, options: Required<ChunkOptio
   const { size, overlap, measure } = options;
   const sepLength = measure(separator);
   const chunks: string[] = [];
-  let window: string[] = [];
+  const window: string[] = [];
   let length = 0;
   for (const piece of pieces) {
     const pieceLength = measure(piece);

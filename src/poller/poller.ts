@@ -115,7 +115,7 @@ export class Poller {
     while (!this.stopped) {
       if (!this.listener) await this.listen();
       this.notified = false;
-      let claimed = 0;
+      let claimed: number;
       try {
         claimed = await this.pollOnce();
         backoff = 0;

@@ -1,6 +1,6 @@
 // A worker process: the sync task queue (workflows and the database stages) plus one embedding task
 // queue per provider, sharing one connection.
-import { NativeConnection, Worker } from '@temporalio/worker';
+import { Worker, type NativeConnection } from '@temporalio/worker';
 import { createActivities, createEmbedActivities } from '../../activities/index.js';
 import type { Pool } from '../db/pool.js';
 import type { Logger } from '../log.js';
