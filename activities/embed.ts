@@ -8,7 +8,7 @@ import type { ActivityDeps } from './deps.js';
 import { classified, DimensionMismatchError } from './errors.js';
 import type { BatchRef, EmbedResult } from './types.js';
 
-export function createEmbedBatch({ pool, providers }: ActivityDeps) {
+export function createEmbedBatch({ pool, providers, log }: ActivityDeps) {
   return async function embedBatch({ pipeline, batchId }: BatchRef): Promise<EmbedResult> {
     return classified(async () => {
       const p = await getPipeline(pool, pipeline);
@@ -36,6 +36,7 @@ export function createEmbedBatch({ pool, providers }: ActivityDeps) {
         result.requests += 1;
         Context.current().heartbeat(result);
       }
+      log.debug({ pipeline, batch: batchId, provider: provider.name, model, ...result }, 'chunks embedded');
       return result;
     });
   };

@@ -15,7 +15,7 @@ import type { WriteInput, WriteResult } from './types.js';
 
 interface StagedRow { pk: string; action: 'embed' | 'keep' | 'delete'; content_hash: string | null; generation: number }
 
-export function createWriteBatch({ pool }: ActivityDeps) {
+export function createWriteBatch({ pool, log }: ActivityDeps) {
   return async function writeBatch({ pipeline, batchId, sweep }: WriteInput): Promise<WriteResult> {
     return classified(() =>
       withTransaction(pool, async (client) => {
@@ -73,6 +73,7 @@ export function createWriteBatch({ pool }: ActivityDeps) {
         if (sweep) result.swept = await sweepDeleted(client, p);
         await client.query('delete from embedsync.staged_chunks where batch_id = $1', [batchId]);
         await client.query('delete from embedsync.staged_rows where batch_id = $1', [batchId]);
+        log.info({ pipeline, batch: batchId, ...result }, 'batch written');
         return result;
       }),
     );
