@@ -1,4 +1,5 @@
 // The activities of embedsync, built by a factory so tests can inject their own pool and providers.
+import { createBackfillActivities } from './backfill.js';
 import { createChunkBatch } from './chunk.js';
 import type { ActivityDeps } from './deps.js';
 import { createEmbedBatch } from './embed.js';
@@ -13,6 +14,7 @@ export function createActivities(deps: ActivityDeps) {
     fetchBatch: createFetchBatch(deps),
     chunkBatch: createChunkBatch(deps),
     writeBatch: createWriteBatch(deps),
+    ...createBackfillActivities(deps),
   };
 }
 

@@ -29,8 +29,8 @@ export interface Pipeline {
 }
 
 export class PipelineNotFoundError extends Error {
-  constructor(readonly pipeline: string) {
-    super(`no pipeline named "${pipeline}"`);
+  constructor(readonly pipeline: string, detail?: string) {
+    super(detail ?? `no pipeline named "${pipeline}" and no pipeline syncing a table of that name (npm run pipelines lists them)`);
     this.name = 'PipelineNotFoundError';
   }
 }
@@ -83,4 +83,20 @@ export async function instanceId(db: Pool | PoolClient): Promise<string> {
   const { rows } = await db.query<{ value: string }>(`select value from embedsync.settings where key = 'instance_id'`);
   if (!rows[0]) throw new Error('embedsync.settings has no instance_id: run the migrations');
   return rows[0].value;
+}
+
+/**
+ * What users type after --table: a pipeline name, or a source table (schema-qualified or not) that
+ * exactly one pipeline syncs.
+ */
+export async function resolvePipeline(db: Pool | PoolClient, tableOrName: string): Promise<Pipeline> {
+  const byName = await findPipeline(db, tableOrName);
+  if (byName) return byName;
+  const [schema, table] = tableOrName.includes('.') ? tableOrName.split('.', 2) : [undefined, tableOrName];
+  const matches = (await listPipelines(db)).filter((p) => p.sourceTable === table && (schema === undefined || p.sourceSchema === schema));
+  if (matches.length === 1 && matches[0]) return matches[0];
+  if (matches.length > 1) {
+    throw new PipelineNotFoundError(tableOrName, `several pipelines sync ${tableOrName} (${matches.map((p) => p.name).join(', ')}): name one`);
+  }
+  throw new PipelineNotFoundError(tableOrName);
 }

@@ -13,6 +13,9 @@ export const embedTaskQueue = (taskQueue: string, provider: string): string => `
 /** sync:products:18231-9f2c01: the first outbox id of the batch, and a digest of all its ids. */
 export const syncWorkflowId = (pipeline: string, firstOutboxId: number, digest: string): string => `sync:${pipeline}:${firstOutboxId}-${digest}`;
 
+/** One backfill per pipeline at a time: starting another attaches to the running one. */
+export const backfillWorkflowId = (pipeline: string): string => `backfill:${pipeline}`;
+
 export function webUiWorkflowUrl(uiBase: string, namespace: string, workflowId: string): string {
   return `${uiBase.replace(/\/$/, '')}/namespaces/${encodeURIComponent(namespace)}/workflows/${encodeURIComponent(workflowId)}`;
 }

@@ -1,0 +1,63 @@
+// The backfill's own activities: count, page through keys, checkpoint, finish. The batches themselves
+// go through the same four stages as change sync.
+import { getPipeline } from '../src/db/catalog.js';
+import { qualified } from '../src/db/ident.js';
+import { keysetPage, keyText } from '../src/db/source.js';
+import type { ActivityDeps } from './deps.js';
+import { classified } from './errors.js';
+
+export interface ScanInput { pipeline: string; after: string | null; limit: number }
+export interface CheckpointInput { pipeline: string; cursor: string | null; processed: number; tokens: number }
+export interface FinishInput { pipeline: string; outcome: 'completed' | 'cancelled'; batchPrefix: string }
+
+export function createBackfillActivities({ pool, log }: ActivityDeps) {
+  return {
+    /** Marks the pipeline as backfilling and returns how many rows its source has. */
+    async startBackfill({ pipeline }: { pipeline: string }): Promise<number> {
+      return classified(async () => {
+        const p = await getPipeline(pool, pipeline);
+        const { rows } = await pool.query<{ n: number }>(`select count(*) as n from ${qualified(p.sourceSchema, p.sourceTable)}`);
+        const total = rows[0]?.n ?? 0;
+        await pool.query(
+          `update embedsync.pipelines set state = 'backfilling', total_rows = $2, updated_at = now() where name = $1`,
+          [pipeline, total],
+        );
+        log.info({ pipeline, total }, 'backfill started');
+        return total;
+      });
+    },
+
+    /** The next page of source keys after `after`, in primary key order (keyset: never OFFSET). */
+    async scanKeys({ pipeline, after, limit }: ScanInput): Promise<string[]> {
+      return classified(async () => {
+        const p = await getPipeline(pool, pipeline);
+        const page = keysetPage(p, 's', '$1');
+        const { rows } = await pool.query<{ pk: string }>(
+          `select ${keyText(p, 's')} as pk from ${qualified(p.sourceSchema, p.sourceTable)} s
+            where $1::text is null or ${page.after}
+            order by ${page.orderBy} limit $2`,
+          [after, limit],
+        );
+        return rows.map((r) => r.pk);
+      });
+    },
+
+    /** Records the cursor and counters in the catalog, where `npm run status` and SQL see them. */
+    async checkpointBackfill({ pipeline, cursor, processed, tokens }: CheckpointInput): Promise<void> {
+      await pool.query(
+        `update embedsync.pipelines
+            set backfill_cursor = $2, synced_rows = $3, tokens_used = tokens_used + $4, last_synced_at = now()
+          where name = $1`,
+        [pipeline, cursor, processed, tokens],
+      );
+    },
+
+    /** Leaves the pipeline consistent however the backfill ended, and clears what its batches staged. */
+    async finishBackfill({ pipeline, outcome, batchPrefix }: FinishInput): Promise<void> {
+      await pool.query(`update embedsync.pipelines set state = 'active', updated_at = now() where name = $1`, [pipeline]);
+      await pool.query(`delete from embedsync.staged_chunks where starts_with(batch_id, $1)`, [batchPrefix]);
+      await pool.query(`delete from embedsync.staged_rows where starts_with(batch_id, $1)`, [batchPrefix]);
+      log.info({ pipeline, outcome }, 'backfill finished');
+    },
+  };
+}

@@ -1,0 +1,117 @@
+// Backfill: a durable, checkpointed workflow that survives a worker going away, pauses and resumes on
+// signals, continues as new without gaps or repeats, and converges with writes made meanwhile.
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import type { WorkflowHandle } from '@temporalio/client';
+import { startBackfill } from '../../src/backfill/start.js';
+import { getPipeline } from '../../src/db/catalog.js';
+import { verifyPipeline } from '../../src/verify/verify.js';
+import { pauseSignal, progressQuery, resumeSignal } from '../../workflows/definitions.js';
+import type { backfill } from '../../workflows/index.js';
+import { applyPipeline, productsPipeline, startHarness, type Harness } from '../helpers/harness.js';
+import { waitFor } from '../helpers/wait.js';
+
+let h: Harness;
+
+async function freshTable(name: string, rows: number): Promise<void> {
+  await h.db.pool.query(`create table ${name} (id bigint primary key, name text, description text, category text)`);
+  // Rows exist before the pipeline: only a backfill can embed them.
+  await h.db.pool.query(
+    `insert into ${name} select g, 'Item ' || g, 'Description of item number ' || g, 'c' || (g % 7) from generate_series(1, $1) g`,
+    [rows],
+  );
+  await applyPipeline(h, productsPipeline({ name, source: { table: name }, metadata: ['category'], batchSize: 250 }));
+}
+
+async function begin(name: string, extra: { maxHistoryEvents?: number; window?: number } = {}): Promise<WorkflowHandle<typeof backfill>> {
+  const p = await getPipeline(h.db.pool, name);
+  return startBackfill(h.client, p, { taskQueue: h.taskQueue, rows: 0, ...extra });
+}
+
+async function vectorRows(name: string): Promise<number> {
+  const { rows } = await h.db.pool.query<{ n: number }>(`select count(distinct pk) as n from ${name}_embeddings`);
+  return rows[0]?.n ?? 0;
+}
+
+function assertEmbeddedOnce(name: string): void {
+  const texts = h.provider.seen.filter((t) => t.startsWith('Product: Item '));
+  const distinct = new Set(texts);
+  assert.equal(texts.length, distinct.size, `${texts.length - distinct.size} texts of ${name} were sent to the provider twice`);
+}
+
+describe('backfill', () => {
+  before(async () => {
+    h = await startHarness('backfill');
+  });
+  after(async () => h.stop());
+
+  it('a 20,000-row backfill whose worker goes away mid-way resumes from its checkpoint without paying twice', async () => {
+    await freshTable('big', 20_000);
+    h.provider.reset();
+    const handle = await begin('big');
+    await waitFor('a few checkpoints', async () => ((await handle.query(progressQuery)).processed >= 4000 ? true : false), 120_000);
+    await h.stopWorker();
+    const { rows } = await h.db.pool.query<{ synced_rows: number; backfill_cursor: string }>(`select synced_rows, backfill_cursor from embedsync.pipelines where name = 'big'`);
+    assert.ok((rows[0]?.synced_rows ?? 0) >= 4000, 'the checkpoint is in the catalog');
+    assert.ok(rows[0]?.backfill_cursor, 'the cursor is in the catalog');
+    await h.startWorker();
+    const result = await handle.result();
+    assert.equal(result.processed, 20_000);
+    assert.equal(await vectorRows('big'), 20_000);
+    assertEmbeddedOnce('big');
+    const report = await verifyPipeline(h.db.pool, 'big');
+    assert.deepEqual([report.missing, report.stale, report.orphaned], [[], [], []]);
+    const state = await h.db.pool.query<{ state: string; synced_rows: number; total_rows: number }>(`select state, synced_rows, total_rows from embedsync.pipelines where name = 'big'`);
+    assert.deepEqual(state.rows[0], { state: 'active', synced_rows: 20_000, total_rows: 20_000 });
+  });
+
+  it('pause holds before the next batch, resume finishes, and progress agrees with the catalog', async () => {
+    await freshTable('pausable', 6000);
+    const handle = await begin('pausable', { window: 1 });
+    await waitFor('the backfill to get going', async () => (await handle.query(progressQuery)).processed > 0, 60_000);
+    await handle.signal(pauseSignal);
+    const paused = await waitFor('the pause to take hold', async () => {
+      const p = await handle.query(progressQuery);
+      return p.phase === 'paused' ? p : false;
+    });
+    await new Promise((r) => setTimeout(r, 1500));
+    const still = await handle.query(progressQuery);
+    assert.equal(still.processed, paused.processed, 'no batch may start while paused');
+    assert.equal(await vectorRows('pausable'), paused.processed);
+    const { rows } = await h.db.pool.query<{ synced_rows: number }>(`select synced_rows from embedsync.pipelines where name = 'pausable'`);
+    assert.equal(rows[0]?.synced_rows, paused.processed);
+    assert.equal(still.total, 6000);
+    await handle.signal(resumeSignal);
+    assert.equal((await handle.result()).processed, 6000);
+    assert.equal(await vectorRows('pausable'), 6000);
+  });
+
+  it('continues as new with the cursor carried over: no gaps, no repeats', async () => {
+    await freshTable('longrun', 5000);
+    h.provider.reset();
+    const handle = await begin('longrun', { maxHistoryEvents: 80, window: 2 });
+    assert.equal((await handle.result()).processed, 5000);
+    const runs = [];
+    for await (const w of h.client.workflow.list({ query: `WorkflowId = "backfill:longrun"` })) runs.push(w.runId);
+    assert.ok(runs.length >= 3, `expected several runs, got ${runs.length}`);
+    assert.equal(await vectorRows('longrun'), 5000);
+    assertEmbeddedOnce('longrun');
+  });
+
+  it('inserts, updates and deletes made during a backfill converge', async () => {
+    await freshTable('busy', 8000);
+    const handle = await begin('busy', { window: 2 });
+    for (let i = 0; i < 20; i += 1) {
+      await h.db.pool.query(`insert into busy values (${100_000 + i}, 'New ${i}', 'Added during the backfill', 'c1')`);
+      await h.db.pool.query(`update busy set description = 'Changed during the backfill ${i}' where id = ${1 + i * 397}`);
+      await h.db.pool.query(`delete from busy where id = ${7000 - i * 13}`);
+    }
+    await handle.result();
+    await waitFor('convergence', async () => {
+      const outbox = await h.db.pool.query('select 1 from embedsync.outbox limit 1');
+      if (outbox.rowCount) return false;
+      const r = await verifyPipeline(h.db.pool, 'busy');
+      return r.missing.length + r.stale.length + r.orphaned.length === 0;
+    }, 60_000);
+  });
+});

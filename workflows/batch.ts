@@ -1,0 +1,38 @@
+// One batch through the four stages: fetch → chunk → embed → write. Shared by sync and backfill.
+import { proxyActivities } from '@temporalio/workflow';
+import type { Activities, EmbedActivities, WriteResult } from '../activities/index.js';
+
+// Database stages retry until the database is back: a change is never given up on for an outage.
+const db = proxyActivities<Activities>({
+  startToCloseTimeout: '2 minutes',
+  retry: { initialInterval: '500ms', backoffCoefficient: 2, maximumInterval: '1 minute' },
+});
+
+export interface BatchOutcome extends WriteResult {
+  embedded: number;
+  tokens: number;
+}
+
+export async function processBatch(
+  batch: { pipeline: string; batchId: string; keys: string[]; sweep: boolean },
+  embedTaskQueue: string,
+): Promise<BatchOutcome> {
+  const ref = { pipeline: batch.pipeline, batchId: batch.batchId };
+  const { embedBatch } = proxyActivities<EmbedActivities>({
+    taskQueue: embedTaskQueue,
+    startToCloseTimeout: '10 minutes',
+    heartbeatTimeout: '1 minute',
+    retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '2 minutes' },
+  });
+  const fetched = await db.fetchBatch({ ...ref, keys: batch.keys });
+  let embedded = 0;
+  let tokens = 0;
+  if (fetched.embed > 0) {
+    await db.chunkBatch(ref);
+    const result = await embedBatch(ref);
+    embedded = result.embedded;
+    tokens = result.tokens;
+  }
+  const written = await db.writeBatch({ ...ref, sweep: batch.sweep });
+  return { ...written, embedded, tokens };
+}
