@@ -11,15 +11,27 @@ export interface CheckpointInput { pipeline: string; cursor: string | null; proc
 export interface FinishInput { pipeline: string; outcome: 'completed' | 'cancelled'; batchPrefix: string }
 
 export function createBackfillActivities({ pool, log }: ActivityDeps) {
+  const countRows = async (pipeline: string): Promise<number> => {
+    const p = await getPipeline(pool, pipeline);
+    const { rows } = await pool.query<{ n: number }>(`select count(*) as n from ${qualified(p.sourceSchema, p.sourceTable)}`);
+    return rows[0]?.n ?? 0;
+  };
   return {
+    /** How many rows the pipeline's source has. */
+    async countSourceRows({ pipeline }: { pipeline: string }): Promise<number> {
+      return classified(() => countRows(pipeline));
+    },
+
     /** Marks the pipeline as backfilling and returns how many rows its source has. */
     async startBackfill({ pipeline }: { pipeline: string }): Promise<number> {
       return classified(async () => {
-        const p = await getPipeline(pool, pipeline);
-        const { rows } = await pool.query<{ n: number }>(`select count(*) as n from ${qualified(p.sourceSchema, p.sourceTable)}`);
-        const total = rows[0]?.n ?? 0;
+        const total = await countRows(pipeline);
         await pool.query(
-          `update embedsync.pipelines set state = 'backfilling', total_rows = $2, updated_at = now() where name = $1`,
+          // A re-embed's 'swapping' must survive a backfill started meanwhile: generations depend on it.
+          `update embedsync.pipelines
+              set state = case when state = 'active' then 'backfilling' else state end,
+                  total_rows = $2, synced_rows = 0, updated_at = now()
+            where name = $1`,
           [pipeline, total],
         );
         log.info({ pipeline, total }, 'backfill started');
@@ -54,7 +66,8 @@ export function createBackfillActivities({ pool, log }: ActivityDeps) {
 
     /** Leaves the pipeline consistent however the backfill ended, and clears what its batches staged. */
     async finishBackfill({ pipeline, outcome, batchPrefix }: FinishInput): Promise<void> {
-      await pool.query(`update embedsync.pipelines set state = 'active', updated_at = now() where name = $1`, [pipeline]);
+      // Only a backfill's own state is undone: a re-embed's cut-over has already set the state it leaves.
+      await pool.query(`update embedsync.pipelines set state = 'active', updated_at = now() where name = $1 and state = 'backfilling'`, [pipeline]);
       await pool.query(`delete from embedsync.staged_chunks where starts_with(batch_id, $1)`, [batchPrefix]);
       await pool.query(`delete from embedsync.staged_rows where starts_with(batch_id, $1)`, [batchPrefix]);
       log.info({ pipeline, outcome }, 'backfill finished');

@@ -1,5 +1,5 @@
 // Stage 1: read the batch's source rows, decide per key what must happen, and stage the texts.
-import { getPipeline } from '../src/db/catalog.js';
+import { atGeneration, getPipeline } from '../src/db/catalog.js';
 import { qualified } from '../src/db/ident.js';
 import { withTransaction } from '../src/db/pool.js';
 import { readSourceRows } from '../src/db/source.js';
@@ -8,9 +8,14 @@ import { classified } from './errors.js';
 import type { FetchInput, FetchResult } from './types.js';
 
 export function createFetchBatch({ pool }: ActivityDeps) {
-  return async function fetchBatch({ pipeline, batchId, keys }: FetchInput): Promise<FetchResult> {
+  return async function fetchBatch({ pipeline, batchId, keys, generation }: FetchInput): Promise<FetchResult> {
     return classified(async () => {
-      const p = await getPipeline(pool, pipeline);
+      const live = await getPipeline(pool, pipeline);
+      const p = atGeneration(live, generation);
+      if (!p) {
+        await pool.query('delete from embedsync.staged_rows where batch_id = $1', [batchId]);
+        return { generation: generation ?? live.generation, embed: 0, keep: 0, delete: 0 };
+      }
       const rows = await readSourceRows(pool, p, keys);
       const current = await pool.query<{ pk: string; content_hash: string; generation: number }>(
         `select pk, content_hash, generation from ${qualified(p.vectorSchema, p.vectorTable)}

@@ -4,6 +4,7 @@ import { createChunkBatch } from './chunk.js';
 import type { ActivityDeps } from './deps.js';
 import { createEmbedBatch } from './embed.js';
 import { createFetchBatch } from './fetch.js';
+import { createSwapActivities } from './swap.js';
 import { createWriteBatch } from './write.js';
 
 export type { ActivityDeps } from './deps.js';
@@ -15,6 +16,7 @@ export function createActivities(deps: ActivityDeps) {
     chunkBatch: createChunkBatch(deps),
     writeBatch: createWriteBatch(deps),
     ...createBackfillActivities(deps),
+    ...createSwapActivities(deps),
   };
 }
 

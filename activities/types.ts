@@ -2,8 +2,13 @@
 
 export interface BatchRef {
   pipeline: string;
-  /** Names the batch's rows in the staging tables; the sync workflow's id. */
+  /** Names the batch's rows in the staging tables. */
   batchId: string;
+  /**
+   * The generation the batch is for: the live one (the default) writes the vector table; during a
+   * re-embed the pending one writes the swap table. Work for a generation that is gone is dropped.
+   */
+  generation?: number;
 }
 
 export interface FetchInput extends BatchRef {

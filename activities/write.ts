@@ -4,7 +4,7 @@
 // generation) moved on since fetch, this batch's result for the key is dropped: the change that moved
 // it is already in the outbox and a later batch writes it. Writers of the same key serialise on an
 // advisory lock, so a stale batch can never overwrite a newer one. The source table is never locked.
-import { getPipeline } from '../src/db/catalog.js';
+import { atGeneration, getPipeline } from '../src/db/catalog.js';
 import { qualified } from '../src/db/ident.js';
 import { withTransaction, type PoolClient } from '../src/db/pool.js';
 import { keyMatches, readSourceRows } from '../src/db/source.js';
@@ -16,16 +16,21 @@ import type { WriteInput, WriteResult } from './types.js';
 interface StagedRow { pk: string; action: 'embed' | 'keep' | 'delete'; content_hash: string | null; generation: number }
 
 export function createWriteBatch({ pool, log }: ActivityDeps) {
-  return async function writeBatch({ pipeline, batchId, sweep }: WriteInput): Promise<WriteResult> {
+  return async function writeBatch({ pipeline, batchId, sweep, generation }: WriteInput): Promise<WriteResult> {
     return classified(() =>
       withTransaction(pool, async (client) => {
         const result: WriteResult = { written: 0, metadataUpdated: 0, deleted: 0, stale: 0, swept: 0 };
         // Shared with other writers of the pipeline; a swap takes it for update to switch generations.
-        const p = await getPipeline(client, pipeline, 'for share');
+        const p = atGeneration(await getPipeline(client, pipeline, 'for share'), generation);
         const { rows: staged } = await client.query<StagedRow>(
           'select pk, action, content_hash, generation from embedsync.staged_rows where batch_id = $1',
           [batchId],
         );
+        if (!p) {
+          // The generation this batch was for has been swapped out (or abandoned): nothing to write.
+          await clearStaging(client, batchId);
+          return { ...result, stale: staged.length };
+        }
         await lockPipeline(client, p.name, sweep ? 'exclusive' : 'shared');
         await lockKeys(client, p.name, staged.map((r) => r.pk));
 
@@ -71,13 +76,17 @@ export function createWriteBatch({ pool, log }: ActivityDeps) {
           result.metadataUpdated = updated.rowCount ?? 0;
         }
         if (sweep) result.swept = await sweepDeleted(client, p);
-        await client.query('delete from embedsync.staged_chunks where batch_id = $1', [batchId]);
-        await client.query('delete from embedsync.staged_rows where batch_id = $1', [batchId]);
+        await clearStaging(client, batchId);
         log.info({ pipeline, batch: batchId, ...result }, 'batch written');
         return result;
       }),
     );
   };
+}
+
+async function clearStaging(client: PoolClient, batchId: string): Promise<void> {
+  await client.query('delete from embedsync.staged_chunks where batch_id = $1', [batchId]);
+  await client.query('delete from embedsync.staged_rows where batch_id = $1', [batchId]);
 }
 
 async function lockPipeline(client: PoolClient, pipeline: string, mode: 'shared' | 'exclusive'): Promise<void> {

@@ -4,10 +4,13 @@ alter table embedsync.pipelines
   add column total_rows      bigint,
   add column backfill_cursor text,
   add column last_synced_at  timestamptz,
-  add column tokens_used     bigint not null default 0;
+  add column tokens_used     bigint not null default 0,
+  -- A changed embedding config waits here, with its generation, until a re-embed swaps it in.
+  add column pending_config     jsonb,
+  add column pending_generation integer;
 
 comment on column embedsync.pipelines.state is
-  'active: following changes; backfilling: a backfill runs; pending_rebackfill: the config changed and a re-embed is due';
+  'active: following changes; backfilling: a backfill runs; pending_rebackfill: the config changed and a re-embed is due; swapping: a re-embed builds the next generation';
 
 -- The facts `npm run status` shows, for those who prefer SQL.
 create view embedsync.pipeline_status as
@@ -17,6 +20,7 @@ select p.name                                   as pipeline,
        p.state,
        p.sync_paused,
        p.generation,
+       p.pending_generation,
        p.config -> 'embedding' ->> 'provider'   as provider,
        p.config -> 'embedding' ->> 'model'      as model,
        (p.config -> 'embedding' ->> 'dimensions')::int as dimensions,

@@ -13,11 +13,17 @@ export interface BatchOutcome extends WriteResult {
   tokens: number;
 }
 
-export async function processBatch(
-  batch: { pipeline: string; batchId: string; keys: string[]; sweep: boolean },
-  embedTaskQueue: string,
-): Promise<BatchOutcome> {
-  const ref = { pipeline: batch.pipeline, batchId: batch.batchId };
+export interface Batch {
+  pipeline: string;
+  batchId: string;
+  keys: string[];
+  sweep: boolean;
+  /** Absent: the live generation. */
+  generation?: number;
+}
+
+export async function processBatch(batch: Batch, embedTaskQueue: string): Promise<BatchOutcome> {
+  const ref = { pipeline: batch.pipeline, batchId: batch.batchId, ...(batch.generation === undefined ? {} : { generation: batch.generation }) };
   const { embedBatch } = proxyActivities<EmbedActivities>({
     taskQueue: embedTaskQueue,
     startToCloseTimeout: '10 minutes',

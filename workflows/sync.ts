@@ -2,15 +2,23 @@
 // Texts and vectors stay in Postgres (staging tables); only keys and counts pass through here.
 import { workflowInfo } from '@temporalio/workflow';
 import type { WriteResult } from '../activities/index.js';
-import { processBatch } from './batch.js';
+import { processBatch, type BatchOutcome } from './batch.js';
+
+export interface SyncTarget {
+  generation: number;
+  /** The embedding task queue of that generation's provider. */
+  embedTaskQueue: string;
+}
 
 export interface SyncInput {
   pipeline: string;
   keys: string[];
   /** A TRUNCATE was captured: also remove vectors of rows no longer in the source. */
   sweep: boolean;
-  /** The provider's embedding task queue. */
+  /** The live generation's embedding task queue (kept for syncs started before targets existed). */
   embedTaskQueue: string;
+  /** The generations to write: the live one, and the pending one while a re-embed builds it. */
+  targets?: SyncTarget[];
 }
 
 export interface SyncResult extends WriteResult {
@@ -20,7 +28,17 @@ export interface SyncResult extends WriteResult {
 }
 
 export async function syncChanges(input: SyncInput): Promise<SyncResult> {
-  const batch = { pipeline: input.pipeline, batchId: workflowInfo().workflowId, keys: input.keys, sweep: input.sweep };
-  const outcome = await processBatch(batch, input.embedTaskQueue);
-  return { ...outcome, keys: input.keys.length };
+  const id = workflowInfo().workflowId;
+  const base = { pipeline: input.pipeline, keys: input.keys, sweep: input.sweep };
+  if (!input.targets || input.targets.length === 0) {
+    return { ...(await processBatch({ ...base, batchId: id }, input.embedTaskQueue)), keys: input.keys.length };
+  }
+  // During a re-embed, each change is written to the live table and to the one being built.
+  const outcomes = await Promise.all(
+    input.targets.map((t, i) => processBatch({ ...base, batchId: i === 0 ? id : `${id}:g${t.generation}`, generation: t.generation }, t.embedTaskQueue)),
+  );
+  const live = outcomes[0] as BatchOutcome;
+  return { ...live, keys: input.keys.length, embedded: sum(outcomes, 'embedded'), tokens: sum(outcomes, 'tokens') };
 }
+
+const sum = (outcomes: BatchOutcome[], field: 'embedded' | 'tokens'): number => outcomes.reduce((n, o) => n + o[field], 0);

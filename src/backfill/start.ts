@@ -1,11 +1,13 @@
 // Starting (or attaching to) a pipeline's backfill, for the CLI, the dev command and the tests.
 import { WorkflowIdConflictPolicy, type Client, type WorkflowHandle } from '@temporalio/client';
 import type { Pipeline } from '../db/catalog.js';
-import { EMBED_KIND, EMBED_PIPELINE, backfillWorkflowId, embedTaskQueue } from '../temporal/names.js';
-import type { backfill, BackfillInput } from '../../workflows/index.js';
+import { EMBED_KIND, EMBED_PIPELINE, backfillWorkflowId, embedTaskQueue, swapWorkflowId } from '../temporal/names.js';
+import type { backfill, BackfillInput, reembed, ReembedInput } from '../../workflows/index.js';
 
 export interface BackfillOptions {
   taskQueue: string;
+  /** This database's installation id (catalog instanceId): workflow ids are per namespace, not per database. */
+  instanceId: string;
   /** Rows in the source, for the summary shown in the Web UI. */
   rows: number;
   window?: number;
@@ -22,7 +24,7 @@ export async function startBackfill(client: Client, p: Pipeline, options: Backfi
     window: options.window ?? 4,
     ...(options.maxHistoryEvents ? { maxHistoryEvents: options.maxHistoryEvents } : {}),
   };
-  return client.workflow.start<typeof backfill>('backfill', {
+  return ownHandle(await client.workflow.start<typeof backfill>('backfill', {
     taskQueue: options.taskQueue,
     workflowId: backfillWorkflowId(p.name),
     // A second start while one runs attaches to it instead of failing or starting another.
@@ -33,5 +35,59 @@ export async function startBackfill(client: Client, p: Pipeline, options: Backfi
       { key: EMBED_KIND, value: 'backfill' },
     ],
     staticSummary: `Backfill ${p.name}: ${options.rows.toLocaleString('en-US')} rows, ${e.model}, ${e.dimensions} dims`,
-  });
+    memo: { instanceId: options.instanceId },
+  }), options.instanceId);
+}
+
+/** Starts (or attaches to) the re-embed of the pipeline's pending config: `swap:<pipeline>:<generation>`. */
+export async function startReembed(client: Client, p: Pipeline, options: BackfillOptions): Promise<WorkflowHandle<typeof reembed>> {
+  if (!p.pendingConfig || p.pendingGeneration === null) {
+    throw new NothingToReembedError(p.name);
+  }
+  const e = p.pendingConfig.embedding;
+  const input: ReembedInput = {
+    pipeline: p.name,
+    generation: p.pendingGeneration,
+    embedTaskQueue: embedTaskQueue(options.taskQueue, e.provider),
+    batchSize: options.batchSize ?? p.pendingConfig.batchSize,
+    window: options.window ?? 4,
+    ...(options.maxHistoryEvents ? { maxHistoryEvents: options.maxHistoryEvents } : {}),
+  };
+  return ownHandle(await client.workflow.start<typeof reembed>('reembed', {
+    taskQueue: options.taskQueue,
+    workflowId: swapWorkflowId(p.name, p.pendingGeneration),
+    workflowIdConflictPolicy: WorkflowIdConflictPolicy.USE_EXISTING,
+    args: [input],
+    typedSearchAttributes: [
+      { key: EMBED_PIPELINE, value: p.name },
+      { key: EMBED_KIND, value: 'swap' },
+    ],
+    staticSummary: `Re-embed ${p.name} as generation ${p.pendingGeneration}: ${options.rows.toLocaleString('en-US')} rows, ${e.model}, ${e.dimensions} dims`,
+    memo: { instanceId: options.instanceId },
+  }), options.instanceId);
+}
+
+/**
+ * Starting attaches to a running workflow of the same id; make sure it is this database's. Two
+ * databases sharing a namespace would otherwise attach to each other's backfills.
+ */
+async function ownHandle<H extends WorkflowHandle>(handle: H, instanceId: string): Promise<H> {
+  const { memo } = await handle.describe();
+  const owner = memo?.instanceId;
+  if (owner !== instanceId) throw new ForeignWorkflowError(handle.workflowId, String(owner));
+  return handle;
+}
+
+export class ForeignWorkflowError extends Error {
+  constructor(readonly workflowId: string, readonly owner: string) {
+    super(`workflow ${workflowId} is running for another database (instance ${owner}) in this Temporal namespace; give each deployment a namespace of its own`);
+    this.name = 'ForeignWorkflowError';
+  }
+}
+
+export class NothingToReembedError extends Error {
+  constructor(readonly pipeline: string) {
+    super(`pipeline "${pipeline}" has no pending config change to re-embed: change its embedding config and apply the file first`);
+    this.name = 'NothingToReembedError';
+  }
 }

@@ -15,9 +15,13 @@ const EVENTS: readonly Event[] = ['insert', 'update', 'delete', 'truncate'];
 const functionName = (pipeline: string, event: Event): string => qualified('embedsync', `capture_${pipeline}_${event}`);
 const triggerName = (pipeline: string, event: Event): string => quoteIdent(`embedsync_${pipeline}_${event}`);
 
-/** Columns whose change must reach the vector table: what is embedded and what is kept as metadata. */
-export function watchedColumns(p: Pick<Pipeline, 'config'>): string[] {
-  return [...new Set([...embedColumns(p.config).map((c) => c.column), ...p.config.metadata])];
+/**
+ * Columns whose change must reach the vector table: what is embedded and what is kept as metadata,
+ * by the live config and by a pending one (whose re-embed must not miss changes to its columns).
+ */
+export function watchedColumns(p: Pick<Pipeline, 'config' | 'pendingConfig'>): string[] {
+  const configs = p.pendingConfig ? [p.config, p.pendingConfig] : [p.config];
+  return [...new Set(configs.flatMap((c) => [...embedColumns(c).map((e) => e.column), ...c.metadata]))];
 }
 
 function body(p: Pipeline, event: Event): string {

@@ -7,13 +7,16 @@ export const vectorColumnSql = (p: Pick<Pipeline, 'config'>): string => `${p.con
 
 export const viewName = (p: Pick<Pipeline, 'vectorTable'>): string => `${p.vectorTable}_view`;
 
+/** Index names follow the table's, so a swap can rename them along with it. */
+export const pkeyName = (table: string): string => `${table}_pkey`;
+export const hnswName = (table: string): string => `${table}_hnsw`;
+
 const VIEW_COLUMNS = ['chunk_index', 'chunk', 'embedding', 'embedded_at'];
 
-export function createVectorTableSql(p: Pipeline, sourceColumns: readonly string[]): string[] {
+/** The table and its HNSW cosine index, for the pipeline's (or a generation's) vector table. */
+export function createVectorTableSql(p: Pick<Pipeline, 'vectorSchema' | 'vectorTable' | 'config'>): string[] {
   const table = qualified(p.vectorSchema, p.vectorTable);
   const ops = p.config.vectorType === 'halfvec' ? 'halfvec_cosine_ops' : 'vector_cosine_ops';
-  // The view names the source row's columns after the chunk's; a clashing source column is left to s.*.
-  const sourceCols = sourceColumns.filter((c) => !VIEW_COLUMNS.includes(c)).map((c) => `s.${quoteIdent(c)}`);
   return [
     `create table if not exists ${table} (
        pk           text not null,
@@ -24,13 +27,20 @@ export function createVectorTableSql(p: Pipeline, sourceColumns: readonly string
        content_hash text not null,
        generation   integer not null,
        embedded_at  timestamptz not null default now(),
-       primary key (pk, chunk_index))`,
-    `create index if not exists ${quoteIdent(`${p.vectorTable}_hnsw`)} on ${table} using hnsw (embedding ${ops})`,
-    // Dropped and made again: source columns may have been added since it was last made.
+       constraint ${quoteIdent(pkeyName(p.vectorTable))} primary key (pk, chunk_index))`,
+    `create index if not exists ${quoteIdent(hnswName(p.vectorTable))} on ${table} using hnsw (embedding ${ops})`,
+  ];
+}
+
+/** The view joining each chunk to its source row; made again whenever the table behind it changes. */
+export function createViewSql(p: Pipeline, sourceColumns: readonly string[]): string[] {
+  // The view names the chunk's columns first; a source column of the same name is left to the table.
+  const sourceCols = sourceColumns.filter((c) => !VIEW_COLUMNS.includes(c)).map((c) => `s.${quoteIdent(c)}`);
+  return [
     `drop view if exists ${qualified(p.vectorSchema, viewName(p))}`,
     `create view ${qualified(p.vectorSchema, viewName(p))} as
        select v.chunk_index, v.chunk, v.embedding, v.embedded_at, ${sourceCols.join(', ')}
-         from ${table} v
+         from ${qualified(p.vectorSchema, p.vectorTable)} v
          join ${qualified(p.sourceSchema, p.sourceTable)} s on ${keyMatches(p, 's', 'v.pk')}`,
   ];
 }

@@ -26,6 +26,9 @@ export interface Pipeline {
   generation: number;
   syncPaused: boolean;
   state: string;
+  /** A changed config waiting for its re-embed, and the generation it will become. */
+  pendingConfig: PipelineConfig | null;
+  pendingGeneration: number | null;
 }
 
 export class PipelineNotFoundError extends Error {
@@ -46,6 +49,8 @@ interface PipelineRow {
   generation: number;
   sync_paused: boolean;
   state: string;
+  pending_config: PipelineConfig | null;
+  pending_generation: number | null;
 }
 
 const fromRow = (r: PipelineRow): Pipeline => ({
@@ -59,7 +64,25 @@ const fromRow = (r: PipelineRow): Pipeline => ({
   generation: r.generation,
   syncPaused: r.sync_paused,
   state: r.state,
+  pendingConfig: r.pending_config,
+  pendingGeneration: r.pending_generation,
 });
+
+/** The table a re-embed builds the next generation in, before it swaps it in. */
+export const swapTableName = (vectorTable: string): string => `${vectorTable}_swap`;
+
+/**
+ * The pipeline as one generation sees it: the live generation writes the vector table with the live
+ * config; the pending one (during a re-embed) writes the swap table with the new config. Any other
+ * generation is gone: its work is dropped, because a newer generation already covers it.
+ */
+export function atGeneration(p: Pipeline, generation: number | undefined): Pipeline | undefined {
+  if (generation === undefined || generation === p.generation) return p;
+  if (generation === p.pendingGeneration && p.pendingConfig && p.state === 'swapping') {
+    return { ...p, config: p.pendingConfig, generation, vectorTable: swapTableName(p.vectorTable) };
+  }
+  return undefined;
+}
 
 export async function getPipeline(db: Pool | PoolClient, name: string, lock: '' | 'for share' | 'for update' = ''): Promise<Pipeline> {
   const { rows } = await db.query<PipelineRow>(`select * from embedsync.pipelines where name = $1 ${lock}`, [name]);

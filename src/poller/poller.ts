@@ -7,7 +7,8 @@ import type { Pool } from '../db/pool.js';
 import type { Logger } from '../log.js';
 import { NOTIFY_CHANNEL } from '../capture/triggers.js';
 import { EMBED_KIND, EMBED_PIPELINE, embedTaskQueue } from '../temporal/names.js';
-import type { SyncInput, syncChanges } from '../../workflows/index.js';
+import type { SyncInput, SyncTarget, syncChanges } from '../../workflows/index.js';
+import type { PipelineConfig } from '../config/pipeline.js';
 import { claimOutboxBatch, deleteClaimed } from './claim.js';
 import { planBatches, type PlannedBatch } from './plan.js';
 
@@ -83,12 +84,13 @@ export class Poller {
   }
 
   private async startBatch(batch: PlannedBatch, pipeline: Pipeline): Promise<void> {
-    const input: SyncInput = {
-      pipeline: batch.pipeline,
-      keys: batch.keys,
-      sweep: batch.sweep,
-      embedTaskQueue: embedTaskQueue(this.deps.taskQueue, pipeline.config.embedding.provider),
-    };
+    const queueOf = (config: PipelineConfig): string => embedTaskQueue(this.deps.taskQueue, config.embedding.provider);
+    const targets: SyncTarget[] = [{ generation: pipeline.generation, embedTaskQueue: queueOf(pipeline.config) }];
+    // While a re-embed builds the next generation, every change goes to its table too.
+    if (pipeline.state === 'swapping' && pipeline.pendingConfig && pipeline.pendingGeneration !== null) {
+      targets.push({ generation: pipeline.pendingGeneration, embedTaskQueue: queueOf(pipeline.pendingConfig) });
+    }
+    const input: SyncInput = { pipeline: batch.pipeline, keys: batch.keys, sweep: batch.sweep, embedTaskQueue: queueOf(pipeline.config), targets };
     try {
       await this.deps.temporal.workflow.start<typeof syncChanges>('syncChanges', {
         taskQueue: this.deps.taskQueue,

@@ -16,6 +16,9 @@ export const syncWorkflowId = (pipeline: string, firstOutboxId: number, digest: 
 /** One backfill per pipeline at a time: starting another attaches to the running one. */
 export const backfillWorkflowId = (pipeline: string): string => `backfill:${pipeline}`;
 
+/** The re-embed that builds one generation: swap:products:2. */
+export const swapWorkflowId = (pipeline: string, generation: number): string => `swap:${pipeline}:${generation}`;
+
 export function webUiWorkflowUrl(uiBase: string, namespace: string, workflowId: string): string {
   return `${uiBase.replace(/\/$/, '')}/namespaces/${encodeURIComponent(namespace)}/workflows/${encodeURIComponent(workflowId)}`;
 }

@@ -6,6 +6,7 @@ import path from 'node:path';
 import type { Client } from '@temporalio/client';
 import type { NativeConnection } from '@temporalio/worker';
 import { applyPipelines } from '../../src/capture/apply.js';
+import { instanceId } from '../../src/db/catalog.js';
 import { readEnv } from '../../src/config/env.js';
 import { parsePipelines, type PipelineInput } from '../../src/config/pipeline.js';
 import { createLogger, type Logger } from '../../src/log.js';
@@ -42,6 +43,8 @@ export class CountingProvider implements EmbeddingProvider {
 
 export interface Harness {
   db: TestDatabase;
+  /** The database's installation id, for starting backfills and re-embeds. */
+  instanceId: string;
   taskQueue: string;
   client: Client;
   provider: CountingProvider;
@@ -67,6 +70,7 @@ export async function startHarness(label: string, opts: { pollers?: number } = {
 
   const harness: Harness = {
     db,
+    instanceId: await instanceId(db.pool),
     taskQueue,
     client,
     provider,
@@ -109,6 +113,12 @@ export async function startHarness(label: string, opts: { pollers?: number } = {
   for (let i = 0; i < (opts.pollers ?? 1); i += 1) harness.startPoller();
   return harness;
 }
+
+/**
+ * Workflow ids such as backfill:<pipeline> are unique per namespace, which every test file shares:
+ * pipelines whose workflows are started by name get a name of their own.
+ */
+export const uniqueName = (base: string): string => `${base}_${randomBytes(3).toString('hex')}`;
 
 export const PRODUCTS_TABLE = `
   create table products (

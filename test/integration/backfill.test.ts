@@ -8,12 +8,13 @@ import { getPipeline } from '../../src/db/catalog.js';
 import { verifyPipeline } from '../../src/verify/verify.js';
 import { pauseSignal, progressQuery, resumeSignal } from '../../workflows/definitions.js';
 import type { backfill } from '../../workflows/index.js';
-import { applyPipeline, productsPipeline, startHarness, type Harness } from '../helpers/harness.js';
+import { applyPipeline, productsPipeline, startHarness, uniqueName, type Harness } from '../helpers/harness.js';
 import { waitFor } from '../helpers/wait.js';
 
 let h: Harness;
 
-async function freshTable(name: string, rows: number): Promise<void> {
+async function freshTable(base: string, rows: number): Promise<string> {
+  const name = uniqueName(base);
   await h.db.pool.query(`create table ${name} (id bigint primary key, name text, description text, category text)`);
   // Rows exist before the pipeline: only a backfill can embed them.
   await h.db.pool.query(
@@ -21,11 +22,12 @@ async function freshTable(name: string, rows: number): Promise<void> {
     [rows],
   );
   await applyPipeline(h, productsPipeline({ name, source: { table: name }, metadata: ['category'], batchSize: 250 }));
+  return name;
 }
 
 async function begin(name: string, extra: { maxHistoryEvents?: number; window?: number } = {}): Promise<WorkflowHandle<typeof backfill>> {
   const p = await getPipeline(h.db.pool, name);
-  return startBackfill(h.client, p, { taskQueue: h.taskQueue, rows: 0, ...extra });
+  return startBackfill(h.client, p, { taskQueue: h.taskQueue, instanceId: h.instanceId, rows: 0, ...extra });
 }
 
 async function vectorRows(name: string): Promise<number> {
@@ -46,28 +48,29 @@ describe('backfill', () => {
   after(async () => h.stop());
 
   it('a 20,000-row backfill whose worker goes away mid-way resumes from its checkpoint without paying twice', async () => {
-    await freshTable('big', 20_000);
+    const big = await freshTable('big', 20_000);
     h.provider.reset();
-    const handle = await begin('big');
-    await waitFor('a few checkpoints', async () => ((await handle.query(progressQuery)).processed >= 4000 ? true : false), 120_000);
+    const handle = await begin(big);
+    const checkpointed = async () => (await h.db.pool.query<{ n: number }>(`select synced_rows as n from embedsync.pipelines where name = $1`, [big])).rows[0]?.n ?? 0;
+    await waitFor('a few checkpoints in the catalog', async () => (await checkpointed()) >= 4000, 120_000);
     await h.stopWorker();
-    const { rows } = await h.db.pool.query<{ synced_rows: number; backfill_cursor: string }>(`select synced_rows, backfill_cursor from embedsync.pipelines where name = 'big'`);
+    const { rows } = await h.db.pool.query<{ synced_rows: number; backfill_cursor: string }>(`select synced_rows, backfill_cursor from embedsync.pipelines where name = $1`, [big]);
     assert.ok((rows[0]?.synced_rows ?? 0) >= 4000, 'the checkpoint is in the catalog');
     assert.ok(rows[0]?.backfill_cursor, 'the cursor is in the catalog');
     await h.startWorker();
     const result = await handle.result();
     assert.equal(result.processed, 20_000);
-    assert.equal(await vectorRows('big'), 20_000);
-    assertEmbeddedOnce('big');
-    const report = await verifyPipeline(h.db.pool, 'big');
+    assert.equal(await vectorRows(big), 20_000);
+    assertEmbeddedOnce(big);
+    const report = await verifyPipeline(h.db.pool, big);
     assert.deepEqual([report.missing, report.stale, report.orphaned], [[], [], []]);
-    const state = await h.db.pool.query<{ state: string; synced_rows: number; total_rows: number }>(`select state, synced_rows, total_rows from embedsync.pipelines where name = 'big'`);
+    const state = await h.db.pool.query<{ state: string; synced_rows: number; total_rows: number }>(`select state, synced_rows, total_rows from embedsync.pipelines where name = $1`, [big]);
     assert.deepEqual(state.rows[0], { state: 'active', synced_rows: 20_000, total_rows: 20_000 });
   });
 
   it('pause holds before the next batch, resume finishes, and progress agrees with the catalog', async () => {
-    await freshTable('pausable', 6000);
-    const handle = await begin('pausable', { window: 1 });
+    const pausable = await freshTable('pausable', 6000);
+    const handle = await begin(pausable, { window: 1 });
     await waitFor('the backfill to get going', async () => (await handle.query(progressQuery)).processed > 0, 60_000);
     await handle.signal(pauseSignal);
     const paused = await waitFor('the pause to take hold', async () => {
@@ -77,40 +80,40 @@ describe('backfill', () => {
     await new Promise((r) => setTimeout(r, 1500));
     const still = await handle.query(progressQuery);
     assert.equal(still.processed, paused.processed, 'no batch may start while paused');
-    assert.equal(await vectorRows('pausable'), paused.processed);
-    const { rows } = await h.db.pool.query<{ synced_rows: number }>(`select synced_rows from embedsync.pipelines where name = 'pausable'`);
+    assert.equal(await vectorRows(pausable), paused.processed);
+    const { rows } = await h.db.pool.query<{ synced_rows: number }>(`select synced_rows from embedsync.pipelines where name = $1`, [pausable]);
     assert.equal(rows[0]?.synced_rows, paused.processed);
     assert.equal(still.total, 6000);
     await handle.signal(resumeSignal);
     assert.equal((await handle.result()).processed, 6000);
-    assert.equal(await vectorRows('pausable'), 6000);
+    assert.equal(await vectorRows(pausable), 6000);
   });
 
   it('continues as new with the cursor carried over: no gaps, no repeats', async () => {
-    await freshTable('longrun', 5000);
+    const longrun = await freshTable('longrun', 5000);
     h.provider.reset();
-    const handle = await begin('longrun', { maxHistoryEvents: 80, window: 2 });
+    const handle = await begin(longrun, { maxHistoryEvents: 80, window: 2 });
     assert.equal((await handle.result()).processed, 5000);
     const runs = [];
-    for await (const w of h.client.workflow.list({ query: `WorkflowId = "backfill:longrun"` })) runs.push(w.runId);
+    for await (const w of h.client.workflow.list({ query: `WorkflowId = "backfill:${longrun}"` })) runs.push(w.runId);
     assert.ok(runs.length >= 3, `expected several runs, got ${runs.length}`);
-    assert.equal(await vectorRows('longrun'), 5000);
-    assertEmbeddedOnce('longrun');
+    assert.equal(await vectorRows(longrun), 5000);
+    assertEmbeddedOnce(longrun);
   });
 
   it('inserts, updates and deletes made during a backfill converge', async () => {
-    await freshTable('busy', 8000);
-    const handle = await begin('busy', { window: 2 });
+    const busy = await freshTable('busy', 8000);
+    const handle = await begin(busy, { window: 2 });
     for (let i = 0; i < 20; i += 1) {
-      await h.db.pool.query(`insert into busy values (${100_000 + i}, 'New ${i}', 'Added during the backfill', 'c1')`);
-      await h.db.pool.query(`update busy set description = 'Changed during the backfill ${i}' where id = ${1 + i * 397}`);
-      await h.db.pool.query(`delete from busy where id = ${7000 - i * 13}`);
+      await h.db.pool.query(`insert into ${busy} values (${100_000 + i}, 'New ${i}', 'Added during the backfill', 'c1')`);
+      await h.db.pool.query(`update ${busy} set description = 'Changed during the backfill ${i}' where id = ${1 + i * 397}`);
+      await h.db.pool.query(`delete from ${busy} where id = ${7000 - i * 13}`);
     }
     await handle.result();
     await waitFor('convergence', async () => {
       const outbox = await h.db.pool.query('select 1 from embedsync.outbox limit 1');
       if (outbox.rowCount) return false;
-      const r = await verifyPipeline(h.db.pool, 'busy');
+      const r = await verifyPipeline(h.db.pool, busy);
       return r.missing.length + r.stale.length + r.orphaned.length === 0;
     }, 60_000);
   });

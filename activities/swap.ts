@@ -1,0 +1,92 @@
+// Re-embedding by atomic swap (DESIGN decision 8): the pending generation is built in
+// <vector table>_swap while the live table keeps serving; then one short transaction renames
+// live → old and swap → live, switches the pipeline's generation, and drops old.
+import { ApplicationFailure } from '@temporalio/activity';
+import { atGeneration, getPipeline, swapTableName, type Pipeline } from '../src/db/catalog.js';
+import { inspectTable } from '../src/capture/inspect.js';
+import { createVectorTableSql, createViewSql, hnswName, pkeyName, viewName } from '../src/capture/vector-table.js';
+import { qualified, quoteIdent } from '../src/db/ident.js';
+import { withTransaction, type PoolClient } from '../src/db/pool.js';
+import type { ActivityDeps } from './deps.js';
+import { classified } from './errors.js';
+
+export interface SwapRef { pipeline: string; generation: number }
+
+/** Retrying cannot make a generation pending again: the config moved on, or another swap finished. */
+const nothingToSwap = (pipeline: string, detail: string): ApplicationFailure =>
+  ApplicationFailure.nonRetryable(`pipeline "${pipeline}": ${detail}`, 'NothingToSwap');
+
+export function createSwapActivities({ pool, log }: ActivityDeps) {
+  return {
+    /** Creates the swap table for the pending generation and marks the pipeline as swapping. */
+    async prepareSwap({ pipeline, generation }: SwapRef): Promise<void> {
+      return classified(() =>
+        withTransaction(pool, async (client) => {
+          const p = await getPipeline(client, pipeline, 'for update');
+          if (p.generation === generation) return; // already swapped in: a retry after success
+          if (p.pendingGeneration !== generation || !p.pendingConfig) {
+            throw nothingToSwap(pipeline, `generation ${generation} is not the pending one (${p.pendingGeneration ?? 'none'})`);
+          }
+          const swap = { ...p, config: p.pendingConfig, vectorTable: swapTableName(p.vectorTable) };
+          if (p.state !== 'swapping') {
+            // Whatever an abandoned attempt left behind is rebuilt from nothing.
+            await client.query(`drop table if exists ${qualified(p.vectorSchema, swap.vectorTable)}`);
+          }
+          for (const sql of createVectorTableSql(swap)) await client.query(sql);
+          await client.query(`update embedsync.pipelines set state = 'swapping', updated_at = now() where name = $1`, [pipeline]);
+          log.info({ pipeline, generation }, 're-embed started');
+        }),
+      );
+    },
+
+    /** The swap itself, in one transaction: readers block for its duration, never fail, never mix. */
+    async cutOverSwap({ pipeline, generation }: SwapRef): Promise<void> {
+      return classified(() =>
+        withTransaction(pool, async (client) => {
+          // FOR UPDATE waits for in-flight writes (they hold the row FOR SHARE) and holds back new ones.
+          const p = await getPipeline(client, pipeline, 'for update');
+          if (p.generation === generation) return;
+          const next = atGeneration(p, generation);
+          if (!next || !p.pendingConfig) throw nothingToSwap(pipeline, `generation ${generation} is not being built`);
+          await renameTables(client, p);
+          const info = await inspectTable(client, p.sourceSchema, p.sourceTable);
+          const live: Pipeline = { ...p, config: p.pendingConfig, generation };
+          for (const sql of createViewSql(live, [...(info?.columns.keys() ?? [])])) await client.query(sql);
+          await client.query(
+            `update embedsync.pipelines
+                set config = pending_config, generation = pending_generation, pending_config = null,
+                    pending_generation = null, state = 'active', updated_at = now()
+              where name = $1`,
+            [pipeline],
+          );
+          log.info({ pipeline, generation }, 're-embed swapped in');
+        }),
+      );
+    },
+
+    /** Gives up a re-embed (cancelled): drops the swap table; the config change stays pending. */
+    async abandonSwap({ pipeline, generation }: SwapRef): Promise<void> {
+      await withTransaction(pool, async (client) => {
+        const p = await getPipeline(client, pipeline, 'for update');
+        if (p.pendingGeneration !== generation) return;
+        await client.query(`drop table if exists ${qualified(p.vectorSchema, swapTableName(p.vectorTable))}`);
+        await client.query(`update embedsync.pipelines set state = 'pending_rebackfill', updated_at = now() where name = $1`, [pipeline]);
+      });
+    },
+  };
+}
+
+async function renameTables(client: PoolClient, p: Pipeline): Promise<void> {
+  const schema = quoteIdent(p.vectorSchema);
+  const live = p.vectorTable;
+  const swap = swapTableName(live);
+  const old = `${live}_old`;
+  await client.query(`drop view if exists ${qualified(p.vectorSchema, viewName(p))}`);
+  await client.query(`drop table if exists ${qualified(p.vectorSchema, old)}`);
+  await client.query(`alter table ${qualified(p.vectorSchema, live)} rename to ${quoteIdent(old)}`);
+  await client.query(`alter table ${qualified(p.vectorSchema, swap)} rename to ${quoteIdent(live)}`);
+  await client.query(`drop table ${qualified(p.vectorSchema, old)}`);
+  // Index names follow the table's, so the next swap can build its own under the usual names.
+  await client.query(`alter index ${schema}.${quoteIdent(pkeyName(swap))} rename to ${quoteIdent(pkeyName(live))}`);
+  await client.query(`alter index ${schema}.${quoteIdent(hnswName(swap))} rename to ${quoteIdent(hnswName(live))}`);
+}
