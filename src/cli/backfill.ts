@@ -1,0 +1,91 @@
+// npm run backfill: embeds every existing row of a pipeline's source table as one durable workflow,
+// and watches it until it is done. A second run attaches to the running backfill instead of starting
+// another; Ctrl-C stops watching, never the backfill.
+import { Command, InvalidArgumentError } from 'commander';
+import { startBackfill } from '../backfill/start.js';
+import { instanceId, resolvePipeline } from '../db/catalog.js';
+import { countSourceRows, runningBackfill } from '../status/index.js';
+import { webUiWorkflowUrl } from '../temporal/names.js';
+import { runMain, UserError } from './common.js';
+import { connectTemporal, openDatabase, temporalUiUrl, type TemporalSession } from './connections.js';
+import { count, duration, plural } from './format.js';
+import { watchBackfill } from './watch.js';
+
+function positiveInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('must be a whole number of at least 1.');
+  return n;
+}
+
+const opts = new Command('backfill')
+  .description("Embed every existing row of a pipeline's source table: a Temporal workflow that checkpoints, survives restarts and can be paused. Shows its progress until it is done.")
+  .requiredOption('-t, --table <table>', 'a pipeline name, or a source table one pipeline syncs')
+  .option('--batch-size <n>', "source keys per batch (default: the pipeline's batchSize)", positiveInt)
+  .option('--window <n>', 'batches in flight at once (default 4)', positiveInt)
+  .option('--detach', 'start the backfill (or find the running one) and return at once')
+  .addHelpText('after', `
+Examples:
+  npm run backfill -- --table products
+  npm run backfill -- --table products --detach --window 8
+
+Rows whose vectors already match their content are checked, not embedded again, so running a
+backfill twice costs little. Ctrl-C while watching leaves the backfill running; run the same command
+again to watch it, and \`npm run pause -- --table <table>\` to hold it.`)
+  .parse()
+  .opts<{ table: string; batchSize?: number; window?: number; detach?: boolean }>();
+
+runMain(async (env) => {
+  const pool = await openDatabase(env, 'embedsync-backfill');
+  let session: TemporalSession | undefined;
+  try {
+    const p = await resolvePipeline(pool, opts.table);
+    session = await connectTemporal(env);
+    const { client } = session;
+    const running = await runningBackfill(client, p.name);
+    if (!running && p.syncPaused) {
+      throw new UserError(`${p.name} is paused: resume it first (npm run resume -- --table ${p.name}), then backfill`);
+    }
+    const rows = running ? 0 : await countSourceRows(pool, p);
+    const handle = await startBackfill(client, p, {
+      taskQueue: env.taskQueue,
+      instanceId: await instanceId(pool),
+      rows,
+      ...(opts.batchSize ? { batchSize: opts.batchSize } : {}),
+      ...(opts.window ? { window: opts.window } : {}),
+    });
+    const url = webUiWorkflowUrl(temporalUiUrl(env), env.temporalNamespace, handle.workflowId);
+    if (running) {
+      const ignored = opts.batchSize || opts.window ? ' (--batch-size and --window apply to new backfills only)' : '';
+      console.log(`${p.name}: a backfill is already running${opts.detach ? '' : '; following it'}${ignored}`);
+    } else {
+      console.log(`${p.name}: backfill started for ${plural(rows, 'row')} of ${p.sourceSchema}.${p.sourceTable}`);
+    }
+    if (opts.detach) {
+      console.log(`  workflow:  ${handle.workflowId}  ${url}`);
+      console.log(`  watch:     npm run backfill -- --table ${p.name}`);
+      console.log(`  status:    npm run status -- --table ${p.name}`);
+      return;
+    }
+
+    const started = Date.now();
+    const outcome = await watchBackfill(client, handle, { pipeline: p.name, rows, tty: process.stdout.isTTY === true, taskQueue: env.taskQueue }).catch(
+      (err: Error) => {
+        throw new UserError(`the backfill of ${p.name} did not complete: ${err.cause instanceof Error ? err.cause.message : err.message} (${url})`);
+      },
+    );
+    if (outcome.kind === 'detached') {
+      console.log(`\n${p.name}: stopped watching; the backfill continues in Temporal.`);
+      console.log(`  watch again:  npm run backfill -- --table ${p.name}`);
+      console.log(`  pause it:     npm run pause -- --table ${p.name}`);
+      console.log(`  workflow:     ${url}`);
+      return;
+    }
+    const { processed, tokens } = outcome.result;
+    const seconds = (Date.now() - started) / 1000;
+    const took = running ? '' : ` in ${duration(seconds)} (${count(processed / Math.max(seconds, 0.001))} rows/s)`;
+    console.log(`${p.name}: backfill done: ${plural(processed, 'row')}${took}, ${plural(tokens, 'token')}; vectors in ${p.vectorSchema}.${p.vectorTable}`);
+  } finally {
+    await session?.close();
+    await pool.end();
+  }
+});

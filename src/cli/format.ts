@@ -1,0 +1,39 @@
+// How the commands print numbers, durations and backfill progress, so every command reads alike.
+import type { BackfillProgress } from '../../workflows/definitions.js';
+
+export const count = (n: number): string => Math.round(n).toLocaleString('en-US');
+
+export const plural = (n: number, one: string, many = `${one}s`): string => `${count(n)} ${n === 1 ? one : many}`;
+
+/** 4 s, 2 min 05 s, 3 h 12 min: short enough for a progress line, exact enough to plan by. */
+export function duration(seconds: number): string {
+  if (!Number.isFinite(seconds) || seconds < 0) return '?';
+  if (seconds < 10) return `${seconds.toFixed(1)} s`;
+  const s = Math.round(seconds);
+  if (s < 60) return `${s} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ${String(s % 60).padStart(2, '0')} s`;
+  if (s < 86_400) return `${Math.floor(s / 3600)} h ${String(Math.floor((s % 3600) / 60)).padStart(2, '0')} min`;
+  return `${Math.floor(s / 86_400)} d ${Math.floor((s % 86_400) / 3600)} h`;
+}
+
+export const rate = (perSecond: number | null): string => (perSecond === null ? '… rows/s' : `${count(perSecond)} rows/s`);
+
+export const percent = (done: number, total: number | null): string =>
+  total ? `${Math.min(100, Math.floor((done / total) * 100))}%` : '';
+
+/** Where a backfill is, how fast it goes, when it should be done: for pipes, logs and status. */
+export function progressText(pipeline: string, p: BackfillProgress, fallbackTotal: number): string {
+  const total = p.total ?? fallbackTotal;
+  const head = `${count(p.processed)} of ${count(total)} rows (${percent(p.processed, total) || '0%'})`;
+  switch (p.phase) {
+    case 'counting':
+      return 'counting source rows…';
+    case 'paused':
+      return `${head}, paused (npm run resume -- --table ${pipeline})`;
+    case 'finishing':
+    case 'done':
+      return `${head}, finishing`;
+    default:
+      return `${head}, ${rate(p.rowsPerSecond)}, ETA ${p.etaSeconds === null ? '…' : duration(p.etaSeconds)}`;
+  }
+}

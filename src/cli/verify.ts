@@ -1,0 +1,80 @@
+// npm run verify: checks that a pipeline's vectors match its source table row by row (by content hash,
+// chunks, generation and metadata), and with --requeue queues the differences for the sync to repair.
+import { Command } from 'commander';
+import { resolvePipeline } from '../db/catalog.js';
+import { readPipelineFacts } from '../status/index.js';
+import { requeueReport } from '../verify/requeue.js';
+import { verifyPipeline, type VerifyReport } from '../verify/verify.js';
+import { runMain } from './common.js';
+import { openDatabase } from './connections.js';
+import { count, plural } from './format.js';
+
+const EXAMPLES = 10;
+
+const opts = new Command('verify')
+  .description("Check that every source row has the vectors of its current content, and that no vectors outlive their row. Exits 0 when in step, 1 when not.")
+  .requiredOption('-t, --table <table>', 'a pipeline name, or a source table one pipeline syncs')
+  .option('--requeue', 'queue every differing key in the outbox, so the running poller and worker repair it')
+  .option('--json', 'print the result as JSON')
+  .addHelpText('after', `
+Examples:
+  npm run verify -- --table products
+  npm run verify -- --table products --requeue     # then run verify again once the queue has drained
+
+It reads the whole source table a page at a time; on a busy table, changes still in flight show up
+as differences until they are synced.`)
+  .parse()
+  .opts<{ table: string; requeue?: boolean; json?: boolean }>();
+
+type Kind = 'missing' | 'stale' | 'orphaned';
+const KINDS: Record<Kind, string> = {
+  missing: 'rows with content but no vectors',
+  stale: 'vectors of other content, chunking, generation or metadata',
+  orphaned: 'vectors whose source row is gone',
+};
+
+runMain(async (env) => {
+  const pool = await openDatabase(env, 'embedsync-verify');
+  try {
+    const p = await resolvePipeline(pool, opts.table);
+    const report = await verifyPipeline(pool, p.name);
+    const differing = report.missing.length + report.stale.length + report.orphaned.length;
+    // Read before requeueing, so the changes queued here do not count as work already in flight.
+    const [facts] = await readPipelineFacts(pool, p.name);
+    const requeued = opts.requeue && differing > 0 ? await requeueReport(pool, report) : undefined;
+    const inFlight = { outboxBacklog: facts?.outboxBacklog ?? 0, state: facts?.state ?? p.state, syncPaused: facts?.syncPaused ?? p.syncPaused };
+
+    if (opts.json) {
+      const kinds = (k: Kind) => ({ count: report[k].length, examples: report[k].slice(0, EXAMPLES) });
+      const json = { pipeline: p.name, rows: report.rows, inStep: differing === 0, missing: kinds('missing'), stale: kinds('stale'), orphaned: kinds('orphaned'), ...(requeued === undefined ? {} : { requeued }), inFlight };
+      console.log(JSON.stringify(json, null, 2));
+    } else {
+      console.log(`${p.name} (${p.sourceSchema}.${p.sourceTable} → ${p.vectorSchema}.${p.vectorTable}): ${plural(report.rows, 'row')} checked`);
+      for (const kind of Object.keys(KINDS) as Kind[]) console.log(kindLine(report, kind));
+      console.log(verdict(p.name, differing, requeued, inFlight));
+    }
+    if (differing > 0) process.exitCode = 1;
+  } finally {
+    await pool.end();
+  }
+});
+
+function kindLine(report: VerifyReport, kind: Kind): string {
+  const keys = report[kind];
+  const more = keys.length > EXAMPLES ? `, … ${count(keys.length - EXAMPLES)} more` : '';
+  const examples = keys.length ? `  e.g. ${keys.slice(0, EXAMPLES).join(', ')}${more}` : '';
+  return `  ${kind.padEnd(9)} ${count(keys.length).padStart(7)}  (${KINDS[kind]})${examples}`;
+}
+
+function verdict(pipeline: string, differing: number, requeued: number | undefined, inFlight: { outboxBacklog: number; state: string; syncPaused: boolean }): string {
+  if (differing === 0) return `${pipeline}: in step.`;
+  const lines = [`${pipeline}: NOT in step: ${plural(differing, 'key')} differ.`];
+  if (inFlight.outboxBacklog > 0 || inFlight.state === 'backfilling') {
+    const busy = inFlight.state === 'backfilling' ? 'a backfill is running' : `${plural(inFlight.outboxBacklog, 'change')} waiting in the outbox`;
+    lines.push(`  Work is in flight (${busy}): some of these may be on their way.`);
+  }
+  if (requeued === undefined) lines.push(`  npm run verify -- --table ${pipeline} --requeue queues them for the sync to repair.`);
+  else if (inFlight.syncPaused) lines.push(`  Queued ${plural(requeued, 'change')}; sync is paused, so they wait for npm run resume -- --table ${pipeline}.`);
+  else lines.push(`  Queued ${plural(requeued, 'change')} for the sync; run verify again once they are processed.`);
+  return lines.join('\n');
+}

@@ -1,0 +1,145 @@
+// Watching a backfill from a terminal: a live bar fed by the workflow's progress query, or a line every
+// few seconds when stdout is a pipe or a log. Ctrl-C stops the watching, never the backfill.
+import type { Client, WorkflowHandle } from '@temporalio/client';
+import cliProgress from 'cli-progress';
+import type { BackfillProgress } from '../../workflows/definitions.js';
+import type { backfill, BackfillResult } from '../../workflows/index.js';
+import { queryProgress } from '../status/index.js';
+import { count, duration, percent, progressText, rate } from './format.js';
+
+export type WatchOutcome = { kind: 'done'; result: BackfillResult } | { kind: 'detached' };
+
+export interface WatchOptions {
+  pipeline: string;
+  /** Source rows counted when the backfill was started, until the workflow has counted its own. */
+  rows: number;
+  tty: boolean;
+  /** How often a line is printed when stdout is not a terminal. */
+  lineEveryMs?: number;
+  /** The task queue a worker must poll, for the hint shown when none answers. */
+  taskQueue: string;
+}
+
+interface Display {
+  update(progress: BackfillProgress | null, silentForMs: number): void;
+  /** Shows the final count, which the last progress answer may not have reached. */
+  complete(result: BackfillResult): void;
+  stop(): void;
+}
+
+/** After this long without an answer to the progress query, say that no worker seems to be there. */
+const NO_WORKER_HINT_AFTER_MS = 10_000;
+
+export async function watchBackfill(client: Client, handle: WorkflowHandle<typeof backfill>, options: WatchOptions): Promise<WatchOutcome> {
+  const display = options.tty ? barDisplay(options) : lineDisplay(options);
+  let stopped = false;
+  let wake: () => void = () => undefined;
+  let onSigint: () => void = () => undefined;
+  const detached = new Promise<WatchOutcome>((resolve) => {
+    onSigint = () => resolve({ kind: 'detached' });
+    process.on('SIGINT', onSigint);
+  });
+  // The result is a long poll; closing the connection would wait for it (up to 20 s), so it is cancelled.
+  const abort = new AbortController();
+  const finished = client.withAbortSignal(abort.signal, () => handle.result()).then((result): WatchOutcome => ({ kind: 'done', result }));
+  finished.catch(() => undefined); // cancelled once detached: expected
+
+  // One controller per query: the SDK leaves a listener on the signal it is given.
+  let queryAbort = new AbortController();
+  const polling = (async () => {
+    let lastAnswer = Date.now();
+    while (!stopped) {
+      queryAbort = new AbortController();
+      const signal = queryAbort.signal;
+      const progress = await client.withAbortSignal(signal, () => queryProgress(client, handle, 2000));
+      if (progress) lastAnswer = Date.now();
+      if (!stopped) display.update(progress, Date.now() - lastAnswer);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, options.tty ? 500 : 1000);
+        wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+    }
+  })();
+
+  let outcome: WatchOutcome | undefined;
+  try {
+    outcome = await Promise.race([finished, detached]);
+    return outcome;
+  } finally {
+    stopped = true;
+    abort.abort();
+    queryAbort.abort();
+    wake();
+    await polling;
+    if (outcome?.kind === 'done') display.complete(outcome.result);
+    display.stop();
+    process.off('SIGINT', onSigint);
+  }
+}
+
+function noWorkerHint(o: WatchOptions): string {
+  return `no worker has answered yet: is \`npm run worker\` running with EMBEDSYNC_TASK_QUEUE=${o.taskQueue}?`;
+}
+
+function barDisplay(o: WatchOptions): Display {
+  const bar = new cliProgress.SingleBar({
+    format: `${o.pipeline} {bar} {percent} {done}/{all} rows | {speed} | ETA {left} {note}`,
+    stream: process.stdout,
+    hideCursor: true,
+    barsize: 30,
+    fps: 5,
+    barCompleteChar: '█',
+    barIncompleteChar: '░',
+  });
+  let total = o.rows;
+  let last: BackfillProgress | null = null;
+  const payload = (p: BackfillProgress | null, note: string) => ({
+    percent: percent(p?.processed ?? 0, total) || '0%',
+    done: count(p?.processed ?? 0),
+    all: count(total),
+    speed: rate(p?.rowsPerSecond ?? null),
+    left: p?.etaSeconds == null ? '…' : duration(p.etaSeconds),
+    note,
+  });
+  bar.start(Math.max(total, 1), 0, payload(null, ''));
+  return {
+    update(p, silentForMs) {
+      if (p?.total != null && p.total !== total) {
+        total = p.total;
+        bar.setTotal(Math.max(total, 1));
+      }
+      const note = !p ? (silentForMs > NO_WORKER_HINT_AFTER_MS ? '(no worker answering: is `npm run worker` running?)' : '') : p.phase === 'paused' ? '(paused)' : p.phase === 'counting' ? '(counting rows…)' : '';
+      last = p ?? last;
+      bar.update(last?.processed ?? 0, payload(last, note));
+    },
+    complete(result) {
+      total = result.total;
+      bar.setTotal(Math.max(total, 1));
+      bar.update(result.processed, { ...payload(last, ''), done: count(result.processed), percent: percent(result.processed, total) || '100%', left: '0 s' });
+    },
+    stop: () => bar.stop(),
+  };
+}
+
+function lineDisplay(o: WatchOptions): Display {
+  const every = o.lineEveryMs ?? 5000;
+  let lastPrinted = Date.now();
+  let hinted = false;
+  return {
+    update(p, silentForMs) {
+      if (!p && silentForMs > NO_WORKER_HINT_AFTER_MS && !hinted) {
+        hinted = true;
+        console.log(`${o.pipeline}: ${noWorkerHint(o)}`);
+      }
+      if (!p || Date.now() - lastPrinted < every) return;
+      lastPrinted = Date.now();
+      hinted = false;
+      console.log(`${o.pipeline}: ${progressText(o.pipeline, p, o.rows)}`);
+    },
+    complete: () => undefined, // the summary line follows
+    stop: () => undefined,
+  };
+}

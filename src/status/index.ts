@@ -1,0 +1,49 @@
+// The facts `npm run status` shows: the database's (the pipeline_status view) and, when Temporal can
+// be reached, its running workflows and backfill progress. The database facts never wait on Temporal.
+import type { Client } from '@temporalio/client';
+import type { Pool } from '../db/pool.js';
+import { readPipelineFacts, type PipelineFacts } from './queries.js';
+import { pipelineWorkflows, type PipelineWorkflows, type WebUi } from './temporal.js';
+
+export { readPipelineFacts, setSyncPaused, countSourceRows, type PipelineFacts } from './queries.js';
+export * from './temporal.js';
+
+export interface PipelineStatus extends PipelineFacts {
+  /** Null when Temporal could not be asked. */
+  workflows: PipelineWorkflows | null;
+}
+
+export interface StatusReport {
+  temporal: { address: string; namespace: string; reachable: boolean; error?: string };
+  pipelines: PipelineStatus[];
+}
+
+export interface TemporalTarget extends WebUi {
+  address: string;
+  /** Undefined when connecting failed; `error` says why. */
+  client: Client | undefined;
+  error?: string;
+}
+
+export async function gatherStatus(pool: Pool, temporal: TemporalTarget, pipeline?: string): Promise<StatusReport> {
+  const facts = await readPipelineFacts(pool, pipeline);
+  const { client } = temporal;
+  let error = temporal.error;
+  const pipelines: PipelineStatus[] = [];
+  for (const f of facts) {
+    let workflows: PipelineWorkflows | null = null;
+    if (client && error === undefined) {
+      try {
+        workflows = await pipelineWorkflows(client, temporal, f.pipeline);
+      } catch (err) {
+        // A namespace that is missing or a server that went away: keep the database facts.
+        error = (err as Error).message;
+      }
+    }
+    pipelines.push({ ...f, workflows });
+  }
+  return {
+    temporal: { address: temporal.address, namespace: temporal.namespace, reachable: client !== undefined && error === undefined, ...(error === undefined ? {} : { error }) },
+    pipelines,
+  };
+}

@@ -1,0 +1,64 @@
+// The SQL behind the operator commands: the status view, the sync pause switch, and counting a
+// source table. Identifiers reach SQL only through the quoting helper.
+import { NOTIFY_CHANNEL } from '../capture/triggers.js';
+import type { Pipeline } from '../db/catalog.js';
+import { qualified } from '../db/ident.js';
+import type { Pool } from '../db/pool.js';
+
+/** One row of embedsync.pipeline_status (sql/000002_progress.sql), in the code's words. */
+export interface PipelineFacts {
+  pipeline: string;
+  sourceTable: string;
+  vectorTable: string;
+  state: string;
+  syncPaused: boolean;
+  generation: number;
+  provider: string;
+  model: string;
+  dimensions: number;
+  /** Rows the last (or running) backfill has been through, and the source's size when it began. */
+  syncedRows: number;
+  totalRows: number | null;
+  lastSyncedAt: Date | null;
+  tokensUsed: number;
+  outboxBacklog: number;
+  /** How long the oldest waiting change has waited; null when nothing waits. */
+  oldestChangeSeconds: number | null;
+  deadLetters: number;
+}
+
+export async function readPipelineFacts(pool: Pool, pipeline?: string): Promise<PipelineFacts[]> {
+  const { rows } = await pool.query<PipelineFacts>(
+    `select pipeline, source_table as "sourceTable", vector_table as "vectorTable", state,
+            sync_paused as "syncPaused", generation, provider, model, dimensions,
+            synced_rows as "syncedRows", total_rows as "totalRows",
+            last_synced_at as "lastSyncedAt",
+            tokens_used as "tokensUsed", outbox_backlog as "outboxBacklog",
+            extract(epoch from oldest_change_age)::float8 as "oldestChangeSeconds",
+            dead_letters as "deadLetters"
+       from embedsync.pipeline_status
+      where $1::text is null or pipeline = $1
+      order by pipeline`,
+    [pipeline ?? null],
+  );
+  return rows;
+}
+
+/**
+ * Sets the pipeline's sync pause; false when it already was in that state. Resuming wakes the pollers
+ * at once: the changes that accumulated meanwhile are waiting.
+ */
+export async function setSyncPaused(pool: Pool, pipeline: string, paused: boolean): Promise<boolean> {
+  const { rowCount } = await pool.query(
+    `update embedsync.pipelines set sync_paused = $2, updated_at = now() where name = $1 and sync_paused <> $2`,
+    [pipeline, paused],
+  );
+  const changed = (rowCount ?? 0) > 0;
+  if (changed && !paused) await pool.query('select pg_notify($1, $2)', [NOTIFY_CHANNEL, pipeline]);
+  return changed;
+}
+
+export async function countSourceRows(pool: Pool, p: Pipeline): Promise<number> {
+  const { rows } = await pool.query<{ n: number }>(`select count(*) as n from ${qualified(p.sourceSchema, p.sourceTable)}`);
+  return rows[0]?.n ?? 0;
+}

@@ -1,0 +1,314 @@
+// The operator commands as a user runs them: separate processes with only environment variables to go
+// on, checked by their output, their exit codes and what they did to the database and to Temporal.
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { verifyPipeline } from '../../src/verify/verify.js';
+import { progressQuery } from '../../workflows/definitions.js';
+import type { backfill } from '../../workflows/index.js';
+import { applyPipeline, PRODUCTS_TABLE, productsPipeline, startHarness, type Harness } from '../helpers/harness.js';
+import { waitFor } from '../helpers/wait.js';
+
+let h: Harness;
+// Workflow ids and search attributes live in a namespace other test files share: a name of our own.
+const pipeline = `cli_${randomBytes(3).toString('hex')}`;
+const neighbour = `${pipeline}_other`;
+const ROWS = 300;
+const root = path.resolve(import.meta.dirname, '../..');
+
+interface Run { code: number | null; stdout: string; stderr: string }
+
+/** Starts `node --import tsx src/cli/<command>.ts …` against this file's database and task queue. */
+function start(command: string, args: string[], env: Record<string, string> = {}) {
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join('src/cli', `${command}.ts`), ...args], {
+    cwd: root,
+    env: { ...process.env, DATABASE_URL: h.db.url, EMBEDSYNC_TASK_QUEUE: h.taskQueue, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const out = { stdout: '', stderr: '' };
+  child.stdout.on('data', (d: Buffer) => (out.stdout += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (out.stderr += d.toString()));
+  const timer = setTimeout(() => child.kill('SIGKILL'), 90_000);
+  const done = new Promise<Run>((resolve) =>
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, ...out });
+    }),
+  );
+  return { child, out, done };
+}
+
+const cli = (command: string, args: string[], env?: Record<string, string>): Promise<Run> => start(command, args, env).done;
+
+function assertOneLineError(r: Run, pattern: RegExp): void {
+  assert.equal(r.code, 1, `exit code (stdout: ${r.stdout}, stderr: ${r.stderr})`);
+  const lines = r.stderr.trim().split('\n');
+  assert.equal(lines.length, 1, `one line on stderr, got:\n${r.stderr}`);
+  assert.match(lines[0] ?? '', pattern);
+  assert.doesNotMatch(r.stderr, /^\s+at /m, 'no stack trace');
+}
+
+const json = <T>(r: Run): T => JSON.parse(r.stdout) as T;
+const sql = async <T>(text: string, params: unknown[] = []): Promise<T[]> => (await h.db.pool.query(text, params)).rows as T[];
+const outboxSize = async (): Promise<number> => (await sql<{ n: number }>('select count(*)::int as n from embedsync.outbox'))[0]?.n ?? -1;
+const syncPaused = async (): Promise<boolean> => (await sql<{ p: boolean }>('select sync_paused as p from embedsync.pipelines where name = $1', [pipeline]))[0]?.p ?? false;
+const backfillHandle = () => h.client.workflow.getHandle<typeof backfill>(`backfill:${pipeline}`);
+
+async function converged(name: string): Promise<void> {
+  await waitFor(`${name} to converge`, async () => {
+    if ((await outboxSize()) > 0) return false;
+    const r = await verifyPipeline(h.db.pool, name);
+    return r.missing.length + r.stale.length + r.orphaned.length === 0;
+  }, 60_000);
+}
+
+describe('operator commands', () => {
+  before(async () => {
+    h = await startHarness('cli');
+    await h.db.pool.query(PRODUCTS_TABLE);
+    // Rows that exist before the pipeline: only a backfill embeds them.
+    await h.db.pool.query(
+      `insert into products (name, description, category, price) select 'Item ' || g, 'Description of item ' || g, 'c' || (g % 5), g from generate_series(1, $1) g`,
+      [ROWS],
+    );
+    await h.db.pool.query('create table articles (id int primary key, name text, description text, category text, price numeric, in_stock boolean)');
+    await applyPipeline(h, productsPipeline({ name: pipeline }), productsPipeline({ name: neighbour, source: { table: 'public.articles' } }));
+  });
+  after(async () => h.stop());
+
+  it('--help explains every command and exits 0', async () => {
+    const runs = await Promise.all([
+      cli('backfill', ['--help']),
+      cli('control', ['pause', '--help']),
+      cli('control', ['resume', '--help']),
+      cli('status', ['--help']),
+      cli('verify', ['--help']),
+    ]);
+    for (const r of runs) {
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /^Usage: /);
+      assert.match(r.stdout, /--table|--json/);
+    }
+    assert.match(runs[0]?.stdout ?? '', /--detach/);
+    assert.match(runs[4]?.stdout ?? '', /--requeue/);
+  });
+
+  it('an unknown table is one line on stderr and exit code 1, for every command', async () => {
+    const runs = await Promise.all([
+      cli('backfill', ['--table', 'nonesuch']),
+      cli('control', ['pause', '--table', 'nonesuch']),
+      cli('control', ['resume', '--table', 'nonesuch']),
+      cli('status', ['--table', 'nonesuch']),
+      cli('verify', ['--table', 'nonesuch']),
+    ]);
+    for (const r of runs) assertOneLineError(r, /^embedsync: no pipeline named "nonesuch"/);
+  });
+
+  it('a backfill of a small table completes and prints a one-line summary', async () => {
+    const r = await cli('backfill', ['--table', 'products']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(!r.stdout.includes('\u001b['), 'no terminal control sequences when stdout is not a terminal');
+    assert.match(r.stdout, new RegExp(`^${pipeline}: backfill started for 300 rows of public.products$`, 'm'));
+    assert.match(r.stdout, new RegExp(`^${pipeline}: backfill done: 300 rows in .+ tokens; vectors in public.${pipeline}_embeddings$`, 'm'));
+    const [n] = await sql<{ n: number }>(`select count(distinct pk)::int as n from public.${pipeline}_embeddings`);
+    assert.equal(n?.n, ROWS);
+    const report = await verifyPipeline(h.db.pool, pipeline);
+    assert.deepEqual([report.missing, report.stale, report.orphaned], [[], [], []]);
+  });
+
+  it('Ctrl-C while watching stops the watching, not the backfill', async () => {
+    await h.stopWorker(); // so the backfill cannot finish while we watch
+    try {
+      const run = start('backfill', ['--table', 'products']);
+      await waitFor('the backfill to start', () => Promise.resolve(run.out.stdout.includes('backfill started')), 30_000);
+      run.child.kill('SIGINT');
+      const r = await run.done;
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /stopped watching; the backfill continues in Temporal/);
+      assert.match(r.stdout, new RegExp(`watch again: +npm run backfill -- --table ${pipeline}`));
+      assert.equal((await backfillHandle().describe()).status.name, 'RUNNING');
+    } finally {
+      await h.startWorker();
+    }
+    assert.equal((await backfillHandle().result()).processed, ROWS);
+  });
+
+  it('--detach returns at once with the id and link; pause and resume reach that backfill, and status shows it', async () => {
+    await h.stopWorker(); // the pause signal then arrives before the backfill's first page, every time
+    let workerStopped = true;
+    try {
+      const detached = await cli('backfill', ['--table', 'products', '--detach', '--batch-size', '50', '--window', '1']);
+      assert.equal(detached.code, 0, detached.stderr);
+      assert.match(detached.stdout, new RegExp(`workflow: +backfill:${pipeline} +http://\\S+/namespaces/default/workflows/backfill%3A${pipeline}`));
+
+      const paused = await cli('control', ['pause', '--table', 'products']);
+      assert.equal(paused.code, 0, paused.stderr);
+      assert.match(paused.stdout, new RegExp(`^${pipeline}: sync paused`, 'm'));
+      assert.match(paused.stdout, new RegExp(`backfill: backfill:${pipeline} signalled to pause`));
+      assert.equal(await syncPaused(), true);
+      await h.startWorker();
+      workerStopped = false;
+      await waitFor('the backfill to hold', async () => (await backfillHandle().query(progressQuery)).phase === 'paused');
+
+      const status = await waitFor('status to list the backfill', async () => {
+        const r = await cli('status', ['--table', 'products', '--json']);
+        const s = json<StatusReportJson>(r).pipelines[0];
+        return s?.workflows?.listed.some((w) => w.workflowId === `backfill:${pipeline}`) ? s : false;
+      });
+      assert.equal(status.syncPaused, true);
+      assert.equal(status.workflows?.backfill?.progress?.phase, 'paused');
+      assert.equal(status.workflows?.backfill?.progress?.processed, 0, 'the pause held before the first page');
+      assert.match(status.workflows?.backfill?.url ?? '', /\/workflows\/backfill%3Acli_/);
+
+      const resumed = await cli('control', ['resume', '--table', 'products']);
+      assert.equal(resumed.code, 0, resumed.stderr);
+      assert.match(resumed.stdout, new RegExp(`backfill: backfill:${pipeline} signalled to resume`));
+      assert.equal(await syncPaused(), false);
+      assert.equal((await backfillHandle().result()).processed, ROWS);
+    } finally {
+      if (workerStopped) await h.startWorker();
+    }
+  });
+
+  it('a change made while paused waits in the outbox and arrives after resume', async () => {
+    const paused = await cli('control', ['pause', '--table', 'products']);
+    assert.equal(paused.code, 0, paused.stderr);
+    assert.match(paused.stdout, /backfill: none running/);
+    const [row] = await sql<{ id: string }>(`insert into products (name, description) values ('Paused Lamp', 'Arrives later') returning id::text`);
+    const pk = row?.id ?? '';
+    await new Promise((r) => setTimeout(r, 2500)); // more than the poller's fallback interval
+    assert.equal(await outboxSize(), 1, 'the change waits in the outbox');
+    assert.equal((await sql(`select 1 from public.${pipeline}_embeddings where pk = $1`, [pk])).length, 0);
+
+    const status = json<StatusReportJson>(await cli('status', ['--table', 'products', '--json'])).pipelines[0];
+    assert.equal(status?.syncPaused, true);
+    assert.equal(status?.outboxBacklog, 1);
+    assert.ok((status?.oldestChangeSeconds ?? 0) >= 2, `oldest change age ${status?.oldestChangeSeconds}`);
+
+    const resumed = await cli('control', ['resume', '--table', 'products']);
+    assert.equal(resumed.code, 0, resumed.stderr);
+    assert.match(resumed.stdout, new RegExp(`^${pipeline}: sync resumed; 1 change waited in the outbox`, 'm'));
+    await waitFor('the change to arrive', async () => (await sql(`select 1 from public.${pipeline}_embeddings where pk = $1`, [pk])).length > 0);
+    assert.equal(await outboxSize(), 0);
+
+    assertOneLineError(await cli('control', ['resume', '--table', 'products']), /is not paused and has no backfill running: nothing to resume$/);
+  });
+
+  it('status --json shows the pipeline with correct counts, and the text form says the same', async () => {
+    await h.db.pool.query(`insert into embedsync.dead_letters (pipeline, pk, generation, content_hash, error) values ($1, '42', 1, 'x', 'invalid input')`, [pipeline]);
+    const r = await cli('status', ['--json']);
+    assert.equal(r.code, 0, r.stderr);
+    const report = json<StatusReportJson>(r);
+    assert.equal(report.temporal.reachable, true);
+    assert.deepEqual(report.pipelines.map((p) => p.pipeline), [pipeline, neighbour]);
+    const s = report.pipelines[0];
+    assert.ok(s);
+    assert.deepEqual(
+      { state: s.state, syncPaused: s.syncPaused, syncedRows: s.syncedRows, totalRows: s.totalRows, outboxBacklog: s.outboxBacklog, deadLetters: s.deadLetters, generation: s.generation, model: s.model },
+      { state: 'active', syncPaused: false, syncedRows: ROWS, totalRows: ROWS, outboxBacklog: 0, deadLetters: 1, generation: 1, model: 'feature-hash-v1' },
+    );
+    assert.equal(s.oldestChangeSeconds, null);
+    assert.ok(s.tokensUsed > 0);
+    assert.equal(s.workflows?.backfill, null, 'no backfill is running');
+    assert.match(s.workflows?.listUrl ?? '', /workflows\?query=EmbedPipeline%20%3D%20%22cli_/);
+
+    const text = await cli('status', ['--table', pipeline]);
+    assert.equal(text.code, 0, text.stderr);
+    assert.match(text.stdout, /synced +300 of 300 rows \(100%\)/);
+    assert.match(text.stdout, /dead letters +1 /);
+    await h.db.pool.query('delete from embedsync.dead_letters where pipeline = $1', [pipeline]);
+  });
+
+  it('verify exits 1 after vectors are changed behind embedsync\'s back, and 0 once --requeue has been processed', async () => {
+    const vectors = `public.${pipeline}_embeddings`;
+    await h.db.pool.query(`delete from ${vectors} where pk in ('1', '2', '3')`);
+    await h.db.pool.query(
+      `insert into ${vectors} (pk, chunk_index, embedding, chunk, metadata, content_hash, generation)
+       select '999999', chunk_index, embedding, chunk, metadata, content_hash, generation from ${vectors} where pk = '10'`,
+    );
+    // A write made while the triggers were off: the case --requeue is for.
+    await h.db.pool.query('alter table products disable trigger user');
+    await h.db.pool.query(`update products set description = 'Changed while nobody watched' where id = 20`);
+    await h.db.pool.query('alter table products enable trigger user');
+
+    const before = await cli('verify', ['--table', 'products', '--json']);
+    assert.equal(before.code, 1, before.stderr);
+    const r = json<VerifyJson>(before);
+    assert.equal(r.inStep, false);
+    assert.deepEqual([r.missing, r.stale, r.orphaned], [{ count: 3, examples: ['1', '2', '3'] }, { count: 1, examples: ['20'] }, { count: 1, examples: ['999999'] }]);
+
+    const text = await cli('verify', ['--table', 'products', '--requeue']);
+    assert.equal(text.code, 1, text.stderr);
+    assert.match(text.stdout, /missing +3 .* e\.g\. 1, 2, 3/);
+    assert.match(text.stdout, /Queued 5 changes for the sync/);
+    await converged(pipeline);
+    const afterwards = await cli('verify', ['--table', 'products']);
+    assert.equal(afterwards.code, 0, afterwards.stdout + afterwards.stderr);
+    assert.match(afterwards.stdout, new RegExp(`^${pipeline}: in step\\.$`, 'm'));
+  });
+
+  it('the Web UI can filter by EmbedPipeline: the query returns that pipeline\'s backfill and syncs, and only those', async () => {
+    await h.db.pool.query(`insert into articles values (1, 'Neighbour', 'Belongs to the other pipeline', 'x', 1, true)`);
+    await converged(neighbour);
+    const ids = async (name: string) => {
+      const out: string[] = [];
+      for await (const w of h.client.workflow.list({ query: `EmbedPipeline = "${name}"` })) out.push(w.workflowId);
+      return out;
+    };
+    const mine = await waitFor('the syncs to be visible', async () => {
+      const found = await ids(pipeline);
+      return found.some((id) => id.startsWith(`sync:${pipeline}:`)) ? found : false;
+    });
+    assert.ok(mine.includes(`backfill:${pipeline}`), 'the backfill is listed');
+    for (const id of mine) assert.match(id, new RegExp(`^(backfill:${pipeline}|sync:${pipeline}:.+)$`));
+    const theirs = await waitFor('the neighbour to be visible', async () => {
+      const found = await ids(neighbour);
+      return found.length > 0 ? found : false;
+    });
+    for (const id of theirs) assert.match(id, new RegExp(`^sync:${neighbour}:`));
+  });
+
+  it('with Temporal unreachable, status still prints the database facts and backfill says so in one line', async () => {
+    const away = { TEMPORAL_ADDRESS: '127.0.0.1:1' };
+    const [status, backfillRun] = await Promise.all([cli('status', ['--json'], away), cli('backfill', ['--table', 'products'], away)]);
+    assert.equal(status.code, 1);
+    const report = json<StatusReportJson>(status);
+    assert.equal(report.temporal.reachable, false);
+    assert.equal(report.pipelines[0]?.syncedRows, ROWS);
+    assert.match(status.stderr, /Temporal was unreachable/);
+    assertOneLineError(backfillRun, /^embedsync: cannot reach Temporal at 127\.0\.0\.1:1 \(TEMPORAL_ADDRESS\)/);
+  });
+});
+
+interface StatusReportJson {
+  temporal: { reachable: boolean };
+  pipelines: StatusJson[];
+}
+
+interface StatusJson {
+  pipeline: string;
+  state: string;
+  syncPaused: boolean;
+  generation: number;
+  model: string;
+  syncedRows: number;
+  totalRows: number | null;
+  tokensUsed: number;
+  outboxBacklog: number;
+  oldestChangeSeconds: number | null;
+  deadLetters: number;
+  workflows: {
+    listUrl: string;
+    listed: { workflowId: string; url: string }[];
+    backfill: { url: string; progress: { phase: string; processed: number } | null } | null;
+  } | null;
+}
+
+interface VerifyJson {
+  inStep: boolean;
+  missing: { count: number; examples: string[] };
+  stale: { count: number; examples: string[] };
+  orphaned: { count: number; examples: string[] };
+}
