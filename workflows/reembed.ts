@@ -9,7 +9,7 @@ export interface ReembedInput extends WalkOptions {
   state?: WalkState;
 }
 
-export interface ReembedResult { generation: number; processed: number; tokens: number }
+export interface ReembedResult { generation: number; processed: number; total: number; tokens: number }
 
 export async function reembed(input: ReembedInput): Promise<ReembedResult> {
   const { pipeline, generation } = input;
@@ -25,7 +25,7 @@ export async function reembed(input: ReembedInput): Promise<ReembedResult> {
     await control.cutOverSwap({ pipeline, generation });
     await control.finishBackfill({ pipeline, outcome: 'completed', batchPrefix });
     walk.phase = 'done';
-    return { generation, processed: walk.state.processed, tokens: walk.state.tokens };
+    return { generation, processed: walk.state.processed, total: walk.state.total, tokens: walk.state.tokens };
   } catch (err) {
     if (isCancellation(err)) {
       await CancellationScope.nonCancellable(() => control.abandonSwap({ pipeline, generation }));

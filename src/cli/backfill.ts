@@ -1,21 +1,15 @@
 // npm run backfill: embeds every existing row of a pipeline's source table as one durable workflow,
 // and watches it until it is done. A second run attaches to the running backfill instead of starting
 // another; Ctrl-C stops watching, never the backfill.
-import { Command, InvalidArgumentError } from 'commander';
+import { Command } from 'commander';
 import { startBackfill } from '../backfill/start.js';
 import { instanceId, resolvePipeline } from '../db/catalog.js';
 import { countSourceRows, runningBackfill } from '../status/index.js';
 import { webUiWorkflowUrl } from '../temporal/names.js';
-import { runMain, UserError } from './common.js';
+import { positiveInt, runMain, UserError } from './common.js';
 import { connectTemporal, openDatabase, temporalUiUrl, type TemporalSession } from './connections.js';
 import { count, duration, plural } from './format.js';
 import { watchBackfill } from './watch.js';
-
-function positiveInt(value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('must be a whole number of at least 1.');
-  return n;
-}
 
 const opts = new Command('backfill')
   .description("Embed every existing row of a pipeline's source table: a Temporal workflow that checkpoints, survives restarts and can be paused. Shows its progress until it is done.")

@@ -1,8 +1,16 @@
 // What every command shares: one clear line for a user's error, never a stack trace unless asked.
+import { InvalidArgumentError } from 'commander';
 import { ConfigError } from '../config/pipeline.js';
 import { localDatabaseUrl, readEnv, type Env } from '../config/env.js';
 
 export const databaseUrl = (env: Pick<Env, 'databaseUrl'>): string => env.databaseUrl ?? localDatabaseUrl();
+
+/** A commander option parser for counts. */
+export function positiveInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('must be a whole number of at least 1.');
+  return n;
+}
 
 export class UserError extends Error {
   override name = 'UserError';

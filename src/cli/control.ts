@@ -37,7 +37,7 @@ async function control(env: Env, action: Action, table: string): Promise<void> {
   try {
     const p = await resolvePipeline(pool, table);
     temporal = await connectTemporal(env).catch((err: Error) => err);
-    const handle = temporal instanceof Error ? undefined : await runningBackfill(temporal.client, p.name);
+    const handle = temporal instanceof Error ? undefined : await runningBackfill(temporal.client, p.name, p.pendingGeneration);
     const progress = handle && !(temporal instanceof Error) ? await queryProgress(temporal.client, handle) : null;
     if (action === 'resume' && !p.syncPaused) {
       if (temporal instanceof Error) throw temporal;

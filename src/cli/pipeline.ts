@@ -30,7 +30,12 @@ program
       const file = opts.config ?? env.configPath ?? 'embedsync.yaml';
       const configs = await loadPipelineFile(file);
       await withPool(env, async (pool) => {
-        for (const r of await applyPipelines(pool, configs)) console.log(`${r.pipeline}: ${r.outcome} (vectors in ${r.vectorTable})`);
+        for (const r of await applyPipelines(pool, configs)) {
+          console.log(`${r.pipeline}: ${r.outcome} (vectors in ${r.vectorTable})`);
+          if (r.outcome === 'reembed pending') {
+            console.log(`  what is embedded changed; the live vectors stay as they are until: npm run reembed -- --table ${r.pipeline}`);
+          }
+        }
       });
     }),
   );

@@ -1,9 +1,10 @@
 // Watching a backfill from a terminal: a live bar fed by the workflow's progress query, or a line every
 // few seconds when stdout is a pipe or a log. Ctrl-C stops the watching, never the backfill.
-import type { Client, WorkflowHandle } from '@temporalio/client';
+import type { Client } from '@temporalio/client';
 import cliProgress from 'cli-progress';
 import type { BackfillProgress } from '../../workflows/definitions.js';
-import type { backfill, BackfillResult } from '../../workflows/index.js';
+import type { BackfillResult } from '../../workflows/index.js';
+import type { TableWalkHandle } from '../status/temporal.js';
 import { queryProgress } from '../status/index.js';
 import { count, duration, percent, progressText, rate } from './format.js';
 
@@ -30,7 +31,7 @@ interface Display {
 /** After this long without an answer to the progress query, say that no worker seems to be there. */
 const NO_WORKER_HINT_AFTER_MS = 10_000;
 
-export async function watchBackfill(client: Client, handle: WorkflowHandle<typeof backfill>, options: WatchOptions): Promise<WatchOutcome> {
+export async function watchBackfill(client: Client, handle: TableWalkHandle, options: WatchOptions): Promise<WatchOutcome> {
   const display = options.tty ? barDisplay(options) : lineDisplay(options);
   let stopped = false;
   let wake: () => void = () => undefined;

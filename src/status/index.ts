@@ -34,7 +34,7 @@ export async function gatherStatus(pool: Pool, temporal: TemporalTarget, pipelin
     let workflows: PipelineWorkflows | null = null;
     if (client && error === undefined) {
       try {
-        workflows = await pipelineWorkflows(client, temporal, f.pipeline);
+        workflows = await pipelineWorkflows(client, temporal, f.pipeline, f.pendingGeneration);
       } catch (err) {
         // A namespace that is missing or a server that went away: keep the database facts.
         error = (err as Error).message;

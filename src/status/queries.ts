@@ -13,6 +13,8 @@ export interface PipelineFacts {
   state: string;
   syncPaused: boolean;
   generation: number;
+  /** The generation a re-embed is building or will build, if the config changed. */
+  pendingGeneration: number | null;
   provider: string;
   model: string;
   dimensions: number;
@@ -30,7 +32,7 @@ export interface PipelineFacts {
 export async function readPipelineFacts(pool: Pool, pipeline?: string): Promise<PipelineFacts[]> {
   const { rows } = await pool.query<PipelineFacts>(
     `select pipeline, source_table as "sourceTable", vector_table as "vectorTable", state,
-            sync_paused as "syncPaused", generation, provider, model, dimensions,
+            sync_paused as "syncPaused", generation, pending_generation as "pendingGeneration", provider, model, dimensions,
             synced_rows as "syncedRows", total_rows as "totalRows",
             last_synced_at as "lastSyncedAt",
             tokens_used as "tokensUsed", outbox_backlog as "outboxBacklog",

@@ -2,8 +2,11 @@
 // sends) and where its backfill is (the workflow's own progress query).
 import { WorkflowNotFoundError, type Client, type WorkflowHandle } from '@temporalio/client';
 import { progressQuery, type BackfillProgress } from '../../workflows/definitions.js';
-import type { backfill } from '../../workflows/index.js';
-import { EMBED_KIND, backfillWorkflowId, webUiWorkflowUrl } from '../temporal/names.js';
+import type { backfill, reembed } from '../../workflows/index.js';
+import { EMBED_KIND, backfillWorkflowId, swapWorkflowId, webUiWorkflowUrl } from '../temporal/names.js';
+
+/** A backfill or a re-embed: both walk the table, answer the progress query and take pause/resume. */
+export type TableWalkHandle = WorkflowHandle<typeof backfill> | WorkflowHandle<typeof reembed>;
 
 export interface WebUi {
   base: string;
@@ -43,7 +46,7 @@ export const webUiListUrl = (ui: WebUi, query: string): string =>
 /** A query waits for a worker to answer; with none polling it would hang, so it gets a deadline. */
 const QUERY_DEADLINE_MS = 3000;
 
-export async function queryProgress(client: Client, handle: WorkflowHandle<typeof backfill>, ms = QUERY_DEADLINE_MS): Promise<BackfillProgress | null> {
+export async function queryProgress(client: Client, handle: TableWalkHandle, ms = QUERY_DEADLINE_MS): Promise<BackfillProgress | null> {
   try {
     return await client.withDeadline(Date.now() + ms, () => handle.query(progressQuery));
   } catch {
@@ -51,19 +54,25 @@ export async function queryProgress(client: Client, handle: WorkflowHandle<typeo
   }
 }
 
-/** The pipeline's backfill handle if one is running now (describe is authoritative; visibility may lag). */
-export async function runningBackfill(client: Client, pipeline: string): Promise<WorkflowHandle<typeof backfill> | undefined> {
-  const handle = client.workflow.getHandle<typeof backfill>(backfillWorkflowId(pipeline));
-  try {
-    const d = await handle.describe();
-    return d.status.name === 'RUNNING' ? handle : undefined;
-  } catch (err) {
-    if (err instanceof WorkflowNotFoundError) return undefined;
-    throw err;
+/**
+ * The pipeline's running table walk, if any: its backfill, or the re-embed building its pending
+ * generation. Both answer the same signals and progress query. Describe is authoritative; visibility may lag.
+ */
+export async function runningBackfill(client: Client, pipeline: string, pendingGeneration?: number | null): Promise<WorkflowHandle<typeof backfill> | undefined> {
+  const ids = [backfillWorkflowId(pipeline), ...(pendingGeneration ? [swapWorkflowId(pipeline, pendingGeneration)] : [])];
+  for (const id of ids) {
+    const handle = client.workflow.getHandle<typeof backfill>(id);
+    try {
+      const d = await handle.describe();
+      if (d.status.name === 'RUNNING') return handle;
+    } catch (err) {
+      if (!(err instanceof WorkflowNotFoundError)) throw err;
+    }
   }
+  return undefined;
 }
 
-export async function pipelineWorkflows(client: Client, ui: WebUi, pipeline: string, limit = 10): Promise<PipelineWorkflows> {
+export async function pipelineWorkflows(client: Client, ui: WebUi, pipeline: string, pendingGeneration: number | null, limit = 10): Promise<PipelineWorkflows> {
   const query = runningQuery(pipeline);
   const listed: RunningWorkflow[] = [];
   for await (const w of client.workflow.list({ query, pageSize: limit })) {
@@ -76,7 +85,7 @@ export async function pipelineWorkflows(client: Client, ui: WebUi, pipeline: str
     if (listed.length >= limit) break;
   }
   const running = listed.length < limit ? listed.length : (await client.workflow.count(query)).count;
-  const handle = await runningBackfill(client, pipeline);
+  const handle = await runningBackfill(client, pipeline, pendingGeneration);
   const backfillFacts = handle
     ? { workflowId: handle.workflowId, url: webUiWorkflowUrl(ui.base, ui.namespace, handle.workflowId), progress: await queryProgress(client, handle) }
     : null;

@@ -3,8 +3,11 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { stringify } from 'yaml';
 import { verifyPipeline } from '../../src/verify/verify.js';
 import { progressQuery } from '../../workflows/definitions.js';
 import type { backfill } from '../../workflows/index.js';
@@ -279,6 +282,24 @@ describe('operator commands', () => {
     assert.equal(report.pipelines[0]?.syncedRows, ROWS);
     assert.match(status.stderr, /Temporal was unreachable/);
     assertOneLineError(backfillRun, /^embedsync: cannot reach Temporal at 127\.0\.0\.1:1 \(TEMPORAL_ADDRESS\)/);
+  });
+
+  it('a changed model is applied as pending, and reembed swaps it in; a second reembed has nothing to do', async () => {
+    await h.db.pool.query(`insert into articles values (101, 'Tent', 'Two-person tent', 'outdoor', 200, true), (102, 'Stove', 'Camp stove', 'outdoor', 60, true)`);
+    await converged(neighbour);
+    const file = path.join(os.tmpdir(), `${neighbour}.yaml`);
+    const changed = productsPipeline({ name: neighbour, source: { table: 'public.articles' }, embedding: { provider: 'offline', dimensions: 48 } });
+    writeFileSync(file, stringify({ pipelines: [changed] }));
+    const applied = await cli('pipeline', ['apply', '--config', file]);
+    assert.equal(applied.code, 0, applied.stderr);
+    assert.match(applied.stdout, new RegExp(`${neighbour}: reembed pending`));
+    assert.match(applied.stdout, new RegExp(`npm run reembed -- --table ${neighbour}`));
+    const run = await cli('reembed', ['--table', neighbour]);
+    assert.equal(run.code, 0, run.stderr);
+    assert.match(run.stdout, /generation 2 is live: \d+ rows/);
+    const [dims] = await sql<{ d: number[] }>(`select array_agg(distinct vector_dims(embedding)) as d from ${neighbour}_embeddings`);
+    assert.deepEqual(dims?.d, [48]);
+    assertOneLineError(await cli('reembed', ['--table', neighbour]), /has no pending config change to re-embed/);
   });
 });
 

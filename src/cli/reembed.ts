@@ -1,0 +1,70 @@
+// npm run reembed: after a change of what a pipeline embeds (model, dimensions, columns, prefixes,
+// chunking) has been applied, builds the new generation in a table of its own and swaps it in
+// atomically. Search keeps working on the old generation until the swap, and never sees both.
+import { Command } from 'commander';
+import { NothingToReembedError, startReembed } from '../backfill/start.js';
+import { instanceId, resolvePipeline } from '../db/catalog.js';
+import { countSourceRows } from '../status/index.js';
+import { webUiWorkflowUrl } from '../temporal/names.js';
+import { positiveInt, runMain, UserError } from './common.js';
+import { connectTemporal, openDatabase, temporalUiUrl, type TemporalSession } from './connections.js';
+import { count, duration, plural } from './format.js';
+import { watchBackfill } from './watch.js';
+
+const opts = new Command('reembed')
+  .description("Re-embed a pipeline whose embedding config changed: build the new generation beside the live one, then swap it in atomically.")
+  .requiredOption('-t, --table <table>', 'a pipeline name, or a source table one pipeline syncs')
+  .option('--batch-size <n>', "source keys per batch (default: the new config's batchSize)", positiveInt)
+  .option('--window <n>', 'batches in flight at once (default 4)', positiveInt)
+  .option('--detach', 'start the re-embed (or find the running one) and return at once')
+  .addHelpText('after', `
+Examples:
+  npm run apply -- --config embedsync.yaml      # says "re-embed pending" for a changed model or columns
+  npm run reembed -- --table products
+
+While it runs, changes are written to both generations; pause and resume it like a backfill
+(npm run pause / resume -- --table products). Ctrl-C stops watching, never the re-embed.`)
+  .parse()
+  .opts<{ table: string; batchSize?: number; window?: number; detach?: boolean }>();
+
+runMain(async (env) => {
+  const pool = await openDatabase(env, 'embedsync-reembed');
+  let session: TemporalSession | undefined;
+  try {
+    const p = await resolvePipeline(pool, opts.table);
+    if (!p.pendingConfig || p.pendingGeneration === null) throw new UserError(new NothingToReembedError(p.name).message);
+    session = await connectTemporal(env);
+    const { client } = session;
+    const rows = await countSourceRows(pool, p);
+    const handle = await startReembed(client, p, {
+      taskQueue: env.taskQueue,
+      instanceId: await instanceId(pool),
+      rows,
+      ...(opts.batchSize ? { batchSize: opts.batchSize } : {}),
+      ...(opts.window ? { window: opts.window } : {}),
+    });
+    const url = webUiWorkflowUrl(temporalUiUrl(env), env.temporalNamespace, handle.workflowId);
+    const e = p.pendingConfig.embedding;
+    console.log(`${p.name}: re-embedding ${plural(rows, 'row')} as generation ${p.pendingGeneration} (${e.provider}/${e.model}, ${e.dimensions} dims)`);
+    if (opts.detach) {
+      console.log(`  workflow:  ${handle.workflowId}  ${url}`);
+      console.log(`  status:    npm run status -- --table ${p.name}`);
+      return;
+    }
+    const started = Date.now();
+    const outcome = await watchBackfill(client, handle, { pipeline: p.name, rows, tty: process.stdout.isTTY === true, taskQueue: env.taskQueue }).catch(
+      (err: Error) => {
+        throw new UserError(`the re-embed of ${p.name} did not complete: ${err.cause instanceof Error ? err.cause.message : err.message} (${url})`);
+      },
+    );
+    if (outcome.kind === 'detached') {
+      console.log(`\n${p.name}: stopped watching; the re-embed continues in Temporal (${url}).`);
+      return;
+    }
+    const seconds = (Date.now() - started) / 1000;
+    console.log(`${p.name}: generation ${p.pendingGeneration} is live: ${plural(outcome.result.processed, 'row')} in ${duration(seconds)} (${count(outcome.result.processed / Math.max(seconds, 0.001))} rows/s); vectors in ${p.vectorSchema}.${p.vectorTable}`);
+  } finally {
+    await session?.close();
+    await pool.end();
+  }
+});
