@@ -30,15 +30,20 @@ export async function processBatch(batch: Batch, embedTaskQueue: string): Promis
     heartbeatTimeout: '1 minute',
     retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '2 minutes' },
   });
-  const fetched = await db.fetchBatch({ ...ref, keys: batch.keys });
+  // Summaries are what the Web UI shows for each activity of the batch.
+  const of = `${batch.pipeline}${batch.generation === undefined ? '' : ` (generation ${batch.generation})`}`;
+  const rows = (n: number) => `${n} ${n === 1 ? 'row' : 'rows'}`;
+  const fetched = await db.fetchBatch.executeWithOptions({ summary: `Read ${rows(batch.keys.length)} of ${of}` }, [{ ...ref, keys: batch.keys }]);
   let embedded = 0;
   let tokens = 0;
   if (fetched.embed > 0) {
-    await db.chunkBatch(ref);
-    const result = await embedBatch(ref);
+    await db.chunkBatch.executeWithOptions({ summary: `Chunk ${rows(fetched.embed)} of ${of}` }, [ref]);
+    const result = await embedBatch.executeWithOptions({ summary: `Embed the chunks of ${rows(fetched.embed)} of ${of}` }, [ref]);
     embedded = result.embedded;
     tokens = result.tokens;
   }
-  const written = await db.writeBatch({ ...ref, sweep: batch.sweep });
+  const changed = fetched.embed + fetched.keep + fetched.delete;
+  const summary = batch.sweep ? `Remove vectors of truncated rows of ${of}` : `Write ${rows(changed)} to ${of}'s vector table`;
+  const written = await db.writeBatch.executeWithOptions({ summary }, [{ ...ref, sweep: batch.sweep }]);
   return { ...written, embedded, tokens };
 }
