@@ -6,9 +6,9 @@ import { parseTableName, qualified } from '../db/ident.js';
 import { withTransaction, type Pool, type PoolClient } from '../db/pool.js';
 import { inspectTable, isEmbeddable, vectorColumnType, type TableInfo } from './inspect.js';
 import { installCaptureSql, removeCaptureSql } from './triggers.js';
-import { createVectorTableSql, vectorColumnSql, viewName } from './vector-table.js';
+import { createVectorTableSql, createViewSql, vectorColumnSql, viewName } from './vector-table.js';
 
-export type ApplyOutcome = 'created' | 'updated' | 'unchanged';
+export type ApplyOutcome = 'created' | 'updated' | 'unchanged' | 'reembed pending';
 export interface ApplyResult { pipeline: string; outcome: ApplyOutcome; vectorTable: string }
 
 // Serialises concurrent applies of any pipeline.
@@ -50,22 +50,56 @@ async function applyOne(client: PoolClient, config: PipelineConfig): Promise<App
     generation: existing?.generation ?? 1,
     syncPaused: existing?.syncPaused ?? false,
     state: existing?.state ?? 'active',
+    pendingConfig: null,
+    pendingGeneration: null,
   };
-
   if (existing) checkChange(existing, candidate);
   await checkVectorTable(client, candidate, existing);
+  const next = existing ? planChange(existing, candidate) : candidate;
 
   await client.query(
-    `insert into embedsync.pipelines (name, source_schema, source_table, primary_key, vector_schema, vector_table, config)
-     values ($1, $2, $3, $4, $5, $6, $7)
-     on conflict (name) do update set config = excluded.config, primary_key = excluded.primary_key, updated_at = now()`,
-    [candidate.name, schema, table, JSON.stringify(primaryKey), vector.schema, vector.table, JSON.stringify(config)],
+    `insert into embedsync.pipelines
+       (name, source_schema, source_table, primary_key, vector_schema, vector_table, config, pending_config, pending_generation, state)
+     values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+     on conflict (name) do update
+       set config = excluded.config, primary_key = excluded.primary_key, pending_config = excluded.pending_config,
+           pending_generation = excluded.pending_generation, state = excluded.state, updated_at = now()`,
+    [next.name, schema, table, JSON.stringify(primaryKey), vector.schema, vector.table, JSON.stringify(next.config),
+      next.pendingConfig && JSON.stringify(next.pendingConfig), next.pendingGeneration, next.state],
   );
-  for (const sql of createVectorTableSql(candidate, [...info.columns.keys()])) await client.query(sql);
-  for (const sql of installCaptureSql(candidate)) await client.query(sql);
+  for (const sql of [...createVectorTableSql(next), ...createViewSql(next, [...info.columns.keys()])]) await client.query(sql);
+  for (const sql of installCaptureSql(next)) await client.query(sql);
 
-  const unchanged = existing && canonicalJson(existing.config) === canonicalJson(config);
-  return { pipeline: config.name, outcome: existing ? (unchanged ? 'unchanged' : 'updated') : 'created', vectorTable: `${vector.schema}.${vector.table}` };
+  const outcome: ApplyOutcome = !existing
+    ? 'created'
+    : next.pendingConfig && !sameConfig(existing.pendingConfig, next.pendingConfig)
+      ? 'reembed pending'
+      : sameConfig(existing.config, next.config) && sameConfig(existing.pendingConfig, next.pendingConfig)
+        ? 'unchanged'
+        : 'updated';
+  return { pipeline: config.name, outcome, vectorTable: `${vector.schema}.${vector.table}` };
+}
+
+const sameConfig = (a: PipelineConfig | null, b: PipelineConfig | null): boolean => canonicalJson(a) === canonicalJson(b);
+
+/**
+ * A change of what is embedded does not touch the live generation: the new config waits as the
+ * pending one until a re-embed builds it in a table of its own and swaps it in. Anything else
+ * (metadata, batch size) applies in place.
+ */
+function planChange(existing: Pipeline, candidate: Pipeline): Pipeline {
+  const reembed = embeddingFingerprint(existing.config) !== embeddingFingerprint(candidate.config);
+  if (existing.state === 'swapping' && !sameConfig(existing.pendingConfig, reembed ? candidate.config : null)) {
+    throw new ConfigError('embedding', `a re-embed of "${candidate.name}" to generation ${existing.pendingGeneration} is running; let it finish (or cancel it) before changing the config again`);
+  }
+  if (!reembed) return { ...candidate, state: existing.state === 'pending_rebackfill' ? 'active' : existing.state };
+  return {
+    ...candidate,
+    config: existing.config,
+    pendingConfig: candidate.config,
+    pendingGeneration: existing.pendingGeneration ?? existing.generation + 1,
+    state: existing.state === 'swapping' ? 'swapping' : 'pending_rebackfill',
+  };
 }
 
 function parseSource(config: PipelineConfig): { schema: string; table: string } {
@@ -107,9 +141,6 @@ function checkChange(existing: Pipeline, next: Pipeline): void {
   }
   if (existing.vectorSchema !== next.vectorSchema || existing.vectorTable !== next.vectorTable) {
     throw new ConfigError('vectorTable', `pipeline "${next.name}" writes to ${existing.vectorSchema}.${existing.vectorTable}; the vector table cannot be renamed`);
-  }
-  if (embeddingFingerprint(existing.config) !== embeddingFingerprint(next.config)) {
-    throw new ConfigError('embedding', `changes what pipeline "${next.name}" embeds (model, dimensions, columns or chunking); that needs a re-embed, which this version cannot do in place: remove the pipeline and apply it again`);
   }
 }
 
