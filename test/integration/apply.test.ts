@@ -93,12 +93,34 @@ describe('applying pipelines', () => {
     assert.deepEqual(await installed(), { pipelines: 0, triggers: 0, tables: [] });
   });
 
-  it('refuses a change of what is embedded, pointing at the way out', async () => {
+  it('a change of what is embedded waits as the pending config; the live one is untouched', async () => {
     await apply(productsPipeline());
-    const err = await refused([productsPipeline({ embedding: { provider: 'offline', dimensions: 128 } })]);
+    const [result] = await apply(productsPipeline({ embedding: { provider: 'offline', dimensions: 128 } }));
+    assert.equal(result?.outcome, 'reembed pending');
+    const p = await getPipeline(db.pool, 'products');
+    assert.deepEqual([p.config.embedding.dimensions, p.pendingConfig?.embedding.dimensions, p.generation, p.pendingGeneration, p.state], [64, 128, 1, 2, 'pending_rebackfill']);
+    // Applying the live config again withdraws the pending change.
+    await apply(productsPipeline());
+    const back = await getPipeline(db.pool, 'products');
+    assert.deepEqual([back.pendingConfig, back.pendingGeneration, back.state], [null, null, 'active']);
+  });
+
+  it('a change to a newly embedded column is captured as soon as it is pending', async () => {
+    await apply(productsPipeline());
+    await db.pool.query(`insert into products (name) values ('x')`);
+    await apply(productsPipeline({ embed: { columns: ['name', 'description', 'notes'] } }));
+    await db.pool.query('delete from embedsync.outbox');
+    await db.pool.query(`update products set notes = 'now embedded'`);
+    assert.ok((await outbox()).length > 0);
+  });
+
+  it('refuses another change while a re-embed is running', async () => {
+    await apply(productsPipeline());
+    await apply(productsPipeline({ embedding: { provider: 'offline', dimensions: 128 } }));
+    await db.pool.query(`update embedsync.pipelines set state = 'swapping' where name = 'products'`);
+    const err = await refused([productsPipeline({ embedding: { provider: 'offline', dimensions: 96 } })]);
     assert.equal(err.field, 'pipelines[0].embedding');
-    assert.match(err.message, /needs a re-embed/);
-    assert.equal((await getPipeline(db.pool, 'products')).config.embedding.dimensions, 64);
+    assert.match(err.message, /re-embed of "products" to generation 2 is running/);
   });
 
   it('refuses a second pipeline writing into another pipeline\'s vector table', async () => {
