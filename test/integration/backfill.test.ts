@@ -101,6 +101,18 @@ describe('backfill', () => {
     assertEmbeddedOnce(longrun);
   });
 
+  it('cancelling a backfill leaves the pipeline active and nothing staged', async () => {
+    const cancelled = await freshTable('cancelled', 6000);
+    const handle = await begin(cancelled, { window: 1 });
+    await waitFor('the backfill to get going', async () => (await handle.query(progressQuery)).processed > 0, 60_000);
+    await handle.cancel();
+    await assert.rejects(handle.result(), /cancel/i);
+    const { rows } = await h.db.pool.query<{ state: string }>(`select state from embedsync.pipelines where name = $1`, [cancelled]);
+    assert.equal(rows[0]?.state, 'active');
+    const staged = await h.db.pool.query(`select 1 from embedsync.staged_rows where starts_with(batch_id, $1)`, [`backfill:${cancelled}:`]);
+    assert.equal(staged.rowCount, 0);
+  });
+
   it('inserts, updates and deletes made during a backfill converge', async () => {
     const busy = await freshTable('busy', 8000);
     const handle = await begin(busy, { window: 2 });
