@@ -1,43 +1,150 @@
 // Stage 3: embed the staged chunks that have no vector yet. Each request's vectors are committed as
 // soon as they arrive, so a retry (of this stage or a later one) never pays for them again.
+//
+// Requests are sized by the model's input count and tokens and by the worker's rate plan. An input the
+// provider refuses is isolated by bisection (src/providers/isolate.ts); its row goes to
+// embedsync.dead_letters with the error, its staged chunks are dropped, and its staged row becomes
+// 'keep', so the write stage leaves the row's existing vectors (of its previous content, if any) as
+// they are while the rest of the batch is written. The row is tried again when its content changes.
 import { Context } from '@temporalio/activity';
 import { toSql } from 'pgvector';
-import { getPipeline } from '../src/db/catalog.js';
+import { countCharacters, countTokens, estimateTokens } from '../src/chunking/tokens.js';
+import type { EmbeddingConfig } from '../src/config/pipeline.js';
+import { atGeneration, getPipeline } from '../src/db/catalog.js';
+import { withTransaction, type Pool } from '../src/db/pool.js';
+import { InvalidInputError } from '../src/providers/errors.js';
+import { InputIsolator } from '../src/providers/isolate.js';
+import { modelFacts, type ModelFacts } from '../src/providers/models.js';
+import { nextRequest } from '../src/providers/requests.js';
 import { getProvider } from '../src/providers/types.js';
 import type { ActivityDeps } from './deps.js';
 import { classified, DimensionMismatchError } from './errors.js';
 import type { BatchRef, EmbedResult } from './types.js';
 
+export interface EmbedInput extends BatchRef {
+  /**
+   * Send one task-queue slot's worth of requests (see src/providers/rate-plan.ts) and report what
+   * remains; the caller calls again until nothing does. Without it every chunk is embedded in this call.
+   */
+  paced?: boolean;
+}
+
+export interface EmbedBatchResult extends EmbedResult {
+  /** Chunks still without a vector (after a paced call). */
+  remaining: number;
+  /** Source rows this call set aside in embedsync.dead_letters. */
+  deadLettered: number;
+}
+
+interface PendingChunk { pk: string; chunk_index: number; chunk: string; id: string; tokens: number; size: number }
+
+// Heartbeats while a request is in flight, so a slow provider is not mistaken for a dead worker.
+const HEARTBEAT_EVERY_MS = 5000;
+
 export function createEmbedBatch({ pool, providers, log }: ActivityDeps) {
-  return async function embedBatch({ pipeline, batchId }: BatchRef): Promise<EmbedResult> {
+  return async function embedBatch(input: EmbedInput): Promise<EmbedBatchResult> {
     return classified(async () => {
-      const p = await getPipeline(pool, pipeline);
-      const provider = getProvider(providers, p.config.embedding.provider);
-      const { model, dimensions } = p.config.embedding;
-      const { rows } = await pool.query<{ pk: string; chunk_index: number; chunk: string }>(
-        `select pk, chunk_index, chunk from embedsync.staged_chunks
-          where batch_id = $1 and embedding is null order by pk, chunk_index`,
-        [batchId],
-      );
-      const result: EmbedResult = { embedded: 0, tokens: 0, requests: 0 };
-      for (let start = 0; start < rows.length; start += provider.maxInputsPerRequest) {
-        const slice = rows.slice(start, start + provider.maxInputsPerRequest);
-        const { vectors, tokens } = await provider.embed({ model, dimensions, inputType: 'document', texts: slice.map((r) => r.chunk) });
-        const wrong = vectors.find((v) => v.length !== dimensions);
-        if (wrong || vectors.length !== slice.length) throw new DimensionMismatchError(dimensions, wrong?.length ?? -1);
-        await pool.query(
-          `update embedsync.staged_chunks c set embedding = s.embedding::vector
-             from unnest($2::text[], $3::int[], $4::text[]) as s(pk, i, embedding)
-            where c.batch_id = $1 and c.pk = s.pk and c.chunk_index = s.i`,
-          [batchId, slice.map((r) => r.pk), slice.map((r) => r.chunk_index), vectors.map((v) => toSql(v) as string)],
-        );
-        result.embedded += slice.length;
-        result.tokens += tokens;
+      const { pipeline, batchId } = input;
+      const ctx = Context.current();
+      const result: EmbedBatchResult = { embedded: 0, tokens: 0, requests: 0, remaining: 0, deadLettered: 0 };
+      // The generation's config (a re-embed's pending one); none if that generation is gone.
+      const p = atGeneration(await getPipeline(pool, pipeline), input.generation);
+      if (!p) return result;
+      const embedding = p.config.embedding;
+      const provider = getProvider(providers, embedding.provider);
+      const facts = modelFacts(embedding);
+      const { pending, embedded } = await stagedChunks(pool, batchId, embedding, facts);
+      const limits = {
+        maxInputs: Math.min(provider.maxInputsPerRequest, facts.maxInputsPerRequest),
+        maxTokens: Math.min(facts.maxTokensPerRequest, provider.budget?.tokensPerRequest ?? Infinity),
+      };
+      const maxRequests = input.paced ? (provider.budget?.requestsPerActivity ?? 1) : Infinity;
+
+      const send = async (chunks: PendingChunk[]): Promise<void> => {
+        // Longer than the model takes (chunking should have prevented it): never sent to be cut short.
+        if (chunks.some((c) => c.size > facts.maxInputSize)) {
+          throw new InvalidInputError(provider.name, `a chunk is longer than ${embedding.model} takes (${facts.maxInputSize} ${facts.unit}); it was not sent, so it could not be cut short`);
+        }
         result.requests += 1;
-        Context.current().heartbeat(result);
+        const request = provider.embed({
+          model: embedding.model, dimensions: embedding.dimensions, inputType: 'document', texts: chunks.map((c) => c.chunk), embedding, signal: ctx.cancellationSignal,
+        });
+        const heartbeat = setInterval(() => ctx.heartbeat(result), HEARTBEAT_EVERY_MS);
+        const { vectors, tokens } = await request.finally(() => clearInterval(heartbeat));
+        const wrong = vectors.find((v) => v.length !== embedding.dimensions);
+        if (wrong || vectors.length !== chunks.length) throw new DimensionMismatchError(embedding.dimensions, wrong?.length ?? -1);
+        await storeVectors(pool, batchId, chunks, vectors);
+        result.embedded += chunks.length;
+        result.tokens += tokens;
+        ctx.heartbeat(result);
+      };
+      let queue = pending;
+      const isolator = new InputIsolator(send, embedded, () => queue);
+      const setAside = async (): Promise<void> => {
+        const failures = isolator.takeFailures();
+        if (failures.size === 0) return;
+        await deadLetter(pool, p.name, batchId, failures);
+        result.deadLettered += failures.size;
+        log.warn({ pipeline, batch: batchId, keys: [...failures.keys()] }, 'rows the provider refused were set aside in embedsync.dead_letters');
+      };
+
+      let sent = 0;
+      while (queue.length > 0 && sent < maxRequests) {
+        const group = nextRequest(queue, limits);
+        await isolator.run(group);
+        sent += 1;
+        queue = queue.filter((c) => !isolator.settled(c));
+        // A refusal counts as the input's fault only once the provider has accepted something else.
+        if (isolator.anyAccepted) await setAside();
       }
-      log.debug({ pipeline, batch: batchId, provider: provider.name, model, ...result }, 'chunks embedded');
+      await setAside();
+      result.remaining = queue.length;
+      log.debug({ pipeline, batch: batchId, provider: provider.name, model: embedding.model, ...result }, 'chunks embedded');
       return result;
     });
   };
+}
+
+/** The chunks still to embed, with their size in the model's unit and their token estimate. */
+async function stagedChunks(pool: Pool, batchId: string, embedding: EmbeddingConfig, facts: ModelFacts): Promise<{ pending: PendingChunk[]; embedded: number }> {
+  const { rows } = await pool.query<{ pk: string; chunk_index: number; chunk: string | null }>(
+    `select pk, chunk_index, case when embedding is null then chunk end as chunk
+       from embedsync.staged_chunks where batch_id = $1 order by pk, chunk_index`,
+    [batchId],
+  );
+  const pending: PendingChunk[] = [];
+  for (const r of rows) {
+    if (r.chunk === null) continue;
+    const size = facts.unit === 'tokens' ? countTokens(r.chunk) : countCharacters(r.chunk);
+    const tokens = facts.unit === 'tokens' ? size : estimateTokens(embedding, r.chunk);
+    pending.push({ pk: r.pk, chunk_index: r.chunk_index, chunk: r.chunk, id: `${r.pk}\u0000${r.chunk_index}`, tokens, size });
+  }
+  return { pending, embedded: rows.length - pending.length };
+}
+
+async function storeVectors(pool: Pool, batchId: string, chunks: PendingChunk[], vectors: number[][]): Promise<void> {
+  await pool.query(
+    `update embedsync.staged_chunks c set embedding = s.embedding::vector
+       from unnest($2::text[], $3::int[], $4::text[]) as s(pk, i, embedding)
+      where c.batch_id = $1 and c.pk = s.pk and c.chunk_index = s.i`,
+    [batchId, chunks.map((c) => c.pk), chunks.map((c) => c.chunk_index), vectors.map((v) => toSql(v) as string)],
+  );
+}
+
+/** Records refused rows and takes them out of the batch, in one transaction. */
+async function deadLetter(pool: Pool, pipeline: string, batchId: string, failures: Map<string, string>): Promise<void> {
+  const keys = [...failures.keys()];
+  await withTransaction(pool, async (client) => {
+    await client.query(
+      `insert into embedsync.dead_letters (pipeline, pk, generation, content_hash, error)
+       select $1, s.pk, s.generation, s.content_hash, e.error
+         from embedsync.staged_rows s join unnest($3::text[], $4::text[]) as e(pk, error) on e.pk = s.pk
+        where s.batch_id = $2
+       on conflict (pipeline, pk, content_hash)
+         do update set error = excluded.error, generation = excluded.generation, failed_at = now()`,
+      [pipeline, batchId, keys, keys.map((k) => failures.get(k) ?? '')],
+    );
+    await client.query('delete from embedsync.staged_chunks where batch_id = $1 and pk = any($2::text[])', [batchId, keys]);
+    await client.query(`update embedsync.staged_rows set action = 'keep', document = null where batch_id = $1 and pk = any($2::text[])`, [batchId, keys]);
+  });
 }

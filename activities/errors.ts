@@ -1,7 +1,13 @@
-// Failures are classified once, here, at the activity edge.
-import { ApplicationFailure } from '@temporalio/activity';
+// Failures are classified once, here, at the activity edge: retryable (the retry policy's backoff),
+// rate-limited (retried after the provider's hint, with jitter), or non-retryable.
+import { ApplicationFailure, Context } from '@temporalio/activity';
 import { ConfigError } from '../src/config/pipeline.js';
 import { PipelineNotFoundError } from '../src/db/catalog.js';
+import {
+  InvalidInputError, ModelUnavailableError, ProviderAuthError, ProviderRejectedError, ProviderUnavailableError,
+  QuotaExhaustedError, RateLimitedError, RequestRefusedError,
+} from '../src/providers/errors.js';
+import { rateLimitDelay } from '../src/providers/retry-hints.js';
 import { ProviderNotConfiguredError } from '../src/providers/types.js';
 
 export class DimensionMismatchError extends Error {
@@ -11,16 +17,39 @@ export class DimensionMismatchError extends Error {
   }
 }
 
-const NON_RETRYABLE = [PipelineNotFoundError, ProviderNotConfiguredError, DimensionMismatchError, ConfigError];
+// Retrying sends the same request to the same answer: no quota, bad credentials, an unknown model,
+// wrong dimensions, a request the provider refuses whatever its inputs.
+const NON_RETRYABLE = [
+  PipelineNotFoundError, ProviderNotConfiguredError, DimensionMismatchError, ConfigError,
+  QuotaExhaustedError, ProviderAuthError, ModelUnavailableError, InvalidInputError, RequestRefusedError, ProviderRejectedError,
+];
 
-/** Runs an activity body, turning errors that retrying cannot fix into non-retryable failures. */
+function attempt(): number {
+  try {
+    return Context.current().info.attempt;
+  } catch {
+    return 1; // outside an activity (unit tests)
+  }
+}
+
+/** The Temporal failure for an error. Provider messages are already scrubbed of credentials. */
+export function toFailure(err: unknown): unknown {
+  if (err instanceof RateLimitedError) {
+    return ApplicationFailure.create({ message: err.message, type: err.name, nextRetryDelay: rateLimitDelay(err.retryAfterMs, attempt()) });
+  }
+  // As a failure of our own making, so the SDK's stack and request details stay out of history.
+  if (err instanceof ProviderUnavailableError) return ApplicationFailure.retryable(err.message, err.name);
+  if (err instanceof Error && NON_RETRYABLE.some((type) => err instanceof type)) {
+    return ApplicationFailure.nonRetryable(err.message, err.name);
+  }
+  return err;
+}
+
+/** Runs an activity body, turning its errors into the failures above. */
 export async function classified<T>(fn: () => Promise<T>): Promise<T> {
   try {
     return await fn();
   } catch (err) {
-    if (err instanceof Error && NON_RETRYABLE.some((type) => err instanceof type)) {
-      throw ApplicationFailure.nonRetryable(err.message, err.name);
-    }
-    throw err;
+    throw toFailure(err);
   }
 }

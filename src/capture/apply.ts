@@ -4,6 +4,7 @@ import { canonicalJson, embedColumns, embeddingFingerprint, ConfigError, type Pi
 import { findPipeline, getPipeline, type Pipeline } from '../db/catalog.js';
 import { parseTableName, qualified } from '../db/ident.js';
 import { withTransaction, type Pool, type PoolClient } from '../db/pool.js';
+import { checkEmbeddingModel } from '../providers/models.js';
 import { inspectTable, isEmbeddable, vectorColumnType, type TableInfo } from './inspect.js';
 import { installCaptureSql, removeCaptureSql } from './triggers.js';
 import { createVectorTableSql, createViewSql, vectorColumnSql, viewName } from './vector-table.js';
@@ -36,6 +37,8 @@ async function applyOne(client: PoolClient, config: PipelineConfig): Promise<App
   if (!info) throw new ConfigError('source.table', `table ${schema}.${table} does not exist`);
   const primaryKey = checkPrimaryKey(config, info);
   checkColumns(config, info);
+  // Dimensions the model cannot produce, or chunks longer than it takes, are refused here, not row by row.
+  checkEmbeddingModel(config);
 
   const vector = config.vectorTable ? parseTableName(config.vectorTable) : { schema, table: `${config.name}_embeddings` };
   const existing = await findPipeline(client, config.name);

@@ -62,3 +62,56 @@ export function readEnv(source: NodeJS.ProcessEnv = process.env): Env {
     logFormat: e.LOG_FORMAT ?? (e.NODE_ENV === 'production' || !process.stdout.isTTY ? 'json' : 'pretty'),
   };
 }
+
+/** A provider's limits for the whole deployment, from the environment; pipelines may declare stricter ones. */
+export interface ProviderRateLimit {
+  requestsPerMinute?: number;
+  tokensPerMinute?: number;
+}
+
+export interface ProviderEnv {
+  openai: ProviderRateLimit & { baseURL?: string };
+  bedrock: ProviderRateLimit & { region?: string; endpoint?: string };
+}
+
+const perMinute = z.coerce.number().int().positive().optional();
+const providerEnvSchema = z.object({
+  OPENAI_BASE_URL: z.url().optional(),
+  EMBEDSYNC_OPENAI_REQUESTS_PER_MINUTE: perMinute,
+  EMBEDSYNC_OPENAI_TOKENS_PER_MINUTE: perMinute,
+  AWS_REGION: z.string().min(1).optional(),
+  AWS_DEFAULT_REGION: z.string().min(1).optional(),
+  // The AWS SDKs' own name for a service's endpoint override.
+  AWS_ENDPOINT_URL_BEDROCK_RUNTIME: z.url().optional(),
+  EMBEDSYNC_BEDROCK_REQUESTS_PER_MINUTE: perMinute,
+  EMBEDSYNC_BEDROCK_TOKENS_PER_MINUTE: perMinute,
+});
+
+// Empty variables count as unset: `FOO= npm run worker` should not fail URL validation.
+const withoutEmpty = (source: NodeJS.ProcessEnv): Record<string, string> =>
+  Object.fromEntries(Object.entries(source).filter((e): e is [string, string] => e[1] !== undefined && e[1] !== ''));
+
+/** Provider settings that are not secrets. Credentials are read by readSecret or the AWS default chain. */
+export function readProviderEnv(source: NodeJS.ProcessEnv = process.env): ProviderEnv {
+  const parsed = providerEnvSchema.safeParse(withoutEmpty(source));
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new Error(`environment variable ${String(issue?.path[0])}: ${issue?.message ?? 'invalid'}`);
+  }
+  const e = parsed.data;
+  return {
+    openai: { baseURL: e.OPENAI_BASE_URL, requestsPerMinute: e.EMBEDSYNC_OPENAI_REQUESTS_PER_MINUTE, tokensPerMinute: e.EMBEDSYNC_OPENAI_TOKENS_PER_MINUTE },
+    bedrock: {
+      region: e.AWS_REGION ?? e.AWS_DEFAULT_REGION,
+      endpoint: e.AWS_ENDPOINT_URL_BEDROCK_RUNTIME,
+      requestsPerMinute: e.EMBEDSYNC_BEDROCK_REQUESTS_PER_MINUTE,
+      tokensPerMinute: e.EMBEDSYNC_BEDROCK_TOKENS_PER_MINUTE,
+    },
+  };
+}
+
+/** A secret, by the name of the variable holding it: read where it is used, never stored in config or logged. */
+export function readSecret(name: string, source: NodeJS.ProcessEnv = process.env): string | undefined {
+  const value = source[name];
+  return value === undefined || value === '' ? undefined : value;
+}

@@ -17,6 +17,49 @@ const offlineEmbedding = z
   })
   .strict();
 
+// Provider options. Secrets are never config: a key is named by the environment variable holding it.
+// Which models exist and which dimensions they can produce is checked against src/providers/models.ts
+// when the pipeline is applied.
+const rateLimits = {
+  /** The account's request limit for this model: the worker paces the provider's task queue to it. */
+  requestsPerMinute: z.number().int().min(1).optional(),
+  /** The account's token limit for this model: requests are sized so the paced queue stays under it. */
+  tokensPerMinute: z.number().int().min(1).optional(),
+};
+
+const openaiEmbedding = z
+  .object({
+    provider: z.literal('openai'),
+    model: z.string().min(1),
+    dimensions: z.number().int().min(1).max(16_000),
+    /** An OpenAI-compatible server (Ollama, vLLM, TEI, LM Studio); default OPENAI_BASE_URL or OpenAI's. */
+    baseURL: z.url().optional(),
+    /** The environment variable holding the API key. */
+    apiKeyEnv: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name').default('OPENAI_API_KEY'),
+    /** Always sent: float is exact JSON; base64 is a quarter of the bytes. */
+    encodingFormat: z.enum(['float', 'base64']).default('float'),
+    /** For a model of a compatible server that embedsync does not know: most texts one request may carry. */
+    maxInputsPerRequest: z.number().int().min(1).max(2048).optional(),
+    ...rateLimits,
+  })
+  .strict();
+
+const bedrockEmbedding = z
+  .object({
+    provider: z.literal('bedrock'),
+    /** A model id, inference profile id or ARN: amazon.titan-embed-text-v2:0, cohere.embed-english-v3, … */
+    model: z.string().min(1),
+    dimensions: z.number().int().min(1).max(16_000),
+    /** Default AWS_REGION, then the AWS SDK's own region chain. */
+    region: z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d+$/, 'must be an AWS region such as us-east-1').optional(),
+    /** Titan Text Embeddings v2 only: unit-length vectors (default true). */
+    normalize: z.boolean().optional(),
+    /** A VPC endpoint or a test server instead of the regional Bedrock runtime endpoint. */
+    endpoint: z.url().optional(),
+    ...rateLimits,
+  })
+  .strict();
+
 export const pipelineSchema = z
   .object({
     name: z.string().regex(PIPELINE_NAME, 'must be lower case letters, digits and _, starting with a letter (at most 40)'),
@@ -35,12 +78,12 @@ export const pipelineSchema = z
       })
       .strict(),
     metadata: z.array(z.string().min(1)).default([]),
-    embedding: z.discriminatedUnion('provider', [offlineEmbedding]),
+    embedding: z.discriminatedUnion('provider', [offlineEmbedding, openaiEmbedding, bedrockEmbedding]),
     chunking: z
       .object({
-        /** Longest chunk, in characters. */
+        /** Longest chunk, in the model's unit: cl100k tokens for OpenAI's models, characters otherwise. */
         size: z.number().int().min(64).max(100_000).default(2000),
-        /** Characters each chunk repeats from the end of the one before. */
+        /** How much (in the same unit) each chunk repeats from the end of the one before. */
         overlap: z.number().int().min(0).default(200),
       })
       .strict()
@@ -75,6 +118,9 @@ export const configFileSchema = z
   });
 
 export type PipelineConfig = z.infer<typeof pipelineSchema>;
+export type EmbeddingConfig = PipelineConfig['embedding'];
+export type OpenAIEmbeddingConfig = Extract<EmbeddingConfig, { provider: 'openai' }>;
+export type BedrockEmbeddingConfig = Extract<EmbeddingConfig, { provider: 'bedrock' }>;
 export type PipelineInput = z.input<typeof pipelineSchema>;
 export interface EmbedColumn { column: string; prefix: string }
 
@@ -87,11 +133,18 @@ export function embeddingFingerprint(config: PipelineConfig): string {
   const relevant = {
     columns: embedColumns(config),
     separator: config.embed.separator,
-    embedding: config.embedding,
+    embedding: vectorDefining(config.embedding),
     chunking: config.chunking,
     vectorType: config.vectorType,
   };
   return createHash('sha256').update(canonicalJson(relevant)).digest('hex').slice(0, 16);
+}
+
+// Options that change how vectors are fetched, not what they are: changing them needs no re-embed.
+const OPERATIONAL_OPTIONS = new Set(['apiKeyEnv', 'encodingFormat', 'maxInputsPerRequest', 'region', 'endpoint', 'requestsPerMinute', 'tokensPerMinute']);
+
+function vectorDefining(embedding: EmbeddingConfig): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(embedding).filter(([key]) => !OPERATIONAL_OPTIONS.has(key)));
 }
 
 /** JSON with object keys sorted: the catalog's jsonb reorders keys, and equal configs must compare equal. */

@@ -1,5 +1,7 @@
 // One interface for every embedding provider. Secrets stay inside the provider object:
 // nothing here crosses into workflow history or logs.
+import type { ProviderRateLimit } from '../config/env.js';
+import type { EmbeddingConfig } from '../config/pipeline.js';
 
 export type InputType = 'document' | 'query';
 
@@ -8,6 +10,10 @@ export interface EmbedRequest {
   dimensions: number;
   inputType: InputType;
   texts: string[];
+  /** The pipeline's embedding config, for provider options (baseURL, region, normalize, …). */
+  embedding?: EmbeddingConfig;
+  /** Aborts the call when the activity is cancelled. */
+  signal?: AbortSignal;
 }
 
 export interface EmbedResponse {
@@ -21,7 +27,18 @@ export interface EmbeddingProvider {
   readonly name: string;
   /** Most texts one request may carry. */
   readonly maxInputsPerRequest: number;
+  /** Deployment-wide limits from the environment; pipelines may declare stricter ones. */
+  readonly rateLimit?: ProviderRateLimit;
+  /** Set by the worker from its rate plan (src/providers/rate-plan.ts): what one request may carry. */
+  readonly budget?: RequestBudget;
   embed(request: EmbedRequest): Promise<EmbedResponse>;
+}
+
+export interface RequestBudget {
+  /** Most tokens (estimated, for models measured in characters) one request may carry. */
+  tokensPerRequest: number;
+  /** Requests one paced embed activity may send: one task-queue slot's worth. */
+  requestsPerActivity: number;
 }
 
 export type ProviderRegistry = ReadonlyMap<string, EmbeddingProvider>;

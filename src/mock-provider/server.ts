@@ -1,0 +1,161 @@
+// A local server that speaks the embedding providers' wire protocols, for tests and benchmarks that
+// drive the real SDK clients without keys, costs or a network:
+//   OpenAI:  POST /v1/embeddings              (baseURL http://127.0.0.1:<port>/v1)
+//   Bedrock: POST /model/{modelId}/invoke     (endpoint http://127.0.0.1:<port>)
+// Vectors are the offline provider's, so equal texts get equal vectors on every run. One port serves
+// HTTP/1.1 (the OpenAI SDK) and cleartext HTTP/2 (the AWS SDK's default for Bedrock runtime).
+import { createServer as createHttp1Server, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer as createHttp2Server, type Http2ServerRequest, type Http2ServerResponse } from 'node:http2';
+import { createServer as createNetServer, type AddressInfo, type Socket } from 'node:net';
+import { awsError, handleBedrock } from './bedrock.js';
+import { formatReset, TokenBucket } from './limits.js';
+import { handleOpenAI } from './openai.js';
+import type { MockContext, MockFault, MockProviderOptions, MockReply, RecordedRequest } from './types.js';
+
+export type { MockFault, MockProviderOptions, RecordedRequest } from './types.js';
+
+export interface MockProvider {
+  /** http://127.0.0.1:<port> — the Bedrock endpoint. */
+  url: string;
+  /** http://127.0.0.1:<port>/v1 — the OpenAI baseURL. */
+  openaiBaseURL: string;
+  port: number;
+  /** Every request answered, in order. */
+  requests: RecordedRequest[];
+  /** Knobs; changes apply to the next request. */
+  options: MockProviderOptions;
+  /** Answer the next `times` requests (that pass validation) with this fault; Infinity for every one. */
+  inject(fault: MockFault, times?: number): void;
+  /** Forget recorded requests, pending faults and spent budgets. */
+  reset(): void;
+  close(): Promise<void>;
+}
+
+const MAX_BODY_BYTES = 64 * 1024 * 1024;
+
+type Request = IncomingMessage | Http2ServerRequest;
+type Response = ServerResponse | Http2ServerResponse;
+
+async function readJson(req: Request): Promise<unknown> {
+  const parts: Buffer[] = [];
+  let size = 0;
+  for await (const part of req) {
+    size += (part as Buffer).length;
+    if (size > MAX_BODY_BYTES) throw new Error('request body too large');
+    parts.push(part as Buffer);
+  }
+  const text = Buffer.concat(parts).toString('utf8');
+  return text === '' ? {} : (JSON.parse(text) as unknown);
+}
+
+function send(res: Response, reply: MockReply): void {
+  res.writeHead(reply.status, { 'content-type': 'application/json', ...reply.headers });
+  res.end(JSON.stringify(reply.body));
+}
+
+export async function startMockProvider(options: MockProviderOptions = {}, port = 0): Promise<MockProvider> {
+  const faults: { fault: MockFault; times: number }[] = [];
+  const buckets = new Map<string, { requests?: TokenBucket; tokens?: TokenBucket }>();
+  const requests: RecordedRequest[] = [];
+  const mock = { options, requests } as MockProvider;
+
+  const context: Omit<MockContext, 'options' | 'record'> = {
+    takeFault() {
+      const next = faults[0];
+      if (!next) return undefined;
+      next.times -= 1;
+      if (next.times <= 0) faults.shift();
+      return next.fault;
+    },
+    charge(model, tokens) {
+      const { requestsPerMinute: rpm, tokensPerMinute: tpm } = mock.options;
+      let b = buckets.get(model);
+      if (!b) {
+        b = { requests: rpm ? new TokenBucket(rpm) : undefined, tokens: tpm ? new TokenBucket(tpm) : undefined };
+        buckets.set(model, b);
+      }
+      const waitRequests = b.requests?.waitFor(1) ?? 0;
+      const waitTokens = b.tokens?.waitFor(tokens) ?? 0;
+      const ok = waitRequests === 0 && waitTokens === 0;
+      if (ok) { b.requests?.take(1); b.tokens?.take(tokens); }
+      const headers: Record<string, string> = {};
+      if (b.requests) Object.assign(headers, limitHeaders('requests', b.requests));
+      if (b.tokens) Object.assign(headers, limitHeaders('tokens', b.tokens));
+      if (ok) return { ok, headers };
+      return { ok, headers, waitMs: Math.max(waitRequests, waitTokens), budget: waitRequests >= waitTokens ? 'requests' : 'tokens' };
+    },
+  };
+
+  const handle = (req: Request, res: Response): void => {
+    void (async () => {
+      try {
+        if (mock.options.latencyMs) await new Promise((r) => setTimeout(r, mock.options.latencyMs));
+        const url = new URL(req.url ?? '/', 'http://localhost');
+        if (req.method === 'GET' && url.pathname === '/health') return send(res, { status: 200, body: { ok: true } });
+        const bedrock = /^\/model\/([^/]+)\/invoke$/.exec(url.pathname);
+        const openai = url.pathname === '/v1/embeddings' || url.pathname === '/embeddings';
+        if (req.method !== 'POST' || (!bedrock && !openai)) return send(res, { status: 404, body: { message: `no route for ${req.method ?? ''} ${url.pathname}` } });
+        const body = await readJson(req);
+        const ctx: MockContext = { ...context, options: mock.options, record: (r) => requests.push({ at: Date.now(), path: url.pathname, ...r }) };
+        if (mock.options.errorRate && Math.random() < mock.options.errorRate) {
+          return send(res, openai ? { status: 503, body: { error: { message: 'Service unavailable', type: 'server_error', param: null, code: null } } } : awsError(503, 'ServiceUnavailableException', 'Service unavailable'));
+        }
+        if (openai) return send(res, handleOpenAI(ctx, req.headers.authorization, body));
+        return send(res, handleBedrock(ctx, decodeURIComponent(bedrock?.[1] ?? ''), req.headers, body));
+      } catch (err) {
+        send(res, { status: 400, body: { error: { message: `could not read the request: ${(err as Error).message}`, type: 'invalid_request_error', param: null, code: null } } });
+      }
+    })();
+  };
+  const http1 = createHttp1Server(handle);
+  const http2 = createHttp2Server(handle);
+  const sockets = new Set<Socket>();
+  // An HTTP/2 client with prior knowledge opens with this preface; anything else is HTTP/1.1.
+  const server = createNetServer((socket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+    socket.once('data', (first) => {
+      socket.pause();
+      socket.unshift(first);
+      if (first.toString('latin1').startsWith('PRI * HTTP/2.0')) {
+        // The session reads the unshifted bytes itself; resuming here would hand them to no one.
+        http2.emit('connection', socket);
+      } else {
+        http1.emit('connection', socket);
+        socket.resume();
+      }
+    });
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, '127.0.0.1', () => resolve());
+  });
+  const address = server.address() as AddressInfo;
+
+  return Object.assign(mock, {
+    port: address.port,
+    url: `http://127.0.0.1:${address.port}`,
+    openaiBaseURL: `http://127.0.0.1:${address.port}/v1`,
+    inject(fault: MockFault, times = 1) {
+      faults.push({ fault, times });
+    },
+    reset() {
+      requests.length = 0;
+      faults.length = 0;
+      buckets.clear();
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        for (const socket of sockets) socket.destroy();
+      }),
+  });
+}
+
+function limitHeaders(budget: 'requests' | 'tokens', bucket: TokenBucket): Record<string, string> {
+  return {
+    [`x-ratelimit-limit-${budget}`]: String(bucket.capacity),
+    [`x-ratelimit-remaining-${budget}`]: String(Math.max(0, bucket.remaining())),
+    [`x-ratelimit-reset-${budget}`]: formatReset(bucket.untilFull()),
+  };
+}

@@ -1,0 +1,62 @@
+// The mock provider's knobs, and what it records of each request it answers.
+
+export interface MockProviderOptions {
+  /** Added before every answer. */
+  latencyMs?: number;
+  /** Per-minute budgets per model, kept as token buckets; exceeding one answers 429 (ThrottlingException). */
+  requestsPerMinute?: number;
+  tokensPerMinute?: number;
+  /** Which retry hint an OpenAI 429 carries besides the x-ratelimit-* headers. */
+  retryHint?: 'retry-after' | 'retry-after-ms' | 'reset-headers';
+  /** Inputs containing this text are refused as invalid (400 / ValidationException). */
+  poisonMarker?: string;
+  /** OpenAI: the only key accepted (default: any non-empty bearer token). */
+  apiKey?: string;
+  /** Echo a rejected key whole in the 401 body (the real API masks it; some compatible servers do not). */
+  echoKeyInErrors?: boolean;
+  /** Fraction of requests answered with a 503. */
+  errorRate?: number;
+  /** Models an OpenAI-compatible server might serve beyond OpenAI's own: name → dimensions. */
+  models?: Record<string, number>;
+}
+
+export type MockFault =
+  | { kind: 'server-error'; status?: number }
+  /** A 429 (ThrottlingException) asking for this delay (default 1 s). */
+  | { kind: 'rate-limit'; retryAfterMs?: number }
+  /** OpenAI: 429 insufficient_quota. Bedrock: ServiceQuotaExceededException. */
+  | { kind: 'quota' }
+  /** Vectors one dimension short. */
+  | { kind: 'wrong-dimensions' };
+
+export interface RecordedRequest {
+  at: number;
+  api: 'openai' | 'bedrock';
+  /** As sent: Bedrock model ids arrive URL-encoded (amazon.titan-embed-text-v2%3A0). */
+  path: string;
+  model: string;
+  inputs: string[];
+  status: number;
+  /** The request carried a well-formed SigV4 Authorization header (Bedrock). */
+  signed?: boolean;
+  /** The SigV4 credential scope's region (Bedrock). */
+  region?: string;
+  /** What the request asked for: dimensions, encoding_format, input_type, … */
+  params: Record<string, unknown>;
+}
+
+export interface MockReply {
+  status: number;
+  headers?: Record<string, string>;
+  body: unknown;
+}
+
+/** What a protocol handler sees of the server. */
+export interface MockContext {
+  options: MockProviderOptions;
+  /** The next injected fault, if any (consumed). */
+  takeFault(): MockFault | undefined;
+  /** Checks and charges the model's budgets; returns the wait if over. */
+  charge(model: string, tokens: number): { ok: true; headers: Record<string, string> } | { ok: false; waitMs: number; budget: 'requests' | 'tokens'; headers: Record<string, string> };
+  record(request: Omit<RecordedRequest, 'at' | 'path'>): void;
+}

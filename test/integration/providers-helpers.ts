@@ -1,0 +1,135 @@
+// A running embedsync whose providers are the real OpenAI and Bedrock clients, talking to the mock
+// provider server: its own database and task queue, a worker (started after the pipelines are
+// applied, because the worker paces its embedding queues by them), a poller, and captured logs.
+import { randomBytes } from 'node:crypto';
+import os from 'node:os';
+import path from 'node:path';
+import { Writable } from 'node:stream';
+import { ActivityFailure, ApplicationFailure, WorkflowFailedError, type Client } from '@temporalio/client';
+import type { NativeConnection } from '@temporalio/worker';
+import { pino, type Logger } from 'pino';
+import { applyPipelines } from '../../src/capture/apply.js';
+import { readEnv, readProviderEnv } from '../../src/config/env.js';
+import { parsePipelines, type PipelineInput } from '../../src/config/pipeline.js';
+import { startMockProvider, type MockProvider, type MockProviderOptions } from '../../src/mock-provider/server.js';
+import { Poller } from '../../src/poller/poller.js';
+import { createProviders } from '../../src/providers/index.js';
+import { ensureSearchAttributes } from '../../src/stack/index.js';
+import { connectClient, connectWorker } from '../../src/temporal/connect.js';
+import { createWorker, type EmbedsyncWorker } from '../../src/worker/worker.js';
+import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
+
+export interface ProviderHarness {
+  db: TestDatabase;
+  mock: MockProvider;
+  client: Client;
+  taskQueue: string;
+  /** Every log line the worker and poller wrote (JSON). */
+  logLines: string[];
+  stop(): Promise<void>;
+}
+
+/** An items-shaped table per pipeline, so one pipeline's requests never mix with another's. */
+const itemsTable = (table: string): string => `create table ${table} (id bigint primary key, title text, body text, category text)`;
+
+/** A pipeline over the items-shaped table of the same name; the mock answers for every model in the table. */
+export function itemsPipeline(name: string, embedding: PipelineInput['embedding'], overrides: Partial<PipelineInput> = {}): PipelineInput {
+  return {
+    name,
+    source: { table: `public.${name}` },
+    embed: { columns: [{ column: 'title', prefix: 'Title: ' }, 'body'] },
+    metadata: ['category'],
+    embedding,
+    chunking: { size: 200, overlap: 20 },
+    ...overrides,
+  };
+}
+
+function captureLogger(label: string, lines: string[]): Logger {
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      lines.push(...chunk.toString('utf8').split('\n').filter((l) => l !== ''));
+      done();
+    },
+  });
+  // The same redaction as src/log.ts: the point is to prove nothing secret reaches it in the first place.
+  return pino({ name: `test-${label}`, level: 'trace', redact: { paths: ['apiKey', 'authorization', '*.apiKey', '*.authorization'], censor: '[redacted]' } }, sink);
+}
+
+export async function startProviderHarness(
+  label: string,
+  opts: { pipelines: (mockUrl: string) => PipelineInput[]; mock?: MockProviderOptions; env?: Record<string, string> },
+): Promise<ProviderHarness> {
+  const env = readEnv();
+  const logLines: string[] = [];
+  const log = captureLogger(label, logLines);
+  const mock = await startMockProvider(opts.mock ?? {});
+  const db = await createTestDatabase(label);
+  const taskQueue = `test-${label}-${randomBytes(3).toString('hex')}`;
+  const { client, connection: clientConnection } = await connectClient(env);
+  await ensureSearchAttributes(clientConnection, env.temporalNamespace);
+  const pipelines = parsePipelines({ pipelines: opts.pipelines(mock.url) });
+  for (const p of pipelines) await db.pool.query(itemsTable(p.name));
+  await applyPipelines(db.pool, pipelines);
+
+  const providerEnv = readProviderEnv({ AWS_REGION: 'us-east-1', AWS_ENDPOINT_URL_BEDROCK_RUNTIME: mock.url, ...opts.env });
+  const workerConnection: NativeConnection = await connectWorker(env, log);
+  const worker: EmbedsyncWorker = await createWorker({
+    connection: workerConnection,
+    namespace: env.temporalNamespace,
+    taskQueue,
+    pool: db.pool,
+    providers: createProviders([], providerEnv),
+    log,
+    cacheDir: path.join(os.tmpdir(), 'embedsync-test-cache'),
+  });
+  const running = worker.run();
+  const poller = new Poller({ pool: db.pool, databaseUrl: db.url, temporal: client, taskQueue, log });
+  poller.start();
+
+  return {
+    db,
+    mock,
+    client,
+    taskQueue,
+    logLines,
+    async stop() {
+      await poller.stop();
+      worker.shutdown();
+      await running;
+      await workerConnection.close();
+      await clientConnection.close();
+      await mock.close();
+      await db.drop();
+    },
+  };
+}
+
+/** Workflow ids on this harness's task queue, optionally only those with a given status. */
+export async function workflowIds(h: Pick<ProviderHarness, 'client' | 'taskQueue'>, status?: 'Completed' | 'Failed' | 'Running'): Promise<string[]> {
+  const ids: string[] = [];
+  const query = `TaskQueue = "${h.taskQueue}"${status ? ` AND ExecutionStatus = "${status}"` : ''}`;
+  for await (const wf of h.client.workflow.list({ query })) ids.push(wf.workflowId);
+  return ids;
+}
+
+/** The chunks stored for a row of a pipeline (its vector table is <name>_embeddings). */
+export async function chunksOf(h: Pick<ProviderHarness, 'db'>, pipeline: string, pk: string): Promise<{ chunk: string; dims: number }[]> {
+  const { rows } = await h.db.pool.query<{ chunk: string; dims: number }>(
+    `select chunk, vector_dims(embedding) as dims from ${pipeline}_embeddings where pk = $1 order by chunk_index`,
+    [pk],
+  );
+  return rows;
+}
+
+/** Sets the process environment for the test file (the providers read keys and AWS credentials from it). */
+export function setEnv(values: Record<string, string>): void {
+  Object.assign(process.env, values);
+}
+
+/** How a failed workflow's activity failed: its ApplicationFailure (type, message, nonRetryable). */
+export async function activityFailure(h: Pick<ProviderHarness, 'client'>, workflowId: string): Promise<ApplicationFailure | undefined> {
+  const err = await h.client.workflow.getHandle(workflowId).result().then(() => undefined, (e: unknown) => e);
+  if (err instanceof WorkflowFailedError && err.cause instanceof ActivityFailure && err.cause.cause instanceof ApplicationFailure) return err.cause.cause;
+  return undefined;
+}

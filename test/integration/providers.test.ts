@@ -1,0 +1,170 @@
+// The real OpenAI and Bedrock SDK clients, driven by real sync workflows against the mock provider:
+// what goes on the wire, how failures are retried or not, and what reaches the vector tables.
+import assert from 'node:assert/strict';
+import { after, before, beforeEach, describe, it } from 'node:test';
+import type { ApplicationFailure } from '@temporalio/client';
+import { applyPipelines } from '../../src/capture/apply.js';
+import { countTokens } from '../../src/chunking/tokens.js';
+import { ConfigError, parsePipelines } from '../../src/config/pipeline.js';
+import { waitFor } from '../helpers/wait.js';
+import { activityFailure, chunksOf, itemsPipeline, setEnv, startProviderHarness, workflowIds, type ProviderHarness } from './providers-helpers.js';
+
+let h: ProviderHarness;
+let nextId = 1;
+
+setEnv({ EMBEDSYNC_TEST_OPENAI_KEY: 'sk-test-providers-0000', AWS_ACCESS_KEY_ID: 'AKIAMOCKPROVIDERTEST', AWS_SECRET_ACCESS_KEY: 'mock-secret-providers' });
+
+async function insert(table: string, title: string, body: string): Promise<string> {
+  const id = String(nextId++);
+  await h.db.pool.query(`insert into ${table} (id, title, body, category) values ($1, $2, $3, 'test')`, [id, title, body]);
+  return id;
+}
+
+const requestsWith = (text: string) => h.mock.requests.filter((r) => r.inputs.some((i) => i.includes(text)));
+
+/** The failure of the first workflow that failed, down to the activity's ApplicationFailure. */
+async function failedActivity(): Promise<ApplicationFailure> {
+  const [id] = await waitFor('a failed workflow', async () => {
+    const ids = await workflowIds(h, 'Failed');
+    return ids.length > 0 ? ids : false;
+  });
+  const failure = await activityFailure(h, id ?? '');
+  assert.ok(failure, 'the workflow did not fail in an activity');
+  return failure;
+}
+
+describe('embedding providers through their SDKs', () => {
+  before(async () => {
+    h = await startProviderHarness('providers', {
+      pipelines: (mockUrl) => [
+        itemsPipeline('oa', { provider: 'openai', model: 'text-embedding-3-small', dimensions: 256, baseURL: `${mockUrl}/v1`, apiKeyEnv: 'EMBEDSYNC_TEST_OPENAI_KEY' }),
+        itemsPipeline('titan', { provider: 'bedrock', model: 'amazon.titan-embed-text-v2:0', dimensions: 256 }),
+        itemsPipeline('cohere', { provider: 'bedrock', model: 'cohere.embed-english-v3', dimensions: 1024 }, { chunking: { size: 2000, overlap: 100 } }),
+      ],
+      mock: {},
+    });
+  });
+  after(async () => h.stop());
+  beforeEach(() => h.mock.reset());
+
+  it('an OpenAI pipeline always sends encoding_format, and dimensions where the model can reduce', async () => {
+    const pk = await insert('oa', 'Alpine tent', 'Two-person tent for storms');
+    const chunks = await waitFor('the vectors', async () => ((await chunksOf(h, 'oa', pk)).length > 0 ? chunksOf(h, 'oa', pk) : false));
+    assert.deepEqual(chunks, [{ chunk: 'Title: Alpine tent\nTwo-person tent for storms', dims: 256 }]);
+    const [request] = requestsWith('Alpine tent');
+    assert.equal(request?.status, 200);
+    assert.deepEqual(request?.params, { encoding_format: 'float', dimensions: 256 });
+  });
+
+  it('a Titan v2 pipeline calls InvokeModel once per text, signed, with its dimensions', async () => {
+    const a = await insert('titan', 'Kettle', 'Stovetop kettle');
+    const b = await insert('titan', 'Grinder', 'Burr coffee grinder');
+    await waitFor('both rows', async () => (await chunksOf(h, 'titan', a)).length === 1 && (await chunksOf(h, 'titan', b)).length === 1);
+    const calls = h.mock.requests.filter((r) => r.api === 'bedrock' && r.status === 200);
+    assert.equal(calls.length, 2);
+    for (const call of calls) {
+      assert.equal(call.model, 'amazon.titan-embed-text-v2:0');
+      assert.equal(call.signed, true);
+      assert.equal(call.region, 'us-east-1');
+      assert.equal(call.path, '/model/amazon.titan-embed-text-v2%3A0/invoke');
+      assert.deepEqual(call.params, { dimensions: 256, normalize: true });
+    }
+    assert.equal((await chunksOf(h, 'titan', a))[0]?.dims, 256);
+  });
+
+  it('a Cohere v3 pipeline embeds a batch in one call as search_document, never truncating', async () => {
+    const { rows } = await h.db.pool.query<{ id: string }>(
+      `insert into cohere (id, title, body) select g, 'Item ' || g, 'Description ' || g from generate_series(1000, 1004) g returning id::text`,
+    );
+    await waitFor('five rows', async () => (await Promise.all(rows.map((r) => chunksOf(h, 'cohere', r.id)))).every((c) => c.length === 1));
+    const calls = h.mock.requests.filter((r) => r.api === 'bedrock');
+    assert.equal(calls.length, 1);
+    assert.equal(calls[0]?.inputs.length, 5);
+    assert.deepEqual(calls[0]?.params, { input_type: 'search_document', truncate: 'NONE' });
+  });
+
+  it('a 429 with retry-after is honoured: the next attempt waits that long', async () => {
+    h.mock.options.retryHint = 'retry-after';
+    h.mock.inject({ kind: 'rate-limit', retryAfterMs: 2000 });
+    const pk = await insert('oa', 'Headlamp', 'Rechargeable headlamp');
+    await waitFor('the vectors', async () => (await chunksOf(h, 'oa', pk)).length === 1);
+    const [first, second, ...rest] = requestsWith('Headlamp');
+    assert.equal(first?.status, 429);
+    assert.equal(second?.status, 200);
+    assert.equal(rest.length, 0);
+    const waited = (second?.at ?? 0) - (first?.at ?? 0);
+    assert.ok(waited >= 2000, `retried after ${waited} ms, before the 2 s the server asked for`);
+    assert.ok(waited < 5000, `retried after ${waited} ms, far later than asked`);
+  });
+
+  it('a server error is retried, each attempt one request (the SDK does not retry on its own)', async () => {
+    h.mock.inject({ kind: 'server-error', status: 500 });
+    const pk = await insert('oa', 'Stove', 'Camping stove');
+    await waitFor('the vectors', async () => (await chunksOf(h, 'oa', pk)).length === 1);
+    assert.deepEqual(requestsWith('Stove').map((r) => r.status), [500, 200]);
+  });
+
+  it('an exhausted quota is not retried', async () => {
+    h.mock.inject({ kind: 'quota' }, Infinity);
+    await insert('oa', 'Lantern', 'Gas lantern');
+    const failure = await failedActivity();
+    assert.equal(failure.type, 'QuotaExhaustedError');
+    assert.equal(failure.nonRetryable, true);
+    await new Promise((r) => setTimeout(r, 2500));
+    assert.equal(requestsWith('Lantern').length, 1);
+  });
+
+  it('vectors of the wrong dimensions fail the batch without retrying', async () => {
+    const failedBefore = new Set(await workflowIds(h, 'Failed'));
+    h.mock.inject({ kind: 'wrong-dimensions' });
+    await insert('oa', 'Compass', 'Baseplate compass');
+    const [id] = await waitFor('another failed workflow', async () => {
+      const ids = (await workflowIds(h, 'Failed')).filter((i) => !failedBefore.has(i));
+      return ids.length > 0 ? ids : false;
+    });
+    const failure = await activityFailure(h, id ?? '');
+    assert.equal(failure?.type, 'DimensionMismatchError');
+    await new Promise((r) => setTimeout(r, 1500));
+    assert.equal(requestsWith('Compass').length, 1);
+  });
+
+  it('long text is chunked by tokens: every chunk within the size, nothing cut off', async () => {
+    const words = Array.from({ length: 3000 }, (_, i) => `word${i}`);
+    const pk = await insert('oa', 'Manual', words.join(' '));
+    const chunks = await waitFor('the chunks', async () => {
+      const c = await chunksOf(h, 'oa', pk);
+      return c.length > 1 ? c : false;
+    });
+    assert.ok(chunks.every((c) => countTokens(c.chunk) <= 200), 'a chunk is longer than 200 tokens');
+    assert.ok(chunks.length >= 40, `3,000 words of ~3 tokens each should make 40+ chunks of 200 tokens, got ${chunks.length}`);
+    const seen = new Set(chunks.flatMap((c) => c.chunk.split(/\s+/)));
+    assert.ok(words.every((w) => seen.has(w)), 'a word was lost');
+    const sent = requestsWith('word0 ').flatMap((r) => r.inputs);
+    assert.ok(sent.every((t) => countTokens(t) <= 200));
+  });
+
+  it('a model measured in characters is chunked by characters', async () => {
+    const body = 'Long description sentence. '.repeat(200);
+    const pk = await insert('cohere', 'Long', body);
+    const chunks = await waitFor('the chunks', async () => {
+      const c = await chunksOf(h, 'cohere', pk);
+      return c.length > 1 ? c : false;
+    });
+    assert.ok(chunks.every((c) => Array.from(c.chunk).length <= 2000));
+  });
+
+  it('a pipeline whose dimensions the model cannot produce is refused when applied', async () => {
+    const refuse = async (embedding: Parameters<typeof itemsPipeline>[1], field: string, chunking?: { size: number; overlap: number }) => {
+      const config = parsePipelines({ pipelines: [itemsPipeline('oa', embedding, chunking ? { name: 'refused', chunking } : { name: 'refused' })] });
+      await assert.rejects(applyPipelines(h.db.pool, config), (err: unknown) => err instanceof ConfigError && err.field === `pipelines[0].${field}`);
+    };
+    await refuse({ provider: 'openai', model: 'text-embedding-ada-002', dimensions: 512 }, 'embedding.dimensions');
+    await refuse({ provider: 'openai', model: 'text-embedding-3-small', dimensions: 1600 }, 'embedding.dimensions');
+    await refuse({ provider: 'bedrock', model: 'amazon.titan-embed-text-v2:0', dimensions: 768 }, 'embedding.dimensions');
+    await refuse({ provider: 'bedrock', model: 'cohere.embed-english-v3', dimensions: 512 }, 'embedding.dimensions');
+    await refuse({ provider: 'bedrock', model: 'cohere.embed-english-v3', dimensions: 1024 }, 'chunking.size', { size: 3000, overlap: 100 });
+    await refuse({ provider: 'openai', model: 'nomic-embed-text', dimensions: 768 }, 'embedding.model');
+    const { rows } = await h.db.pool.query(`select 1 from embedsync.pipelines where name = 'refused'`);
+    assert.equal(rows.length, 0);
+  });
+});
