@@ -65,6 +65,8 @@ export function createWriteBatch({ pool, log }: ActivityDeps) {
             [batchId, p.generation, replace, metadata(replace), replace.map((k) => fresh.get(k)?.contentHash)],
           );
           result.written = replace.length;
+          // A row that was refused before and has now been embedded is no longer a dead letter.
+          await client.query('delete from embedsync.dead_letters where pipeline = $1 and pk = any($2::text[])', [p.name, replace]);
         }
         if (keep.length > 0) {
           const updated = await client.query(

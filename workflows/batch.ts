@@ -38,9 +38,16 @@ export async function processBatch(batch: Batch, embedTaskQueue: string): Promis
   let tokens = 0;
   if (fetched.embed > 0) {
     await db.chunkBatch.executeWithOptions({ summary: `Chunk ${rows(fetched.embed)} of ${of}` }, [ref]);
-    const result = await embedBatch.executeWithOptions({ summary: `Embed the chunks of ${rows(fetched.embed)} of ${of}` }, [ref]);
-    embedded = result.embedded;
-    tokens = result.tokens;
+    // One paced call per rate-limit slot: the server limits activities per second on the provider's
+    // queue, so each call sends one slot's worth of requests and says how much remains.
+    const summary = `Embed the chunks of ${rows(fetched.embed)} of ${of}`;
+    for (;;) {
+      const result = await embedBatch.executeWithOptions({ summary }, [{ ...ref, paced: true }]);
+      embedded += result.embedded;
+      tokens += result.tokens;
+      // Histories from before pacing carry no `remaining`: those calls embedded everything.
+      if (!result.remaining) break;
+    }
   }
   const changed = fetched.embed + fetched.keep + fetched.delete;
   const summary = batch.sweep ? `Remove vectors of truncated rows of ${of}` : `Write ${rows(changed)} to ${of}'s vector table`;
