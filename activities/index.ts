@@ -1,6 +1,7 @@
 // The activities of embedsync, built by a factory so tests can inject their own pool and providers.
 import { createBackfillActivities } from './backfill.js';
 import { createChunkBatch } from './chunk.js';
+import { createDeadLetterActivities } from './dead-letters.js';
 import type { ActivityDeps } from './deps.js';
 import { createEmbedBatch } from './embed.js';
 import { createFetchBatch } from './fetch.js';
@@ -17,6 +18,7 @@ export function createActivities(deps: ActivityDeps) {
     writeBatch: createWriteBatch(deps),
     ...createBackfillActivities(deps),
     ...createSwapActivities(deps),
+    ...createDeadLetterActivities(deps),
   };
 }
 

@@ -5,7 +5,8 @@ export const pauseSignal = defineSignal('pause');
 export const resumeSignal = defineSignal('resume');
 
 export interface BackfillProgress {
-  phase: 'counting' | 'running' | 'paused' | 'finishing' | 'done';
+  /** pausing: asked to pause, letting the batches in flight finish; paused: holding, nothing in flight. */
+  phase: 'counting' | 'running' | 'pausing' | 'paused' | 'finishing' | 'done';
   processed: number;
   total: number | null;
   /** Over the current run; null until a page has finished. */

@@ -1,7 +1,7 @@
 // syncChanges: one batch of captured changes through fetch → chunk → embed → write.
 // Texts and vectors stay in Postgres (staging tables); only keys and counts pass through here.
-import { workflowInfo } from '@temporalio/workflow';
-import type { WriteResult } from '../activities/index.js';
+import { ActivityFailure, ApplicationFailure, proxyActivities, workflowInfo } from '@temporalio/workflow';
+import type { Activities, WriteResult } from '../activities/index.js';
 import { processBatch, type BatchOutcome } from './batch.js';
 
 export interface SyncTarget {
@@ -27,7 +27,21 @@ export interface SyncResult extends WriteResult {
   tokens: number;
 }
 
+const record = proxyActivities<Activities>({ startToCloseTimeout: '1 minute', retry: { maximumInterval: '1 minute' } });
+
 export async function syncChanges(input: SyncInput): Promise<SyncResult> {
+  try {
+    return await sync(input);
+  } catch (err) {
+    // Retrying cannot fix it (quota, credentials, …) and the outbox rows are gone: keep the keys.
+    if (err instanceof ActivityFailure && err.cause instanceof ApplicationFailure && err.cause.nonRetryable) {
+      await record.deadLetterBatch({ pipeline: input.pipeline, keys: input.keys, error: err.cause.message });
+    }
+    throw err;
+  }
+}
+
+async function sync(input: SyncInput): Promise<SyncResult> {
   const id = workflowInfo().workflowId;
   const base = { pipeline: input.pipeline, keys: input.keys, sweep: input.sweep };
   if (!input.targets || input.targets.length === 0) {

@@ -38,6 +38,8 @@ export class TableWalk {
   phase: BackfillProgress['phase'];
   readonly state: WalkState;
   private paused: boolean;
+  /** True while waiting for resume, with no batch in flight. */
+  private holding = false;
   private readonly runStarted = Date.now();
   private readonly runStartProcessed: number;
 
@@ -56,7 +58,7 @@ export class TableWalk {
     const done = this.state.processed - this.runStartProcessed;
     const rate = elapsed > 0 && done > 0 ? done / elapsed : null;
     const left = Math.max(this.state.total - this.state.processed, 0);
-    const phase = this.paused && this.phase === 'running' ? 'paused' : this.phase;
+    const phase = this.paused && this.phase === 'running' ? (this.holding ? 'paused' : 'pausing') : this.phase;
     const total = this.phase === 'counting' ? null : this.state.total;
     return { phase, processed: this.state.processed, total, rowsPerSecond: rate, etaSeconds: rate ? left / rate : null, paused: this.paused, cursor: this.state.cursor };
   }
@@ -69,7 +71,9 @@ export class TableWalk {
       if (this.paused) {
         setCurrentDetails(`Paused at ${this.state.processed} of ${this.state.total} rows`);
         // Waits on the signal alone: no timer churn while paused.
+        this.holding = true;
         await condition(() => !this.paused);
+        this.holding = false;
       }
       const keys = await control.scanKeys({ pipeline, after: this.state.cursor, limit: batchSize * window });
       if (keys.length === 0) return;

@@ -28,6 +28,8 @@ export function progressText(pipeline: string, p: BackfillProgress, fallbackTota
   switch (p.phase) {
     case 'counting':
       return 'counting source rows…';
+    case 'pausing':
+      return `${head}, pausing once the batches in flight finish`;
     case 'paused':
       return `${head}, paused (npm run resume -- --table ${pipeline})`;
     case 'finishing':

@@ -112,7 +112,7 @@ function barDisplay(o: WatchOptions): Display {
         total = p.total;
         bar.setTotal(Math.max(total, 1));
       }
-      const note = !p ? (silentForMs > NO_WORKER_HINT_AFTER_MS ? '(no worker answering: is `npm run worker` running?)' : '') : p.phase === 'paused' ? '(paused)' : p.phase === 'counting' ? '(counting rows…)' : '';
+      const note = !p ? (silentForMs > NO_WORKER_HINT_AFTER_MS ? '(no worker answering: is `npm run worker` running?)' : '') : p.phase === 'paused' ? '(paused)' : p.phase === 'pausing' ? '(pausing)' : p.phase === 'counting' ? '(counting rows…)' : '';
       last = p ?? last;
       bar.update(last?.processed ?? 0, payload(last, note));
     },

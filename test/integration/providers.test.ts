@@ -104,12 +104,17 @@ describe('embedding providers through their SDKs', () => {
     assert.deepEqual(requestsWith('Stove').map((r) => r.status), [500, 200]);
   });
 
-  it('an exhausted quota is not retried', async () => {
+  it('an exhausted quota is not retried, and the change is kept as a dead letter', async () => {
     h.mock.inject({ kind: 'quota' }, Infinity);
-    await insert('oa', 'Lantern', 'Gas lantern');
+    const pk = await insert('oa', 'Lantern', 'Gas lantern');
     const failure = await failedActivity();
     assert.equal(failure.type, 'QuotaExhaustedError');
     assert.equal(failure.nonRetryable, true);
+    const kept = await waitFor('the key among the dead letters', async () => {
+      const { rows } = await h.db.pool.query<{ error: string }>(`select error from embedsync.dead_letters where pipeline = 'oa' and pk = $1`, [pk]);
+      return rows[0]?.error;
+    });
+    assert.match(kept, /quota/i);
     await new Promise((r) => setTimeout(r, 2500));
     assert.equal(requestsWith('Lantern').length, 1);
   });

@@ -1,0 +1,22 @@
+// A batch that failed for good (quota exhausted, credentials refused, …) must not lose its changes:
+// its outbox rows are gone, so its keys are recorded as dead letters, where `npm run status` counts
+// them and `npm run verify -- --requeue` sends them round again once the cause is fixed.
+import type { ActivityDeps } from './deps.js';
+
+export interface FailedBatch { pipeline: string; keys: string[]; generation?: number; error: string }
+
+export function createDeadLetterActivities({ pool, log }: ActivityDeps) {
+  return {
+    async deadLetterBatch({ pipeline, keys, generation, error }: FailedBatch): Promise<void> {
+      // content_hash '' marks a whole-batch failure: the row's content was never read.
+      await pool.query(
+        `insert into embedsync.dead_letters (pipeline, pk, generation, content_hash, error)
+         select $1, k, coalesce($3, p.generation), '', $4
+           from unnest($2::text[]) as k cross join embedsync.pipelines p where p.name = $1
+         on conflict (pipeline, pk, content_hash) do update set error = excluded.error, failed_at = now()`,
+        [pipeline, keys, generation ?? null, error.slice(0, 2000)],
+      );
+      log.error({ pipeline, keys: keys.length, error }, 'a sync batch failed for good; its keys are in embedsync.dead_letters');
+    },
+  };
+}
