@@ -93,8 +93,8 @@ export const pipelineSchema = z
     vectorTable: z.string().min(1).optional(),
     /** halfvec halves storage and allows HNSW up to 4,000 dimensions (vector: 2,000). */
     vectorType: z.enum(['vector', 'halfvec']).default('vector'),
-    /** Most source keys one sync workflow handles. */
-    batchSize: z.number().int().min(1).max(5000).default(200),
+    /** Most source keys one sync workflow handles; bounded so keys in history stay far below payload limits. */
+    batchSize: z.number().int().min(1).max(2000).default(200),
   })
   .strict()
   .superRefine((p, ctx) => {
