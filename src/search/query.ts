@@ -1,0 +1,70 @@
+// The nearest-neighbour query on a pipeline's vector table, and the index settings it runs under.
+import type { Pipeline } from '../db/catalog.js';
+import { qualified } from '../db/ident.js';
+import type { PoolClient } from '../db/pool.js';
+import { vectorColumnSql } from '../capture/vector-table.js';
+import { filterSql, type MetadataFilter } from './filters.js';
+
+export interface SearchHit {
+  /** 1 − cosine distance: 1 is the same direction, 0 unrelated. */
+  score: number;
+  /** The source row's primary key as the vector table keeps it (JSON array text for composite keys). */
+  pk: string;
+  chunkIndex: number;
+  chunk: string;
+  metadata: Record<string, unknown>;
+}
+
+export interface NearestQuery {
+  vector: string;
+  filters: readonly MetadataFilter[];
+  /** Chunks the index is asked for. */
+  candidates: number;
+  /** Rows returned. */
+  limit: number;
+  /** Keep only the best chunk of each source row. */
+  bestChunkPerRow: boolean;
+}
+
+/** pgvector caps ef_search at 1,000; its default, 40, is also the fewest worth asking for. */
+const efSearch = (candidates: number): number => Math.min(1000, Math.max(40, candidates));
+
+/**
+ * Iterative scans (pgvector 0.8) let a filtered HNSW search keep walking the graph until it has
+ * enough matching rows, instead of filtering the first ef_search and returning fewer than asked.
+ * relaxed_order may return neighbours slightly out of order, so the outer query sorts again.
+ */
+export async function setIndexOptions(client: PoolClient, candidates: number, iterative: boolean): Promise<void> {
+  await client.query(`select set_config('hnsw.ef_search', $1, true)`, [String(efSearch(candidates))]);
+  if (iterative) await client.query(`select set_config('hnsw.iterative_scan', 'relaxed_order', true)`);
+}
+
+/** Whether the installed pgvector has iterative index scans (0.8 and later). */
+export async function hasIterativeScan(client: PoolClient): Promise<boolean> {
+  const { rows } = await client.query<{ ok: boolean }>(
+    `select coalesce(string_to_array(extversion, '.')::int[] >= '{0,8}', false) as ok from pg_extension where extname = 'vector'`,
+  );
+  return rows[0]?.ok ?? false;
+}
+
+/** The nearest chunks, and how many candidates the index gave (fewer than asked: it has no more). */
+export async function nearestChunks(client: PoolClient, p: Pipeline, q: NearestQuery): Promise<{ hits: SearchHit[]; candidatesFound: number }> {
+  const table = qualified(p.vectorSchema, p.vectorTable);
+  const filters = filterSql(q.filters, 5);
+  const where = ['generation = $2', ...filters.conditions].join(' and ');
+  // Materialized, so the planner cannot fold the outer sort into the index scan.
+  const best = q.bestChunkPerRow ? 'select distinct on (pk) * from candidates order by pk, distance' : 'select * from candidates';
+  const { rows } = await client.query<{ distance: number; pk: string; chunk_index: number; chunk: string; metadata: Record<string, unknown>; found: number }>(
+    `with candidates as materialized (
+       select pk, chunk_index, chunk, metadata, embedding <=> $1::${vectorColumnSql(p)} as distance
+         from ${table}
+        where ${where}
+        order by embedding <=> $1::${vectorColumnSql(p)}
+        limit $3)
+     select hits.*, (select count(*)::int from candidates) as found
+       from (${best}) hits order by distance, pk, chunk_index limit $4`,
+    [q.vector, p.generation, q.candidates, q.limit, ...filters.params],
+  );
+  const hits = rows.map((r) => ({ score: 1 - Number(r.distance), pk: r.pk, chunkIndex: r.chunk_index, chunk: r.chunk, metadata: r.metadata }));
+  return { hits, candidatesFound: rows[0]?.found ?? 0 };
+}
