@@ -47,9 +47,17 @@ export function toFailure(err: unknown): unknown {
 
 /** Runs an activity body, turning its errors into the failures above. */
 export async function classified<T>(fn: () => Promise<T>): Promise<T> {
+  // Heartbeats while the body runs, so a lost or crashed attempt is retried after the workflow's short
+  // heartbeat timeout rather than its long start-to-close timeout (which a big write may need).
+  const context = Context.current();
+  const beat = setInterval(() => context.heartbeat(), HEARTBEAT_EVERY_MS);
   try {
     return await fn();
   } catch (err) {
     throw toFailure(err);
+  } finally {
+    clearInterval(beat);
   }
 }
+
+const HEARTBEAT_EVERY_MS = 3000;

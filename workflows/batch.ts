@@ -3,8 +3,11 @@ import { proxyActivities } from '@temporalio/workflow';
 import type { Activities, EmbedActivities, WriteResult } from '../activities/index.js';
 
 // Database stages retry until the database is back: a change is never given up on for an outage.
+// The activities heartbeat every few seconds, so a lost attempt (worker killed, task dropped) is
+// retried after the heartbeat timeout; start-to-close only bounds a slow but live one.
 const db = proxyActivities<Activities>({
-  startToCloseTimeout: '2 minutes',
+  startToCloseTimeout: '10 minutes',
+  heartbeatTimeout: '15 seconds',
   retry: { initialInterval: '500ms', backoffCoefficient: 2, maximumInterval: '1 minute' },
 });
 
@@ -27,7 +30,7 @@ export async function processBatch(batch: Batch, embedTaskQueue: string): Promis
   const { embedBatch } = proxyActivities<EmbedActivities>({
     taskQueue: embedTaskQueue,
     startToCloseTimeout: '10 minutes',
-    heartbeatTimeout: '1 minute',
+    heartbeatTimeout: '30 seconds',
     retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '2 minutes' },
   });
   // Summaries are what the Web UI shows for each activity of the batch.
