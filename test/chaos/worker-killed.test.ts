@@ -1,0 +1,111 @@
+// The worker is SIGKILLed while it is half way through embedding a large batch, with user writes going
+// on. Nothing may be lost, and the chunks it had already embedded must not be paid for again.
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import type { Pool } from '../../src/db/pool.js';
+import { createTestDatabase } from '../helpers/db.js';
+import { waitFor } from '../helpers/wait.js';
+import { assertSyncWorkflowsCompleted, RECOVERY_MS, waitForConvergence } from './helpers/converge.js';
+import { startPoller, startWorker, uniqueTaskQueue, type Deployment } from './helpers/embedsync.js';
+import { startWriteLoad } from './helpers/load.js';
+import { removeOnExit } from './helpers/processes.js';
+import { inScene } from './helpers/scene.js';
+import { createProductsPipeline, sharedTemporalAddress, temporalClient } from './helpers/setup.js';
+
+const LARGE_ROWS = 600;
+
+/** ~3,000 characters per row, every sentence naming its row, so that each chunk's text is unique. */
+async function insertLargeBatch(pool: Pool): Promise<void> {
+  await pool.query(
+    `insert into products (name, description, category, price)
+     select 'Large ' || g,
+            (select string_agg('Large row ' || g || ', sentence ' || s || ': a long description that the chunker has to split into pieces.', ' ')
+               from generate_series(1, 40) s),
+            'large', g
+       from generate_series(1, $1::int) g`,
+    [LARGE_ROWS],
+  );
+}
+
+/**
+ * Once the embed stage is half way through the large rows (some of their chunks have vectors, some
+ * not), the texts of those that have. Only large rows count: the write load rewrites its own rows, and
+ * two batches may then legitimately both embed a row's newest text.
+ */
+async function midEmbed(pool: Pool): Promise<string[]> {
+  const large = `from embedsync.staged_chunks c join products p on p.id::text = c.pk where p.category = 'large'`;
+  return waitFor('the embed stage to be half way through the large rows', async () => {
+    const { rows } = await pool.query<{ done: number; pending: number }>(
+      `select count(*) filter (where c.embedding is not null)::int as done, count(*) filter (where c.embedding is null)::int as pending ${large}`,
+    );
+    const progress = rows[0];
+    if (!progress || progress.done === 0 || progress.pending === 0) return false;
+    const embedded = await pool.query<{ chunk: string }>(`select c.chunk ${large} and c.embedding is not null`);
+    return embedded.rows.map((r) => r.chunk);
+  }, 60_000, 5);
+}
+
+function textsSent(embedLog: string): Map<string, number> {
+  const sent = new Map<string, number>();
+  for (const line of readFileSync(embedLog, 'utf8').split('\n')) {
+    if (!line) continue;
+    const text = JSON.parse(line) as string;
+    sent.set(text, (sent.get(text) ?? 0) + 1);
+  }
+  return sent;
+}
+
+describe('a worker killed with SIGKILL', () => {
+  it('a worker killed mid-embed loses no change and does not pay again for chunks it had embedded', (t) =>
+    inScene(async (scene) => {
+      const db = await createTestDatabase('chaos_worker');
+      scene.onCleanup(() => db.drop());
+      const dir = await mkdtemp(join(tmpdir(), 'embedsync-chaos-worker-'));
+      removeOnExit(dir);
+      scene.onCleanup(() => rm(dir, { recursive: true, force: true }));
+      await createProductsPipeline(db.pool);
+      const deployment: Deployment = {
+        databaseUrl: db.url,
+        temporalAddress: sharedTemporalAddress(),
+        taskQueue: uniqueTaskQueue('worker'),
+        embedLog: join(dir, 'embedded.jsonl'),
+      };
+      const client = await temporalClient(scene, deployment.temporalAddress);
+      const worker = await startWorker(scene, deployment);
+      const poller = await startPoller(scene, deployment);
+
+      const load = startWriteLoad(db.url, 'worker-chaos');
+      scene.onCleanup(async () => void (await load.stop()));
+      await load.progressed(20);
+      await insertLargeBatch(db.pool);
+      const paidBeforeKill = await midEmbed(db.pool);
+      const exit = await worker.kill('SIGKILL');
+      const killedAt = Date.now();
+      assert.equal(exit.signal, 'SIGKILL', 'the worker was not killed but exited by itself');
+
+      // Work queues up in Temporal while no worker runs; then a new worker takes over the batches.
+      await load.progressed(20);
+      const successor = await startWorker(scene, deployment, 'worker-2');
+      await load.progressed(20);
+      const written = await load.stop();
+      // The killed worker's activities are retried only once their timeouts expire (see RECOVERY_MS).
+      const state = await waitForConvergence(db.pool, RECOVERY_MS);
+      t.diagnostic(`${state.rows} rows converged ${((Date.now() - killedAt) / 1000).toFixed(1)} s after the kill`);
+      await assertSyncWorkflowsCompleted(client, deployment.taskQueue);
+      assert.ok(successor.running && poller.running, 'the new worker and the poller are still running');
+      assert.equal(written.failed, 0);
+
+      const sent = textsSent(deployment.embedLog ?? '');
+      assert.ok(paidBeforeKill.length > 0);
+      const paidTwice = paidBeforeKill.filter((text) => sent.get(text) !== 1).map((text) => `${sent.get(text) ?? 0}× ${text.slice(0, 60)}`);
+      assert.deepEqual(paidTwice, [], 'chunks embedded before the kill were sent to the provider again');
+      const resent = [...sent.values()].filter((n) => n > 1).length;
+      t.diagnostic(`${paidBeforeKill.length} chunks were embedded before the kill; ${resent} of ${sent.size} texts were sent more than once (requests in flight at the kill, or rows rewritten during a batch)`);
+      const { rows } = await db.pool.query<{ n: number }>(`select count(distinct pk)::int as n from products_embeddings where metadata->>'category' = 'large'`);
+      assert.equal(rows[0]?.n, LARGE_ROWS);
+    }));
+});
