@@ -15,11 +15,11 @@ import { planBatches, type PlannedBatch } from './plan.js';
 export interface PollerOptions {
   /** Most outbox rows one claim takes. */
   claimLimit: number;
-  /** How often to look without a notification (notifications can be lost, e.g. across a reconnect). */
+  /** How often to look for changes; a NOTIFY on embedsync_outbox wakes it sooner. */
   fallbackIntervalMs: number;
 }
 
-export const DEFAULT_POLLER_OPTIONS: PollerOptions = { claimLimit: 2000, fallbackIntervalMs: 1000 };
+export const DEFAULT_POLLER_OPTIONS: PollerOptions = { claimLimit: 2000, fallbackIntervalMs: 100 };
 
 export interface PollerDeps {
   pool: Pool;
