@@ -1,6 +1,5 @@
 // Stage 2: split each changed row's document into chunks.
-import { splitText } from '../src/chunking/split.js';
-import { chunkOptions } from '../src/chunking/tokens.js';
+import { chunkDocument } from '../src/chunking/document.js';
 import { atGeneration, getPipeline } from '../src/db/catalog.js';
 import { withTransaction } from '../src/db/pool.js';
 import type { ActivityDeps } from './deps.js';
@@ -12,16 +11,15 @@ export function createChunkBatch({ pool }: ActivityDeps) {
     return classified(async () => {
       const p = atGeneration(await getPipeline(pool, pipeline), generation);
       if (!p) return { rows: 0, chunks: 0 };
-      const { rows } = await pool.query<{ pk: string; document: string }>(
-        `select pk, document from embedsync.staged_rows where batch_id = $1 and action = 'embed'`,
+      const { rows } = await pool.query<{ pk: string; document: string; context: string | null }>(
+        `select pk, document, context from embedsync.staged_rows where batch_id = $1 and action = 'embed'`,
         [batchId],
       );
       const chunks = { pk: [] as string[], index: [] as number[], text: [] as string[] };
       const counts = { pk: [] as string[], n: [] as number[] };
-      // Measured in the model's unit: cl100k tokens for OpenAI's models, characters otherwise.
-      const options = chunkOptions(p.config);
       for (const row of rows) {
-        const pieces = splitText(row.document, options);
+        // Measured in the model's unit: cl100k tokens for OpenAI's models, characters otherwise.
+        const pieces = chunkDocument(p.config, row.document, row.context);
         pieces.forEach((text, i) => {
           chunks.pk.push(row.pk);
           chunks.index.push(i);

@@ -24,7 +24,7 @@ export function createFetchBatch({ pool }: ActivityDeps) {
       );
       const embedded = new Map(current.rows.map((r) => [r.pk, r]));
 
-      const staged = { pk: [] as string[], action: [] as string[], document: [] as (string | null)[], hash: [] as (string | null)[] };
+      const staged = { pk: [] as string[], action: [] as string[], document: [] as (string | null)[], context: [] as (string | null)[], hash: [] as (string | null)[] };
       const present = new Set<string>();
       for (const row of rows) {
         present.add(row.pk);
@@ -33,6 +33,7 @@ export function createFetchBatch({ pool }: ActivityDeps) {
         staged.pk.push(row.pk);
         staged.action.push(unchanged ? 'keep' : 'embed');
         staged.document.push(unchanged ? null : row.document);
+        staged.context.push(unchanged || row.context === '' ? null : row.context);
         staged.hash.push(row.contentHash);
       }
       for (const key of new Set(keys)) {
@@ -40,6 +41,7 @@ export function createFetchBatch({ pool }: ActivityDeps) {
         staged.pk.push(key);
         staged.action.push('delete');
         staged.document.push(null);
+        staged.context.push(null);
         staged.hash.push(null);
       }
 
@@ -47,10 +49,10 @@ export function createFetchBatch({ pool }: ActivityDeps) {
         // A retry starts the batch afresh: whatever an earlier attempt staged is replaced.
         await client.query('delete from embedsync.staged_rows where batch_id = $1', [batchId]);
         await client.query(
-          `insert into embedsync.staged_rows (batch_id, pk, action, document, content_hash, generation)
-           select $1, s.pk, s.action, s.document, s.hash, $2
-             from unnest($3::text[], $4::text[], $5::text[], $6::text[]) as s(pk, action, document, hash)`,
-          [batchId, p.generation, staged.pk, staged.action, staged.document, staged.hash],
+          `insert into embedsync.staged_rows (batch_id, pk, action, document, context, content_hash, generation)
+           select $1, s.pk, s.action, s.document, s.context, s.hash, $2
+             from unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[]) as s(pk, action, document, context, hash)`,
+          [batchId, p.generation, staged.pk, staged.action, staged.document, staged.context, staged.hash],
         );
       });
       const count = (a: string) => staged.action.filter((x) => x === a).length;

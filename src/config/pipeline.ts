@@ -6,7 +6,14 @@ export const PIPELINE_NAME = /^[a-z][a-z0-9_]{0,39}$/;
 
 const embedColumn = z.union([
   z.string().min(1),
-  z.object({ column: z.string().min(1), prefix: z.string().default('') }).strict(),
+  z
+    .object({
+      column: z.string().min(1),
+      prefix: z.string().default(''),
+      /** Repeat this column (with its prefix) at the head of every chunk of the row, so each keeps its context. */
+      repeat: z.boolean().default(false),
+    })
+    .strict(),
 ]);
 
 const offlineEmbedding = z
@@ -98,6 +105,14 @@ export const pipelineSchema = z
   })
   .strict()
   .superRefine((p, ctx) => {
+    // The repeated context is the head of the document, so only leading columns can be repeated.
+    const repeats = p.embed.columns.map((c) => typeof c !== 'string' && c.repeat);
+    const firstPlain = repeats.indexOf(false);
+    repeats.forEach((r, i) => {
+      if (r && firstPlain !== -1 && i > firstPlain) {
+        ctx.addIssue({ code: 'custom', path: ['embed', 'columns', i, 'repeat'], message: 'columns repeated on every chunk must come before the others' });
+      }
+    });
     if (p.vectorType === 'vector' && p.embedding.dimensions > 2000) {
       ctx.addIssue({ code: 'custom', path: ['vectorType'], message: `HNSW indexes vector up to 2,000 dimensions; use "halfvec" for ${p.embedding.dimensions}` });
     }
@@ -122,16 +137,17 @@ export type EmbeddingConfig = PipelineConfig['embedding'];
 export type OpenAIEmbeddingConfig = Extract<EmbeddingConfig, { provider: 'openai' }>;
 export type BedrockEmbeddingConfig = Extract<EmbeddingConfig, { provider: 'bedrock' }>;
 export type PipelineInput = z.input<typeof pipelineSchema>;
-export interface EmbedColumn { column: string; prefix: string }
+export interface EmbedColumn { column: string; prefix: string; repeat: boolean }
 
 export function embedColumns(config: PipelineConfig): EmbedColumn[] {
-  return config.embed.columns.map((c) => (typeof c === 'string' ? { column: c, prefix: '' } : c));
+  return config.embed.columns.map((c) => (typeof c === 'string' ? { column: c, prefix: '', repeat: false } : c));
 }
 
 /** The settings that decide what a vector is. Two configs with the same fingerprint give the same vectors. */
 export function embeddingFingerprint(config: PipelineConfig): string {
   const relevant = {
-    columns: embedColumns(config),
+    // `repeat` only when set, so pipelines that never used it keep their fingerprints.
+    columns: embedColumns(config).map(({ repeat, ...c }) => (repeat ? { ...c, repeat } : c)),
     separator: config.embed.separator,
     embedding: vectorDefining(config.embedding),
     chunking: config.chunking,

@@ -46,6 +46,8 @@ export function metadataJson(config: PipelineConfig, alias: string): string {
 export interface SourceRow {
   pk: string;
   document: string;
+  /** The head of the document repeated on every chunk ('' when no column is repeated). */
+  context: string;
   contentHash: string;
   /** JSON text of the metadata object. */
   metadata: string;
@@ -59,6 +61,13 @@ export function buildDocument(config: PipelineConfig, values: readonly (string |
     if (value != null && value.trim() !== '') parts.push(col.prefix + value);
   });
   return parts.join(config.embed.separator);
+}
+
+/** The repeated columns' part of the document (they come first, so the document starts with it). */
+export function buildContext(config: PipelineConfig, values: readonly (string | null)[]): string {
+  const columns = embedColumns(config);
+  const repeated = columns.filter((c) => c.repeat).length;
+  return repeated === 0 ? '' : buildDocument({ ...config, embed: { ...config.embed, columns: config.embed.columns.slice(0, repeated) } }, values.slice(0, repeated));
 }
 
 export function contentHash(config: PipelineConfig, document: string): string {
@@ -76,6 +85,7 @@ export async function readSourceRows(db: Pool | PoolClient, p: Pipeline, keys: r
   return rows.map((r) => {
     const values = embedColumns(p.config).map((_, i) => r[`c${i}`] ?? null);
     const document = buildDocument(p.config, values);
-    return { pk: r.pk ?? '', document, contentHash: contentHash(p.config, document), metadata: r.metadata ?? '{}' };
+    const context = buildContext(p.config, values);
+    return { pk: r.pk ?? '', document, context, contentHash: contentHash(p.config, document), metadata: r.metadata ?? '{}' };
   });
 }

@@ -1,7 +1,6 @@
 // Compares every source row's current content with its vectors: the convergence invariant, checkable
 // by users too. Reads the source in key order, a page at a time, so it runs on tables of any size.
-import { splitText } from '../chunking/split.js';
-import { chunkOptions } from '../chunking/tokens.js';
+import { chunkDocument } from '../chunking/document.js';
 import { getPipeline } from '../db/catalog.js';
 import { qualified } from '../db/ident.js';
 import type { Pool } from '../db/pool.js';
@@ -45,7 +44,7 @@ export async function verifyPipeline(pool: Pool, name: string, pageSize = 1000):
     const byKey = new Map(stored.map((s) => [s.pk, s]));
     for (const row of rows) {
       report.rows += 1;
-      const expected = splitText(row.document, chunkOptions(p.config));
+      const expected = chunkDocument(p.config, row.document, row.context);
       const actual = byKey.get(row.pk);
       if (!actual) {
         if (expected.length > 0) report.missing.push(row.pk);

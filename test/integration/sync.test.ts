@@ -135,6 +135,27 @@ describe('change sync', () => {
     await converged();
   });
 
+  it('a repeated column heads every chunk of a long row', async () => {
+    await h.db.pool.query(`create table guides (id int primary key, title text, body text)`);
+    await applyPipeline(h, productsPipeline({
+      name: 'guides',
+      source: { table: 'guides' },
+      embed: { columns: [{ column: 'title', prefix: 'Guide: ', repeat: true }, 'body'] },
+      metadata: [],
+      chunking: { size: 200, overlap: 20 },
+    }));
+    const body = Array.from({ length: 40 }, (_, i) => `Step ${i}: tighten the strap and check the buckle.`).join(' ');
+    await h.db.pool.query(`insert into guides values (1, 'Packing a tent', $1)`, [body]);
+    const chunks = await waitFor('the guide\'s chunks', async () => {
+      const { rows } = await h.db.pool.query<{ chunk: string }>(`select chunk from guides_embeddings where pk = '1' order by chunk_index`);
+      return rows.length > 1 ? rows.map((r) => r.chunk) : false;
+    });
+    assert.ok(chunks.every((c) => c.startsWith('Guide: Packing a tent\n')), `a chunk lost its context: ${chunks.find((c) => !c.startsWith('Guide:'))}`);
+    assert.ok(chunks.every((c) => Array.from(c).length <= 200));
+    const report = await verifyPipeline(h.db.pool, 'guides');
+    assert.deepEqual([report.missing, report.stale, report.orphaned], [[], [], []]);
+  });
+
   it('TRUNCATE removes every vector and later inserts arrive again', async () => {
     await converged();
     await h.db.pool.query('truncate products');

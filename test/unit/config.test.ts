@@ -53,6 +53,13 @@ describe('pipeline config', () => {
     assert.match(err.message, /metdata/);
   });
 
+  it('only leading columns may be repeated on every chunk', () => {
+    const late = { ...valid, embed: { columns: ['name', { column: 'description', repeat: true }] } };
+    assert.equal(errorOf({ pipelines: [late] }).field, 'pipelines[0].embed.columns[1].repeat');
+    const early = { ...valid, embed: { columns: [{ column: 'name', repeat: true }, 'description'] } };
+    assert.equal(parsePipelines({ pipelines: [early] }).length, 1);
+  });
+
   it('refuses an unknown provider', () => {
     assert.equal(errorOf({ pipelines: [{ ...valid, embedding: { provider: 'nope' } }] }).field, 'pipelines[0].embedding.provider');
   });
