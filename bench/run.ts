@@ -6,15 +6,17 @@ import { Command, InvalidArgumentError } from 'commander';
 import { readEnv } from '../src/config/env.js';
 import { ensureStack } from '../src/stack/index.js';
 import { connectClient } from '../src/temporal/connect.js';
+import { backfillBench } from './backfill.js';
 import { captureOverhead } from './capture-overhead.js';
 import { createBenchDatabase } from './helpers/database.js';
 import { machineFacts } from './helpers/machine.js';
 import { handleInterrupts, onInterrupt } from './helpers/interrupt.js';
 import { printable, writeResult, writeSummary, type ResultFile } from './helpers/results.js';
 import type { Benchmark, BenchOptions } from './helpers/types.js';
+import { rateLimit } from './rate-limit.js';
 import { syncLatency } from './sync-latency.js';
 
-const BENCHMARKS: readonly Benchmark[] = [syncLatency, captureOverhead];
+const BENCHMARKS: readonly Benchmark[] = [syncLatency, captureOverhead, backfillBench, rateLimit];
 
 const positive = (name: string) => (value: string): number => {
   const n = Number(value);
@@ -29,7 +31,10 @@ const program = new Command('bench')
   .option('--rate <n>', 'sync-latency: inserts offered per second (50)', positive('--rate'))
   .option('--clients <n>', 'capture-overhead: concurrent pgbench connections (4)', positive('--clients'))
   .option('--rounds <n>', 'capture-overhead: repetitions of each measurement, median reported (5)', positive('--rounds'))
-  .option('--rows <n>', 'capture-overhead: rows in the table and in the bulk UPDATE (100000)', positive('--rows'))
+  .option('--rows <n>', 'capture-overhead: rows in the table and in the bulk UPDATE; backfill: rows of the larger table; rate-limit: rows backfilled (100000)', positive('--rows'))
+  .option('--window <n>', 'backfill, rate-limit: batches in flight at once (4)', positive('--window'))
+  .option('--batch-size <n>', 'backfill, rate-limit: source keys per batch (200, the pipeline default)', positive('--batch-size'))
+  .option('--text-tokens <n>', 'rate-limit: words (one token each) in each row\'s description (16)', positive('--text-tokens'))
   .showHelpAfterError()
   .parse();
 
