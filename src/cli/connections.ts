@@ -1,15 +1,14 @@
 // The connections the operator commands (backfill, pause, resume, status, verify) open, with a
 // failure to reach a server turned into one line that names the variable to fix.
 import { Client, Connection } from '@temporalio/client';
-import { LOCAL_DEFAULTS, type Env } from '../config/env.js';
+import type { Env } from '../config/env.js';
 import { migrate } from '../db/migrator.js';
 import { createPool, type Pool } from '../db/pool.js';
+import { temporalAddress } from '../temporal/connect.js';
 import { databaseUrl, UserError } from './common.js';
 
-// The same defaults as src/temporal/connect.ts, which these commands do not import: it loads the
-// worker SDK (two seconds at every start) for the worker's connection.
-export const temporalAddress = (env: Pick<Env, 'temporalAddress'>): string => env.temporalAddress ?? `127.0.0.1:${LOCAL_DEFAULTS.temporalPort}`;
-export const temporalUiUrl = (env: Pick<Env, 'temporalUiUrl'>): string => env.temporalUiUrl ?? `http://127.0.0.1:${LOCAL_DEFAULTS.temporalUiPort}`;
+export { temporalAddress, temporalUiUrl } from '../temporal/connect.js';
+
 
 /** The SDK's default of 10 s is long for a command someone is waiting on. */
 const CONNECT_TIMEOUT = '5s';

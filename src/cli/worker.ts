@@ -5,7 +5,8 @@ import { migrate } from '../db/migrator.js';
 import { createPool } from '../db/pool.js';
 import { createLogger } from '../log.js';
 import { createProviders } from '../providers/index.js';
-import { connectWorker, temporalAddress } from '../temporal/connect.js';
+import { temporalAddress } from '../temporal/connect.js';
+import { connectWorker } from '../worker/connect.js';
 import { createWorker } from '../worker/worker.js';
 import { databaseUrl, runMain } from './common.js';
 

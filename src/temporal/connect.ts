@@ -1,8 +1,6 @@
+// Client-side connection and defaults only: the worker SDK (seconds to load) stays out of the commands.
 import { Client, Connection } from '@temporalio/client';
-import { NativeConnection } from '@temporalio/worker';
 import { LOCAL_DEFAULTS, type Env } from '../config/env.js';
-import type { Logger } from '../log.js';
-import { installTemporalRuntime } from '../worker/runtime.js';
 
 export const temporalAddress = (env: Pick<Env, 'temporalAddress'>): string =>
   env.temporalAddress ?? `127.0.0.1:${LOCAL_DEFAULTS.temporalPort}`;
@@ -15,8 +13,3 @@ export async function connectClient(env: Pick<Env, 'temporalAddress' | 'temporal
   return { client: new Client({ connection, namespace: env.temporalNamespace }), connection };
 }
 
-/** The worker's connection; installs the SDK runtime with our logger first (it must precede any connection). */
-export async function connectWorker(env: Pick<Env, 'temporalAddress'>, log: Logger): Promise<NativeConnection> {
-  installTemporalRuntime(log);
-  return NativeConnection.connect({ address: temporalAddress(env) });
-}

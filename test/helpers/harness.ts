@@ -14,7 +14,8 @@ import { Poller, type PollerOptions } from '../../src/poller/poller.js';
 import { OfflineProvider } from '../../src/providers/offline.js';
 import type { EmbeddingProvider, EmbedRequest, EmbedResponse } from '../../src/providers/types.js';
 import { ensureSearchAttributes } from '../../src/stack/index.js';
-import { connectClient, connectWorker } from '../../src/temporal/connect.js';
+import { connectClient } from '../../src/temporal/connect.js';
+import { connectWorker } from '../../src/worker/connect.js';
 import { createWorker, type EmbedsyncWorker } from '../../src/worker/worker.js';
 import { createTestDatabase, type TestDatabase } from './db.js';
 

@@ -15,7 +15,8 @@ import { startMockProvider, type MockProvider, type MockProviderOptions } from '
 import { Poller } from '../../src/poller/poller.js';
 import { createProviders } from '../../src/providers/index.js';
 import { ensureSearchAttributes } from '../../src/stack/index.js';
-import { connectClient, connectWorker } from '../../src/temporal/connect.js';
+import { connectClient } from '../../src/temporal/connect.js';
+import { connectWorker } from '../../src/worker/connect.js';
 import { createWorker, type EmbedsyncWorker } from '../../src/worker/worker.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 
