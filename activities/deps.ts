@@ -1,9 +1,12 @@
 import type { Pool } from '../src/db/pool.js';
 import type { Logger } from '../src/log.js';
+import type { RatePlan } from '../src/providers/rate-plan.js';
 import type { ProviderRegistry } from '../src/providers/types.js';
 
 export interface ActivityDeps {
   pool: Pool;
   providers: ProviderRegistry;
   log: Logger;
+  /** The rate plan each provider's requests follow now; none: requests go unpaced. */
+  rates?: { plan(provider: string): RatePlan | undefined };
 }

@@ -1,7 +1,10 @@
 // Stage 3: embed the staged chunks that have no vector yet. Each request's vectors are committed as
 // soon as they arrive, so a retry (of this stage or a later one) never pays for them again.
 //
-// Requests are sized by the model's input count and tokens and by the worker's rate plan. An input the
+// Requests are as large as the model takes (and no larger than a minute's tokens budget). Under a
+// tokens-per-minute limit each request first takes its tokens from the provider's shared bucket and waits
+// its turn (src/providers/token-bucket.ts); a 429 holds the whole fleet back for as long as the provider
+// asked. The requests-per-minute limit paces the activities themselves (src/providers/rate-plan.ts). An input the
 // provider refuses is isolated by bisection (src/providers/isolate.ts); its row goes to
 // embedsync.dead_letters with the error, its staged chunks are dropped, and its staged row becomes
 // 'keep', so the write stage leaves the row's existing vectors (of its previous content, if any) as
@@ -12,10 +15,11 @@ import { countCharacters, countTokens, estimateTokens } from '../src/chunking/to
 import type { EmbeddingConfig } from '../src/config/pipeline.js';
 import { atGeneration, getPipeline } from '../src/db/catalog.js';
 import { withTransaction, type Pool } from '../src/db/pool.js';
-import { InvalidInputError } from '../src/providers/errors.js';
+import { InvalidInputError, RateLimitedError } from '../src/providers/errors.js';
 import { InputIsolator } from '../src/providers/isolate.js';
 import { modelFacts, type ModelFacts } from '../src/providers/models.js';
 import { nextRequest } from '../src/providers/requests.js';
+import { holdBack, takeTokens } from '../src/providers/token-bucket.js';
 import { getProvider } from '../src/providers/types.js';
 import type { ActivityDeps } from './deps.js';
 import { classified, DimensionMismatchError } from './errors.js';
@@ -41,7 +45,7 @@ interface PendingChunk { pk: string; chunk_index: number; chunk: string; id: str
 // Heartbeats while a request is in flight, so a slow provider is not mistaken for a dead worker.
 const HEARTBEAT_EVERY_MS = 5000;
 
-export function createEmbedBatch({ pool, providers, log }: ActivityDeps) {
+export function createEmbedBatch({ pool, providers, log, rates }: ActivityDeps) {
   return async function embedBatch(input: EmbedInput): Promise<EmbedBatchResult> {
     return classified(async () => {
       const { pipeline, batchId } = input;
@@ -54,23 +58,34 @@ export function createEmbedBatch({ pool, providers, log }: ActivityDeps) {
       const provider = getProvider(providers, embedding.provider);
       const facts = modelFacts(embedding);
       const { pending, embedded } = await stagedChunks(pool, batchId, embedding, facts);
+      const plan = rates?.plan(provider.name);
       const limits = {
         maxInputs: Math.min(provider.maxInputsPerRequest, facts.maxInputsPerRequest),
-        maxTokens: Math.min(facts.maxTokensPerRequest, provider.budget?.tokensPerRequest ?? Infinity),
+        maxTokens: Math.min(facts.maxTokensPerRequest, plan?.tokensPerRequest ?? Infinity),
       };
-      const maxRequests = input.paced ? (provider.budget?.requestsPerActivity ?? 1) : Infinity;
+      const maxRequests = input.paced ? (plan?.requestsPerActivity ?? 1) : Infinity;
 
       const send = async (chunks: PendingChunk[]): Promise<void> => {
         // Longer than the model takes (chunking should have prevented it): never sent to be cut short.
         if (chunks.some((c) => c.size > facts.maxInputSize)) {
           throw new InvalidInputError(provider.name, `a chunk is longer than ${embedding.model} takes (${facts.maxInputSize} ${facts.unit}); it was not sent, so it could not be cut short`);
         }
+        const tokenRate = plan?.tokens;
+        if (tokenRate) {
+          const wait = await takeTokens(pool, provider.name, chunks.reduce((sum, c) => sum + c.tokens, 0), tokenRate);
+          if (wait > 0) await ctx.sleep(wait); // cancellable; the activity heartbeats meanwhile (classified)
+        }
         result.requests += 1;
         const request = provider.embed({
           model: embedding.model, dimensions: embedding.dimensions, inputType: 'document', texts: chunks.map((c) => c.chunk), embedding, signal: ctx.cancellationSignal,
         });
         const heartbeat = setInterval(() => ctx.heartbeat(result), HEARTBEAT_EVERY_MS);
-        const { vectors, tokens } = await request.finally(() => clearInterval(heartbeat));
+        const { vectors, tokens } = await request
+          .catch(async (err: unknown) => {
+            if (err instanceof RateLimitedError && tokenRate && err.retryAfterMs !== undefined) await holdBack(pool, provider.name, err.retryAfterMs, tokenRate);
+            throw err;
+          })
+          .finally(() => clearInterval(heartbeat));
         const wrong = vectors.find((v) => v.length !== embedding.dimensions);
         if (wrong || vectors.length !== chunks.length) throw new DimensionMismatchError(embedding.dimensions, wrong?.length ?? -1);
         await storeVectors(pool, batchId, chunks, vectors);

@@ -1,29 +1,42 @@
-// How fast a provider's embedding task queue may go, and how much one request may carry, so that
-// requests fill the requests-per-minute and tokens-per-minute budgets without overrunning either.
+// How a provider's requests are paced so that they fill its requests-per-minute and tokens-per-minute
+// budgets without overrunning either, however many workers share them.
 //
-// The queue's rate is enforced by the Temporal server across all workers (maxTaskQueueActivitiesPerSecond),
-// so it is the one place that sees the whole fleet. A paced embed activity sends one slot's worth of
-// requests (one request; a few for models that take one text per call) and no request carries more
-// than tokensPerRequest. Then, per second:
-//     activities × requestsPerActivity ≤ RPM / 60      and      requests × tokensPerRequest ≤ TPM / 60.
-// tokensPerRequest is as small as the budgets allow (TPM / RPM) but never smaller than the largest
-// chunk, which must fit in a request of its own; a larger floor means fewer, fuller requests.
+// - Requests per minute: the provider's embedding task queue is limited to so many activities per
+//   second, which the Temporal server enforces across every worker of the queue. A paced embed activity
+//   sends one request (a few, for models that take one text per call).
+// - Tokens per minute: every request first takes its tokens from the provider's bucket in the database
+//   (sql/000004_token_buckets.sql), which all workers share, and waits its turn when the bucket is empty.
+//   So requests can be as large as the model takes: a request's size no longer decides the pace.
 import type { ProviderRateLimit } from '../config/env.js';
 import type { PipelineConfig } from '../config/pipeline.js';
-import { modelFacts, type ModelFacts } from './models.js';
-import type { EmbeddingProvider, RequestBudget } from './types.js';
+import { modelFacts } from './models.js';
+import type { EmbeddingProvider } from './types.js';
 
-export interface RatePlan extends RequestBudget {
-  /** The queue's maxTaskQueueActivitiesPerSecond; undefined when no limit is declared. */
-  activitiesPerSecond: number | undefined;
+export interface RatePlan {
   /** The limits in force: the strictest of the environment's and every pipeline's. */
   limit: ProviderRateLimit;
+  /** The queue's activities per second; undefined when no requests-per-minute limit is declared. */
+  activitiesPerSecond: number | undefined;
+  /** Requests one paced embed activity may send: one task-queue slot's worth. */
+  requestsPerActivity: number;
+  /** Most tokens (estimated, for models measured in characters) one request may carry. */
+  tokensPerRequest: number;
+  /** The shared token bucket; undefined when no tokens-per-minute limit is declared. */
+  tokens: TokenRate | undefined;
+}
+
+export interface TokenRate {
+  perSecond: number;
+  /** What the bucket holds when full: how far ahead of the rate an idle fleet may send at once. */
+  burst: number;
 }
 
 // Models that take one text per call (Titan) would otherwise cost one activity per chunk.
 const SINGLE_INPUT_REQUESTS_PER_ACTIVITY = 8;
-// Chunk size when no pipeline of the provider exists yet: the config's default.
-const DEFAULT_CHUNK_SIZE = 2000;
+// A full bucket holds this many seconds of the budget: an idle fleet sends its first requests at once,
+// yet no minute ever carries more than the budget and one second's worth, and a provider that enforces
+// its limit per second (OpenAI may) is not overrun either.
+const BURST_SECONDS = 1;
 
 const declared = (config: PipelineConfig): ProviderRateLimit => (config.embedding.provider === 'offline' ? {} : config.embedding);
 
@@ -32,16 +45,10 @@ const strictest = (values: (number | undefined)[]): number | undefined => {
   return given.length > 0 ? Math.min(...given) : undefined;
 };
 
-/** The largest chunk a pipeline makes, in (estimated) tokens. */
-function largestChunkTokens(config: PipelineConfig, facts: ModelFacts): number {
-  return facts.unit === 'tokens' ? config.chunking.size : Math.ceil(config.chunking.size / 3);
-}
-
 export function planProviderQueue(provider: Pick<EmbeddingProvider, 'rateLimit' | 'maxInputsPerRequest'>, pipelines: readonly PipelineConfig[]): RatePlan {
   const shapes = pipelines.flatMap((config) => {
     try {
-      const facts = modelFacts(config.embedding);
-      return [{ config, facts, chunk: largestChunkTokens(config, facts) }];
+      return [{ config, facts: modelFacts(config.embedding) }];
     } catch {
       return []; // an unknown model fails its own batches; it must not stop the worker
     }
@@ -50,33 +57,22 @@ export function planProviderQueue(provider: Pick<EmbeddingProvider, 'rateLimit' 
     requestsPerMinute: strictest([provider.rateLimit?.requestsPerMinute, ...shapes.map((s) => declared(s.config).requestsPerMinute)]),
     tokensPerMinute: strictest([provider.rateLimit?.tokensPerMinute, ...shapes.map((s) => declared(s.config).tokensPerMinute)]),
   };
-  const largestChunk = Math.max(...shapes.map((s) => s.chunk), shapes.length === 0 ? DEFAULT_CHUNK_SIZE : 0);
-  const requestCap = Math.min(...shapes.map((s) => s.facts.maxTokensPerRequest));
+  const { requestsPerMinute: rpm, tokensPerMinute: tpm } = limit;
   const singleInput = Math.min(provider.maxInputsPerRequest, ...shapes.map((s) => s.facts.maxInputsPerRequest)) === 1;
   const requestsPerActivity = singleInput ? SINGLE_INPUT_REQUESTS_PER_ACTIVITY : 1;
-  const { requestsPerMinute: rpm, tokensPerMinute: tpm } = limit;
-
-  let tokensPerRequest = requestCap;
-  if (singleInput) tokensPerRequest = largestChunk;
-  else if (tpm !== undefined) tokensPerRequest = Math.min(requestCap, Math.max(largestChunk, Math.floor(tpm / (rpm ?? Infinity))));
-
-  const requestsPerMinute = strictest([rpm, tpm === undefined ? undefined : tpm / tokensPerRequest]);
-  const requestsPerSecond = requestsPerMinute === undefined ? undefined : requestsPerMinute / 60;
+  // A request larger than a minute's budget would be refused outright ("Requested 629204 tokens, max 600000").
+  const tokensPerRequest = Math.min(tpm ?? Infinity, ...shapes.map((s) => s.facts.maxTokensPerRequest));
   return {
     limit,
-    tokensPerRequest,
     requestsPerActivity,
-    activitiesPerSecond: requestsPerSecond === undefined ? undefined : requestsPerSecond / requestsPerActivity,
+    tokensPerRequest,
+    activitiesPerSecond: rpm === undefined ? undefined : rpm / 60 / requestsPerActivity,
+    tokens: tpm === undefined ? undefined : { perSecond: tpm / 60, burst: (tpm / 60) * BURST_SECONDS },
   };
 }
 
-/** The provider as one embedding queue's worker sees it: with the request budget of its plan. */
-export function withBudget(provider: EmbeddingProvider, plan: RatePlan): EmbeddingProvider {
-  return {
-    name: provider.name,
-    maxInputsPerRequest: provider.maxInputsPerRequest,
-    rateLimit: plan.limit,
-    budget: { tokensPerRequest: plan.tokensPerRequest, requestsPerActivity: plan.requestsPerActivity },
-    embed: (request) => provider.embed(request),
-  };
+/** Whether two plans pace the same way. */
+export function samePlan(a: RatePlan | undefined, b: RatePlan | undefined): boolean {
+  return a?.activitiesPerSecond === b?.activitiesPerSecond && a?.tokensPerRequest === b?.tokensPerRequest
+    && a?.requestsPerActivity === b?.requestsPerActivity && a?.tokens?.perSecond === b?.tokens?.perSecond;
 }

@@ -29,16 +29,7 @@ export interface EmbeddingProvider {
   readonly maxInputsPerRequest: number;
   /** Deployment-wide limits from the environment; pipelines may declare stricter ones. */
   readonly rateLimit?: ProviderRateLimit;
-  /** Set by the worker from its rate plan (src/providers/rate-plan.ts): what one request may carry. */
-  readonly budget?: RequestBudget;
   embed(request: EmbedRequest): Promise<EmbedResponse>;
-}
-
-export interface RequestBudget {
-  /** Most tokens (estimated, for models measured in characters) one request may carry. */
-  tokensPerRequest: number;
-  /** Requests one paced embed activity may send: one task-queue slot's worth. */
-  requestsPerActivity: number;
 }
 
 export type ProviderRegistry = ReadonlyMap<string, EmbeddingProvider>;

@@ -1,6 +1,6 @@
 // A running embedsync whose providers are the real OpenAI and Bedrock clients, talking to the mock
-// provider server: its own database and task queue, a worker (started after the pipelines are
-// applied, because the worker paces its embedding queues by them), a poller, and captured logs.
+// provider server: its own database and task queue, one or more workers (started after the pipelines
+// are applied, so the embedding queues are paced from the first request), a poller, and captured logs.
 import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
@@ -59,7 +59,14 @@ function captureLogger(label: string, lines: string[]): Logger {
 
 export async function startProviderHarness(
   label: string,
-  opts: { pipelines: (mockUrl: string) => PipelineInput[]; mock?: MockProviderOptions; env?: Record<string, string> },
+  opts: {
+    pipelines: (mockUrl: string) => PipelineInput[];
+    mock?: MockProviderOptions;
+    env?: Record<string, string>;
+    /** Worker processes' worth of workers on the task queue (default 1). */
+    workers?: number;
+    rateRefreshMs?: number;
+  },
 ): Promise<ProviderHarness> {
   const env = readEnv();
   const logLines: string[] = [];
@@ -74,17 +81,24 @@ export async function startProviderHarness(
   await applyPipelines(db.pool, pipelines);
 
   const providerEnv = readProviderEnv({ AWS_REGION: 'us-east-1', AWS_ENDPOINT_URL_BEDROCK_RUNTIME: mock.url, ...opts.env });
-  const workerConnection: NativeConnection = await connectWorker(env, log);
-  const worker: EmbedsyncWorker = await createWorker({
-    connection: workerConnection,
-    namespace: env.temporalNamespace,
-    taskQueue,
-    pool: db.pool,
-    providers: createProviders([], providerEnv),
-    log,
-    cacheDir: path.join(os.tmpdir(), 'embedsync-test-cache'),
-  });
-  const running = worker.run();
+  // A connection each, as separate worker processes have.
+  const connections: NativeConnection[] = [];
+  const workers: EmbedsyncWorker[] = [];
+  for (let i = 0; i < (opts.workers ?? 1); i++) {
+    const connection = await connectWorker(env, log);
+    connections.push(connection);
+    workers.push(await createWorker({
+      connection,
+      namespace: env.temporalNamespace,
+      taskQueue,
+      pool: db.pool,
+      providers: createProviders([], providerEnv),
+      log,
+      cacheDir: path.join(os.tmpdir(), 'embedsync-test-cache'),
+      ...(opts.rateRefreshMs === undefined ? {} : { rateRefreshMs: opts.rateRefreshMs }),
+    }));
+  }
+  const running = Promise.all(workers.map((w) => w.run()));
   const poller = new Poller({ pool: db.pool, databaseUrl: db.url, temporal: client, taskQueue, log });
   poller.start();
 
@@ -96,9 +110,9 @@ export async function startProviderHarness(
     logLines,
     async stop() {
       await poller.stop();
-      worker.shutdown();
+      for (const w of workers) w.shutdown();
       await running;
-      await workerConnection.close();
+      for (const c of connections) await c.close();
       await clientConnection.close();
       await mock.close();
       await db.drop();

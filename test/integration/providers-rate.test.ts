@@ -1,40 +1,148 @@
-// The embedding queue of a provider is paced by the Temporal server to the pipeline's
-// requests-per-minute: many batches at once still reach the provider no faster than allowed.
+// Rate limits are kept by the whole fleet: the provider's embedding queue is paced by the Temporal
+// server to the requests per minute, every request takes its tokens from a bucket all workers share,
+// and a changed limit is followed by the running workers.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import proto from '@temporalio/proto';
+import { applyPipelines } from '../../src/capture/apply.js';
+import { countTokens } from '../../src/chunking/tokens.js';
+import { parsePipelines, type PipelineInput } from '../../src/config/pipeline.js';
+import { embedTaskQueue } from '../../src/temporal/names.js';
 import { waitFor } from '../helpers/wait.js';
 import { chunksOf, itemsPipeline, setEnv, startProviderHarness, type ProviderHarness } from './providers-helpers.js';
 
-let h: ProviderHarness;
-const RPM = 120;
-
 setEnv({ EMBEDSYNC_TEST_OPENAI_KEY: 'sk-test-rate-0000' });
 
-describe('rate limits', () => {
+const openai = (mockUrl: string, limits: { requestsPerMinute?: number; tokensPerMinute?: number }): PipelineInput['embedding'] => ({
+  provider: 'openai', model: 'text-embedding-3-small', dimensions: 64, baseURL: `${mockUrl}/v1`, apiKeyEnv: 'EMBEDSYNC_TEST_OPENAI_KEY', ...limits,
+});
+
+/** Accepted requests' arrival times at the mock, in order. */
+const acceptedTimes = (h: ProviderHarness): number[] => h.mock.requests.filter((r) => r.status === 200).map((r) => r.at).sort((a, b) => a - b);
+
+/** The fastest rate between the first and last of `times`, in requests per second. */
+function rateOf(times: number[]): number {
+  const span = (times[times.length - 1] ?? 0) - (times[0] ?? 0);
+  return ((times.length - 1) * 1000) / span;
+}
+
+async function insertRows(h: ProviderHarness, table: string, from: number, count: number, body: (i: number) => string = (i) => `Body ${i}`): Promise<void> {
+  const ids = Array.from({ length: count }, (_, i) => from + i);
+  await h.db.pool.query(`insert into ${table} (id, title, body) select id, 'Item ' || id, b from unnest($1::int[], $2::text[]) as t(id, b)`, [ids, ids.map(body)]);
+  await waitFor(`rows ${from}–${from + count - 1} embedded`, async () => (await Promise.all(ids.map((id) => chunksOf(h, table, String(id))))).every((c) => c.length > 0), 60_000);
+}
+
+async function queueRate(h: ProviderHarness): Promise<number | undefined> {
+  const response = await h.client.workflowService.describeTaskQueue({
+    namespace: h.client.options.namespace,
+    taskQueue: { name: embedTaskQueue(h.taskQueue, 'openai') },
+    taskQueueType: proto.temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
+    reportConfig: true,
+  });
+  return response.config?.queueRateLimit?.rateLimit?.requestsPerSecond ?? undefined;
+}
+
+describe('requests per minute', () => {
+  let h: ProviderHarness;
+  const RPM = 120;
   before(async () => {
     h = await startProviderHarness('rate', {
-      pipelines: (mockUrl) => [
-        // One key per batch, so each batch is one activity making one request.
-        itemsPipeline('paced', { provider: 'openai', model: 'text-embedding-3-small', dimensions: 64, baseURL: `${mockUrl}/v1`, apiKeyEnv: 'EMBEDSYNC_TEST_OPENAI_KEY', requestsPerMinute: RPM }, { batchSize: 1 }),
-      ],
+      // One key per batch, so each batch is one activity making one request.
+      pipelines: (mockUrl) => [itemsPipeline('paced', openai(mockUrl, { requestsPerMinute: RPM }), { batchSize: 1 })],
     });
   });
   after(async () => h.stop());
 
-  it('the worker paces the provider queue to the requests per minute, across all batches', async () => {
-    const paced = h.logLines.map((l) => JSON.parse(l) as { msg?: string; provider?: string; activitiesPerSecond?: number }).find((l) => l.msg === 'embedding queue paced');
-    assert.equal(paced?.provider, 'openai');
-    assert.equal(paced?.activitiesPerSecond, RPM / 60);
-
+  it('the Temporal server paces the provider queue to the requests per minute, across all batches', async () => {
+    assert.equal(await queueRate(h), RPM / 60);
     const rows = 10;
-    await h.db.pool.query(`insert into paced (id, title, body) select g, 'Item ' || g, 'Body ' || g from generate_series(1, $1) g`, [rows]);
-    await waitFor('every row', async () => (await Promise.all(Array.from({ length: rows }, (_, i) => chunksOf(h, 'paced', String(i + 1))))).every((c) => c.length === 1), 30_000);
-
-    const times = h.mock.requests.filter((r) => r.status === 200).map((r) => r.at).sort((a, b) => a - b);
+    await insertRows(h, 'paced', 1, rows);
+    const times = acceptedTimes(h);
     assert.equal(times.length, rows);
-    const span = (times[times.length - 1] ?? 0) - (times[0] ?? 0);
-    const rate = ((rows - 1) * 1000) / span;
     // Unpaced, ten one-row batches reach the provider within a few hundred milliseconds.
-    assert.ok(rate <= (RPM / 60) * 1.25, `${rate.toFixed(2)} requests/s, over the ${RPM / 60}/s the limit allows`);
+    assert.ok(rateOf(times) <= (RPM / 60) * 1.25, `${rateOf(times).toFixed(2)} requests/s, over the ${RPM / 60}/s the limit allows`);
+  });
+});
+
+describe('tokens per minute', () => {
+  let h: ProviderHarness;
+  const TPM = 60_000; // 1,000 tokens a second; a full bucket holds one second of it
+  before(async () => {
+    h = await startProviderHarness('tokens', {
+      workers: 2,
+      pipelines: (mockUrl) => [itemsPipeline('budgeted', openai(mockUrl, { tokensPerMinute: TPM }), { batchSize: 5 })],
+    });
+  });
+  after(async () => h.stop());
+
+  it('two workers together never send more tokens than the bucket and its refill allow', async () => {
+    // 40 rows of about 150 tokens: 6,000 tokens, six times what a full bucket holds.
+    await insertRows(h, 'budgeted', 1, 40, (i) => Array.from({ length: 150 }, (_, k) => ['river', 'stone', 'maple'][(i + k) % 3]).join(' '));
+    const accepted = h.mock.requests.filter((r) => r.status === 200).sort((a, b) => a.at - b.at);
+    const tokens = accepted.map((r) => r.inputs.reduce((sum, t) => sum + countTokens(t), 0));
+    const total = tokens.reduce((a, b) => a + b, 0);
+    assert.ok(total > 6000, `${total} tokens`);
+    assert.ok(accepted.length >= 8, `${accepted.length} requests: batches were sent as they came, not all at once`);
+    const perSecond = TPM / 60;
+    const burst = perSecond;
+    const first = accepted[0]?.at ?? 0;
+    let sent = 0;
+    accepted.forEach((r, i) => {
+      sent += tokens[i] ?? 0;
+      // Half a second of slack for requests that arrive at the mock out of the order they were let go in.
+      const allowed = burst + perSecond * ((r.at - first) / 1000 + 0.5);
+      assert.ok(sent <= allowed, `${sent} tokens by ${r.at - first} ms; the budget allows ${Math.round(allowed)}`);
+    });
+    const { rows } = await h.db.pool.query<{ tokens: number }>(`select tokens from embedsync.token_buckets where provider = 'openai'`);
+    assert.ok((rows[0]?.tokens ?? Infinity) < burst, 'the bucket in the database shows what was taken');
+  });
+
+  it('a 429 holds every worker back for as long as the provider asked', async () => {
+    h.mock.reset();
+    h.mock.options.retryHint = 'retry-after-ms';
+    h.mock.inject({ kind: 'rate-limit', retryAfterMs: 1500 });
+    const first = insertRows(h, 'budgeted', 41, 1);
+    await waitFor('the 429', () => Promise.resolve(h.mock.requests.some((r) => r.status === 429)), 10_000);
+    // Another batch, made after the 429: without the hold it would be sent at once.
+    await insertRows(h, 'budgeted', 42, 1);
+    await first;
+    const limitedAt = h.mock.requests.find((r) => r.status === 429)?.at ?? 0;
+    const after429 = acceptedTimes(h).map((t) => t - limitedAt);
+    assert.equal(after429.length, 2);
+    assert.ok(after429.every((ms) => ms >= 1500 - 50), `requests ${after429.join(', ')} ms after the 429 that asked for 1,500`);
+  });
+});
+
+describe('a changed limit', () => {
+  let h: ProviderHarness;
+  let mockUrl = '';
+  const pipeline = (limits: { requestsPerMinute?: number; tokensPerMinute?: number }) => parsePipelines({ pipelines: [itemsPipeline('live', openai(mockUrl, limits), { batchSize: 1 })] });
+  before(async () => {
+    h = await startProviderHarness('live-rate', {
+      rateRefreshMs: 200,
+      pipelines: (url) => {
+        mockUrl = url;
+        return [itemsPipeline('live', openai(url, { requestsPerMinute: 600 }), { batchSize: 1 })];
+      },
+    });
+  });
+  after(async () => h.stop());
+
+  it('is followed by the running workers, without a restart', async () => {
+    assert.equal(await queueRate(h), 10);
+    const [applied] = await applyPipelines(h.db.pool, pipeline({ requestsPerMinute: 30, tokensPerMinute: 50_000 }));
+    assert.equal(applied?.outcome, 'updated');
+    await waitFor('the server’s queue rate to follow', async () => (await queueRate(h)) === 0.5, 10_000);
+    const changed = h.logLines.map((l) => JSON.parse(l) as { msg?: string; requestsPerMinute?: number; tokensPerMinute?: number }).find((l) => l.msg === 'embedding rate limits changed');
+    assert.deepEqual({ rpm: changed?.requestsPerMinute, tpm: changed?.tokensPerMinute }, { rpm: 30, tpm: 50_000 });
+
+    await insertRows(h, 'live', 1, 4);
+    const times = acceptedTimes(h);
+    assert.equal(times.length, 4);
+    assert.ok(rateOf(times) <= 0.5 * 1.25, `${rateOf(times).toFixed(2)} requests/s, over the 0.5/s the new limit allows`);
+
+    // Removing the limit removes the server's pace.
+    await applyPipelines(h.db.pool, pipeline({}));
+    await waitFor('the server’s queue rate to be removed', async () => (await queueRate(h)) === undefined, 10_000);
   });
 });

@@ -5,7 +5,7 @@ import { toFailure } from '../../activities/errors.js';
 import { parsePipelines, type PipelineConfig, type PipelineInput } from '../../src/config/pipeline.js';
 import { InvalidInputError, ProviderAuthError, ProviderUnavailableError, QuotaExhaustedError, RateLimitedError, RequestRefusedError } from '../../src/providers/errors.js';
 import { InputIsolator } from '../../src/providers/isolate.js';
-import { planProviderQueue } from '../../src/providers/rate-plan.js';
+import { planProviderQueue, samePlan } from '../../src/providers/rate-plan.js';
 import { nextRequest } from '../../src/providers/requests.js';
 import { parseResetDuration, rateLimitDelay, retryDelayFromHeaders, retryDelayFromMessage } from '../../src/providers/retry-hints.js';
 
@@ -76,31 +76,45 @@ describe('rate plan', () => {
   it('paces nothing when no limit is declared', () => {
     const plan = planProviderQueue(openai, [small({})]);
     assert.equal(plan.activitiesPerSecond, undefined);
+    assert.equal(plan.tokens, undefined);
     assert.equal(plan.tokensPerRequest, 300_000);
   });
 
-  it('sizes requests so that the paced request rate fills the tokens budget without overrunning it', () => {
+  it('paces activities to the requests per minute and tokens through the shared bucket', () => {
     const plan = planProviderQueue(openai, [small({ requestsPerMinute: 3000, tokensPerMinute: 1_000_000 })]);
-    // 1,000,000 / 3,000 = 333 tokens, but a 500-token chunk must fit: 500 tokens a request, 2,000 requests a minute.
-    assert.equal(plan.tokensPerRequest, 500);
-    assert.ok(Math.abs((plan.activitiesPerSecond ?? 0) - 2000 / 60) < 1e-9);
-    assert.ok((plan.activitiesPerSecond ?? 0) * 60 * plan.tokensPerRequest <= 1_000_000 * (1 + 1e-12));
-    const roomy = planProviderQueue(openai, [small({ requestsPerMinute: 100, tokensPerMinute: 1_000_000 })]);
-    assert.equal(roomy.tokensPerRequest, 10_000);
-    assert.ok(Math.abs((roomy.activitiesPerSecond ?? 0) - 100 / 60) < 1e-9);
+    assert.equal(plan.activitiesPerSecond, 50);
+    assert.equal(plan.requestsPerActivity, 1);
+    // The tokens budget no longer shrinks requests: they carry what the model takes.
+    assert.equal(plan.tokensPerRequest, 300_000);
+    assert.ok(Math.abs((plan.tokens?.perSecond ?? 0) - 1_000_000 / 60) < 1e-9);
+    assert.ok(Math.abs((plan.tokens?.burst ?? 0) - 1_000_000 / 60) < 1e-6, 'a full bucket holds one second of the budget');
+  });
+
+  it('never makes a request larger than a minute of the tokens budget', () => {
+    const plan = planProviderQueue(openai, [small({ tokensPerMinute: 40_000 })]);
+    assert.equal(plan.tokensPerRequest, 40_000);
+    assert.equal(plan.activitiesPerSecond, undefined);
   });
 
   it('takes the strictest of the environment’s and every pipeline’s limits', () => {
-    const plan = planProviderQueue({ ...openai, rateLimit: { requestsPerMinute: 600 } }, [small({ requestsPerMinute: 1200 }), small({ requestsPerMinute: 900 })]);
-    assert.deepEqual(plan.limit, { requestsPerMinute: 600, tokensPerMinute: undefined });
+    const plan = planProviderQueue({ ...openai, rateLimit: { requestsPerMinute: 600 } }, [small({ requestsPerMinute: 1200, tokensPerMinute: 90_000 }), small({ requestsPerMinute: 900, tokensPerMinute: 60_000 })]);
+    assert.deepEqual(plan.limit, { requestsPerMinute: 600, tokensPerMinute: 60_000 });
     assert.equal(plan.activitiesPerSecond, 10);
+    assert.equal(plan.tokens?.perSecond, 1000);
   });
 
   it('gives a model that takes one text per call several requests per activity', () => {
     const plan = planProviderQueue({ maxInputsPerRequest: 96, rateLimit: {} }, [config({ provider: 'bedrock', model: 'amazon.titan-embed-text-v2:0', dimensions: 256, requestsPerMinute: 480 }, 3000)]);
     assert.equal(plan.requestsPerActivity, 8);
     assert.equal(plan.activitiesPerSecond, 1);
-    assert.equal(plan.tokensPerRequest, 1000); // 3,000 characters, estimated at 3 a token
+  });
+
+  it('tells a changed plan from the same one', () => {
+    const a = planProviderQueue(openai, [small({ requestsPerMinute: 60, tokensPerMinute: 10_000 })]);
+    assert.ok(samePlan(a, planProviderQueue(openai, [small({ requestsPerMinute: 60, tokensPerMinute: 10_000 })])));
+    assert.ok(!samePlan(a, planProviderQueue(openai, [small({ requestsPerMinute: 60, tokensPerMinute: 20_000 })])));
+    assert.ok(!samePlan(a, planProviderQueue(openai, [small({ requestsPerMinute: 120, tokensPerMinute: 10_000 })])));
+    assert.ok(!samePlan(undefined, a));
   });
 });
 

@@ -1,0 +1,120 @@
+// Each worker keeps its providers' rate plans (src/providers/rate-plan.ts) in step with the limits the
+// environment and the catalog's pipelines declare, re-reading the catalog every few seconds, so a changed
+// limit takes effect without restarting anything:
+//
+// - the tokens-per-minute budget is read by every request from the current plan;
+// - the requests-per-minute pace is the embedding task queue's rate limit, which the worker sets on the
+//   Temporal server (UpdateTaskQueueConfig: `temporal task-queue config get` shows it, with its reason).
+//   A server without that API gets the rate as a worker option instead, which is read once at start:
+//   there, changing it needs the workers restarted, and the log says so.
+//
+// Every worker computes the same plan from the same catalog (and, when set, the same environment), so
+// workers setting the queue's rate at once agree.
+import type { NativeConnection } from '@temporalio/worker';
+import proto from '@temporalio/proto';
+import { listPipelines } from '../db/catalog.js';
+import type { Pool } from '../db/pool.js';
+import type { Logger } from '../log.js';
+import { planProviderQueue, samePlan, type RatePlan } from '../providers/rate-plan.js';
+import type { ProviderRegistry } from '../providers/types.js';
+import { embedTaskQueue } from '../temporal/names.js';
+
+const { TaskQueueType } = proto.temporal.api.enums.v1;
+
+/** How often the catalog is read for changed limits. */
+export const RATE_PLAN_REFRESH_MS = 5000;
+
+// gRPC status codes of a server that does not offer UpdateTaskQueueConfig, or not to us.
+const API_MISSING = new Set([7 /* PERMISSION_DENIED */, 9 /* FAILED_PRECONDITION */, 12 /* UNIMPLEMENTED */]);
+
+export interface RatePlansDeps {
+  connection: NativeConnection;
+  namespace: string;
+  /** The worker's main task queue; each provider's embedding queue is named after it. */
+  taskQueue: string;
+  pool: Pool;
+  providers: ProviderRegistry;
+  log: Logger;
+  /** Defaults to RATE_PLAN_REFRESH_MS. */
+  refreshMs?: number;
+}
+
+export class RatePlans {
+  private readonly plans = new Map<string, RatePlan>();
+  /** Queue rates as last set on the server, per provider (undefined: no limit). */
+  private readonly queueRates = new Map<string, number | undefined>();
+  private timer: NodeJS.Timeout | undefined;
+  private refreshing: Promise<void> | undefined;
+  /** False when the server has no UpdateTaskQueueConfig: the rate is then a worker option. */
+  serverPaced = true;
+
+  constructor(private readonly deps: RatePlansDeps) {}
+
+  /** The plan a request of `provider` follows now. */
+  plan(provider: string): RatePlan | undefined {
+    return this.plans.get(provider);
+  }
+
+  /** Reads the limits and sets the queue rates; call once before the workers start. */
+  async start(): Promise<void> {
+    await this.refresh();
+    this.timer = setInterval(() => {
+      this.refreshing ??= this.refresh()
+        .catch((err: unknown) => this.deps.log.warn({ err }, 'could not refresh the rate limits; the previous ones stay in force'))
+        .finally(() => { this.refreshing = undefined; });
+    }, this.deps.refreshMs ?? RATE_PLAN_REFRESH_MS);
+    this.timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.timer);
+    await this.refreshing;
+  }
+
+  async refresh(): Promise<void> {
+    const { pool, providers, log } = this.deps;
+    // A pipeline's pending config (during a re-embed) may use another provider: it is paced as well.
+    const configs = (await listPipelines(pool)).flatMap((p) => (p.pendingConfig ? [p.config, p.pendingConfig] : [p.config]));
+    for (const provider of providers.values()) {
+      const plan = planProviderQueue(provider, configs.filter((c) => c.embedding.provider === provider.name));
+      const before = this.plans.get(provider.name);
+      if (!samePlan(before, plan)) {
+        this.plans.set(provider.name, plan);
+        if (before || plan.activitiesPerSecond !== undefined || plan.tokens) {
+          log.info({ provider: provider.name, ...plan.limit, activitiesPerSecond: plan.activitiesPerSecond, tokensPerRequest: plan.tokensPerRequest }, before ? 'embedding rate limits changed' : 'embedding queue paced');
+        }
+      }
+      await this.setQueueRate(provider.name, plan.activitiesPerSecond);
+    }
+  }
+
+  private async setQueueRate(provider: string, perSecond: number | undefined): Promise<void> {
+    if (this.queueRates.has(provider) && this.queueRates.get(provider) === perSecond) return;
+    if (!this.serverPaced) {
+      if (this.queueRates.has(provider)) this.deps.log.warn({ provider, activitiesPerSecond: perSecond }, 'the requests-per-minute limit changed, but this Temporal server takes a task queue\'s rate only from its workers: restart the workers to apply it');
+      this.queueRates.set(provider, perSecond);
+      return;
+    }
+    const { connection, namespace, taskQueue } = this.deps;
+    try {
+      await connection.workflowService.updateTaskQueueConfig({
+        namespace,
+        identity: 'embedsync worker',
+        taskQueue: embedTaskQueue(taskQueue, provider),
+        taskQueueType: TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
+        // Without rateLimit the limit is removed.
+        updateQueueRateLimit: perSecond === undefined
+          ? { reason: `no requests-per-minute limit for ${provider}` }
+          : { rateLimit: { requestsPerSecond: perSecond }, reason: `requests-per-minute limit of ${provider}, from embedsync's pipelines and environment` },
+      });
+      this.queueRates.set(provider, perSecond);
+    } catch (err) {
+      const code = (err as { code?: unknown }).code;
+      if (this.queueRates.size > 0 || typeof code !== 'number' || !API_MISSING.has(code)) throw err;
+      // Learnt on the first call: from now on the rate is the worker option.
+      this.serverPaced = false;
+      this.deps.log.warn({ err }, 'this Temporal server does not set task queue rates by API; the embedding queues are paced by a worker option, and changing a requests-per-minute limit needs the workers restarted');
+      this.queueRates.set(provider, perSecond);
+    }
+  }
+}
