@@ -19,6 +19,7 @@ import { InvalidInputError, RateLimitedError } from '../src/providers/errors.js'
 import { InputIsolator } from '../src/providers/isolate.js';
 import { modelFacts, type ModelFacts } from '../src/providers/models.js';
 import { nextRequest } from '../src/providers/requests.js';
+import { recordFailure, recordSuccess } from '../src/providers/health.js';
 import { holdBack, takeTokens } from '../src/providers/token-bucket.js';
 import { getProvider } from '../src/providers/types.js';
 import type { ActivityDeps } from './deps.js';
@@ -65,6 +66,8 @@ export function createEmbedBatch({ pool, providers, log, rates }: ActivityDeps) 
       };
       const maxRequests = input.paced ? (plan?.requestsPerActivity ?? 1) : Infinity;
 
+      // Keeping the provider's record must never fail the batch.
+      const health = (recording: Promise<void>) => recording.catch((err: unknown) => log.warn({ err, pipeline }, 'could not record the provider\'s health'));
       const send = async (chunks: PendingChunk[]): Promise<void> => {
         // Longer than the model takes (chunking should have prevented it): never sent to be cut short.
         if (chunks.some((c) => c.size > facts.maxInputSize)) {
@@ -83,11 +86,18 @@ export function createEmbedBatch({ pool, providers, log, rates }: ActivityDeps) 
         const { vectors, tokens } = await request
           .catch(async (err: unknown) => {
             if (err instanceof RateLimitedError && tokenRate && err.retryAfterMs !== undefined) await holdBack(pool, provider.name, err.retryAfterMs, tokenRate);
+            // A refused input is the input's fault; a cancelled request is nobody's.
+            if (err instanceof Error && !(err instanceof InvalidInputError) && !ctx.cancellationSignal.aborted) await health(recordFailure(pool, p.name, err));
             throw err;
           })
           .finally(() => clearInterval(heartbeat));
         const wrong = vectors.find((v) => v.length !== embedding.dimensions);
-        if (wrong || vectors.length !== chunks.length) throw new DimensionMismatchError(embedding.dimensions, wrong?.length ?? -1);
+        if (wrong || vectors.length !== chunks.length) {
+          const err = new DimensionMismatchError(embedding.dimensions, wrong?.length ?? -1);
+          await health(recordFailure(pool, p.name, err));
+          throw err;
+        }
+        await health(recordSuccess(pool, p.name));
         await storeVectors(pool, batchId, chunks, vectors);
         result.embedded += chunks.length;
         result.tokens += tokens;

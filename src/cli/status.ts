@@ -7,7 +7,7 @@ import { connectTemporal, openDatabase, temporalAddress, temporalUiUrl, type Tem
 import { count, duration, percent, plural, progressText } from './format.js';
 
 const opts = new Command('status')
-  .description('Show each pipeline: state, sync paused or not, backfill progress, outbox backlog, dead letters, tokens, and its running workflows.')
+  .description('Show each pipeline: state, sync paused or not, backfill progress, outbox backlog, dead letters, tokens, whether its provider is answering, and its running workflows.')
   .option('-t, --table <table>', 'only this pipeline (a pipeline name, or a source table one pipeline syncs)')
   .option('--json', 'print the facts as JSON')
   .addHelpText('after', `
@@ -54,6 +54,19 @@ function print(report: StatusReport): void {
   console.log(report.pipelines.map((p) => describe(p, report.temporal.reachable)).join('\n\n'));
 }
 
+// Fewer failures in a row are retries going their normal way (a 429, a blip).
+const FAILING_AFTER = 3;
+
+function providerHealth(p: PipelineStatus): string {
+  const ago = (at: Date) => `${duration((Date.now() - at.getTime()) / 1000)} ago`;
+  const success = p.providerLastSuccessAt ? `last success ${ago(p.providerLastSuccessAt)}` : 'no success yet';
+  if (p.providerFailuresInARow >= FAILING_AFTER && p.providerLastErrorAt) {
+    return `FAILING: ${count(p.providerFailuresInARow)} requests in a row, the last ${ago(p.providerLastErrorAt)} (${success}): ${p.providerLastError ?? '?'}`;
+  }
+  if (p.providerFailuresInARow > 0) return `retrying: ${plural(p.providerFailuresInARow, 'failed request')} since the last success: ${p.providerLastError ?? '?'}`;
+  return p.providerLastSuccessAt ? `answering (${success})` : 'no requests yet';
+}
+
 function describe(p: PipelineStatus, reachable: boolean): string {
   const lines = [`${p.pipeline}  (${p.sourceTable} → ${p.vectorTable})`];
   const row = (label: string, text: string) => lines.push(`  ${label.padEnd(13)} ${text}`);
@@ -66,6 +79,7 @@ function describe(p: PipelineStatus, reachable: boolean): string {
   row('outbox', `${plural(p.outboxBacklog, 'change')} waiting${oldest}`);
   row('dead letters', p.deadLetters ? `${count(p.deadLetters)} (select * from embedsync.dead_letters where pipeline = '${p.pipeline}')` : '0');
   row('tokens used', count(p.tokensUsed));
+  row('provider', providerHealth(p));
   const w = p.workflows;
   if (!w) {
     row('workflows', reachable ? '?' : '(Temporal unreachable)');

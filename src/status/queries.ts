@@ -27,6 +27,11 @@ export interface PipelineFacts {
   /** How long the oldest waiting change has waited; null when nothing waits. */
   oldestChangeSeconds: number | null;
   deadLetters: number;
+  /** The pipeline's provider requests that failed since the last one that succeeded, and the last error. */
+  providerFailuresInARow: number;
+  providerLastError: string | null;
+  providerLastErrorAt: Date | null;
+  providerLastSuccessAt: Date | null;
 }
 
 export async function readPipelineFacts(pool: Pool, pipeline?: string): Promise<PipelineFacts[]> {
@@ -37,7 +42,9 @@ export async function readPipelineFacts(pool: Pool, pipeline?: string): Promise<
             last_synced_at as "lastSyncedAt",
             tokens_used as "tokensUsed", outbox_backlog as "outboxBacklog",
             extract(epoch from oldest_change_age)::float8 as "oldestChangeSeconds",
-            dead_letters as "deadLetters"
+            dead_letters as "deadLetters",
+            provider_failures_in_a_row as "providerFailuresInARow", provider_last_error as "providerLastError",
+            provider_last_error_at as "providerLastErrorAt", provider_last_success_at as "providerLastSuccessAt"
        from embedsync.pipeline_status
       where $1::text is null or pipeline = $1
       order by pipeline`,

@@ -6,6 +6,7 @@ import type { ApplicationFailure } from '@temporalio/client';
 import { applyPipelines } from '../../src/capture/apply.js';
 import { countTokens } from '../../src/chunking/tokens.js';
 import { ConfigError, parsePipelines } from '../../src/config/pipeline.js';
+import { readPipelineFacts } from '../../src/status/index.js';
 import { waitFor } from '../helpers/wait.js';
 import { activityFailure, chunksOf, itemsPipeline, setEnv, startProviderHarness, workflowIds, type ProviderHarness } from './providers-helpers.js';
 
@@ -102,6 +103,20 @@ describe('embedding providers through their SDKs', () => {
     const pk = await insert('oa', 'Stove', 'Camping stove');
     await waitFor('the vectors', async () => (await chunksOf(h, 'oa', pk)).length === 1);
     assert.deepEqual(requestsWith('Stove').map((r) => r.status), [500, 200]);
+  });
+
+  it('a provider that keeps failing shows in the status until it answers again', async () => {
+    h.mock.inject({ kind: 'server-error', status: 503 }, 3);
+    const pk = await insert('oa', 'Tarp', 'Ultralight tarp');
+    const failing = await waitFor('three failures in a row', async () => {
+      const [facts] = await readPipelineFacts(h.db.pool, 'oa');
+      return facts && facts.providerFailuresInARow >= 3 ? facts : false;
+    }, 20_000);
+    assert.match(failing.providerLastError ?? '', /ProviderUnavailableError: .*503/);
+    await waitFor('the vectors', async () => (await chunksOf(h, 'oa', pk)).length === 1, 30_000);
+    const [recovered] = await readPipelineFacts(h.db.pool, 'oa');
+    assert.equal(recovered?.providerFailuresInARow, 0);
+    assert.ok((recovered?.providerLastSuccessAt?.getTime() ?? 0) >= (recovered?.providerLastErrorAt?.getTime() ?? Infinity));
   });
 
   it('an exhausted quota is not retried, and the change is kept as a dead letter', async () => {
