@@ -20,7 +20,7 @@ import { InputIsolator } from '../src/providers/isolate.js';
 import { modelFacts, type ModelFacts } from '../src/providers/models.js';
 import { nextRequest } from '../src/providers/requests.js';
 import { recordFailure, recordSuccess } from '../src/providers/health.js';
-import { holdBack, takeTokens } from '../src/providers/token-bucket.js';
+import { holdBack, MAX_TOKEN_WAIT_MS, takeTokens } from '../src/providers/token-bucket.js';
 import { getProvider } from '../src/providers/types.js';
 import type { ActivityDeps } from './deps.js';
 import { classified, DimensionMismatchError } from './errors.js';
@@ -75,8 +75,11 @@ export function createEmbedBatch({ pool, providers, log, rates }: ActivityDeps) 
         }
         const tokenRate = plan?.tokens;
         if (tokenRate) {
-          const wait = await takeTokens(pool, provider.name, chunks.reduce((sum, c) => sum + c.tokens, 0), tokenRate);
-          if (wait > 0) await ctx.sleep(wait); // cancellable; the activity heartbeats meanwhile (classified)
+          const turn = await takeTokens(pool, provider.name, chunks.reduce((sum, c) => sum + c.tokens, 0), tokenRate);
+          if (!turn.taken) {
+            throw new RateLimitedError(provider.name, `the tokens-per-minute budget is taken for the next ${Math.round((turn.retryAfterMs + MAX_TOKEN_WAIT_MS) / 1000)} s; backing off`, turn.retryAfterMs);
+          }
+          if (turn.waitMs > 0) await ctx.sleep(turn.waitMs); // cancellable; the activity heartbeats meanwhile (classified)
         }
         result.requests += 1;
         const request = provider.embed({

@@ -23,14 +23,19 @@ begin
   return least(p_burst, level + p_per_second * greatest(0, extract(epoch from clock_timestamp() - since)));
 end $$;
 
--- Takes p_need tokens for a request; returns the seconds to wait before sending it (0: at once).
-create function embedsync.take_tokens(p_provider text, p_need double precision, p_per_second double precision, p_burst double precision)
+-- Takes p_need tokens for a request; returns the seconds to wait before sending it (0: at once). When
+-- the wait would be longer than p_max_wait seconds, takes nothing and returns that wait: the caller
+-- backs off and asks again later, instead of holding a slot (and its timeout) that long.
+create function embedsync.take_tokens(p_provider text, p_need double precision, p_per_second double precision, p_burst double precision, p_max_wait double precision)
 returns double precision language plpgsql as $$
 declare
   level double precision := embedsync.refilled_bucket(p_provider, p_per_second, p_burst) - p_need;
+  wait double precision := greatest(0, -level / p_per_second);
 begin
-  update embedsync.token_buckets set tokens = level, updated_at = clock_timestamp() where provider = p_provider;
-  return greatest(0, -level / p_per_second);
+  if wait <= p_max_wait then
+    update embedsync.token_buckets set tokens = level, updated_at = clock_timestamp() where provider = p_provider;
+  end if;
+  return wait;
 end $$;
 
 -- The provider answered "too many requests, retry in p_seconds": nobody sends before then.
