@@ -10,14 +10,11 @@
 //
 // Every worker computes the same plan from the same catalog (and, when set, the same environment), so
 // workers setting the queue's rate at once agree.
-import type { NativeConnection } from '@temporalio/worker';
 import proto from '@temporalio/proto';
 import { listPipelines } from '../db/catalog.js';
-import type { Pool } from '../db/pool.js';
-import type { Logger } from '../log.js';
 import { planProviderQueue, samePlan, type RatePlan } from '../providers/rate-plan.js';
-import type { ProviderRegistry } from '../providers/types.js';
 import { embedTaskQueue } from '../temporal/names.js';
+import type { WorkerDeps } from './worker.js';
 
 const { TaskQueueType } = proto.temporal.api.enums.v1;
 
@@ -27,17 +24,10 @@ export const RATE_PLAN_REFRESH_MS = 5000;
 // gRPC status codes of a server that does not offer UpdateTaskQueueConfig, or not to us.
 const API_MISSING = new Set([7 /* PERMISSION_DENIED */, 9 /* FAILED_PRECONDITION */, 12 /* UNIMPLEMENTED */]);
 
-export interface RatePlansDeps {
-  connection: NativeConnection;
-  namespace: string;
-  /** The worker's main task queue; each provider's embedding queue is named after it. */
-  taskQueue: string;
-  pool: Pool;
-  providers: ProviderRegistry;
-  log: Logger;
+export type RatePlansDeps = Pick<WorkerDeps, 'connection' | 'namespace' | 'taskQueue' | 'pool' | 'providers' | 'log'> & {
   /** Defaults to RATE_PLAN_REFRESH_MS. */
-  refreshMs?: number;
-}
+  refreshMs?: number | undefined;
+};
 
 export class RatePlans {
   private readonly plans = new Map<string, RatePlan>();
