@@ -1,6 +1,7 @@
 // A batch that failed for good (quota exhausted, credentials refused, …) must not lose its changes:
 // its outbox rows are gone, so its keys are recorded as dead letters, where `npm run status` counts
-// them and `npm run verify -- --requeue` sends them round again once the cause is fixed.
+// them. The poller sends them round again, less and less often (src/poller/dead-letters.ts), and
+// `npm run verify -- --requeue` at once.
 import type { ActivityDeps } from './deps.js';
 
 export interface FailedBatch { pipeline: string; keys: string[]; generation?: number; error: string }
@@ -13,7 +14,8 @@ export function createDeadLetterActivities({ pool, log }: ActivityDeps) {
         `insert into embedsync.dead_letters (pipeline, pk, generation, content_hash, error)
          select $1, k, coalesce($3, p.generation), '', $4
            from unnest($2::text[]) as k cross join embedsync.pipelines p where p.name = $1
-         on conflict (pipeline, pk, content_hash) do update set error = excluded.error, failed_at = now()`,
+         on conflict (pipeline, pk, content_hash)
+           do update set error = excluded.error, failed_at = now(), attempts = embedsync.dead_letters.attempts + 1`,
         [pipeline, keys, generation ?? null, error.slice(0, 2000)],
       );
       log.error({ pipeline, keys: keys.length, error }, 'a sync batch failed for good; its keys are in embedsync.dead_letters');

@@ -65,8 +65,15 @@ export function createWriteBatch({ pool, log }: ActivityDeps) {
             [batchId, p.generation, replace, metadata(replace), replace.map((k) => fresh.get(k)?.contentHash)],
           );
           result.written = replace.length;
-          // A row that was refused before and has now been embedded is no longer a dead letter.
-          await client.query('delete from embedsync.dead_letters where pipeline = $1 and pk = any($2::text[])', [p.name, replace]);
+        }
+        // Keys now in step are no longer dead letters: embedded, or gone, or found unchanged after a
+        // whole-batch failure. A row refused in this very batch is 'keep' and keeps its letter.
+        if (replace.length + remove.length + keep.length > 0) {
+          await client.query(
+            `delete from embedsync.dead_letters
+              where pipeline = $1 and (pk = any($2::text[]) or (pk = any($3::text[]) and content_hash = ''))`,
+            [p.name, [...replace, ...remove], keep],
+          );
         }
         if (keep.length > 0) {
           const updated = await client.query(

@@ -10,6 +10,7 @@ import { EMBED_KIND, EMBED_PIPELINE, embedTaskQueue } from '../temporal/names.js
 import type { SyncInput, SyncTarget, syncChanges } from '../../workflows/index.js';
 import type { PipelineConfig } from '../config/pipeline.js';
 import { claimOutboxBatch, deleteClaimed } from './claim.js';
+import { DEFAULT_DEAD_LETTER_RETRY, requeueFailedBatches, type DeadLetterRetry } from './dead-letters.js';
 import { planBatches, type PlannedBatch } from './plan.js';
 
 export interface PollerOptions {
@@ -17,9 +18,12 @@ export interface PollerOptions {
   claimLimit: number;
   /** How often to look for changes; a NOTIFY on embedsync_outbox wakes it sooner. */
   fallbackIntervalMs: number;
+  /** How often to look for failed batches' dead letters whose wait is over (src/poller/dead-letters.ts). */
+  deadLetterCheckMs: number;
+  deadLetterRetry: DeadLetterRetry;
 }
 
-export const DEFAULT_POLLER_OPTIONS: PollerOptions = { claimLimit: 2000, fallbackIntervalMs: 100 };
+export const DEFAULT_POLLER_OPTIONS: PollerOptions = { claimLimit: 2000, fallbackIntervalMs: 100, deadLetterCheckMs: 30_000, deadLetterRetry: DEFAULT_DEAD_LETTER_RETRY };
 
 export interface PollerDeps {
   pool: Pool;
@@ -114,9 +118,14 @@ export class Poller {
 
   private async run(): Promise<void> {
     let backoff = 0;
+    let deadLettersCheckedAt = 0;
     while (!this.stopped) {
       if (!this.listener) await this.listen();
       this.notified = false;
+      if (Date.now() - deadLettersCheckedAt >= this.options.deadLetterCheckMs) {
+        deadLettersCheckedAt = Date.now();
+        await this.retryDeadLetters();
+      }
       let claimed: number;
       try {
         claimed = await this.pollOnce();
@@ -128,6 +137,15 @@ export class Poller {
         continue;
       }
       if (claimed < this.options.claimLimit && !this.notified) await this.sleep(this.options.fallbackIntervalMs);
+    }
+  }
+
+  private async retryDeadLetters(): Promise<void> {
+    try {
+      const requeued = await requeueFailedBatches(this.deps.pool, this.options.deadLetterRetry);
+      for (const [pipeline, keys] of requeued) this.deps.log.info({ pipeline, keys }, 'sent the keys of failed batches round again (embedsync.dead_letters)');
+    } catch (err) {
+      this.deps.log.warn({ err: (err as Error).message }, 'could not look at the dead letters; trying again later');
     }
   }
 

@@ -102,3 +102,47 @@ describe('dead letters', () => {
     assert.deepEqual(kept.map((r) => r.pk).sort(), [...keys].sort());
   });
 });
+
+describe('failed batches', () => {
+  let f: ProviderHarness;
+  const letters = async (): Promise<(DeadLetter & { attempts: number })[]> =>
+    (await f.db.pool.query<DeadLetter & { attempts: number }>(`select pipeline, pk, generation, content_hash, error, attempts from embedsync.dead_letters order by pk`)).rows;
+  before(async () => {
+    f = await startProviderHarness('failed_batches', {
+      pipelines: (mockUrl) => [itemsPipeline('quota', { provider: 'openai', model: 'text-embedding-3-small', dimensions: 64, baseURL: `${mockUrl}/v1`, apiKeyEnv: 'EMBEDSYNC_TEST_OPENAI_KEY' })],
+      mock: { poisonMarker: POISON },
+      // Five minutes, doubling, in production.
+      poller: { deadLetterCheckMs: 200, deadLetterRetry: { firstAfterMs: 1500, maxAfterMs: 60_000 } },
+    });
+  });
+  after(async () => f.stop());
+
+  it('are sent round again, less and less often, until they succeed; refused rows are not', async () => {
+    f.mock.inject({ kind: 'quota' }, 2);
+    await f.db.pool.query(`insert into quota (id, title, body) values (1, 'Item 1', 'Stove'), (2, 'Item 2', 'Bad ${POISON} fuel')`);
+    // The first attempt fails for good: both keys are kept, the row's content never read.
+    const first = await waitFor('the failed batch', async () => {
+      const rows = await letters();
+      return rows.length === 2 && rows.every((r) => r.content_hash === '') ? rows : false;
+    });
+    assert.match(first[0]?.error ?? '', /quota/i);
+    // The second, after the first wait, fails the same way; the third (after twice the wait) gets through.
+    await waitFor('a second failure', async () => (await letters()).some((r) => r.attempts === 2), 15_000);
+    await waitFor('the stove embedded', async () => (await chunksOf(f, 'quota', '1')).length === 1, 30_000);
+    const quotaAnswers = f.mock.requests.filter((r) => r.status === 429).map((r) => r.at);
+    assert.equal(quotaAnswers.length, 2);
+    const ok = f.mock.requests.filter((r) => r.status === 200).map((r) => r.at);
+    assert.ok((ok[0] ?? 0) - (quotaAnswers[1] ?? 0) >= 3000 - 200, 'the third attempt waited twice as long as the second');
+    // The stove's letter is gone; the poisoned row now has a letter of its own, which stays.
+    const [poisoned, ...rest] = await waitFor('only the refused row left', async () => {
+      const rows = await letters();
+      return rows.length === 1 ? rows : false;
+    });
+    assert.deepEqual(rest, []);
+    assert.equal(poisoned?.pk, '2');
+    assert.equal(poisoned?.content_hash.length, 64);
+    const sent = f.mock.requests.length;
+    await new Promise((r) => setTimeout(r, 2500));
+    assert.equal(f.mock.requests.length, sent, 'a refused row is not sent again until its content changes');
+  });
+});

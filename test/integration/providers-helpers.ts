@@ -12,7 +12,7 @@ import { applyPipelines } from '../../src/capture/apply.js';
 import { readEnv, readProviderEnv } from '../../src/config/env.js';
 import { parsePipelines, type PipelineInput } from '../../src/config/pipeline.js';
 import { startMockProvider, type MockProvider, type MockProviderOptions } from '../../src/mock-provider/server.js';
-import { Poller } from '../../src/poller/poller.js';
+import { Poller, type PollerOptions } from '../../src/poller/poller.js';
 import { createProviders } from '../../src/providers/index.js';
 import { ensureSearchAttributes } from '../../src/stack/index.js';
 import { connectClient } from '../../src/temporal/connect.js';
@@ -66,6 +66,7 @@ export async function startProviderHarness(
     /** Worker processes' worth of workers on the task queue (default 1). */
     workers?: number;
     rateRefreshMs?: number;
+    poller?: Partial<PollerOptions>;
   },
 ): Promise<ProviderHarness> {
   const env = readEnv();
@@ -99,7 +100,7 @@ export async function startProviderHarness(
     }));
   }
   const running = Promise.all(workers.map((w) => w.run()));
-  const poller = new Poller({ pool: db.pool, databaseUrl: db.url, temporal: client, taskQueue, log });
+  const poller = new Poller({ pool: db.pool, databaseUrl: db.url, temporal: client, taskQueue, log }, opts.poller);
   poller.start();
 
   return {
