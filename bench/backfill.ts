@@ -1,6 +1,7 @@
 // Backfill: how fast the existing rows of a table are embedded, what the worker's memory does as the
 // table grows, and how large the backfill's workflow histories get. Offline provider, so the figures
 // are embedsync's own cost (database, Temporal, worker), not a provider's.
+import { DEFAULT_WINDOW } from '../src/backfill/start.js';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -23,7 +24,7 @@ interface BackfillBenchOptions extends BenchOptions {
 }
 
 // The product's own defaults (startBackfill's window, the pipeline's batchSize): 8 / 500 was no faster here.
-const DEFAULTS = { rows: 100_000, smallRows: 10_000, window: 4, batchSize: 200 };
+const DEFAULTS = { rows: 100_000, smallRows: 10_000, window: DEFAULT_WINDOW, batchSize: 200 };
 const AIMS = { rowsPerSecond: 2000, historyBytes: 4 * 2 ** 20, historyEvents: 10_000, rssGrowth: 1.25 };
 
 interface Round {

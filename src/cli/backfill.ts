@@ -2,7 +2,7 @@
 // and watches it until it is done. A second run attaches to the running backfill instead of starting
 // another; Ctrl-C stops watching, never the backfill.
 import { Command } from 'commander';
-import { startBackfill } from '../backfill/start.js';
+import { DEFAULT_WINDOW, startBackfill } from '../backfill/start.js';
 import { instanceId, resolvePipeline } from '../db/catalog.js';
 import { countSourceRows, runningBackfill } from '../status/index.js';
 import { webUiWorkflowUrl } from '../temporal/names.js';
@@ -15,7 +15,7 @@ const opts = new Command('backfill')
   .description("Embed every existing row of a pipeline's source table: a Temporal workflow that checkpoints, survives restarts and can be paused. Shows its progress until it is done.")
   .requiredOption('-t, --table <table>', 'a pipeline name, or a source table one pipeline syncs')
   .option('--batch-size <n>', "source keys per batch (default: the pipeline's batchSize)", positiveInt)
-  .option('--window <n>', 'batches in flight at once (default 4)', positiveInt)
+  .option('--window <n>', `batches in flight at once (default ${DEFAULT_WINDOW})`, positiveInt)
   .option('--detach', 'start the backfill (or find the running one) and return at once')
   .addHelpText('after', `
 Examples:

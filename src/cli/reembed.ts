@@ -2,7 +2,7 @@
 // chunking) has been applied, builds the new generation in a table of its own and swaps it in
 // atomically. Search keeps working on the old generation until the swap, and never sees both.
 import { Command } from 'commander';
-import { NothingToReembedError, startReembed } from '../backfill/start.js';
+import { DEFAULT_WINDOW, NothingToReembedError, startReembed } from '../backfill/start.js';
 import { instanceId, resolvePipeline } from '../db/catalog.js';
 import { countSourceRows } from '../status/index.js';
 import { webUiWorkflowUrl } from '../temporal/names.js';
@@ -15,7 +15,7 @@ const opts = new Command('reembed')
   .description("Re-embed a pipeline whose embedding config changed: build the new generation beside the live one, then swap it in atomically.")
   .requiredOption('-t, --table <table>', 'a pipeline name, or a source table one pipeline syncs')
   .option('--batch-size <n>', "source keys per batch (default: the new config's batchSize)", positiveInt)
-  .option('--window <n>', 'batches in flight at once (default 4)', positiveInt)
+  .option('--window <n>', `batches in flight at once (default ${DEFAULT_WINDOW})`, positiveInt)
   .option('--detach', 'start the re-embed (or find the running one) and return at once')
   .addHelpText('after', `
 Examples:
