@@ -2,9 +2,10 @@
 // soon as they arrive, so a retry (of this stage or a later one) never pays for them again.
 //
 // Requests are as large as the model takes (and no larger than a minute's tokens budget). Under a
-// tokens-per-minute limit each request first takes its tokens from the provider's shared bucket and waits
-// its turn (src/providers/token-bucket.ts); a 429 holds the whole fleet back for as long as the provider
-// asked. The requests-per-minute limit paces the activities themselves (src/providers/rate-plan.ts). An input the
+// requests- or tokens-per-minute limit each request first takes its turn from the provider's shared
+// buckets and waits for it (src/providers/rate-buckets.ts); a 429 holds the whole fleet back for as long
+// as the provider asked. The requests-per-minute limit also paces the activities themselves
+// (src/providers/rate-plan.ts). An input the
 // provider refuses is isolated by bisection (src/providers/isolate.ts); its row goes to
 // embedsync.dead_letters with the error, its staged chunks are dropped, and its staged row becomes
 // 'keep', so the write stage leaves the row's existing vectors (of its previous content, if any) as
@@ -20,7 +21,7 @@ import { InputIsolator } from '../src/providers/isolate.js';
 import { modelFacts, type ModelFacts } from '../src/providers/models.js';
 import { nextRequest } from '../src/providers/requests.js';
 import { recordFailure, recordSuccess } from '../src/providers/health.js';
-import { holdBack, MAX_TOKEN_WAIT_MS, takeTokens } from '../src/providers/token-bucket.js';
+import { hasBuckets, holdBack, MAX_TURN_WAIT_MS, takeTurn } from '../src/providers/rate-buckets.js';
 import { getProvider } from '../src/providers/types.js';
 import type { ActivityDeps } from './deps.js';
 import { classified, DimensionMismatchError } from './errors.js';
@@ -73,11 +74,11 @@ export function createEmbedBatch({ pool, providers, log, rates }: ActivityDeps) 
         if (chunks.some((c) => c.size > facts.maxInputSize)) {
           throw new InvalidInputError(provider.name, `a chunk is longer than ${embedding.model} takes (${facts.maxInputSize} ${facts.unit}); it was not sent, so it could not be cut short`);
         }
-        const tokenRate = plan?.tokens;
-        if (tokenRate) {
-          const turn = await takeTokens(pool, provider.name, chunks.reduce((sum, c) => sum + c.tokens, 0), tokenRate);
+        const buckets = hasBuckets(plan) ? plan : undefined;
+        if (buckets) {
+          const turn = await takeTurn(pool, provider.name, chunks.reduce((sum, c) => sum + c.tokens, 0), buckets);
           if (!turn.taken) {
-            throw new RateLimitedError(provider.name, `the tokens-per-minute budget is taken for the next ${Math.round((turn.retryAfterMs + MAX_TOKEN_WAIT_MS) / 1000)} s; backing off`, turn.retryAfterMs);
+            throw new RateLimitedError(provider.name, `the rate budget is taken for the next ${Math.round((turn.retryAfterMs + MAX_TURN_WAIT_MS) / 1000)} s; backing off`, turn.retryAfterMs);
           }
           if (turn.waitMs > 0) await ctx.sleep(turn.waitMs); // cancellable; the activity heartbeats meanwhile (classified)
         }
@@ -88,7 +89,7 @@ export function createEmbedBatch({ pool, providers, log, rates }: ActivityDeps) 
         const heartbeat = setInterval(() => ctx.heartbeat(result), HEARTBEAT_EVERY_MS);
         const { vectors, tokens } = await request
           .catch(async (err: unknown) => {
-            if (err instanceof RateLimitedError && tokenRate && err.retryAfterMs !== undefined) await holdBack(pool, provider.name, err.retryAfterMs, tokenRate);
+            if (err instanceof RateLimitedError && buckets && err.retryAfterMs !== undefined) await holdBack(pool, provider.name, err.retryAfterMs, buckets);
             // A refused input is the input's fault; a cancelled request is nobody's.
             if (err instanceof Error && !(err instanceof InvalidInputError) && !ctx.cancellationSignal.aborted) await health(recordFailure(pool, p.name, err));
             throw err;

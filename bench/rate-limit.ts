@@ -185,7 +185,7 @@ function report(
     notes: [
       `The mock provider runs in the benchmark's process and keeps the budgets as token buckets per model (refilled continuously, starting full); a request over either is answered 429 with retry-after. Tokens are counted from the mock's record of every request it answered (cl100k, as OpenAI counts them).`,
       `Steady part: from ${EDGE_MS / 1000} s after the first accepted request to ${EDGE_MS / 1000} s before the last, leaving out the workers' start on the first pages and the last batches draining.`,
-      `${WORKERS} worker processes on one task queue, started as \`npm run worker\` starts them. They set the openai embedding queue's rate on the Temporal server from the pipeline's requests per minute, and every request takes its tokens from the bucket in embedsync.token_buckets (refilled at the tokens per minute, holding at most one second of them) before it is sent.`,
+      `${WORKERS} worker processes on one task queue, started as \`npm run worker\` starts them. They set the openai embedding queue's rate on the Temporal server from the pipeline's requests per minute, and every request takes its turn from the requests and tokens buckets in embedsync.rate_buckets (each refilled at its budget's rate, holding at most one second of it) before it is sent.`,
       'Each row is "Product: Item <n>" and a description of about the given number of one-token words; the default chunk size (2,000 tokens) keeps every row one chunk.',
     ],
   };

@@ -3,10 +3,12 @@
 //
 // - Requests per minute: the provider's embedding task queue is limited to so many activities per
 //   second, which the Temporal server enforces across every worker of the queue. A paced embed activity
-//   sends one request (a few, for models that take one text per call).
-// - Tokens per minute: every request first takes its tokens from the provider's bucket in the database
-//   (sql/000004_token_buckets.sql), which all workers share, and waits its turn when the bucket is empty.
-//   So requests can be as large as the model takes: a request's size no longer decides the pace.
+//   sends one request (a few, for models that take one text per call). The server spreads that rate
+//   over the queue's partitions, which let their tasks go in bursts; so each request also takes its
+//   turn from the provider's requests bucket in the database, which keeps the pace exact.
+// - Tokens per minute: every request first takes its tokens from the provider's tokens bucket in the
+//   database (sql/000004_rate_buckets.sql), which all workers share, and waits its turn when the bucket
+//   is empty. So requests can be as large as the model takes: a request's size does not decide the pace.
 import type { ProviderRateLimit } from '../config/env.js';
 import type { PipelineConfig } from '../config/pipeline.js';
 import { modelFacts } from './models.js';
@@ -21,11 +23,12 @@ export interface RatePlan {
   requestsPerActivity: number;
   /** Most tokens (estimated, for models measured in characters) one request may carry. */
   tokensPerRequest: number;
-  /** The shared token bucket; undefined when no tokens-per-minute limit is declared. */
-  tokens: TokenRate | undefined;
+  /** The shared buckets; undefined where no such limit is declared. */
+  requests: BucketRate | undefined;
+  tokens: BucketRate | undefined;
 }
 
-export interface TokenRate {
+export interface BucketRate {
   perSecond: number;
   /** What the bucket holds when full: how far ahead of the rate an idle fleet may send at once. */
   burst: number;
@@ -67,6 +70,8 @@ export function planProviderQueue(provider: Pick<EmbeddingProvider, 'rateLimit' 
     requestsPerActivity,
     tokensPerRequest,
     activitiesPerSecond: rpm === undefined ? undefined : rpm / 60 / requestsPerActivity,
+    // At least one whole request, however low the rate.
+    requests: rpm === undefined ? undefined : { perSecond: rpm / 60, burst: Math.max(1, (rpm / 60) * BURST_SECONDS) },
     tokens: tpm === undefined ? undefined : { perSecond: tpm / 60, burst: (tpm / 60) * BURST_SECONDS },
   };
 }
@@ -74,5 +79,6 @@ export function planProviderQueue(provider: Pick<EmbeddingProvider, 'rateLimit' 
 /** Whether two plans pace the same way. */
 export function samePlan(a: RatePlan | undefined, b: RatePlan | undefined): boolean {
   return a?.activitiesPerSecond === b?.activitiesPerSecond && a?.tokensPerRequest === b?.tokensPerRequest
-    && a?.requestsPerActivity === b?.requestsPerActivity && a?.tokens?.perSecond === b?.tokens?.perSecond;
+    && a?.requestsPerActivity === b?.requestsPerActivity && a?.tokens?.perSecond === b?.tokens?.perSecond
+    && a?.requests?.perSecond === b?.requests?.perSecond;
 }

@@ -6,7 +6,8 @@
 // - the requests-per-minute pace is the embedding task queue's rate limit, which the worker sets on the
 //   Temporal server (UpdateTaskQueueConfig: `temporal task-queue config get` shows it, with its reason).
 //   A server without that API gets the rate as a worker option instead, which is read once at start:
-//   there, changing it needs the workers restarted, and the log says so.
+//   there a lowered limit is still kept at once by the requests bucket, and a raised one is reached
+//   after the workers restart (the log says so).
 //
 // Every worker computes the same plan from the same catalog (and, when set, the same environment), so
 // workers setting the queue's rate at once agree.
@@ -81,7 +82,7 @@ export class RatePlans {
   private async setQueueRate(provider: string, perSecond: number | undefined): Promise<void> {
     if (this.queueRates.has(provider) && this.queueRates.get(provider) === perSecond) return;
     if (!this.serverPaced) {
-      if (this.queueRates.has(provider)) this.deps.log.warn({ provider, activitiesPerSecond: perSecond }, 'the requests-per-minute limit changed, but this Temporal server takes a task queue\'s rate only from its workers: restart the workers to apply it');
+      if (this.queueRates.has(provider)) this.deps.log.warn({ provider, activitiesPerSecond: perSecond }, 'the requests-per-minute limit changed: the requests bucket keeps the new one, but this Temporal server takes a task queue\'s rate only from its workers, so a raised limit is reached once the workers restart');
       this.queueRates.set(provider, perSecond);
       return;
     }
@@ -103,7 +104,7 @@ export class RatePlans {
       if (this.queueRates.size > 0 || typeof code !== 'number' || !API_MISSING.has(code)) throw err;
       // Learnt on the first call: from now on the rate is the worker option.
       this.serverPaced = false;
-      this.deps.log.warn({ err }, 'this Temporal server does not set task queue rates by API; the embedding queues are paced by a worker option, and changing a requests-per-minute limit needs the workers restarted');
+      this.deps.log.warn({ err }, 'this Temporal server does not set task queue rates by API; the embedding queues are paced by a worker option, so a raised requests-per-minute limit is reached only after the workers restart');
       this.queueRates.set(provider, perSecond);
     }
   }

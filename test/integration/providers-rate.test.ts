@@ -93,8 +93,8 @@ describe('tokens per minute', () => {
       const allowed = burst + perSecond * ((r.at - first) / 1000 + 0.5);
       assert.ok(sent <= allowed, `${sent} tokens by ${r.at - first} ms; the budget allows ${Math.round(allowed)}`);
     });
-    const { rows } = await h.db.pool.query<{ tokens: number }>(`select tokens from embedsync.token_buckets where provider = 'openai'`);
-    assert.ok((rows[0]?.tokens ?? Infinity) < burst, 'the bucket in the database shows what was taken');
+    const { rows } = await h.db.pool.query<{ level: number }>(`select level from embedsync.rate_buckets where provider = 'openai' and budget = 'tokens'`);
+    assert.ok((rows[0]?.level ?? Infinity) < burst, 'the bucket in the database shows what was taken');
   });
 
   it('a 429 holds every worker back for as long as the provider asked', async () => {

@@ -77,6 +77,7 @@ describe('rate plan', () => {
     const plan = planProviderQueue(openai, [small({})]);
     assert.equal(plan.activitiesPerSecond, undefined);
     assert.equal(plan.tokens, undefined);
+    assert.equal(plan.requests, undefined);
     assert.equal(plan.tokensPerRequest, 300_000);
   });
 
@@ -88,6 +89,7 @@ describe('rate plan', () => {
     assert.equal(plan.tokensPerRequest, 300_000);
     assert.ok(Math.abs((plan.tokens?.perSecond ?? 0) - 1_000_000 / 60) < 1e-9);
     assert.ok(Math.abs((plan.tokens?.burst ?? 0) - 1_000_000 / 60) < 1e-6, 'a full bucket holds one second of the budget');
+    assert.deepEqual(plan.requests, { perSecond: 50, burst: 50 });
   });
 
   it('never makes a request larger than a minute of the tokens budget', () => {
@@ -107,6 +109,12 @@ describe('rate plan', () => {
     const plan = planProviderQueue({ maxInputsPerRequest: 96, rateLimit: {} }, [config({ provider: 'bedrock', model: 'amazon.titan-embed-text-v2:0', dimensions: 256, requestsPerMinute: 480 }, 3000)]);
     assert.equal(plan.requestsPerActivity, 8);
     assert.equal(plan.activitiesPerSecond, 1);
+    // The bucket counts requests, not activities.
+    assert.deepEqual(plan.requests, { perSecond: 8, burst: 8 });
+  });
+
+  it('lets at least one request through at once however low the requests per minute', () => {
+    assert.deepEqual(planProviderQueue(openai, [small({ requestsPerMinute: 6 })]).requests, { perSecond: 0.1, burst: 1 });
   });
 
   it('tells a changed plan from the same one', () => {

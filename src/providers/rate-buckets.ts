@@ -1,0 +1,34 @@
+// The provider's requests- and tokens-per-minute buckets, shared by every worker through the database
+// (sql/000004_rate_buckets.sql). Each call is one short statement; the row locks are held only inside it.
+import type { Pool } from '../db/pool.js';
+import type { BucketRate, RatePlan } from './rate-plan.js';
+
+/** The longest a request waits for its turn inside an activity; beyond it the activity backs off. */
+export const MAX_TURN_WAIT_MS = 20_000;
+
+export type Turn =
+  | { taken: true; waitMs: number }
+  /** Nothing was taken: the budget is spoken for longer than MAX_TURN_WAIT_MS; ask again after retryAfterMs. */
+  | { taken: false; retryAfterMs: number };
+
+type Buckets = Pick<RatePlan, 'requests' | 'tokens'>;
+
+const rates = (b: BucketRate | undefined): [number | null, number | null] => [b?.perSecond ?? null, b?.burst ?? null];
+
+/** Whether a plan has any bucket to take from. */
+export const hasBuckets = (plan: Buckets | undefined): plan is Buckets => plan?.requests !== undefined || plan?.tokens !== undefined;
+
+/** Takes one request and `tokens` tokens, and says how long to wait before sending. */
+export async function takeTurn(pool: Pool, provider: string, tokens: number, plan: Buckets): Promise<Turn> {
+  const { rows } = await pool.query<{ wait: number }>(
+    'select embedsync.take_turn($1, $2, $3, $4, $5, $6, $7) as wait',
+    [provider, tokens, ...rates(plan.requests), ...rates(plan.tokens), MAX_TURN_WAIT_MS / 1000],
+  );
+  const waitMs = Math.ceil((rows[0]?.wait ?? 0) * 1000);
+  return waitMs <= MAX_TURN_WAIT_MS ? { taken: true, waitMs } : { taken: false, retryAfterMs: waitMs - MAX_TURN_WAIT_MS };
+}
+
+/** The provider said to wait `ms` before the next request: no worker sends before then. */
+export async function holdBack(pool: Pool, provider: string, ms: number, plan: Buckets): Promise<void> {
+  await pool.query('select embedsync.hold_back($1, $2, $3, $4, $5, $6)', [provider, ms / 1000, ...rates(plan.requests), ...rates(plan.tokens)]);
+}
