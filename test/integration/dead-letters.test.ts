@@ -126,6 +126,8 @@ describe('failed batches', () => {
       return rows.length === 2 && rows.every((r) => r.content_hash === '') ? rows : false;
     });
     assert.match(first[0]?.error ?? '', /quota/i);
+    const { rows: staged } = await f.db.pool.query<{ n: number }>('select (select count(*) from embedsync.staged_rows) + (select count(*) from embedsync.staged_chunks) as n');
+    assert.equal(staged[0]?.n, 0, 'the failed batch left nothing staged');
     // The second, after the first wait, fails the same way; the third (after twice the wait) gets through.
     await waitFor('a second failure', async () => (await letters()).some((r) => r.attempts === 2), 15_000);
     await waitFor('the stove embedded', async () => (await chunksOf(f, 'quota', '1')).length === 1, 30_000);
