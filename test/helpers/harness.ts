@@ -18,6 +18,7 @@ import { connectClient } from '../../src/temporal/connect.js';
 import { connectWorker } from '../../src/worker/connect.js';
 import { createWorker, type EmbedsyncWorker } from '../../src/worker/worker.js';
 import { createTestDatabase, type TestDatabase } from './db.js';
+import { terminateRunning } from './temporal.js';
 
 /** The offline provider, counting requests and texts so tests can prove what was (not) paid for. */
 export class CountingProvider implements EmbeddingProvider {
@@ -104,6 +105,7 @@ export async function startHarness(label: string, opts: { pollers?: number } = {
     },
     async stop() {
       await Promise.all(harness.pollers.map((p) => p.stop()));
+      await terminateRunning(client, taskQueue);
       await harness.stopWorker();
       await workerConnection?.close();
       await clientConnection.close();

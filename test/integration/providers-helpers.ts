@@ -19,6 +19,7 @@ import { connectClient } from '../../src/temporal/connect.js';
 import { connectWorker } from '../../src/worker/connect.js';
 import { createWorker, type EmbedsyncWorker } from '../../src/worker/worker.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
+import { terminateRunning } from '../helpers/temporal.js';
 
 export interface ProviderHarness {
   db: TestDatabase;
@@ -111,6 +112,7 @@ export async function startProviderHarness(
     logLines,
     async stop() {
       await poller.stop();
+      await terminateRunning(client, taskQueue);
       for (const w of workers) w.shutdown();
       await running;
       for (const c of connections) await c.close();
