@@ -46,11 +46,13 @@ runMain(async (env) => {
 
     if (opts.json) {
       const kinds = (k: Kind) => ({ count: report[k].length, examples: report[k].slice(0, EXAMPLES) });
-      const json = { pipeline: p.name, rows: report.rows, inStep: differing === 0, missing: kinds('missing'), stale: kinds('stale'), orphaned: kinds('orphaned'), ...(requeued === undefined ? {} : { requeued }), inFlight };
+      const deadLettered = { count: report.deadLettered.length, examples: report.deadLettered.slice(0, EXAMPLES) };
+      const json = { pipeline: p.name, rows: report.rows, inStep: differing === 0, missing: kinds('missing'), stale: kinds('stale'), orphaned: kinds('orphaned'), deadLettered, ...(requeued === undefined ? {} : { requeued }), inFlight };
       console.log(JSON.stringify(json, null, 2));
     } else {
       console.log(`${p.name} (${p.sourceSchema}.${p.sourceTable} → ${p.vectorSchema}.${p.vectorTable}): ${plural(report.rows, 'row')} checked`);
       for (const kind of Object.keys(KINDS) as Kind[]) console.log(kindLine(report, kind));
+      if (report.deadLettered.length > 0) console.log(deadLetterLine(report));
       console.log(verdict(p.name, differing, requeued, inFlight));
     }
     if (differing > 0) process.exitCode = 1;
@@ -64,6 +66,15 @@ function kindLine(report: VerifyReport, kind: Kind): string {
   const more = keys.length > EXAMPLES ? `, … ${count(keys.length - EXAMPLES)} more` : '';
   const examples = keys.length ? `  e.g. ${keys.slice(0, EXAMPLES).join(', ')}${more}` : '';
   return `  ${kind.padEnd(9)} ${count(keys.length).padStart(7)}  (${KINDS[kind]})${examples}`;
+}
+
+function deadLetterLine(report: VerifyReport): string {
+  const n = report.deadLettered.length;
+  return [
+    `  of the missing and stale, ${plural(n, 'key')} ${n === 1 ? 'is a dead letter' : 'are dead letters'}: the provider refused the row (embedded again when its content changes),`,
+    '  or its batch failed for good (sent round again by the poller). Why:',
+    `    select pk, error, failed_at from embedsync.dead_letters where pipeline = '${report.pipeline}';`,
+  ].join('\n');
 }
 
 function verdict(pipeline: string, differing: number, requeued: number | undefined, inFlight: { outboxBacklog: number; state: string; syncPaused: boolean }): string {

@@ -15,11 +15,13 @@ export interface VerifyReport {
   stale: string[];
   /** Vectors whose source row is gone. */
   orphaned: string[];
+  /** Of the missing and stale keys, those in embedsync.dead_letters: refused by the provider, or in a batch that failed for good. */
+  deadLettered: string[];
 }
 
 export async function verifyPipeline(pool: Pool, name: string, pageSize = 1000): Promise<VerifyReport> {
   const p = await getPipeline(pool, name);
-  const report: VerifyReport = { pipeline: name, rows: 0, missing: [], stale: [], orphaned: [] };
+  const report: VerifyReport = { pipeline: name, rows: 0, missing: [], stale: [], orphaned: [], deadLettered: [] };
   const source = qualified(p.sourceSchema, p.sourceTable);
   const vectors = qualified(p.vectorSchema, p.vectorTable);
 
@@ -63,5 +65,10 @@ export async function verifyPipeline(pool: Pool, name: string, pageSize = 1000):
       where not exists (select 1 from ${source} s where ${keyMatches(p, 's', 'v.pk')}) order by 1`,
   );
   report.orphaned = orphans.map((r) => r.pk);
+  const { rows: letters } = await pool.query<{ pk: string }>(
+    'select distinct pk from embedsync.dead_letters where pipeline = $1 and pk = any($2::text[]) order by 1',
+    [name, [...report.missing, ...report.stale]],
+  );
+  report.deadLettered = letters.map((r) => r.pk);
   return report;
 }

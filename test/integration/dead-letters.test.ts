@@ -2,6 +2,7 @@
 // its error, while the rest of its batch is written; a refusal of everything fails the batch instead.
 import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, it } from 'node:test';
+import { verifyPipeline } from '../../src/verify/verify.js';
 import { waitFor } from '../helpers/wait.js';
 import { activityFailure, chunksOf, itemsPipeline, setEnv, startProviderHarness, workflowIds, type ProviderHarness } from './providers-helpers.js';
 
@@ -55,6 +56,9 @@ describe('dead letters', () => {
     assert.equal(letter?.generation, 1);
     assert.match(letter?.error ?? '', /input\[0\]' is invalid/);
     assert.equal(letter?.content_hash.length, 64);
+    // verify counts the refused row as missing, and says it is a dead letter.
+    const report = await verifyPipeline(h.db.pool, 'poisoned');
+    assert.deepEqual({ missing: report.missing, deadLettered: report.deadLettered }, { missing: [bad], deadLettered: [bad] });
     // Every good row was sent (and paid for) exactly once; bisection cost a few refused requests.
     const accepted = h.mock.requests.filter((r) => r.status === 200).flatMap((r) => r.inputs);
     assert.equal(accepted.length, 7);
