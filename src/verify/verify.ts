@@ -13,6 +13,8 @@ export interface VerifyReport {
   missing: string[];
   /** Source rows whose vectors are of other content, chunking, generation or metadata. */
   stale: string[];
+  /** Of the stale keys, those whose chunks or vectors (not just metadata) differ: a requeue must embed them again. */
+  staleContent: string[];
   /** Vectors whose source row is gone. */
   orphaned: string[];
   /** Of the missing and stale keys, those in embedsync.dead_letters: refused by the provider, or in a batch that failed for good. */
@@ -21,7 +23,7 @@ export interface VerifyReport {
 
 export async function verifyPipeline(pool: Pool, name: string, pageSize = 1000): Promise<VerifyReport> {
   const p = await getPipeline(pool, name);
-  const report: VerifyReport = { pipeline: name, rows: 0, missing: [], stale: [], orphaned: [], deadLettered: [] };
+  const report: VerifyReport = { pipeline: name, rows: 0, missing: [], stale: [], staleContent: [], orphaned: [], deadLettered: [] };
   const source = qualified(p.sourceSchema, p.sourceTable);
   const vectors = qualified(p.vectorSchema, p.vectorTable);
 
@@ -52,12 +54,13 @@ export async function verifyPipeline(pool: Pool, name: string, pageSize = 1000):
         if (expected.length > 0) report.missing.push(row.pk);
         continue;
       }
-      const same =
+      const sameContent =
         actual.hashes.length === 1 && actual.hashes[0] === row.contentHash &&
         actual.generations.length === 1 && actual.generations[0] === p.generation &&
-        actual.metadata.length === 1 && actual.metadata[0] === row.metadata &&
         actual.chunks.length === expected.length && actual.chunks.every((c, i) => c === expected[i]);
-      if (!same) report.stale.push(row.pk);
+      const sameMetadata = actual.metadata.length === 1 && actual.metadata[0] === row.metadata;
+      if (!sameContent || !sameMetadata) report.stale.push(row.pk);
+      if (!sameContent) report.staleContent.push(row.pk);
     }
   }
   const { rows: orphans } = await pool.query<{ pk: string }>(

@@ -235,17 +235,19 @@ describe('operator commands', () => {
     await h.db.pool.query('alter table products disable trigger user');
     await h.db.pool.query(`update products set description = 'Changed while nobody watched' where id = 20`);
     await h.db.pool.query('alter table products enable trigger user');
+    // A chunk damaged in place: its row's content hash still matches, so only a forced re-embed repairs it.
+    await h.db.pool.query(`update ${vectors} set chunk = 'damaged' where pk = '30'`);
 
     const before = await cli('verify', ['--table', 'products', '--json']);
     assert.equal(before.code, 1, before.stderr);
     const r = json<VerifyJson>(before);
     assert.equal(r.inStep, false);
-    assert.deepEqual([r.missing, r.stale, r.orphaned], [{ count: 3, examples: ['1', '2', '3'] }, { count: 1, examples: ['20'] }, { count: 1, examples: ['999999'] }]);
+    assert.deepEqual([r.missing, r.stale, r.orphaned], [{ count: 3, examples: ['1', '2', '3'] }, { count: 2, examples: ['20', '30'] }, { count: 1, examples: ['999999'] }]);
 
     const text = await cli('verify', ['--table', 'products', '--requeue']);
     assert.equal(text.code, 1, text.stderr);
     assert.match(text.stdout, /missing +3 .* e\.g\. 1, 2, 3/);
-    assert.match(text.stdout, /Queued 5 changes for the sync/);
+    assert.match(text.stdout, /Queued 6 changes for the sync/);
     await converged(pipeline);
     const afterwards = await cli('verify', ['--table', 'products']);
     assert.equal(afterwards.code, 0, afterwards.stdout + afterwards.stderr);
