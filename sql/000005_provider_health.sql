@@ -1,5 +1,6 @@
 -- How each pipeline's embedding provider has been answering: a provider that keeps failing (down,
--- refusing the credentials, out of quota, throttling) shows in `npm run status` and in the view.
+-- refusing the credentials, out of quota, throttling) shows in `npm run status` and in the view, beside
+-- the rate limits the pipeline declares.
 create table embedsync.provider_health (
   pipeline          text primary key references embedsync.pipelines (name) on delete cascade,
   -- Requests that failed since the last one that succeeded (a refused input is the input's fault: not counted).
@@ -30,7 +31,9 @@ select p.name                                   as pipeline,
        coalesce(h.failures_in_a_row, 0)         as provider_failures_in_a_row,
        h.last_error                             as provider_last_error,
        h.last_error_at                          as provider_last_error_at,
-       h.last_success_at                        as provider_last_success_at
+       h.last_success_at                        as provider_last_success_at,
+       (p.config -> 'embedding' ->> 'requestsPerMinute')::int as requests_per_minute,
+       (p.config -> 'embedding' ->> 'tokensPerMinute')::int   as tokens_per_minute
   from embedsync.pipelines p
   left join (select pipeline, count(*) as backlog, min(enqueued_at) as oldest
                from embedsync.outbox group by pipeline) o on o.pipeline = p.name

@@ -67,6 +67,16 @@ function providerHealth(p: PipelineStatus): string {
   return p.providerLastSuccessAt ? `answering (${success})` : 'no requests yet';
 }
 
+function rateLimits(p: PipelineStatus): string {
+  const limits = [
+    ...(p.requestsPerMinute === null ? [] : [`${count(p.requestsPerMinute)} requests/min`]),
+    ...(p.tokensPerMinute === null ? [] : [`${count(p.tokensPerMinute)} tokens/min`]),
+  ];
+  if (p.provider === 'offline') return 'none (offline provider)';
+  // The workers' environment (EMBEDSYNC_<PROVIDER>_REQUESTS_PER_MINUTE, …) may set stricter ones.
+  return limits.length > 0 ? `${limits.join(', ')}, shared by every worker (select * from embedsync.rate_buckets)` : 'none declared by the pipeline';
+}
+
 function describe(p: PipelineStatus, reachable: boolean): string {
   const lines = [`${p.pipeline}  (${p.sourceTable} → ${p.vectorTable})`];
   const row = (label: string, text: string) => lines.push(`  ${label.padEnd(13)} ${text}`);
@@ -80,6 +90,7 @@ function describe(p: PipelineStatus, reachable: boolean): string {
   row('dead letters', p.deadLetters ? `${count(p.deadLetters)} (select * from embedsync.dead_letters where pipeline = '${p.pipeline}')` : '0');
   row('tokens used', count(p.tokensUsed));
   row('provider', providerHealth(p));
+  row('rate limits', rateLimits(p));
   const w = p.workflows;
   if (!w) {
     row('workflows', reachable ? '?' : '(Temporal unreachable)');

@@ -32,6 +32,9 @@ export interface PipelineFacts {
   providerLastError: string | null;
   providerLastErrorAt: Date | null;
   providerLastSuccessAt: Date | null;
+  /** The limits the pipeline declares (the workers' environment may set stricter ones). */
+  requestsPerMinute: number | null;
+  tokensPerMinute: number | null;
 }
 
 export async function readPipelineFacts(pool: Pool, pipeline?: string): Promise<PipelineFacts[]> {
@@ -44,7 +47,8 @@ export async function readPipelineFacts(pool: Pool, pipeline?: string): Promise<
             extract(epoch from oldest_change_age)::float8 as "oldestChangeSeconds",
             dead_letters as "deadLetters",
             provider_failures_in_a_row as "providerFailuresInARow", provider_last_error as "providerLastError",
-            provider_last_error_at as "providerLastErrorAt", provider_last_success_at as "providerLastSuccessAt"
+            provider_last_error_at as "providerLastErrorAt", provider_last_success_at as "providerLastSuccessAt",
+            requests_per_minute as "requestsPerMinute", tokens_per_minute as "tokensPerMinute"
        from embedsync.pipeline_status
       where $1::text is null or pipeline = $1
       order by pipeline`,

@@ -221,6 +221,8 @@ describe('operator commands', () => {
     assert.equal(text.code, 0, text.stderr);
     assert.match(text.stdout, /synced +300 of 300 rows \(100%\)/);
     assert.match(text.stdout, /dead letters +1 /);
+    assert.match(text.stdout, /provider +answering \(last success/);
+    assert.match(text.stdout, /rate limits +none \(offline provider\)/);
     await h.db.pool.query('delete from embedsync.dead_letters where pipeline = $1', [pipeline]);
   });
 

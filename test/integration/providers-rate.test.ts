@@ -7,6 +7,7 @@ import proto from '@temporalio/proto';
 import { applyPipelines } from '../../src/capture/apply.js';
 import { countTokens } from '../../src/chunking/tokens.js';
 import { parsePipelines, type PipelineInput } from '../../src/config/pipeline.js';
+import { readPipelineFacts } from '../../src/status/index.js';
 import { embedTaskQueue } from '../../src/temporal/names.js';
 import { waitFor } from '../helpers/wait.js';
 import { chunksOf, itemsPipeline, setEnv, startProviderHarness, type ProviderHarness } from './providers-helpers.js';
@@ -135,6 +136,8 @@ describe('a changed limit', () => {
     await waitFor('the server’s queue rate to follow', async () => (await queueRate(h)) === 10, 10_000);
     const changed = h.logLines.map((l) => JSON.parse(l) as { msg?: string; requestsPerMinute?: number; tokensPerMinute?: number }).find((l) => l.msg === 'embedding rate limits changed');
     assert.deepEqual({ rpm: changed?.requestsPerMinute, tpm: changed?.tokensPerMinute }, { rpm: 600, tpm: 50_000 });
+    const [facts] = await readPipelineFacts(h.db.pool, 'live');
+    assert.deepEqual({ rpm: facts?.requestsPerMinute, tpm: facts?.tokensPerMinute }, { rpm: 600, tpm: 50_000 }, 'status shows the declared limits');
 
     // At the old limit, six one-row batches take ten seconds.
     await insertRows(h, 'live', 1, 6);
