@@ -21,7 +21,7 @@ import { InputIsolator } from '../src/providers/isolate.js';
 import { modelFacts, type ModelFacts } from '../src/providers/models.js';
 import { nextRequest } from '../src/providers/requests.js';
 import { recordFailure, recordSuccess } from '../src/providers/health.js';
-import { hasBuckets, holdBack, MAX_TURN_WAIT_MS, takeTurn } from '../src/providers/rate-buckets.js';
+import { hasBuckets, holdBack, MAX_TURN_WAIT_MS, takeTurn, type Buckets } from '../src/providers/rate-buckets.js';
 import { getProvider } from '../src/providers/types.js';
 import type { ActivityDeps } from './deps.js';
 import { classified, DimensionMismatchError } from './errors.js';
@@ -67,40 +67,29 @@ export function createEmbedBatch({ pool, providers, log, rates }: ActivityDeps) 
       };
       const maxRequests = input.paced ? (plan?.requestsPerActivity ?? 1) : Infinity;
 
+      const buckets = hasBuckets(plan) ? plan : undefined;
       // Keeping the provider's record must never fail the batch.
       const health = (recording: Promise<void>) => recording.catch((err: unknown) => log.warn({ err, pipeline }, 'could not record the provider\'s health'));
+      const failed = async (err: unknown): Promise<never> => {
+        if (err instanceof RateLimitedError && buckets && err.retryAfterMs !== undefined) await holdBack(pool, provider.name, err.retryAfterMs, buckets);
+        // A refused input is the input's fault; a cancelled request is nobody's.
+        if (err instanceof Error && !(err instanceof InvalidInputError) && !ctx.cancellationSignal.aborted) await health(recordFailure(pool, p.name, err));
+        throw err;
+      };
       const send = async (chunks: PendingChunk[]): Promise<void> => {
         // Longer than the model takes (chunking should have prevented it): never sent to be cut short.
         if (chunks.some((c) => c.size > facts.maxInputSize)) {
           throw new InvalidInputError(provider.name, `a chunk is longer than ${embedding.model} takes (${facts.maxInputSize} ${facts.unit}); it was not sent, so it could not be cut short`);
         }
-        const buckets = hasBuckets(plan) ? plan : undefined;
-        if (buckets) {
-          const turn = await takeTurn(pool, provider.name, chunks.reduce((sum, c) => sum + c.tokens, 0), buckets);
-          if (!turn.taken) {
-            throw new RateLimitedError(provider.name, `the rate budget is taken for the next ${Math.round((turn.retryAfterMs + MAX_TURN_WAIT_MS) / 1000)} s; backing off`, turn.retryAfterMs);
-          }
-          if (turn.waitMs > 0) await ctx.sleep(turn.waitMs); // cancellable; the activity heartbeats meanwhile (classified)
-        }
+        if (buckets) await awaitTurn(pool, provider.name, chunks.reduce((sum, c) => sum + c.tokens, 0), buckets);
         result.requests += 1;
         const request = provider.embed({
           model: embedding.model, dimensions: embedding.dimensions, inputType: 'document', texts: chunks.map((c) => c.chunk), embedding, signal: ctx.cancellationSignal,
         });
         const heartbeat = setInterval(() => ctx.heartbeat(result), HEARTBEAT_EVERY_MS);
-        const { vectors, tokens } = await request
-          .catch(async (err: unknown) => {
-            if (err instanceof RateLimitedError && buckets && err.retryAfterMs !== undefined) await holdBack(pool, provider.name, err.retryAfterMs, buckets);
-            // A refused input is the input's fault; a cancelled request is nobody's.
-            if (err instanceof Error && !(err instanceof InvalidInputError) && !ctx.cancellationSignal.aborted) await health(recordFailure(pool, p.name, err));
-            throw err;
-          })
-          .finally(() => clearInterval(heartbeat));
+        const { vectors, tokens } = await request.catch(failed).finally(() => clearInterval(heartbeat));
         const wrong = vectors.find((v) => v.length !== embedding.dimensions);
-        if (wrong || vectors.length !== chunks.length) {
-          const err = new DimensionMismatchError(embedding.dimensions, wrong?.length ?? -1);
-          await health(recordFailure(pool, p.name, err));
-          throw err;
-        }
+        if (wrong || vectors.length !== chunks.length) await failed(new DimensionMismatchError(embedding.dimensions, wrong?.length ?? -1));
         await health(recordSuccess(pool, p.name));
         await storeVectors(pool, batchId, chunks, vectors);
         result.embedded += chunks.length;
@@ -132,6 +121,19 @@ export function createEmbedBatch({ pool, providers, log, rates }: ActivityDeps) 
       return result;
     });
   };
+}
+
+/**
+ * Waits for the request's turn in the provider's shared buckets. A turn further off than an activity
+ * should wait is not taken: the activity backs off (retried after that delay) instead.
+ */
+async function awaitTurn(pool: Pool, provider: string, tokens: number, buckets: Buckets): Promise<void> {
+  const turn = await takeTurn(pool, provider, tokens, buckets);
+  if (!turn.taken) {
+    throw new RateLimitedError(provider, `the rate budget is taken for the next ${Math.round((turn.retryAfterMs + MAX_TURN_WAIT_MS) / 1000)} s; backing off`, turn.retryAfterMs);
+  }
+  // Cancellable; the activity heartbeats meanwhile (classified).
+  if (turn.waitMs > 0) await Context.current().sleep(turn.waitMs);
 }
 
 /** The chunks still to embed, with their size in the model's unit and their token estimate. */

@@ -11,7 +11,7 @@ export type Turn =
   /** Nothing was taken: the budget is spoken for longer than MAX_TURN_WAIT_MS; ask again after retryAfterMs. */
   | { taken: false; retryAfterMs: number };
 
-type Buckets = Pick<RatePlan, 'requests' | 'tokens'>;
+export type Buckets = Pick<RatePlan, 'requests' | 'tokens'>;
 
 const rates = (b: BucketRate | undefined): [number | null, number | null] => [b?.perSecond ?? null, b?.burst ?? null];
 
