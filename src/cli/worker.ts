@@ -20,6 +20,16 @@ Environment:
   EMBEDSYNC_TASK_QUEUE  (default "embedsync"); give each deployment sharing a namespace its own
   LOG_LEVEL, LOG_FORMAT json|pretty
 
+Providers (credentials only from the environment):
+  OPENAI_API_KEY        or the variable a pipeline names in embedding.apiKeyEnv
+  OPENAI_BASE_URL       an OpenAI-compatible server (Ollama, vLLM, …) when a pipeline sets none
+  AWS_REGION, AWS_ENDPOINT_URL_BEDROCK_RUNTIME, and the AWS default credential chain
+  EMBEDSYNC_OPENAI_REQUESTS_PER_MINUTE, EMBEDSYNC_OPENAI_TOKENS_PER_MINUTE,
+  EMBEDSYNC_BEDROCK_REQUESTS_PER_MINUTE, EMBEDSYNC_BEDROCK_TOKENS_PER_MINUTE
+                        limits for every pipeline of the provider (pipelines may declare stricter
+                        ones); give every worker the same. Changes in the pipelines are followed
+                        within 5 s, without a restart.
+
 Stops gracefully on SIGTERM or SIGINT: running activities finish first.`)
   .parse();
 
