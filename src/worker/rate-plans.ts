@@ -2,7 +2,7 @@
 // environment and the catalog's pipelines declare, re-reading the catalog every few seconds, so a changed
 // limit takes effect without restarting anything:
 //
-// - the tokens-per-minute budget is read by every request from the current plan;
+// - every request takes its turn from the requests and tokens buckets at the current plan's rates;
 // - the requests-per-minute pace is the embedding task queue's rate limit, which the worker sets on the
 //   Temporal server (UpdateTaskQueueConfig: `temporal task-queue config get` shows it, with its reason).
 //   A server without that API gets the rate as a worker option instead, which is read once at start:
