@@ -1,5 +1,7 @@
 // The backfill's own activities: count, page through keys, checkpoint, finish. The batches themselves
 // go through the same four stages as change sync.
+import { Context } from '@temporalio/activity';
+import { clearBatchFailures, clearBatchFailuresByPrefix } from '../src/db/batch-failures.js';
 import { getPipeline } from '../src/db/catalog.js';
 import { qualified } from '../src/db/ident.js';
 import { keysetPage, keyText } from '../src/db/source.js';
@@ -70,6 +72,9 @@ export function createBackfillActivities({ pool, log }: ActivityDeps) {
       await pool.query(`update embedsync.pipelines set state = 'active', updated_at = now() where name = $1 and state = 'backfilling'`, [pipeline]);
       await pool.query(`delete from embedsync.staged_chunks where starts_with(batch_id, $1)`, [batchPrefix]);
       await pool.query(`delete from embedsync.staged_rows where starts_with(batch_id, $1)`, [batchPrefix]);
+      // Its batches and its own stages (scan, checkpoint: recorded under the workflow id) have ended.
+      await clearBatchFailuresByPrefix(pool, pipeline, batchPrefix);
+      await clearBatchFailures(pool, pipeline, Context.current().info.workflowExecution.workflowId);
       log.info({ pipeline, outcome }, 'backfill finished');
     },
   };

@@ -4,6 +4,7 @@
 // `npm run verify -- --requeue` at once. What the batch had staged is of no more use: a retry reads
 // the rows afresh, under a batch of its own.
 import { Context } from '@temporalio/activity';
+import { clearBatchFailures, clearBatchFailuresByPrefix } from '../src/db/batch-failures.js';
 import { withTransaction } from '../src/db/pool.js';
 import type { ActivityDeps } from './deps.js';
 
@@ -27,6 +28,9 @@ export function createDeadLetterActivities({ pool, log }: ActivityDeps) {
         const batches = `batch_id = $1 or starts_with(batch_id, $1 || ':g')`;
         await client.query(`delete from embedsync.staged_chunks where ${batches}`, [workflowId]);
         await client.query(`delete from embedsync.staged_rows where ${batches}`, [workflowId]);
+        // The batch has ended: it is a dead letter now, no longer stuck.
+        await clearBatchFailures(client, pipeline, workflowId);
+        await clearBatchFailuresByPrefix(client, pipeline, `${workflowId}:g`);
       });
       log.error({ pipeline, keys: keys.length, error }, 'a sync batch failed for good; its keys are in embedsync.dead_letters');
     },

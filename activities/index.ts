@@ -5,26 +5,28 @@ import { createDeadLetterActivities } from './dead-letters.js';
 import type { ActivityDeps } from './deps.js';
 import { createEmbedBatch } from './embed.js';
 import { createFetchBatch } from './fetch.js';
+import { recordingFailures } from './failures.js';
 import { createSwapActivities } from './swap.js';
 import { createWriteBatch } from './write.js';
 
 export type { ActivityDeps } from './deps.js';
 export * from './types.js';
 
+// Each failed attempt is recorded where status and SQL see it (activities/failures.ts).
 export function createActivities(deps: ActivityDeps) {
-  return {
+  return recordingFailures(deps, {
     fetchBatch: createFetchBatch(deps),
     chunkBatch: createChunkBatch(deps),
     writeBatch: createWriteBatch(deps),
     ...createBackfillActivities(deps),
     ...createSwapActivities(deps),
     ...createDeadLetterActivities(deps),
-  };
+  });
 }
 
 /** Embedding runs on a task queue of its own per provider, so its rate can be limited server-side. */
 export function createEmbedActivities(deps: ActivityDeps) {
-  return { embedBatch: createEmbedBatch(deps) };
+  return recordingFailures(deps, { embedBatch: createEmbedBatch(deps) });
 }
 
 export type Activities = ReturnType<typeof createActivities>;

@@ -4,6 +4,7 @@
 // generation) moved on since fetch, this batch's result for the key is dropped: the change that moved
 // it is already in the outbox and a later batch writes it. Writers of the same key serialise on an
 // advisory lock, so a stale batch can never overwrite a newer one. The source table is never locked.
+import { clearBatchFailures } from '../src/db/batch-failures.js';
 import { atGeneration, getPipeline } from '../src/db/catalog.js';
 import { qualified } from '../src/db/ident.js';
 import { withTransaction, type PoolClient } from '../src/db/pool.js';
@@ -28,7 +29,7 @@ export function createWriteBatch({ pool, log }: ActivityDeps) {
         );
         if (!p) {
           // The generation this batch was for has been swapped out (or abandoned): nothing to write.
-          await clearStaging(client, batchId);
+          await clearStaging(client, pipeline, batchId);
           return { ...result, stale: staged.length };
         }
         await lockPipeline(client, p.name, sweep ? 'exclusive' : 'shared');
@@ -85,7 +86,7 @@ export function createWriteBatch({ pool, log }: ActivityDeps) {
           result.metadataUpdated = updated.rowCount ?? 0;
         }
         if (sweep) result.swept = await sweepDeleted(client, p);
-        await clearStaging(client, batchId);
+        await clearStaging(client, pipeline, batchId);
         log.info({ pipeline, batch: batchId, ...result }, 'batch written');
         return result;
       }),
@@ -93,9 +94,11 @@ export function createWriteBatch({ pool, log }: ActivityDeps) {
   };
 }
 
-async function clearStaging(client: PoolClient, batchId: string): Promise<void> {
+/** The batch has ended: its staged data and the record of its failed stages go, with its write. */
+async function clearStaging(client: PoolClient, pipeline: string, batchId: string): Promise<void> {
   await client.query('delete from embedsync.staged_chunks where batch_id = $1', [batchId]);
   await client.query('delete from embedsync.staged_rows where batch_id = $1', [batchId]);
+  await clearBatchFailures(client, pipeline, batchId);
 }
 
 async function lockPipeline(client: PoolClient, pipeline: string, mode: 'shared' | 'exclusive'): Promise<void> {

@@ -1,0 +1,84 @@
+// Every failed attempt of an activity is recorded in embedsync.batch_failures, where status, verify and
+// SQL see a stage that keeps failing; a later success of the stage clears it. Best effort: a database
+// that cannot take the record (it may be the very failure) is logged, and the attempt's error goes on.
+import { ApplicationFailure, Context } from '@temporalio/activity';
+import { clearStageFailure, recordStageFailure } from '../src/db/batch-failures.js';
+import type { ActivityDeps } from './deps.js';
+
+/** The stage each activity is, in the words status uses. */
+const STAGES: Record<string, string> = {
+  fetchBatch: 'fetch', chunkBatch: 'chunk', embedBatch: 'embed', writeBatch: 'write',
+  countSourceRows: 'count', startBackfill: 'start', scanKeys: 'scan', checkpointBackfill: 'checkpoint',
+  finishBackfill: 'finish', prepareSwap: 'prepare swap', cutOverSwap: 'cut over', abandonSwap: 'abandon swap',
+  deadLetterBatch: 'dead-letter',
+};
+
+/** Attempts after which a failing stage is logged as stuck; embedsync.stuck_after_attempts() for SQL. */
+const STUCK_AFTER_ATTEMPTS = 3;
+
+/** The class of a failure: an ApplicationFailure's type, else the error's class (pg's are all named 'error'). */
+export function errorClass(err: unknown): string {
+  if (err instanceof ApplicationFailure) return err.type ?? 'ApplicationFailure';
+  if (!(err instanceof Error)) return typeof err;
+  const name = err.name && err.name !== 'Error' && err.name !== 'error' ? err.name : err.constructor.name;
+  const code = (err as { code?: unknown }).code;
+  return typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) ? `${name} ${code}` : name;
+}
+
+interface ActivityInput { pipeline?: unknown; batchId?: unknown }
+
+type Activity = (input: never) => Promise<unknown>;
+
+/** The same activities, each recording its failed attempts and clearing them on a later success. */
+export function recordingFailures<T extends Record<string, Activity>>({ pool, log }: ActivityDeps, activities: T): T {
+  const wrapped: Record<string, Activity> = {};
+  for (const [name, activity] of Object.entries(activities)) {
+    wrapped[name] = async (input: never) => {
+      const ref = input as ActivityInput | undefined;
+      const pipeline = typeof ref?.pipeline === 'string' ? ref.pipeline : undefined;
+      try {
+        const result = await activity(input);
+        const { info } = Context.current();
+        // Only a retried stage can have a record; the write clears its whole batch in its own transaction.
+        if (pipeline && info.attempt > 1) {
+          const batchId = typeof ref?.batchId === 'string' ? ref.batchId : info.workflowExecution.workflowId;
+          await clearStageFailure(pool, pipeline, batchId, STAGES[name] ?? name).catch((err: unknown) =>
+            log.warn({ err, pipeline, batch: batchId }, 'could not clear the record of a stage that failed before'));
+        }
+        return result;
+      } catch (err) {
+        if (pipeline) await record(pool, log, pipeline, ref?.batchId, STAGES[name] ?? name, err);
+        throw err;
+      }
+    };
+  }
+  return wrapped as T;
+}
+
+async function record(pool: ActivityDeps['pool'], log: ActivityDeps['log'], pipeline: string, batchRef: unknown,
+  stage: string, err: unknown): Promise<void> {
+  const { info, cancellationSignal } = Context.current();
+  // A cancelled attempt did not fail: its workflow is going away or moving on.
+  if (cancellationSignal.aborted) return;
+  const { workflowId, runId } = info.workflowExecution;
+  const batchId = typeof batchRef === 'string' ? batchRef : workflowId;
+  const failure = {
+    pipeline, batchId, stage, workflowId, runId, attempt: info.attempt, errorClass: errorClass(err),
+    error: err instanceof Error ? err.message : String(err),
+    retryable: !(err instanceof ApplicationFailure && err.nonRetryable),
+  };
+  if (info.attempt === STUCK_AFTER_ATTEMPTS) {
+    log.error({ pipeline, batch: batchId, stage, workflowId, attempts: info.attempt, err }, `batch stuck at ${stage}`);
+  }
+  // Bounded: a database that hangs must not hold the attempt past its heartbeat timeout.
+  await Promise.race([recordStageFailure(pool, failure), timeout(RECORD_WITHIN_MS)]).catch((recordErr: unknown) =>
+    log.warn({ err: recordErr, pipeline, batch: batchId, stage }, 'could not record a failed attempt of a batch stage'));
+}
+
+const RECORD_WITHIN_MS = 5000;
+
+function timeout(ms: number): Promise<never> {
+  return new Promise((_, reject) => {
+    setTimeout(() => reject(new Error(`no answer from the database within ${ms} ms`)), ms).unref();
+  });
+}
