@@ -24,7 +24,7 @@ import { recordFailure, recordSuccess } from '../src/providers/health.js';
 import { hasBuckets, holdBack, MAX_TURN_WAIT_MS, takeTurn, type Buckets } from '../src/providers/rate-buckets.js';
 import { getProvider } from '../src/providers/types.js';
 import type { ActivityDeps } from './deps.js';
-import { classified, DimensionMismatchError } from './errors.js';
+import { classified, DimensionMismatchError, isRetryable } from './errors.js';
 import type { BatchRef, EmbedResult } from './types.js';
 
 export interface EmbedInput extends BatchRef {
@@ -73,7 +73,9 @@ export function createEmbedBatch({ pool, providers, log, rates }: ActivityDeps) 
       const failed = async (err: unknown): Promise<never> => {
         if (err instanceof RateLimitedError && buckets && err.retryAfterMs !== undefined) await holdBack(pool, provider.name, err.retryAfterMs, buckets);
         // A refused input is the input's fault; a cancelled request is nobody's.
-        if (err instanceof Error && !(err instanceof InvalidInputError) && !ctx.cancellationSignal.aborted) await health(recordFailure(pool, p.name, err));
+        if (err instanceof Error && !(err instanceof InvalidInputError) && !ctx.cancellationSignal.aborted) {
+          await health(recordFailure(pool, p.name, err, isRetryable(err)));
+        }
         throw err;
       };
       const send = async (chunks: PendingChunk[]): Promise<void> => {

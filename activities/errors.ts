@@ -45,6 +45,12 @@ export function toFailure(err: unknown): unknown {
   return err;
 }
 
+/** Whether Temporal tries the error again once it has crossed the activity edge. */
+export function isRetryable(err: unknown): boolean {
+  const failure = toFailure(err);
+  return !(failure instanceof ApplicationFailure && failure.nonRetryable);
+}
+
 /** Runs an activity body, turning its errors into the failures above. */
 export async function classified<T>(fn: () => Promise<T>): Promise<T> {
   // Heartbeats while the body runs, so a lost or crashed attempt is retried after the workflow's short

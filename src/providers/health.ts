@@ -15,12 +15,15 @@ export async function recordSuccess(pool: Pool, pipeline: string): Promise<void>
   );
 }
 
-/** `error` is already scrubbed of credentials (provider errors are). */
-export async function recordFailure(pool: Pool, pipeline: string, error: Error): Promise<void> {
+/** `error` is already scrubbed of credentials (provider errors are). `retryable`: false if never tried again. */
+export async function recordFailure(pool: Pool, pipeline: string, error: Error, retryable: boolean): Promise<void> {
   const text = `${error.name}: ${error.message}`.slice(0, MAX_ERROR_LENGTH);
   await pool.query(
-    `insert into embedsync.provider_health as h (pipeline, failures_in_a_row, last_error, last_error_at) values ($1, 1, $2, now())
-     on conflict (pipeline) do update set failures_in_a_row = h.failures_in_a_row + 1, last_error = $2, last_error_at = now()`,
-    [pipeline, text],
+    `insert into embedsync.provider_health as h
+       (pipeline, failures_in_a_row, last_error, last_error_at, last_error_retryable) values ($1, 1, $2, now(), $3)
+     on conflict (pipeline) do update
+       set failures_in_a_row = h.failures_in_a_row + 1, last_error = $2, last_error_at = now(),
+           last_error_retryable = $3`,
+    [pipeline, text, retryable],
   );
 }
