@@ -1,7 +1,9 @@
 // npm run status: where each pipeline stands — the database's facts and Temporal's running workflows.
 import { Command } from 'commander';
 import { resolvePipeline } from '../db/catalog.js';
-import { gatherStatus, type PipelineStatus, type StatusReport, type TemporalTarget } from '../status/index.js';
+import {
+  gatherStatus, oneLine, type PipelineStatus, type StatusReport, type StuckBatchStatus, type TemporalTarget,
+} from '../status/index.js';
 import { runMain } from './common.js';
 import { connectTemporal, openDatabase, temporalAddress, temporalUiUrl, type TemporalSession } from './connections.js';
 import { count, duration, percent, plural, progressText } from './format.js';
@@ -60,10 +62,19 @@ const FAILING_AFTER = 3;
 function providerHealth(p: PipelineStatus): string {
   const ago = (at: Date) => `${duration((Date.now() - at.getTime()) / 1000)} ago`;
   const success = p.providerLastSuccessAt ? `last success ${ago(p.providerLastSuccessAt)}` : 'no success yet';
+  // Wrong dimensions, bad credentials, …: the batch failed for good (dead letters), nothing is retrying.
+  const notRetried = p.providerLastErrorRetryable === false ? 'failed, not retried: ' : '';
+  const last = `${notRetried}${p.providerLastError ?? '?'}`;
   if (p.providerFailuresInARow >= FAILING_AFTER && p.providerLastErrorAt) {
-    return `FAILING: ${count(p.providerFailuresInARow)} requests in a row, the last ${ago(p.providerLastErrorAt)} (${success}): ${p.providerLastError ?? '?'}`;
+    const times = `${count(p.providerFailuresInARow)} requests in a row, the last ${ago(p.providerLastErrorAt)}`;
+    return `FAILING: ${times} (${success}): ${last}`;
   }
-  if (p.providerFailuresInARow > 0) return `retrying: ${plural(p.providerFailuresInARow, 'failed request')} since the last success: ${p.providerLastError ?? '?'}`;
+  if (p.providerFailuresInARow > 0 && notRetried) {
+    return `${plural(p.providerFailuresInARow, 'request')} failed since the last success, not retried: ${p.providerLastError ?? '?'}`;
+  }
+  if (p.providerFailuresInARow > 0) {
+    return `retrying: ${plural(p.providerFailuresInARow, 'failed request')} since the last success: ${last}`;
+  }
   return p.providerLastSuccessAt ? `answering (${success})` : 'no requests yet';
 }
 
@@ -77,8 +88,27 @@ function rateLimits(p: PipelineStatus): string {
   return limits.length > 0 ? `${limits.join(', ')}, shared by every worker (select * from embedsync.rate_buckets)` : 'none declared by the pipeline';
 }
 
+/** How a stuck batch reads: where, how often, since when, why, and its workflow in the Web UI. */
+function stuckBatchLines(b: StuckBatchStatus): string[] {
+  const since = duration((Date.now() - b.since.getTime()) / 1000);
+  const how = b.retryable
+    ? `${plural(b.attempts, 'attempt')} failed in a row, retrying since ${since} ago`
+    : `failed, not retried (${plural(b.attempts, 'attempt')}), ${since} ago`;
+  return [`at ${b.stage}: ${how}: ${b.errorClass}: ${oneLine(b.lastError)}`, `  ${b.url}`];
+}
+
+/** The stuck part of a pipeline's status: a headline word and one entry per stuck batch. */
+function stuckSection(p: PipelineStatus): { headline: string; lines: string[] } {
+  if (p.stuck.length === 0) return { headline: '', lines: [] };
+  const stages = [...new Set(p.stuck.map((b) => b.stage))].join(', ');
+  const lines = [`${plural(p.stuck.length, 'batch', 'batches')} (select * from embedsync.stuck_batches where pipeline = '${p.pipeline}')`];
+  for (const b of p.stuck) lines.push(...stuckBatchLines(b));
+  return { headline: `  STUCK at ${stages}`, lines };
+}
+
 function describe(p: PipelineStatus, reachable: boolean): string {
-  const lines = [`${p.pipeline}  (${p.sourceTable} → ${p.vectorTable})`];
+  const stuck = stuckSection(p);
+  const lines = [`${p.pipeline}  (${p.sourceTable} → ${p.vectorTable})${stuck.headline}`];
   const row = (label: string, text: string) => lines.push(`  ${label.padEnd(13)} ${text}`);
   row('state', `${p.state}, ${p.syncPaused ? `sync PAUSED (changes wait in the outbox; npm run resume -- --table ${p.pipeline})` : 'sync running'}`);
   row('model', `${p.provider}/${p.model}, ${p.dimensions} dims, generation ${p.generation}`);
@@ -90,6 +120,7 @@ function describe(p: PipelineStatus, reachable: boolean): string {
   row('dead letters', p.deadLetters ? `${count(p.deadLetters)} (select * from embedsync.dead_letters where pipeline = '${p.pipeline}')` : '0');
   row('tokens used', count(p.tokensUsed));
   row('provider', providerHealth(p));
+  stuck.lines.forEach((text, i) => row(i === 0 ? 'stuck' : '', i === 0 ? text : `  ${text}`));
   row('rate limits', rateLimits(p));
   const w = p.workflows;
   if (!w) {

@@ -3,14 +3,18 @@
 import type { Client } from '@temporalio/client';
 import type { Pool } from '../db/pool.js';
 import { readPipelineFacts, type PipelineFacts } from './queries.js';
+import { readStuck, type StuckBatchStatus } from './stuck.js';
 import { pipelineWorkflows, type PipelineWorkflows, type WebUi } from './temporal.js';
 
 export { readPipelineFacts, setSyncPaused, countSourceRows, type PipelineFacts } from './queries.js';
 export * from './temporal.js';
+export { oneLine, readStuck, type StuckBatchStatus } from './stuck.js';
 
 export interface PipelineStatus extends PipelineFacts {
   /** Null when Temporal could not be asked. */
   workflows: PipelineWorkflows | null;
+  /** Batches stuck at a stage (failed at least embedsync.stuck_after_attempts() times in a row, or for good). */
+  stuck: StuckBatchStatus[];
 }
 
 export interface StatusReport {
@@ -29,6 +33,7 @@ export async function gatherStatus(pool: Pool, temporal: TemporalTarget, pipelin
   const facts = await readPipelineFacts(pool, pipeline);
   const { client } = temporal;
   let error = temporal.error;
+  const stuck = await readStuck(pool, temporal, error === undefined ? client : undefined, pipeline);
   const pipelines: PipelineStatus[] = [];
   for (const f of facts) {
     let workflows: PipelineWorkflows | null = null;
@@ -40,7 +45,7 @@ export async function gatherStatus(pool: Pool, temporal: TemporalTarget, pipelin
         error = (err as Error).message;
       }
     }
-    pipelines.push({ ...f, workflows });
+    pipelines.push({ ...f, workflows, stuck: stuck.get(f.pipeline) ?? [] });
   }
   return {
     temporal: { address: temporal.address, namespace: temporal.namespace, reachable: client !== undefined && error === undefined, ...(error === undefined ? {} : { error }) },

@@ -32,6 +32,8 @@ export interface PipelineFacts {
   providerLastError: string | null;
   providerLastErrorAt: Date | null;
   providerLastSuccessAt: Date | null;
+  /** False when the last error is one that is never retried (wrong dimensions, bad credentials, …). */
+  providerLastErrorRetryable: boolean | null;
   /** The limits the pipeline declares (the workers' environment may set stricter ones). */
   requestsPerMinute: number | null;
   tokensPerMinute: number | null;
@@ -48,8 +50,10 @@ export async function readPipelineFacts(pool: Pool, pipeline?: string): Promise<
             dead_letters as "deadLetters",
             provider_failures_in_a_row as "providerFailuresInARow", provider_last_error as "providerLastError",
             provider_last_error_at as "providerLastErrorAt", provider_last_success_at as "providerLastSuccessAt",
-            requests_per_minute as "requestsPerMinute", tokens_per_minute as "tokensPerMinute"
-       from embedsync.pipeline_status
+            requests_per_minute as "requestsPerMinute", tokens_per_minute as "tokensPerMinute",
+            (select h.last_error_retryable from embedsync.provider_health h where h.pipeline = s.pipeline)
+              as "providerLastErrorRetryable"
+       from embedsync.pipeline_status s
       where $1::text is null or pipeline = $1
       order by pipeline`,
     [pipeline ?? null],
