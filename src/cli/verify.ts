@@ -4,6 +4,7 @@ import { Command } from 'commander';
 import { resolvePipeline } from '../db/catalog.js';
 import { readPipelineFacts } from '../status/index.js';
 import { requeueReport } from '../verify/requeue.js';
+import { stuckWarnings, type StuckWarning } from '../verify/stuck.js';
 import { verifyPipeline, type VerifyReport } from '../verify/verify.js';
 import { runMain } from './common.js';
 import { openDatabase } from './connections.js';
@@ -42,18 +43,20 @@ runMain(async (env) => {
     // Read before requeueing, so the changes queued here do not count as work already in flight.
     const [facts] = await readPipelineFacts(pool, p.name);
     const requeued = opts.requeue && differing > 0 ? await requeueReport(pool, report) : undefined;
+    const stuck = differing > 0 ? await stuckWarnings(pool, p.name, [...report.missing, ...report.stale, ...report.orphaned]) : [];
     const inFlight = { outboxBacklog: facts?.outboxBacklog ?? 0, state: facts?.state ?? p.state, syncPaused: facts?.syncPaused ?? p.syncPaused };
 
     if (opts.json) {
       const kinds = (k: Kind) => ({ count: report[k].length, examples: report[k].slice(0, EXAMPLES) });
       const deadLettered = { count: report.deadLettered.length, examples: report.deadLettered.slice(0, EXAMPLES) };
-      const json = { pipeline: p.name, rows: report.rows, inStep: differing === 0, missing: kinds('missing'), stale: kinds('stale'), orphaned: kinds('orphaned'), deadLettered, ...(requeued === undefined ? {} : { requeued }), inFlight };
+      const json = { pipeline: p.name, rows: report.rows, inStep: differing === 0, missing: kinds('missing'), stale: kinds('stale'), orphaned: kinds('orphaned'), deadLettered, ...(requeued === undefined ? {} : { requeued }), inFlight, stuck };
       console.log(JSON.stringify(json, null, 2));
     } else {
       console.log(`${p.name} (${p.sourceSchema}.${p.sourceTable} → ${p.vectorSchema}.${p.vectorTable}): ${plural(report.rows, 'row')} checked`);
       for (const kind of Object.keys(KINDS) as Kind[]) console.log(kindLine(report, kind));
       if (report.deadLettered.length > 0) console.log(deadLetterLine(report));
       console.log(verdict(p.name, differing, requeued, inFlight));
+      for (const w of stuck) console.log(stuckLine(w));
     }
     if (differing > 0) process.exitCode = 1;
   } finally {
@@ -75,6 +78,18 @@ function deadLetterLine(report: VerifyReport): string {
     '  or its batch failed for good (sent round again by the poller). Why:',
     `    select pk, error, failed_at from embedsync.dead_letters where pipeline = '${report.pipeline}';`,
   ].join('\n');
+}
+
+/** Keys sent round again meet the same failing stage: say so, with its error. */
+function stuckLine(w: StuckWarning): string {
+  const error = (w.lastError.split('\n')[0] ?? '').trim();
+  const how = w.retryable ? 'stuck' : 'failed for good (not retried)';
+  const were = (n: number) => (n === 1 ? 'was' : 'were');
+  const head = w.keys > 0
+    ? `${count(w.keys)} of these keys ${were(w.keys)} in batches ${how} at ${w.stage}: ${error}; they will fail again`
+    : `${plural(w.batches, 'batch', 'batches')} of the pipeline ${w.batches === 1 ? 'is' : 'are'} ${how} at ${w.stage}: `
+      + `${error}; keys requeued now will fail there too`;
+  return `  ${head} until that is fixed (select * from embedsync.stuck_batches).`;
 }
 
 function verdict(pipeline: string, differing: number, requeued: number | undefined, inFlight: { outboxBacklog: number; state: string; syncPaused: boolean }): string {
