@@ -72,7 +72,7 @@ async function record(pool: ActivityDeps['pool'], log: ActivityDeps['log'], pipe
   }
   // Bounded: a database that hangs must not hold the attempt past its heartbeat timeout.
   await Promise.race([recordStageFailure(pool, failure), timeout(RECORD_WITHIN_MS)]).catch((recordErr: unknown) =>
-    log.warn({ err: recordErr, pipeline, batch: batchId, stage }, 'could not record a failed attempt of a batch stage'));
+    log.warn({ err: recordErr, pipeline, batch: batchId, stage }, 'could not record a failed attempt of a stage'));
 }
 
 const RECORD_WITHIN_MS = 5000;

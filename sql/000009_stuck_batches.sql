@@ -27,7 +27,8 @@ create function embedsync.stuck_after_attempts() returns integer language sql im
 -- A row not updated for longer than this belongs to a workflow that no longer runs (terminated, timed
 -- out, failed for good): a retrying stage fails again well within it (an attempt may run for the
 -- activities' 10-minute start-to-close timeout, then wait at most the 2-minute maximum retry interval).
-create function embedsync.batch_failure_expiry() returns interval language sql immutable as $$ select interval '15 minutes' $$;
+create function embedsync.batch_failure_expiry() returns interval language sql immutable
+  as $$ select interval '15 minutes' $$;
 
 create view embedsync.stuck_batches as
 select pipeline, batch_id, workflow_id, stage, attempts, error_class, last_error, retryable,

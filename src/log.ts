@@ -32,7 +32,8 @@ export function serializeError(err: unknown, depth = 0): unknown {
 }
 
 /** `destination`: where JSON lines go instead of stdout (tests read them); ignored when pretty. */
-export function createLogger(env: Pick<Env, 'logLevel' | 'logFormat'>, name = 'embedsync', destination?: DestinationStream): Logger {
+export function createLogger(
+  env: Pick<Env, 'logLevel' | 'logFormat'>, name = 'embedsync', destination?: DestinationStream): Logger {
   const options = {
     name,
     level: env.logLevel,
@@ -41,10 +42,8 @@ export function createLogger(env: Pick<Env, 'logLevel' | 'logFormat'>, name = 'e
     serializers: { err: serializeError, error: serializeError },
   };
   if (env.logFormat === 'pretty') {
-    return pino({
-      ...options,
-      transport: { target: 'pino-pretty', options: { colorize: true, ignore: 'pid,hostname', translateTime: 'HH:MM:ss.l' } },
-    });
+    const pretty = { colorize: true, ignore: 'pid,hostname', translateTime: 'HH:MM:ss.l' };
+    return pino({ ...options, transport: { target: 'pino-pretty', options: pretty } });
   }
   return destination ? pino(options, destination) : pino(options);
 }

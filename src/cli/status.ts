@@ -70,7 +70,8 @@ function providerHealth(p: PipelineStatus): string {
     return `FAILING: ${times} (${success}): ${last}`;
   }
   if (p.providerFailuresInARow > 0 && notRetried) {
-    return `${plural(p.providerFailuresInARow, 'request')} failed since the last success, not retried: ${p.providerLastError ?? '?'}`;
+    const failed = plural(p.providerFailuresInARow, 'request');
+    return `${failed} failed since the last success, not retried: ${p.providerLastError ?? '?'}`;
   }
   if (p.providerFailuresInARow > 0) {
     return `retrying: ${plural(p.providerFailuresInARow, 'failed request')} since the last success: ${last}`;
@@ -101,7 +102,8 @@ function stuckBatchLines(b: StuckBatchStatus): string[] {
 function stuckSection(p: PipelineStatus): { headline: string; lines: string[] } {
   if (p.stuck.length === 0) return { headline: '', lines: [] };
   const stages = [...new Set(p.stuck.map((b) => b.stage))].join(', ');
-  const lines = [`${plural(p.stuck.length, 'batch', 'batches')} (select * from embedsync.stuck_batches where pipeline = '${p.pipeline}')`];
+  const query = `select * from embedsync.stuck_batches where pipeline = '${p.pipeline}'`;
+  const lines = [`${plural(p.stuck.length, 'batch', 'batches')} (${query})`];
   for (const b of p.stuck) lines.push(...stuckBatchLines(b));
   return { headline: `  STUCK at ${stages}`, lines };
 }

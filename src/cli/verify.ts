@@ -43,13 +43,15 @@ runMain(async (env) => {
     // Read before requeueing, so the changes queued here do not count as work already in flight.
     const [facts] = await readPipelineFacts(pool, p.name);
     const requeued = opts.requeue && differing > 0 ? await requeueReport(pool, report) : undefined;
-    const stuck = differing > 0 ? await stuckWarnings(pool, p.name, [...report.missing, ...report.stale, ...report.orphaned]) : [];
+    const differingKeys = [...report.missing, ...report.stale, ...report.orphaned];
+    const stuck = differing > 0 ? await stuckWarnings(pool, p.name, differingKeys) : [];
     const inFlight = { outboxBacklog: facts?.outboxBacklog ?? 0, state: facts?.state ?? p.state, syncPaused: facts?.syncPaused ?? p.syncPaused };
 
     if (opts.json) {
       const kinds = (k: Kind) => ({ count: report[k].length, examples: report[k].slice(0, EXAMPLES) });
       const deadLettered = { count: report.deadLettered.length, examples: report.deadLettered.slice(0, EXAMPLES) };
-      const json = { pipeline: p.name, rows: report.rows, inStep: differing === 0, missing: kinds('missing'), stale: kinds('stale'), orphaned: kinds('orphaned'), deadLettered, ...(requeued === undefined ? {} : { requeued }), inFlight, stuck };
+      const json = { pipeline: p.name, rows: report.rows, inStep: differing === 0, missing: kinds('missing'), stale: kinds('stale'), orphaned: kinds('orphaned'), deadLettered, ...(requeued === undefined ? {} : { requeued }), inFlight,
+        stuck };
       console.log(JSON.stringify(json, null, 2));
     } else {
       console.log(`${p.name} (${p.sourceSchema}.${p.sourceTable} → ${p.vectorSchema}.${p.vectorTable}): ${plural(report.rows, 'row')} checked`);
@@ -87,8 +89,8 @@ function stuckLine(w: StuckWarning): string {
   const were = (n: number) => (n === 1 ? 'was' : 'were');
   const head = w.keys > 0
     ? `${count(w.keys)} of these keys ${were(w.keys)} in batches ${how} at ${w.stage}: ${error}; they will fail again`
-    : `${plural(w.batches, 'batch', 'batches')} of the pipeline ${w.batches === 1 ? 'is' : 'are'} ${how} at ${w.stage}: `
-      + `${error}; keys requeued now will fail there too`;
+    : `${plural(w.batches, 'batch', 'batches')} of the pipeline ${w.batches === 1 ? 'is' : 'are'} ${how} `
+      + `at ${w.stage}: ${error}; keys requeued now will fail there too`;
   return `  ${head} until that is fixed (select * from embedsync.stuck_batches).`;
 }
 

@@ -22,7 +22,8 @@ export interface StageFailure {
 /** One failed attempt. A first attempt starts the count afresh (a new run of the stage). */
 export async function recordStageFailure(db: Queryable, f: StageFailure): Promise<void> {
   // Leftovers of workflows that stopped running are of no use once expired: trimmed as failures arrive.
-  await db.query(`delete from embedsync.batch_failures where last_failed_at < now() - embedsync.batch_failure_expiry()`);
+  await db.query(
+    'delete from embedsync.batch_failures where last_failed_at < now() - embedsync.batch_failure_expiry()');
   await db.query(
     `insert into embedsync.batch_failures as f
        (pipeline, batch_id, stage, workflow_id, run_id, attempts, error_class, last_error, retryable)
@@ -38,7 +39,8 @@ export async function recordStageFailure(db: Queryable, f: StageFailure): Promis
 }
 
 /** A record left by a run that no longer runs (Temporal says so): it would otherwise wait for expiry. */
-export async function clearLeftover(db: Queryable, b: Pick<StuckBatch, 'pipeline' | 'batchId' | 'stage' | 'runId'>): Promise<void> {
+export async function clearLeftover(
+  db: Queryable, b: Pick<StuckBatch, 'pipeline' | 'batchId' | 'stage' | 'runId'>): Promise<void> {
   await db.query(
     `delete from embedsync.batch_failures
       where pipeline = $1 and batch_id = $2 and stage = $3 and run_id is not distinct from $4`,
@@ -47,7 +49,8 @@ export async function clearLeftover(db: Queryable, b: Pick<StuckBatch, 'pipeline
 }
 
 /** The stage succeeded. */
-export async function clearStageFailure(db: Queryable, pipeline: string, batchId: string, stage: string): Promise<void> {
+export async function clearStageFailure(
+  db: Queryable, pipeline: string, batchId: string, stage: string): Promise<void> {
   await db.query('delete from embedsync.batch_failures where pipeline = $1 and batch_id = $2 and stage = $3',
     [pipeline, batchId, stage]);
 }

@@ -19,7 +19,8 @@ export async function stuckWarnings(pool: Pool, pipeline: string, keys: string[]
   const held = await stuckKeys(pool, pipeline, keys);
   const byStage = new Map<string, StuckWarning>();
   for (const b of stuck) {
-    const w = byStage.get(b.stage) ?? { stage: b.stage, lastError: b.lastError, retryable: b.retryable, keys: 0, batches: 0 };
+    const w = byStage.get(b.stage)
+      ?? { stage: b.stage, lastError: b.lastError, retryable: b.retryable, keys: 0, batches: 0 };
     w.batches += 1;
     byStage.set(b.stage, w);
   }
