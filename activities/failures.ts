@@ -13,9 +13,6 @@ const STAGES: Record<string, string> = {
   deadLetterBatch: 'dead-letter',
 };
 
-/** Attempts after which a failing stage is logged as stuck; embedsync.stuck_after_attempts() for SQL. */
-const STUCK_AFTER_ATTEMPTS = 3;
-
 /** The class of a failure: an ApplicationFailure's type, else the error's class (pg's are all named 'error'). */
 export function errorClass(err: unknown): string {
   if (err instanceof ApplicationFailure) return err.type ?? 'ApplicationFailure';
@@ -58,8 +55,9 @@ export function recordingFailures<T extends Record<string, Activity>>({ pool, lo
 async function record(pool: ActivityDeps['pool'], log: ActivityDeps['log'], pipeline: string, batchRef: unknown,
   stage: string, err: unknown): Promise<void> {
   const { info, cancellationSignal } = Context.current();
-  // A cancelled attempt did not fail: its workflow is going away or moving on.
-  if (cancellationSignal.aborted) return;
+  // A cancelled attempt did not fail: its workflow is going away or moving on. A rate-limited one is
+  // pacing, not failing (a provider that keeps throttling shows in the provider's health instead).
+  if (cancellationSignal.aborted || (err instanceof ApplicationFailure && err.nextRetryDelay != null)) return;
   const { workflowId, runId } = info.workflowExecution;
   const batchId = typeof batchRef === 'string' ? batchRef : workflowId;
   const failure = {
@@ -67,12 +65,13 @@ async function record(pool: ActivityDeps['pool'], log: ActivityDeps['log'], pipe
     error: err instanceof Error ? err.message : String(err),
     retryable: !(err instanceof ApplicationFailure && err.nonRetryable),
   };
-  if (info.attempt === STUCK_AFTER_ATTEMPTS) {
-    log.error({ pipeline, batch: batchId, stage, workflowId, attempts: info.attempt, err }, `batch stuck at ${stage}`);
+  try {
+    // Bounded: a database that hangs must not hold the attempt past its heartbeat timeout.
+    const stuck = await Promise.race([recordStageFailure(pool, failure), timeout(RECORD_WITHIN_MS)]);
+    if (stuck) log.error({ pipeline, batch: batchId, stage, workflowId, attempts: info.attempt, err }, `batch stuck at ${stage}`);
+  } catch (recordErr) {
+    log.warn({ err: recordErr, pipeline, batch: batchId, stage }, 'could not record a failed attempt of a stage');
   }
-  // Bounded: a database that hangs must not hold the attempt past its heartbeat timeout.
-  await Promise.race([recordStageFailure(pool, failure), timeout(RECORD_WITHIN_MS)]).catch((recordErr: unknown) =>
-    log.warn({ err: recordErr, pipeline, batch: batchId, stage }, 'could not record a failed attempt of a stage'));
 }
 
 const RECORD_WITHIN_MS = 5000;

@@ -19,12 +19,15 @@ export interface StageFailure {
   retryable: boolean;
 }
 
-/** One failed attempt. A first attempt starts the count afresh (a new run of the stage). */
-export async function recordStageFailure(db: Queryable, f: StageFailure): Promise<void> {
+/**
+ * One failed attempt. A first attempt starts the count afresh (a new run of the stage). True when this
+ * attempt made the stage stuck (embedsync.stuck_after_attempts() failures in a row).
+ */
+export async function recordStageFailure(db: Queryable, f: StageFailure): Promise<boolean> {
   // Leftovers of workflows that stopped running are of no use once expired: trimmed as failures arrive.
   await db.query(
     'delete from embedsync.batch_failures where last_failed_at < now() - embedsync.batch_failure_expiry()');
-  await db.query(
+  const { rows } = await db.query<{ stuck: boolean }>(
     `insert into embedsync.batch_failures as f
        (pipeline, batch_id, stage, workflow_id, run_id, attempts, error_class, last_error, retryable)
      select $1, $2, $3, $4, $5, $6, $7, $8, $9 from embedsync.pipelines where name = $1
@@ -32,10 +35,12 @@ export async function recordStageFailure(db: Queryable, f: StageFailure): Promis
        set workflow_id = excluded.workflow_id, run_id = excluded.run_id, attempts = excluded.attempts,
            error_class = excluded.error_class, last_error = excluded.last_error, retryable = excluded.retryable,
            last_failed_at = now(),
-           first_failed_at = case when excluded.attempts <= 1 then now() else f.first_failed_at end`,
+           first_failed_at = case when excluded.attempts <= 1 then now() else f.first_failed_at end
+     returning attempts = embedsync.stuck_after_attempts() as stuck`,
     [f.pipeline, f.batchId, f.stage, f.workflowId, f.runId, f.attempt, f.errorClass,
       f.error.slice(0, MAX_ERROR_LENGTH), f.retryable],
   );
+  return rows[0]?.stuck ?? false;
 }
 
 /** A record left by a run that no longer runs (Temporal says so): it would otherwise wait for expiry. */
