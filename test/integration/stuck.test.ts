@@ -144,6 +144,33 @@ describe('stuck batches', () => {
     }
   });
 
+  it('a stuck batch whose workflow is gone does not show as stuck, nor does a record left unrefreshed', async () => {
+    const pipeline = uniqueName('left');
+    await applyPipeline(h, productsPipeline({ name: pipeline }));
+    const vectors = `public.${pipeline}_embeddings`;
+    await h.db.pool.query(`alter table ${vectors} add constraint ${CONSTRAINT} check (chunk_index < 0)`);
+    try {
+      await h.db.pool.query(`insert into products (name, description) values ('Compass', 'Brass compass')`);
+      const stuck = await waitFor('the batch to be stuck', async () => (await status(pipeline)).stuck[0], 60_000, 200);
+      // Terminated, its record would wait forever for a success: status asks Temporal and drops it.
+      await h.client.workflow.getHandle(stuck.workflowId).terminate('the test gives up on this batch');
+      // An attempt in flight at the termination may still land its record: the next status drops it too.
+      await waitFor('status to drop the leftover', async () =>
+        (await status(pipeline)).stuck.length === 0 && (await viewRow(pipeline)).stuck_batches === 0);
+
+      // Without Temporal to ask, SQL lets a record expire once no attempt has refreshed it for long enough.
+      await h.db.pool.query(
+        `insert into embedsync.batch_failures (pipeline, batch_id, stage, workflow_id, attempts, error_class, last_error,
+           retryable, first_failed_at, last_failed_at)
+         values ($1, 'sync:gone', 'write', 'sync:gone', 5, 'DatabaseError', 'lost', true,
+           now() - interval '1 hour', now() - embedsync.batch_failure_expiry() - interval '1 second')`,
+        [pipeline]);
+      assert.equal((await viewRow(pipeline)).stuck_batches, 0);
+    } finally {
+      await h.db.pool.query(`alter table ${vectors} drop constraint if exists ${CONSTRAINT}`);
+    }
+  });
+
   it('a wrong-dimensions failure, which is not retried, is never described as retrying', async () => {
     const pipeline = uniqueName('dims');
     await applyPipeline(h, productsPipeline({ name: pipeline, source: { table: 'public.gadgets' } }));
