@@ -50,9 +50,8 @@ runMain(async (env) => {
     if (opts.json) {
       const kinds = (k: Kind) => ({ count: report[k].length, examples: report[k].slice(0, EXAMPLES) });
       const deadLettered = { count: report.deadLettered.length, examples: report.deadLettered.slice(0, EXAMPLES) };
-      const json = { pipeline: p.name, rows: report.rows, inStep: differing === 0, missing: kinds('missing'), stale: kinds('stale'), orphaned: kinds('orphaned'), deadLettered, ...(requeued === undefined ? {} : { requeued }), inFlight,
-        stuck };
-      console.log(JSON.stringify(json, null, 2));
+      const json = { pipeline: p.name, rows: report.rows, inStep: differing === 0, missing: kinds('missing'), stale: kinds('stale'), orphaned: kinds('orphaned'), deadLettered, ...(requeued === undefined ? {} : { requeued }), inFlight };
+      console.log(JSON.stringify({ ...json, stuck }, null, 2));
     } else {
       console.log(`${p.name} (${p.sourceSchema}.${p.sourceTable} → ${p.vectorSchema}.${p.vectorTable}): ${plural(report.rows, 'row')} checked`);
       for (const kind of Object.keys(KINDS) as Kind[]) console.log(kindLine(report, kind));
