@@ -2,6 +2,7 @@
 // Texts and vectors stay in Postgres (staging tables); only keys and counts pass through here.
 import { ActivityFailure, ApplicationFailure, proxyActivities, workflowInfo } from '@temporalio/workflow';
 import type { Activities, WriteResult } from '../activities/index.js';
+import { clip, groupDigits } from '../src/backfill/progress.js';
 import { processBatch, type BatchOutcome } from './batch.js';
 
 export interface SyncTarget {
@@ -35,7 +36,11 @@ export async function syncChanges(input: SyncInput): Promise<SyncResult> {
   } catch (err) {
     // Retrying cannot fix it (quota, credentials, …) and the outbox rows are gone: keep the keys.
     if (err instanceof ActivityFailure && err.cause instanceof ApplicationFailure && err.cause.nonRetryable) {
-      await record.deadLetterBatch({ pipeline: input.pipeline, keys: input.keys, error: err.cause.message });
+      const n = input.keys.length;
+      await record.deadLetterBatch.executeWithOptions(
+        { summary: `Keep ${groupDigits(n)} ${n === 1 ? 'key' : 'keys'} of ${input.pipeline} as dead letters: ${clip(err.cause.message, 80)}` },
+        [{ pipeline: input.pipeline, keys: input.keys, error: err.cause.message }],
+      );
     }
     throw err;
   }
