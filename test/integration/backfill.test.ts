@@ -35,6 +35,12 @@ async function vectorRows(name: string): Promise<number> {
   return rows[0]?.n ?? 0;
 }
 
+/** What the Web UI shows as the workflow's current details. */
+async function currentDetails(handle: WorkflowHandle): Promise<string> {
+  const meta = await handle.query<{ currentDetails?: string | null }>('__temporal_workflow_metadata');
+  return meta.currentDetails ?? '';
+}
+
 function assertEmbeddedOnce(name: string): void {
   const texts = h.provider.seen.filter((t) => t.startsWith('Product: Item '));
   const distinct = new Set(texts);
@@ -77,16 +83,60 @@ describe('backfill', () => {
       const p = await handle.query(progressQuery);
       return p.phase === 'paused' ? p : false;
     });
+    assert.equal(paused.etaSeconds, null, 'no ETA while paused');
+    assert.ok(paused.rowsPerSecond !== null && paused.rowsPerSecond > 0, 'the rate of the running time so far');
+    assert.match(await currentDetails(handle), /^Paused at [\d,]+ of 6,000 rows \(\d+ %\)$/);
     await new Promise((r) => setTimeout(r, 1500));
     const still = await handle.query(progressQuery);
     assert.equal(still.processed, paused.processed, 'no batch may start while paused');
+    assert.equal(still.etaSeconds, null);
+    assert.equal(still.runningSeconds, paused.runningSeconds, 'paused time is not running time');
+    assert.equal(still.rowsPerSecond, paused.rowsPerSecond, 'the rate does not decay while paused');
+    assert.ok(still.pausedSeconds >= paused.pausedSeconds + 1.5, `paused ${paused.pausedSeconds} s, then ${still.pausedSeconds} s`);
     assert.equal(await vectorRows(pausable), paused.processed);
     const { rows } = await h.db.pool.query<{ synced_rows: number }>(`select synced_rows from embedsync.pipelines where name = $1`, [pausable]);
     assert.equal(rows[0]?.synced_rows, paused.processed);
     assert.equal(still.total, 6000);
     await handle.signal(resumeSignal);
-    assert.equal((await handle.result()).processed, 6000);
+    const result = await handle.result();
+    assert.equal(result.processed, 6000);
+    assert.ok(result.pausedSeconds >= 1.5, `the result counts the pause apart: ${result.pausedSeconds} s`);
+    assert.ok(result.runningSeconds >= still.runningSeconds, 'running time went on after the resume');
     assert.equal(await vectorRows(pausable), 6000);
+  });
+
+  it('rows added and removed during a backfill: the total follows them, never trails processed, and ends at the rows walked', async () => {
+    const growing = await freshTable('growing', 3000);
+    const handle = await begin(growing, { window: 1 });
+    await waitFor('the backfill to get going', async () => (await handle.query(progressQuery)).processed > 0, 60_000);
+    // Paused, the walk stands still while the table changes ahead of its cursor.
+    await handle.signal(pauseSignal);
+    const paused = await waitFor('the pause to take hold', async () => {
+      const p = await handle.query(progressQuery);
+      return p.phase === 'paused' ? p : false;
+    });
+    const cursor = Number(paused.cursor);
+    assert.ok(cursor + 1100 <= 3000, `the pause came early enough to remove rows ahead (cursor ${cursor})`);
+    await h.db.pool.query(`insert into ${growing} select g, 'Late ' || g, 'Added during the backfill', 'c1' from generate_series(100001, 100500) g`);
+    await h.db.pool.query(`delete from ${growing} where id between $1 and $2`, [cursor + 1001, cursor + 1100]);
+    await handle.signal(resumeSignal);
+
+    const seen: { processed: number; total: number | null }[] = [];
+    let finished = false;
+    const result = handle.result().finally(() => (finished = true));
+    while (!finished) {
+      const p = await handle.query(progressQuery);
+      seen.push({ processed: p.processed, total: p.total });
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const { processed, total } = await result;
+    assert.equal(processed, 3400, 'every row there was, the added ones included and the removed ones not');
+    assert.equal(total, processed);
+    const over = seen.filter((p) => p.total === null || p.processed > p.total);
+    assert.deepEqual(over, [], 'progress never says more rows done than in all');
+    assert.ok(seen.some((p) => p.total === 3400 && p.processed < 3400), 'the total was exact before the end');
+    const { rows } = await h.db.pool.query<{ synced_rows: number; total_rows: number }>(`select synced_rows, total_rows from embedsync.pipelines where name = $1`, [growing]);
+    assert.deepEqual(rows[0], { synced_rows: 3400, total_rows: 3400 });
   });
 
   it('continues as new with the cursor carried over: no gaps, no repeats', async () => {
