@@ -1,6 +1,5 @@
 // The backfill's own activities: count, page through keys, checkpoint, finish. The batches themselves
 // go through the same four stages as change sync.
-import { totalAfterCount } from '../src/backfill/progress.js';
 import { getPipeline } from '../src/db/catalog.js';
 import { qualified } from '../src/db/ident.js';
 import { keysetPage, keyText } from '../src/db/source.js';
@@ -26,6 +25,16 @@ export interface FinishInput {
   /** Rows the completed walk went through: the total, whatever was counted at the start. */
   processed?: number;
 }
+
+/**
+ * The walk's total once a checkpoint has counted up to `cap` keys after the cursor. Fewer than `cap`:
+ * that is all that is left, so the total is exact (rows added or removed meanwhile included). Otherwise
+ * the estimate holds, raised if the walk has already gone further than it.
+ */
+export function totalAfterCount(estimate: number, processed: number, ahead: number, cap: number): number {
+  return ahead < cap ? processed + ahead : Math.max(estimate, processed + ahead);
+}
+
 
 export function createBackfillActivities({ pool, log }: ActivityDeps) {
   const countRows = async (pipeline: string): Promise<number> => {

@@ -1,7 +1,7 @@
 // backfill: embeds a pipeline's existing rows (DESIGN decision 7). Rows already embedded with the same
 // content are skipped by fetch, so a resumed or repeated backfill never pays for them again.
 import { CancellationScope, continueAsNew, isCancellation } from '@temporalio/workflow';
-import { groupDigits } from '../src/backfill/progress.js';
+import { groupDigits } from './progress.js';
 import { control, TableWalk, type WalkOptions, type WalkState } from './walk.js';
 
 export interface BackfillInput extends Omit<WalkOptions, 'generation'> {

@@ -1,7 +1,7 @@
 // One batch through the four stages: fetch → chunk → embed → write. Shared by sync and backfill.
 import { proxyActivities } from '@temporalio/workflow';
 import type { Activities, EmbedActivities, FetchResult, WriteResult } from '../activities/index.js';
-import { groupDigits } from '../src/backfill/progress.js';
+import { groupDigits } from './progress.js';
 
 // Database stages retry until the database is back: a change is never given up on for an outage.
 // The activities heartbeat every few seconds, so a lost attempt (worker killed, task dropped) is

@@ -2,7 +2,7 @@
 // then swaps it in with one short transaction (DESIGN decision 8). Changes that arrive meanwhile are
 // written to both tables by the sync workflows, so the swap table is caught up when the walk ends.
 import { CancellationScope, continueAsNew, isCancellation } from '@temporalio/workflow';
-import { groupDigits } from '../src/backfill/progress.js';
+import { groupDigits } from './progress.js';
 import { control, TableWalk, type WalkOptions, type WalkState } from './walk.js';
 
 export interface ReembedInput extends WalkOptions {

@@ -2,8 +2,8 @@
 // Texts and vectors stay in Postgres (staging tables); only keys and counts pass through here.
 import { ActivityFailure, ApplicationFailure, proxyActivities, workflowInfo } from '@temporalio/workflow';
 import type { Activities, WriteResult } from '../activities/index.js';
-import { clip, groupDigits } from '../src/backfill/progress.js';
 import { processBatch, type BatchOutcome } from './batch.js';
+import { clip, groupDigits } from './progress.js';
 
 export interface SyncTarget {
   generation: number;

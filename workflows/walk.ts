@@ -3,11 +3,11 @@
 // Shared by the backfill and the re-embed (which walks the table for the pending generation).
 import { condition, proxyActivities, setCurrentDetails, setHandler, workflowInfo } from '@temporalio/workflow';
 import type { Activities, CheckpointResult } from '../activities/index.js';
-import {
-  clip, clockTotals, groupDigits, startClock, switchClock, walkDetails, walkRate, type WalkClock,
-} from '../src/backfill/progress.js';
 import { processBatch } from './batch.js';
 import { pauseSignal, progressQuery, resumeSignal, type BackfillProgress } from './definitions.js';
+import {
+  clip, clockTotals, groupDigits, startClock, switchClock, walkDetails, walkRate, type WalkClock,
+} from './progress.js';
 
 export interface WalkOptions {
   pipeline: string;

@@ -3,9 +3,10 @@
 // every worker.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { totalAfterCount } from '../../activities/backfill.js';
 import {
-  aboutDuration, clip, clockTotals, groupDigits, percentText, startClock, switchClock, totalAfterCount, walkDetails, walkRate,
-} from '../../src/backfill/progress.js';
+  aboutDuration, clip, clockTotals, groupDigits, percentText, startClock, switchClock, walkDetails, walkRate,
+} from '../../workflows/progress.js';
 
 const T0 = Date.UTC(2026, 0, 1, 12, 0, 0);
 const at = (seconds: number): number => T0 + seconds * 1000;

@@ -1,7 +1,7 @@
 // A table walk's progress, counted over its running time: a pause neither slows the rate nor stretches
-// the ETA, and no ETA is promised while paused. Pure arithmetic on the times it is given, shared by the
-// walk workflows (so: deterministic, no Node built-ins, a locale-independent formatter) and the activities.
-import type { BackfillProgress } from '../../workflows/definitions.js';
+// the ETA, and no ETA is promised while paused. Pure arithmetic on the times it is given, so the walk,
+// its progress query and the tests share it; numbers are formatted without Intl, the same on every worker.
+import type { BackfillProgress } from './definitions.js';
 
 /** Running and paused time of a walk. Times are milliseconds since the epoch; spans are seconds. */
 export interface WalkClock {
@@ -54,15 +54,6 @@ export function walkRate(r: RateInput): Rate {
   const rowsPerSecond = done > 0 && r.runningSeconds > 0 ? done / r.runningSeconds : null;
   const left = Math.max(r.total - r.processed, 0);
   return { rowsPerSecond, etaSeconds: rowsPerSecond === null || r.paused ? null : left / rowsPerSecond };
-}
-
-/**
- * The walk's total once a checkpoint has counted up to `cap` keys after the cursor. Fewer than `cap`:
- * that is all that is left, so the total is exact (rows added or removed meanwhile included). Otherwise
- * the estimate holds, raised if the walk has already gone further than it.
- */
-export function totalAfterCount(estimate: number, processed: number, ahead: number, cap: number): number {
-  return ahead < cap ? processed + ahead : Math.max(estimate, processed + ahead);
 }
 
 /** 1234567 → "1,234,567", whatever the worker's locale: workflow code must say the same on every worker. */
