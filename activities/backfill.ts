@@ -97,11 +97,12 @@ export function createBackfillActivities({ pool, log }: ActivityDeps) {
      * Records the cursor and counters in the catalog, where `npm run status` and SQL see them, and brings
      * the total up to date: rows added or removed since the start move it, exactly so near the end.
      */
-    async checkpointBackfill({ pipeline, cursor, processed, tokens, total, countAhead }: CheckpointInput): Promise<CheckpointResult> {
+    async checkpointBackfill(input: CheckpointInput): Promise<CheckpointResult> {
+      const { pipeline, cursor, processed, tokens, countAhead: cap = 0 } = input;
+      const estimate = input.total ?? processed;
       return classified(async () => {
-        const cap = countAhead ?? 0;
         const ahead = cap > 0 ? await countKeysAfter(pipeline, cursor, cap) : 0;
-        const next = cap > 0 ? totalAfterCount(total ?? processed, processed, ahead, cap) : Math.max(total ?? processed, processed);
+        const next = cap > 0 ? totalAfterCount(estimate, processed, ahead, cap) : Math.max(estimate, processed);
         await pool.query(
           `update embedsync.pipelines
               set backfill_cursor = $2, synced_rows = $3, tokens_used = tokens_used + $4, total_rows = $5,
@@ -118,7 +119,10 @@ export function createBackfillActivities({ pool, log }: ActivityDeps) {
       // Only a backfill's own state is undone: a re-embed's cut-over has already set the state it leaves.
       await pool.query(`update embedsync.pipelines set state = 'active', updated_at = now() where name = $1 and state = 'backfilling'`, [pipeline]);
       if (outcome === 'completed' && processed !== undefined) {
-        await pool.query(`update embedsync.pipelines set synced_rows = $2, total_rows = $2 where name = $1`, [pipeline, processed]);
+        await pool.query(
+          `update embedsync.pipelines set synced_rows = $2, total_rows = $2 where name = $1`,
+          [pipeline, processed],
+        );
       }
       await pool.query(`delete from embedsync.staged_chunks where starts_with(batch_id, $1)`, [batchPrefix]);
       await pool.query(`delete from embedsync.staged_rows where starts_with(batch_id, $1)`, [batchPrefix]);

@@ -25,13 +25,14 @@ export async function backfill(input: BackfillInput): Promise<BackfillResult> {
   const walk = new TableWalk(input, batchPrefix, input.state);
   try {
     if (!input.state) {
-      walk.state.total = await control.startBackfill.executeWithOptions({ summary: `Count the rows of ${pipeline}` }, [{ pipeline }]);
+      const summary = `Count the rows of ${pipeline}`;
+      walk.state.total = await control.startBackfill.executeWithOptions({ summary }, [{ pipeline }]);
     }
     await walk.walk((state) => continueAsNew<typeof backfill>({ ...input, state }));
     walk.phase = 'finishing';
     const { processed, total, tokens } = walk.state;
     await control.finishBackfill.executeWithOptions(
-      { summary: `Finish the backfill of ${pipeline}: ${groupDigits(processed)} rows walked; clear what its batches staged` },
+      { summary: `Finish the backfill of ${pipeline} at ${groupDigits(processed)} rows; clear its staged batches` },
       [{ pipeline, outcome: 'completed', batchPrefix, processed }],
     );
     walk.phase = 'done';

@@ -66,7 +66,8 @@ const rows = (n: number, what = ''): string => `${groupDigits(n)} ${what}${n ===
 export function writeSummary(fetched: FetchResult, of: string): string {
   const { embed, keep, delete: gone } = fetched;
   if (embed === 0 && gone === 0) {
-    return keep === 0 ? `Nothing to write for ${of}` : `Refresh the metadata of ${rows(keep, 'unchanged ')} of ${of}: nothing to re-embed`;
+    if (keep === 0) return `Nothing to write for ${of}`;
+    return `Refresh the metadata of ${rows(keep, 'unchanged ')} of ${of}: nothing to re-embed`;
   }
   const parts = [
     ...(embed > 0 ? [`write ${rows(embed, 'changed ')}`] : []),

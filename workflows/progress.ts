@@ -18,7 +18,8 @@ export interface WalkClock {
 export interface ClockTotals { runningSeconds: number; pausedSeconds: number }
 
 export function startClock(now: number, carried: Partial<ClockTotals> = {}): WalkClock {
-  return { runningSeconds: carried.runningSeconds ?? 0, pausedSeconds: carried.pausedSeconds ?? 0, since: now, holding: false };
+  const { runningSeconds = 0, pausedSeconds = 0 } = carried;
+  return { runningSeconds, pausedSeconds, since: now, holding: false };
 }
 
 /** The totals up to `now`, the current span included. */
@@ -88,7 +89,9 @@ export function clip(text: string, max = 40): string {
 }
 
 /** What the Web UI shows as the walk's current details. */
-export function walkDetails(p: Pick<BackfillProgress, 'phase' | 'processed' | 'total' | 'rowsPerSecond' | 'etaSeconds'>): string {
+export function walkDetails(
+  p: Pick<BackfillProgress, 'phase' | 'processed' | 'total' | 'rowsPerSecond' | 'etaSeconds'>,
+): string {
   const total = Math.max(p.total ?? 0, p.processed);
   const where = `${groupDigits(p.processed)} of ${groupDigits(total)} rows (${percentText(p.processed, total)})`;
   switch (p.phase) {

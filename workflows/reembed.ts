@@ -27,8 +27,10 @@ export async function reembed(input: ReembedInput): Promise<ReembedResult> {
   const swap = { pipeline, generation };
   try {
     if (!input.state) {
-      await control.prepareSwap.executeWithOptions({ summary: `Create the swap table of ${pipeline} for generation ${generation}` }, [swap]);
-      walk.state.total = await control.countSourceRows.executeWithOptions({ summary: `Count the rows of ${pipeline}` }, [{ pipeline }]);
+      const prepare = `Create the swap table of ${pipeline} for generation ${generation}`;
+      await control.prepareSwap.executeWithOptions({ summary: prepare }, [swap]);
+      const count = `Count the rows of ${pipeline}`;
+      walk.state.total = await control.countSourceRows.executeWithOptions({ summary: count }, [{ pipeline }]);
     }
     await walk.walk((state) => continueAsNew<typeof reembed>({ ...input, state }));
     walk.phase = 'finishing';
@@ -38,7 +40,7 @@ export async function reembed(input: ReembedInput): Promise<ReembedResult> {
       [swap],
     );
     await control.finishBackfill.executeWithOptions(
-      { summary: `Finish the re-embed of ${pipeline}: ${groupDigits(processed)} rows walked; clear what its batches staged` },
+      { summary: `Finish the re-embed of ${pipeline} at ${groupDigits(processed)} rows; clear its staged batches` },
       [{ pipeline, outcome: 'completed', batchPrefix, processed }],
     );
     walk.phase = 'done';

@@ -37,8 +37,9 @@ export async function syncChanges(input: SyncInput): Promise<SyncResult> {
     // Retrying cannot fix it (quota, credentials, …) and the outbox rows are gone: keep the keys.
     if (err instanceof ActivityFailure && err.cause instanceof ApplicationFailure && err.cause.nonRetryable) {
       const n = input.keys.length;
+      const keys = `${groupDigits(n)} ${n === 1 ? 'key' : 'keys'} of ${input.pipeline}`;
       await record.deadLetterBatch.executeWithOptions(
-        { summary: `Keep ${groupDigits(n)} ${n === 1 ? 'key' : 'keys'} of ${input.pipeline} as dead letters: ${clip(err.cause.message, 80)}` },
+        { summary: `Keep ${keys} as dead letters: ${clip(err.cause.message, 80)}` },
         [{ pipeline: input.pipeline, keys: input.keys, error: err.cause.message }],
       );
     }

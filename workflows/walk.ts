@@ -56,7 +56,9 @@ export class TableWalk {
   private clock: WalkClock;
 
   constructor(private readonly options: WalkOptions, readonly batchPrefix: string, carried?: WalkState) {
-    this.state = carried ?? { cursor: null, processed: 0, total: 0, tokens: 0, pages: 0, paused: false, runningSeconds: 0, pausedSeconds: 0 };
+    this.state = carried ?? {
+      cursor: null, processed: 0, total: 0, tokens: 0, pages: 0, paused: false, runningSeconds: 0, pausedSeconds: 0,
+    };
     // A run carried over from before the running time was kept times the rows from here on.
     this.state.timedFrom ??= this.state.processed;
     this.clock = startClock(Date.now(), this.state);
@@ -82,7 +84,8 @@ export class TableWalk {
     const phase = this.paused && this.phase === 'running' ? (this.holding ? 'paused' : 'pausing') : this.phase;
     // Rows added meanwhile can take the walk past the count it started from: never show more done than in all.
     const total = Math.max(this.state.total, processed);
-    const rate = walkRate({ processed, total, timedFrom: this.state.timedFrom ?? 0, runningSeconds, paused: this.paused });
+    const timedFrom = this.state.timedFrom ?? 0;
+    const rate = walkRate({ processed, total, timedFrom, runningSeconds, paused: this.paused });
     return {
       phase, processed, total: this.phase === 'counting' ? null : total, ...rate,
       runningSeconds, pausedSeconds, paused: this.paused, cursor,
@@ -137,9 +140,10 @@ export class TableWalk {
       this.state.processed += keys.length;
       this.state.pages += 1;
       this.state.tokens += tokens;
+      const { cursor, processed, total } = this.state;
       const checkpoint: CheckpointResult | undefined = await control.checkpointBackfill.executeWithOptions(
-        { summary: `Checkpoint ${pipeline} at ${groupDigits(this.state.processed)} rows` },
-        [{ pipeline, cursor: this.state.cursor, processed: this.state.processed, tokens, total: this.state.total, countAhead: COUNT_AHEAD_PAGES * limit }],
+        { summary: `Checkpoint ${pipeline} at ${groupDigits(processed)} rows` },
+        [{ pipeline, cursor, processed, tokens, total, countAhead: COUNT_AHEAD_PAGES * limit }],
       );
       // Checkpoints recorded before they counted the rows ahead returned nothing: the total stays.
       if (checkpoint) this.state.total = checkpoint.total;

@@ -75,7 +75,8 @@ runMain(async (env) => {
     }
     // The workflow's running time, not this command's: pauses do not count, and an attached watch saw only part.
     const { processed, tokens } = outcome.result;
-    console.log(`${p.name}: backfill done: ${plural(processed, 'row')}${ranFor(outcome.result)}, ${plural(tokens, 'token')}; vectors in ${p.vectorSchema}.${p.vectorTable}`);
+    const done = `${plural(processed, 'row')}${ranFor(outcome.result)}, ${plural(tokens, 'token')}`;
+    console.log(`${p.name}: backfill done: ${done}; vectors in ${p.vectorSchema}.${p.vectorTable}`);
   } finally {
     await session?.close();
     await pool.end();

@@ -48,5 +48,6 @@ export function progressText(pipeline: string, p: BackfillProgress, fallbackTota
 export function ranFor(r: { processed: number; runningSeconds?: number; pausedSeconds?: number }): string {
   if (r.runningSeconds === undefined) return '';
   const paused = r.pausedSeconds ? `; paused ${duration(r.pausedSeconds)}` : '';
-  return ` in ${duration(r.runningSeconds)} of running (${rate(r.processed / Math.max(r.runningSeconds, 0.001))}${paused})`;
+  const perSecond = rate(r.processed / Math.max(r.runningSeconds, 0.001));
+  return ` in ${duration(r.runningSeconds)} of running (${perSecond}${paused})`;
 }

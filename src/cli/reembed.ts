@@ -60,7 +60,8 @@ runMain(async (env) => {
       console.log(`\n${p.name}: stopped watching; the re-embed continues in Temporal (${url}).`);
       return;
     }
-    const live = `generation ${p.pendingGeneration} is live: ${plural(outcome.result.processed, 'row')}${ranFor(outcome.result)}`;
+    const walked = `${plural(outcome.result.processed, 'row')}${ranFor(outcome.result)}`;
+    const live = `generation ${p.pendingGeneration} is live: ${walked}`;
     console.log(`${p.name}: ${live}; vectors in ${p.vectorSchema}.${p.vectorTable}`);
   } finally {
     await session?.close();

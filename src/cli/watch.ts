@@ -121,7 +121,9 @@ function barDisplay(o: WatchOptions): Display {
     complete(result) {
       total = result.total;
       bar.setTotal(Math.max(total, 1));
-      bar.update(result.processed, { ...payload(last, ''), done: count(result.processed), all: count(total), percent: percent(result.processed, total) || '100%', left: 'done' });
+      const pct = percent(result.processed, total) || '100%';
+      const done = { done: count(result.processed), all: count(total), percent: pct };
+      bar.update(result.processed, { ...payload(last, ''), ...done, left: 'done' });
     },
     stop: () => bar.stop(),
   };
