@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { WorkflowHandle } from '@temporalio/client';
+import { defaultPayloadConverter } from '@temporalio/common';
 import { startBackfill } from '../../src/backfill/start.js';
 import { getPipeline } from '../../src/db/catalog.js';
 import { verifyPipeline } from '../../src/verify/verify.js';
@@ -39,6 +40,18 @@ async function vectorRows(name: string): Promise<number> {
 async function currentDetails(handle: WorkflowHandle): Promise<string> {
   const meta = await handle.query<{ currentDetails?: string | null }>('__temporal_workflow_metadata');
   return meta.currentDetails ?? '';
+}
+
+/** The summary of every activity the run scheduled, by activity type, in order. */
+async function activitySummaries(handle: WorkflowHandle): Promise<{ type: string; summary: string | undefined }[]> {
+  const history = await handle.fetchHistory();
+  return (history.events ?? []).flatMap((e) => {
+    const scheduled = e.activityTaskScheduledEventAttributes;
+    if (!scheduled) return [];
+    const payload = e.userMetadata?.summary;
+    const summary = payload ? defaultPayloadConverter.fromPayload<string>(payload) : undefined;
+    return [{ type: scheduled.activityType?.name ?? '?', summary }];
+  });
 }
 
 function assertEmbeddedOnce(name: string): void {
@@ -143,6 +156,32 @@ describe('backfill', () => {
       [growing],
     );
     assert.deepEqual(rows[0], { synced_rows: 3400, total_rows: 3400 });
+  });
+
+  it('every activity of a backfill says what it does; a second backfill says it has nothing to re-embed', async () => {
+    const titled = await freshTable('titled', 600);
+    const first = await begin(titled, { window: 2 });
+    assert.equal((await first.result()).processed, 600);
+    const summaries = await activitySummaries(first);
+    assert.deepEqual(summaries.filter((s) => !s.summary), [], 'an activity without a summary');
+    const of = (type: string) => summaries.filter((s) => s.type === type).map((s) => s.summary);
+    assert.deepEqual(of('startBackfill'), [`Count the rows of ${titled}`]);
+    assert.deepEqual(of('scanKeys'), [
+      `Find the next 500 keys of ${titled} from the start`,
+      `Find the next 500 keys of ${titled} after 500`,
+      `Find the next 500 keys of ${titled} after 600`,
+    ]);
+    assert.deepEqual(of('checkpointBackfill'), [`Checkpoint ${titled} at 500 rows`, `Checkpoint ${titled} at 600 rows`]);
+    assert.deepEqual(of('finishBackfill'), [`Finish the backfill of ${titled} at 600 rows; clear its staged batches`]);
+    const written = new RegExp(`^Write (250|100) changed rows in the vector table of ${titled}$`);
+    for (const w of of('writeBatch')) assert.match(w ?? '', written);
+
+    const again = await begin(titled, { window: 2 });
+    assert.equal((await again.result()).processed, 600);
+    const writes = (await activitySummaries(again)).filter((s) => s.type === 'writeBatch').map((s) => s.summary);
+    assert.equal(writes.length, 3);
+    const refreshed = new RegExp(`^Refresh the metadata of (250|100) unchanged rows of ${titled}: nothing to re-embed$`);
+    for (const w of writes) assert.match(w ?? '', refreshed);
   });
 
   it('continues as new with the cursor carried over: no gaps, no repeats', async () => {
