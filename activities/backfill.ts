@@ -35,7 +35,6 @@ export function totalAfterCount(estimate: number, processed: number, ahead: numb
   return ahead < cap ? processed + ahead : Math.max(estimate, processed + ahead);
 }
 
-
 export function createBackfillActivities({ pool, log }: ActivityDeps) {
   const countRows = async (pipeline: string): Promise<number> => {
     const p = await getPipeline(pool, pipeline);

@@ -30,6 +30,7 @@ export async function backfill(input: BackfillInput): Promise<BackfillResult> {
     }
     await walk.walk((state) => continueAsNew<typeof backfill>({ ...input, state }));
     walk.phase = 'finishing';
+    walk.showDetails();
     const { processed, total, tokens } = walk.state;
     await control.finishBackfill.executeWithOptions(
       { summary: `Finish the backfill of ${pipeline} at ${groupDigits(processed)} rows; clear its staged batches` },
@@ -41,7 +42,7 @@ export async function backfill(input: BackfillInput): Promise<BackfillResult> {
     if (isCancellation(err)) {
       await CancellationScope.nonCancellable(() =>
         control.finishBackfill.executeWithOptions(
-          { summary: `Stop the backfill of ${pipeline} (cancelled); clear what its batches staged` },
+          { summary: `Stop the backfill of ${pipeline} (cancelled); clear its staged batches` },
           [{ pipeline, outcome: 'cancelled', batchPrefix }],
         ),
       );

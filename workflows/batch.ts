@@ -63,7 +63,7 @@ const rows = (n: number, what = ''): string => `${groupDigits(n)} ${what}${n ===
  * What the write will do with what fetch found: changed rows get their new chunks, unchanged ones their
  * metadata brought up to date (it is the only thing that can have moved), and gone ones lose their vectors.
  */
-export function writeSummary(fetched: FetchResult, of: string): string {
+function writeSummary(fetched: FetchResult, of: string): string {
   const { embed, keep, delete: gone } = fetched;
   if (embed === 0 && gone === 0) {
     if (keep === 0) return `Nothing to write for ${of}`;

@@ -34,6 +34,7 @@ export async function reembed(input: ReembedInput): Promise<ReembedResult> {
     }
     await walk.walk((state) => continueAsNew<typeof reembed>({ ...input, state }));
     walk.phase = 'finishing';
+    walk.showDetails();
     const { processed, total, tokens } = walk.state;
     await control.cutOverSwap.executeWithOptions(
       { summary: `Swap generation ${generation} of ${pipeline} in: rename the tables in one transaction` },
