@@ -7,15 +7,53 @@ import { qualified } from '../src/db/ident.js';
 import { keysetPage, keyText } from '../src/db/source.js';
 import type { ActivityDeps } from './deps.js';
 import { classified } from './errors.js';
+import type { CheckpointResult } from './types.js';
 
 export interface ScanInput { pipeline: string; after: string | null; limit: number }
-export interface CheckpointInput { pipeline: string; cursor: string | null; processed: number; tokens: number }
-export interface FinishInput { pipeline: string; outcome: 'completed' | 'cancelled'; batchPrefix: string }
+export interface CheckpointInput {
+  pipeline: string;
+  cursor: string | null;
+  processed: number;
+  tokens: number;
+  /** The walk's total so far; absent in checkpoints scheduled before totals were kept up to date. */
+  total?: number;
+  /** Count the keys after the cursor up to this many. */
+  countAhead?: number;
+}
+export interface FinishInput {
+  pipeline: string;
+  outcome: 'completed' | 'cancelled';
+  batchPrefix: string;
+  /** Rows the completed walk went through: the total, whatever was counted at the start. */
+  processed?: number;
+}
+
+/**
+ * The walk's total once a checkpoint has counted up to `cap` keys after the cursor. Fewer than `cap`:
+ * that is all that is left, so the total is exact (rows added or removed meanwhile included). Otherwise
+ * the estimate holds, raised if the walk has already gone further than it.
+ */
+export function totalAfterCount(estimate: number, processed: number, ahead: number, cap: number): number {
+  return ahead < cap ? processed + ahead : Math.max(estimate, processed + ahead);
+}
 
 export function createBackfillActivities({ pool, log }: ActivityDeps) {
   const countRows = async (pipeline: string): Promise<number> => {
     const p = await getPipeline(pool, pipeline);
     const { rows } = await pool.query<{ n: number }>(`select count(*) as n from ${qualified(p.sourceSchema, p.sourceTable)}`);
+    return rows[0]?.n ?? 0;
+  };
+  // Up to `cap` keys after the cursor, walking the primary key index alone: cheap however big the table.
+  const countKeysAfter = async (pipeline: string, after: string | null, cap: number): Promise<number> => {
+    const p = await getPipeline(pool, pipeline);
+    const page = keysetPage(p, 's', '$1');
+    const { rows } = await pool.query<{ n: number }>(
+      `select count(*)::int as n from (
+         select 1 from ${qualified(p.sourceSchema, p.sourceTable)} s
+          where $1::text is null or ${page.after}
+          order by ${page.orderBy} limit $2) ahead`,
+      [after, cap],
+    );
     return rows[0]?.n ?? 0;
   };
   return {
@@ -56,20 +94,37 @@ export function createBackfillActivities({ pool, log }: ActivityDeps) {
       });
     },
 
-    /** Records the cursor and counters in the catalog, where `npm run status` and SQL see them. */
-    async checkpointBackfill({ pipeline, cursor, processed, tokens }: CheckpointInput): Promise<void> {
-      await pool.query(
-        `update embedsync.pipelines
-            set backfill_cursor = $2, synced_rows = $3, tokens_used = tokens_used + $4, last_synced_at = now()
-          where name = $1`,
-        [pipeline, cursor, processed, tokens],
-      );
+    /**
+     * Records the cursor and counters in the catalog, where `npm run status` and SQL see them, and brings
+     * the total up to date: rows added or removed since the start move it, exactly so near the end.
+     */
+    async checkpointBackfill(input: CheckpointInput): Promise<CheckpointResult> {
+      const { pipeline, cursor, processed, tokens, countAhead: cap = 0 } = input;
+      const estimate = input.total ?? processed;
+      return classified(async () => {
+        const ahead = cap > 0 ? await countKeysAfter(pipeline, cursor, cap) : 0;
+        const next = cap > 0 ? totalAfterCount(estimate, processed, ahead, cap) : Math.max(estimate, processed);
+        await pool.query(
+          `update embedsync.pipelines
+              set backfill_cursor = $2, synced_rows = $3, tokens_used = tokens_used + $4, total_rows = $5,
+                  last_synced_at = now()
+            where name = $1`,
+          [pipeline, cursor, processed, tokens, next],
+        );
+        return { ahead, total: next };
+      });
     },
 
     /** Leaves the pipeline consistent however the backfill ended, and clears what its batches staged. */
-    async finishBackfill({ pipeline, outcome, batchPrefix }: FinishInput): Promise<void> {
+    async finishBackfill({ pipeline, outcome, batchPrefix, processed }: FinishInput): Promise<void> {
       // Only a backfill's own state is undone: a re-embed's cut-over has already set the state it leaves.
       await pool.query(`update embedsync.pipelines set state = 'active', updated_at = now() where name = $1 and state = 'backfilling'`, [pipeline]);
+      if (outcome === 'completed' && processed !== undefined) {
+        await pool.query(
+          `update embedsync.pipelines set synced_rows = $2, total_rows = $2 where name = $1`,
+          [pipeline, processed],
+        );
+      }
       await pool.query(`delete from embedsync.staged_chunks where starts_with(batch_id, $1)`, [batchPrefix]);
       await pool.query(`delete from embedsync.staged_rows where starts_with(batch_id, $1)`, [batchPrefix]);
       // Its batches and its own stages (scan, checkpoint: recorded under the workflow id) have ended.

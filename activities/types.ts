@@ -53,3 +53,10 @@ export interface WriteResult {
   /** Vector rows removed by a sweep. */
   swept: number;
 }
+
+export interface CheckpointResult {
+  /** Keys after the cursor, counted up to the cap the walk asked for. */
+  ahead: number;
+  /** The walk's total from here: exact once fewer than the cap are left (see totalAfterCount). */
+  total: number;
+}

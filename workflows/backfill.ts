@@ -1,6 +1,7 @@
 // backfill: embeds a pipeline's existing rows (DESIGN decision 7). Rows already embedded with the same
 // content are skipped by fetch, so a resumed or repeated backfill never pays for them again.
 import { CancellationScope, continueAsNew, isCancellation } from '@temporalio/workflow';
+import { groupDigits } from './progress.js';
 import { control, TableWalk, type WalkOptions, type WalkState } from './walk.js';
 
 export interface BackfillInput extends Omit<WalkOptions, 'generation'> {
@@ -9,22 +10,42 @@ export interface BackfillInput extends Omit<WalkOptions, 'generation'> {
 }
 
 export type BackfillState = WalkState;
-export interface BackfillResult { processed: number; total: number; tokens: number }
+export interface BackfillResult {
+  processed: number;
+  total: number;
+  tokens: number;
+  /** Time spent running (pauses excluded) and paused, over every run. */
+  runningSeconds: number;
+  pausedSeconds: number;
+}
 
 export async function backfill(input: BackfillInput): Promise<BackfillResult> {
   const { pipeline } = input;
   const batchPrefix = `backfill:${pipeline}:`;
   const walk = new TableWalk(input, batchPrefix, input.state);
   try {
-    if (!input.state) walk.state.total = await control.startBackfill({ pipeline });
+    if (!input.state) {
+      const summary = `Count the rows of ${pipeline}`;
+      walk.state.total = await control.startBackfill.executeWithOptions({ summary }, [{ pipeline }]);
+    }
     await walk.walk((state) => continueAsNew<typeof backfill>({ ...input, state }));
     walk.phase = 'finishing';
-    await control.finishBackfill({ pipeline, outcome: 'completed', batchPrefix });
+    walk.showDetails();
+    const { processed, total, tokens } = walk.state;
+    await control.finishBackfill.executeWithOptions(
+      { summary: `Finish the backfill of ${pipeline} at ${groupDigits(processed)} rows; clear its staged batches` },
+      [{ pipeline, outcome: 'completed', batchPrefix, processed }],
+    );
     walk.phase = 'done';
-    return { processed: walk.state.processed, total: walk.state.total, tokens: walk.state.tokens };
+    return { processed, total, tokens, ...walk.times() };
   } catch (err) {
     if (isCancellation(err)) {
-      await CancellationScope.nonCancellable(() => control.finishBackfill({ pipeline, outcome: 'cancelled', batchPrefix }));
+      await CancellationScope.nonCancellable(() =>
+        control.finishBackfill.executeWithOptions(
+          { summary: `Stop the backfill of ${pipeline} (cancelled); clear its staged batches` },
+          [{ pipeline, outcome: 'cancelled', batchPrefix }],
+        ),
+      );
     }
     throw err;
   }

@@ -1,6 +1,7 @@
 // One batch through the four stages: fetch → chunk → embed → write. Shared by sync and backfill.
 import { proxyActivities } from '@temporalio/workflow';
-import type { Activities, EmbedActivities, WriteResult } from '../activities/index.js';
+import type { Activities, EmbedActivities, FetchResult, WriteResult } from '../activities/index.js';
+import { groupDigits } from './progress.js';
 
 // Database stages retry until the database is back: a change is never given up on for an outage.
 // The activities heartbeat every few seconds, so a lost attempt (worker killed, task dropped) is
@@ -35,7 +36,6 @@ export async function processBatch(batch: Batch, embedTaskQueue: string): Promis
   });
   // Summaries are what the Web UI shows for each activity of the batch.
   const of = `${batch.pipeline}${batch.generation === undefined ? '' : ` (generation ${batch.generation})`}`;
-  const rows = (n: number) => `${n} ${n === 1 ? 'row' : 'rows'}`;
   const fetched = await db.fetchBatch.executeWithOptions({ summary: `Read ${rows(batch.keys.length)} of ${of}` }, [{ ...ref, keys: batch.keys }]);
   let embedded = 0;
   let tokens = 0;
@@ -52,8 +52,27 @@ export async function processBatch(batch: Batch, embedTaskQueue: string): Promis
       if (!result.remaining) break;
     }
   }
-  const changed = fetched.embed + fetched.keep + fetched.delete;
-  const summary = batch.sweep ? `Remove vectors of truncated rows of ${of}` : `Write ${rows(changed)} to ${of}'s vector table`;
+  const summary = batch.sweep ? `Remove vectors of truncated rows of ${of}` : writeSummary(fetched, of);
   const written = await db.writeBatch.executeWithOptions({ summary }, [{ ...ref, sweep: batch.sweep }]);
   return { ...written, embedded, tokens };
+}
+
+const rows = (n: number, what = ''): string => `${groupDigits(n)} ${what}${n === 1 ? 'row' : 'rows'}`;
+
+/**
+ * What the write will do with what fetch found: changed rows get their new chunks, unchanged ones their
+ * metadata brought up to date (it is the only thing that can have moved), and gone ones lose their vectors.
+ */
+function writeSummary(fetched: FetchResult, of: string): string {
+  const { embed, keep, delete: gone } = fetched;
+  if (embed === 0 && gone === 0) {
+    if (keep === 0) return `Nothing to write for ${of}`;
+    return `Refresh the metadata of ${rows(keep, 'unchanged ')} of ${of}: nothing to re-embed`;
+  }
+  const parts = [
+    ...(embed > 0 ? [`write ${rows(embed, 'changed ')}`] : []),
+    ...(keep > 0 ? [`refresh the metadata of ${groupDigits(keep)} unchanged`] : []),
+    ...(gone > 0 ? [`delete the vectors of ${rows(gone, 'removed ')}`] : []),
+  ].join(', ');
+  return `${parts.charAt(0).toUpperCase()}${parts.slice(1)} in the vector table of ${of}`;
 }

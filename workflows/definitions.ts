@@ -9,9 +9,13 @@ export interface BackfillProgress {
   phase: 'counting' | 'running' | 'pausing' | 'paused' | 'finishing' | 'done';
   processed: number;
   total: number | null;
-  /** Over the current run; null until a page has finished. */
+  /** Rows per second of running time (pauses excluded); null until a page has finished. */
   rowsPerSecond: number | null;
+  /** Running seconds still to go at that rate; null while pausing or paused, or before a rate is known. */
   etaSeconds: number | null;
+  /** Time spent running and paused so far, across continue-as-new; a pause counts once it took effect. */
+  runningSeconds: number;
+  pausedSeconds: number;
   paused: boolean;
   /** The last key written: the backfill resumes after it. */
   cursor: string | null;

@@ -2,6 +2,7 @@
 // then swaps it in with one short transaction (DESIGN decision 8). Changes that arrive meanwhile are
 // written to both tables by the sync workflows, so the swap table is caught up when the walk ends.
 import { CancellationScope, continueAsNew, isCancellation } from '@temporalio/workflow';
+import { groupDigits } from './progress.js';
 import { control, TableWalk, type WalkOptions, type WalkState } from './walk.js';
 
 export interface ReembedInput extends WalkOptions {
@@ -9,26 +10,50 @@ export interface ReembedInput extends WalkOptions {
   state?: WalkState;
 }
 
-export interface ReembedResult { generation: number; processed: number; total: number; tokens: number }
+export interface ReembedResult {
+  generation: number;
+  processed: number;
+  total: number;
+  tokens: number;
+  /** Time spent running (pauses excluded) and paused, over every run. */
+  runningSeconds: number;
+  pausedSeconds: number;
+}
 
 export async function reembed(input: ReembedInput): Promise<ReembedResult> {
   const { pipeline, generation } = input;
   const batchPrefix = `swap:${pipeline}:${generation}:`;
   const walk = new TableWalk(input, batchPrefix, input.state);
+  const swap = { pipeline, generation };
   try {
     if (!input.state) {
-      await control.prepareSwap({ pipeline, generation });
-      walk.state.total = await control.countSourceRows({ pipeline });
+      const prepare = `Create the swap table of ${pipeline} for generation ${generation}`;
+      await control.prepareSwap.executeWithOptions({ summary: prepare }, [swap]);
+      const count = `Count the rows of ${pipeline}`;
+      walk.state.total = await control.countSourceRows.executeWithOptions({ summary: count }, [{ pipeline }]);
     }
     await walk.walk((state) => continueAsNew<typeof reembed>({ ...input, state }));
     walk.phase = 'finishing';
-    await control.cutOverSwap({ pipeline, generation });
-    await control.finishBackfill({ pipeline, outcome: 'completed', batchPrefix });
+    walk.showDetails();
+    const { processed, total, tokens } = walk.state;
+    await control.cutOverSwap.executeWithOptions(
+      { summary: `Swap generation ${generation} of ${pipeline} in: rename the tables in one transaction` },
+      [swap],
+    );
+    await control.finishBackfill.executeWithOptions(
+      { summary: `Finish the re-embed of ${pipeline} at ${groupDigits(processed)} rows; clear its staged batches` },
+      [{ pipeline, outcome: 'completed', batchPrefix, processed }],
+    );
     walk.phase = 'done';
-    return { generation, processed: walk.state.processed, total: walk.state.total, tokens: walk.state.tokens };
+    return { generation, processed, total, tokens, ...walk.times() };
   } catch (err) {
     if (isCancellation(err)) {
-      await CancellationScope.nonCancellable(() => control.abandonSwap({ pipeline, generation }));
+      await CancellationScope.nonCancellable(() =>
+        control.abandonSwap.executeWithOptions(
+          { summary: `Abandon generation ${generation} of ${pipeline} (cancelled): drop its swap table` },
+          [swap],
+        ),
+      );
     }
     throw err;
   }

@@ -3,6 +3,7 @@
 import { ActivityFailure, ApplicationFailure, proxyActivities, workflowInfo } from '@temporalio/workflow';
 import type { Activities, WriteResult } from '../activities/index.js';
 import { processBatch, type BatchOutcome } from './batch.js';
+import { clip, groupDigits } from './progress.js';
 
 export interface SyncTarget {
   generation: number;
@@ -35,7 +36,12 @@ export async function syncChanges(input: SyncInput): Promise<SyncResult> {
   } catch (err) {
     // Retrying cannot fix it (quota, credentials, …) and the outbox rows are gone: keep the keys.
     if (err instanceof ActivityFailure && err.cause instanceof ApplicationFailure && err.cause.nonRetryable) {
-      await record.deadLetterBatch({ pipeline: input.pipeline, keys: input.keys, error: err.cause.message });
+      const n = input.keys.length;
+      const keys = `${groupDigits(n)} ${n === 1 ? 'key' : 'keys'} of ${input.pipeline}`;
+      await record.deadLetterBatch.executeWithOptions(
+        { summary: `Keep ${keys} as dead letters: ${clip(err.cause.message, 80)}` },
+        [{ pipeline: input.pipeline, keys: input.keys, error: err.cause.message }],
+      );
     }
     throw err;
   }

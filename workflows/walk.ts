@@ -2,9 +2,12 @@
 // a checkpoint after every page, pause/resume signals, a progress query, continue-as-new.
 // Shared by the backfill and the re-embed (which walks the table for the pending generation).
 import { condition, proxyActivities, setCurrentDetails, setHandler, workflowInfo } from '@temporalio/workflow';
-import type { Activities } from '../activities/index.js';
+import type { Activities, CheckpointResult } from '../activities/index.js';
 import { processBatch } from './batch.js';
 import { pauseSignal, progressQuery, resumeSignal, type BackfillProgress } from './definitions.js';
+import {
+  clip, clockTotals, groupDigits, startClock, switchClock, walkDetails, walkRate, type WalkClock,
+} from './progress.js';
 
 export interface WalkOptions {
   pipeline: string;
@@ -19,7 +22,7 @@ export interface WalkOptions {
   maxHistoryEvents?: number;
 }
 
-/** Carried across continue-as-new. */
+/** Carried across continue-as-new. Fields added later are optional: runs that carried none still replay. */
 export interface WalkState {
   cursor: string | null;
   processed: number;
@@ -27,7 +30,15 @@ export interface WalkState {
   tokens: number;
   pages: number;
   paused: boolean;
+  /** Time spent running and paused by the earlier runs. */
+  runningSeconds?: number;
+  pausedSeconds?: number;
+  /** `processed` when the running time began to be kept: the rate counts the rows walked since. */
+  timedFrom?: number;
 }
+
+/** Keys a checkpoint counts after the cursor, in pages: enough to make the total exact near the end, cheaply. */
+const COUNT_AHEAD_PAGES = 4;
 
 export const control = proxyActivities<Activities>({
   startToCloseTimeout: '10 minutes',
@@ -41,27 +52,54 @@ export class TableWalk {
   private paused: boolean;
   /** True while waiting for resume, with no batch in flight. */
   private holding = false;
-  private readonly runStarted = Date.now();
-  private readonly runStartProcessed: number;
+  /** Running time excludes the paused spans: from the pause taking effect (holding) to the resume. */
+  private clock: WalkClock;
 
   constructor(private readonly options: WalkOptions, readonly batchPrefix: string, carried?: WalkState) {
-    this.state = carried ?? { cursor: null, processed: 0, total: 0, tokens: 0, pages: 0, paused: false };
+    this.state = carried ?? {
+      cursor: null, processed: 0, total: 0, tokens: 0, pages: 0, paused: false, runningSeconds: 0, pausedSeconds: 0,
+    };
+    // A run carried over from before the running time was kept times the rows from here on.
+    this.state.timedFrom ??= this.state.processed;
+    this.clock = startClock(Date.now(), this.state);
     this.phase = carried ? 'running' : 'counting';
     this.paused = this.state.paused;
-    this.runStartProcessed = this.state.processed;
-    setHandler(pauseSignal, () => void (this.paused = true));
-    setHandler(resumeSignal, () => void (this.paused = false));
-    setHandler(progressQuery, () => this.progress());
+    setHandler(pauseSignal, () => {
+      this.paused = true;
+      this.showDetails();
+    });
+    setHandler(resumeSignal, () => {
+      this.paused = false;
+      this.showDetails();
+    });
+    // A query does not advance workflow time (Date.now() is the last task's): it reads the real clock,
+    // which is safe because queries are not replayed.
+    setHandler(progressQuery, () => this.progress(workflowInfo().unsafe.now()));
   }
 
-  progress(): BackfillProgress {
-    const elapsed = (Date.now() - this.runStarted) / 1000;
-    const done = this.state.processed - this.runStartProcessed;
-    const rate = elapsed > 0 && done > 0 ? done / elapsed : null;
-    const left = Math.max(this.state.total - this.state.processed, 0);
+  /** Where the walk is at `now`: workflow time in workflow code, the real clock in the query. */
+  progress(now: number): BackfillProgress {
+    const { processed, cursor } = this.state;
+    const { runningSeconds, pausedSeconds } = clockTotals(this.clock, now);
     const phase = this.paused && this.phase === 'running' ? (this.holding ? 'paused' : 'pausing') : this.phase;
-    const total = this.phase === 'counting' ? null : this.state.total;
-    return { phase, processed: this.state.processed, total, rowsPerSecond: rate, etaSeconds: rate ? left / rate : null, paused: this.paused, cursor: this.state.cursor };
+    // Rows added meanwhile can take the walk past the count it started from: never show more done than in all.
+    const total = Math.max(this.state.total, processed);
+    const timedFrom = this.state.timedFrom ?? 0;
+    const rate = walkRate({ processed, total, timedFrom, runningSeconds, paused: this.paused });
+    return {
+      phase, processed, total: this.phase === 'counting' ? null : total, ...rate,
+      runningSeconds, pausedSeconds, paused: this.paused, cursor,
+    };
+  }
+
+  /** The running and paused time so far, for the result and for continue-as-new. */
+  times(): { runningSeconds: number; pausedSeconds: number } {
+    return clockTotals(this.clock, Date.now());
+  }
+
+  /** The Web UI's current details. */
+  showDetails(): void {
+    setCurrentDetails(walkDetails(this.progress(Date.now())));
   }
 
   /** Walks to the end of the table; calls continueAsNew (which does not return) when history grows. */
@@ -70,14 +108,27 @@ export class TableWalk {
     this.phase = 'running';
     for (;;) {
       if (this.paused) {
-        setCurrentDetails(`Paused at ${this.state.processed} of ${this.state.total} rows`);
-        // Waits on the signal alone: no timer churn while paused.
+        // The pause takes effect now, with nothing in flight: its time stops counting as running.
         this.holding = true;
+        this.clock = switchClock(this.clock, Date.now(), true);
+        this.showDetails();
+        // Waits on the signal alone: no timer churn while paused.
         await condition(() => !this.paused);
         this.holding = false;
+        this.clock = switchClock(this.clock, Date.now(), false);
+        this.showDetails();
       }
-      const keys = await control.scanKeys({ pipeline, after: this.state.cursor, limit: batchSize * window });
-      if (keys.length === 0) return;
+      const limit = batchSize * window;
+      const after = this.state.cursor === null ? 'from the start' : `after ${clip(this.state.cursor)}`;
+      const keys = await control.scanKeys.executeWithOptions(
+        { summary: `Find the next ${groupDigits(limit)} keys of ${pipeline} ${after}` },
+        [{ pipeline, after: this.state.cursor, limit }],
+      );
+      if (keys.length === 0) {
+        // The walk went through everything there was: that is the total, whatever was counted at the start.
+        this.state.total = this.state.processed;
+        return;
+      }
       const page = this.state.pages;
       const outcomes = await Promise.all(
         slices(keys, batchSize).map((slice, i) =>
@@ -89,11 +140,17 @@ export class TableWalk {
       this.state.processed += keys.length;
       this.state.pages += 1;
       this.state.tokens += tokens;
-      await control.checkpointBackfill({ pipeline, cursor: this.state.cursor, processed: this.state.processed, tokens });
-      setCurrentDetails(`${this.state.processed} of ${this.state.total} rows embedded`);
+      const { cursor, processed, total } = this.state;
+      const checkpoint: CheckpointResult | undefined = await control.checkpointBackfill.executeWithOptions(
+        { summary: `Checkpoint ${pipeline} at ${groupDigits(processed)} rows` },
+        [{ pipeline, cursor, processed, tokens, total, countAhead: COUNT_AHEAD_PAGES * limit }],
+      );
+      // Checkpoints recorded before they counted the rows ahead returned nothing: the total stays.
+      if (checkpoint) this.state.total = checkpoint.total;
+      this.showDetails();
       const info = workflowInfo();
       if (info.continueAsNewSuggested || info.historyLength > (this.options.maxHistoryEvents ?? 8000)) {
-        await continueAsNew({ ...this.state, paused: this.paused });
+        await continueAsNew({ ...this.state, ...this.times(), paused: this.paused });
       }
     }
   }

@@ -8,7 +8,7 @@ import { countSourceRows, runningBackfill } from '../status/index.js';
 import { webUiWorkflowUrl } from '../temporal/names.js';
 import { positiveInt, runMain, UserError } from './common.js';
 import { connectTemporal, openDatabase, temporalUiUrl, type TemporalSession } from './connections.js';
-import { count, duration, plural } from './format.js';
+import { plural, ranFor } from './format.js';
 import { watchBackfill } from './watch.js';
 
 const opts = new Command('backfill')
@@ -61,7 +61,6 @@ runMain(async (env) => {
       return;
     }
 
-    const started = Date.now();
     const outcome = await watchBackfill(client, handle, { pipeline: p.name, rows, tty: process.stdout.isTTY === true, taskQueue: env.taskQueue }).catch(
       (err: Error) => {
         throw new UserError(`the backfill of ${p.name} did not complete: ${err.cause instanceof Error ? err.cause.message : err.message} (${url})`);
@@ -74,10 +73,10 @@ runMain(async (env) => {
       console.log(`  workflow:     ${url}`);
       return;
     }
+    // The workflow's running time, not this command's: pauses do not count, and an attached watch saw only part.
     const { processed, tokens } = outcome.result;
-    const seconds = (Date.now() - started) / 1000;
-    const took = running ? '' : ` in ${duration(seconds)} (${count(processed / Math.max(seconds, 0.001))} rows/s)`;
-    console.log(`${p.name}: backfill done: ${plural(processed, 'row')}${took}, ${plural(tokens, 'token')}; vectors in ${p.vectorSchema}.${p.vectorTable}`);
+    const done = `${plural(processed, 'row')}${ranFor(outcome.result)}, ${plural(tokens, 'token')}`;
+    console.log(`${p.name}: backfill done: ${done}; vectors in ${p.vectorSchema}.${p.vectorTable}`);
   } finally {
     await session?.close();
     await pool.end();

@@ -8,7 +8,7 @@ import { countSourceRows } from '../status/index.js';
 import { webUiWorkflowUrl } from '../temporal/names.js';
 import { positiveInt, runMain, UserError } from './common.js';
 import { connectTemporal, openDatabase, temporalUiUrl, type TemporalSession } from './connections.js';
-import { count, duration, plural } from './format.js';
+import { plural, ranFor } from './format.js';
 import { watchBackfill } from './watch.js';
 
 const opts = new Command('reembed')
@@ -51,7 +51,6 @@ runMain(async (env) => {
       console.log(`  status:    npm run status -- --table ${p.name}`);
       return;
     }
-    const started = Date.now();
     const outcome = await watchBackfill(client, handle, { pipeline: p.name, rows, tty: process.stdout.isTTY === true, taskQueue: env.taskQueue }).catch(
       (err: Error) => {
         throw new UserError(`the re-embed of ${p.name} did not complete: ${err.cause instanceof Error ? err.cause.message : err.message} (${url})`);
@@ -61,8 +60,9 @@ runMain(async (env) => {
       console.log(`\n${p.name}: stopped watching; the re-embed continues in Temporal (${url}).`);
       return;
     }
-    const seconds = (Date.now() - started) / 1000;
-    console.log(`${p.name}: generation ${p.pendingGeneration} is live: ${plural(outcome.result.processed, 'row')} in ${duration(seconds)} (${count(outcome.result.processed / Math.max(seconds, 0.001))} rows/s); vectors in ${p.vectorSchema}.${p.vectorTable}`);
+    const walked = `${plural(outcome.result.processed, 'row')}${ranFor(outcome.result)}`;
+    const live = `generation ${p.pendingGeneration} is live: ${walked}`;
+    console.log(`${p.name}: ${live}; vectors in ${p.vectorSchema}.${p.vectorTable}`);
   } finally {
     await session?.close();
     await pool.end();

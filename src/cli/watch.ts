@@ -87,7 +87,7 @@ function noWorkerHint(o: WatchOptions): string {
 
 function barDisplay(o: WatchOptions): Display {
   const bar = new cliProgress.SingleBar({
-    format: `${o.pipeline} {bar} {percent} {done}/{all} rows | {speed} | ETA {left} {note}`,
+    format: `${o.pipeline} {bar} {percent} {done}/{all} rows | {speed} | {left} {note}`,
     stream: process.stdout,
     hideCursor: true,
     barsize: 30,
@@ -97,12 +97,13 @@ function barDisplay(o: WatchOptions): Display {
   });
   let total = o.rows;
   let last: BackfillProgress | null = null;
+  // Rate and ETA are the workflow's, over its running time: this command's own clock would count pauses.
   const payload = (p: BackfillProgress | null, note: string) => ({
     percent: percent(p?.processed ?? 0, total) || '0%',
     done: count(p?.processed ?? 0),
-    all: count(total),
+    all: count(Math.max(total, p?.processed ?? 0)),
     speed: rate(p?.rowsPerSecond ?? null),
-    left: p?.etaSeconds == null ? '…' : duration(p.etaSeconds),
+    left: eta(p),
     note,
   });
   bar.start(Math.max(total, 1), 0, payload(null, ''));
@@ -112,17 +113,27 @@ function barDisplay(o: WatchOptions): Display {
         total = p.total;
         bar.setTotal(Math.max(total, 1));
       }
-      const note = !p ? (silentForMs > NO_WORKER_HINT_AFTER_MS ? '(no worker answering: is `npm run worker` running?)' : '') : p.phase === 'paused' ? '(paused)' : p.phase === 'pausing' ? '(pausing)' : p.phase === 'counting' ? '(counting rows…)' : '';
+      const silent = silentForMs > NO_WORKER_HINT_AFTER_MS ? '(no worker answering: is `npm run worker` running?)' : '';
+      const note = !p ? silent : p.phase === 'counting' ? '(counting rows…)' : '';
       last = p ?? last;
       bar.update(last?.processed ?? 0, payload(last, note));
     },
     complete(result) {
       total = result.total;
       bar.setTotal(Math.max(total, 1));
-      bar.update(result.processed, { ...payload(last, ''), done: count(result.processed), percent: percent(result.processed, total) || '100%', left: '0 s' });
+      const pct = percent(result.processed, total) || '100%';
+      const done = { done: count(result.processed), all: count(total), percent: pct };
+      bar.update(result.processed, { ...payload(last, ''), ...done, left: 'done' });
     },
     stop: () => bar.stop(),
   };
+}
+
+/** No ETA while paused or pausing: the time left depends on when it is resumed. */
+function eta(p: BackfillProgress | null): string {
+  if (p?.phase === 'paused') return 'paused';
+  if (p?.phase === 'pausing') return 'pausing';
+  return `ETA ${p?.etaSeconds == null ? '…' : duration(p.etaSeconds)}`;
 }
 
 function lineDisplay(o: WatchOptions): Display {

@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { WorkflowHandle } from '@temporalio/client';
+import { defaultPayloadConverter } from '@temporalio/common';
 import { startBackfill } from '../../src/backfill/start.js';
 import { getPipeline } from '../../src/db/catalog.js';
 import { verifyPipeline } from '../../src/verify/verify.js';
@@ -33,6 +34,24 @@ async function begin(name: string, extra: { maxHistoryEvents?: number; window?: 
 async function vectorRows(name: string): Promise<number> {
   const { rows } = await h.db.pool.query<{ n: number }>(`select count(distinct pk) as n from ${name}_embeddings`);
   return rows[0]?.n ?? 0;
+}
+
+/** What the Web UI shows as the workflow's current details. */
+async function currentDetails(handle: WorkflowHandle): Promise<string> {
+  const meta = await handle.query<{ currentDetails?: string | null }>('__temporal_workflow_metadata');
+  return meta.currentDetails ?? '';
+}
+
+/** The summary of every activity the run scheduled, by activity type, in order. */
+async function activitySummaries(handle: WorkflowHandle): Promise<{ type: string; summary: string | undefined }[]> {
+  const history = await handle.fetchHistory();
+  return (history.events ?? []).flatMap((e) => {
+    const scheduled = e.activityTaskScheduledEventAttributes;
+    if (!scheduled) return [];
+    const payload = e.userMetadata?.summary;
+    const summary = payload ? defaultPayloadConverter.fromPayload<string>(payload) : undefined;
+    return [{ type: scheduled.activityType?.name ?? '?', summary }];
+  });
 }
 
 function assertEmbeddedOnce(name: string): void {
@@ -77,16 +96,92 @@ describe('backfill', () => {
       const p = await handle.query(progressQuery);
       return p.phase === 'paused' ? p : false;
     });
+    assert.equal(paused.etaSeconds, null, 'no ETA while paused');
+    assert.ok(paused.rowsPerSecond !== null && paused.rowsPerSecond > 0, 'the rate of the running time so far');
+    assert.match(await currentDetails(handle), /^Paused at [\d,]+ of 6,000 rows \(\d+ %\)$/);
     await new Promise((r) => setTimeout(r, 1500));
     const still = await handle.query(progressQuery);
     assert.equal(still.processed, paused.processed, 'no batch may start while paused');
+    assert.equal(still.etaSeconds, null);
+    assert.equal(still.runningSeconds, paused.runningSeconds, 'paused time is not running time');
+    assert.equal(still.rowsPerSecond, paused.rowsPerSecond, 'the rate does not decay while paused');
+    const pausedFor = `paused ${paused.pausedSeconds} s, then ${still.pausedSeconds} s`;
+    assert.ok(still.pausedSeconds >= paused.pausedSeconds + 1.5, pausedFor);
     assert.equal(await vectorRows(pausable), paused.processed);
     const { rows } = await h.db.pool.query<{ synced_rows: number }>(`select synced_rows from embedsync.pipelines where name = $1`, [pausable]);
     assert.equal(rows[0]?.synced_rows, paused.processed);
     assert.equal(still.total, 6000);
     await handle.signal(resumeSignal);
-    assert.equal((await handle.result()).processed, 6000);
+    const result = await handle.result();
+    assert.equal(result.processed, 6000);
+    assert.ok(result.pausedSeconds >= 1.5, `the result counts the pause apart: ${result.pausedSeconds} s`);
+    assert.ok(result.runningSeconds >= still.runningSeconds, 'running time went on after the resume');
     assert.equal(await vectorRows(pausable), 6000);
+  });
+
+  it('rows added and removed during a backfill move its total: never below processed, exact at the end', async () => {
+    const growing = await freshTable('growing', 3000);
+    const handle = await begin(growing, { window: 1 });
+    await waitFor('the backfill to get going', async () => (await handle.query(progressQuery)).processed > 0, 60_000);
+    // Paused, the walk stands still while the table changes ahead of its cursor.
+    await handle.signal(pauseSignal);
+    const paused = await waitFor('the pause to take hold', async () => {
+      const p = await handle.query(progressQuery);
+      return p.phase === 'paused' ? p : false;
+    });
+    const cursor = Number(paused.cursor);
+    assert.ok(cursor + 1100 <= 3000, `the pause came early enough to remove rows ahead (cursor ${cursor})`);
+    await h.db.pool.query(
+      `insert into ${growing} select g, 'Late ' || g, 'Added meanwhile', 'c1' from generate_series(100001, 100500) g`,
+    );
+    await h.db.pool.query(`delete from ${growing} where id between $1 and $2`, [cursor + 1001, cursor + 1100]);
+    await handle.signal(resumeSignal);
+
+    const seen: { processed: number; total: number | null }[] = [];
+    let finished = false;
+    const result = handle.result().finally(() => (finished = true));
+    while (!finished) {
+      const p = await handle.query(progressQuery);
+      seen.push({ processed: p.processed, total: p.total });
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const { processed, total } = await result;
+    assert.equal(processed, 3400, 'every row there was, the added ones included and the removed ones not');
+    assert.equal(total, processed);
+    const over = seen.filter((p) => p.total === null || p.processed > p.total);
+    assert.deepEqual(over, [], 'progress never says more rows done than in all');
+    assert.ok(seen.some((p) => p.total === 3400 && p.processed < 3400), 'the total was exact before the end');
+    const { rows } = await h.db.pool.query<{ synced_rows: number; total_rows: number }>(
+      'select synced_rows, total_rows from embedsync.pipelines where name = $1',
+      [growing],
+    );
+    assert.deepEqual(rows[0], { synced_rows: 3400, total_rows: 3400 });
+  });
+
+  it('every activity of a backfill says what it does; a second backfill says it has nothing to re-embed', async () => {
+    const titled = await freshTable('titled', 600);
+    const first = await begin(titled, { window: 2 });
+    assert.equal((await first.result()).processed, 600);
+    const summaries = await activitySummaries(first);
+    assert.deepEqual(summaries.filter((s) => !s.summary), [], 'an activity without a summary');
+    const of = (type: string) => summaries.filter((s) => s.type === type).map((s) => s.summary);
+    assert.deepEqual(of('startBackfill'), [`Count the rows of ${titled}`]);
+    assert.deepEqual(of('scanKeys'), [
+      `Find the next 500 keys of ${titled} from the start`,
+      `Find the next 500 keys of ${titled} after 500`,
+      `Find the next 500 keys of ${titled} after 600`,
+    ]);
+    assert.deepEqual(of('checkpointBackfill'), [`Checkpoint ${titled} at 500 rows`, `Checkpoint ${titled} at 600 rows`]);
+    assert.deepEqual(of('finishBackfill'), [`Finish the backfill of ${titled} at 600 rows; clear its staged batches`]);
+    const written = new RegExp(`^Write (250|100) changed rows in the vector table of ${titled}$`);
+    for (const w of of('writeBatch')) assert.match(w ?? '', written);
+
+    const again = await begin(titled, { window: 2 });
+    assert.equal((await again.result()).processed, 600);
+    const writes = (await activitySummaries(again)).filter((s) => s.type === 'writeBatch').map((s) => s.summary);
+    assert.equal(writes.length, 3);
+    const refreshed = new RegExp(`^Refresh the metadata of (250|100) unchanged rows of ${titled}: nothing to re-embed$`);
+    for (const w of writes) assert.match(w ?? '', refreshed);
   });
 
   it('continues as new with the cursor carried over: no gaps, no repeats', async () => {

@@ -114,7 +114,9 @@ describe('operator commands', () => {
     assert.equal(r.code, 0, r.stderr);
     assert.ok(!r.stdout.includes('\u001b['), 'no terminal control sequences when stdout is not a terminal');
     assert.match(r.stdout, new RegExp(`^${pipeline}: backfill started for 300 rows of public.products$`, 'm'));
-    assert.match(r.stdout, new RegExp(`^${pipeline}: backfill done: 300 rows in .+ tokens; vectors in public.${pipeline}_embeddings$`, 'm'));
+    // Timed by the workflow's running time; never paused, so no pause is mentioned.
+    const done = `^${pipeline}: backfill done: 300 rows in (?:\\d+ min )?[\\d.]+ s of running \\([\\d,.]+ rows/s\\), [\\d,]+ tokens`;
+    assert.match(r.stdout, new RegExp(`${done}; vectors in public.${pipeline}_embeddings$`, 'm'));
     const [n] = await sql<{ n: number }>(`select count(distinct pk)::int as n from public.${pipeline}_embeddings`);
     assert.equal(n?.n, ROWS);
     const report = await verifyPipeline(h.db.pool, pipeline);
@@ -169,7 +171,9 @@ describe('operator commands', () => {
       assert.equal(resumed.code, 0, resumed.stderr);
       assert.match(resumed.stdout, new RegExp(`backfill: backfill:${pipeline} signalled to resume`));
       assert.equal(await syncPaused(), false);
-      assert.equal((await backfillHandle().result()).processed, ROWS);
+      const result = await backfillHandle().result();
+      assert.equal(result.processed, ROWS);
+      assert.ok(result.pausedSeconds > 0, 'the time it held is counted apart from its running time');
     } finally {
       if (workerStopped) await h.startWorker();
     }

@@ -12,8 +12,13 @@ import proto from '@temporalio/proto';
 
 const { History } = proto.temporal.api.history.v1;
 import { Worker } from '@temporalio/worker';
+import { startBackfill } from '../../src/backfill/start.js';
+import { getPipeline } from '../../src/db/catalog.js';
 import { workflowBundle } from '../../src/worker/bundle.js';
-import { applyPipeline, PRODUCTS_TABLE, productsPipeline, startHarness, type Harness } from '../helpers/harness.js';
+import { pauseSignal, progressQuery, resumeSignal } from '../../workflows/definitions.js';
+import {
+  applyPipeline, PRODUCTS_TABLE, productsPipeline, startHarness, uniqueName, type Harness,
+} from '../helpers/harness.js';
 import { waitFor } from '../helpers/wait.js';
 
 const FIXTURES = fileURLToPath(new URL('../fixtures/histories/', import.meta.url));
@@ -65,6 +70,50 @@ describe('workflow determinism', () => {
       const sample = histories.find((x) => x.history.events?.some((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'embedBatch'));
       assert.ok(sample, 'no history with an embedBatch to record');
       writeFileSync(path.join(FIXTURES, 'sync-embed.history.bin'), History.encode(sample.history).finish());
+    }
+  });
+
+  it('histories of a backfill that paused, resumed and continued as new replay without nondeterminism', async () => {
+    const name = uniqueName('replayed');
+    await h.db.pool.query(`create table ${name} (id bigint primary key, name text, description text, category text)`);
+    await h.db.pool.query(
+      `insert into ${name} select g, 'Item ' || g, 'Description ' || g, 'c' || (g % 3) from generate_series(1, 2000) g`,
+    );
+    await applyPipeline(h, productsPipeline({ name, source: { table: name }, metadata: ['category'] }));
+    const p = await getPipeline(h.db.pool, name);
+    const handle = await startBackfill(h.client, p, {
+      taskQueue: h.taskQueue, instanceId: h.instanceId, rows: 2000, batchSize: 100, window: 2, maxHistoryEvents: 150,
+    });
+    await waitFor('the backfill to get going', async () => (await handle.query(progressQuery)).processed > 0, 60_000);
+    await handle.signal(pauseSignal);
+    await waitFor('the pause to take hold', async () => (await handle.query(progressQuery)).phase === 'paused');
+    await handle.signal(resumeSignal);
+    assert.equal((await handle.result()).processed, 2000);
+
+    const runs: WorkflowExecutionInfo[] = [];
+    for await (const w of h.client.workflow.list({ query: `WorkflowId = "${handle.workflowId}"` })) runs.push(w);
+    assert.ok(runs.length >= 2, `expected the backfill to continue as new, got ${runs.length} run(s)`);
+    const fetch = async (w: WorkflowExecutionInfo) => ({
+      workflowId: w.workflowId,
+      history: await h.client.workflow.getHandle(w.workflowId, w.runId).fetchHistory(),
+    });
+    const histories = await Promise.all(runs.map(fetch));
+    assert.deepEqual(await replayAll(histories), []);
+
+    if (process.env.EMBEDSYNC_RECORD_HISTORIES === '1') {
+      // The run that paused and resumed, and the last run (carried state, finish): the walk's two sides.
+      type Recorded = (typeof histories)[number];
+      const signalled = (x: Recorded) =>
+        x.history.events?.some((e) => e.workflowExecutionSignaledEventAttributes?.signalName === 'pause');
+      const finished = (x: Recorded) =>
+        x.history.events?.some((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'finishBackfill');
+      const paused = histories.find(signalled);
+      const last = histories.find(finished);
+      assert.ok(paused && last, 'no paused or no finishing run to record');
+      writeFileSync(path.join(FIXTURES, 'backfill-pause.history.bin'), History.encode(paused.history).finish());
+      if (last !== paused) {
+        writeFileSync(path.join(FIXTURES, 'backfill-finish.history.bin'), History.encode(last.history).finish());
+      }
     }
   });
 
