@@ -1,0 +1,109 @@
+// One key text per row, whatever the writing session's TimeZone, DateStyle, IntervalStyle and float
+// digits; and migration 000008, which rewrites keys stored in other forms to that one.
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import pg from 'pg';
+import { removePipeline } from '../../src/capture/apply.js';
+import { quoteIdent } from '../../src/db/ident.js';
+import { migrate } from '../../src/db/migrator.js';
+import { verifyPipeline } from '../../src/verify/verify.js';
+import { applyPipeline, startHarness, uniqueName, type Harness } from '../helpers/harness.js';
+import { waitFor } from '../helpers/wait.js';
+
+let h: Harness;
+
+const INSERTING = { TimeZone: 'UTC' };
+const UPDATING = { TimeZone: 'Asia/Tokyo', DateStyle: 'SQL, DMY', IntervalStyle: 'sql_standard', extra_float_digits: '0' };
+const DELETING = { TimeZone: 'America/New_York', DateStyle: 'German', IntervalStyle: 'iso_8601', extra_float_digits: '-3' };
+
+/** A connection like an application's: the server's defaults, then these settings. */
+async function inSession<T>(settings: Record<string, string>, fn: (c: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString: h.db.url });
+  await client.connect();
+  try {
+    for (const [name, value] of Object.entries(settings)) await client.query('select set_config($1, $2, false)', [name, value]);
+    return await fn(client);
+  } finally {
+    await client.end();
+  }
+}
+
+/** A table keyed by `key` (column definitions) with one embedded column, and its pipeline. */
+async function withPipeline(key: string, primaryKey: string, test: (name: string, table: string) => Promise<void>): Promise<void> {
+  const name = uniqueName('keys');
+  const table = `${name}_src`;
+  await h.db.pool.query(`create table ${quoteIdent(table)} (${key}, body text, primary key (${primaryKey}))`);
+  try {
+    await applyPipeline(h, {
+      name,
+      source: { table: `public.${table}` },
+      embed: { columns: ['body'] },
+      embedding: { provider: 'offline', model: 'feature-hash-v1', dimensions: 32 },
+    });
+    await test(name, table);
+  } finally {
+    await removePipeline(h.db.pool, name, { dropVectorTable: true });
+    await h.db.pool.query(`drop table if exists ${quoteIdent(table)}`);
+  }
+}
+
+async function vectorKeys(name: string): Promise<{ pk: string; chunk: string }[]> {
+  const { rows } = await h.db.pool.query<{ pk: string; chunk: string }>(
+    `select pk, chunk from public.${quoteIdent(`${name}_embeddings`)} order by pk, chunk_index`);
+  return rows;
+}
+
+async function converged(name: string): Promise<void> {
+  await waitFor(`pipeline ${name} to converge`, async () => {
+    const queued = await h.db.pool.query('select 1 from embedsync.outbox where pipeline = $1', [name]);
+    if (queued.rows.length > 0) return false;
+    const r = await verifyPipeline(h.db.pool, name);
+    return r.missing.length + r.stale.length + r.orphaned.length === 0 ? r : false;
+  });
+}
+
+const CASES = [
+  { type: 'timestamptz', value: `'2024-01-20 03:04:05.123456+00'`, canonical: '2024-01-20 03:04:05.123456+00' },
+  { type: 'date', value: `'2024-01-20'`, canonical: '2024-01-20' },
+  { type: 'double precision', value: '1 / 3::float8', canonical: '0.3333333333333333' },
+  { type: 'interval', value: `'-1 day 2 hours 3.5 seconds'`, canonical: '-1 days +02:00:03.5' },
+];
+
+describe('one key text per row', () => {
+  before(async () => {
+    h = await startHarness('keys');
+  });
+  after(async () => h.stop());
+
+  for (const c of CASES) {
+    it(`a ${c.type} key written, updated and deleted under different session settings has one key set`, async () => {
+      await withPipeline(`k ${c.type}`, 'k', async (name, table) => {
+        const t = quoteIdent(table);
+        await inSession(INSERTING, (s) => s.query(`insert into ${t} values (${c.value}, 'first')`));
+        await converged(name);
+        assert.deepEqual(await vectorKeys(name), [{ pk: c.canonical, chunk: 'first' }]);
+        await inSession(UPDATING, (s) => s.query(`update ${t} set body = 'second'`));
+        await waitFor('the new content', async () => (await vectorKeys(name)).some((v) => v.chunk === 'second'));
+        await converged(name);
+        assert.deepEqual(await vectorKeys(name), [{ pk: c.canonical, chunk: 'second' }]);
+        await inSession(DELETING, (s) => s.query(`delete from ${t}`));
+        await waitFor('the vectors to go', async () => (await vectorKeys(name)).length === 0);
+      });
+    });
+  }
+
+  it('a composite key of a timestamptz and a float has one key set under any session settings', async () => {
+    await withPipeline('at timestamptz, score float8', 'at, score', async (name, table) => {
+      const t = quoteIdent(table);
+      const canonical = '["2024-01-20T03:04:05.5+00:00", 0.3333333333333333]';
+      await inSession(INSERTING, (s) => s.query(`insert into ${t} values ('2024-01-20 03:04:05.5+00', 1 / 3::float8, 'first')`));
+      await converged(name);
+      await inSession(UPDATING, (s) => s.query(`update ${t} set body = 'second'`));
+      await waitFor('the new content', async () => (await vectorKeys(name)).some((v) => v.chunk === 'second'));
+      await converged(name);
+      assert.deepEqual(await vectorKeys(name), [{ pk: canonical, chunk: 'second' }]);
+      await inSession(DELETING, (s) => s.query(`delete from ${t}`));
+      await waitFor('the vectors to go', async () => (await vectorKeys(name)).length === 0);
+    });
+  });
+});
