@@ -106,4 +106,47 @@ describe('one key text per row', () => {
       await waitFor('the vectors to go', async () => (await vectorKeys(name)).length === 0);
     });
   });
+
+  it('migration 000008 rewrites keys stored in other forms, keeping one set of vectors per key', async () => {
+    await withPipeline('k timestamptz', 'k', async (name, table) => {
+      const vt = `public.${quoteIdent(`${name}_embeddings`)}`;
+      const [a, b, c] = ['2024-01-20 03:04:05+00', '2024-01-21 03:04:05+00', '2024-01-22 03:04:05+00'];
+      await h.db.pool.query(`insert into ${quoteIdent(table)} values ($1, 'alpha'), ($2, 'beta'), ($3, 'gamma')`, [a, b, c]);
+      await converged(name);
+      await h.db.pool.query('update embedsync.pipelines set sync_paused = true where name = $1', [name]);
+      // The state an older version left: keys rendered under the writing session's settings.
+      const copy = (from: string, to: string, chunk: string, age: string): string =>
+        `insert into ${vt} (pk, chunk_index, embedding, chunk, metadata, content_hash, generation, embedded_at)
+         select ${to}, chunk_index, embedding, ${chunk}, metadata, content_hash, generation, embedded_at - interval '${age}'
+           from ${vt} where pk = '${from}'`;
+      await inSession({ TimeZone: 'Asia/Tokyo', DateStyle: 'SQL, DMY' }, async (s) => {
+        // a: only in the form of a session whose day comes first (20/01/2024 12:04:05 JST)
+        await s.query(`update ${vt} set pk = pk::timestamptz::text where pk = $1`, [a]);
+        // b: a canonical set and a stale set in another form
+        await s.query(copy(b, `'${b}'::timestamptz::text`, `'stale'`, '1 hour'));
+        // c: two old forms and no canonical one: the newer (Tokyo, ISO) is kept
+        await s.query('set DateStyle = ISO');
+        await s.query(copy(c, `'${c}'::timestamptz::text`, 'chunk', '0 hours'));
+        await s.query(`set TimeZone = 'America/New_York'`);
+        await s.query(copy(c, `'${c}'::timestamptz::text`, `'older'`, '1 day'));
+        await s.query(`delete from ${vt} where pk = $1`, [c]);
+        await s.query(`insert into embedsync.outbox (pipeline, pk, op) values ($1, $2::timestamptz::text, 'U')`, [name, a]);
+      });
+      const before = await vectorKeys(name);
+      assert.equal(new Set(before.map((v) => v.pk)).size, 5);
+      assert.ok(before.some((v) => v.pk === '20/01/2024 12:04:05 JST'));
+
+      await h.db.pool.query('delete from embedsync.migrations where id = 8');
+      assert.deepEqual(await migrate(h.db.pool), ['canonical_keys']);
+      assert.deepEqual(await vectorKeys(name), [
+        { pk: a, chunk: 'alpha' },
+        { pk: b, chunk: 'beta' },
+        { pk: c, chunk: 'gamma' },
+      ]);
+      const queued = await h.db.pool.query<{ pk: string }>('select pk from embedsync.outbox where pipeline = $1', [name]);
+      assert.deepEqual(queued.rows, [{ pk: a }]);
+      await h.db.pool.query('update embedsync.pipelines set sync_paused = false where name = $1', [name]);
+      await converged(name);
+    });
+  });
 });
