@@ -13,15 +13,21 @@ import { waitFor } from '../helpers/wait.js';
 let h: Harness;
 
 const INSERTING = { TimeZone: 'UTC' };
-const UPDATING = { TimeZone: 'Asia/Tokyo', DateStyle: 'SQL, DMY', IntervalStyle: 'sql_standard', extra_float_digits: '0' };
-const DELETING = { TimeZone: 'America/New_York', DateStyle: 'German', IntervalStyle: 'iso_8601', extra_float_digits: '-3' };
+const UPDATING = {
+  TimeZone: 'Asia/Tokyo', DateStyle: 'SQL, DMY', IntervalStyle: 'sql_standard', extra_float_digits: '0',
+};
+const DELETING = {
+  TimeZone: 'America/New_York', DateStyle: 'German', IntervalStyle: 'iso_8601', extra_float_digits: '-3',
+};
 
 /** A connection like an application's: the server's defaults, then these settings. */
 async function inSession<T>(settings: Record<string, string>, fn: (c: pg.Client) => Promise<T>): Promise<T> {
   const client = new pg.Client({ connectionString: h.db.url });
   await client.connect();
   try {
-    for (const [name, value] of Object.entries(settings)) await client.query('select set_config($1, $2, false)', [name, value]);
+    for (const [name, value] of Object.entries(settings)) {
+      await client.query('select set_config($1, $2, false)', [name, value]);
+    }
     return await fn(client);
   } finally {
     await client.end();
@@ -29,7 +35,9 @@ async function inSession<T>(settings: Record<string, string>, fn: (c: pg.Client)
 }
 
 /** A table keyed by `key` (column definitions) with one embedded column, and its pipeline. */
-async function withPipeline(key: string, primaryKey: string, test: (name: string, table: string) => Promise<void>): Promise<void> {
+async function withPipeline(
+  key: string, primaryKey: string, test: (name: string, table: string) => Promise<void>,
+): Promise<void> {
   const name = uniqueName('keys');
   const table = `${name}_src`;
   await h.db.pool.query(`create table ${quoteIdent(table)} (${key}, body text, primary key (${primaryKey}))`);
@@ -96,7 +104,8 @@ describe('one key text per row', () => {
     await withPipeline('at timestamptz, score float8', 'at, score', async (name, table) => {
       const t = quoteIdent(table);
       const canonical = '["2024-01-20T03:04:05.5+00:00", 0.3333333333333333]';
-      await inSession(INSERTING, (s) => s.query(`insert into ${t} values ('2024-01-20 03:04:05.5+00', 1 / 3::float8, 'first')`));
+      const row = `('2024-01-20 03:04:05.5+00', 1 / 3::float8, 'first')`;
+      await inSession(INSERTING, (s) => s.query(`insert into ${t} values ${row}`));
       await converged(name);
       await inSession(UPDATING, (s) => s.query(`update ${t} set body = 'second'`));
       await waitFor('the new content', async () => (await vectorKeys(name)).some((v) => v.chunk === 'second'));
@@ -111,13 +120,15 @@ describe('one key text per row', () => {
     await withPipeline('k timestamptz', 'k', async (name, table) => {
       const vt = `public.${quoteIdent(`${name}_embeddings`)}`;
       const [a, b, c] = ['2024-01-20 03:04:05+00', '2024-01-21 03:04:05+00', '2024-01-22 03:04:05+00'];
-      await h.db.pool.query(`insert into ${quoteIdent(table)} values ($1, 'alpha'), ($2, 'beta'), ($3, 'gamma')`, [a, b, c]);
+      const t = quoteIdent(table);
+      await h.db.pool.query(`insert into ${t} values ($1, 'alpha'), ($2, 'beta'), ($3, 'gamma')`, [a, b, c]);
       await converged(name);
       await h.db.pool.query('update embedsync.pipelines set sync_paused = true where name = $1', [name]);
       // The state an older version left: keys rendered under the writing session's settings.
       const copy = (from: string, to: string, chunk: string, age: string): string =>
         `insert into ${vt} (pk, chunk_index, embedding, chunk, metadata, content_hash, generation, embedded_at)
-         select ${to}, chunk_index, embedding, ${chunk}, metadata, content_hash, generation, embedded_at - interval '${age}'
+         select ${to}, chunk_index, embedding, ${chunk}, metadata, content_hash, generation,
+                embedded_at - interval '${age}'
            from ${vt} where pk = '${from}'`;
       await inSession({ TimeZone: 'Asia/Tokyo', DateStyle: 'SQL, DMY' }, async (s) => {
         // a: only in the form of a session whose day comes first (20/01/2024 12:04:05 JST)
@@ -130,7 +141,8 @@ describe('one key text per row', () => {
         await s.query(`set TimeZone = 'America/New_York'`);
         await s.query(copy(c, `'${c}'::timestamptz::text`, `'older'`, '1 day'));
         await s.query(`delete from ${vt} where pk = $1`, [c]);
-        await s.query(`insert into embedsync.outbox (pipeline, pk, op) values ($1, $2::timestamptz::text, 'U')`, [name, a]);
+        const queue = `insert into embedsync.outbox (pipeline, pk, op) values ($1, $2::timestamptz::text, 'U')`;
+        await s.query(queue, [name, a]);
       });
       const before = await vectorKeys(name);
       assert.equal(new Set(before.map((v) => v.pk)).size, 5);
@@ -143,7 +155,8 @@ describe('one key text per row', () => {
         { pk: b, chunk: 'beta' },
         { pk: c, chunk: 'gamma' },
       ]);
-      const queued = await h.db.pool.query<{ pk: string }>('select pk from embedsync.outbox where pipeline = $1', [name]);
+      const queued = await h.db.pool.query<{ pk: string }>(
+        'select pk from embedsync.outbox where pipeline = $1', [name]);
       assert.deepEqual(queued.rows, [{ pk: a }]);
       await h.db.pool.query('update embedsync.pipelines set sync_paused = false where name = $1', [name]);
       await converged(name);

@@ -26,7 +26,8 @@ async function withPipeline(test: (f: Fixture) => Promise<void>): Promise<void> 
       metadata: ['price'],
       embedding: { provider: 'offline', model: 'feature-hash-v1', dimensions: 32 },
     });
-    await h.db.pool.query(`insert into ${quoteIdent(table)} values (1, 'Kettle', 'Stovetop', 40, 'n', 1), (2, 'Tent', 'Two-person', 249, 'n', 2)`);
+    await h.db.pool.query(`insert into ${quoteIdent(table)}
+      values (1, 'Kettle', 'Stovetop', 40, 'n', 1), (2, 'Tent', 'Two-person', 249, 'n', 2)`);
     await converged(name);
     await test({ name, table });
   } finally {
