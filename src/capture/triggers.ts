@@ -38,11 +38,18 @@ const columnsPresent = (columns: readonly string[]): string =>
       where attrelid = TG_RELID and attnum > 0 and not attisdropped
         and attname = any (array[${columns.map(quoteLiteral).join(', ')}]::name[])) = ${columns.length}`;
 
+// Built-in types whose JSON text is not their text form. Other types are not cast back: a user's type
+// might not resolve under the functions' search_path, and their JSON text is their text form.
+const CAST_FROM_JSON = /^((timestamp|time)(\(\d+\))? with(out)? time zone|boolean|real|double precision)$/;
+
 /** SQL for the key text of a row read as jsonb (`r`), the same text keyText gives for the row itself. */
 function keyTextFromJson(p: Pick<Pipeline, 'primaryKey'>, r: string): string {
   const [only, ...rest] = p.primaryKey;
   // to_jsonb renders a value the way jsonb_build_array does, but a lone key is its type's text form.
-  if (only && rest.length === 0) return `(${r} ->> ${quoteLiteral(only.name)})::${only.type}::text`;
+  if (only && rest.length === 0) {
+    const value = `(${r} ->> ${quoteLiteral(only.name)})`;
+    return CAST_FROM_JSON.test(only.type) ? `${value}::${only.type}::text` : value;
+  }
   return `jsonb_build_array(${p.primaryKey.map((k) => `${r} -> ${quoteLiteral(k.name)}`).join(', ')})::text`;
 }
 

@@ -171,4 +171,43 @@ describe('capture under schema changes', () => {
       await waitFor('the new content', async () => (await chunks(f.name, '1'))[0] === 'Big kettle\nElectric');
     });
   });
+
+  for (const key of [
+    { type: 'timestamptz', value: `'2024-01-20 12:04:05+09'`, text: '2024-01-20 03:04:05+00' },
+    { type: 'boolean', value: 'true', text: 'true' },
+    { type: 'mood', value: `'happy'`, text: 'happy' },
+  ]) {
+    it(`after a column is dropped, a ${key.type} key is queued in the same text as before`, async () => {
+      const name = uniqueName('shape');
+      const table = quoteIdent(`${name}_src`);
+      await h.db.pool.query(`do $$ begin create type public.mood as enum ('happy', 'sad'); exception
+        when duplicate_object then null; end $$`);
+      await h.db.pool.query(`create table ${table} (k ${key.type} primary key, title text, body text)`);
+      try {
+        await applyPipeline(h, {
+          name,
+          source: { table: `public.${name}_src` },
+          embed: { columns: ['title', 'body'] },
+          embedding: { provider: 'offline', model: 'feature-hash-v1', dimensions: 32 },
+        });
+        await setPaused(name, true);
+        await h.db.pool.query(`alter table ${table} drop column body cascade`);
+        // A session whose settings differ from embedsync's: the key text must not follow them.
+        const session = await h.db.pool.connect();
+        try {
+          await session.query(`set TimeZone = 'Asia/Tokyo'; set DateStyle = 'SQL, DMY'`);
+          await session.query(`insert into ${table} (k, title) values (${key.value}, 'Lamp')`);
+          await session.query(`update ${table} set title = 'Desk lamp'`);
+          await session.query(`delete from ${table}`);
+        } finally {
+          await session.query('reset all');
+          session.release();
+        }
+        assert.deepEqual(await outbox(name), [`I ${key.text}`, `U ${key.text}`, `D ${key.text}`]);
+      } finally {
+        await removePipeline(h.db.pool, name, { dropVectorTable: true });
+        await h.db.pool.query(`drop table if exists ${table}`);
+      }
+    });
+  }
 });
