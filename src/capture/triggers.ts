@@ -4,8 +4,9 @@
 // benchmarks (single-row UPDATEs at 33% of trigger-free throughput, 87% without it); the poller looks
 // every 100 ms instead, an index probe when the outbox is empty.
 // The functions are SECURITY DEFINER so the user's roles need no rights on the embedsync schema.
-// Nothing in them depends on the content of a row, and a column dropped, renamed or retyped under
-// them takes them to a path that names no column: they cannot make a user's write fail.
+// Nothing in them depends on the content of a row; a column dropped or renamed under them takes them
+// to a path that names no column, and a retyped one still compares as text: they cannot make a
+// user's write fail.
 import { embedColumns } from '../config/pipeline.js';
 import type { Pipeline } from '../db/catalog.js';
 import { qualified, quoteIdent, quoteLiteral } from '../db/ident.js';
@@ -38,8 +39,9 @@ const columnsPresent = (columns: readonly string[]): string =>
       where attrelid = TG_RELID and attnum > 0 and not attisdropped
         and attname = any (array[${columns.map(quoteLiteral).join(', ')}]::name[])) = ${columns.length}`;
 
-// Built-in types whose JSON text is not their text form. Other types are not cast back: a user's type
-// might not resolve under the functions' search_path, and their JSON text is their text form.
+// Built-in types whose JSON text is not their text form. Others are not cast back: a user's type might
+// not resolve under the functions' search_path, and for text, numbers, uuid, dates, intervals and
+// enums the JSON text is the text form (arrays and domains of the types above are not: a rare key).
 const CAST_FROM_JSON = /^((timestamp|time)(\(\d+\))? with(out)? time zone|boolean|real|double precision)$/;
 
 /** SQL for the key text of a row read as jsonb (`r`), the same text keyText gives for the row itself. */
@@ -56,7 +58,7 @@ function keyTextFromJson(p: Pick<Pipeline, 'primaryKey'>, r: string): string {
 const hasKey = (p: Pick<Pipeline, 'primaryKey'>, r: string): string =>
   `${r} ?& array[${p.primaryKey.map((k) => quoteLiteral(k.name)).join(', ')}]`;
 
-/** Today's statement: names the columns it reads, and is planned only when it runs. */
+/** The usual statement: names the columns it reads, and is planned only when it first runs. */
 function fastPath(p: Pipeline, event: Exclude<Event, 'truncate'>): string {
   const name = quoteLiteral(p.name);
   switch (event) {
