@@ -147,9 +147,19 @@ describe('one key text per row', () => {
       const before = await vectorKeys(name);
       assert.equal(new Set(before.map((v) => v.pk)).size, 5);
       assert.ok(before.some((v) => v.pk === '20/01/2024 12:04:05 JST'));
-
-      await h.db.pool.query('delete from embedsync.migrations where id = 8');
-      assert.deepEqual(await migrate(h.db.pool), ['canonical_keys']);
+      await h.db.pool.query(`insert into embedsync.dead_letters (pipeline, pk, generation, content_hash, error)
+        values ($1, '20/01/2024 12:04:05 JST', 1, 'h', 'refused')`, [name]);
+      // As if a re-embed were running: its table has the same old keys.
+      const swap = `public.${quoteIdent(`${name}_embeddings_swap`)}`;
+      await h.db.pool.query(`create table ${swap} as select * from ${vt}`);
+      try {
+        await h.db.pool.query('delete from embedsync.migrations where id = 8');
+        assert.deepEqual(await migrate(h.db.pool), ['canonical_keys']);
+        const { rows: swapped } = await h.db.pool.query<{ pk: string }>(`select distinct pk from ${swap} order by pk`);
+        assert.deepEqual(swapped, [{ pk: a }, { pk: b }, { pk: c }]);
+      } finally {
+        await h.db.pool.query(`drop table ${swap}`);
+      }
       assert.deepEqual(await vectorKeys(name), [
         { pk: a, chunk: 'alpha' },
         { pk: b, chunk: 'beta' },
@@ -158,6 +168,10 @@ describe('one key text per row', () => {
       const queued = await h.db.pool.query<{ pk: string }>(
         'select pk from embedsync.outbox where pipeline = $1', [name]);
       assert.deepEqual(queued.rows, [{ pk: a }]);
+      const letters = await h.db.pool.query<{ pk: string }>(
+        'select pk from embedsync.dead_letters where pipeline = $1', [name]);
+      assert.deepEqual(letters.rows, [{ pk: a }]);
+      await h.db.pool.query('delete from embedsync.dead_letters where pipeline = $1', [name]);
       await h.db.pool.query('update embedsync.pipelines set sync_paused = false where name = $1', [name]);
       await converged(name);
     });
