@@ -3,11 +3,14 @@
 // commit takes a cluster-wide lock until it is flushed, which serialised every capturing write in the
 // benchmarks (single-row UPDATEs at 33% of trigger-free throughput, 87% without it); the poller looks
 // every 100 ms instead, an index probe when the outbox is empty.
-// The functions are SECURITY DEFINER so the user's roles need no rights on the embedsync schema,
-// and nothing in them depends on the content of a row, so they cannot make a user's write fail.
+// The functions are SECURITY DEFINER so the user's roles need no rights on the embedsync schema.
+// Nothing in them depends on the content of a row; a column dropped or renamed under them takes them
+// to a path that names no column, and a retyped one still compares as text: they cannot make a
+// user's write fail.
 import { embedColumns } from '../config/pipeline.js';
 import type { Pipeline } from '../db/catalog.js';
 import { qualified, quoteIdent, quoteLiteral } from '../db/ident.js';
+import { KEY_TEXT_SETTINGS } from '../db/pool.js';
 import { keyText } from '../db/source.js';
 
 /** Still listened to by the poller: `verify --requeue` and operators can wake it at once. */
@@ -18,6 +21,7 @@ const EVENTS: readonly Event[] = ['insert', 'update', 'delete', 'truncate'];
 
 const functionName = (pipeline: string, event: Event): string => qualified('embedsync', `capture_${pipeline}_${event}`);
 const triggerName = (pipeline: string, event: Event): string => quoteIdent(`embedsync_${pipeline}_${event}`);
+const OUTBOX = 'insert into embedsync.outbox (pipeline, pk, op)';
 
 /**
  * Columns whose change must reach the vector table: what is embedded and what is kept as metadata,
@@ -28,27 +32,51 @@ export function watchedColumns(p: Pick<Pipeline, 'config' | 'pendingConfig'>): s
   return [...new Set(configs.flatMap((c) => [...embedColumns(c).map((e) => e.column), ...c.metadata]))];
 }
 
-function body(p: Pipeline, event: Event): string {
+// The fast path names the source columns, so a dropped or renamed one would make it fail to plan;
+// each function first checks, with one probe by TG_RELID, that every column it names still exists.
+const columnsPresent = (columns: readonly string[]): string =>
+  `(select count(*) from pg_catalog.pg_attribute
+      where attrelid = TG_RELID and attnum > 0 and not attisdropped
+        and attname = any (array[${columns.map(quoteLiteral).join(', ')}]::name[])) = ${columns.length}`;
+
+// Built-in types whose JSON text is not their text form. Others are not cast back: a user's type might
+// not resolve under the functions' search_path, and for text, numbers, uuid, dates, intervals and
+// enums the JSON text is the text form (arrays and domains of the types above are not: a rare key).
+const CAST_FROM_JSON = /^((timestamp|time)(\(\d+\))? with(out)? time zone|boolean|real|double precision)$/;
+
+/** SQL for the key text of a row read as jsonb (`r`), the same text keyText gives for the row itself. */
+function keyTextFromJson(p: Pick<Pipeline, 'primaryKey'>, r: string): string {
+  const [only, ...rest] = p.primaryKey;
+  // to_jsonb renders a value the way jsonb_build_array does, but a lone key is its type's text form.
+  if (only && rest.length === 0) {
+    const value = `(${r} ->> ${quoteLiteral(only.name)})`;
+    return CAST_FROM_JSON.test(only.type) ? `${value}::${only.type}::text` : value;
+  }
+  return `jsonb_build_array(${p.primaryKey.map((k) => `${r} -> ${quoteLiteral(k.name)}`).join(', ')})::text`;
+}
+
+const hasKey = (p: Pick<Pipeline, 'primaryKey'>, r: string): string =>
+  `${r} ?& array[${p.primaryKey.map((k) => quoteLiteral(k.name)).join(', ')}]`;
+
+/** The usual statement: names the columns it reads, and is planned only when it first runs. */
+function fastPath(p: Pipeline, event: Exclude<Event, 'truncate'>): string {
   const name = quoteLiteral(p.name);
-  const outbox = 'insert into embedsync.outbox (pipeline, pk, op)';
   switch (event) {
     case 'insert':
-      return `${outbox} select ${name}, ${keyText(p, 'n')}, 'I' from new_rows n;`;
+      return `${OUTBOX} select ${name}, ${keyText(p, 'n')}, 'I' from new_rows n;`;
     case 'delete':
-      return `${outbox} select ${name}, ${keyText(p, 'o')}, 'D' from old_rows o;`;
-    case 'truncate':
-      return `${outbox} values (${name}, '*', 'T');`;
+      return `${OUTBOX} select ${name}, ${keyText(p, 'o')}, 'D' from old_rows o;`;
     case 'update': {
       const sameKey = p.primaryKey.map((k) => `o.${quoteIdent(k.name)} = n.${quoteIdent(k.name)}`).join(' and ');
       const firstKey = quoteIdent(p.primaryKey[0]?.name ?? '');
       // Compared as text because that is what gets embedded, and every type has a text form
-      // (json, for one, has no equality operator).
+      // (json, for one, has no equality operator); a retyped column still compares.
       const watched = watchedColumns(p);
       const changed = `(${watched.map((c) => `n.${quoteIdent(c)}::text`).join(', ')}) is distinct from (${watched
         .map((c) => `o.${quoteIdent(c)}::text`)
         .join(', ')})`;
       // A key that changed is a delete of the old key and an insert of the new one.
-      return `${outbox}
+      return `${OUTBOX}
         select ${name}, ${keyText(p, 'n')}, 'U'
           from new_rows n left join old_rows o on ${sameKey}
          where o.${firstKey} is null or ${changed}
@@ -60,10 +88,54 @@ function body(p: Pipeline, event: Event): string {
   }
 }
 
+/**
+ * After a column it names was dropped or renamed: names no column, reads the key through to_jsonb
+ * (a missing column is null), and takes every updated row as changed (fetch skips unchanged content).
+ * A row whose key cannot be read is skipped: the pipeline's schema-change state then asks for an
+ * apply and a backfill. The exception block keeps a key column retyped beyond what its old type
+ * parses (a data exception) from failing the user's write; the statement's changes are skipped then.
+ */
+function fallback(p: Pipeline, event: Exclude<Event, 'truncate'>): string {
+  const name = quoteLiteral(p.name);
+  const keys = (rows: string, op: string): string =>
+    `select ${name} as pipeline, ${keyTextFromJson(p, 'j.r')} as pk, '${op}' as op
+          from (select to_jsonb(t) as r from ${rows} t) j where ${hasKey(p, 'j.r')}`;
+  const statement =
+    event === 'insert'
+      ? `${OUTBOX} ${keys('new_rows', 'I')};`
+      : event === 'delete'
+        ? `${OUTBOX} ${keys('old_rows', 'D')};`
+        : `${OUTBOX}
+        with n as (${keys('new_rows', 'U')}), o as (${keys('old_rows', 'D')})
+        select * from n
+        union all
+        select * from o where not exists (select 1 from n where n.pk = o.pk);`;
+  return `begin
+      ${statement}
+    exception when data_exception then
+      null;
+    end;`;
+}
+
+function body(p: Pipeline, event: Event): string {
+  if (event === 'truncate') return `${OUTBOX} values (${quoteLiteral(p.name)}, '*', 'T');`;
+  const keys = p.primaryKey.map((k) => k.name);
+  const named = event === 'update' ? [...new Set([...keys, ...watchedColumns(p)])] : keys;
+  return `if ${columnsPresent(named)} then
+    ${fastPath(p, event)}
+  else
+    ${fallback(p, event)}
+  end if;`;
+}
+
+// Keys become text under the same settings as everywhere else (see KEY_TEXT_SETTINGS).
+const settingClauses = (): string =>
+  Object.entries(KEY_TEXT_SETTINGS).map(([k, v]) => `set ${k} = ${quoteLiteral(v)}`).join(' ');
+
 function functionSql(p: Pipeline, event: Event): string {
   return `
 create or replace function ${functionName(p.name, event)}() returns trigger
-language plpgsql security definer set search_path = pg_catalog, pg_temp as $capture$
+language plpgsql security definer set search_path = pg_catalog, pg_temp ${settingClauses()} as $capture$
 begin
   ${body(p, event)}
   return null;

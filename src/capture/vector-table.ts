@@ -2,6 +2,7 @@
 import type { Pipeline } from '../db/catalog.js';
 import { qualified, quoteIdent } from '../db/ident.js';
 import { keyMatches } from '../db/source.js';
+import { watchedColumns } from './triggers.js';
 
 export const vectorColumnSql = (p: Pick<Pipeline, 'config'>): string => `${p.config.vectorType}(${p.config.embedding.dimensions})`;
 
@@ -32,14 +33,24 @@ export function createVectorTableSql(p: Pick<Pipeline, 'vectorSchema' | 'vectorT
   ];
 }
 
-/** The view joining each chunk to its source row; made again whenever the table behind it changes. */
+/**
+ * The view joining each chunk to its source row; made again whenever the table behind it changes.
+ * It selects only the key and the columns the pipeline reads, those that still exist: a view pins
+ * the columns it names, so any other column can still be dropped or retyped by the user.
+ */
 export function createViewSql(p: Pipeline, sourceColumns: readonly string[]): string[] {
+  const view = qualified(p.vectorSchema, viewName(p));
+  const present = new Set(sourceColumns);
+  // Without its key the view cannot join; it waits for the next apply.
+  if (!p.primaryKey.every((k) => present.has(k.name))) return [`drop view if exists ${view}`];
   // The view names the chunk's columns first; a source column of the same name is left to the table.
-  const sourceCols = sourceColumns.filter((c) => !VIEW_COLUMNS.includes(c)).map((c) => `s.${quoteIdent(c)}`);
+  const sourceCols = [...new Set([...p.primaryKey.map((k) => k.name), ...watchedColumns(p)])]
+    .filter((c) => present.has(c) && !VIEW_COLUMNS.includes(c))
+    .map((c) => `s.${quoteIdent(c)}`);
   return [
-    `drop view if exists ${qualified(p.vectorSchema, viewName(p))}`,
-    `create view ${qualified(p.vectorSchema, viewName(p))} as
-       select v.chunk_index, v.chunk, v.embedding, v.embedded_at, ${sourceCols.join(', ')}
+    `drop view if exists ${view}`,
+    `create view ${view} as
+       select ${['v.chunk_index', 'v.chunk', 'v.embedding', 'v.embedded_at', ...sourceCols].join(', ')}
          from ${qualified(p.vectorSchema, p.vectorTable)} v
          join ${qualified(p.sourceSchema, p.sourceTable)} s on ${keyMatches(p, 's', 'v.pk')}`,
   ];

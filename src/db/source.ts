@@ -6,7 +6,10 @@ import type { Pipeline } from './catalog.js';
 import { qualified, quoteIdent, quoteLiteral } from './ident.js';
 import type { Pool, PoolClient } from './pool.js';
 
-/** SQL for a row's primary key as text: the value for one column, a JSON array for several. */
+/**
+ * SQL for a row's primary key as text: the value for one column, a JSON array for several. Only
+ * canonical under KEY_TEXT_SETTINGS, which the capture functions and embedsync's pool connections set.
+ */
 export function keyText(p: Pick<Pipeline, 'primaryKey'>, alias: string): string {
   const cols = p.primaryKey.map((k) => `${alias}.${quoteIdent(k.name)}`);
   return cols.length === 1 ? `${cols[0]}::text` : `jsonb_build_array(${cols.join(', ')})::text`;
@@ -15,7 +18,8 @@ export function keyText(p: Pick<Pipeline, 'primaryKey'>, alias: string): string 
 /**
  * SQL that is true when the row `alias` has the key held in the text expression `key`.
  * The key is cast to the column types (not the columns to text) so the primary key index is used.
- * Types come from format_type(), which prints them ready for SQL.
+ * Types come from format_type(), which prints them ready for SQL. Key texts are ISO dates with their
+ * offset, postgres-style intervals and exact floats, so they parse back alike under any DateStyle.
  */
 export function keyMatches(p: Pick<Pipeline, 'primaryKey'>, alias: string, key: string): string {
   const [only, ...rest] = p.primaryKey;

@@ -1,0 +1,75 @@
+// The SQL a pipeline's capture and view are made of, and the settings keys are rendered under.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { installCaptureSql } from '../../src/capture/triggers.js';
+import { createViewSql } from '../../src/capture/vector-table.js';
+import { parsePipelines } from '../../src/config/pipeline.js';
+import type { Pipeline } from '../../src/db/catalog.js';
+import { KEY_TEXT_SETTINGS, keyTextOptions, withKeyTextSettings } from '../../src/db/pool.js';
+
+function pipeline(): Pipeline {
+  const [config] = parsePipelines({
+    pipelines: [{
+      name: 'products',
+      source: { table: 'public.products' },
+      embed: { columns: ['name', 'description'] },
+      metadata: ['category', 'price', 'in_stock'],
+      embedding: { provider: 'offline', model: 'feature-hash-v1', dimensions: 64 },
+    }],
+  });
+  if (!config) throw new Error('no pipeline parsed');
+  return {
+    name: 'products', sourceSchema: 'public', sourceTable: 'products', primaryKey: [{ name: 'id', type: 'bigint' }],
+    vectorSchema: 'public', vectorTable: 'products_embeddings', config, generation: 1, syncPaused: false,
+    state: 'active', pendingConfig: null, pendingGeneration: null,
+  };
+}
+
+describe('key text settings', () => {
+  it('are a libpq options string, the space in DateStyle escaped', () => {
+    assert.equal(KEY_TEXT_SETTINGS.DateStyle, 'ISO, YMD');
+    assert.match(keyTextOptions(), /-c TimeZone=UTC -c DateStyle=ISO,\\ YMD -c IntervalStyle=postgres/);
+  });
+
+  it("come after the connection string's own options, so they win", () => {
+    const url = new URL(withKeyTextSettings('postgres://u@h:5432/db?options=-c%20TimeZone%3DAsia/Tokyo'));
+    assert.equal(url.searchParams.get('options'), `-c TimeZone=Asia/Tokyo ${keyTextOptions()}`);
+    assert.equal(new URL(withKeyTextSettings('postgres://u@h/db')).searchParams.get('options'), keyTextOptions());
+  });
+});
+
+describe('capture functions', () => {
+  const sql = installCaptureSql(pipeline()).filter((s) => s.includes('create or replace function'));
+
+  it('carry the key text settings and a fixed search_path, and never notify', () => {
+    assert.equal(sql.length, 4);
+    for (const fn of sql) {
+      assert.match(fn, /security definer set search_path = pg_catalog, pg_temp set TimeZone = 'UTC'/);
+      assert.match(fn, /set DateStyle = 'ISO, YMD' set IntervalStyle = 'postgres' set extra_float_digits = '1'/);
+      assert.doesNotMatch(fn, /pg_notify/);
+    }
+  });
+
+  it('check the columns they name before the statement that names them, and fall back to to_jsonb', () => {
+    const update = sql.find((s) => s.includes('_update"()')) ?? '';
+    const named = `array['id', 'name', 'description', 'category', 'price', 'in_stock']::name[])) = 6 then`;
+    assert.ok(update.includes(named), update);
+    assert.match(update, /else\s+begin[\s\S]*to_jsonb\(t\)[\s\S]*exception when data_exception/);
+    const truncate = sql.find((s) => s.includes('_truncate"()')) ?? '';
+    assert.doesNotMatch(truncate, /pg_attribute/);
+  });
+});
+
+describe('the vector view', () => {
+  it('selects the key and the columns the pipeline reads, those that exist', () => {
+    const [drop, create] = createViewSql(pipeline(), ['id', 'name', 'category', 'price', 'in_stock', 'notes', 'chunk']);
+    assert.match(drop ?? '', /^drop view if exists "public"."products_embeddings_view"$/);
+    const columns = 's."id", s."name", s."category", s."price", s."in_stock"\n';
+    assert.ok(create?.includes(`select v.chunk_index, v.chunk, v.embedding, v.embedded_at, ${columns}`), create);
+  });
+
+  it('is only dropped while its key column is missing', () => {
+    const view = '"public"."products_embeddings_view"';
+    assert.deepEqual(createViewSql(pipeline(), ['ident', 'name']), [`drop view if exists ${view}`]);
+  });
+});
