@@ -23,6 +23,8 @@ export interface Batch {
   sweep: boolean;
   /** Absent: the live generation. */
   generation?: number;
+  /** A sync's earliest outbox entry (ISO 8601), passed to the write for the latency metric. */
+  enqueuedAt?: string;
 }
 
 export async function processBatch(batch: Batch, embedTaskQueue: string): Promise<BatchOutcome> {
@@ -54,6 +56,7 @@ export async function processBatch(batch: Batch, embedTaskQueue: string): Promis
   }
   const changed = fetched.embed + fetched.keep + fetched.delete;
   const summary = batch.sweep ? `Remove vectors of truncated rows of ${of}` : `Write ${rows(changed)} to ${of}'s vector table`;
-  const written = await db.writeBatch.executeWithOptions({ summary }, [{ ...ref, sweep: batch.sweep }]);
+  const measured = batch.enqueuedAt === undefined ? {} : { enqueuedAt: batch.enqueuedAt };
+  const written = await db.writeBatch.executeWithOptions({ summary }, [{ ...ref, sweep: batch.sweep, ...measured }]);
   return { ...written, embedded, tokens };
 }
