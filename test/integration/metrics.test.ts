@@ -1,9 +1,11 @@
 // Metrics: the worker's and the poller's /metrics, scraped over HTTP, say what the database and the
 // provider say: rows, chunks and tokens written, requests, latency, backlog, dead letters, progress.
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { startBackfill } from '../../src/backfill/start.js';
 import { getPipeline } from '../../src/db/catalog.js';
+import { familyNames } from '../../src/metrics/exposition.js';
 import { applyPipeline, PRODUCTS_TABLE, productsPipeline, startHarness, uniqueName, type Harness } from '../helpers/harness.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -22,8 +24,9 @@ async function scrape(url: string): Promise<{ text: string; samples: Sample[] }>
   for (const line of text.split('\n')) {
     const m = /^([A-Za-z_:][\w:]*)(?:\{(.*)\})?\s+(\S+)/.exec(line);
     if (!m?.[1] || !m[3]) continue;
-    const labels = Object.fromEntries([...(m[2] ?? '').matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)].map((l) => [l[1], l[2]]));
-    samples.push({ name: m[1], labels: labels as Record<string, string>, value: Number(m[3]) });
+    const labels: Record<string, string> = {};
+    for (const l of (m[2] ?? '').matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)) labels[l[1] ?? ''] = l[2] ?? '';
+    samples.push({ name: m[1], labels, value: Number(m[3]) });
   }
   return { text, samples };
 }
@@ -102,7 +105,18 @@ describe('metrics', () => {
   });
 
   it('the worker\'s scrape carries the Temporal SDK\'s worker metrics', async () => {
-    const { text, samples } = await scrape(workerUrl);
+    // Every SDK and process metric the dashboard charts, under the name the SDK really uses. The SDK
+    // exports a metric once it first records it (a workflow completing just after its write, say).
+    const dashboard = readFileSync(new URL('../../docs/grafana/embedsync.json', import.meta.url), 'utf8');
+    const charted = new Set([...dashboard.matchAll(/\b(?:temporal|process|nodejs)_[a-z0-9_]+/g)].map((m) => m[0].replace(/_bucket$/, '')));
+    assert.ok(charted.size >= 5);
+    let missing: string[] = [];
+    const { text, samples } = await waitFor('the charted SDK metrics', async () => {
+      const scraped = await scrape(workerUrl);
+      const exported = familyNames(scraped.text);
+      missing = [...charted].filter((name) => !exported.has(name));
+      return missing.length === 0 ? scraped : false;
+    }).catch(() => assert.fail(`the dashboard charts ${missing.join(', ')}, which the worker does not export`));
     assert.ok(has(samples, 'temporal_activity_execution_latency_count'), 'activity latency');
     assert.ok(samples.some((s) => s.name.startsWith('temporal_workflow_task_')), 'workflow task metrics');
     assert.ok(has(samples, 'process_cpu_user_seconds_total'), 'the process\'s own metrics');
