@@ -26,7 +26,8 @@ export const METRICS_DEFAULTS = {
 export const localDatabaseUrl = (database: string = LOCAL_DEFAULTS.database): string =>
   `postgres://${LOCAL_DEFAULTS.postgresUser}@127.0.0.1:${LOCAL_DEFAULTS.postgresPort}/${database}`;
 
-const port = z.coerce.number().int().min(0).max(65535);
+// An empty variable is unset (the default), not port 0 (off).
+const port = z.preprocess((v) => (v === '' ? undefined : v), z.coerce.number().int().min(0).max(65535).optional());
 const envSchema = z.object({
   DATABASE_URL: z.string().min(1).optional(),
   TEMPORAL_ADDRESS: z.string().min(1).optional(),

@@ -6,6 +6,7 @@ import type { AddressInfo } from 'node:net';
 import { describe, it } from 'node:test';
 import { Counter, Registry } from 'prom-client';
 import { requestOutcome } from '../../activities/errors.js';
+import { METRICS_DEFAULTS, readEnv } from '../../src/config/env.js';
 import { createLogger } from '../../src/log.js';
 import { appendExposition, familyNames } from '../../src/metrics/exposition.js';
 import { serveMetrics } from '../../src/metrics/server.js';
@@ -124,5 +125,23 @@ describe('the /metrics server', () => {
     } finally {
       await first.close();
     }
+  });
+});
+
+describe('the metrics environment', () => {
+  it('serves the worker on 9464 and the poller on 9465, on every interface, unless told otherwise', () => {
+    assert.deepEqual(readEnv({}).metrics, { host: '0.0.0.0', workerPort: 9464, pollerPort: 9465 });
+    assert.deepEqual(readEnv({}).metrics, { ...METRICS_DEFAULTS });
+  });
+
+  it('takes other ports and a host, and 0 for off', () => {
+    const env = readEnv({ EMBEDSYNC_WORKER_METRICS_PORT: '9470', EMBEDSYNC_POLLER_METRICS_PORT: '0', EMBEDSYNC_METRICS_HOST: '127.0.0.1' });
+    assert.deepEqual(env.metrics, { host: '127.0.0.1', workerPort: 9470, pollerPort: 0 });
+    assert.equal(readEnv({ EMBEDSYNC_WORKER_METRICS_PORT: '' }).metrics.workerPort, 9464, 'empty is unset, not off');
+  });
+
+  it('names the variable of a port that is no port', () => {
+    assert.throws(() => readEnv({ EMBEDSYNC_WORKER_METRICS_PORT: '70000' }), /EMBEDSYNC_WORKER_METRICS_PORT/);
+    assert.throws(() => readEnv({ EMBEDSYNC_POLLER_METRICS_PORT: 'nine' }), /EMBEDSYNC_POLLER_METRICS_PORT/);
   });
 });
