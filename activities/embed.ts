@@ -4,12 +4,13 @@
 // Requests are as large as the model takes (and no larger than a minute's tokens budget). Under a
 // requests- or tokens-per-minute limit each request first takes its turn from the provider's shared
 // buckets and waits for it (src/providers/rate-buckets.ts); a 429 holds the whole fleet back for as long
-// as the provider asked. Requests, tokens and waits are counted in the worker's metrics (src/metrics/). The requests-per-minute limit also paces the activities themselves
-// (src/providers/rate-plan.ts). An input the
-// provider refuses is isolated by bisection (src/providers/isolate.ts); its row goes to
-// embedsync.dead_letters with the error, its staged chunks are dropped, and its staged row becomes
-// 'keep', so the write stage leaves the row's existing vectors (of its previous content, if any) as
-// they are while the rest of the batch is written. The row is tried again when its content changes.
+// as the provider asked. The requests-per-minute limit also paces the activities themselves
+// (src/providers/rate-plan.ts). Requests, tokens and waits are counted in the worker's metrics
+// (src/metrics/worker.ts). An input the provider refuses is isolated by bisection
+// (src/providers/isolate.ts); its row goes to embedsync.dead_letters with the error, its staged chunks
+// are dropped, and its staged row becomes 'keep', so the write stage leaves the row's existing vectors
+// (of its previous content, if any) as they are while the rest of the batch is written. The row is
+// tried again when its content changes.
 import { Context } from '@temporalio/activity';
 import { toSql } from 'pgvector';
 import { countCharacters, countTokens, estimateTokens } from '../src/chunking/tokens.js';
@@ -91,7 +92,8 @@ export function createEmbedBatch({ pool, providers, log, rates, metrics }: Activ
           model: embedding.model, dimensions: embedding.dimensions, inputType: 'document', texts: chunks.map((c) => c.chunk), embedding, signal: ctx.cancellationSignal,
         });
         const heartbeat = setInterval(() => ctx.heartbeat(result), HEARTBEAT_EVERY_MS);
-        const counted = (outcome: RequestOutcome): void => metrics?.providerRequests.inc({ pipeline: p.name, provider: provider.name, outcome });
+        const counted = (outcome: RequestOutcome): void =>
+          metrics?.providerRequests.inc({ pipeline: p.name, provider: provider.name, outcome });
         const { vectors, tokens } = await request
           .then((response) => {
             counted('ok');

@@ -17,7 +17,8 @@ import type { WriteInput, WriteResult } from './types.js';
 interface StagedRow { pk: string; action: 'embed' | 'keep' | 'delete'; content_hash: string | null; generation: number }
 
 export function createWriteBatch({ pool, log, metrics }: ActivityDeps) {
-  return async function writeBatch({ pipeline, batchId, sweep, generation, enqueuedAt }: WriteInput): Promise<WriteResult> {
+  return async function writeBatch(input: WriteInput): Promise<WriteResult> {
+    const { pipeline, batchId, sweep, generation, enqueuedAt } = input;
     const { result, chunks, latency } = await classified(() =>
       withTransaction(pool, async (client) => {
         const result: WriteResult = { written: 0, metadataUpdated: 0, deleted: 0, stale: 0, swept: 0 };
@@ -90,7 +91,8 @@ export function createWriteBatch({ pool, log, metrics }: ActivityDeps) {
         if (sweep) result.swept = await sweepDeleted(client, p);
         await clearStaging(client, batchId);
         log.info({ pipeline, batch: batchId, ...result }, 'batch written');
-        return { result, chunks, latency: enqueuedAt === undefined ? undefined : await latencyClock(client, enqueuedAt) };
+        const latency = enqueuedAt === undefined ? undefined : await latencyClock(client, enqueuedAt);
+        return { result, chunks, latency };
       }),
     );
     if (metrics) {

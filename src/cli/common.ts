@@ -20,7 +20,8 @@ export class UserError extends Error {
 export const metricsPortError = (variable: string) => (err: unknown): never => {
   const code = (err as NodeJS.ErrnoException).code;
   if (code === 'EADDRINUSE' || code === 'EACCES') {
-    throw new UserError(`cannot serve metrics: ${(err as Error).message}; set ${variable} to a free port, or 0 to turn metrics off`);
+    const message = (err as Error).message;
+    throw new UserError(`cannot serve metrics: ${message}; set ${variable} to a free port, or 0 to turn metrics off`);
   }
   throw err;
 };

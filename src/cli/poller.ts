@@ -13,7 +13,8 @@ const opts = new Command('poller')
   .option('--claim-limit <n>', 'most outbox rows one claim takes', (v) => Number.parseInt(v, 10), DEFAULT_POLLER_OPTIONS.claimLimit)
   .option('--interval <ms>', 'how often to look for changes (a NOTIFY on embedsync_outbox wakes it sooner)', (v) => Number.parseInt(v, 10), DEFAULT_POLLER_OPTIONS.fallbackIntervalMs)
   .addHelpText('after', `
-Environment: DATABASE_URL, TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, EMBEDSYNC_TASK_QUEUE (see \`npm run worker -- --help\`).
+Environment: DATABASE_URL, TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, EMBEDSYNC_TASK_QUEUE
+(see \`npm run worker -- --help\`).
 
 Metrics (Prometheus: outbox backlog, dead letters, backfill progress, read from Postgres at each scrape):
   EMBEDSYNC_POLLER_METRICS_PORT
@@ -34,7 +35,8 @@ runMain(async (env) => {
   const metricsPort = env.metrics.pollerPort;
   const metrics = metricsPort === 0
     ? undefined
-    : await poller.serveMetrics({ host: env.metrics.host, port: metricsPort }).catch(metricsPortError('EMBEDSYNC_POLLER_METRICS_PORT'));
+    : await poller.serveMetrics({ host: env.metrics.host, port: metricsPort })
+      .catch(metricsPortError('EMBEDSYNC_POLLER_METRICS_PORT'));
   poller.start();
   log.info({ temporal: temporalAddress(env), taskQueue: env.taskQueue, metrics }, 'poller running');
   await new Promise<void>((resolve) => {

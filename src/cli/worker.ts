@@ -56,8 +56,10 @@ runMain(async (env) => {
   });
   const metrics = metricsPort === 0
     ? undefined
-    : await worker.serveMetrics({ host: env.metrics.host, port: metricsPort }).catch(metricsPortError('EMBEDSYNC_WORKER_METRICS_PORT'));
-  log.info({ temporal: temporalAddress(env), namespace: env.temporalNamespace, taskQueue: env.taskQueue, metrics }, 'worker running');
+    : await worker.serveMetrics({ host: env.metrics.host, port: metricsPort })
+      .catch(metricsPortError('EMBEDSYNC_WORKER_METRICS_PORT'));
+  const where = { temporal: temporalAddress(env), namespace: env.temporalNamespace, taskQueue: env.taskQueue };
+  log.info({ ...where, metrics }, 'worker running');
   try {
     // The SDK shuts the workers down on SIGINT/SIGTERM; run() resolves once they have drained.
     await worker.run();

@@ -77,7 +77,11 @@ export function readEnv(source: NodeJS.ProcessEnv = process.env): Env {
     home: e.EMBEDSYNC_HOME,
     logLevel: e.LOG_LEVEL,
     logFormat: e.LOG_FORMAT ?? (e.NODE_ENV === 'production' || !process.stdout.isTTY ? 'json' : 'pretty'),
-    metrics: { host: e.EMBEDSYNC_METRICS_HOST, workerPort: e.EMBEDSYNC_WORKER_METRICS_PORT, pollerPort: e.EMBEDSYNC_POLLER_METRICS_PORT },
+    metrics: {
+      host: e.EMBEDSYNC_METRICS_HOST,
+      workerPort: e.EMBEDSYNC_WORKER_METRICS_PORT,
+      pollerPort: e.EMBEDSYNC_POLLER_METRICS_PORT,
+    },
   };
 }
 

@@ -19,7 +19,10 @@ export interface PipelineSnapshot {
   totalRows: number | null;
 }
 
-export async function readPipelineSnapshots(pool: Pool, timeoutMs = CATALOG_QUERY_TIMEOUT_MS): Promise<PipelineSnapshot[]> {
+export async function readPipelineSnapshots(
+  pool: Pool,
+  timeoutMs = CATALOG_QUERY_TIMEOUT_MS,
+): Promise<PipelineSnapshot[]> {
   // The statement timeout bounds the query; this bounds the wait for a connection of the busy pool too.
   let timer: NodeJS.Timeout | undefined;
   const late = new Promise<never>((_, reject) => {
@@ -57,7 +60,8 @@ export function createCatalogMetrics(pool: Pool, log: Logger, registry = new Reg
   const snapshots = (): Promise<PipelineSnapshot[] | undefined> => {
     reading ??= readPipelineSnapshots(pool)
       .catch((err: unknown) => {
-        log.warn({ err: (err as Error).message }, 'could not read the pipelines for /metrics; embedsync_catalog_up is 0');
+        const why = (err as Error).message;
+        log.warn({ err: why }, 'could not read the pipelines for /metrics; embedsync_catalog_up is 0');
         return undefined;
       })
       .finally(() => {
@@ -86,7 +90,8 @@ export function createCatalogMetrics(pool: Pool, log: Logger, registry = new Reg
 
   new Gauge({
     name: 'embedsync_catalog_up',
-    help: 'Whether this scrape could read the pipelines\' state from Postgres (1) or not (0: the gauges below are absent).',
+    help: 'Whether this scrape could read the pipelines\' state from Postgres (1) or not (0: the other '
+      + 'embedsync gauges are absent).',
     registers,
     async collect() {
       this.set((await snapshots()) === undefined ? 0 : 1);
@@ -98,9 +103,17 @@ export function createCatalogMetrics(pool: Pool, log: Logger, registry = new Reg
     'Age of the oldest change waiting in the outbox; 0 when none waits.',
     (s) => s.oldestChangeAge ?? 0,
   );
-  perPipeline('embedsync_dead_letters', 'Rows in embedsync.dead_letters: refused by the provider, or of failed batches.', (s) => s.deadLetters);
-  perPipeline('embedsync_backfill_synced_rows', 'Rows the backfill (or re-embed) has synced so far.', (s) => s.syncedRows);
-  perPipeline('embedsync_backfill_total_rows', 'Rows the backfill counted in the source table when it started.', (s) => s.totalRows);
+  perPipeline(
+    'embedsync_dead_letters',
+    'Rows in embedsync.dead_letters: refused by the provider, or of failed batches.',
+    (s) => s.deadLetters,
+  );
+  perPipeline('embedsync_backfill_synced_rows', 'Rows the backfill (or re-embed) has synced.', (s) => s.syncedRows);
+  perPipeline(
+    'embedsync_backfill_total_rows',
+    'Rows the backfill counted in the source table when it started.',
+    (s) => s.totalRows,
+  );
   // Stuck batches: embedsync_stuck_batches{pipeline}, from the embedsync.stuck_batches view, belongs here
   // (a perPipeline gauge over a second time-boxed query) once that view exists.
   return { registry };

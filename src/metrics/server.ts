@@ -28,14 +28,19 @@ export interface MetricsSources {
 // Prometheus' own default scrape timeout is 10 s; the SDK answers from memory in milliseconds.
 const APPEND_TIMEOUT_MS = 2000;
 
-export async function serveMetrics(listen: MetricsListen, sources: MetricsSources, log: Logger): Promise<MetricsServer> {
+export async function serveMetrics(
+  listen: MetricsListen,
+  sources: MetricsSources,
+  log: Logger,
+): Promise<MetricsServer> {
   // The process's own (process_*, nodejs_*): CPU, memory, event loop lag. Only once served: they watch
   // the process from then on, which the many workers and pollers a test creates need not do.
   collectDefaultMetrics({ register: sources.registry });
   const server = http.createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     if (req.method !== 'GET' || path !== '/metrics') {
-      res.writeHead(req.method === 'GET' ? 404 : 405, { 'content-type': 'text/plain' }).end('metrics are at GET /metrics\n');
+      res.writeHead(req.method === 'GET' ? 404 : 405, { 'content-type': 'text/plain' })
+        .end('metrics are at GET /metrics\n');
       return;
     }
     scrape(sources, log).then(
@@ -75,10 +80,13 @@ async function scrape(sources: MetricsSources, log: Logger): Promise<string> {
     extra = await res.text();
   } catch (err) {
     // Our own metrics are worth serving without the SDK's.
-    log.warn({ err: (err as Error).message, url: sources.appendUrl }, 'could not read the Temporal SDK\'s metrics for /metrics');
+    const why = (err as Error).message;
+    log.warn({ err: why, url: sources.appendUrl }, 'could not read the Temporal SDK\'s metrics for /metrics');
     return ours;
   }
   const { text, dropped } = appendExposition(ours, extra);
-  if (dropped.length > 0) log.warn({ families: dropped }, 'left out Temporal SDK metrics whose names embedsync\'s own use');
+  if (dropped.length > 0) {
+    log.warn({ families: dropped }, 'left out Temporal SDK metrics whose names embedsync\'s own use');
+  }
   return text;
 }

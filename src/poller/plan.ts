@@ -49,9 +49,16 @@ export function planBatches(rows: readonly OutboxRow[], batchSize: (pipeline: st
 }
 
 // The instance id enters the digest so that two databases sharing a namespace never collide.
-function makeBatch(instanceId: string, pipeline: string, keys: string[], sweep: boolean, rows: OutboxRow[]): PlannedBatch {
+function makeBatch(
+  instanceId: string,
+  pipeline: string,
+  keys: string[],
+  sweep: boolean,
+  rows: OutboxRow[],
+): PlannedBatch {
   const sorted = rows.map((r) => r.id).sort((a, b) => a - b);
   const digest = createHash('sha1').update(`${instanceId}:${sorted.join(',')}`).digest('hex').slice(0, 8);
   const enqueuedAt = new Date(Math.min(...rows.map((r) => r.enqueuedAt.getTime())));
-  return { workflowId: syncWorkflowId(pipeline, sorted[0] ?? 0, digest), pipeline, keys, sweep, outboxIds: sorted, enqueuedAt };
+  const workflowId = syncWorkflowId(pipeline, sorted[0] ?? 0, digest);
+  return { workflowId, pipeline, keys, sweep, outboxIds: sorted, enqueuedAt };
 }

@@ -16,7 +16,9 @@ export interface TemporalRuntimeOptions {
 /** Installs the SDK's process-wide runtime once; later calls change nothing. */
 export async function installTemporalRuntime(log: Logger, options: TemporalRuntimeOptions = {}): Promise<void> {
   if (installed) {
-    if (options.metrics && !sdkMetricsUrl) log.warn('the Temporal SDK runtime was installed without metrics; /metrics will lack them');
+    if (options.metrics && !sdkMetricsUrl) {
+      log.warn('the Temporal SDK runtime was installed without metrics; /metrics will lack them');
+    }
     return;
   }
   installed = true;

@@ -74,7 +74,8 @@ export async function createWorker(deps: WorkerDeps): Promise<EmbedsyncWorker> {
     workers,
     metrics,
     serveMetrics: async (listen) => {
-      server ??= await serveMetrics(listen, { registry: metrics.registry, appendUrl: temporalSdkMetricsUrl() }, deps.log);
+      const sources = { registry: metrics.registry, appendUrl: temporalSdkMetricsUrl() };
+      server ??= await serveMetrics(listen, sources, deps.log);
       return server.url;
     },
     run: async () => {

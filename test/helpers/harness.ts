@@ -66,7 +66,10 @@ export interface Harness {
 }
 
 /** temporalMetrics: have the Temporal SDK export its metrics (once per process, so per test file). */
-export async function startHarness(label: string, opts: { pollers?: number; temporalMetrics?: boolean } = {}): Promise<Harness> {
+export async function startHarness(
+  label: string,
+  opts: { pollers?: number; temporalMetrics?: boolean } = {},
+): Promise<Harness> {
   const env = readEnv();
   const log = createLogger({ logLevel: env.logLevel, logFormat: 'json' }, `test-${label}`);
   const db = await createTestDatabase(label);

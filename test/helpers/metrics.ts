@@ -2,7 +2,11 @@
 import type { Registry } from 'prom-client';
 
 /** The sum of `series` (a metric, or a histogram's name_count / name_sum) whose labels include `labels`. */
-export async function seriesValue(registries: Registry[], series: string, labels: Record<string, string> = {}): Promise<number> {
+export async function seriesValue(
+  registries: Registry[],
+  series: string,
+  labels: Record<string, string> = {},
+): Promise<number> {
   const metric = series.replace(/_(count|sum|bucket)$/, '');
   let total = 0;
   for (const registry of registries) {

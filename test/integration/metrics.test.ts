@@ -6,7 +6,9 @@ import { after, before, describe, it } from 'node:test';
 import { startBackfill } from '../../src/backfill/start.js';
 import { getPipeline } from '../../src/db/catalog.js';
 import { familyNames } from '../../src/metrics/exposition.js';
-import { applyPipeline, PRODUCTS_TABLE, productsPipeline, startHarness, uniqueName, type Harness } from '../helpers/harness.js';
+import {
+  applyPipeline, PRODUCTS_TABLE, productsPipeline, startHarness, uniqueName, type Harness,
+} from '../helpers/harness.js';
 import { waitFor } from '../helpers/wait.js';
 
 let h: Harness;
@@ -73,12 +75,15 @@ describe('metrics', () => {
     const long = 'A tent pole section that is long enough to need several chunks. '.repeat(20);
     const { rows } = await h.db.pool.query<{ id: string }>(
       `insert into products (name, description, category, price) values
-         ('Stove', 'Canister stove', 'outdoor', 50), ('Lantern', 'LED lantern', 'outdoor', 30), ('Poles', $1, 'outdoor', 20)
+         ('Stove', 'Canister stove', 'outdoor', 50), ('Lantern', 'LED lantern', 'outdoor', 30),
+         ('Poles', $1, 'outdoor', 20)
        returning id::text`,
       [long],
     );
     const pks = rows.map((r) => r.id);
-    const mug = (await h.db.pool.query<{ id: string }>(`insert into products (name, description) values ('Mug', 'Enamel mug') returning id::text`)).rows;
+    const mug = (await h.db.pool.query<{ id: string }>(
+      `insert into products (name, description) values ('Mug', 'Enamel mug') returning id::text`,
+    )).rows;
     const written = await waitFor('the rows\' vectors', async () => {
       const n = await vectorCount('products_embeddings', pks);
       return n.rows === 3 && (await outboxSize()) === 0 ? n : false;
@@ -86,16 +91,18 @@ describe('metrics', () => {
     // The fourth row's write may still be on its way: wait for the counters rather than sleep.
     const after = await waitFor('the counters to reach the database\'s count', async () => {
       const { samples } = await scrape(workerUrl);
-      const grown = value(samples, 'embedsync_rows_written_total', { ...p, outcome: 'written' }) - value(before, 'embedsync_rows_written_total', { ...p, outcome: 'written' });
-      return grown === 4 ? samples : false;
+      const written = (s: Sample[]) => value(s, 'embedsync_rows_written_total', { ...p, outcome: 'written' });
+      return written(samples) - written(before) === 4 ? samples : false;
     });
-    const grew = (name: string, labels: Record<string, string> = p) => value(after, name, labels) - value(before, name, labels);
+    const grew = (name: string, labels: Record<string, string> = p) =>
+      value(after, name, labels) - value(before, name, labels);
     const all = await vectorCount('products_embeddings', [...pks, ...mug.map((r) => r.id)]);
     assert.ok(written.chunks > 3, 'the long row makes several chunks');
     assert.equal(grew('embedsync_chunks_written_total'), all.chunks);
     assert.equal(grew('embedsync_tokens_embedded_total', { ...p, provider: 'offline' }), h.provider.tokens);
     assert.ok(h.provider.tokens > 0);
-    assert.equal(grew('embedsync_provider_requests_total', { ...p, provider: 'offline', outcome: 'ok' }), h.provider.requests);
+    const ok = { ...p, provider: 'offline', outcome: 'ok' };
+    assert.equal(grew('embedsync_provider_requests_total', ok), h.provider.requests);
     assert.ok(h.provider.requests > 0);
     // At least one sync (the two statements may share one), each observed once, on the database's clock.
     const syncs = grew('embedsync_sync_latency_seconds_count');
@@ -108,7 +115,8 @@ describe('metrics', () => {
     // Every SDK and process metric the dashboard charts, under the name the SDK really uses. The SDK
     // exports a metric once it first records it (a workflow completing just after its write, say).
     const dashboard = readFileSync(new URL('../../docs/grafana/embedsync.json', import.meta.url), 'utf8');
-    const charted = new Set([...dashboard.matchAll(/\b(?:temporal|process|nodejs)_[a-z0-9_]+/g)].map((m) => m[0].replace(/_bucket$/, '')));
+    const names = [...dashboard.matchAll(/\b(?:temporal|process|nodejs)_[a-z0-9_]+/g)].map((m) => m[0]);
+    const charted = new Set(names.map((name) => name.replace(/_bucket$/, '')));
     assert.ok(charted.size >= 5);
     let missing: string[] = [];
     const { text, samples } = await waitFor('the charted SDK metrics', async () => {
@@ -134,20 +142,25 @@ describe('metrics', () => {
     assert.equal(value(samples, 'embedsync_outbox_oldest_change_age_seconds', { pipeline: 'products' }), 0);
     await h.db.pool.query(`update embedsync.pipelines set sync_paused = true where name = 'products'`);
     try {
-      await h.db.pool.query(`insert into products (name, description) select 'Held ' || g, 'Waits' from generate_series(1, 5) g`);
+      await h.db.pool.query(
+        `insert into products (name, description) select 'Held ' || g, 'Waits' from generate_series(1, 5) g`,
+      );
       samples = await waitFor('an aged backlog', async () => {
         const { samples } = await scrape(pollerUrl);
-        return value(samples, 'embedsync_outbox_oldest_change_age_seconds', { pipeline: 'products' }) > 0 ? samples : false;
+        const age = value(samples, 'embedsync_outbox_oldest_change_age_seconds', { pipeline: 'products' });
+        return age > 0 ? samples : false;
       });
       assert.equal(value(samples, 'embedsync_outbox_backlog', { pipeline: 'products' }), 5);
     } finally {
       await h.db.pool.query(`update embedsync.pipelines set sync_paused = false where name = 'products'`);
     }
-    await waitFor('the backlog to drain', async () => value((await scrape(pollerUrl)).samples, 'embedsync_outbox_backlog', { pipeline: 'products' }) === 0);
+    await waitFor('the backlog to drain', async () =>
+      value((await scrape(pollerUrl)).samples, 'embedsync_outbox_backlog', { pipeline: 'products' }) === 0);
   });
 
   it('the poller reports each pipeline\'s dead letters', async () => {
-    const count = async () => value((await scrape(pollerUrl)).samples, 'embedsync_dead_letters', { pipeline: 'products' });
+    const count = async () =>
+      value((await scrape(pollerUrl)).samples, 'embedsync_dead_letters', { pipeline: 'products' });
     assert.ok(has((await scrape(pollerUrl)).samples, 'embedsync_dead_letters', { pipeline: 'products' }));
     const base = await count();
     const { rows } = await h.db.pool.query<{ id: number }>(
@@ -165,17 +178,21 @@ describe('metrics', () => {
   it('a backfill\'s progress shows on the poller, and its rows on the worker, without a sync latency', async () => {
     const name = uniqueName('shelf');
     await h.db.pool.query(`create table ${name} (id bigint primary key, name text, description text)`);
-    await h.db.pool.query(`insert into ${name} select g, 'Shelf item ' || g, 'Kept on shelf ' || g from generate_series(1, 40) g`);
+    await h.db.pool.query(
+      `insert into ${name} select g, 'Shelf item ' || g, 'Kept on shelf ' || g from generate_series(1, 40) g`,
+    );
     await applyPipeline(h, productsPipeline({ name, source: { table: name }, metadata: [], batchSize: 10 }));
     const before = (await scrape(workerUrl)).samples;
-    const handle = await startBackfill(h.client, await getPipeline(h.db.pool, name), { taskQueue: h.taskQueue, instanceId: h.instanceId, rows: 40 });
+    const options = { taskQueue: h.taskQueue, instanceId: h.instanceId, rows: 40 };
+    const handle = await startBackfill(h.client, await getPipeline(h.db.pool, name), options);
     await handle.result();
     const progress = (await scrape(pollerUrl)).samples;
     assert.equal(value(progress, 'embedsync_backfill_synced_rows', { pipeline: name }), 40);
     assert.equal(value(progress, 'embedsync_backfill_total_rows', { pipeline: name }), 40);
     const after = (await scrape(workerUrl)).samples;
     const labels = { pipeline: name, outcome: 'written' };
-    assert.equal(value(after, 'embedsync_rows_written_total', labels) - value(before, 'embedsync_rows_written_total', labels), 40);
+    const written = (s: Sample[]) => value(s, 'embedsync_rows_written_total', labels);
+    assert.equal(written(after) - written(before), 40);
     assert.equal(value(after, 'embedsync_sync_latency_seconds_count', { pipeline: name }), 0);
   });
 

@@ -24,13 +24,21 @@ async function insert(table: string, title: string, body: string): Promise<strin
 
 const requestsWith = (text: string) => h.mock.requests.filter((r) => r.inputs.some((i) => i.includes(text)));
 
+type Outcomes = Record<'ok' | 'rate_limited' | 'retryable' | 'refused', number>;
+
 /** The worker's embedsync_provider_requests_total of the oa pipeline, by outcome. */
-async function oaRequests(): Promise<Record<'ok' | 'rate_limited' | 'retryable' | 'refused', number>> {
-  const count = (outcome: string) => seriesValue(h.metrics, 'embedsync_provider_requests_total', { pipeline: 'oa', provider: 'openai', outcome });
-  return { ok: await count('ok'), rate_limited: await count('rate_limited'), retryable: await count('retryable'), refused: await count('refused') };
+async function oaRequests(): Promise<Outcomes> {
+  const count = (outcome: string) =>
+    seriesValue(h.metrics, 'embedsync_provider_requests_total', { pipeline: 'oa', provider: 'openai', outcome });
+  return {
+    ok: await count('ok'),
+    rate_limited: await count('rate_limited'),
+    retryable: await count('retryable'),
+    refused: await count('refused'),
+  };
 }
 
-async function assertCounted(before: Awaited<ReturnType<typeof oaRequests>>, grown: Partial<Awaited<ReturnType<typeof oaRequests>>>): Promise<void> {
+async function assertCounted(before: Outcomes, grown: Partial<Outcomes>): Promise<void> {
   const after = await oaRequests();
   const delta = Object.fromEntries(Object.entries(after).map(([k, v]) => [k, v - before[k as keyof typeof before]]));
   assert.deepEqual(delta, { ok: 0, rate_limited: 0, retryable: 0, refused: 0, ...grown });

@@ -17,7 +17,8 @@ interface Dashboard {
   templating: { list: { name: string; datasource?: { uid?: string }; definition?: string }[] };
 }
 
-const dashboard = JSON.parse(readFileSync(new URL('../../docs/grafana/embedsync.json', import.meta.url), 'utf8')) as Dashboard;
+const file = new URL('../../docs/grafana/embedsync.json', import.meta.url);
+const dashboard = JSON.parse(readFileSync(file, 'utf8')) as Dashboard;
 const panels = dashboard.panels.flatMap((p) => [p, ...(p.panels ?? [])]).filter((p) => p.type !== 'row');
 const queries = [
   ...panels.flatMap((p) => (p.targets ?? []).map((t) => t.expr ?? '')),
@@ -43,7 +44,8 @@ function metricOf(series: string, registered: Map<string, string>): string {
 
 describe('the Grafana dashboard', () => {
   const registered = registeredMetrics();
-  const used = new Set(queries.flatMap((q) => [...q.matchAll(/\bembedsync_[a-z0-9_]+/g)].map((m) => metricOf(m[0], registered))));
+  const names = queries.flatMap((q) => [...q.matchAll(/\bembedsync_[a-z0-9_]+/g)].map((m) => m[0]));
+  const used = new Set(names.map((name) => metricOf(name, registered)));
 
   it('queries only embedsync metrics the code registers', () => {
     const unknown = [...used].filter((name) => !registered.has(name) && !PENDING.has(name));
@@ -63,7 +65,9 @@ describe('the Grafana dashboard', () => {
       for (const t of p.targets ?? []) assert.equal(t.datasource?.uid, '${DS_PROMETHEUS}', `panel "${p.title}"`);
       assert.ok((p.targets ?? []).length > 0, `panel "${p.title}" has no query`);
     }
-    for (const v of dashboard.templating.list) assert.equal(v.datasource?.uid, '${DS_PROMETHEUS}', `variable ${v.name}`);
+    for (const v of dashboard.templating.list) {
+      assert.equal(v.datasource?.uid, '${DS_PROMETHEUS}', `variable ${v.name}`);
+    }
   });
 
   it('takes rates of counters and quantiles of histograms, never their raw totals', () => {

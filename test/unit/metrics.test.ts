@@ -73,12 +73,19 @@ async function fakeExporter(body: string): Promise<{ url: string; close(): Promi
   const server = http.createServer((_req, res) => res.writeHead(200, { 'content-type': 'text/plain' }).end(body));
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
-  return { url: `http://127.0.0.1:${port}/metrics`, close: () => new Promise((resolve) => server.close(() => resolve())) };
+  const close = () => new Promise<void>((resolve) => server.close(() => resolve()));
+  return { url: `http://127.0.0.1:${port}/metrics`, close };
 }
 
 function registryWithCounter(): Registry {
   const registry = new Registry();
-  new Counter({ name: 'embedsync_x_total', help: 'x', labelNames: ['pipeline'], registers: [registry] }).inc({ pipeline: 'a' });
+  const counter = new Counter({
+    name: 'embedsync_x_total',
+    help: 'x',
+    labelNames: ['pipeline'],
+    registers: [registry],
+  });
+  counter.inc({ pipeline: 'a' });
   return registry;
 }
 
@@ -100,7 +107,8 @@ describe('the /metrics server', () => {
 
   it('appends the Temporal SDK\'s metrics, and serves its own when the SDK does not answer', async () => {
     const sdk = await fakeExporter(SDK);
-    const server = await serveMetrics({ host: '127.0.0.1', port: 0 }, { registry: registryWithCounter(), appendUrl: sdk.url }, log);
+    const sources = { registry: registryWithCounter(), appendUrl: sdk.url };
+    const server = await serveMetrics({ host: '127.0.0.1', port: 0 }, sources, log);
     try {
       const text = await (await fetch(server.url)).text();
       assert.match(text, /^temporal_request\{operation="Poll"\} 3$/m);
@@ -121,7 +129,8 @@ describe('the /metrics server', () => {
     const first = await serveMetrics({ host: '127.0.0.1', port: 0 }, { registry: new Registry() }, log);
     try {
       const port = Number(new URL(first.url).port);
-      await assert.rejects(serveMetrics({ host: '127.0.0.1', port }, { registry: new Registry() }, log), { code: 'EADDRINUSE' });
+      const second = serveMetrics({ host: '127.0.0.1', port }, { registry: new Registry() }, log);
+      await assert.rejects(second, { code: 'EADDRINUSE' });
     } finally {
       await first.close();
     }
@@ -135,7 +144,9 @@ describe('the metrics environment', () => {
   });
 
   it('takes other ports and a host, and 0 for off', () => {
-    const env = readEnv({ EMBEDSYNC_WORKER_METRICS_PORT: '9470', EMBEDSYNC_POLLER_METRICS_PORT: '0', EMBEDSYNC_METRICS_HOST: '127.0.0.1' });
+    const env = readEnv({
+      EMBEDSYNC_WORKER_METRICS_PORT: '9470', EMBEDSYNC_POLLER_METRICS_PORT: '0', EMBEDSYNC_METRICS_HOST: '127.0.0.1',
+    });
     assert.deepEqual(env.metrics, { host: '127.0.0.1', workerPort: 9470, pollerPort: 0 });
     assert.equal(readEnv({ EMBEDSYNC_WORKER_METRICS_PORT: '' }).metrics.workerPort, 9464, 'empty is unset, not off');
   });

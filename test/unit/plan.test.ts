@@ -47,8 +47,10 @@ describe('planning batches from claimed outbox rows', () => {
   });
 
   it('dates each batch by the earliest change it carries, for the commit → vector latency', () => {
-    const batches = planBatches([row(1, 'a', 'x'), row(2, 'a', 'y'), row(3, 'a', 'x', 'U'), row(4, 'b', 'z')], size(1), 'i');
-    const of = (pipeline: string, key: string) => batches.find((b) => b.pipeline === pipeline && b.keys[0] === key)?.enqueuedAt;
+    const rows = [row(1, 'a', 'x'), row(2, 'a', 'y'), row(3, 'a', 'x', 'U'), row(4, 'b', 'z')];
+    const batches = planBatches(rows, size(1), 'i');
+    const of = (pipeline: string, key: string) =>
+      batches.find((b) => b.pipeline === pipeline && b.keys[0] === key)?.enqueuedAt;
     assert.deepEqual(of('a', 'x'), row(3, 'a', 'x').enqueuedAt);
     assert.deepEqual(of('a', 'y'), row(2, 'a', 'y').enqueuedAt);
     assert.deepEqual(of('b', 'z'), row(4, 'b', 'z').enqueuedAt);
