@@ -1,5 +1,6 @@
 import type { Pool } from '../src/db/pool.js';
 import type { Logger } from '../src/log.js';
+import type { WorkerMetrics } from '../src/metrics/worker.js';
 import type { RatePlan } from '../src/providers/rate-plan.js';
 import type { ProviderRegistry } from '../src/providers/types.js';
 
@@ -9,4 +10,6 @@ export interface ActivityDeps {
   log: Logger;
   /** The rate plan each provider's requests follow now; none: requests go unpaced. */
   rates?: { plan(provider: string): RatePlan | undefined };
+  /** Where the activities count what they do (src/metrics/worker.ts); none: nothing is counted. */
+  metrics?: Omit<WorkerMetrics, 'registry'>;
 }

@@ -5,11 +5,12 @@
 // requests- or tokens-per-minute limit each request first takes its turn from the provider's shared
 // buckets and waits for it (src/providers/rate-buckets.ts); a 429 holds the whole fleet back for as long
 // as the provider asked. The requests-per-minute limit also paces the activities themselves
-// (src/providers/rate-plan.ts). An input the
-// provider refuses is isolated by bisection (src/providers/isolate.ts); its row goes to
-// embedsync.dead_letters with the error, its staged chunks are dropped, and its staged row becomes
-// 'keep', so the write stage leaves the row's existing vectors (of its previous content, if any) as
-// they are while the rest of the batch is written. The row is tried again when its content changes.
+// (src/providers/rate-plan.ts). Requests, tokens and waits are counted in the worker's metrics
+// (src/metrics/worker.ts). An input the provider refuses is isolated by bisection
+// (src/providers/isolate.ts); its row goes to embedsync.dead_letters with the error, its staged chunks
+// are dropped, and its staged row becomes 'keep', so the write stage leaves the row's existing vectors
+// (of its previous content, if any) as they are while the rest of the batch is written. The row is
+// tried again when its content changes.
 import { Context } from '@temporalio/activity';
 import { toSql } from 'pgvector';
 import { countCharacters, countTokens, estimateTokens } from '../src/chunking/tokens.js';
@@ -23,8 +24,9 @@ import { nextRequest } from '../src/providers/requests.js';
 import { recordFailure, recordSuccess } from '../src/providers/health.js';
 import { hasBuckets, holdBack, MAX_TURN_WAIT_MS, takeTurn, type Buckets } from '../src/providers/rate-buckets.js';
 import { getProvider } from '../src/providers/types.js';
+import type { RequestOutcome } from '../src/metrics/worker.js';
 import type { ActivityDeps } from './deps.js';
-import { classified, DimensionMismatchError, isRetryable } from './errors.js';
+import { classified, DimensionMismatchError, isRetryable, requestOutcome } from './errors.js';
 import type { BatchRef, EmbedResult } from './types.js';
 
 export interface EmbedInput extends BatchRef {
@@ -47,7 +49,7 @@ interface PendingChunk { pk: string; chunk_index: number; chunk: string; id: str
 // Heartbeats while a request is in flight, so a slow provider is not mistaken for a dead worker.
 const HEARTBEAT_EVERY_MS = 5000;
 
-export function createEmbedBatch({ pool, providers, log, rates }: ActivityDeps) {
+export function createEmbedBatch({ pool, providers, log, rates, metrics }: ActivityDeps) {
   return async function embedBatch(input: EmbedInput): Promise<EmbedBatchResult> {
     return classified(async () => {
       const { pipeline, batchId } = input;
@@ -83,19 +85,34 @@ export function createEmbedBatch({ pool, providers, log, rates }: ActivityDeps) 
         if (chunks.some((c) => c.size > facts.maxInputSize)) {
           throw new InvalidInputError(provider.name, `a chunk is longer than ${embedding.model} takes (${facts.maxInputSize} ${facts.unit}); it was not sent, so it could not be cut short`);
         }
-        if (buckets) await awaitTurn(pool, provider.name, chunks.reduce((sum, c) => sum + c.tokens, 0), buckets);
+        if (buckets) {
+          const waitMs = await awaitTurn(pool, provider.name, chunks.reduce((sum, c) => sum + c.tokens, 0), buckets);
+          metrics?.rateBucketWait.observe({ provider: provider.name }, waitMs / 1000);
+        }
         result.requests += 1;
         const request = provider.embed({
           model: embedding.model, dimensions: embedding.dimensions, inputType: 'document', texts: chunks.map((c) => c.chunk), embedding, signal: ctx.cancellationSignal,
         });
         const heartbeat = setInterval(() => ctx.heartbeat(result), HEARTBEAT_EVERY_MS);
-        const { vectors, tokens } = await request.catch(failed).finally(() => clearInterval(heartbeat));
+        const counted = (outcome: RequestOutcome): void =>
+          metrics?.providerRequests.inc({ pipeline: p.name, provider: provider.name, outcome });
+        const { vectors, tokens } = await request
+          .then((response) => {
+            counted('ok');
+            return response;
+          }, (err: unknown) => {
+            // A request this activity cancelled got no answer to count.
+            if (!ctx.cancellationSignal.aborted) counted(requestOutcome(err));
+            return failed(err);
+          })
+          .finally(() => clearInterval(heartbeat));
         const wrong = vectors.find((v) => v.length !== embedding.dimensions);
         if (wrong || vectors.length !== chunks.length) await failed(new DimensionMismatchError(embedding.dimensions, wrong?.length ?? -1));
         await health(recordSuccess(pool, p.name));
         await storeVectors(pool, batchId, chunks, vectors);
         result.embedded += chunks.length;
         result.tokens += tokens;
+        metrics?.tokensEmbedded.inc({ pipeline: p.name, provider: provider.name }, tokens);
         ctx.heartbeat(result);
       };
       let queue = pending;
@@ -129,13 +146,14 @@ export function createEmbedBatch({ pool, providers, log, rates }: ActivityDeps) 
  * Waits for the request's turn in the provider's shared buckets. A turn further off than an activity
  * should wait is not taken: the activity backs off (retried after that delay) instead.
  */
-async function awaitTurn(pool: Pool, provider: string, tokens: number, buckets: Buckets): Promise<void> {
+async function awaitTurn(pool: Pool, provider: string, tokens: number, buckets: Buckets): Promise<number> {
   const turn = await takeTurn(pool, provider, tokens, buckets);
   if (!turn.taken) {
     throw new RateLimitedError(provider, `the rate budget is taken for the next ${Math.round((turn.retryAfterMs + MAX_TURN_WAIT_MS) / 1000)} s; backing off`, turn.retryAfterMs);
   }
   // Cancellable; the activity heartbeats meanwhile (classified).
   if (turn.waitMs > 0) await Context.current().sleep(turn.waitMs);
+  return turn.waitMs;
 }
 
 /** The chunks still to embed, with their size in the model's unit and their token estimate. */

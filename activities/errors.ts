@@ -7,6 +7,7 @@ import {
   InvalidInputError, ModelUnavailableError, ProviderAuthError, ProviderRejectedError, ProviderUnavailableError,
   QuotaExhaustedError, RateLimitedError, RequestRefusedError,
 } from '../src/providers/errors.js';
+import type { RequestOutcome } from '../src/metrics/worker.js';
 import { rateLimitDelay } from '../src/providers/retry-hints.js';
 import { ProviderNotConfiguredError } from '../src/providers/types.js';
 
@@ -49,6 +50,13 @@ export function toFailure(err: unknown): unknown {
 export function isRetryable(err: unknown): boolean {
   const failure = toFailure(err);
   return !(failure instanceof ApplicationFailure && failure.nonRetryable);
+}
+
+/** How a failed provider request counts in embedsync_provider_requests_total: as it is retried. */
+export function requestOutcome(err: unknown): Exclude<RequestOutcome, 'ok'> {
+  if (err instanceof RateLimitedError) return 'rate_limited';
+  if (err instanceof Error && NON_RETRYABLE.some((type) => err instanceof type)) return 'refused';
+  return 'retryable';
 }
 
 /** Runs an activity body, turning its errors into the failures above. */

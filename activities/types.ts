@@ -40,6 +40,11 @@ export interface EmbedResult {
 export interface WriteInput extends BatchRef {
   /** Also remove vectors of every row no longer in the source (a TRUNCATE was captured). */
   sweep: boolean;
+  /**
+   * When the batch's earliest change entered the outbox (ISO 8601), for the commit → vector latency
+   * metric; absent for backfills, and in syncs started before it existed.
+   */
+  enqueuedAt?: string;
 }
 
 export interface WriteResult {

@@ -12,15 +12,18 @@ import { keyMatches, readSourceRows } from '../src/db/source.js';
 import type { Pipeline } from '../src/db/catalog.js';
 import type { ActivityDeps } from './deps.js';
 import { classified } from './errors.js';
+import type { WriteOutcome } from '../src/metrics/worker.js';
 import type { WriteInput, WriteResult } from './types.js';
 
 interface StagedRow { pk: string; action: 'embed' | 'keep' | 'delete'; content_hash: string | null; generation: number }
 
-export function createWriteBatch({ pool, log }: ActivityDeps) {
-  return async function writeBatch({ pipeline, batchId, sweep, generation }: WriteInput): Promise<WriteResult> {
-    return classified(() =>
+export function createWriteBatch({ pool, log, metrics }: ActivityDeps) {
+  return async function writeBatch(input: WriteInput): Promise<WriteResult> {
+    const { pipeline, batchId, sweep, generation, enqueuedAt } = input;
+    const { result, chunks, latency } = await classified(() =>
       withTransaction(pool, async (client) => {
         const result: WriteResult = { written: 0, metadataUpdated: 0, deleted: 0, stale: 0, swept: 0 };
+        let chunks = 0;
         // Shared with other writers of the pipeline; a swap takes it for update to switch generations.
         const p = atGeneration(await getPipeline(client, pipeline, 'for share'), generation);
         const { rows: staged } = await client.query<StagedRow>(
@@ -30,7 +33,7 @@ export function createWriteBatch({ pool, log }: ActivityDeps) {
         if (!p) {
           // The generation this batch was for has been swapped out (or abandoned): nothing to write.
           await clearStaging(client, pipeline, batchId);
-          return { ...result, stale: staged.length };
+          return { result: { ...result, stale: staged.length }, chunks, latency: undefined };
         }
         await lockPipeline(client, p.name, sweep ? 'exclusive' : 'shared');
         await lockKeys(client, p.name, staged.map((r) => r.pk));
@@ -57,7 +60,7 @@ export function createWriteBatch({ pool, log }: ActivityDeps) {
           result.deleted = remove.length;
         }
         if (replace.length > 0) {
-          await client.query(
+          const inserted = await client.query(
             `insert into ${table} (pk, chunk_index, embedding, chunk, metadata, content_hash, generation)
              select c.pk, c.chunk_index, c.embedding, c.chunk, s.metadata, s.hash, $2
                from embedsync.staged_chunks c
@@ -66,6 +69,7 @@ export function createWriteBatch({ pool, log }: ActivityDeps) {
             [batchId, p.generation, replace, metadata(replace), replace.map((k) => fresh.get(k)?.contentHash)],
           );
           result.written = replace.length;
+          chunks = inserted.rowCount ?? 0;
         }
         // Keys now in step are no longer dead letters: embedded, or gone, or found unchanged after a
         // whole-batch failure. A row refused in this very batch is 'keep' and keeps its letter.
@@ -88,10 +92,37 @@ export function createWriteBatch({ pool, log }: ActivityDeps) {
         if (sweep) result.swept = await sweepDeleted(client, p);
         await clearStaging(client, pipeline, batchId);
         log.info({ pipeline, batch: batchId, ...result }, 'batch written');
-        return result;
+        const latency = enqueuedAt === undefined ? undefined : await latencyClock(client, enqueuedAt);
+        return { result, chunks, latency };
       }),
     );
+    if (metrics) {
+      for (const [field, outcome] of Object.entries(WRITE_OUTCOMES) as [keyof WriteResult, WriteOutcome][]) {
+        if (result[field] > 0) metrics.rowsWritten.inc({ pipeline, outcome }, result[field]);
+      }
+      if (chunks > 0) metrics.chunksWritten.inc({ pipeline }, chunks);
+      if (latency) metrics.syncLatency.observe({ pipeline }, latency.seconds());
+    }
+    return result;
   };
+}
+
+const WRITE_OUTCOMES: Record<keyof WriteResult, WriteOutcome> = {
+  written: 'written', metadataUpdated: 'metadata_updated', deleted: 'deleted', stale: 'stale', swept: 'swept',
+};
+
+/**
+ * Seconds from `enqueuedAt` to the commit: the age on the database's clock (which stamped enqueued_at)
+ * just before commit, plus this process's time from then, so that no two clocks are compared.
+ */
+async function latencyClock(client: PoolClient, enqueuedAt: string): Promise<{ seconds(): number }> {
+  const { rows } = await client.query<{ age: number }>(
+    'select extract(epoch from clock_timestamp() - $1::timestamptz)::float8 as age',
+    [enqueuedAt],
+  );
+  const age = rows[0]?.age ?? 0;
+  const then = performance.now();
+  return { seconds: () => Math.max(0, age + (performance.now() - then) / 1000) };
 }
 
 /** The batch has ended: its staged data and the record of its failed stages go, with its write. */

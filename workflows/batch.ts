@@ -24,6 +24,8 @@ export interface Batch {
   sweep: boolean;
   /** Absent: the live generation. */
   generation?: number;
+  /** A sync's earliest outbox entry (ISO 8601), passed to the write for the latency metric. */
+  enqueuedAt?: string;
 }
 
 export async function processBatch(batch: Batch, embedTaskQueue: string): Promise<BatchOutcome> {
@@ -53,7 +55,8 @@ export async function processBatch(batch: Batch, embedTaskQueue: string): Promis
     }
   }
   const summary = batch.sweep ? `Remove vectors of truncated rows of ${of}` : writeSummary(fetched, of);
-  const written = await db.writeBatch.executeWithOptions({ summary }, [{ ...ref, sweep: batch.sweep }]);
+  const measured = batch.enqueuedAt === undefined ? {} : { enqueuedAt: batch.enqueuedAt };
+  const written = await db.writeBatch.executeWithOptions({ summary }, [{ ...ref, sweep: batch.sweep, ...measured }]);
   return { ...written, embedded, tokens };
 }
 

@@ -20,6 +20,8 @@ export interface SyncInput {
   embedTaskQueue: string;
   /** The generations to write: the live one, and the pending one while a re-embed builds it. */
   targets?: SyncTarget[];
+  /** When the batch's earliest change entered the outbox (ISO 8601): the write measures the latency from it. */
+  enqueuedAt?: string;
 }
 
 export interface SyncResult extends WriteResult {
@@ -50,12 +52,19 @@ export async function syncChanges(input: SyncInput): Promise<SyncResult> {
 async function sync(input: SyncInput): Promise<SyncResult> {
   const id = workflowInfo().workflowId;
   const base = { pipeline: input.pipeline, keys: input.keys, sweep: input.sweep };
+  // Only the live table's write measures latency, so a sync counts once during a re-embed too.
+  const measured = input.enqueuedAt === undefined ? {} : { enqueuedAt: input.enqueuedAt };
   if (!input.targets || input.targets.length === 0) {
-    return { ...(await processBatch({ ...base, batchId: id }, input.embedTaskQueue)), keys: input.keys.length };
+    const outcome = await processBatch({ ...base, ...measured, batchId: id }, input.embedTaskQueue);
+    return { ...outcome, keys: input.keys.length };
   }
   // During a re-embed, each change is written to the live table and to the one being built.
   const outcomes = await Promise.all(
-    input.targets.map((t, i) => processBatch({ ...base, batchId: i === 0 ? id : `${id}:g${t.generation}`, generation: t.generation }, t.embedTaskQueue)),
+    input.targets.map((t, i) => {
+      const batchId = i === 0 ? id : `${id}:g${t.generation}`;
+      const batch = { ...base, ...(i === 0 ? measured : {}), batchId, generation: t.generation };
+      return processBatch(batch, t.embedTaskQueue);
+    }),
   );
   const live = outcomes[0] as BatchOutcome;
   return { ...live, keys: input.keys.length, embedded: sum(outcomes, 'embedded'), tokens: sum(outcomes, 'tokens') };

@@ -16,6 +16,16 @@ export class UserError extends Error {
   override name = 'UserError';
 }
 
+/** The one line for a /metrics port that cannot be had, naming the variable that chose it. */
+export const metricsPortError = (variable: string) => (err: unknown): never => {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === 'EADDRINUSE' || code === 'EACCES') {
+    const message = (err as Error).message;
+    throw new UserError(`cannot serve metrics: ${message}; set ${variable} to a free port, or 0 to turn metrics off`);
+  }
+  throw err;
+};
+
 /** Runs a command's body; exits 1 with one line on failure (set DEBUG=embedsync for the stack). */
 export function runMain(body: (env: Env) => Promise<void>): void {
   let env: Env;

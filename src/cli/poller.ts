@@ -6,13 +6,21 @@ import { createLogger } from '../log.js';
 import { Poller, DEFAULT_POLLER_OPTIONS } from '../poller/poller.js';
 import { ensureSearchAttributes } from '../stack/index.js';
 import { connectClient, temporalAddress } from '../temporal/connect.js';
-import { databaseUrl, runMain } from './common.js';
+import { databaseUrl, metricsPortError, runMain } from './common.js';
 
 const opts = new Command('poller')
   .description('Run an embedsync poller: claims outbox rows and starts one sync workflow per batch. Several may run at once.')
   .option('--claim-limit <n>', 'most outbox rows one claim takes', (v) => Number.parseInt(v, 10), DEFAULT_POLLER_OPTIONS.claimLimit)
   .option('--interval <ms>', 'how often to look for changes (a NOTIFY on embedsync_outbox wakes it sooner)', (v) => Number.parseInt(v, 10), DEFAULT_POLLER_OPTIONS.fallbackIntervalMs)
-  .addHelpText('after', '\nEnvironment: DATABASE_URL, TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, EMBEDSYNC_TASK_QUEUE (see `npm run worker -- --help`).')
+  .addHelpText('after', `
+Environment: DATABASE_URL, TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, EMBEDSYNC_TASK_QUEUE
+(see \`npm run worker -- --help\`).
+
+Metrics (Prometheus: outbox backlog, dead letters, backfill progress, read from Postgres at each scrape):
+  EMBEDSYNC_POLLER_METRICS_PORT
+                        /metrics port (default 9465; 0: off). Each poller on one host needs its own
+  EMBEDSYNC_METRICS_HOST
+                        address to listen on (default 0.0.0.0: reachable by a Prometheus elsewhere)`)
   .parse()
   .opts<{ claimLimit: number; interval: number }>();
 
@@ -24,8 +32,13 @@ runMain(async (env) => {
   const { client: temporal, connection } = await connectClient(env);
   await ensureSearchAttributes(connection, env.temporalNamespace);
   const poller = new Poller({ pool, databaseUrl: url, temporal, taskQueue: env.taskQueue, log }, { claimLimit: opts.claimLimit, fallbackIntervalMs: opts.interval });
+  const metricsPort = env.metrics.pollerPort;
+  const metrics = metricsPort === 0
+    ? undefined
+    : await poller.serveMetrics({ host: env.metrics.host, port: metricsPort })
+      .catch(metricsPortError('EMBEDSYNC_POLLER_METRICS_PORT'));
   poller.start();
-  log.info({ temporal: temporalAddress(env), taskQueue: env.taskQueue }, 'poller running');
+  log.info({ temporal: temporalAddress(env), taskQueue: env.taskQueue, metrics }, 'poller running');
   await new Promise<void>((resolve) => {
     process.once('SIGTERM', resolve);
     process.once('SIGINT', resolve);

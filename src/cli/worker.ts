@@ -8,7 +8,7 @@ import { createProviders } from '../providers/index.js';
 import { temporalAddress } from '../temporal/connect.js';
 import { connectWorker } from '../worker/connect.js';
 import { createWorker } from '../worker/worker.js';
-import { databaseUrl, runMain } from './common.js';
+import { databaseUrl, metricsPortError, runMain } from './common.js';
 
 new Command('worker')
   .description('Run an embedsync worker: the sync workflows, their database stages, and the embedding activities.')
@@ -19,6 +19,12 @@ Environment:
   TEMPORAL_NAMESPACE    (default "default")
   EMBEDSYNC_TASK_QUEUE  (default "embedsync"); give each deployment sharing a namespace its own
   LOG_LEVEL, LOG_FORMAT json|pretty
+
+Metrics (Prometheus; the Temporal SDK's worker metrics come in the same scrape):
+  EMBEDSYNC_WORKER_METRICS_PORT
+                        /metrics port (default 9464; 0: off). Each worker on one host needs its own
+  EMBEDSYNC_METRICS_HOST
+                        address to listen on (default 0.0.0.0: reachable by a Prometheus elsewhere)
 
 Providers (credentials only from the environment):
   OPENAI_API_KEY        or the variable a pipeline names in embedding.apiKeyEnv
@@ -37,7 +43,8 @@ runMain(async (env) => {
   const log = createLogger(env, 'worker');
   const pool = createPool(databaseUrl(env), { max: 10, applicationName: 'embedsync-worker' });
   await migrate(pool);
-  const connection = await connectWorker(env, log);
+  const metricsPort = env.metrics.workerPort;
+  const connection = await connectWorker(env, log, { metrics: metricsPort !== 0 });
   const worker = await createWorker({
     connection,
     namespace: env.temporalNamespace,
@@ -47,7 +54,12 @@ runMain(async (env) => {
     log,
     cacheDir: path.resolve(env.home, 'cache'),
   });
-  log.info({ temporal: temporalAddress(env), namespace: env.temporalNamespace, taskQueue: env.taskQueue }, 'worker running');
+  const metrics = metricsPort === 0
+    ? undefined
+    : await worker.serveMetrics({ host: env.metrics.host, port: metricsPort })
+      .catch(metricsPortError('EMBEDSYNC_WORKER_METRICS_PORT'));
+  const where = { temporal: temporalAddress(env), namespace: env.temporalNamespace, taskQueue: env.taskQueue };
+  log.info({ ...where, metrics }, 'worker running');
   try {
     // The SDK shuts the workers down on SIGINT/SIGTERM; run() resolves once they have drained.
     await worker.run();

@@ -13,9 +13,21 @@ export const LOCAL_DEFAULTS = {
   home: '.embedsync',
 } as const;
 
+/** Where the /metrics endpoints listen unless told otherwise (README, "Watching it"). */
+export const METRICS_DEFAULTS = {
+  // Any interface: Prometheus scrapes from outside the container or pod. The endpoints carry counts and
+  // pipeline and provider names, never row data or secrets.
+  host: '0.0.0.0',
+  // 9464 is the port Temporal's and OpenTelemetry's Prometheus exporters use by convention.
+  workerPort: 9464,
+  pollerPort: 9465,
+} as const;
+
 export const localDatabaseUrl = (database: string = LOCAL_DEFAULTS.database): string =>
   `postgres://${LOCAL_DEFAULTS.postgresUser}@127.0.0.1:${LOCAL_DEFAULTS.postgresPort}/${database}`;
 
+// An empty variable is unset (the default), not port 0 (off).
+const port = z.preprocess((v) => (v === '' ? undefined : v), z.coerce.number().int().min(0).max(65535).optional());
 const envSchema = z.object({
   DATABASE_URL: z.string().min(1).optional(),
   TEMPORAL_ADDRESS: z.string().min(1).optional(),
@@ -27,6 +39,9 @@ const envSchema = z.object({
   LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
   LOG_FORMAT: z.enum(['json', 'pretty']).optional(),
   NODE_ENV: z.string().optional(),
+  EMBEDSYNC_METRICS_HOST: z.string().min(1).default(METRICS_DEFAULTS.host),
+  EMBEDSYNC_WORKER_METRICS_PORT: port.default(METRICS_DEFAULTS.workerPort),
+  EMBEDSYNC_POLLER_METRICS_PORT: port.default(METRICS_DEFAULTS.pollerPort),
 });
 
 export interface Env {
@@ -41,6 +56,8 @@ export interface Env {
   home: string;
   logLevel: z.infer<typeof envSchema>['LOG_LEVEL'];
   logFormat: 'json' | 'pretty';
+  /** Where the worker's and the poller's /metrics listen; a port of 0 turns that endpoint off. */
+  metrics: { host: string; workerPort: number; pollerPort: number };
 }
 
 export function readEnv(source: NodeJS.ProcessEnv = process.env): Env {
@@ -60,6 +77,11 @@ export function readEnv(source: NodeJS.ProcessEnv = process.env): Env {
     home: e.EMBEDSYNC_HOME,
     logLevel: e.LOG_LEVEL,
     logFormat: e.LOG_FORMAT ?? (e.NODE_ENV === 'production' || !process.stdout.isTTY ? 'json' : 'pretty'),
+    metrics: {
+      host: e.EMBEDSYNC_METRICS_HOST,
+      workerPort: e.EMBEDSYNC_WORKER_METRICS_PORT,
+      pollerPort: e.EMBEDSYNC_POLLER_METRICS_PORT,
+    },
   };
 }
 

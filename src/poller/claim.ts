@@ -7,12 +7,13 @@ export interface OutboxRow {
   pipeline: string;
   pk: string;
   op: 'I' | 'U' | 'D' | 'T';
+  enqueuedAt: Date;
 }
 
 /** Oldest changes first, skipping pipelines whose sync is paused. No cursor: ids commit out of order. */
 export async function claimOutboxBatch(client: PoolClient, limit: number): Promise<OutboxRow[]> {
   const { rows } = await client.query<OutboxRow>(
-    `select o.id, o.pipeline, o.pk, o.op
+    `select o.id, o.pipeline, o.pk, o.op, o.enqueued_at as "enqueuedAt"
        from embedsync.outbox o
       where not exists (select 1 from embedsync.pipelines p where p.name = o.pipeline and p.sync_paused)
       order by o.id

@@ -10,6 +10,8 @@ export interface PlannedBatch {
   sweep: boolean;
   /** The outbox rows this batch accounts for; deleted once its workflow has started. */
   outboxIds: number[];
+  /** When the earliest of those rows entered the outbox. */
+  enqueuedAt: Date;
 }
 
 /**
@@ -27,28 +29,36 @@ export function planBatches(rows: readonly OutboxRow[], batchSize: (pipeline: st
   const batches: PlannedBatch[] = [];
   for (const [pipeline, list] of byPipeline) {
     const truncates = list.filter((r) => r.op === 'T');
-    if (truncates.length > 0) batches.push(makeBatch(instanceId, pipeline, [], true, truncates.map((r) => r.id)));
+    if (truncates.length > 0) batches.push(makeBatch(instanceId, pipeline, [], true, truncates));
 
-    const idsByKey = new Map<string, number[]>();
+    const rowsByKey = new Map<string, OutboxRow[]>();
     for (const row of list) {
       if (row.op === 'T') continue;
-      const ids = idsByKey.get(row.pk) ?? [];
-      ids.push(row.id);
-      idsByKey.set(row.pk, ids);
+      const rows = rowsByKey.get(row.pk) ?? [];
+      rows.push(row);
+      rowsByKey.set(row.pk, rows);
     }
-    const keys = [...idsByKey.keys()];
+    const keys = [...rowsByKey.keys()];
     const size = batchSize(pipeline);
     for (let i = 0; i < keys.length; i += size) {
       const slice = keys.slice(i, i + size);
-      batches.push(makeBatch(instanceId, pipeline, slice, false, slice.flatMap((k) => idsByKey.get(k) ?? [])));
+      batches.push(makeBatch(instanceId, pipeline, slice, false, slice.flatMap((k) => rowsByKey.get(k) ?? [])));
     }
   }
   return batches;
 }
 
 // The instance id enters the digest so that two databases sharing a namespace never collide.
-function makeBatch(instanceId: string, pipeline: string, keys: string[], sweep: boolean, ids: number[]): PlannedBatch {
-  const sorted = [...ids].sort((a, b) => a - b);
+function makeBatch(
+  instanceId: string,
+  pipeline: string,
+  keys: string[],
+  sweep: boolean,
+  rows: OutboxRow[],
+): PlannedBatch {
+  const sorted = rows.map((r) => r.id).sort((a, b) => a - b);
   const digest = createHash('sha1').update(`${instanceId}:${sorted.join(',')}`).digest('hex').slice(0, 8);
-  return { workflowId: syncWorkflowId(pipeline, sorted[0] ?? 0, digest), pipeline, keys, sweep, outboxIds: sorted };
+  const enqueuedAt = new Date(Math.min(...rows.map((r) => r.enqueuedAt.getTime())));
+  const workflowId = syncWorkflowId(pipeline, sorted[0] ?? 0, digest);
+  return { workflowId, pipeline, keys, sweep, outboxIds: sorted, enqueuedAt };
 }

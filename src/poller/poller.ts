@@ -9,6 +9,8 @@ import { NOTIFY_CHANNEL } from '../capture/triggers.js';
 import { EMBED_KIND, EMBED_PIPELINE, embedTaskQueue } from '../temporal/names.js';
 import type { SyncInput, SyncTarget, syncChanges } from '../../workflows/index.js';
 import type { PipelineConfig } from '../config/pipeline.js';
+import { createCatalogMetrics, type CatalogMetrics } from '../metrics/catalog.js';
+import { serveMetrics, type MetricsListen, type MetricsServer } from '../metrics/server.js';
 import { claimOutboxBatch, deleteClaimed } from './claim.js';
 import { DEFAULT_DEAD_LETTER_RETRY, requeueFailedBatches, type DeadLetterRetry } from './dead-letters.js';
 import { planBatches, type PlannedBatch } from './plan.js';
@@ -42,9 +44,19 @@ export class Poller {
   private listener: pg.Client | undefined;
   private loop: Promise<void> | undefined;
   private instanceId: string | undefined;
+  private metricsServer: MetricsServer | undefined;
+  /** The pipelines' state, read from Postgres when scraped; a registry of this poller's own. */
+  readonly metrics: CatalogMetrics;
 
   constructor(private readonly deps: PollerDeps, options: Partial<PollerOptions> = {}) {
     this.options = { ...DEFAULT_POLLER_OPTIONS, ...options };
+    this.metrics = createCatalogMetrics(deps.pool, deps.log);
+  }
+
+  /** Serves /metrics until stop(); returns its URL. */
+  async serveMetrics(listen: MetricsListen): Promise<string> {
+    this.metricsServer ??= await serveMetrics(listen, { registry: this.metrics.registry }, this.deps.log);
+    return this.metricsServer.url;
   }
 
   start(): void {
@@ -56,6 +68,7 @@ export class Poller {
     this.wake?.();
     await this.loop;
     await this.listener?.end().catch(() => undefined);
+    await this.metricsServer?.close();
   }
 
   /** Claims once and starts the workflows; returns how many outbox rows it handled. */
@@ -94,7 +107,10 @@ export class Poller {
     if (pipeline.state === 'swapping' && pipeline.pendingConfig && pipeline.pendingGeneration !== null) {
       targets.push({ generation: pipeline.pendingGeneration, embedTaskQueue: queueOf(pipeline.pendingConfig) });
     }
-    const input: SyncInput = { pipeline: batch.pipeline, keys: batch.keys, sweep: batch.sweep, embedTaskQueue: queueOf(pipeline.config), targets };
+    const input: SyncInput = {
+      pipeline: batch.pipeline, keys: batch.keys, sweep: batch.sweep, embedTaskQueue: queueOf(pipeline.config), targets,
+      enqueuedAt: batch.enqueuedAt.toISOString(),
+    };
     try {
       await this.deps.temporal.workflow.start<typeof syncChanges>('syncChanges', {
         taskQueue: this.deps.taskQueue,

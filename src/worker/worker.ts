@@ -8,10 +8,13 @@ import { Worker, type NativeConnection } from '@temporalio/worker';
 import { createActivities, createEmbedActivities } from '../../activities/index.js';
 import type { Pool } from '../db/pool.js';
 import type { Logger } from '../log.js';
+import { serveMetrics, type MetricsListen, type MetricsServer } from '../metrics/server.js';
+import { createWorkerMetrics, type WorkerMetrics } from '../metrics/worker.js';
 import type { ProviderRegistry } from '../providers/types.js';
 import { embedTaskQueue } from '../temporal/names.js';
 import { workflowBundle } from './bundle.js';
 import { RatePlans } from './rate-plans.js';
+import { temporalSdkMetricsUrl } from './runtime.js';
 
 export interface WorkerDeps {
   connection: NativeConnection;
@@ -28,13 +31,21 @@ export interface WorkerDeps {
 
 export interface EmbedsyncWorker {
   workers: Worker[];
+  /** What the activities count, in a registry of this worker's own. */
+  metrics: WorkerMetrics;
+  /**
+   * Serves /metrics (with the Temporal SDK's metrics appended, when the runtime exports them) until the
+   * worker stops; returns its URL.
+   */
+  serveMetrics(listen: MetricsListen): Promise<string>;
   /** Resolves when every worker has stopped (after shutdown(), or a fatal error). */
   run(): Promise<void>;
   shutdown(): void;
 }
 
 export async function createWorker(deps: WorkerDeps): Promise<EmbedsyncWorker> {
-  const activityDeps = { pool: deps.pool, providers: deps.providers, log: deps.log };
+  const metrics = createWorkerMetrics();
+  const activityDeps = { pool: deps.pool, providers: deps.providers, log: deps.log, metrics };
   const main = await Worker.create({
     connection: deps.connection,
     namespace: deps.namespace,
@@ -58,13 +69,21 @@ export async function createWorker(deps: WorkerDeps): Promise<EmbedsyncWorker> {
     }),
   );
   const workers = [main, ...embed];
+  let server: MetricsServer | undefined;
   return {
     workers,
+    metrics,
+    serveMetrics: async (listen) => {
+      const sources = { registry: metrics.registry, appendUrl: temporalSdkMetricsUrl() };
+      server ??= await serveMetrics(listen, sources, deps.log);
+      return server.url;
+    },
     run: async () => {
       try {
         await Promise.all(workers.map((w) => w.run()));
       } finally {
         await rates.stop();
+        await server?.close();
       }
     },
     shutdown: () => {

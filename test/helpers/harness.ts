@@ -26,6 +26,8 @@ export class CountingProvider implements EmbeddingProvider {
   readonly maxInputsPerRequest = 256;
   requests = 0;
   texts = 0;
+  /** Tokens the provider reported. */
+  tokens = 0;
   readonly seen: string[] = [];
   private readonly inner = new OfflineProvider();
 
@@ -33,12 +35,15 @@ export class CountingProvider implements EmbeddingProvider {
     this.requests += 1;
     this.texts += request.texts.length;
     this.seen.push(...request.texts);
-    return this.inner.embed(request);
+    const response = await this.inner.embed(request);
+    this.tokens += response.tokens;
+    return response;
   }
 
   reset(): void {
     this.requests = 0;
     this.texts = 0;
+    this.tokens = 0;
     this.seen.length = 0;
   }
 }
@@ -52,13 +57,19 @@ export interface Harness {
   provider: CountingProvider;
   log: Logger;
   pollers: Poller[];
+  /** The running worker (after startWorker). */
+  worker(): EmbedsyncWorker;
   startPoller(options?: Partial<PollerOptions>): Poller;
   stopWorker(): Promise<void>;
   startWorker(): Promise<void>;
   stop(): Promise<void>;
 }
 
-export async function startHarness(label: string, opts: { pollers?: number } = {}): Promise<Harness> {
+/** temporalMetrics: have the Temporal SDK export its metrics (once per process, so per test file). */
+export async function startHarness(
+  label: string,
+  opts: { pollers?: number; temporalMetrics?: boolean } = {},
+): Promise<Harness> {
   const env = readEnv();
   const log = createLogger({ logLevel: env.logLevel, logFormat: 'json' }, `test-${label}`);
   const db = await createTestDatabase(label);
@@ -78,6 +89,10 @@ export async function startHarness(label: string, opts: { pollers?: number } = {
     provider,
     log,
     pollers: [],
+    worker() {
+      if (!worker) throw new Error('the worker is not running');
+      return worker;
+    },
     startPoller(options = {}) {
       const poller = new Poller({ pool: db.pool, databaseUrl: db.url, temporal: client, taskQueue, log }, options);
       poller.start();
@@ -85,7 +100,7 @@ export async function startHarness(label: string, opts: { pollers?: number } = {
       return poller;
     },
     async startWorker() {
-      workerConnection ??= await connectWorker(env, log);
+      workerConnection ??= await connectWorker(env, log, { metrics: opts.temporalMetrics ?? false });
       worker = await createWorker({
         connection: workerConnection,
         namespace: env.temporalNamespace,

@@ -8,6 +8,7 @@ import { Writable } from 'node:stream';
 import { ActivityFailure, ApplicationFailure, WorkflowFailedError, type Client } from '@temporalio/client';
 import type { NativeConnection } from '@temporalio/worker';
 import { pino, type Logger } from 'pino';
+import type { Registry } from 'prom-client';
 import { applyPipelines } from '../../src/capture/apply.js';
 import { readEnv, readProviderEnv } from '../../src/config/env.js';
 import { parsePipelines, type PipelineInput } from '../../src/config/pipeline.js';
@@ -28,6 +29,8 @@ export interface ProviderHarness {
   taskQueue: string;
   /** Every log line the worker and poller wrote (JSON). */
   logLines: string[];
+  /** What the workers counted (src/metrics/worker.ts), one registry each. */
+  metrics: Registry[];
   stop(): Promise<void>;
 }
 
@@ -110,6 +113,7 @@ export async function startProviderHarness(
     client,
     taskQueue,
     logLines,
+    metrics: workers.map((w) => w.metrics.registry),
     async stop() {
       await poller.stop();
       await terminateRunning(client, taskQueue);

@@ -9,6 +9,7 @@ import { countTokens } from '../../src/chunking/tokens.js';
 import { parsePipelines, type PipelineInput } from '../../src/config/pipeline.js';
 import { readPipelineFacts } from '../../src/status/index.js';
 import { embedTaskQueue } from '../../src/temporal/names.js';
+import { seriesValue } from '../helpers/metrics.js';
 import { waitFor } from '../helpers/wait.js';
 import { chunksOf, itemsPipeline, setEnv, startProviderHarness, type ProviderHarness } from './providers-helpers.js';
 
@@ -96,6 +97,11 @@ describe('tokens per minute', () => {
     });
     const { rows } = await h.db.pool.query<{ level: number }>(`select level from embedsync.rate_buckets where provider = 'openai' and budget = 'tokens'`);
     assert.ok((rows[0]?.level ?? Infinity) < burst, 'the bucket in the database shows what was taken');
+    // Every request took its turn, and six buckets' worth of tokens cannot all have gone without waiting.
+    const waits = (series: string) =>
+      seriesValue(h.metrics, `embedsync_rate_bucket_wait_seconds_${series}`, { provider: 'openai' });
+    assert.equal(await waits('count'), h.mock.requests.length);
+    assert.ok((await waits('sum')) > 0, 'no request waited for its turn');
   });
 
   it('a 429 holds every worker back for as long as the provider asked', async () => {

@@ -7,6 +7,7 @@ import { applyPipelines } from '../../src/capture/apply.js';
 import { countTokens } from '../../src/chunking/tokens.js';
 import { ConfigError, parsePipelines } from '../../src/config/pipeline.js';
 import { readPipelineFacts } from '../../src/status/index.js';
+import { seriesValue } from '../helpers/metrics.js';
 import { waitFor } from '../helpers/wait.js';
 import { activityFailure, chunksOf, itemsPipeline, setEnv, startProviderHarness, workflowIds, type ProviderHarness } from './providers-helpers.js';
 
@@ -22,6 +23,26 @@ async function insert(table: string, title: string, body: string): Promise<strin
 }
 
 const requestsWith = (text: string) => h.mock.requests.filter((r) => r.inputs.some((i) => i.includes(text)));
+
+type Outcomes = Record<'ok' | 'rate_limited' | 'retryable' | 'refused', number>;
+
+/** The worker's embedsync_provider_requests_total of the oa pipeline, by outcome. */
+async function oaRequests(): Promise<Outcomes> {
+  const count = (outcome: string) =>
+    seriesValue(h.metrics, 'embedsync_provider_requests_total', { pipeline: 'oa', provider: 'openai', outcome });
+  return {
+    ok: await count('ok'),
+    rate_limited: await count('rate_limited'),
+    retryable: await count('retryable'),
+    refused: await count('refused'),
+  };
+}
+
+async function assertCounted(before: Outcomes, grown: Partial<Outcomes>): Promise<void> {
+  const after = await oaRequests();
+  const delta = Object.fromEntries(Object.entries(after).map(([k, v]) => [k, v - before[k as keyof typeof before]]));
+  assert.deepEqual(delta, { ok: 0, rate_limited: 0, retryable: 0, refused: 0, ...grown });
+}
 
 /** The failure of the first workflow that failed, down to the activity's ApplicationFailure. */
 async function failedActivity(): Promise<ApplicationFailure> {
@@ -87,8 +108,10 @@ describe('embedding providers through their SDKs', () => {
   it('a 429 with retry-after is honoured: the next attempt waits that long', async () => {
     h.mock.options.retryHint = 'retry-after';
     h.mock.inject({ kind: 'rate-limit', retryAfterMs: 2000 });
+    const counted = await oaRequests();
     const pk = await insert('oa', 'Headlamp', 'Rechargeable headlamp');
     await waitFor('the vectors', async () => (await chunksOf(h, 'oa', pk)).length === 1);
+    await assertCounted(counted, { rate_limited: 1, ok: 1 });
     const [first, second, ...rest] = requestsWith('Headlamp');
     assert.equal(first?.status, 429);
     assert.equal(second?.status, 200);
@@ -100,9 +123,11 @@ describe('embedding providers through their SDKs', () => {
 
   it('a server error is retried, each attempt one request (the SDK does not retry on its own)', async () => {
     h.mock.inject({ kind: 'server-error', status: 500 });
+    const counted = await oaRequests();
     const pk = await insert('oa', 'Stove', 'Camping stove');
     await waitFor('the vectors', async () => (await chunksOf(h, 'oa', pk)).length === 1);
     assert.deepEqual(requestsWith('Stove').map((r) => r.status), [500, 200]);
+    await assertCounted(counted, { retryable: 1, ok: 1 });
   });
 
   it('a provider that keeps failing shows in the status until it answers again', async () => {
@@ -121,8 +146,10 @@ describe('embedding providers through their SDKs', () => {
 
   it('an exhausted quota is not retried, and the change is kept as a dead letter', async () => {
     h.mock.inject({ kind: 'quota' }, Infinity);
+    const counted = await oaRequests();
     const pk = await insert('oa', 'Lantern', 'Gas lantern');
     const failure = await failedActivity();
+    await assertCounted(counted, { refused: 1 });
     assert.equal(failure.type, 'QuotaExhaustedError');
     assert.equal(failure.nonRetryable, true);
     const kept = await waitFor('the key among the dead letters', async () => {

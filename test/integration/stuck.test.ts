@@ -26,7 +26,7 @@ const WRONG_DIMENSIONS = 'WRONG-DIMENSIONS';
 
 // The SDK's log lines ("Activity failed") as the worker writes them, captured before any worker starts.
 const logLines: string[] = [];
-installTemporalRuntime(createLogger({ logLevel: 'warn', logFormat: 'json' }, 'test-stuck', {
+await installTemporalRuntime(createLogger({ logLevel: 'warn', logFormat: 'json' }, 'test-stuck', {
   write: (line: string) => void logLines.push(line),
 }));
 

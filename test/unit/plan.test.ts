@@ -3,7 +3,9 @@ import { describe, it } from 'node:test';
 import type { OutboxRow } from '../../src/poller/claim.js';
 import { planBatches } from '../../src/poller/plan.js';
 
-const row = (id: number, pipeline: string, pk: string, op: OutboxRow['op'] = 'I'): OutboxRow => ({ id, pipeline, pk, op });
+// Ids commit out of order, so a row's enqueued_at need not follow its id: here it runs backwards.
+const row = (id: number, pipeline: string, pk: string, op: OutboxRow['op'] = 'I'): OutboxRow =>
+  ({ id, pipeline, pk, op, enqueuedAt: new Date(Date.UTC(2026, 0, 1, 0, 0, 100 - id)) });
 const size = (n: number) => () => n;
 
 describe('planning batches from claimed outbox rows', () => {
@@ -42,5 +44,15 @@ describe('planning batches from claimed outbox rows', () => {
     const one = planBatches([row(1, 'a', 'x')], size(10), 'instance-1')[0]?.workflowId;
     const two = planBatches([row(1, 'a', 'x')], size(10), 'instance-2')[0]?.workflowId;
     assert.notEqual(one, two);
+  });
+
+  it('dates each batch by the earliest change it carries, for the commit → vector latency', () => {
+    const rows = [row(1, 'a', 'x'), row(2, 'a', 'y'), row(3, 'a', 'x', 'U'), row(4, 'b', 'z')];
+    const batches = planBatches(rows, size(1), 'i');
+    const of = (pipeline: string, key: string) =>
+      batches.find((b) => b.pipeline === pipeline && b.keys[0] === key)?.enqueuedAt;
+    assert.deepEqual(of('a', 'x'), row(3, 'a', 'x').enqueuedAt);
+    assert.deepEqual(of('a', 'y'), row(2, 'a', 'y').enqueuedAt);
+    assert.deepEqual(of('b', 'z'), row(4, 'b', 'z').enqueuedAt);
   });
 });
