@@ -11,13 +11,15 @@ import { keyMatches, readSourceRows } from '../src/db/source.js';
 import type { Pipeline } from '../src/db/catalog.js';
 import type { ActivityDeps } from './deps.js';
 import { classified } from './errors.js';
+import { followingSchemaChanges } from './schema.js';
 import type { WriteInput, WriteResult } from './types.js';
 
 interface StagedRow { pk: string; action: 'embed' | 'keep' | 'delete'; content_hash: string | null; generation: number }
 
-export function createWriteBatch({ pool, log }: ActivityDeps) {
+export function createWriteBatch(deps: ActivityDeps) {
+  const { pool, log } = deps;
   return async function writeBatch({ pipeline, batchId, sweep, generation }: WriteInput): Promise<WriteResult> {
-    return classified(() =>
+    return classified(() => followingSchemaChanges(deps, pipeline, () =>
       withTransaction(pool, async (client) => {
         const result: WriteResult = { written: 0, metadataUpdated: 0, deleted: 0, stale: 0, swept: 0 };
         // Shared with other writers of the pipeline; a swap takes it for update to switch generations.
@@ -89,7 +91,7 @@ export function createWriteBatch({ pool, log }: ActivityDeps) {
         log.info({ pipeline, batch: batchId, ...result }, 'batch written');
         return result;
       }),
-    );
+    ));
   };
 }
 
