@@ -9,7 +9,7 @@ export async function followingSchemaChanges<T>({ pool, log }: ActivityDeps, pip
     return await fn();
   } catch (err) {
     if (!isSchemaError(err)) throw err;
-    const [result] = await checkSourceSchemas(pool, log, pipeline);
+    const [result] = await checkSourceSchemas(pool, { log, pipeline });
     const hold = result?.verdict.hold;
     if (hold) throw new SchemaChangedError(pipeline, `${(err as Error).message}: ${hold.reason}`);
     try {

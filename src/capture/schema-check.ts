@@ -101,8 +101,15 @@ function needsAction(row: SourceRow, verdict: SchemaVerdict): boolean {
 const sameColumns = (a: Record<string, number> | null, b: Record<string, number> | undefined): boolean =>
   JSON.stringify(Object.entries(a ?? {}).sort()) === JSON.stringify(Object.entries(b ?? {}).sort());
 
+export interface CheckOptions {
+  log?: Logger;
+  pipeline?: string;
+  /** Wait for an apply or a swap under way (default); else leave a pipeline that needs acting on to the next look. */
+  wait?: boolean;
+}
+
 /** Checks every pipeline (or one), acting only where something changed; safe to run from several processes. */
-export async function checkSourceSchemas(pool: Pool, log?: Logger, pipeline?: string): Promise<SchemaCheckResult[]> {
+export async function checkSourceSchemas(pool: Pool, { log, pipeline, wait = true }: CheckOptions = {}): Promise<SchemaCheckResult[]> {
   const results: SchemaCheckResult[] = [];
   for (const row of await readSources(pool, pipeline)) {
     const verdict = judgeSchema(row, row.live);
@@ -110,18 +117,19 @@ export async function checkSourceSchemas(pool: Pool, log?: Logger, pipeline?: st
       results.push({ pipeline: row.name, verdict, changes: [] });
       continue;
     }
-    const acted = await withTransaction(pool, (client) => reconcileSource(client, row.name, log));
-    if (acted) results.push(acted);
+    const acted = await withTransaction(pool, (client) => reconcileSource(client, row.name, log, wait));
+    results.push(acted ?? { pipeline: row.name, verdict, changes: [] });
   }
   return results;
 }
 
 /**
  * Judges one pipeline and carries out the verdict, in the caller's transaction (apply and the re-embed
- * run it in theirs). Undefined when there is no such pipeline.
+ * run it in theirs). Undefined when there is no such pipeline, or (not waiting) when the catalog is busy.
  */
-export async function reconcileSource(client: PoolClient, pipeline: string, log?: Logger): Promise<SchemaCheckResult | undefined> {
-  await client.query('select pg_advisory_xact_lock($1)', [CATALOG_LOCK]);
+export async function reconcileSource(client: PoolClient, pipeline: string, log?: Logger, wait = true): Promise<SchemaCheckResult | undefined> {
+  if (wait) await client.query('select pg_advisory_xact_lock($1)', [CATALOG_LOCK]);
+  else if (!(await client.query<{ ok: boolean }>('select pg_try_advisory_xact_lock($1) as ok', [CATALOG_LOCK])).rows[0]?.ok) return undefined;
   const [row] = await readSources(client, pipeline, true);
   if (!row) return undefined;
   const verdict = judgeSchema(row, row.live);

@@ -35,7 +35,7 @@ runMain(async (env) => {
   try {
     const named = await resolvePipeline(pool, opts.table);
     // A renamed table is followed first; a held pipeline's batches would fail on what its table lost.
-    const [check] = await checkSourceSchemas(pool, undefined, named.name);
+    const [check] = await checkSourceSchemas(pool, { pipeline: named.name });
     if (check?.verdict.hold) throw new UserError(`${named.name} is ${check.verdict.hold.state}: ${check.verdict.hold.reason}`);
     const p = await getPipeline(pool, named.name);
     session = await connectTemporal(env);

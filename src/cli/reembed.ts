@@ -34,7 +34,7 @@ runMain(async (env) => {
   try {
     const named = await resolvePipeline(pool, opts.table);
     // A renamed source table is followed before its rows are counted.
-    await checkSourceSchemas(pool, undefined, named.name);
+    await checkSourceSchemas(pool, { pipeline: named.name });
     const p = await getPipeline(pool, named.name);
     if (!p.pendingConfig || p.pendingGeneration === null) throw new UserError(new NothingToReembedError(p.name).message);
     session = await connectTemporal(env);

@@ -165,7 +165,8 @@ export class Poller {
 
   private async checkSchemas(): Promise<void> {
     try {
-      await checkSourceSchemas(this.deps.pool, this.deps.log);
+      // Never waits on an apply: the changes of every other pipeline must keep flowing meanwhile.
+      await checkSourceSchemas(this.deps.pool, { log: this.deps.log, wait: false });
     } catch (err) {
       this.deps.log.warn({ err: (err as Error).message }, 'could not compare the source tables with the pipelines; trying again later');
     }

@@ -30,7 +30,7 @@ export interface TemporalTarget extends WebUi {
 export async function gatherStatus(pool: Pool, temporal: TemporalTarget, pipeline?: string): Promise<StatusReport> {
   // What the source tables look like now, not at the pollers' last look; without the rights to act on it,
   // the catalog's last word is shown.
-  await checkSourceSchemas(pool, undefined, pipeline).catch(() => undefined);
+  await checkSourceSchemas(pool, { ...(pipeline ? { pipeline } : {}), wait: false }).catch(() => undefined);
   const facts = await readPipelineFacts(pool, pipeline);
   const reasons = await readStateReasons(pool);
   const { client } = temporal;
