@@ -69,7 +69,10 @@ export function createBackfillActivities({ pool, log }: ActivityDeps) {
       // Only a backfill's own state is undone: a re-embed's cut-over has already set the state it leaves.
       await pool.query(`update embedsync.pipelines set state = 'active', updated_at = now() where name = $1 and state = 'backfilling'`, [pipeline]);
       // A held pipeline returns to active, not to the backfill that is now over.
-      await pool.query(`update embedsync.pipelines set held_state = 'active' where name = $1 and held_state = 'backfilling'`, [pipeline]);
+      await pool.query(
+        `update embedsync.pipelines set held_state = 'active' where name = $1 and held_state = 'backfilling'`,
+        [pipeline],
+      );
       await pool.query(`delete from embedsync.staged_chunks where starts_with(batch_id, $1)`, [batchPrefix]);
       await pool.query(`delete from embedsync.staged_rows where starts_with(batch_id, $1)`, [batchPrefix]);
       log.info({ pipeline, outcome }, 'backfill finished');

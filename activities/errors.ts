@@ -44,7 +44,9 @@ export function toFailure(err: unknown): unknown {
     return ApplicationFailure.nonRetryable(err.message, err.name);
   }
   // A missing column or table (undefined_column, undefined_table) stays missing until someone acts.
-  if (err instanceof Error && isSchemaError(err)) return ApplicationFailure.nonRetryable(err.message, 'SchemaChangedError');
+  if (err instanceof Error && isSchemaError(err)) {
+    return ApplicationFailure.nonRetryable(err.message, 'SchemaChangedError');
+  }
   return err;
 }
 

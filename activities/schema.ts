@@ -4,7 +4,11 @@
 import { checkSourceSchemas, isSchemaError, SchemaChangedError } from '../src/capture/schema-check.js';
 import type { ActivityDeps } from './deps.js';
 
-export async function followingSchemaChanges<T>({ pool, log }: ActivityDeps, pipeline: string, fn: () => Promise<T>): Promise<T> {
+export async function followingSchemaChanges<T>(
+  { pool, log }: ActivityDeps,
+  pipeline: string,
+  fn: () => Promise<T>,
+): Promise<T> {
   try {
     return await fn();
   } catch (err) {

@@ -40,7 +40,9 @@ export function createSwapActivities({ pool, log }: ActivityDeps) {
           for (const sql of createVectorTableSql(swap)) await client.query(sql);
           // From a hold too: a re-embed is the fix for columns only the live generation reads.
           await client.query(
-            `update embedsync.pipelines set state = 'swapping', held_state = null, state_reason = null, updated_at = now() where name = $1`,
+            `update embedsync.pipelines
+                set state = 'swapping', held_state = null, state_reason = null, updated_at = now()
+              where name = $1`,
             [pipeline],
           );
           const swapping = await inSchema(client, pipeline, log);
@@ -74,7 +76,8 @@ export function createSwapActivities({ pool, log }: ActivityDeps) {
             [pipeline],
           );
           // Capture now watches what the new generation reads, and nothing its predecessor alone read.
-          for (const sql of installCaptureSql({ ...live, pendingConfig: null, pendingGeneration: null, state: 'active' })) await client.query(sql);
+          const captured: Pipeline = { ...live, pendingConfig: null, pendingGeneration: null, state: 'active' };
+          for (const sql of installCaptureSql(captured)) await client.query(sql);
           await reconcileSource(client, pipeline, log);
           // Live batches that failed on columns the new generation no longer reads are sent round again now.
           await requeueFailedBatchesNow(client, pipeline);

@@ -29,4 +29,6 @@ create trigger pipeline_state_since before update of state on embedsync.pipeline
   for each row execute function embedsync.pipeline_state_since();
 
 comment on column embedsync.pipelines.state is
-  'active: following changes; backfilling: a backfill runs; pending_rebackfill: the config changed and a re-embed is due; swapping: a re-embed builds the next generation; schema_changed: the source table lost or changed a column the pipeline reads (see state_reason); source_missing: the source table is gone';
+  'active: following changes; backfilling: a backfill runs; pending_rebackfill: the config changed and a '
+  're-embed is due; swapping: a re-embed builds the next generation; schema_changed: the source table lost '
+  'or changed a column the pipeline reads (see state_reason); source_missing: the source table is gone';

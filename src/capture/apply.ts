@@ -72,8 +72,8 @@ async function applyOne(client: PoolClient, config: PipelineConfig): Promise<App
 
   await client.query(
     `insert into embedsync.pipelines
-       (name, source_schema, source_table, primary_key, vector_schema, vector_table, config, pending_config, pending_generation,
-        state, held_state, source_relid)
+       (name, source_schema, source_table, primary_key, vector_schema, vector_table, config, pending_config,
+        pending_generation, state, held_state, source_relid)
      values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
      on conflict (name) do update
        set config = excluded.config, primary_key = excluded.primary_key, pending_config = excluded.pending_config,
@@ -96,16 +96,21 @@ async function applyOne(client: PoolClient, config: PipelineConfig): Promise<App
         ? 'unchanged'
         : 'updated';
   const hold = check?.verdict.hold;
-  return { pipeline: config.name, outcome, vectorTable: `${vector.schema}.${vector.table}`, ...(hold ? { heldBecause: hold.reason } : {}) };
+  const vectorTable = `${vector.schema}.${vector.table}`;
+  return { pipeline: config.name, outcome, vectorTable, ...(hold ? { heldBecause: hold.reason } : {}) };
 }
 
 function missingTable(name: string, existing: Pipeline | undefined): string {
   if (!existing) return `table ${name} does not exist`;
   const now = `${existing.sourceSchema}.${existing.sourceTable}`;
   if (existing.state === 'source_missing') {
-    return `table ${name} does not exist (it was dropped): restore it, or remove the pipeline: npm run remove -- --pipeline ${existing.name}`;
+    const remove = `npm run remove -- --pipeline ${existing.name}`;
+    return `table ${name} does not exist (it was dropped): restore it, or remove the pipeline: ${remove}`;
   }
-  if (now !== name) return `table ${name} does not exist: it was renamed to ${now}, which pipeline "${existing.name}" follows; point source.table at ${now}`;
+  if (now !== name) {
+    return `table ${name} does not exist: it was renamed to ${now}, which pipeline "${existing.name}" follows; `
+      + `point source.table at ${now}`;
+  }
   return `table ${name} does not exist`;
 }
 
@@ -194,7 +199,9 @@ export async function removePipeline(pool: Pool, name: string, options: { dropVe
     const p = await getPipeline(client, name, 'for update');
     // Triggers are dropped from the table under its current name; if it is gone, so are they.
     const now = await currentSourceTable(client, name);
-    const source = now ? { sourceSchema: now.schema, sourceTable: now.table } : { sourceSchema: p.sourceSchema, sourceTable: p.sourceTable };
+    const source = now
+      ? { sourceSchema: now.schema, sourceTable: now.table }
+      : { sourceSchema: p.sourceSchema, sourceTable: p.sourceTable };
     for (const sql of removeCaptureSql({ ...p, ...source })) await client.query(sql);
     await client.query('delete from embedsync.outbox where pipeline = $1', [name]);
     await client.query('delete from embedsync.pipelines where name = $1', [name]);

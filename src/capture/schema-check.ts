@@ -8,7 +8,9 @@ import { CATALOG_LOCK, holdPipeline, isHeld, releasePipeline, requeueFailedBatch
 import { withTransaction, type Pool, type PoolClient } from '../db/pool.js';
 import type { Logger } from '../log.js';
 import type { PipelineConfig } from '../config/pipeline.js';
-import { judgeSchema, type CatalogSource, type LiveColumn, type LiveTable, type SchemaVerdict } from './schema-drift.js';
+import {
+  judgeSchema, type CatalogSource, type LiveColumn, type LiveTable, type SchemaVerdict,
+} from './schema-drift.js';
 import { installCaptureSql } from './triggers.js';
 import { createViewSql } from './vector-table.js';
 
@@ -39,6 +41,9 @@ interface Row {
 }
 
 // The table is found by its oid; by name only for a row that has none yet (recorded before oids were).
+const SOURCE_OID = `coalesce(p.source_relid,
+  to_regclass(quote_ident(p.source_schema) || '.' || quote_ident(p.source_table))::oid)`;
+
 const SOURCES_SQL = `
   select p.name, p.source_schema, p.source_table, p.primary_key, p.config, p.pending_config, p.state,
          coalesce(p.held_state, p.state) as base_state, p.state_reason, p.source_columns, p.source_relid,
@@ -56,7 +61,7 @@ const SOURCES_SQL = `
            where i.indrelid = c.oid and i.indisprimary) as live_primary_key
     from embedsync.pipelines p
     left join pg_class c
-      on c.oid = coalesce(p.source_relid, to_regclass(quote_ident(p.source_schema) || '.' || quote_ident(p.source_table))::oid)
+      on c.oid = ${SOURCE_OID}
      and c.relkind in ('r', 'p')
     left join pg_namespace n on n.oid = c.relnamespace
    where $1::text is null or p.name = $1
@@ -79,7 +84,13 @@ async function readSources(db: Pool | PoolClient, name?: string, lock = false): 
     live:
       r.live_relid === null || r.live_schema === null || r.live_table === null
         ? undefined
-        : { relid: r.live_relid, schema: r.live_schema, table: r.live_table, columns: r.live_columns ?? [], primaryKey: r.live_primary_key ?? [] },
+        : {
+            relid: r.live_relid,
+            schema: r.live_schema,
+            table: r.live_table,
+            columns: r.live_columns ?? [],
+            primaryKey: r.live_primary_key ?? [],
+          },
   }));
 }
 
@@ -95,7 +106,8 @@ function needsAction(row: SourceRow, verdict: SchemaVerdict): boolean {
   if (verdict.renamedTo) return true;
   if (verdict.hold) return row.state !== verdict.hold.state || row.stateReason !== verdict.hold.reason;
   if (isHeld(row.state)) return true;
-  return row.live !== undefined && (row.sourceRelid !== row.live.relid || !sameColumns(row.sourceColumns, verdict.columns));
+  if (!row.live) return false;
+  return row.sourceRelid !== row.live.relid || !sameColumns(row.sourceColumns, verdict.columns);
 }
 
 const sameColumns = (a: Record<string, number> | null, b: Record<string, number> | undefined): boolean =>
@@ -109,7 +121,10 @@ export interface CheckOptions {
 }
 
 /** Checks every pipeline (or one), acting only where something changed; safe to run from several processes. */
-export async function checkSourceSchemas(pool: Pool, { log, pipeline, wait = true }: CheckOptions = {}): Promise<SchemaCheckResult[]> {
+export async function checkSourceSchemas(
+  pool: Pool,
+  { log, pipeline, wait = true }: CheckOptions = {},
+): Promise<SchemaCheckResult[]> {
   const results: SchemaCheckResult[] = [];
   for (const row of await readSources(pool, pipeline)) {
     const verdict = judgeSchema(row, row.live);
@@ -127,9 +142,18 @@ export async function checkSourceSchemas(pool: Pool, { log, pipeline, wait = tru
  * Judges one pipeline and carries out the verdict, in the caller's transaction (apply and the re-embed
  * run it in theirs). Undefined when there is no such pipeline, or (not waiting) when the catalog is busy.
  */
-export async function reconcileSource(client: PoolClient, pipeline: string, log?: Logger, wait = true): Promise<SchemaCheckResult | undefined> {
-  if (wait) await client.query('select pg_advisory_xact_lock($1)', [CATALOG_LOCK]);
-  else if (!(await client.query<{ ok: boolean }>('select pg_try_advisory_xact_lock($1) as ok', [CATALOG_LOCK])).rows[0]?.ok) return undefined;
+export async function reconcileSource(
+  client: PoolClient,
+  pipeline: string,
+  log?: Logger,
+  wait = true,
+): Promise<SchemaCheckResult | undefined> {
+  if (wait) {
+    await client.query('select pg_advisory_xact_lock($1)', [CATALOG_LOCK]);
+  } else {
+    const { rows } = await client.query<{ ok: boolean }>('select pg_try_advisory_xact_lock($1) as ok', [CATALOG_LOCK]);
+    if (!rows[0]?.ok) return undefined;
+  }
   const [row] = await readSources(client, pipeline, true);
   if (!row) return undefined;
   const verdict = judgeSchema(row, row.live);
@@ -137,16 +161,19 @@ export async function reconcileSource(client: PoolClient, pipeline: string, log?
   if (!needsAction(row, verdict)) return { pipeline, verdict, changes };
   const { live } = row;
   if (verdict.renamedTo) {
-    await client.query('update embedsync.pipelines set source_schema = $2, source_table = $3, updated_at = now() where name = $1', [
-      pipeline, verdict.renamedTo.schema, verdict.renamedTo.table,
-    ]);
-    changes.push(`follows its source table, renamed from ${row.sourceSchema}.${row.sourceTable} to ${verdict.renamedTo.schema}.${verdict.renamedTo.table}`);
+    const { schema, table } = verdict.renamedTo;
+    await client.query(
+      'update embedsync.pipelines set source_schema = $2, source_table = $3, updated_at = now() where name = $1',
+      [pipeline, schema, table],
+    );
+    changes.push(`follows its source table, renamed from ${row.sourceSchema}.${row.sourceTable} to ${schema}.${table}`);
   }
   if (live) {
     // The oid always; the columns' numbers only while they are all there, so a renamed one is still known.
-    await client.query('update embedsync.pipelines set source_relid = $2, source_columns = coalesce($3, source_columns) where name = $1', [
-      pipeline, live.relid, verdict.hold ? null : JSON.stringify(verdict.columns ?? {}),
-    ]);
+    await client.query(
+      'update embedsync.pipelines set source_relid = $2, source_columns = coalesce($3, source_columns) where name = $1',
+      [pipeline, live.relid, verdict.hold ? null : JSON.stringify(verdict.columns ?? {})],
+    );
   }
   let resumed = false;
   if (verdict.hold) {
@@ -176,11 +203,14 @@ export async function reconcileSource(client: PoolClient, pipeline: string, log?
 }
 
 /** Where the pipeline's source table is now, found by its oid; undefined when it is gone. */
-export async function currentSourceTable(db: Pool | PoolClient, pipeline: string): Promise<{ schema: string; table: string } | undefined> {
+export async function currentSourceTable(
+  db: Pool | PoolClient,
+  pipeline: string,
+): Promise<{ schema: string; table: string } | undefined> {
   const { rows } = await db.query<{ schema: string; table: string }>(
     `select n.nspname as schema, c.relname as table
        from embedsync.pipelines p
-       join pg_class c on c.oid = coalesce(p.source_relid, to_regclass(quote_ident(p.source_schema) || '.' || quote_ident(p.source_table))::oid)
+       join pg_class c on c.oid = ${SOURCE_OID}
        join pg_namespace n on n.oid = c.relnamespace
       where p.name = $1`,
     [pipeline],

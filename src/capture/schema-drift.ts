@@ -76,12 +76,16 @@ export function judgeSchema(p: CatalogSource, live: LiveTable | undefined): Sche
     return {
       hold: {
         state: 'source_missing',
-        reason: `table ${was} is gone: restore it, then run npm run apply -- --config <file> and npm run backfill -- --table ${p.name}; or remove the pipeline: npm run remove -- --pipeline ${p.name}`,
+        reason:
+          `table ${was} is gone: restore it, then run npm run apply -- --config <file> and `
+          + `npm run backfill -- --table ${p.name}; or remove the pipeline: npm run remove -- --pipeline ${p.name}`,
       },
     };
   }
   const verdict: SchemaVerdict = {};
-  if (live.schema !== p.sourceSchema || live.table !== p.sourceTable) verdict.renamedTo = { schema: live.schema, table: live.table };
+  if (live.schema !== p.sourceSchema || live.table !== p.sourceTable) {
+    verdict.renamedTo = { schema: live.schema, table: live.table };
+  }
   const table = `${live.schema}.${live.table}`;
   const byName = new Map(live.columns.map((c) => [c.name, c]));
   const byNumber = new Map(live.columns.map((c) => [c.attnum, c]));
@@ -92,28 +96,33 @@ export function judgeSchema(p: CatalogSource, live: LiveTable | undefined): Sche
     // A re-embed under way is the fix for columns only the live generation reads: its cut-over drops them.
     if (p.baseState === 'swapping' && !c.pending) continue;
     const now = byName.get(c.column);
+    const column = `column "${c.column}" of ${table}`;
     if (now) {
       columns[c.column] = now.attnum;
       const key = p.primaryKey.find((k) => k.name === c.column);
       if (key && key.type !== now.type) {
-        problems.push(`column "${c.column}" of ${table}, in its primary key, is now ${now.type} (was ${key.type}): ${fix(p, c)}`);
+        problems.push(`${column}, in its primary key, is now ${now.type} (was ${key.type}): ${fix(p, c)}`);
       } else if (c.role === 'embed' && !isEmbeddable(now)) {
-        problems.push(`column "${c.column}" of ${table} is now ${now.type}, which has no text form to embed: ${fix(p, c, 'remove it from', 'or change its type back')}`);
+        const remedy = fix(p, c, 'remove it from', 'or change its type back');
+        problems.push(`${column} is now ${now.type}, which has no text form to embed: ${remedy}`);
       }
       continue;
     }
     const recorded = p.sourceColumns?.[c.column];
     const renamed = recorded === undefined ? undefined : byNumber.get(recorded);
-    problems.push(
-      renamed
-        ? `column "${c.column}" of ${table} was renamed to "${renamed.name}": ${fix(p, c, `rename it to "${renamed.name}" in`, 'or rename the column back')}`
-        : `column "${c.column}" of ${table} is gone: ${fix(p, c, 'remove it from', 'or restore it')}`,
-    );
+    if (renamed) {
+      const remedy = fix(p, c, `rename it to "${renamed.name}" in`, 'or rename the column back');
+      problems.push(`${column} was renamed to "${renamed.name}": ${remedy}`);
+    } else {
+      problems.push(`${column} is gone: ${fix(p, c, 'remove it from', 'or restore it')}`);
+    }
   }
   if (problems.length === 0) {
     const declared = p.primaryKey.map((k) => k.name).join(', ');
     const actual = live.primaryKey.map((k) => k.name).join(', ');
-    if (declared !== actual) problems.push(`the primary key of ${table} is now (${actual}), not (${declared}): ${fix(p, { role: 'key' })}`);
+    if (declared !== actual) {
+      problems.push(`the primary key of ${table} is now (${actual}), not (${declared}): ${fix(p, { role: 'key' })}`);
+    }
   }
   verdict.columns = columns;
   if (problems.length > 0) verdict.hold = { state: 'schema_changed', reason: problems.join('; ') };
@@ -124,7 +133,8 @@ export function judgeSchema(p: CatalogSource, live: LiveTable | undefined): Sche
 function fix(p: CatalogSource, c: Pick<ReadColumn, 'role'> & Partial<ReadColumn>, edit = '', otherwise = ''): string {
   const apply = 'npm run apply -- --config <file>';
   if (c.role === 'key') {
-    return `run ${apply} (it reads the primary key again), then npm run backfill -- --table ${p.name} (the rows' keys changed)`;
+    const backfill = `npm run backfill -- --table ${p.name}`;
+    return `run ${apply} (it reads the primary key again), then ${backfill} (the rows' keys changed)`;
   }
   const field = c.role === 'embed' ? 'embed.columns' : 'metadata';
   // A config that no longer reads it is already pending: the re-embed swaps it in.

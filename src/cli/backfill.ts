@@ -36,7 +36,8 @@ runMain(async (env) => {
     const named = await resolvePipeline(pool, opts.table);
     // A renamed table is followed first; a held pipeline's batches would fail on what its table lost.
     const [check] = await checkSourceSchemas(pool, { pipeline: named.name });
-    if (check?.verdict.hold) throw new UserError(`${named.name} is ${check.verdict.hold.state}: ${check.verdict.hold.reason}`);
+    const hold = check?.verdict.hold;
+    if (hold) throw new UserError(`${named.name} is ${hold.state}: ${hold.reason}`);
     const p = await getPipeline(pool, named.name);
     session = await connectTemporal(env);
     const { client } = session;

@@ -79,6 +79,7 @@ function rateLimits(p: PipelineStatus): string {
 }
 
 function syncing(p: PipelineStatus): string {
+  if (p.syncPaused) return `sync PAUSED (changes wait in the outbox; npm run resume -- --table ${p.pipeline})`;
   if (!isHeld(p.state)) return 'sync running';
   const since = p.stateSince ? ` for ${duration((Date.now() - p.stateSince.getTime()) / 1000)}` : '';
   return `sync HELD${since} (changes wait in the outbox until the source table or the config is fixed)`;
@@ -87,7 +88,7 @@ function syncing(p: PipelineStatus): string {
 function describe(p: PipelineStatus, reachable: boolean): string {
   const lines = [`${p.pipeline}  (${p.sourceTable} → ${p.vectorTable})`];
   const row = (label: string, text: string) => lines.push(`  ${label.padEnd(13)} ${text}`);
-  row('state', `${p.state}, ${p.syncPaused ? `sync PAUSED (changes wait in the outbox; npm run resume -- --table ${p.pipeline})` : syncing(p)}`);
+  row('state', `${p.state}, ${syncing(p)}`);
   if (p.stateReason) row('why', p.stateReason);
   row('model', `${p.provider}/${p.model}, ${p.dimensions} dims, generation ${p.generation}`);
   const total = p.totalRows === null ? 'no backfill yet' : `${count(p.syncedRows)} of ${count(p.totalRows)} rows (${percent(p.syncedRows, p.totalRows) || '0%'})`;

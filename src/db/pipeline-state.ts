@@ -2,7 +2,9 @@
 // changes wait in the outbox (the poller starts no sync for it) until its source table is in shape again.
 import type { Pool, PoolClient } from './pool.js';
 
-export const PIPELINE_STATES = ['active', 'backfilling', 'pending_rebackfill', 'swapping', 'schema_changed', 'source_missing'] as const;
+export const PIPELINE_STATES = [
+  'active', 'backfilling', 'pending_rebackfill', 'swapping', 'schema_changed', 'source_missing',
+] as const;
 export type PipelineState = (typeof PIPELINE_STATES)[number];
 
 /** The source table lost or changed a column the pipeline reads; or the table itself is gone. */

@@ -168,7 +168,8 @@ export class Poller {
       // Never waits on an apply: the changes of every other pipeline must keep flowing meanwhile.
       await checkSourceSchemas(this.deps.pool, { log: this.deps.log, wait: false });
     } catch (err) {
-      this.deps.log.warn({ err: (err as Error).message }, 'could not compare the source tables with the pipelines; trying again later');
+      const message = 'could not compare the source tables with the pipelines; trying again later';
+      this.deps.log.warn({ err: (err as Error).message }, message);
     }
   }
 
