@@ -5,17 +5,20 @@ import { qualified } from '../src/db/ident.js';
 import { keysetPage, keyText } from '../src/db/source.js';
 import type { ActivityDeps } from './deps.js';
 import { classified } from './errors.js';
+import { followingSchemaChanges } from './schema.js';
 
 export interface ScanInput { pipeline: string; after: string | null; limit: number }
 export interface CheckpointInput { pipeline: string; cursor: string | null; processed: number; tokens: number }
 export interface FinishInput { pipeline: string; outcome: 'completed' | 'cancelled'; batchPrefix: string }
 
-export function createBackfillActivities({ pool, log }: ActivityDeps) {
-  const countRows = async (pipeline: string): Promise<number> => {
+export function createBackfillActivities(deps: ActivityDeps) {
+  const { pool, log } = deps;
+  // A walk follows a renamed source table like a sync does (activities/schema.ts).
+  const countRows = (pipeline: string): Promise<number> => followingSchemaChanges(deps, pipeline, async () => {
     const p = await getPipeline(pool, pipeline);
     const { rows } = await pool.query<{ n: number }>(`select count(*) as n from ${qualified(p.sourceSchema, p.sourceTable)}`);
     return rows[0]?.n ?? 0;
-  };
+  });
   return {
     /** How many rows the pipeline's source has. */
     async countSourceRows({ pipeline }: { pipeline: string }): Promise<number> {
@@ -41,7 +44,7 @@ export function createBackfillActivities({ pool, log }: ActivityDeps) {
 
     /** The next page of source keys after `after`, in primary key order (keyset: never OFFSET). */
     async scanKeys({ pipeline, after, limit }: ScanInput): Promise<string[]> {
-      return classified(async () => {
+      return classified(() => followingSchemaChanges(deps, pipeline, async () => {
         const p = await getPipeline(pool, pipeline);
         const page = keysetPage(p, 's', '$1');
         const { rows } = await pool.query<{ pk: string }>(
@@ -51,7 +54,7 @@ export function createBackfillActivities({ pool, log }: ActivityDeps) {
           [after, limit],
         );
         return rows.map((r) => r.pk);
-      });
+      }));
     },
 
     /** Records the cursor and counters in the catalog, where `npm run status` and SQL see them. */
