@@ -8,6 +8,7 @@ import { keysetPage, keyText } from '../src/db/source.js';
 import type { ActivityDeps } from './deps.js';
 import { classified } from './errors.js';
 import type { CheckpointResult } from './types.js';
+import { followingSchemaChanges } from './schema.js';
 
 export interface ScanInput { pipeline: string; after: string | null; limit: number }
 export interface CheckpointInput {
@@ -37,14 +38,17 @@ export function totalAfterCount(estimate: number, processed: number, ahead: numb
   return ahead < cap ? processed + ahead : Math.max(estimate, processed + ahead);
 }
 
-export function createBackfillActivities({ pool, log }: ActivityDeps) {
-  const countRows = async (pipeline: string): Promise<number> => {
+export function createBackfillActivities(deps: ActivityDeps) {
+  const { pool, log } = deps;
+  // A walk follows a renamed source table like a sync does (activities/schema.ts).
+  const countRows = (pipeline: string): Promise<number> => followingSchemaChanges(deps, pipeline, async () => {
     const p = await getPipeline(pool, pipeline);
     const { rows } = await pool.query<{ n: number }>(`select count(*) as n from ${qualified(p.sourceSchema, p.sourceTable)}`);
     return rows[0]?.n ?? 0;
-  };
+  });
   // Up to `cap` keys after the cursor, walking the primary key index alone: cheap however big the table.
-  const countKeysAfter = async (pipeline: string, after: string | null, cap: number): Promise<number> => {
+  const countKeysAfter = (pipeline: string, after: string | null, cap: number): Promise<number> =>
+    followingSchemaChanges(deps, pipeline, async () => {
     const p = await getPipeline(pool, pipeline);
     const page = keysetPage(p, 's', '$1');
     const { rows } = await pool.query<{ n: number }>(
@@ -55,7 +59,7 @@ export function createBackfillActivities({ pool, log }: ActivityDeps) {
       [after, cap],
     );
     return rows[0]?.n ?? 0;
-  };
+  });
   return {
     /** How many rows the pipeline's source has. */
     async countSourceRows({ pipeline }: { pipeline: string }): Promise<number> {
@@ -81,7 +85,7 @@ export function createBackfillActivities({ pool, log }: ActivityDeps) {
 
     /** The next page of source keys after `after`, in primary key order (keyset: never OFFSET). */
     async scanKeys({ pipeline, after, limit }: ScanInput): Promise<string[]> {
-      return classified(async () => {
+      return classified(() => followingSchemaChanges(deps, pipeline, async () => {
         const p = await getPipeline(pool, pipeline);
         const page = keysetPage(p, 's', '$1');
         const { rows } = await pool.query<{ pk: string }>(
@@ -91,7 +95,7 @@ export function createBackfillActivities({ pool, log }: ActivityDeps) {
           [after, limit],
         );
         return rows.map((r) => r.pk);
-      });
+      }));
     },
 
     /**
@@ -125,6 +129,11 @@ export function createBackfillActivities({ pool, log }: ActivityDeps) {
           [pipeline, processed],
         );
       }
+      // A held pipeline returns to active, not to the backfill that is now over.
+      await pool.query(
+        `update embedsync.pipelines set held_state = 'active' where name = $1 and held_state = 'backfilling'`,
+        [pipeline],
+      );
       await pool.query(`delete from embedsync.staged_chunks where starts_with(batch_id, $1)`, [batchPrefix]);
       await pool.query(`delete from embedsync.staged_rows where starts_with(batch_id, $1)`, [batchPrefix]);
       // Its batches and its own stages (scan, checkpoint: recorded under the workflow id) have ended.

@@ -1,6 +1,7 @@
 // Failures are classified once, here, at the activity edge: retryable (the retry policy's backoff),
 // rate-limited (retried after the provider's hint, with jitter), or non-retryable.
 import { ApplicationFailure, Context } from '@temporalio/activity';
+import { isSchemaError, SchemaChangedError } from '../src/capture/schema-check.js';
 import { ConfigError } from '../src/config/pipeline.js';
 import { PipelineNotFoundError } from '../src/db/catalog.js';
 import {
@@ -19,9 +20,9 @@ export class DimensionMismatchError extends Error {
 }
 
 // Retrying sends the same request to the same answer: no quota, bad credentials, an unknown model,
-// wrong dimensions, a request the provider refuses whatever its inputs.
+// wrong dimensions, a request the provider refuses whatever its inputs, a source table that lost a column.
 const NON_RETRYABLE = [
-  PipelineNotFoundError, ProviderNotConfiguredError, DimensionMismatchError, ConfigError,
+  PipelineNotFoundError, ProviderNotConfiguredError, DimensionMismatchError, ConfigError, SchemaChangedError,
   QuotaExhaustedError, ProviderAuthError, ModelUnavailableError, InvalidInputError, RequestRefusedError, ProviderRejectedError,
 ];
 
@@ -42,6 +43,10 @@ export function toFailure(err: unknown): unknown {
   if (err instanceof ProviderUnavailableError) return ApplicationFailure.retryable(err.message, err.name);
   if (err instanceof Error && NON_RETRYABLE.some((type) => err instanceof type)) {
     return ApplicationFailure.nonRetryable(err.message, err.name);
+  }
+  // A missing column or table (undefined_column, undefined_table) stays missing until someone acts.
+  if (err instanceof Error && isSchemaError(err)) {
+    return ApplicationFailure.nonRetryable(err.message, 'SchemaChangedError');
   }
   return err;
 }

@@ -5,11 +5,13 @@ import { withTransaction } from '../src/db/pool.js';
 import { readSourceRows } from '../src/db/source.js';
 import type { ActivityDeps } from './deps.js';
 import { classified } from './errors.js';
+import { followingSchemaChanges } from './schema.js';
 import type { FetchInput, FetchResult } from './types.js';
 
-export function createFetchBatch({ pool }: ActivityDeps) {
+export function createFetchBatch(deps: ActivityDeps) {
+  const { pool } = deps;
   return async function fetchBatch({ pipeline, batchId, keys, generation }: FetchInput): Promise<FetchResult> {
-    return classified(async () => {
+    return classified(() => followingSchemaChanges(deps, pipeline, async () => {
       const live = await getPipeline(pool, pipeline);
       const p = atGeneration(live, generation);
       if (!p) {
@@ -57,6 +59,6 @@ export function createFetchBatch({ pool }: ActivityDeps) {
       });
       const count = (a: string) => staged.action.filter((x) => x === a).length;
       return { generation: p.generation, embed: count('embed'), keep: count('keep'), delete: count('delete') };
-    });
+    }));
   };
 }

@@ -4,8 +4,11 @@
 import { ApplicationFailure } from '@temporalio/activity';
 import { atGeneration, getPipeline, swapTableName, type Pipeline } from '../src/db/catalog.js';
 import { inspectTable } from '../src/capture/inspect.js';
+import { reconcileSource, SchemaChangedError } from '../src/capture/schema-check.js';
+import { installCaptureSql } from '../src/capture/triggers.js';
 import { createVectorTableSql, createViewSql, hnswName, pkeyName, viewName } from '../src/capture/vector-table.js';
 import { qualified, quoteIdent } from '../src/db/ident.js';
+import { CATALOG_LOCK, requeueFailedBatchesNow } from '../src/db/pipeline-state.js';
 import { withTransaction, type PoolClient } from '../src/db/pool.js';
 import type { ActivityDeps } from './deps.js';
 import { classified } from './errors.js';
@@ -22,6 +25,8 @@ export function createSwapActivities({ pool, log }: ActivityDeps) {
     async prepareSwap({ pipeline, generation }: SwapRef): Promise<void> {
       return classified(() =>
         withTransaction(pool, async (client) => {
+          // Before the row lock, in the order apply and the schema check take them.
+          await client.query('select pg_advisory_xact_lock($1)', [CATALOG_LOCK]);
           const p = await getPipeline(client, pipeline, 'for update');
           if (p.generation === generation) return; // already swapped in: a retry after success
           if (p.pendingGeneration !== generation || !p.pendingConfig) {
@@ -33,7 +38,16 @@ export function createSwapActivities({ pool, log }: ActivityDeps) {
             await client.query(`drop table if exists ${qualified(p.vectorSchema, swap.vectorTable)}`);
           }
           for (const sql of createVectorTableSql(swap)) await client.query(sql);
-          await client.query(`update embedsync.pipelines set state = 'swapping', updated_at = now() where name = $1`, [pipeline]);
+          // From a hold too: a re-embed is the fix for columns only the live generation reads.
+          await client.query(
+            `update embedsync.pipelines
+                set state = 'swapping', held_state = null, state_reason = null, updated_at = now()
+              where name = $1`,
+            [pipeline],
+          );
+          const swapping = await inSchema(client, pipeline, log);
+          // Changes to the pending config's columns must be captured from now on.
+          for (const sql of installCaptureSql(swapping)) await client.query(sql);
           log.info({ pipeline, generation }, 're-embed started');
         }),
       );
@@ -43,9 +57,11 @@ export function createSwapActivities({ pool, log }: ActivityDeps) {
     async cutOverSwap({ pipeline, generation }: SwapRef): Promise<void> {
       return classified(() =>
         withTransaction(pool, async (client) => {
+          await client.query('select pg_advisory_xact_lock($1)', [CATALOG_LOCK]);
           // FOR UPDATE waits for in-flight writes (they hold the row FOR SHARE) and holds back new ones.
-          const p = await getPipeline(client, pipeline, 'for update');
-          if (p.generation === generation) return;
+          const locked = await getPipeline(client, pipeline, 'for update');
+          if (locked.generation === generation) return;
+          const p = await inSchema(client, pipeline, log);
           const next = atGeneration(p, generation);
           if (!next || !p.pendingConfig) throw nothingToSwap(pipeline, `generation ${generation} is not being built`);
           await renameTables(client, p);
@@ -59,6 +75,12 @@ export function createSwapActivities({ pool, log }: ActivityDeps) {
               where name = $1`,
             [pipeline],
           );
+          // Capture now watches what the new generation reads, and nothing its predecessor alone read.
+          const captured: Pipeline = { ...live, pendingConfig: null, pendingGeneration: null, state: 'active' };
+          for (const sql of installCaptureSql(captured)) await client.query(sql);
+          await reconcileSource(client, pipeline, log);
+          // Live batches that failed on columns the new generation no longer reads are sent round again now.
+          await requeueFailedBatchesNow(client, pipeline);
           log.info({ pipeline, generation }, 're-embed swapped in');
         }),
       );
@@ -74,6 +96,13 @@ export function createSwapActivities({ pool, log }: ActivityDeps) {
       });
     },
   };
+}
+
+/** The pipeline after the schema check (a renamed source table followed); fails the swap if it is held. */
+async function inSchema(client: PoolClient, pipeline: string, log: ActivityDeps['log']): Promise<Pipeline> {
+  const check = await reconcileSource(client, pipeline, log);
+  if (check?.verdict.hold) throw new SchemaChangedError(pipeline, check.verdict.hold.reason);
+  return getPipeline(client, pipeline);
 }
 
 async function renameTables(client: PoolClient, p: Pipeline): Promise<void> {

@@ -13,14 +13,16 @@ import type { Pipeline } from '../src/db/catalog.js';
 import type { ActivityDeps } from './deps.js';
 import { classified } from './errors.js';
 import type { WriteOutcome } from '../src/metrics/worker.js';
+import { followingSchemaChanges } from './schema.js';
 import type { WriteInput, WriteResult } from './types.js';
 
 interface StagedRow { pk: string; action: 'embed' | 'keep' | 'delete'; content_hash: string | null; generation: number }
 
-export function createWriteBatch({ pool, log, metrics }: ActivityDeps) {
+export function createWriteBatch(deps: ActivityDeps) {
+  const { pool, log, metrics } = deps;
   return async function writeBatch(input: WriteInput): Promise<WriteResult> {
     const { pipeline, batchId, sweep, generation, enqueuedAt } = input;
-    const { result, chunks, latency } = await classified(() =>
+    const { result, chunks, latency } = await classified(() => followingSchemaChanges(deps, pipeline, () =>
       withTransaction(pool, async (client) => {
         const result: WriteResult = { written: 0, metadataUpdated: 0, deleted: 0, stale: 0, swept: 0 };
         let chunks = 0;
@@ -95,7 +97,7 @@ export function createWriteBatch({ pool, log, metrics }: ActivityDeps) {
         const latency = enqueuedAt === undefined ? undefined : await latencyClock(client, enqueuedAt);
         return { result, chunks, latency };
       }),
-    );
+    ));
     if (metrics) {
       for (const [field, outcome] of Object.entries(WRITE_OUTCOMES) as [keyof WriteResult, WriteOutcome][]) {
         if (result[field] > 0) metrics.rowsWritten.inc({ pipeline, outcome }, result[field]);

@@ -4,20 +4,25 @@ import { canonicalJson, embedColumns, embeddingFingerprint, ConfigError, type Pi
 import { findPipeline, getPipeline, type Pipeline } from '../db/catalog.js';
 import { parseTableName, qualified } from '../db/ident.js';
 import { withTransaction, type Pool, type PoolClient } from '../db/pool.js';
+import { baseState, CATALOG_LOCK, isHeld } from '../db/pipeline-state.js';
 import { checkEmbeddingModel } from '../providers/models.js';
 import { inspectTable, isEmbeddable, vectorColumnType, type TableInfo } from './inspect.js';
+import { currentSourceTable, reconcileSource } from './schema-check.js';
 import { installCaptureSql, removeCaptureSql } from './triggers.js';
 import { createVectorTableSql, createViewSql, vectorColumnSql, viewName } from './vector-table.js';
 
 export type ApplyOutcome = 'created' | 'updated' | 'unchanged' | 'reembed pending';
-export interface ApplyResult { pipeline: string; outcome: ApplyOutcome; vectorTable: string }
-
-// Serialises concurrent applies of any pipeline.
-const APPLY_LOCK = 7_146_221_032;
+export interface ApplyResult {
+  pipeline: string;
+  outcome: ApplyOutcome;
+  vectorTable: string;
+  /** Why the pipeline is still held after this apply (schema_changed), with the fix. */
+  heldBecause?: string;
+}
 
 export async function applyPipelines(pool: Pool, configs: readonly PipelineConfig[]): Promise<ApplyResult[]> {
   return withTransaction(pool, async (client) => {
-    await client.query('select pg_advisory_xact_lock($1)', [APPLY_LOCK]);
+    await client.query('select pg_advisory_xact_lock($1)', [CATALOG_LOCK]);
     const results: ApplyResult[] = [];
     for (const [i, config] of configs.entries()) {
       try {
@@ -33,15 +38,20 @@ export async function applyPipelines(pool: Pool, configs: readonly PipelineConfi
 
 async function applyOne(client: PoolClient, config: PipelineConfig): Promise<ApplyResult> {
   const { schema, table } = parseSource(config);
+  // A renamed source table is followed first, so the config may name it by its new name.
+  await reconcileSource(client, config.name);
+  const existing = await findPipeline(client, config.name);
   const info = await inspectTable(client, schema, table);
-  if (!info) throw new ConfigError('source.table', `table ${schema}.${table} does not exist`);
+  if (!info) throw new ConfigError('source.table', missingTable(`${schema}.${table}`, existing));
   const primaryKey = checkPrimaryKey(config, info);
   checkColumns(config, info);
   // Dimensions the model cannot produce, or chunks longer than it takes, are refused here, not row by row.
   checkEmbeddingModel(config);
 
   const vector = config.vectorTable ? parseTableName(config.vectorTable) : { schema, table: `${config.name}_embeddings` };
-  const existing = await findPipeline(client, config.name);
+  // A held pipeline is planned from the state it returns to; the schema check below decides whether it does.
+  const held = existing && isHeld(existing.state) ? existing.state : undefined;
+  const base = existing && { ...existing, state: (await baseState(client, existing.name)) ?? existing.state };
   const candidate: Pipeline = {
     name: config.name,
     sourceSchema: schema,
@@ -58,20 +68,25 @@ async function applyOne(client: PoolClient, config: PipelineConfig): Promise<App
   };
   if (existing) checkChange(existing, candidate);
   await checkVectorTable(client, candidate, existing);
-  const next = existing ? planChange(existing, candidate) : candidate;
+  const next = base ? planChange(base, candidate) : candidate;
 
   await client.query(
     `insert into embedsync.pipelines
-       (name, source_schema, source_table, primary_key, vector_schema, vector_table, config, pending_config, pending_generation, state)
-     values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+       (name, source_schema, source_table, primary_key, vector_schema, vector_table, config, pending_config,
+        pending_generation, state, held_state, source_relid)
+     values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
      on conflict (name) do update
        set config = excluded.config, primary_key = excluded.primary_key, pending_config = excluded.pending_config,
-           pending_generation = excluded.pending_generation, state = excluded.state, updated_at = now()`,
+           pending_generation = excluded.pending_generation, state = excluded.state, held_state = excluded.held_state,
+           source_relid = excluded.source_relid, updated_at = now()`,
     [next.name, schema, table, JSON.stringify(primaryKey), vector.schema, vector.table, JSON.stringify(next.config),
-      next.pendingConfig && JSON.stringify(next.pendingConfig), next.pendingGeneration, next.state],
+      next.pendingConfig && JSON.stringify(next.pendingConfig), next.pendingGeneration, held ?? next.state,
+      held ? next.state : null, info.relid],
   );
   for (const sql of [...createVectorTableSql(next), ...createViewSql(next, [...info.columns.keys()])]) await client.query(sql);
   for (const sql of installCaptureSql(next)) await client.query(sql);
+  // Validated against the live table: lifts a hold the new config fixes, or says what still needs doing.
+  const check = await reconcileSource(client, config.name);
 
   const outcome: ApplyOutcome = !existing
     ? 'created'
@@ -80,7 +95,23 @@ async function applyOne(client: PoolClient, config: PipelineConfig): Promise<App
       : sameConfig(existing.config, next.config) && sameConfig(existing.pendingConfig, next.pendingConfig)
         ? 'unchanged'
         : 'updated';
-  return { pipeline: config.name, outcome, vectorTable: `${vector.schema}.${vector.table}` };
+  const hold = check?.verdict.hold;
+  const vectorTable = `${vector.schema}.${vector.table}`;
+  return { pipeline: config.name, outcome, vectorTable, ...(hold ? { heldBecause: hold.reason } : {}) };
+}
+
+function missingTable(name: string, existing: Pipeline | undefined): string {
+  if (!existing) return `table ${name} does not exist`;
+  const now = `${existing.sourceSchema}.${existing.sourceTable}`;
+  if (existing.state === 'source_missing') {
+    const remove = `npm run remove -- --pipeline ${existing.name}`;
+    return `table ${name} does not exist (it was dropped): restore it, or remove the pipeline: ${remove}`;
+  }
+  if (now !== name) {
+    return `table ${name} does not exist: it was renamed to ${now}, which pipeline "${existing.name}" follows; `
+      + `point source.table at ${now}`;
+  }
+  return `table ${name} does not exist`;
 }
 
 const sameConfig = (a: PipelineConfig | null, b: PipelineConfig | null): boolean => canonicalJson(a) === canonicalJson(b);
@@ -164,15 +195,20 @@ async function checkVectorTable(client: PoolClient, p: Pipeline, existing: Pipel
 /** Removes a pipeline's triggers, queued changes and catalog row; keeps its vector table unless asked. */
 export async function removePipeline(pool: Pool, name: string, options: { dropVectorTable?: boolean } = {}): Promise<Pipeline> {
   return withTransaction(pool, async (client) => {
-    await client.query('select pg_advisory_xact_lock($1)', [APPLY_LOCK]);
+    await client.query('select pg_advisory_xact_lock($1)', [CATALOG_LOCK]);
     const p = await getPipeline(client, name, 'for update');
-    for (const sql of removeCaptureSql(p)) await client.query(sql);
+    // Triggers are dropped from the table under its current name; if it is gone, so are they.
+    const now = await currentSourceTable(client, name);
+    const source = now
+      ? { sourceSchema: now.schema, sourceTable: now.table }
+      : { sourceSchema: p.sourceSchema, sourceTable: p.sourceTable };
+    for (const sql of removeCaptureSql({ ...p, ...source })) await client.query(sql);
     await client.query('delete from embedsync.outbox where pipeline = $1', [name]);
     await client.query('delete from embedsync.pipelines where name = $1', [name]);
     if (options.dropVectorTable) {
       await client.query(`drop view if exists ${qualified(p.vectorSchema, viewName(p))}`);
       await client.query(`drop table if exists ${qualified(p.vectorSchema, p.vectorTable)}`);
     }
-    return p;
+    return { ...p, ...source };
   });
 }

@@ -10,6 +10,7 @@ export interface ColumnInfo {
 }
 
 export interface TableInfo {
+  relid: number;
   schema: string;
   table: string;
   primaryKey: KeyColumn[];
@@ -39,7 +40,7 @@ export async function inspectTable(client: PoolClient, schema: string, table: st
       order by k.ord`,
     [oid],
   );
-  return { schema, table, primaryKey: pk.rows, columns: new Map(cols.rows.map((c) => [c.name, c])) };
+  return { relid: oid, schema, table, primaryKey: pk.rows, columns: new Map(cols.rows.map((c) => [c.name, c])) };
 }
 
 // Types with a text form worth embedding: strings, numbers, booleans, dates, enums, intervals,

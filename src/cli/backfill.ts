@@ -3,7 +3,8 @@
 // another; Ctrl-C stops watching, never the backfill.
 import { Command } from 'commander';
 import { DEFAULT_WINDOW, startBackfill } from '../backfill/start.js';
-import { instanceId, resolvePipeline } from '../db/catalog.js';
+import { checkSourceSchemas } from '../capture/schema-check.js';
+import { getPipeline, instanceId, resolvePipeline } from '../db/catalog.js';
 import { countSourceRows, runningBackfill } from '../status/index.js';
 import { webUiWorkflowUrl } from '../temporal/names.js';
 import { positiveInt, runMain, UserError } from './common.js';
@@ -32,7 +33,12 @@ runMain(async (env) => {
   const pool = await openDatabase(env, 'embedsync-backfill');
   let session: TemporalSession | undefined;
   try {
-    const p = await resolvePipeline(pool, opts.table);
+    const named = await resolvePipeline(pool, opts.table);
+    // A renamed table is followed first; a held pipeline's batches would fail on what its table lost.
+    const [check] = await checkSourceSchemas(pool, { pipeline: named.name });
+    const hold = check?.verdict.hold;
+    if (hold) throw new UserError(`${named.name} is ${hold.state}: ${hold.reason}`);
+    const p = await getPipeline(pool, named.name);
     session = await connectTemporal(env);
     const { client } = session;
     const running = await runningBackfill(client, p.name);

@@ -35,6 +35,7 @@ program
           if (r.outcome === 'reembed pending') {
             console.log(`  what is embedded changed; the live vectors stay as they are until: npm run reembed -- --table ${r.pipeline}`);
           }
+          if (r.heldBecause) console.log(`  still held, its changes waiting in the outbox: ${r.heldBecause}`);
         }
       });
     }),

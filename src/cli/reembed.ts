@@ -3,7 +3,8 @@
 // atomically. Search keeps working on the old generation until the swap, and never sees both.
 import { Command } from 'commander';
 import { DEFAULT_WINDOW, NothingToReembedError, startReembed } from '../backfill/start.js';
-import { instanceId, resolvePipeline } from '../db/catalog.js';
+import { checkSourceSchemas } from '../capture/schema-check.js';
+import { getPipeline, instanceId, resolvePipeline } from '../db/catalog.js';
 import { countSourceRows } from '../status/index.js';
 import { webUiWorkflowUrl } from '../temporal/names.js';
 import { positiveInt, runMain, UserError } from './common.js';
@@ -31,7 +32,10 @@ runMain(async (env) => {
   const pool = await openDatabase(env, 'embedsync-reembed');
   let session: TemporalSession | undefined;
   try {
-    const p = await resolvePipeline(pool, opts.table);
+    const named = await resolvePipeline(pool, opts.table);
+    // A renamed source table is followed before its rows are counted.
+    await checkSourceSchemas(pool, { pipeline: named.name });
+    const p = await getPipeline(pool, named.name);
     if (!p.pendingConfig || p.pendingGeneration === null) throw new UserError(new NothingToReembedError(p.name).message);
     session = await connectTemporal(env);
     const { client } = session;

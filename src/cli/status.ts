@@ -1,6 +1,7 @@
 // npm run status: where each pipeline stands — the database's facts and Temporal's running workflows.
 import { Command } from 'commander';
 import { resolvePipeline } from '../db/catalog.js';
+import { isHeld } from '../db/pipeline-state.js';
 import {
   gatherStatus, oneLine, type PipelineStatus, type StatusReport, type StuckBatchStatus, type TemporalTarget,
 } from '../status/index.js';
@@ -108,11 +109,19 @@ function stuckSection(p: PipelineStatus): { headline: string; lines: string[] } 
   return { headline: `  STUCK at ${stages}`, lines };
 }
 
+function syncing(p: PipelineStatus): string {
+  if (p.syncPaused) return `sync PAUSED (changes wait in the outbox; npm run resume -- --table ${p.pipeline})`;
+  if (!isHeld(p.state)) return 'sync running';
+  const since = p.stateSince ? ` for ${duration((Date.now() - p.stateSince.getTime()) / 1000)}` : '';
+  return `sync HELD${since} (changes wait in the outbox until the source table or the config is fixed)`;
+}
+
 function describe(p: PipelineStatus, reachable: boolean): string {
   const stuck = stuckSection(p);
   const lines = [`${p.pipeline}  (${p.sourceTable} → ${p.vectorTable})${stuck.headline}`];
   const row = (label: string, text: string) => lines.push(`  ${label.padEnd(13)} ${text}`);
-  row('state', `${p.state}, ${p.syncPaused ? `sync PAUSED (changes wait in the outbox; npm run resume -- --table ${p.pipeline})` : 'sync running'}`);
+  row('state', `${p.state}, ${syncing(p)}`);
+  if (p.stateReason) row('why', p.stateReason);
   row('model', `${p.provider}/${p.model}, ${p.dimensions} dims, generation ${p.generation}`);
   const total = p.totalRows === null ? 'no backfill yet' : `${count(p.syncedRows)} of ${count(p.totalRows)} rows (${percent(p.syncedRows, p.totalRows) || '0%'})`;
   const last = p.lastSyncedAt ? `, last checkpoint ${duration((Date.now() - p.lastSyncedAt.getTime()) / 1000)} ago` : '';

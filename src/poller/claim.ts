@@ -1,5 +1,6 @@
 // The poller's hot queries. Claimed rows stay locked (and invisible to other pollers, which skip
 // them) until the transaction that starts their workflows commits or rolls back.
+import { HELD_STATES } from '../db/pipeline-state.js';
 import type { PoolClient } from '../db/pool.js';
 
 export interface OutboxRow {
@@ -10,16 +11,20 @@ export interface OutboxRow {
   enqueuedAt: Date;
 }
 
-/** Oldest changes first, skipping pipelines whose sync is paused. No cursor: ids commit out of order. */
+/**
+ * Oldest changes first, skipping pipelines whose sync is paused or held (their source table changed
+ * shape: src/capture/schema-check.ts). No cursor: ids commit out of order.
+ */
 export async function claimOutboxBatch(client: PoolClient, limit: number): Promise<OutboxRow[]> {
   const { rows } = await client.query<OutboxRow>(
     `select o.id, o.pipeline, o.pk, o.op, o.enqueued_at as "enqueuedAt"
        from embedsync.outbox o
-      where not exists (select 1 from embedsync.pipelines p where p.name = o.pipeline and p.sync_paused)
+      where not exists (select 1 from embedsync.pipelines p
+                         where p.name = o.pipeline and (p.sync_paused or p.state = any($2::text[])))
       order by o.id
       limit $1
         for update of o skip locked`,
-    [limit],
+    [limit, HELD_STATES],
   );
   return rows;
 }

@@ -5,6 +5,7 @@ import pg from 'pg';
 import { instanceId, listPipelines, type Pipeline } from '../db/catalog.js';
 import type { Pool } from '../db/pool.js';
 import type { Logger } from '../log.js';
+import { checkSourceSchemas } from '../capture/schema-check.js';
 import { NOTIFY_CHANNEL } from '../capture/triggers.js';
 import { EMBED_KIND, EMBED_PIPELINE, embedTaskQueue } from '../temporal/names.js';
 import type { SyncInput, SyncTarget, syncChanges } from '../../workflows/index.js';
@@ -23,9 +24,17 @@ export interface PollerOptions {
   /** How often to look for failed batches' dead letters whose wait is over (src/poller/dead-letters.ts). */
   deadLetterCheckMs: number;
   deadLetterRetry: DeadLetterRetry;
+  /** How often to compare the source tables with what the pipelines read (src/capture/schema-check.ts). */
+  schemaCheckMs: number;
 }
 
-export const DEFAULT_POLLER_OPTIONS: PollerOptions = { claimLimit: 2000, fallbackIntervalMs: 100, deadLetterCheckMs: 30_000, deadLetterRetry: DEFAULT_DEAD_LETTER_RETRY };
+export const DEFAULT_POLLER_OPTIONS: PollerOptions = {
+  claimLimit: 2000,
+  fallbackIntervalMs: 100,
+  deadLetterCheckMs: 30_000,
+  deadLetterRetry: DEFAULT_DEAD_LETTER_RETRY,
+  schemaCheckMs: 3000,
+};
 
 export interface PollerDeps {
   pool: Pool;
@@ -135,9 +144,14 @@ export class Poller {
   private async run(): Promise<void> {
     let backoff = 0;
     let deadLettersCheckedAt = 0;
+    let schemasCheckedAt = 0;
     while (!this.stopped) {
       if (!this.listener) await this.listen();
       this.notified = false;
+      if (Date.now() - schemasCheckedAt >= this.options.schemaCheckMs) {
+        schemasCheckedAt = Date.now();
+        await this.checkSchemas();
+      }
       if (Date.now() - deadLettersCheckedAt >= this.options.deadLetterCheckMs) {
         deadLettersCheckedAt = Date.now();
         await this.retryDeadLetters();
@@ -162,6 +176,16 @@ export class Poller {
       for (const [pipeline, keys] of requeued) this.deps.log.info({ pipeline, keys }, 'sent the keys of failed batches round again (embedsync.dead_letters)');
     } catch (err) {
       this.deps.log.warn({ err: (err as Error).message }, 'could not look at the dead letters; trying again later');
+    }
+  }
+
+  private async checkSchemas(): Promise<void> {
+    try {
+      // Never waits on an apply: the changes of every other pipeline must keep flowing meanwhile.
+      await checkSourceSchemas(this.deps.pool, { log: this.deps.log, wait: false });
+    } catch (err) {
+      const message = 'could not compare the source tables with the pipelines; trying again later';
+      this.deps.log.warn({ err: (err as Error).message }, message);
     }
   }
 

@@ -1,6 +1,8 @@
 // The facts `npm run status` shows: the database's (the pipeline_status view) and, when Temporal can
 // be reached, its running workflows and backfill progress. The database facts never wait on Temporal.
 import type { Client } from '@temporalio/client';
+import { checkSourceSchemas } from '../capture/schema-check.js';
+import { readStateReasons, type HoldFacts } from '../db/pipeline-state.js';
 import type { Pool } from '../db/pool.js';
 import { readPipelineFacts, type PipelineFacts } from './queries.js';
 import { readStuck, type StuckBatchStatus } from './stuck.js';
@@ -10,7 +12,7 @@ export { readPipelineFacts, setSyncPaused, countSourceRows, type PipelineFacts }
 export * from './temporal.js';
 export { oneLine, readStuck, type StuckBatchStatus } from './stuck.js';
 
-export interface PipelineStatus extends PipelineFacts {
+export interface PipelineStatus extends PipelineFacts, HoldFacts {
   /** Null when Temporal could not be asked. */
   workflows: PipelineWorkflows | null;
   /** Batches stuck at a stage (failed at least embedsync.stuck_after_attempts() times in a row, or for good). */
@@ -30,7 +32,11 @@ export interface TemporalTarget extends WebUi {
 }
 
 export async function gatherStatus(pool: Pool, temporal: TemporalTarget, pipeline?: string): Promise<StatusReport> {
+  // What the source tables look like now, not at the pollers' last look; without the rights to act on it,
+  // the catalog's last word is shown.
+  await checkSourceSchemas(pool, { ...(pipeline ? { pipeline } : {}), wait: false }).catch(() => undefined);
   const facts = await readPipelineFacts(pool, pipeline);
+  const reasons = await readStateReasons(pool);
   const { client } = temporal;
   let error = temporal.error;
   const stuck = await readStuck(pool, temporal, error === undefined ? client : undefined, pipeline);
@@ -45,7 +51,10 @@ export async function gatherStatus(pool: Pool, temporal: TemporalTarget, pipelin
         error = (err as Error).message;
       }
     }
-    pipelines.push({ ...f, workflows, stuck: stuck.get(f.pipeline) ?? [] });
+    pipelines.push({
+      ...f, ...(reasons.get(f.pipeline) ?? { stateReason: null, stateSince: null }), workflows,
+      stuck: stuck.get(f.pipeline) ?? [],
+    });
   }
   return {
     temporal: { address: temporal.address, namespace: temporal.namespace, reachable: client !== undefined && error === undefined, ...(error === undefined ? {} : { error }) },

@@ -1,0 +1,146 @@
+// What a source table's DDL means for its pipeline, decided from the catalog row and what pg_catalog
+// says now: pure, so it is tested without a database. src/capture/schema-check.ts acts on the verdict.
+import { embedColumns, type PipelineConfig } from '../config/pipeline.js';
+import type { KeyColumn } from '../db/catalog.js';
+import type { HeldState } from '../db/pipeline-state.js';
+import { isEmbeddable, type ColumnInfo } from './inspect.js';
+
+export interface LiveColumn extends ColumnInfo {
+  attnum: number;
+}
+
+/** The source table as it is now, found by its oid. */
+export interface LiveTable {
+  relid: number;
+  schema: string;
+  table: string;
+  columns: LiveColumn[];
+  primaryKey: KeyColumn[];
+}
+
+/** What the catalog remembers of a pipeline's source. */
+export interface CatalogSource {
+  name: string;
+  sourceSchema: string;
+  sourceTable: string;
+  primaryKey: KeyColumn[];
+  config: PipelineConfig;
+  pendingConfig: PipelineConfig | null;
+  /** The state the pipeline is in, or returns to once its hold ends. */
+  baseState: string;
+  /** Attribute numbers of the columns read, when the table was last in shape; null before that. */
+  sourceColumns: Record<string, number> | null;
+}
+
+export interface SchemaVerdict {
+  /** The table's name now, when the catalog still has another: the pipeline follows it. */
+  renamedTo?: { schema: string; table: string };
+  /** Why syncs must wait, and the fix. */
+  hold?: { state: HeldState; reason: string };
+  /** Attribute numbers of the columns read, as they are now (those that exist). */
+  columns?: Record<string, number>;
+}
+
+type Role = 'key' | 'embed' | 'metadata';
+
+interface ReadColumn {
+  column: string;
+  role: Role;
+  /** Read by the live generation's config; by the pending one's. */
+  live: boolean;
+  pending: boolean;
+}
+
+/** Every column the pipeline reads, once, under its strongest role (key, then embed, then metadata). */
+export function readColumns(p: Pick<CatalogSource, 'primaryKey' | 'config' | 'pendingConfig'>): ReadColumn[] {
+  const byName = new Map<string, ReadColumn>();
+  const add = (column: string, role: Role, which: 'live' | 'pending') => {
+    const c = byName.get(column) ?? { column, role, live: false, pending: false };
+    c[which] = true;
+    byName.set(column, c);
+  };
+  for (const k of p.primaryKey) {
+    add(k.name, 'key', 'live');
+    if (p.pendingConfig) add(k.name, 'key', 'pending');
+  }
+  const configs: [PipelineConfig, 'live' | 'pending'][] = [[p.config, 'live']];
+  if (p.pendingConfig) configs.push([p.pendingConfig, 'pending']);
+  for (const [config, which] of configs) for (const c of embedColumns(config)) add(c.column, 'embed', which);
+  for (const [config, which] of configs) for (const c of config.metadata) add(c, 'metadata', which);
+  return [...byName.values()];
+}
+
+export function judgeSchema(p: CatalogSource, live: LiveTable | undefined): SchemaVerdict {
+  const was = `${p.sourceSchema}.${p.sourceTable}`;
+  if (!live) {
+    return {
+      hold: {
+        state: 'source_missing',
+        reason:
+          `table ${was} is gone: restore it, then run npm run apply -- --config <file> and `
+          + `npm run backfill -- --table ${p.name}; or remove the pipeline: npm run remove -- --pipeline ${p.name}`,
+      },
+    };
+  }
+  const verdict: SchemaVerdict = {};
+  if (live.schema !== p.sourceSchema || live.table !== p.sourceTable) {
+    verdict.renamedTo = { schema: live.schema, table: live.table };
+  }
+  const table = `${live.schema}.${live.table}`;
+  const byName = new Map(live.columns.map((c) => [c.name, c]));
+  const byNumber = new Map(live.columns.map((c) => [c.attnum, c]));
+  const columns: Record<string, number> = {};
+  const problems: string[] = [];
+
+  for (const c of readColumns(p)) {
+    // A re-embed under way is the fix for columns only the live generation reads: its cut-over drops them.
+    if (p.baseState === 'swapping' && !c.pending) continue;
+    const now = byName.get(c.column);
+    const column = `column "${c.column}" of ${table}`;
+    if (now) {
+      columns[c.column] = now.attnum;
+      const key = p.primaryKey.find((k) => k.name === c.column);
+      if (key && key.type !== now.type) {
+        problems.push(`${column}, in its primary key, is now ${now.type} (was ${key.type}): ${fix(p, c)}`);
+      } else if (c.role === 'embed' && !isEmbeddable(now)) {
+        const remedy = fix(p, c, 'remove it from', 'or change its type back');
+        problems.push(`${column} is now ${now.type}, which has no text form to embed: ${remedy}`);
+      }
+      continue;
+    }
+    const recorded = p.sourceColumns?.[c.column];
+    const renamed = recorded === undefined ? undefined : byNumber.get(recorded);
+    if (renamed) {
+      const remedy = fix(p, c, `rename it to "${renamed.name}" in`, 'or rename the column back');
+      problems.push(`${column} was renamed to "${renamed.name}": ${remedy}`);
+    } else {
+      problems.push(`${column} is gone: ${fix(p, c, 'remove it from', 'or restore it')}`);
+    }
+  }
+  if (problems.length === 0) {
+    const declared = p.primaryKey.map((k) => k.name).join(', ');
+    const actual = live.primaryKey.map((k) => k.name).join(', ');
+    if (declared !== actual) {
+      problems.push(`the primary key of ${table} is now (${actual}), not (${declared}): ${fix(p, { role: 'key' })}`);
+    }
+  }
+  verdict.columns = columns;
+  if (problems.length > 0) verdict.hold = { state: 'schema_changed', reason: problems.join('; ') };
+  return verdict;
+}
+
+/** The commands that put the pipeline right once the column is dealt with. */
+function fix(p: CatalogSource, c: Pick<ReadColumn, 'role'> & Partial<ReadColumn>, edit = '', otherwise = ''): string {
+  const apply = 'npm run apply -- --config <file>';
+  if (c.role === 'key') {
+    const backfill = `npm run backfill -- --table ${p.name}`;
+    return `run ${apply} (it reads the primary key again), then ${backfill} (the rows' keys changed)`;
+  }
+  const field = c.role === 'embed' ? 'embed.columns' : 'metadata';
+  // A config that no longer reads it is already pending: the re-embed swaps it in.
+  if (c.live && c.pending === false && p.pendingConfig) {
+    return `the live generation still reads it, the pending config does not: run npm run reembed -- --table ${p.name}`;
+  }
+  const then = c.role === 'embed' ? ` and npm run reembed -- --table ${p.name}` : '';
+  return `${edit} the pipeline's ${field} (${otherwise}), then run ${apply}${then}`;
+}
