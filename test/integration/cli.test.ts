@@ -1,7 +1,7 @@
 // The operator commands as a user runs them: separate processes with only environment variables to go
 // on, checked by their output, their exit codes and what they did to the database and to Temporal.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -23,6 +23,9 @@ const root = path.resolve(import.meta.dirname, '../..');
 
 interface Run { code: number | null; stdout: string; stderr: string }
 
+/** Commands still running, killed when the file ends: a failed test must not leave one behind. */
+const children = new Set<ChildProcess>();
+
 /** Starts `node --import tsx src/cli/<command>.ts …` against this file's database and task queue. */
 function start(command: string, args: string[], env: Record<string, string> = {}) {
   const child = spawn(process.execPath, ['--import', 'tsx', path.join('src/cli', `${command}.ts`), ...args], {
@@ -30,6 +33,7 @@ function start(command: string, args: string[], env: Record<string, string> = {}
     env: { ...process.env, DATABASE_URL: h.db.url, EMBEDSYNC_TASK_QUEUE: h.taskQueue, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  children.add(child);
   const out = { stdout: '', stderr: '' };
   child.stdout.on('data', (d: Buffer) => (out.stdout += d.toString()));
   child.stderr.on('data', (d: Buffer) => (out.stderr += d.toString()));
@@ -37,6 +41,7 @@ function start(command: string, args: string[], env: Record<string, string> = {}
   const done = new Promise<Run>((resolve) =>
     child.on('close', (code) => {
       clearTimeout(timer);
+      children.delete(child);
       resolve({ code, ...out });
     }),
   );
@@ -79,7 +84,10 @@ describe('operator commands', () => {
     await h.db.pool.query('create table articles (id int primary key, name text, description text, category text, price numeric, in_stock boolean)');
     await applyPipeline(h, productsPipeline({ name: pipeline }), productsPipeline({ name: neighbour, source: { table: 'public.articles' } }));
   });
-  after(async () => h.stop());
+  after(async () => {
+    for (const child of children) child.kill('SIGKILL');
+    await h.stop();
+  });
 
   it('--help explains every command and exits 0', async () => {
     const runs = await Promise.all([

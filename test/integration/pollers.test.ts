@@ -154,9 +154,12 @@ describe('pollers', () => {
 
     const stop = { set: false };
     const writers = [1, 2, 3].map((w) => writeSteadily(w, stop));
-    await new Promise((r) => setTimeout(r, 4000));
-    stop.set = true;
-    await Promise.all(writers);
+    try {
+      await new Promise((r) => setTimeout(r, 4000));
+    } finally {
+      stop.set = true;
+      await Promise.all(writers);
+    }
     await converged(attempts);
     await Promise.all(pollers.map((p) => p.stop()));
 
