@@ -156,6 +156,8 @@ describe('pollers', () => {
     const writers = [1, 2, 3].map((w) => writeSteadily(w, stop));
     try {
       await new Promise((r) => setTimeout(r, 4000));
+      // However slowly a loaded machine writes, the pollers get enough changes to race on.
+      await waitFor('150 changed keys', async () => (await count('select count(distinct pk)::int as n from public.captured')) > 150, 60_000);
     } finally {
       stop.set = true;
       await Promise.all(writers);
