@@ -74,10 +74,6 @@ export async function startHarness(label: string, opts: { pollers?: number } = {
     let workerConnection: NativeConnection | undefined;
     let worker: EmbedsyncWorker | undefined;
     let running: Promise<void> | undefined;
-    teardown.add(() => workerConnection?.close());
-    teardown.add(() => harness.stopWorker());
-    teardown.add(() => terminateRunning(client, taskQueue));
-    teardown.add(() => Promise.all(harness.pollers.map((p) => p.stop())));
 
     const harness: Harness = {
       db,
@@ -116,6 +112,10 @@ export async function startHarness(label: string, opts: { pollers?: number } = {
       // whichever fails.
       stop: () => teardown.run(),
     };
+    teardown.add(() => workerConnection?.close());
+    teardown.add(() => harness.stopWorker());
+    teardown.add(() => terminateRunning(client, taskQueue));
+    teardown.add(() => Promise.all(harness.pollers.map((p) => p.stop())));
     await harness.startWorker();
     for (let i = 0; i < (opts.pollers ?? 1); i += 1) harness.startPoller();
     return harness;
