@@ -68,6 +68,7 @@ try {
     TEMPORAL_NAMESPACE: stack.temporalNamespace,
     LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn',
     LOG_FORMAT: 'json',
+    ...(loaded ? { EMBEDSYNC_TEST_PATIENCE: process.env.EMBEDSYNC_TEST_PATIENCE ?? '3' } : {}),
   });
   if (loaded) {
     hog = startCpuHog();
