@@ -4,7 +4,6 @@
 // so Ctrl-C and SIGTERM reach it directly and it stops as gracefully as it was written to.
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { register } from 'tsx/esm/api';
 
 /** What a user types → the module in src/cli/ and, for modules with several commands, its subcommand. */
 const COMMANDS = {
@@ -41,6 +40,13 @@ Environment: DATABASE_URL, TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, EMBEDSYNC_TASK_
 `;
 }
 
+// tsx registers itself through module.register, which Node has had since 20.6.
+const [major = 0, minor = 0] = process.versions.node.split('.').map(Number);
+if (major < 20 || (major === 20 && minor < 6)) {
+  process.stderr.write(`embedsync: needs Node.js 20.6 or later; this is ${process.versions.node}\n`);
+  process.exit(1);
+}
+
 const [command, ...rest] = process.argv.slice(2);
 if (command === undefined || command === '--help' || command === '-h' || (command === 'help' && rest.length === 0)) {
   process.stdout.write(help());
@@ -58,6 +64,8 @@ if (command === undefined || command === '--help' || command === '-h' || (comman
     const [module, subcommand] = entry;
     const file = new URL(`../src/cli/${module}.ts`, import.meta.url);
     const path = fileURLToPath(file);
+    // Imported only now: on an older Node it would fail before the version check could speak.
+    const { register } = await import('tsx/esm/api');
     register();
     // The commands read process.argv as `node <script> [subcommand] …options`.
     process.argv = [process.argv[0], path, ...(subcommand ? [subcommand] : []), ...args];
