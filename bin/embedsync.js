@@ -58,7 +58,8 @@ if (command === undefined || command === '--help' || command === '-h' || (comman
   const [name, args] = command === 'help' ? [rest[0], ['--help']] : [command, rest];
   const entry = Object.hasOwn(COMMANDS, name) ? COMMANDS[name] : undefined;
   if (!entry) {
-    process.stderr.write(`embedsync: unknown command "${name}"; the commands are: ${Object.keys(COMMANDS).join(', ')}\n`);
+    const known = Object.keys(COMMANDS).join(', ');
+    process.stderr.write(`embedsync: unknown command "${name}"; the commands are: ${known}\n`);
     process.exitCode = 1;
   } else {
     const [module, subcommand] = entry;

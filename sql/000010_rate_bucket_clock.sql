@@ -27,7 +27,8 @@ end $$;
 create function embedsync.set_bucket(p_provider text, p_budget text, p_level double precision,
   p_now timestamptz default clock_timestamp())
 returns void language sql as $$
-  update embedsync.rate_buckets set level = p_level, updated_at = p_now where provider = p_provider and budget = p_budget;
+  update embedsync.rate_buckets set level = p_level, updated_at = p_now
+   where provider = p_provider and budget = p_budget;
 $$;
 
 -- Takes a request's turn: one request and p_tokens tokens, from each bucket whose rate is given (null:

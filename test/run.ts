@@ -33,10 +33,9 @@ if (names.length === 0 || unknown.length > 0) {
   console.error(`usage: tsx test/run.ts [--loaded] <${SUITES.join('|')}|<file>.test.ts>…`);
   process.exit(2);
 }
-const files = names.flatMap((n) =>
-  isFile(n) ? [path.resolve(n)]
-  : readdirSync(path.join('test', n)).filter((f) => f.endsWith('.test.ts')).sort().map((f) => path.resolve('test', n, f)),
-);
+const suiteFiles = (suite: string): string[] =>
+  readdirSync(path.join('test', suite)).filter((f) => f.endsWith('.test.ts')).sort().map((f) => path.resolve('test', suite, f));
+const files = names.flatMap((n) => (isFile(n) ? [path.resolve(n)] : suiteFiles(n)));
 const suiteOf = (file: string): string => path.basename(path.dirname(file));
 const concurrency = Math.min(...files.map((f) => CONCURRENCY[suiteOf(f)] ?? 1));
 
@@ -109,7 +108,8 @@ async function runFiles(paths: string[], concurrency: number): Promise<number> {
     const stuck = [...running].filter(([, since]) => since < limit).map(([f]) => path.relative(process.cwd(), f));
     if (stuck.length === 0) return;
     const all = [...running.keys()].map((f) => path.relative(process.cwd(), f)).join(', ');
-    bail(1, `stopped: ${stuck.join(', ')} ran past ${FILE_TIMEOUT_MS / 1000} s and could not be stopped; running: ${all}`);
+    bail(1, `stopped: ${stuck.join(', ')} ran past ${FILE_TIMEOUT_MS / 1000} s and could not be stopped; `
+      + `running: ${all}`);
   }, 5000);
   watchdog.unref();
   const reporter = process.stdout.isTTY ? new spec() : tap;

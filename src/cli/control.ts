@@ -14,7 +14,8 @@ import { count, plural } from './format.js';
 
 type Action = 'pause' | 'resume';
 
-const program = new Command('embedsync').description('Pause or resume a pipeline: its change sync and its running backfill.');
+const program = new Command('embedsync')
+  .description('Pause or resume a pipeline: its change sync and its running backfill.');
 
 for (const action of ['pause', 'resume'] as const) {
   program

@@ -18,7 +18,8 @@ async function withPool(env: Env, fn: (pool: Pool) => Promise<void>): Promise<vo
   }
 }
 
-const program = new Command('embedsync').description('Manage pipelines: a source table, an embedding config and a vector table.');
+const program = new Command('embedsync')
+  .description('Manage pipelines: a source table, an embedding config and a vector table.');
 
 program
   .command('apply')
@@ -72,7 +73,9 @@ program
     runMain(async (env) => {
       await withPool(env, async (pool) => {
         const pipelines = await listPipelines(pool);
-        if (pipelines.length === 0) throw new UserError('no pipelines yet: apply a pipeline file with `npx embedsync apply --config <file>`');
+        if (pipelines.length === 0) {
+          throw new UserError('no pipelines yet: apply a pipeline file with `npx embedsync apply --config <file>`');
+        }
         for (const p of pipelines) {
           const e = p.config.embedding;
           console.log(`${p.name}\t${p.sourceSchema}.${p.sourceTable} → ${p.vectorSchema}.${p.vectorTable}\t${e.provider}/${e.model} ${e.dimensions}d\tgeneration ${p.generation}${p.syncPaused ? '\tsync paused' : ''}`);

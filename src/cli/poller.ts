@@ -12,7 +12,9 @@ const opts = new Command('embedsync poller')
   .description('Run an embedsync poller: claims outbox rows and starts one sync workflow per batch. Several may run at once.')
   .option('--claim-limit <n>', 'most outbox rows one claim takes', (v) => Number.parseInt(v, 10), DEFAULT_POLLER_OPTIONS.claimLimit)
   .option('--interval <ms>', 'how often to look for changes (a NOTIFY on embedsync_outbox wakes it sooner)', (v) => Number.parseInt(v, 10), DEFAULT_POLLER_OPTIONS.fallbackIntervalMs)
-  .addHelpText('after', '\nEnvironment: DATABASE_URL, TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, EMBEDSYNC_TASK_QUEUE (see `embedsync worker --help`).')
+  .addHelpText('after', `
+Environment: DATABASE_URL, TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, EMBEDSYNC_TASK_QUEUE
+(see \`embedsync worker --help\`).`)
   .parse()
   .opts<{ claimLimit: number; interval: number }>();
 

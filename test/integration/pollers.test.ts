@@ -157,7 +157,8 @@ describe('pollers', () => {
     try {
       await new Promise((r) => setTimeout(r, 4000));
       // However slowly a loaded machine writes, the pollers get enough changes to race on.
-      await waitFor('150 changed keys', async () => (await count('select count(distinct pk)::int as n from public.captured')) > 150, 60_000);
+      const changedKeys = (): Promise<number> => count('select count(distinct pk)::int as n from public.captured');
+      await waitFor('150 changed keys', async () => (await changedKeys()) > 150, 60_000);
     } finally {
       stop.set = true;
       await Promise.all(writers);

@@ -121,6 +121,9 @@ describe('rate buckets', () => {
           and proname in ('take_turn', 'hold_back', 'refilled_bucket', 'set_bucket')
         group by proname order by proname`,
     );
-    assert.deepEqual(rows.map((r) => `${r.name}:${r.n}`), ['hold_back:1', 'refilled_bucket:1', 'set_bucket:1', 'take_turn:1']);
+    assert.deepEqual(
+      rows.map((r) => `${r.name}:${r.n}`),
+      ['hold_back:1', 'refilled_bucket:1', 'set_bucket:1', 'take_turn:1'],
+    );
   });
 });

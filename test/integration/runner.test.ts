@@ -33,7 +33,8 @@ describe('the test runner', () => {
     const pidFile = path.join(dir, 'pid');
     let pid: number | undefined;
     try {
-      const child = spawn(process.execPath, ['--import', 'tsx', 'test/run.ts', fixture('hangs.test.ts'), fixture('passes.test.ts')], {
+      const args = ['--import', 'tsx', 'test/run.ts', fixture('hangs.test.ts'), fixture('passes.test.ts')];
+      const child = spawn(process.execPath, args, {
         cwd: root,
         // Without NODE_TEST_CONTEXT, which tells a test file's process that a runner already reports for it.
         env: { ...outsideTheRunner(), EMBEDSYNC_TEST_FILE_TIMEOUT_MS: '3000', EMBEDSYNC_RUNNER_FIXTURE_PID: pidFile },
