@@ -5,8 +5,9 @@
 //   tsx test/run.ts --loaded unit integration
 //                                         (npm run test:loaded: the same while the CPUs are kept busy)
 //   tsx test/run.ts test/integration/search.test.ts …   (single files)
-// A test file that runs longer than FILE_TIMEOUT_MS is stopped and fails, named, and the run goes on;
-// should one outlive that by WATCHDOG_GRACE_MS, the whole run is stopped with the files still running.
+// A test file that runs longer than its suite's FILE_TIMEOUT_MIN (or EMBEDSYNC_TEST_FILE_TIMEOUT_MS) is
+// stopped and fails, named, and the run goes on; should one outlive that by WATCHDOG_GRACE_MS, the
+// whole run is stopped with the files still running.
 import { existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
@@ -21,7 +22,8 @@ const SUITES = ['unit', 'integration', 'chaos'];
 // Integration files each use a database and task queue of their own, so they can run side by side;
 // chaos files kill servers and run alone.
 const CONCURRENCY: Record<string, number> = { unit: 2, integration: 2, chaos: 1 };
-const FILE_TIMEOUT_MS = Number(process.env.EMBEDSYNC_TEST_FILE_TIMEOUT_MS ?? 10 * 60_000);
+// Chaos files wait up to 4.5 min for recovery after each kill.
+const FILE_TIMEOUT_MIN: Record<string, number> = { unit: 10, integration: 10, chaos: 20 };
 const WATCHDOG_GRACE_MS = 60_000;
 
 const args = process.argv.slice(2);
@@ -38,6 +40,9 @@ const suiteFiles = (suite: string): string[] =>
 const files = names.flatMap((n) => (isFile(n) ? [path.resolve(n)] : suiteFiles(n)));
 const suiteOf = (file: string): string => path.basename(path.dirname(file));
 const concurrency = Math.min(...files.map((f) => CONCURRENCY[suiteOf(f)] ?? 1));
+const FILE_TIMEOUT_MS = Number(
+  process.env.EMBEDSYNC_TEST_FILE_TIMEOUT_MS ?? Math.max(...files.map((f) => FILE_TIMEOUT_MIN[suiteOf(f)] ?? 10)) * 60_000,
+);
 
 let stack: LocalStack | undefined;
 let hog: CpuHog | undefined;
