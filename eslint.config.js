@@ -19,6 +19,15 @@ export default tseslint.config(
     },
   },
   {
+    // The launcher is plain JavaScript that node runs before TypeScript can be loaded.
+    files: ['bin/**/*.js'],
+    ...tseslint.configs.disableTypeChecked,
+    languageOptions: {
+      ...tseslint.configs.disableTypeChecked.languageOptions,
+      globals: { process: 'readonly', URL: 'readonly' },
+    },
+  },
+  {
     // Workflow code is replayed: no I/O, no Node built-ins, activity types only.
     files: ['workflows/**/*.ts'],
     rules: {

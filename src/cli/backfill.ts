@@ -12,20 +12,21 @@ import { connectTemporal, openDatabase, temporalUiUrl, type TemporalSession } fr
 import { plural, ranFor } from './format.js';
 import { watchBackfill } from './watch.js';
 
-const opts = new Command('backfill')
+const opts = new Command('embedsync backfill')
+  .usage('--table <pipeline> [--batch-size <n>] [--window <n>] [--detach]')
   .description("Embed every existing row of a pipeline's source table: a Temporal workflow that checkpoints, survives restarts and can be paused. Shows its progress until it is done.")
-  .requiredOption('-t, --table <table>', 'a pipeline name, or a source table one pipeline syncs')
+  .requiredOption('-t, --table <pipeline>', 'a pipeline name, or a source table one pipeline syncs')
   .option('--batch-size <n>', "source keys per batch (default: the pipeline's batchSize)", positiveInt)
   .option('--window <n>', `batches in flight at once (default ${DEFAULT_WINDOW})`, positiveInt)
   .option('--detach', 'start the backfill (or find the running one) and return at once')
   .addHelpText('after', `
 Examples:
-  npm run backfill -- --table products
-  npm run backfill -- --table products --detach --window 8
+  npx embedsync backfill --table products
+  npx embedsync backfill --table products --detach --window 8
 
 Rows whose vectors already match their content are checked, not embedded again, so running a
 backfill twice costs little. Ctrl-C while watching leaves the backfill running; run the same command
-again to watch it, and \`npm run pause -- --table <table>\` to hold it.`)
+again to watch it, and \`npx embedsync pause --table <pipeline>\` to hold it.`)
   .parse()
   .opts<{ table: string; batchSize?: number; window?: number; detach?: boolean }>();
 

@@ -14,18 +14,20 @@ import { count, plural } from './format.js';
 
 type Action = 'pause' | 'resume';
 
-const program = new Command('embedsync-control').description('Pause or resume a pipeline: its change sync and its running backfill.');
+const program = new Command('embedsync')
+  .description('Pause or resume a pipeline: its change sync and its running backfill.');
 
 for (const action of ['pause', 'resume'] as const) {
   program
     .command(action)
+    .usage('--table <pipeline>')
     .description(
       action === 'pause'
         ? 'Pause a pipeline: pollers leave its captured changes in the outbox (nothing is lost) and its running backfill holds before its next page.'
         : 'Resume a paused pipeline: the changes that waited in the outbox are synced, and a paused backfill carries on from its checkpoint.',
     )
-    .requiredOption('-t, --table <table>', 'a pipeline name, or a source table one pipeline syncs')
-    .addHelpText('after', `\nExample:\n  npm run ${action} -- --table products`)
+    .requiredOption('-t, --table <pipeline>', 'a pipeline name, or a source table one pipeline syncs')
+    .addHelpText('after', `\nExample:\n  npx embedsync ${action} --table products`)
     .action((opts: { table: string }) => runMain((env) => control(env, action, opts.table)));
 }
 

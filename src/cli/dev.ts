@@ -21,7 +21,7 @@ import { runMain } from './common.js';
 
 const DEMO_CONFIG = path.resolve(import.meta.dirname, '../../examples/products.yaml');
 
-const opts = new Command('dev')
+const opts = new Command('embedsync dev')
   .description('Run embedsync locally: Postgres + pgvector, a Temporal dev server, a worker, a poller and a demo products pipeline.')
   .option('--rows <n>', 'demo products to load into a new products table', (v) => Number.parseInt(v, 10), 300)
   .addHelpText('after', `

@@ -9,7 +9,7 @@ const count = (value: string): number => {
   return n;
 };
 
-const program = new Command('mock-provider')
+const program = new Command('embedsync mock-provider')
   .description('Serve OpenAI POST /v1/embeddings and Bedrock POST /model/{modelId}/invoke on 127.0.0.1.')
   .option('--port <n>', 'port to listen on (default: any free port)', count, 0)
   .option('--latency-ms <n>', 'delay before every answer', count)

@@ -1,8 +1,8 @@
-// npm run apply / remove / pipelines: declare pipelines from a file, take them away, list them.
+// embedsync apply / remove / pipelines: declare pipelines from a file, take them away, list them.
 import { Command } from 'commander';
 import { applyPipelines, removePipeline } from '../capture/apply.js';
 import { loadPipelineFile } from '../config/load.js';
-import { listPipelines } from '../db/catalog.js';
+import { listPipelines, resolvePipeline } from '../db/catalog.js';
 import { migrate } from '../db/migrator.js';
 import { createPool, type Pool } from '../db/pool.js';
 import { databaseUrl, runMain, UserError } from './common.js';
@@ -18,13 +18,15 @@ async function withPool(env: Env, fn: (pool: Pool) => Promise<void>): Promise<vo
   }
 }
 
-const program = new Command('embedsync-pipeline').description('Manage pipelines: a source table, an embedding config and a vector table.');
+const program = new Command('embedsync')
+  .description('Manage pipelines: a source table, an embedding config and a vector table.');
 
 program
   .command('apply')
+  .usage('[--config <file>]')
   .description('Validate a pipeline file (YAML or JSON) and install every pipeline in it, all or nothing.')
   .option('-c, --config <file>', 'the pipeline file (default: $EMBEDSYNC_CONFIG, else embedsync.yaml)')
-  .addHelpText('after', '\nExample:\n  npm run apply -- --config examples/products.yaml')
+  .addHelpText('after', '\nExample:\n  npx embedsync apply --config examples/products.yaml')
   .action((opts: { config?: string }) =>
     runMain(async (env) => {
       const file = opts.config ?? env.configPath ?? 'embedsync.yaml';
@@ -43,27 +45,38 @@ program
 
 program
   .command('remove')
+  .usage('--table <pipeline> [--drop-vector-table]')
   .description('Remove a pipeline: its triggers, its queued changes and its catalog row. The vector table stays unless asked.')
-  .requiredOption('-p, --pipeline <name>', 'the pipeline to remove')
+  .option('-t, --table <pipeline>', 'the pipeline to remove: its name, or a source table one pipeline syncs')
+  .option('-p, --pipeline <pipeline>', 'the same as --table')
   .option('--drop-vector-table', 'also drop the vector table and its view')
-  .action((opts: { pipeline: string; dropVectorTable?: boolean }) =>
+  .addHelpText('after', '\nExample:\n  npx embedsync remove --table products --drop-vector-table')
+  .action((opts: { table?: string; pipeline?: string; dropVectorTable?: boolean }, command: Command) => {
+    if (opts.table !== undefined && opts.pipeline !== undefined && opts.table !== opts.pipeline) {
+      command.error(`error: --table ${opts.table} and --pipeline ${opts.pipeline} name different pipelines; give one`);
+    }
+    const table = opts.table ?? opts.pipeline;
+    if (table === undefined) command.error("error: required option '--table <pipeline>' not specified");
     runMain(async (env) => {
       await withPool(env, async (pool) => {
-        const p = await removePipeline(pool, opts.pipeline, { dropVectorTable: opts.dropVectorTable ?? false });
+        const name = (await resolvePipeline(pool, table)).name;
+        const p = await removePipeline(pool, name, { dropVectorTable: opts.dropVectorTable ?? false });
         const kept = opts.dropVectorTable ? 'dropped' : 'kept';
         console.log(`${p.name}: removed (triggers on ${p.sourceSchema}.${p.sourceTable} dropped; ${p.vectorSchema}.${p.vectorTable} ${kept})`);
       });
-    }),
-  );
+    });
+  });
 
 program
-  .command('list')
+  .command('pipelines')
   .description('List the pipelines in the catalog.')
   .action(() =>
     runMain(async (env) => {
       await withPool(env, async (pool) => {
         const pipelines = await listPipelines(pool);
-        if (pipelines.length === 0) throw new UserError('no pipelines yet: apply a pipeline file with `npm run apply -- --config <file>`');
+        if (pipelines.length === 0) {
+          throw new UserError('no pipelines yet: apply a pipeline file with `npx embedsync apply --config <file>`');
+        }
         for (const p of pipelines) {
           const e = p.config.embedding;
           console.log(`${p.name}\t${p.sourceSchema}.${p.sourceTable} → ${p.vectorSchema}.${p.vectorTable}\t${e.provider}/${e.model} ${e.dimensions}d\tgeneration ${p.generation}${p.syncPaused ? '\tsync paused' : ''}`);

@@ -8,13 +8,13 @@ import { ensureSearchAttributes } from '../stack/index.js';
 import { connectClient, temporalAddress } from '../temporal/connect.js';
 import { databaseUrl, metricsPortError, runMain } from './common.js';
 
-const opts = new Command('poller')
+const opts = new Command('embedsync poller')
   .description('Run an embedsync poller: claims outbox rows and starts one sync workflow per batch. Several may run at once.')
   .option('--claim-limit <n>', 'most outbox rows one claim takes', (v) => Number.parseInt(v, 10), DEFAULT_POLLER_OPTIONS.claimLimit)
   .option('--interval <ms>', 'how often to look for changes (a NOTIFY on embedsync_outbox wakes it sooner)', (v) => Number.parseInt(v, 10), DEFAULT_POLLER_OPTIONS.fallbackIntervalMs)
   .addHelpText('after', `
 Environment: DATABASE_URL, TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, EMBEDSYNC_TASK_QUEUE
-(see \`npm run worker -- --help\`).
+(see \`embedsync worker --help\`).
 
 Metrics (Prometheus: outbox backlog, dead letters, backfill progress, read from Postgres at each scrape):
   EMBEDSYNC_POLLER_METRICS_PORT

@@ -12,19 +12,20 @@ import { connectTemporal, openDatabase, temporalUiUrl, type TemporalSession } fr
 import { plural, ranFor } from './format.js';
 import { watchBackfill } from './watch.js';
 
-const opts = new Command('reembed')
+const opts = new Command('embedsync reembed')
+  .usage('--table <pipeline> [--batch-size <n>] [--window <n>] [--detach]')
   .description("Re-embed a pipeline whose embedding config changed: build the new generation beside the live one, then swap it in atomically.")
-  .requiredOption('-t, --table <table>', 'a pipeline name, or a source table one pipeline syncs')
+  .requiredOption('-t, --table <pipeline>', 'a pipeline name, or a source table one pipeline syncs')
   .option('--batch-size <n>', "source keys per batch (default: the new config's batchSize)", positiveInt)
   .option('--window <n>', `batches in flight at once (default ${DEFAULT_WINDOW})`, positiveInt)
   .option('--detach', 'start the re-embed (or find the running one) and return at once')
   .addHelpText('after', `
 Examples:
-  npm run apply -- --config embedsync.yaml      # says "re-embed pending" for a changed model or columns
-  npm run reembed -- --table products
+  npx embedsync apply --config embedsync.yaml   # says "re-embed pending" for a changed model or columns
+  npx embedsync reembed --table products
 
 While it runs, changes are written to both generations; pause and resume it like a backfill
-(npm run pause / resume -- --table products). Ctrl-C stops watching, never the re-embed.`)
+(npx embedsync pause / resume --table products). Ctrl-C stops watching, never the re-embed.`)
   .parse()
   .opts<{ table: string; batchSize?: number; window?: number; detach?: boolean }>();
 

@@ -1,8 +1,12 @@
 // npm run search: a text query against a pipeline's vectors, with metadata filters, as a table or JSON.
 import { Command } from 'commander';
-import { resolvePipeline } from '../db/catalog.js';
+import { inspectTable } from '../capture/inspect.js';
+import { resolvePipeline, type Pipeline } from '../db/catalog.js';
+import type { Pool } from '../db/pool.js';
 import { createProviders } from '../providers/index.js';
-import { FILTER_SYNTAX, FilterError, parseFilter, search, SearchError, type MetadataFilter, type SearchHit } from '../search/index.js';
+import {
+  FILTER_SYNTAX, FilterError, filterTypeProblem, parseFilter, search, SearchError, type MetadataFilter, type SearchHit,
+} from '../search/index.js';
 import { positiveInt, runMain, UserError } from './common.js';
 import { openDatabase } from './connections.js';
 
@@ -10,10 +14,11 @@ const SNIPPET = 60;
 
 const collect = (value: string, previous: string[]): string[] => [...previous, value];
 
-const program = new Command('search')
+const program = new Command('embedsync search')
+  .usage('--table <pipeline> [--limit <n>] [--filter <filter>]… [--all-chunks] [--json] <text...>')
   .description("Search a pipeline's vectors with text, embedded by the pipeline's own model; one result per source row (its best chunk).")
   .argument('<text...>', 'what to search for')
-  .requiredOption('-t, --table <table>', 'a pipeline name, or a source table one pipeline syncs')
+  .requiredOption('-t, --table <pipeline>', 'a pipeline name, or a source table one pipeline syncs')
   .option('-n, --limit <n>', 'results to return (at most 1000)', positiveInt, 10)
   .option('-f, --filter <filter>', `keep rows whose metadata matches: ${FILTER_SYNTAX}; repeat to require several`, collect, [])
   .option('--all-chunks', 'return matching chunks, several per row possibly, instead of each row\'s best')
@@ -24,9 +29,9 @@ numbers, anything else as text; quote a value to make it text ("123"). A row wit
 matches, except with !=. A list ("key in a,b,c") matches any of its values.
 
 Examples:
-  npm run search -- --table products "something warm for hiking" --limit 5
-  npm run search -- --table products "rain jacket" --filter in_stock=true --filter "price<=150"
-  npm run search -- --table products "tent" --filter "category in outdoor,camping" --json
+  npx embedsync search --table products "something warm for hiking" --limit 5
+  npx embedsync search --table products "rain jacket" --filter in_stock=true --filter "price<=150"
+  npx embedsync search --table products "tent" --filter "category in outdoor,camping" --json
 
 Providers read the same environment as the worker (OPENAI_API_KEY, AWS_REGION, …).`)
   .parse();
@@ -40,6 +45,7 @@ runMain(async (env) => {
   const pool = await openDatabase(env, 'embedsync-search');
   try {
     const p = await resolvePipeline(pool, opts.table);
+    await checkFilterTypes(pool, p, filters);
     const hits = await userErrorsAsync(() => search(pool, createProviders(), p, text, { limit: opts.limit, filters, bestChunkPerRow: !opts.allChunks }));
     if (opts.json) console.log(JSON.stringify({ pipeline: p.name, query: text, filters, results: hits }, null, 2));
     else console.log(hits.length ? table(hits, p.config.metadata) : `no results in ${p.name}${filters.length ? ' matching the filters' : ''}`);
@@ -47,6 +53,18 @@ runMain(async (env) => {
     await pool.end();
   }
 });
+
+/** A filter whose value cannot match its column's type is an error, not an empty result. */
+async function checkFilterTypes(pool: Pool, p: Pipeline, filters: MetadataFilter[]): Promise<void> {
+  if (filters.length === 0) return;
+  const client = await pool.connect();
+  const table = await inspectTable(client, p.sourceSchema, p.sourceTable).finally(() => client.release());
+  filters.forEach((f, i) => {
+    const column = p.config.metadata.includes(f.key) ? table?.columns.get(f.key) : undefined;
+    const problem = column && filterTypeProblem(f, column, `${p.sourceSchema}.${p.sourceTable}`);
+    if (problem) throw new UserError(`--filter "${opts.filter[i] ?? ''}": ${problem}`);
+  });
+}
 
 function userErrors(fn: () => MetadataFilter[]): MetadataFilter[] {
   try {

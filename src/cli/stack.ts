@@ -11,7 +11,7 @@ function envWith(opts: { home?: string }): Env {
   return opts.home ? { ...env, home: opts.home } : env;
 }
 
-const program = new Command('stack')
+const program = new Command('embedsync stack')
   .description(
     `Runs the local stack embedsync needs for development and tests, without Docker:
 PostgreSQL with pgvector on 127.0.0.1:${LOCAL_DEFAULTS.postgresPort} and a Temporal dev server on
@@ -25,10 +25,10 @@ With Docker, \`docker compose up\` runs the same stack instead.`,
     'after',
     `
 Examples:
-  npm run stack -- up        start the stack, print its URLs, leave it running
-  npm run stack -- status    what is installed, what runs
-  npm run stack -- down      stop it; the data stays for the next \`up\`
-  npm run stack -- install   install missing pieces only (CI machines, as root)`,
+  npx embedsync stack up        start the stack, print its URLs, leave it running
+  npx embedsync stack status    what is installed, what runs
+  npx embedsync stack down      stop it; the data stays for the next \`up\`
+  npx embedsync stack install   install missing pieces only (CI machines, as root)`,
   );
 
 program

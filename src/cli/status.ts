@@ -9,14 +9,15 @@ import { runMain } from './common.js';
 import { connectTemporal, openDatabase, temporalAddress, temporalUiUrl, type TemporalSession } from './connections.js';
 import { count, duration, percent, plural, progressText } from './format.js';
 
-const opts = new Command('status')
+const opts = new Command('embedsync status')
+  .usage('[--table <pipeline>] [--json]')
   .description('Show each pipeline: state, sync paused or not, backfill progress, outbox backlog, dead letters, tokens, whether its provider is answering, and its running workflows.')
-  .option('-t, --table <table>', 'only this pipeline (a pipeline name, or a source table one pipeline syncs)')
+  .option('-t, --table <pipeline>', 'only this pipeline (a pipeline name, or a source table one pipeline syncs)')
   .option('--json', 'print the facts as JSON')
   .addHelpText('after', `
 Examples:
-  npm run status
-  npm run status -- --table products --json
+  npx embedsync status
+  npx embedsync status --table products --json | jq .
 
 The database facts are also a view: select * from embedsync.pipeline_status;
 If Temporal cannot be reached, the database facts are printed all the same and the command exits 1.`)

@@ -12,15 +12,16 @@ import { count, plural } from './format.js';
 
 const EXAMPLES = 10;
 
-const opts = new Command('verify')
+const opts = new Command('embedsync verify')
+  .usage('--table <pipeline> [--requeue] [--json]')
   .description("Check that every source row has the vectors of its current content, and that no vectors outlive their row. Exits 0 when in step, 1 when not.")
-  .requiredOption('-t, --table <table>', 'a pipeline name, or a source table one pipeline syncs')
+  .requiredOption('-t, --table <pipeline>', 'a pipeline name, or a source table one pipeline syncs')
   .option('--requeue', 'queue every differing key in the outbox, so the running poller and worker repair it')
   .option('--json', 'print the result as JSON')
   .addHelpText('after', `
 Examples:
-  npm run verify -- --table products
-  npm run verify -- --table products --requeue     # then run verify again once the queue has drained
+  npx embedsync verify --table products
+  npx embedsync verify --table products --requeue   # then run verify again once the queue has drained
 
 It reads the whole source table a page at a time; on a busy table, changes still in flight show up
 as differences until they are synced.`)

@@ -10,7 +10,7 @@ import { connectWorker } from '../worker/connect.js';
 import { createWorker } from '../worker/worker.js';
 import { databaseUrl, metricsPortError, runMain } from './common.js';
 
-new Command('worker')
+new Command('embedsync worker')
   .description('Run an embedsync worker: the sync workflows, their database stages, and the embedding activities.')
   .addHelpText('after', `
 Environment:

@@ -1,5 +1,6 @@
 // The provider's requests- and tokens-per-minute buckets, shared by every worker through the database
-// (sql/000004_rate_buckets.sql). Each call is one short statement; the row locks are held only inside it.
+// (sql/000004_rate_buckets.sql, with the clock of sql/000010_rate_bucket_clock.sql). Each call is one
+// short statement; the row locks are held only inside it.
 import type { Pool } from '../db/pool.js';
 import type { BucketRate, RatePlan } from './rate-plan.js';
 
@@ -18,17 +19,24 @@ const rates = (b: BucketRate | undefined): [number | null, number | null] => [b?
 /** Whether a plan has any bucket to take from. */
 export const hasBuckets = (plan: Buckets | undefined): plan is Buckets => plan?.requests !== undefined || plan?.tokens !== undefined;
 
+/**
+ * A call of one of the bucket functions; `now` is the time the buckets are refilled to, the database's
+ * clock unless a caller (a test) gives one.
+ */
+function call(fn: 'take_turn' | 'hold_back', args: unknown[], now: Date | undefined): [string, unknown[]] {
+  const all = now === undefined ? args : [...args, now];
+  return [`select embedsync.${fn}(${all.map((_, i) => `$${i + 1}`).join(', ')}) as result`, all];
+}
+
 /** Takes one request and `tokens` tokens, and says how long to wait before sending. */
-export async function takeTurn(pool: Pool, provider: string, tokens: number, plan: Buckets): Promise<Turn> {
-  const { rows } = await pool.query<{ wait: number }>(
-    'select embedsync.take_turn($1, $2, $3, $4, $5, $6, $7) as wait',
-    [provider, tokens, ...rates(plan.requests), ...rates(plan.tokens), MAX_TURN_WAIT_MS / 1000],
-  );
-  const waitMs = Math.ceil((rows[0]?.wait ?? 0) * 1000);
+export async function takeTurn(pool: Pool, provider: string, tokens: number, plan: Buckets, now?: Date): Promise<Turn> {
+  const args = [provider, tokens, ...rates(plan.requests), ...rates(plan.tokens), MAX_TURN_WAIT_MS / 1000];
+  const { rows } = await pool.query<{ result: number }>(...call('take_turn', args, now));
+  const waitMs = Math.ceil((rows[0]?.result ?? 0) * 1000);
   return waitMs <= MAX_TURN_WAIT_MS ? { taken: true, waitMs } : { taken: false, retryAfterMs: waitMs - MAX_TURN_WAIT_MS };
 }
 
 /** The provider said to wait `ms` before the next request: no worker sends before then. */
-export async function holdBack(pool: Pool, provider: string, ms: number, plan: Buckets): Promise<void> {
-  await pool.query('select embedsync.hold_back($1, $2, $3, $4, $5, $6)', [provider, ms / 1000, ...rates(plan.requests), ...rates(plan.tokens)]);
+export async function holdBack(pool: Pool, provider: string, ms: number, plan: Buckets, now?: Date): Promise<void> {
+  await pool.query(...call('hold_back', [provider, ms / 1000, ...rates(plan.requests), ...rates(plan.tokens)], now));
 }

@@ -66,6 +66,41 @@ export function checkFilterKeys(filters: readonly MetadataFilter[], metadata: re
   }
 }
 
+/** A metadata column as its source table declares it (what inspectTable reads). */
+export interface MetadataColumn {
+  name: string;
+  /** As format_type writes it: numeric(10,2), character varying(80), boolean, … */
+  type: string;
+  typname: string;
+  /** pg_type.typcategory: N numeric, B boolean, S string, E enum, … */
+  category: string;
+}
+
+/** The JSON type a column's values have in metadata, for the types whose values are checked. */
+function metadataKind(column: MetadataColumn): 'number' | 'boolean' | 'string' | undefined {
+  if (column.category === 'N' && column.typname !== 'money') return 'number'; // money is kept as text
+  if (column.category === 'B') return 'boolean';
+  if (column.category === 'S' || column.category === 'E') return 'string';
+  return undefined; // dates, json, arrays, …: kept in forms too varied to check here
+}
+
+/**
+ * Why a filter can never match the column it names, or undefined when it can. Metadata keeps numbers
+ * as numbers, booleans as booleans and text as text, and a value only matches its own type, so
+ * price<=abc or in_stock=yes would otherwise return no results rather than say what is wrong.
+ */
+export function filterTypeProblem(filter: MetadataFilter, column: MetadataColumn, table: string): string | undefined {
+  const kind = metadataKind(column);
+  const values: FilterValue[] = filter.op === 'in' ? filter.value : [filter.value];
+  const wrong = kind === undefined ? undefined : values.find((v) => typeof v !== kind);
+  if (kind === undefined || wrong === undefined) return undefined;
+  const what = `${filter.key} is ${column.type.replace(/\(.*\)$/, '')} in ${table}`;
+  const shown = typeof wrong === 'string' ? `"${wrong}"` : String(wrong);
+  if (kind === 'number') return `${what}; ${shown} is not a number`;
+  if (kind === 'boolean') return `${what}; ${shown} is not true or false`;
+  return `${what}; quote ${shown} to compare it as text ("${String(wrong)}")`;
+}
+
 const SQL_OPS: Record<Exclude<FilterOp, 'in'>, string> = { eq: '=', ne: '<>', lt: '<', lte: '<=', gt: '>', gte: '>=' };
 
 /**

@@ -1,4 +1,7 @@
 // The query API: search a pipeline's vectors with text and metadata filters.
 export { search, SearchError, type SearchOptions } from './search.js';
 export type { SearchHit } from './query.js';
-export { checkFilterKeys, FilterError, FILTER_SYNTAX, parseFilter, type FilterOp, type FilterValue, type MetadataFilter } from './filters.js';
+export {
+  checkFilterKeys, FilterError, FILTER_SYNTAX, filterTypeProblem, parseFilter,
+  type FilterOp, type FilterValue, type MetadataColumn, type MetadataFilter,
+} from './filters.js';

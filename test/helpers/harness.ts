@@ -18,6 +18,7 @@ import { connectClient } from '../../src/temporal/connect.js';
 import { connectWorker } from '../../src/worker/connect.js';
 import { createWorker, type EmbedsyncWorker } from '../../src/worker/worker.js';
 import { createTestDatabase, type TestDatabase } from './db.js';
+import { Teardown } from './teardown.js';
 import { terminateRunning } from './temporal.js';
 
 /** The offline provider, counting requests and texts so tests can prove what was (not) paid for. */
@@ -72,64 +73,68 @@ export async function startHarness(
 ): Promise<Harness> {
   const env = readEnv();
   const log = createLogger({ logLevel: env.logLevel, logFormat: 'json' }, `test-${label}`);
-  const db = await createTestDatabase(label);
-  const taskQueue = `test-${label}-${randomBytes(3).toString('hex')}`;
-  const { client, connection: clientConnection } = await connectClient(env);
-  await ensureSearchAttributes(clientConnection, env.temporalNamespace);
-  const provider = new CountingProvider();
-  let workerConnection: NativeConnection | undefined;
-  let worker: EmbedsyncWorker | undefined;
-  let running: Promise<void> | undefined;
+  const teardown = new Teardown();
+  return teardown.guard(async () => {
+    const db = await createTestDatabase(label);
+    teardown.add(() => db.drop());
+    const taskQueue = `test-${label}-${randomBytes(3).toString('hex')}`;
+    const { client, connection: clientConnection } = await connectClient(env);
+    teardown.add(() => clientConnection.close());
+    await ensureSearchAttributes(clientConnection, env.temporalNamespace);
+    const provider = new CountingProvider();
+    let workerConnection: NativeConnection | undefined;
+    let worker: EmbedsyncWorker | undefined;
+    let running: Promise<void> | undefined;
 
-  const harness: Harness = {
-    db,
-    instanceId: await instanceId(db.pool),
-    taskQueue,
-    client,
-    provider,
-    log,
-    pollers: [],
-    worker() {
-      if (!worker) throw new Error('the worker is not running');
-      return worker;
-    },
-    startPoller(options = {}) {
-      const poller = new Poller({ pool: db.pool, databaseUrl: db.url, temporal: client, taskQueue, log }, options);
-      poller.start();
-      harness.pollers.push(poller);
-      return poller;
-    },
-    async startWorker() {
-      workerConnection ??= await connectWorker(env, log, { metrics: opts.temporalMetrics ?? false });
-      worker = await createWorker({
-        connection: workerConnection,
-        namespace: env.temporalNamespace,
-        taskQueue,
-        pool: db.pool,
-        providers: new Map([[provider.name, provider]]),
-        log,
-        cacheDir: path.join(os.tmpdir(), 'embedsync-test-cache'),
-      });
-      running = worker.run();
-    },
-    async stopWorker() {
-      worker?.shutdown();
-      await running;
-      worker = undefined;
-      running = undefined;
-    },
-    async stop() {
-      await Promise.all(harness.pollers.map((p) => p.stop()));
-      await terminateRunning(client, taskQueue);
-      await harness.stopWorker();
-      await workerConnection?.close();
-      await clientConnection.close();
-      await db.drop();
-    },
-  };
-  await harness.startWorker();
-  for (let i = 0; i < (opts.pollers ?? 1); i += 1) harness.startPoller();
-  return harness;
+    const harness: Harness = {
+      db,
+      instanceId: await instanceId(db.pool),
+      taskQueue,
+      client,
+      provider,
+      log,
+      pollers: [],
+      worker() {
+        if (!worker) throw new Error('the worker is not running');
+        return worker;
+      },
+      startPoller(options = {}) {
+        const poller = new Poller({ pool: db.pool, databaseUrl: db.url, temporal: client, taskQueue, log }, options);
+        poller.start();
+        harness.pollers.push(poller);
+        return poller;
+      },
+      async startWorker() {
+        workerConnection ??= await connectWorker(env, log, { metrics: opts.temporalMetrics ?? false });
+        worker = await createWorker({
+          connection: workerConnection,
+          namespace: env.temporalNamespace,
+          taskQueue,
+          pool: db.pool,
+          providers: new Map([[provider.name, provider]]),
+          log,
+          cacheDir: path.join(os.tmpdir(), 'embedsync-test-cache'),
+        });
+        running = worker.run();
+      },
+      async stopWorker() {
+        worker?.shutdown();
+        await running;
+        worker = undefined;
+        running = undefined;
+      },
+      // Pollers, the workflows left running, the worker, the connections, the database: all of them,
+      // whichever fails.
+      stop: () => teardown.run(),
+    };
+    teardown.add(() => workerConnection?.close());
+    teardown.add(() => harness.stopWorker());
+    teardown.add(() => terminateRunning(client, taskQueue));
+    teardown.add(() => Promise.all(harness.pollers.map((p) => p.stop())));
+    await harness.startWorker();
+    for (let i = 0; i < (opts.pollers ?? 1); i += 1) harness.startPoller();
+    return harness;
+  });
 }
 
 /**

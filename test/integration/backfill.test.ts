@@ -73,10 +73,13 @@ describe('backfill', () => {
     const checkpointed = async () => (await h.db.pool.query<{ n: number }>(`select synced_rows as n from embedsync.pipelines where name = $1`, [big])).rows[0]?.n ?? 0;
     await waitFor('a few checkpoints in the catalog', async () => (await checkpointed()) >= 4000, 120_000);
     await h.stopWorker();
-    const { rows } = await h.db.pool.query<{ synced_rows: number; backfill_cursor: string }>(`select synced_rows, backfill_cursor from embedsync.pipelines where name = $1`, [big]);
-    assert.ok((rows[0]?.synced_rows ?? 0) >= 4000, 'the checkpoint is in the catalog');
-    assert.ok(rows[0]?.backfill_cursor, 'the cursor is in the catalog');
-    await h.startWorker();
+    try {
+      const { rows } = await h.db.pool.query<{ synced_rows: number; backfill_cursor: string }>(`select synced_rows, backfill_cursor from embedsync.pipelines where name = $1`, [big]);
+      assert.ok((rows[0]?.synced_rows ?? 0) >= 4000, 'the checkpoint is in the catalog');
+      assert.ok(rows[0]?.backfill_cursor, 'the cursor is in the catalog');
+    } finally {
+      await h.startWorker(); // the later tests need it, whatever happened here
+    }
     const result = await handle.result();
     assert.equal(result.processed, 20_000);
     assert.equal(await vectorRows(big), 20_000);

@@ -1,8 +1,9 @@
 // The operator commands as a user runs them: separate processes with only environment variables to go
 // on, checked by their output, their exit codes and what they did to the database and to Temporal.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
 import { writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -23,13 +24,17 @@ const root = path.resolve(import.meta.dirname, '../..');
 
 interface Run { code: number | null; stdout: string; stderr: string }
 
-/** Starts `node --import tsx src/cli/<command>.ts …` against this file's database and task queue. */
+/** Commands still running, killed when the file ends: a failed test must not leave one behind. */
+const children = new Set<ChildProcess>();
+
+/** Starts `embedsync <command> …` (bin/embedsync.js) against this file's database and task queue. */
 function start(command: string, args: string[], env: Record<string, string> = {}) {
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join('src/cli', `${command}.ts`), ...args], {
+  const child = spawn(process.execPath, ['bin/embedsync.js', command, ...args], {
     cwd: root,
     env: { ...process.env, DATABASE_URL: h.db.url, EMBEDSYNC_TASK_QUEUE: h.taskQueue, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  children.add(child);
   const out = { stdout: '', stderr: '' };
   child.stdout.on('data', (d: Buffer) => (out.stdout += d.toString()));
   child.stderr.on('data', (d: Buffer) => (out.stderr += d.toString()));
@@ -37,6 +42,7 @@ function start(command: string, args: string[], env: Record<string, string> = {}
   const done = new Promise<Run>((resolve) =>
     child.on('close', (code) => {
       clearTimeout(timer);
+      children.delete(child);
       resolve({ code, ...out });
     }),
   );
@@ -79,19 +85,22 @@ describe('operator commands', () => {
     await h.db.pool.query('create table articles (id int primary key, name text, description text, category text, price numeric, in_stock boolean)');
     await applyPipeline(h, productsPipeline({ name: pipeline }), productsPipeline({ name: neighbour, source: { table: 'public.articles' } }));
   });
-  after(async () => h.stop());
+  after(async () => {
+    for (const child of children) child.kill('SIGKILL');
+    await h.stop();
+  });
 
   it('--help explains every command and exits 0', async () => {
     const runs = await Promise.all([
       cli('backfill', ['--help']),
-      cli('control', ['pause', '--help']),
-      cli('control', ['resume', '--help']),
+      cli('pause', ['--help']),
+      cli('resume', ['--help']),
       cli('status', ['--help']),
       cli('verify', ['--help']),
     ]);
     for (const r of runs) {
       assert.equal(r.code, 0, r.stderr);
-      assert.match(r.stdout, /^Usage: /);
+      assert.match(r.stdout, /^Usage: embedsync (backfill|pause|resume|verify) --table <pipeline>|^Usage: embedsync status \[--table/);
       assert.match(r.stdout, /--table|--json/);
     }
     assert.match(runs[0]?.stdout ?? '', /--detach/);
@@ -101,8 +110,8 @@ describe('operator commands', () => {
   it('an unknown table is one line on stderr and exit code 1, for every command', async () => {
     const runs = await Promise.all([
       cli('backfill', ['--table', 'nonesuch']),
-      cli('control', ['pause', '--table', 'nonesuch']),
-      cli('control', ['resume', '--table', 'nonesuch']),
+      cli('pause', ['--table', 'nonesuch']),
+      cli('resume', ['--table', 'nonesuch']),
       cli('status', ['--table', 'nonesuch']),
       cli('verify', ['--table', 'nonesuch']),
     ]);
@@ -148,7 +157,7 @@ describe('operator commands', () => {
       assert.equal(detached.code, 0, detached.stderr);
       assert.match(detached.stdout, new RegExp(`workflow: +backfill:${pipeline} +http://\\S+/namespaces/default/workflows/backfill%3A${pipeline}`));
 
-      const paused = await cli('control', ['pause', '--table', 'products']);
+      const paused = await cli('pause', ['--table', 'products']);
       assert.equal(paused.code, 0, paused.stderr);
       assert.match(paused.stdout, new RegExp(`^${pipeline}: sync paused`, 'm'));
       assert.match(paused.stdout, new RegExp(`backfill: backfill:${pipeline} signalled to pause`));
@@ -167,7 +176,7 @@ describe('operator commands', () => {
       assert.equal(status.workflows?.backfill?.progress?.processed, 0, 'the pause held before the first page');
       assert.match(status.workflows?.backfill?.url ?? '', /\/workflows\/backfill%3Acli_/);
 
-      const resumed = await cli('control', ['resume', '--table', 'products']);
+      const resumed = await cli('resume', ['--table', 'products']);
       assert.equal(resumed.code, 0, resumed.stderr);
       assert.match(resumed.stdout, new RegExp(`backfill: backfill:${pipeline} signalled to resume`));
       assert.equal(await syncPaused(), false);
@@ -180,7 +189,7 @@ describe('operator commands', () => {
   });
 
   it('a change made while paused waits in the outbox and arrives after resume', async () => {
-    const paused = await cli('control', ['pause', '--table', 'products']);
+    const paused = await cli('pause', ['--table', 'products']);
     assert.equal(paused.code, 0, paused.stderr);
     assert.match(paused.stdout, /backfill: none running/);
     const [row] = await sql<{ id: string }>(`insert into products (name, description) values ('Paused Lamp', 'Arrives later') returning id::text`);
@@ -194,13 +203,13 @@ describe('operator commands', () => {
     assert.equal(status?.outboxBacklog, 1);
     assert.ok((status?.oldestChangeSeconds ?? 0) >= 2, `oldest change age ${status?.oldestChangeSeconds}`);
 
-    const resumed = await cli('control', ['resume', '--table', 'products']);
+    const resumed = await cli('resume', ['--table', 'products']);
     assert.equal(resumed.code, 0, resumed.stderr);
     assert.match(resumed.stdout, new RegExp(`^${pipeline}: sync resumed; 1 change waited in the outbox`, 'm'));
     await waitFor('the change to arrive', async () => (await sql(`select 1 from public.${pipeline}_embeddings where pk = $1`, [pk])).length > 0);
     assert.equal(await outboxSize(), 0);
 
-    assertOneLineError(await cli('control', ['resume', '--table', 'products']), /is not paused and has no backfill running: nothing to resume$/);
+    assertOneLineError(await cli('resume', ['--table', 'products']), /is not paused and has no backfill running: nothing to resume$/);
   });
 
   it('status --json shows the pipeline with correct counts, and the text form says the same', async () => {
@@ -298,7 +307,7 @@ describe('operator commands', () => {
     const file = path.join(os.tmpdir(), `${neighbour}.yaml`);
     const changed = productsPipeline({ name: neighbour, source: { table: 'public.articles' }, embedding: { provider: 'offline', dimensions: 48 } });
     writeFileSync(file, stringify({ pipelines: [changed] }));
-    const applied = await cli('pipeline', ['apply', '--config', file]);
+    const applied = await cli('apply', ['--config', file]);
     assert.equal(applied.code, 0, applied.stderr);
     assert.match(applied.stdout, new RegExp(`${neighbour}: reembed pending`));
     assert.match(applied.stdout, new RegExp(`npm run reembed -- --table ${neighbour}`));
@@ -308,6 +317,70 @@ describe('operator commands', () => {
     const [dims] = await sql<{ d: number[] }>(`select array_agg(distinct vector_dims(embedding)) as d from ${neighbour}_embeddings`);
     assert.deepEqual(dims?.d, [48]);
     assertOneLineError(await cli('reembed', ['--table', neighbour]), /has no pending config change to re-embed/);
+  });
+
+  it('embedsync --help lists every command; an unknown command is one line and exit code 1', async () => {
+    const [help, unknown] = await Promise.all([cli('--help', []), cli('nonesuch', ['--table', 'products'])]);
+    assert.equal(help.code, 0, help.stderr);
+    assert.match(help.stdout, /^Usage: embedsync <command> \[options\]/);
+    const commands = [...help.stdout.matchAll(/^ {2}([a-z-]+) {2,}\S/gm)].map((m) => m[1]);
+    assert.deepEqual(commands, [
+      'apply', 'pipelines', 'remove', 'backfill', 'reembed', 'pause', 'resume', 'status', 'verify', 'search',
+      'worker', 'poller', 'migrate', 'dev', 'stack', 'mock-provider',
+    ]);
+    assertOneLineError(unknown, /^embedsync: unknown command "nonesuch"; the commands are: apply, pipelines, /);
+  });
+
+  it('npx embedsync status --json, from the repository, prints JSON and nothing else', async () => {
+    // --no: never fetch a package of that name; the project's own bin is the one meant.
+    const child = spawn('npx', ['--no', 'embedsync', 'status', '--json'], {
+      cwd: root,
+      env: { ...process.env, DATABASE_URL: h.db.url, EMBEDSYNC_TASK_QUEUE: h.taskQueue },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    children.add(child);
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const [code] = (await once(child, 'close')) as [number | null];
+    children.delete(child);
+    assert.equal(code, 0, stderr);
+    const report = JSON.parse(stdout) as StatusReportJson;
+    assert.equal(report.temporal.reachable, true);
+    assert.ok(report.pipelines.some((p) => p.pipeline === pipeline), stdout);
+  });
+
+  it('remove takes --table (a pipeline or its source table) and still --pipeline', async () => {
+    const gadgets = `${pipeline}_gadgets`;
+    const widgets = `${pipeline}_widgets`;
+    await h.db.pool.query(
+      'create table gadgets (id int primary key, name text, description text, category text, price numeric, in_stock boolean)',
+    );
+    await h.db.pool.query('create table widgets (like gadgets including all)');
+    await applyPipeline(h,
+      productsPipeline({ name: gadgets, source: { table: 'public.gadgets' } }),
+      productsPipeline({ name: widgets, source: { table: 'public.widgets' } }));
+    const exists = async (name: string): Promise<[boolean, boolean]> => {
+      const [r] = await sql<{ p: boolean; t: boolean }>(
+        'select exists (select 1 from embedsync.pipelines where name = $1) as p, to_regclass($2) is not null as t',
+        [name, `public.${name}_embeddings`],
+      );
+      return [r?.p ?? false, r?.t ?? false];
+    };
+
+    assertOneLineError(await cli('remove', []), /^error: required option '--table <pipeline>' not specified$/);
+    const byTable = await cli('remove', ['--table', 'public.gadgets']);
+    assert.equal(byTable.code, 0, byTable.stderr);
+    const removed = `${gadgets}: removed (triggers on public.gadgets dropped; public.${gadgets}_embeddings kept)\n`;
+    assert.equal(byTable.stdout, removed);
+    assert.deepEqual(await exists(gadgets), [false, true]);
+
+    const byName = await cli('remove', ['--pipeline', widgets, '--drop-vector-table']);
+    assert.equal(byName.code, 0, byName.stderr);
+    assert.match(byName.stdout, new RegExp(`^${widgets}: removed .*dropped\\)$`, 'm'));
+    assert.deepEqual(await exists(widgets), [false, false]);
+    assertOneLineError(await cli('remove', ['--table', widgets]), new RegExp(`^embedsync: no pipeline named "${widgets}"`));
   });
 });
 

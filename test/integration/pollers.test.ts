@@ -154,9 +154,15 @@ describe('pollers', () => {
 
     const stop = { set: false };
     const writers = [1, 2, 3].map((w) => writeSteadily(w, stop));
-    await new Promise((r) => setTimeout(r, 4000));
-    stop.set = true;
-    await Promise.all(writers);
+    try {
+      await new Promise((r) => setTimeout(r, 4000));
+      // However slowly a loaded machine writes, the pollers get enough changes to race on.
+      const changedKeys = (): Promise<number> => count('select count(distinct pk)::int as n from public.captured');
+      await waitFor('150 changed keys', async () => (await changedKeys()) > 150, 60_000);
+    } finally {
+      stop.set = true;
+      await Promise.all(writers);
+    }
     await converged(attempts);
     await Promise.all(pollers.map((p) => p.stop()));
 

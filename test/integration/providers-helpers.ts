@@ -6,7 +6,6 @@ import os from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import { ActivityFailure, ApplicationFailure, WorkflowFailedError, type Client } from '@temporalio/client';
-import type { NativeConnection } from '@temporalio/worker';
 import { pino, type Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { applyPipelines } from '../../src/capture/apply.js';
@@ -20,6 +19,7 @@ import { connectClient } from '../../src/temporal/connect.js';
 import { connectWorker } from '../../src/worker/connect.js';
 import { createWorker, type EmbedsyncWorker } from '../../src/worker/worker.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
+import { Teardown } from '../helpers/teardown.js';
 import { terminateRunning } from '../helpers/temporal.js';
 
 export interface ProviderHarness {
@@ -76,55 +76,51 @@ export async function startProviderHarness(
   const env = readEnv();
   const logLines: string[] = [];
   const log = captureLogger(label, logLines);
-  const mock = await startMockProvider(opts.mock ?? {});
-  const db = await createTestDatabase(label);
-  const taskQueue = `test-${label}-${randomBytes(3).toString('hex')}`;
-  const { client, connection: clientConnection } = await connectClient(env);
-  await ensureSearchAttributes(clientConnection, env.temporalNamespace);
-  const pipelines = parsePipelines({ pipelines: opts.pipelines(mock.url) });
-  for (const p of pipelines) await db.pool.query(itemsTable(p.name));
-  await applyPipelines(db.pool, pipelines);
+  const teardown = new Teardown();
+  return teardown.guard(async () => {
+    const mock = await startMockProvider(opts.mock ?? {});
+    teardown.add(() => mock.close());
+    const db = await createTestDatabase(label);
+    teardown.add(() => db.drop());
+    const taskQueue = `test-${label}-${randomBytes(3).toString('hex')}`;
+    const { client, connection: clientConnection } = await connectClient(env);
+    teardown.add(() => clientConnection.close());
+    await ensureSearchAttributes(clientConnection, env.temporalNamespace);
+    const pipelines = parsePipelines({ pipelines: opts.pipelines(mock.url) });
+    for (const p of pipelines) await db.pool.query(itemsTable(p.name));
+    await applyPipelines(db.pool, pipelines);
 
-  const providerEnv = readProviderEnv({ AWS_REGION: 'us-east-1', AWS_ENDPOINT_URL_BEDROCK_RUNTIME: mock.url, ...opts.env });
-  // A connection each, as separate worker processes have.
-  const connections: NativeConnection[] = [];
-  const workers: EmbedsyncWorker[] = [];
-  for (let i = 0; i < (opts.workers ?? 1); i++) {
-    const connection = await connectWorker(env, log);
-    connections.push(connection);
-    workers.push(await createWorker({
-      connection,
-      namespace: env.temporalNamespace,
-      taskQueue,
-      pool: db.pool,
-      providers: createProviders([], providerEnv),
-      log,
-      cacheDir: path.join(os.tmpdir(), 'embedsync-test-cache'),
-      ...(opts.rateRefreshMs === undefined ? {} : { rateRefreshMs: opts.rateRefreshMs }),
-    }));
-  }
-  const running = Promise.all(workers.map((w) => w.run()));
-  const poller = new Poller({ pool: db.pool, databaseUrl: db.url, temporal: client, taskQueue, log }, opts.poller);
-  poller.start();
-
-  return {
-    db,
-    mock,
-    client,
-    taskQueue,
-    logLines,
-    metrics: workers.map((w) => w.metrics.registry),
-    async stop() {
-      await poller.stop();
-      await terminateRunning(client, taskQueue);
+    const providerEnv = readProviderEnv({ AWS_REGION: 'us-east-1', AWS_ENDPOINT_URL_BEDROCK_RUNTIME: mock.url, ...opts.env });
+    // A connection each, as separate worker processes have.
+    const workers: EmbedsyncWorker[] = [];
+    for (let i = 0; i < (opts.workers ?? 1); i++) {
+      const connection = await connectWorker(env, log);
+      teardown.add(() => connection.close());
+      workers.push(await createWorker({
+        connection,
+        namespace: env.temporalNamespace,
+        taskQueue,
+        pool: db.pool,
+        providers: createProviders([], providerEnv),
+        log,
+        cacheDir: path.join(os.tmpdir(), 'embedsync-test-cache'),
+        ...(opts.rateRefreshMs === undefined ? {} : { rateRefreshMs: opts.rateRefreshMs }),
+      }));
+    }
+    const running = Promise.all(workers.map((w) => w.run()));
+    teardown.add(async () => {
       for (const w of workers) w.shutdown();
       await running;
-      for (const c of connections) await c.close();
-      await clientConnection.close();
-      await mock.close();
-      await db.drop();
-    },
-  };
+    });
+    teardown.add(() => terminateRunning(client, taskQueue));
+    const poller = new Poller({ pool: db.pool, databaseUrl: db.url, temporal: client, taskQueue, log }, opts.poller);
+    poller.start();
+    teardown.add(() => poller.stop());
+
+    return {
+      db, mock, client, taskQueue, logLines, metrics: workers.map((w) => w.metrics.registry), stop: () => teardown.run(),
+    };
+  });
 }
 
 /** Workflow ids on this harness's task queue, optionally only those with a given status. */

@@ -117,8 +117,9 @@ describe('embedding providers through their SDKs', () => {
     assert.equal(second?.status, 200);
     assert.equal(rest.length, 0);
     const waited = (second?.at ?? 0) - (first?.at ?? 0);
+    // A slow machine only delays the retry: the lower bound is what the hint promises. (A hint misread
+    // as far longer would leave the row unembedded past waitFor's limit above.)
     assert.ok(waited >= 2000, `retried after ${waited} ms, before the 2 s the server asked for`);
-    assert.ok(waited < 5000, `retried after ${waited} ms, far later than asked`);
   });
 
   it('a server error is retried, each attempt one request (the SDK does not retry on its own)', async () => {

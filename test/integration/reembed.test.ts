@@ -69,25 +69,34 @@ describe('re-embed by atomic swap', () => {
 
   it('swaps with zero failed queries, never a mixed generation, and converges with writes made during it', async () => {
     const reader = readLoop();
-    const p = await getPipeline(h.db.pool, name);
-    const handle = await startReembed(h.client, p, { taskQueue: h.taskQueue, instanceId: h.instanceId, rows: 3000, window: 2 });
-    await waitFor('the re-embed to get going', async () => (await handle.query(progressQuery)).processed >= 600, 60_000);
-    // The worker goes away mid-walk and comes back: the re-embed resumes from its checkpoint.
-    await h.stopWorker();
-    for (let i = 0; i < 10; i += 1) {
-      await h.db.pool.query(`insert into catalog values (${10_000 + i}, 'Late ${i}', 'Inserted during the swap', 'c1')`);
-      await h.db.pool.query(`update catalog set description = 'Changed during the swap ${i}' where id = ${2990 - i * 7}`);
-      await h.db.pool.query(`delete from catalog where id = ${100 + i * 11}`);
+    let seen: Awaited<ReturnType<typeof reader.stop>>;
+    let workerStopped = false;
+    try {
+      const p = await getPipeline(h.db.pool, name);
+      const handle = await startReembed(h.client, p, { taskQueue: h.taskQueue, instanceId: h.instanceId, rows: 3000, window: 2 });
+      await waitFor('the re-embed to get going', async () => (await handle.query(progressQuery)).processed >= 600, 60_000);
+      // The worker goes away mid-walk and comes back: the re-embed resumes from its checkpoint.
+      await h.stopWorker();
+      workerStopped = true;
+      for (let i = 0; i < 10; i += 1) {
+        await h.db.pool.query(`insert into catalog values (${10_000 + i}, 'Late ${i}', 'Inserted during the swap', 'c1')`);
+        await h.db.pool.query(`update catalog set description = 'Changed during the swap ${i}' where id = ${2990 - i * 7}`);
+        await h.db.pool.query(`delete from catalog where id = ${100 + i * 11}`);
+      }
+      await h.startWorker();
+      workerStopped = false;
+      const result = await handle.result();
+      assert.equal(result.generation, 2);
+      await waitFor('the outbox to drain', async () => (await h.db.pool.query('select 1 from embedsync.outbox limit 1')).rowCount === 0);
+      await waitFor('convergence', async () => {
+        const r = await verifyPipeline(h.db.pool, name);
+        return r.missing.length + r.stale.length + r.orphaned.length === 0;
+      });
+    } finally {
+      // The read loop runs until stopped: an assertion failing above must not leave it reading forever.
+      seen = await reader.stop();
+      if (workerStopped) await h.startWorker();
     }
-    await h.startWorker();
-    const result = await handle.result();
-    assert.equal(result.generation, 2);
-    await waitFor('the outbox to drain', async () => (await h.db.pool.query('select 1 from embedsync.outbox limit 1')).rowCount === 0);
-    await waitFor('convergence', async () => {
-      const r = await verifyPipeline(h.db.pool, name);
-      return r.missing.length + r.stale.length + r.orphaned.length === 0;
-    });
-    const seen = await reader.stop();
     assert.deepEqual(seen.failures, [], 'queries failed during the swap');
     assert.deepEqual(seen.mixed, [], 'a query saw two generations or two dimensions at once');
     assert.ok(seen.queries > 50, `only ${seen.queries} queries ran during the swap`);

@@ -143,9 +143,9 @@ describe('search', () => {
     await assert.rejects(run('jacket', 5, 'colour=red'), { name: 'FilterError', message: /unknown metadata key "colour" for pipeline products: it keeps category, price, in_stock/ });
   });
 
-  describe('npm run search', () => {
+  describe('embedsync search', () => {
     const cli = (...args: string[]) =>
-      spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/search.ts', ...args], {
+      spawnSync(process.execPath, ['bin/embedsync.js', 'search', ...args], {
         env: { ...process.env, DATABASE_URL: h.db.url },
         encoding: 'utf8',
         timeout: 60_000,
@@ -179,6 +179,19 @@ describe('search', () => {
         assert.equal(r.status, 1, r.stdout);
         assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
         assert.match(r.stderr, message);
+      }
+    });
+
+    it('says why a filter cannot match its column, instead of printing no results', () => {
+      for (const [filter, message] of [
+        ['price<=abc', 'price is numeric in public.products; "abc" is not a number'],
+        ['price in 10,twenty', 'price is numeric in public.products; "twenty" is not a number'],
+        ['in_stock=yes', 'in_stock is boolean in public.products; "yes" is not true or false'],
+        ['category=7', 'category is text in public.products; quote 7 to compare it as text ("7")'],
+      ] as const) {
+        const r = cli('--table', 'products', 'x', '--filter', 'category=outdoor', '--filter', filter);
+        assert.equal(r.status, 1, r.stdout);
+        assert.equal(r.stderr, `embedsync: --filter "${filter}": ${message}\n`);
       }
     });
   });

@@ -18,7 +18,7 @@ async function converged(): Promise<void> {
     if ((await outboxSize()) > 0) return false;
     const r = await verifyPipeline(h.db.pool, 'products');
     return r.missing.length + r.stale.length + r.orphaned.length === 0 ? r : false;
-  });
+  }, 60_000); // a megabyte of text is thousands of chunks: on a busy machine, more than 20 s
 }
 
 async function vectors(pk: string): Promise<{ chunk: string; generation: number; metadata: Record<string, unknown> }[]> {

@@ -1,7 +1,9 @@
 // The --filter syntax and the SQL filters become: values typed as written, keys checked, nothing interpolated.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { checkFilterKeys, filterSql, FilterError, parseFilter } from '../../src/search/filters.js';
+import {
+  checkFilterKeys, filterSql, FilterError, filterTypeProblem, parseFilter, type MetadataColumn,
+} from '../../src/search/filters.js';
 
 describe('search filter syntax', () => {
   it('reads each comparison operator', () => {
@@ -47,5 +49,35 @@ describe('search filter syntax', () => {
     assert.ok(conditions.every((c) => !c.includes('drop') && !c.includes('150')));
     assert.deepEqual(params, ['category', `"x'; drop table t; --"`, 'price', 150, 'tag', ['"a"', '"b"']]);
     assert.match(conditions[1] ?? '', /\(metadata ->> \$7::text\)::numeric end\) <= \$8::numeric/);
+  });
+
+  it('says why a value cannot match its column\'s type, and lets through those that can', () => {
+    const columns: Record<string, MetadataColumn> = {
+      price: { name: 'price', type: 'numeric(10,2)', typname: 'numeric', category: 'N' },
+      stock: { name: 'stock', type: 'integer', typname: 'int4', category: 'N' },
+      in_stock: { name: 'in_stock', type: 'boolean', typname: 'bool', category: 'B' },
+      category: { name: 'category', type: 'character varying(40)', typname: 'varchar', category: 'S' },
+      cost: { name: 'cost', type: 'money', typname: 'money', category: 'N' },
+      added: { name: 'added', type: 'date', typname: 'date', category: 'D' },
+    };
+    const problem = (text: string): string | undefined => {
+      const f = parseFilter(text);
+      const column = columns[f.key];
+      assert.ok(column, f.key);
+      return filterTypeProblem(f, column, 'public.products');
+    };
+    assert.equal(problem('price<=abc'), 'price is numeric in public.products; "abc" is not a number');
+    assert.equal(problem('price="150"'), 'price is numeric in public.products; "150" is not a number');
+    assert.equal(problem('stock in 1,2,many'), 'stock is integer in public.products; "many" is not a number');
+    assert.equal(problem('price=true'), 'price is numeric in public.products; true is not a number');
+    assert.equal(problem('in_stock=yes'), 'in_stock is boolean in public.products; "yes" is not true or false');
+    assert.equal(
+      problem('category=123'),
+      'category is character varying in public.products; quote 123 to compare it as text ("123")',
+    );
+    const fines = ['price<=150', 'price!=9.5', 'stock in 1,2', 'in_stock=false', 'category=outdoor', 'category="123"'];
+    for (const fine of [...fines, 'cost="$5.00"', 'added>2024-01-01']) {
+      assert.equal(problem(fine), undefined, fine);
+    }
   });
 });
