@@ -6,19 +6,8 @@ import type { Pool } from '../db/pool.js';
 import { webUiWorkflowUrl } from '../temporal/names.js';
 import type { WebUi } from './temporal.js';
 
-export interface StuckBatchStatus {
-  batchId: string;
-  workflowId: string;
-  stage: string;
-  attempts: number;
-  errorClass: string;
-  lastError: string;
-  /** False: not retried; the batch failed for good at this stage. */
-  retryable: boolean;
-  since: Date;
-  lastFailedAt: Date;
-  url: string;
-}
+/** A stuck batch as status shows it: the view's row, with its workflow's Web UI link. */
+export type StuckBatchStatus = Omit<StuckBatch, 'pipeline' | 'runId'> & { url: string };
 
 /** Describing every stuck workflow costs a round trip each: beyond these, records wait for their expiry. */
 const CROSS_CHECK_AT_MOST = 20;
