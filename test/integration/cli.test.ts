@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -57,6 +57,12 @@ function assertOneLineError(r: Run, pattern: RegExp): void {
   assert.equal(lines.length, 1, `one line on stderr, got:\n${r.stderr}`);
   assert.match(lines[0] ?? '', pattern);
   assert.doesNotMatch(r.stderr, /^\s+at /m, 'no stack trace');
+}
+
+/** Whether a process handles SIGINT itself (Linux: bit 2 of SigCgt in /proc/<pid>/status). */
+function catchesSigint(pid: number): boolean {
+  const caught = /^SigCgt:\s*([0-9a-f]+)$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
+  return caught !== undefined && (BigInt(`0x${caught}`) & 2n) !== 0n;
 }
 
 const json = <T>(r: Run): T => JSON.parse(r.stdout) as T;
@@ -137,6 +143,8 @@ describe('operator commands', () => {
     try {
       const run = start('backfill', ['--table', 'products']);
       await waitFor('the backfill to start', () => Promise.resolve(run.out.stdout.includes('backfill started')), 30_000);
+      // On a loaded machine the line can be read before the command has set up its Ctrl-C handling.
+      await waitFor('the command to catch Ctrl-C', () => Promise.resolve(catchesSigint(run.child.pid ?? 0)), 30_000);
       run.child.kill('SIGINT');
       const r = await run.done;
       assert.equal(r.code, 0, r.stderr);
