@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { parse } from 'yaml';
-import { LOCAL_DEFAULTS, readEnv } from '../../src/config/env.js';
+import { LOCAL_DEFAULTS, METRICS_DEFAULTS, readEnv } from '../../src/config/env.js';
 import { REPO_ROOT } from '../../src/stack/paths.js';
 import { SEARCH_ATTRIBUTES } from '../../src/stack/temporal.js';
 
@@ -99,12 +99,16 @@ describe('docker-compose.yml', () => {
       assert.equal(env.temporalNamespace, LOCAL_DEFAULTS.temporalNamespace);
     });
 
-    it(`runs the ${name} with an npm script that package.json defines`, () => {
-      const pkg = JSON.parse(readFileSync(`${REPO_ROOT}package.json`, 'utf8')) as { scripts?: Record<string, string> };
-      const command = service(name).command ?? [];
-      assert.equal(command.slice(0, 2).join(' '), 'npm run');
-      const script = command[2] ?? '';
-      assert.ok(pkg.scripts?.[script], `package.json has no "${script}" script`);
+    it(`runs the ${name} as node bin/embedsync.js ${name}, so docker stop's SIGTERM reaches it`, () => {
+      // npm run and npx exit on SIGTERM without passing it on: the process would be killed, not drained.
+      assert.deepEqual(service(name).command, ['node', 'bin/embedsync.js', name]);
+      const pkg = JSON.parse(readFileSync(`${REPO_ROOT}package.json`, 'utf8')) as { bin?: Record<string, string> };
+      assert.equal(pkg.bin?.embedsync, 'bin/embedsync.js');
+    });
+
+    it(`publishes the ${name}'s /metrics port`, () => {
+      const port = name === 'worker' ? METRICS_DEFAULTS.workerPort : METRICS_DEFAULTS.pollerPort;
+      assert.equal(publishedPorts(service(name)).get(port), port);
     });
   }
 });
