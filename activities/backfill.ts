@@ -99,7 +99,7 @@ export function createBackfillActivities(deps: ActivityDeps) {
     },
 
     /**
-     * Records the cursor and counters in the catalog, where `npm run status` and SQL see them, and brings
+     * Records the cursor and counters in the catalog, where `npx embedsync status` and SQL see them, and brings
      * the total up to date: rows added or removed since the start move it, exactly so near the end.
      */
     async checkpointBackfill(input: CheckpointInput): Promise<CheckpointResult> {

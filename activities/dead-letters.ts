@@ -1,7 +1,7 @@
 // A batch that failed for good (quota exhausted, credentials refused, …) must not lose its changes:
-// its outbox rows are gone, so its keys are recorded as dead letters, where `npm run status` counts
+// its outbox rows are gone, so its keys are recorded as dead letters, where `npx embedsync status` counts
 // them. The poller sends them round again, less and less often (src/poller/dead-letters.ts), and
-// `npm run verify -- --requeue` at once. What the batch had staged is of no more use: a retry reads
+// `npx embedsync verify --requeue` at once. What the batch had staged is of no more use: a retry reads
 // the rows afresh, under a batch of its own.
 import { Context } from '@temporalio/activity';
 import { clearBatchFailures, clearBatchFailuresByPrefix } from '../src/db/batch-failures.js';

@@ -104,7 +104,7 @@ function missingTable(name: string, existing: Pipeline | undefined): string {
   if (!existing) return `table ${name} does not exist`;
   const now = `${existing.sourceSchema}.${existing.sourceTable}`;
   if (existing.state === 'source_missing') {
-    const remove = `npm run remove -- --pipeline ${existing.name}`;
+    const remove = `npx embedsync remove --table ${existing.name}`;
     return `table ${name} does not exist (it was dropped): restore it, or remove the pipeline: ${remove}`;
   }
   if (now !== name) {

@@ -77,8 +77,8 @@ export function judgeSchema(p: CatalogSource, live: LiveTable | undefined): Sche
       hold: {
         state: 'source_missing',
         reason:
-          `table ${was} is gone: restore it, then run npm run apply -- --config <file> and `
-          + `npm run backfill -- --table ${p.name}; or remove the pipeline: npm run remove -- --pipeline ${p.name}`,
+          `table ${was} is gone: restore it, then run npx embedsync apply --config <file> and `
+          + `npx embedsync backfill --table ${p.name}; or remove the pipeline: npx embedsync remove --table ${p.name}`,
       },
     };
   }
@@ -131,16 +131,16 @@ export function judgeSchema(p: CatalogSource, live: LiveTable | undefined): Sche
 
 /** The commands that put the pipeline right once the column is dealt with. */
 function fix(p: CatalogSource, c: Pick<ReadColumn, 'role'> & Partial<ReadColumn>, edit = '', otherwise = ''): string {
-  const apply = 'npm run apply -- --config <file>';
+  const apply = 'npx embedsync apply --config <file>';
   if (c.role === 'key') {
-    const backfill = `npm run backfill -- --table ${p.name}`;
+    const backfill = `npx embedsync backfill --table ${p.name}`;
     return `run ${apply} (it reads the primary key again), then ${backfill} (the rows' keys changed)`;
   }
   const field = c.role === 'embed' ? 'embed.columns' : 'metadata';
   // A config that no longer reads it is already pending: the re-embed swaps it in.
   if (c.live && c.pending === false && p.pendingConfig) {
-    return `the live generation still reads it, the pending config does not: run npm run reembed -- --table ${p.name}`;
+    return `the live generation still reads it, the pending config does not: run npx embedsync reembed --table ${p.name}`;
   }
-  const then = c.role === 'embed' ? ` and npm run reembed -- --table ${p.name}` : '';
+  const then = c.role === 'embed' ? ` and npx embedsync reembed --table ${p.name}` : '';
   return `${edit} the pipeline's ${field} (${otherwise}), then run ${apply}${then}`;
 }

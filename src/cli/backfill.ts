@@ -1,4 +1,4 @@
-// npm run backfill: embeds every existing row of a pipeline's source table as one durable workflow,
+// npx embedsync backfill: embeds every existing row of a pipeline's source table as one durable workflow,
 // and watches it until it is done. A second run attaches to the running backfill instead of starting
 // another; Ctrl-C stops watching, never the backfill.
 import { Command } from 'commander';
@@ -10,7 +10,7 @@ import { webUiWorkflowUrl } from '../temporal/names.js';
 import { positiveInt, runMain, UserError } from './common.js';
 import { connectTemporal, openDatabase, temporalUiUrl, type TemporalSession } from './connections.js';
 import { plural, ranFor } from './format.js';
-import { watchBackfill } from './watch.js';
+import { catchInterrupt, watchBackfill } from './watch.js';
 
 const opts = new Command('embedsync backfill')
   .usage('--table <pipeline> [--batch-size <n>] [--window <n>] [--detach]')
@@ -44,7 +44,7 @@ runMain(async (env) => {
     const { client } = session;
     const running = await runningBackfill(client, p.name);
     if (!running && p.syncPaused) {
-      throw new UserError(`${p.name} is paused: resume it first (npm run resume -- --table ${p.name}), then backfill`);
+      throw new UserError(`${p.name} is paused: resume it first (npx embedsync resume --table ${p.name}), then backfill`);
     }
     const rows = running ? 0 : await countSourceRows(pool, p);
     const handle = await startBackfill(client, p, {
@@ -55,6 +55,8 @@ runMain(async (env) => {
       ...(opts.window ? { window: opts.window } : {}),
     });
     const url = webUiWorkflowUrl(temporalUiUrl(env), env.temporalNamespace, handle.workflowId);
+    // Caught before the line a user may answer with Ctrl-C is printed, not once watching has begun.
+    const interrupt = catchInterrupt();
     if (running) {
       const ignored = opts.batchSize || opts.window ? ' (--batch-size and --window apply to new backfills only)' : '';
       console.log(`${p.name}: a backfill is already running${opts.detach ? '' : '; following it'}${ignored}`);
@@ -62,21 +64,22 @@ runMain(async (env) => {
       console.log(`${p.name}: backfill started for ${plural(rows, 'row')} of ${p.sourceSchema}.${p.sourceTable}`);
     }
     if (opts.detach) {
+      interrupt.dispose();
       console.log(`  workflow:  ${handle.workflowId}  ${url}`);
-      console.log(`  watch:     npm run backfill -- --table ${p.name}`);
-      console.log(`  status:    npm run status -- --table ${p.name}`);
+      console.log(`  watch:     npx embedsync backfill --table ${p.name}`);
+      console.log(`  status:    npx embedsync status --table ${p.name}`);
       return;
     }
 
-    const outcome = await watchBackfill(client, handle, { pipeline: p.name, rows, tty: process.stdout.isTTY === true, taskQueue: env.taskQueue }).catch(
+    const outcome = await watchBackfill(client, handle, { pipeline: p.name, rows, tty: process.stdout.isTTY === true, taskQueue: env.taskQueue }, interrupt).catch(
       (err: Error) => {
         throw new UserError(`the backfill of ${p.name} did not complete: ${err.cause instanceof Error ? err.cause.message : err.message} (${url})`);
       },
     );
     if (outcome.kind === 'detached') {
       console.log(`\n${p.name}: stopped watching; the backfill continues in Temporal.`);
-      console.log(`  watch again:  npm run backfill -- --table ${p.name}`);
-      console.log(`  pause it:     npm run pause -- --table ${p.name}`);
+      console.log(`  watch again:  npx embedsync backfill --table ${p.name}`);
+      console.log(`  pause it:     npx embedsync pause --table ${p.name}`);
       console.log(`  workflow:     ${url}`);
       return;
     }

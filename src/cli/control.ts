@@ -1,4 +1,4 @@
-// npm run pause / resume: stop and restart a pipeline's embedding work without losing a change.
+// npx embedsync pause / resume: stop and restart a pipeline's embedding work without losing a change.
 // Pausing sets sync_paused, so pollers leave the pipeline's outbox rows where they are (they
 // accumulate), and signals its running backfill to hold before its next page.
 import { Command } from 'commander';
@@ -76,7 +76,7 @@ async function syncLine(pool: Pool, p: Pipeline, action: Action, changed: boolea
   const waiting = plural(facts?.outboxBacklog ?? 0, 'change');
   if (action === 'pause') {
     return changed
-      ? `${p.name}: sync paused; captured changes now wait in the outbox (${waiting} so far). npm run resume -- --table ${p.name} carries on.`
+      ? `${p.name}: sync paused; captured changes now wait in the outbox (${waiting} so far). npx embedsync resume --table ${p.name} carries on.`
       : `${p.name}: sync was already paused (${waiting} waiting in the outbox).`;
   }
   if (!changed) return `${p.name}: sync was not paused.`;

@@ -26,7 +26,7 @@ const opts = new Command('embedsync dev')
   .option('--rows <n>', 'demo products to load into a new products table', (v) => Number.parseInt(v, 10), 300)
   .addHelpText('after', `
 DATABASE_URL / TEMPORAL_ADDRESS point it at servers of your own instead of starting local ones.
-The local servers keep their data under EMBEDSYNC_HOME (default .embedsync/); \`npm run stack -- down\` stops them.`)
+The local servers keep their data under EMBEDSYNC_HOME (default .embedsync/); \`npx embedsync stack down\` stops them.`)
   .parse()
   .opts<{ rows: number }>();
 

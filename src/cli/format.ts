@@ -32,7 +32,7 @@ export function progressText(pipeline: string, p: BackfillProgress, fallbackTota
     case 'pausing':
       return `${head}, pausing once the batches in flight finish`;
     case 'paused':
-      return `${head}, paused (npm run resume -- --table ${pipeline})`;
+      return `${head}, paused (npx embedsync resume --table ${pipeline})`;
     case 'finishing':
     case 'done':
       return `${head}, finishing`;

@@ -1,4 +1,4 @@
-// npm run mock-provider: a local server speaking OpenAI's and Bedrock's embedding protocols, for
+// npx embedsync mock-provider: a local server speaking OpenAI's and Bedrock's embedding protocols, for
 // your own tests and for the benchmarks. No keys, no costs; vectors are deterministic.
 import { Command, InvalidArgumentError } from 'commander';
 import { startMockProvider, type MockProviderOptions } from '../mock-provider/server.js';

@@ -35,7 +35,7 @@ program
         for (const r of await applyPipelines(pool, configs)) {
           console.log(`${r.pipeline}: ${r.outcome} (vectors in ${r.vectorTable})`);
           if (r.outcome === 'reembed pending') {
-            console.log(`  what is embedded changed; the live vectors stay as they are until: npm run reembed -- --table ${r.pipeline}`);
+            console.log(`  what is embedded changed; the live vectors stay as they are until: npx embedsync reembed --table ${r.pipeline}`);
           }
           if (r.heldBecause) console.log(`  still held, its changes waiting in the outbox: ${r.heldBecause}`);
         }

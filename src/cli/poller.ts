@@ -1,4 +1,4 @@
-// npm run poller: moves captured changes from the outbox into Temporal workflows until SIGTERM.
+// npx embedsync poller: moves captured changes from the outbox into Temporal workflows until SIGTERM.
 import { Command } from 'commander';
 import { migrate } from '../db/migrator.js';
 import { createPool } from '../db/pool.js';

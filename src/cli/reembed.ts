@@ -1,4 +1,4 @@
-// npm run reembed: after a change of what a pipeline embeds (model, dimensions, columns, prefixes,
+// npx embedsync reembed: after a change of what a pipeline embeds (model, dimensions, columns, prefixes,
 // chunking) has been applied, builds the new generation in a table of its own and swaps it in
 // atomically. Search keeps working on the old generation until the swap, and never sees both.
 import { Command } from 'commander';
@@ -10,7 +10,7 @@ import { webUiWorkflowUrl } from '../temporal/names.js';
 import { positiveInt, runMain, UserError } from './common.js';
 import { connectTemporal, openDatabase, temporalUiUrl, type TemporalSession } from './connections.js';
 import { plural, ranFor } from './format.js';
-import { watchBackfill } from './watch.js';
+import { catchInterrupt, watchBackfill } from './watch.js';
 
 const opts = new Command('embedsync reembed')
   .usage('--table <pipeline> [--batch-size <n>] [--window <n>] [--detach]')
@@ -49,14 +49,17 @@ runMain(async (env) => {
       ...(opts.window ? { window: opts.window } : {}),
     });
     const url = webUiWorkflowUrl(temporalUiUrl(env), env.temporalNamespace, handle.workflowId);
+    // Caught before the line a user may answer with Ctrl-C is printed, not once watching has begun.
+    const interrupt = catchInterrupt();
     const e = p.pendingConfig.embedding;
     console.log(`${p.name}: re-embedding ${plural(rows, 'row')} as generation ${p.pendingGeneration} (${e.provider}/${e.model}, ${e.dimensions} dims)`);
     if (opts.detach) {
+      interrupt.dispose();
       console.log(`  workflow:  ${handle.workflowId}  ${url}`);
-      console.log(`  status:    npm run status -- --table ${p.name}`);
+      console.log(`  status:    npx embedsync status --table ${p.name}`);
       return;
     }
-    const outcome = await watchBackfill(client, handle, { pipeline: p.name, rows, tty: process.stdout.isTTY === true, taskQueue: env.taskQueue }).catch(
+    const outcome = await watchBackfill(client, handle, { pipeline: p.name, rows, tty: process.stdout.isTTY === true, taskQueue: env.taskQueue }, interrupt).catch(
       (err: Error) => {
         throw new UserError(`the re-embed of ${p.name} did not complete: ${err.cause instanceof Error ? err.cause.message : err.message} (${url})`);
       },

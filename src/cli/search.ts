@@ -1,4 +1,4 @@
-// npm run search: a text query against a pipeline's vectors, with metadata filters, as a table or JSON.
+// npx embedsync search: a text query against a pipeline's vectors, with metadata filters, as a table or JSON.
 import { Command } from 'commander';
 import { inspectTable } from '../capture/inspect.js';
 import { resolvePipeline, type Pipeline } from '../db/catalog.js';

@@ -1,4 +1,4 @@
-// `npm run stack -- <up|down|status|install>`: the local PostgreSQL + pgvector and Temporal dev server.
+// `npx embedsync stack <up|down|status|install>`: the local PostgreSQL + pgvector and Temporal dev server.
 import { Command } from 'commander';
 import { LOCAL_DEFAULTS, readEnv, type Env } from '../config/env.js';
 import { ensureStack, installStack, stackStatus, stopStack, StackError } from '../stack/index.js';
@@ -42,7 +42,7 @@ program
     say(`temporal     ${stack.temporalAddress} (namespace ${stack.temporalNamespace})`);
     say(`web UI       ${stack.temporalUiUrl}`);
     say('');
-    say('running in the background; stop with: npm run stack -- down');
+    say('running in the background; stop with: npx embedsync stack down');
   });
 
 program

@@ -1,4 +1,4 @@
-// npm run status: where each pipeline stands — the database's facts and Temporal's running workflows.
+// npx embedsync status: where each pipeline stands — the database's facts and Temporal's running workflows.
 import { Command } from 'commander';
 import { resolvePipeline } from '../db/catalog.js';
 import { isHeld } from '../db/pipeline-state.js';
@@ -52,7 +52,7 @@ runMain(async (env) => {
 
 function print(report: StatusReport): void {
   if (report.pipelines.length === 0) {
-    console.log('no pipelines yet: apply a pipeline file with `npm run apply -- --config <file>`');
+    console.log('no pipelines yet: apply a pipeline file with `npx embedsync apply --config <file>`');
     return;
   }
   console.log(report.pipelines.map((p) => describe(p, report.temporal.reachable)).join('\n\n'));
@@ -111,7 +111,7 @@ function stuckSection(p: PipelineStatus): { headline: string; lines: string[] } 
 }
 
 function syncing(p: PipelineStatus): string {
-  if (p.syncPaused) return `sync PAUSED (changes wait in the outbox; npm run resume -- --table ${p.pipeline})`;
+  if (p.syncPaused) return `sync PAUSED (changes wait in the outbox; npx embedsync resume --table ${p.pipeline})`;
   if (!isHeld(p.state)) return 'sync running';
   const since = p.stateSince ? ` for ${duration((Date.now() - p.stateSince.getTime()) / 1000)}` : '';
   return `sync HELD${since} (changes wait in the outbox until the source table or the config is fixed)`;
@@ -143,7 +143,7 @@ function describe(p: PipelineStatus, reachable: boolean): string {
   for (const x of w.listed) lines.push(`  ${''.padEnd(13)}   ${x.workflowId}  ${x.url}`);
   if (w.running > w.listed.length) lines.push(`  ${''.padEnd(13)}   … and ${count(w.running - w.listed.length)} more`);
   if (w.backfill) {
-    row('backfill', w.backfill.progress ? progressText(p.pipeline, w.backfill.progress, p.totalRows ?? 0) : 'running; no worker answered its progress query (is `npm run worker` running?)');
+    row('backfill', w.backfill.progress ? progressText(p.pipeline, w.backfill.progress, p.totalRows ?? 0) : 'running; no worker answered its progress query (is `npx embedsync worker` running?)');
   }
   return lines.join('\n');
 }

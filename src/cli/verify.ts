@@ -1,4 +1,4 @@
-// npm run verify: checks that a pipeline's vectors match its source table row by row (by content hash,
+// npx embedsync verify: checks that a pipeline's vectors match its source table row by row (by content hash,
 // chunks, generation and metadata), and with --requeue queues the differences for the sync to repair.
 import { Command } from 'commander';
 import { resolvePipeline } from '../db/catalog.js';
@@ -101,8 +101,8 @@ function verdict(pipeline: string, differing: number, requeued: number | undefin
     const busy = inFlight.state === 'backfilling' ? 'a backfill is running' : `${plural(inFlight.outboxBacklog, 'change')} waiting in the outbox`;
     lines.push(`  Work is in flight (${busy}): some of these may be on their way.`);
   }
-  if (requeued === undefined) lines.push(`  npm run verify -- --table ${pipeline} --requeue queues them for the sync to repair.`);
-  else if (inFlight.syncPaused) lines.push(`  Queued ${plural(requeued, 'change')}; sync is paused, so they wait for npm run resume -- --table ${pipeline}.`);
+  if (requeued === undefined) lines.push(`  npx embedsync verify --table ${pipeline} --requeue queues them for the sync to repair.`);
+  else if (inFlight.syncPaused) lines.push(`  Queued ${plural(requeued, 'change')}; sync is paused, so they wait for npx embedsync resume --table ${pipeline}.`);
   else lines.push(`  Queued ${plural(requeued, 'change')} for the sync; run verify again once they are processed.`);
   return lines.join('\n');
 }

@@ -10,6 +10,22 @@ import { count, duration, percent, progressText, rate } from './format.js';
 
 export type WatchOutcome = { kind: 'done'; result: BackfillResult } | { kind: 'detached' };
 
+/** Ctrl-C, caught from the moment a command says it started a walk: it then stops the watching only. */
+export interface Interrupt {
+  readonly interrupted: Promise<void>;
+  dispose(): void;
+}
+
+/** Catches SIGINT from now on; take it before printing the line a user may answer with Ctrl-C. */
+export function catchInterrupt(): Interrupt {
+  let onSigint: () => void = () => undefined;
+  const interrupted = new Promise<void>((resolve) => {
+    onSigint = () => resolve();
+    process.on('SIGINT', onSigint);
+  });
+  return { interrupted, dispose: () => void process.off('SIGINT', onSigint) };
+}
+
 export interface WatchOptions {
   pipeline: string;
   /** Source rows counted when the backfill was started, until the workflow has counted its own. */
@@ -31,15 +47,16 @@ interface Display {
 /** After this long without an answer to the progress query, say that no worker seems to be there. */
 const NO_WORKER_HINT_AFTER_MS = 10_000;
 
-export async function watchBackfill(client: Client, handle: TableWalkHandle, options: WatchOptions): Promise<WatchOutcome> {
+export async function watchBackfill(
+  client: Client,
+  handle: TableWalkHandle,
+  options: WatchOptions,
+  interrupt: Interrupt = catchInterrupt(),
+): Promise<WatchOutcome> {
   const display = options.tty ? barDisplay(options) : lineDisplay(options);
   let stopped = false;
   let wake: () => void = () => undefined;
-  let onSigint: () => void = () => undefined;
-  const detached = new Promise<WatchOutcome>((resolve) => {
-    onSigint = () => resolve({ kind: 'detached' });
-    process.on('SIGINT', onSigint);
-  });
+  const detached = interrupt.interrupted.then((): WatchOutcome => ({ kind: 'detached' }));
   // The result is a long poll; closing the connection would wait for it (up to 20 s), so it is cancelled.
   const abort = new AbortController();
   const finished = client.withAbortSignal(abort.signal, () => handle.result()).then((result): WatchOutcome => ({ kind: 'done', result }));
@@ -77,12 +94,12 @@ export async function watchBackfill(client: Client, handle: TableWalkHandle, opt
     await polling;
     if (outcome?.kind === 'done') display.complete(outcome.result);
     display.stop();
-    process.off('SIGINT', onSigint);
+    interrupt.dispose();
   }
 }
 
 function noWorkerHint(o: WatchOptions): string {
-  return `no worker has answered yet: is \`npm run worker\` running with EMBEDSYNC_TASK_QUEUE=${o.taskQueue}?`;
+  return `no worker has answered yet: is \`npx embedsync worker\` running with EMBEDSYNC_TASK_QUEUE=${o.taskQueue}?`;
 }
 
 function barDisplay(o: WatchOptions): Display {
@@ -113,7 +130,7 @@ function barDisplay(o: WatchOptions): Display {
         total = p.total;
         bar.setTotal(Math.max(total, 1));
       }
-      const silent = silentForMs > NO_WORKER_HINT_AFTER_MS ? '(no worker answering: is `npm run worker` running?)' : '';
+      const silent = silentForMs > NO_WORKER_HINT_AFTER_MS ? '(no worker answering: is `npx embedsync worker` running?)' : '';
       const note = !p ? silent : p.phase === 'counting' ? '(counting rows…)' : '';
       last = p ?? last;
       bar.update(last?.processed ?? 0, payload(last, note));

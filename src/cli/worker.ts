@@ -1,4 +1,4 @@
-// npm run worker: runs the Temporal worker against DATABASE_URL and TEMPORAL_ADDRESS until SIGTERM.
+// npx embedsync worker: runs the Temporal worker against DATABASE_URL and TEMPORAL_ADDRESS until SIGTERM.
 import path from 'node:path';
 import { Command } from 'commander';
 import { migrate } from '../db/migrator.js';

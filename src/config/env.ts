@@ -109,7 +109,7 @@ const providerEnvSchema = z.object({
   EMBEDSYNC_BEDROCK_TOKENS_PER_MINUTE: perMinute,
 });
 
-// Empty variables count as unset: `FOO= npm run worker` should not fail URL validation.
+// Empty variables count as unset: `FOO= npx embedsync worker` should not fail URL validation.
 const withoutEmpty = (source: NodeJS.ProcessEnv): Record<string, string> =>
   Object.fromEntries(Object.entries(source).filter((e): e is [string, string] => e[1] !== undefined && e[1] !== ''));
 

@@ -33,7 +33,7 @@ export interface Pipeline {
 
 export class PipelineNotFoundError extends Error {
   constructor(readonly pipeline: string, detail?: string) {
-    super(detail ?? `no pipeline named "${pipeline}" and no pipeline syncing a table of that name (npm run pipelines lists them)`);
+    super(detail ?? `no pipeline named "${pipeline}" and no pipeline syncing a table of that name (npx embedsync pipelines lists them)`);
     this.name = 'PipelineNotFoundError';
   }
 }

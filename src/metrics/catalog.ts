@@ -1,6 +1,6 @@
 // The poller's metrics: the state of every pipeline, read from Postgres when Prometheus scrapes (one
 // time-boxed query per scrape, shared by all the gauges), so they say what the database says, like
-// `npm run status` and the embedsync.pipeline_status view they are read from.
+// `npx embedsync status` and the embedsync.pipeline_status view they are read from.
 import { Gauge, Registry } from 'prom-client';
 import { withTransaction, type Pool } from '../db/pool.js';
 import type { Logger } from '../log.js';

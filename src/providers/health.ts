@@ -1,5 +1,5 @@
 // How each pipeline's provider has been answering (embedsync.provider_health, sql/000005): failures in a
-// row and the last error, so a provider that keeps failing shows in `npm run status`. A healthy pipeline
+// row and the last error, so a provider that keeps failing shows in `npx embedsync status`. A healthy pipeline
 // writes its row at most every few seconds, not once a request.
 import type { Pool } from '../db/pool.js';
 

@@ -69,7 +69,7 @@ export async function ensurePostgresTools(install: boolean, log: LogLine): Promi
   let pgi = await findPostgres();
   if (!pgi || pgi.major < MIN_POSTGRES_MAJOR) {
     const found = pgi ? `PostgreSQL ${pgi.major} is too old (need ≥ ${MIN_POSTGRES_MAJOR})` : `PostgreSQL ≥ ${MIN_POSTGRES_MAJOR} is not installed`;
-    if (!install) throw new StackError(`${found}: run \`npm run stack -- install\`, or set DATABASE_URL, or run \`docker compose up\``);
+    if (!install) throw new StackError(`${found}: run \`npx embedsync stack install\`, or set DATABASE_URL, or run \`docker compose up\``);
     log(`${found}; installing it`);
     await aptInstallPostgres(log);
     pgi = await findPostgres();
@@ -78,7 +78,7 @@ export async function ensurePostgresTools(install: boolean, log: LogLine): Promi
   const vector = installedPgvector(pgi);
   if (!vector || !versionAtLeast(vector, MIN_PGVECTOR)) {
     const found = `pgvector ${vector ? `${vector} is too old` : 'is not installed'} for PostgreSQL ${pgi.major} (need ≥ ${MIN_PGVECTOR})`;
-    if (!install) throw new StackError(`${found}: run \`npm run stack -- install\`, or set DATABASE_URL, or run \`docker compose up\``);
+    if (!install) throw new StackError(`${found}: run \`npx embedsync stack install\`, or set DATABASE_URL, or run \`docker compose up\``);
     log(`${found}; installing it`);
     await aptBuildPgvector(join(pgi.bindir, 'pg_config'), pgi.major, log);
     const now = installedPgvector(pgi);

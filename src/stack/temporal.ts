@@ -38,7 +38,7 @@ export async function findTemporalCli(paths: StackPaths): Promise<string | undef
 export async function ensureTemporalCli(paths: StackPaths, install: boolean, log: LogLine): Promise<string> {
   const found = await findTemporalCli(paths);
   if (found) return found;
-  if (!install) throw new StackError('the temporal CLI is not installed: run `npm run stack -- install`, or set TEMPORAL_ADDRESS, or run `docker compose up`');
+  if (!install) throw new StackError('the temporal CLI is not installed: run `npx embedsync stack install`, or set TEMPORAL_ADDRESS, or run `docker compose up`');
   const go = goCommand();
   if (!go) {
     throw new StackError(

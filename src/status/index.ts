@@ -1,4 +1,4 @@
-// The facts `npm run status` shows: the database's (the pipeline_status view) and, when Temporal can
+// The facts `npx embedsync status` shows: the database's (the pipeline_status view) and, when Temporal can
 // be reached, its running workflows and backfill progress. The database facts never wait on Temporal.
 import type { Client } from '@temporalio/client';
 import { checkSourceSchemas } from '../capture/schema-check.js';

@@ -176,7 +176,7 @@ describe('schema changes of a source table', () => {
       assert.match(held.state_reason ?? '', new RegExp(gone));
       const status = await statusOf(name);
       assert.equal(status.state, 'schema_changed');
-      const fix = `npm run apply -- --config <file> and npm run reembed -- --table ${name}`;
+      const fix = `npx embedsync apply --config <file> and npx embedsync reembed --table ${name}`;
       assert.match(status.stateReason ?? '', new RegExp(fix));
       assert.ok(status.stateSince instanceof Date);
       const printed = JSON.parse(await cli('status', '--table', name, '--json')) as { pipelines: PipelineStatus[] };
@@ -193,7 +193,7 @@ describe('schema changes of a source table', () => {
       assert.equal(applied?.outcome, 'reembed pending');
       assert.match(
         applied?.heldBecause ?? '',
-        /the live generation still reads it, the pending config does not: run npm run reembed/,
+        /the live generation still reads it, the pending config does not: run npx embedsync reembed/,
       );
       assert.equal((await catalogRow(name))?.state, 'schema_changed');
 
@@ -223,7 +223,7 @@ describe('schema changes of a source table', () => {
       assert.match(held.state_reason ?? '',
         /column "category" of public\.\w+ is gone: remove it from the pipeline's metadata/,
       );
-      assert.match(held.state_reason ?? '', /\(or restore it\), then run npm run apply -- --config <file>$/);
+      assert.match(held.state_reason ?? '', /\(or restore it\), then run npx embedsync apply --config <file>$/);
       assert.doesNotMatch(held.state_reason ?? '', /reembed/);
 
       const [applied] = await apply(pipelineOf(name, { metadata: [] }));
@@ -258,7 +258,7 @@ describe('schema changes of a source table', () => {
       await embedded(name, await setUp(name));
       await h.db.pool.query(`drop table ${name} cascade`);
       const held = await inState(name, 'source_missing');
-      const gone = `table public\\.${name} is gone.*npm run remove -- --pipeline ${name}`;
+      const gone = `table public\\.${name} is gone.*npx embedsync remove --table ${name}`;
       assert.match(held.state_reason ?? '', new RegExp(gone));
       assert.equal((await statusOf(name)).state, 'source_missing');
       await removePipeline(h.db.pool, name, { dropVectorTable: true });

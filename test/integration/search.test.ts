@@ -1,5 +1,5 @@
 // Search end to end: rows synced through the real pipeline, then queried with text and metadata
-// filters, through the API and through `npm run search` as a process.
+// filters, through the API and through `npx embedsync search` as a process.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';

@@ -58,7 +58,7 @@ describe('judging a source table against its pipeline', () => {
     const verdict = judgeSchema(source(), undefined);
     assert.equal(verdict.hold?.state, 'source_missing');
     assert.match(verdict.hold?.reason ?? '', /table public\.t is gone/);
-    assert.match(verdict.hold?.reason ?? '', /npm run remove -- --pipeline t/);
+    assert.match(verdict.hold?.reason ?? '', /npx embedsync remove --table t/);
   });
 
   it('a dropped embedded column needs a config change, apply and a re-embed', () => {
@@ -67,7 +67,7 @@ describe('judging a source table against its pipeline', () => {
     assert.equal(
       verdict.hold?.reason,
       `column "body" of public.t is gone: remove it from the pipeline's embed.columns (or restore it), `
-        + 'then run npm run apply -- --config <file> and npm run reembed -- --table t',
+        + 'then run npx embedsync apply --config <file> and npx embedsync reembed --table t',
     );
   });
 
@@ -97,17 +97,17 @@ describe('judging a source table against its pipeline', () => {
     const uuid: LiveColumn = { name: 'id', attnum: 1, type: 'uuid', typname: 'uuid', category: 'U' };
     const uuidKey = table([uuid, ...intact.slice(1)], { primaryKey: [{ name: 'id', type: 'uuid' }] });
     const retyped = judgeSchema(source(), uuidKey).hold?.reason ?? '';
-    assert.match(retyped, /in its primary key, is now uuid \(was bigint\).*npm run backfill -- --table t/);
+    assert.match(retyped, /in its primary key, is now uuid \(was bigint\).*npx embedsync backfill --table t/);
     const key = table([{ ...id, name: 'key' }, ...intact.slice(1)], { primaryKey: [{ name: 'key', type: 'bigint' }] });
     const renamed = judgeSchema(source(), key);
-    assert.match(renamed.hold?.reason ?? '', /column "id" of public\.t was renamed to "key".*npm run backfill/);
+    assert.match(renamed.hold?.reason ?? '', /column "id" of public\.t was renamed to "key".*npx embedsync backfill/);
   });
 
   it('a column only the live generation reads, gone after the new config is applied, asks for the re-embed', () => {
     const p = source({ pendingConfig: config({ embed: { columns: ['title'] } }) });
     const verdict = judgeSchema(p, table([id, text('title', 2), text('category', 4)]));
     assert.match(verdict.hold?.reason ?? '', /the live generation still reads it, the pending config does not: /);
-    assert.match(verdict.hold?.reason ?? '', /run npm run reembed -- --table t$/);
+    assert.match(verdict.hold?.reason ?? '', /run npx embedsync reembed --table t$/);
   });
 
   it('while a re-embed runs, only what the pending config reads counts', () => {

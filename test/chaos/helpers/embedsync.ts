@@ -35,14 +35,14 @@ function startCli(scene: Scene, name: string, script: string, d: Deployment, opt
   return scene.spawn(name, process.execPath, ['--import', 'tsx', script, ...options], { cwd: REPO_ROOT, env: environment(d) });
 }
 
-/** Starts `npm run worker`'s program and waits until it polls its task queues. */
+/** Starts `npx embedsync worker`'s program and waits until it polls its task queues. */
 export async function startWorker(scene: Scene, d: Deployment, name = 'worker'): Promise<Child> {
   const worker = startCli(scene, name, d.embedLog ? COUNTING_WORKER : path.join('src', 'cli', 'worker.ts'), d, []);
   await worker.waitForLine(/"msg":"worker running"/, 60_000);
   return worker;
 }
 
-/** Starts `npm run poller`'s program, claiming small batches often so that a kill lands mid-claim. */
+/** Starts `npx embedsync poller`'s program, claiming small batches often so that a kill lands mid-claim. */
 export async function startPoller(scene: Scene, d: Deployment, name = 'poller'): Promise<Child> {
   const poller = startCli(scene, name, path.join('src', 'cli', 'poller.ts'), d, ['--claim-limit', '50', '--interval', '100']);
   await poller.waitForLine(/"msg":"poller running"/, 60_000);

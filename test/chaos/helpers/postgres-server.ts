@@ -22,7 +22,7 @@ export interface PostgresServer {
 
 export async function startPostgresServer(scene: Scene): Promise<PostgresServer> {
   const pgi = await findPostgres();
-  if (!pgi) throw new Error('PostgreSQL is not installed: run `npm run stack -- install`');
+  if (!pgi) throw new Error('PostgreSQL is not installed: run `npx embedsync stack install`');
   const dir = mkdtempSync(join(tmpdir(), 'embedsync-chaos-postgres-'));
   removeOnExit(dir);
   scene.onCleanup(() => rm(dir, { recursive: true, force: true }));

@@ -22,7 +22,7 @@ export interface TemporalServer {
 export async function startTemporalServer(scene: Scene): Promise<TemporalServer> {
   const env = readEnv();
   const cli = await findTemporalCli(stackPaths(env.home));
-  if (!cli) throw new Error('the temporal CLI is not installed: run `npm run stack -- install`');
+  if (!cli) throw new Error('the temporal CLI is not installed: run `npx embedsync stack install`');
   const dir = mkdtempSync(join(tmpdir(), 'embedsync-chaos-temporal-'));
   removeOnExit(dir);
   scene.onCleanup(() => rm(dir, { recursive: true, force: true }));
