@@ -7,7 +7,7 @@ import type { Client } from '@temporalio/client';
 import type { NativeConnection } from '@temporalio/worker';
 import { applyPipelines } from '../../src/capture/apply.js';
 import { instanceId } from '../../src/db/catalog.js';
-import { readEnv } from '../../src/config/env.js';
+import { readEnv, type Env } from '../../src/config/env.js';
 import { parsePipelines, type PipelineInput } from '../../src/config/pipeline.js';
 import { createLogger, type Logger } from '../../src/log.js';
 import { Poller, type PollerOptions } from '../../src/poller/poller.js';
@@ -66,6 +66,24 @@ export interface Harness {
   stop(): Promise<void>;
 }
 
+/**
+ * What every harness starts with: a database and a task queue of this file's own, and a Temporal client
+ * in a namespace with embedsync's search attributes; each registered with `teardown`.
+ */
+export async function openTestSession(
+  label: string,
+  env: Env,
+  teardown: Teardown,
+): Promise<{ db: TestDatabase; taskQueue: string; client: Client }> {
+  const db = await createTestDatabase(label);
+  teardown.add(() => db.drop());
+  const taskQueue = `test-${label}-${randomBytes(3).toString('hex')}`;
+  const { client, connection } = await connectClient(env);
+  teardown.add(() => connection.close());
+  await ensureSearchAttributes(connection, env.temporalNamespace);
+  return { db, taskQueue, client };
+}
+
 /** temporalMetrics: have the Temporal SDK export its metrics (once per process, so per test file). */
 export async function startHarness(
   label: string,
@@ -75,12 +93,7 @@ export async function startHarness(
   const log = createLogger({ logLevel: env.logLevel, logFormat: 'json' }, `test-${label}`);
   const teardown = new Teardown();
   return teardown.guard(async () => {
-    const db = await createTestDatabase(label);
-    teardown.add(() => db.drop());
-    const taskQueue = `test-${label}-${randomBytes(3).toString('hex')}`;
-    const { client, connection: clientConnection } = await connectClient(env);
-    teardown.add(() => clientConnection.close());
-    await ensureSearchAttributes(clientConnection, env.temporalNamespace);
+    const { db, taskQueue, client } = await openTestSession(label, env, teardown);
     const provider = new CountingProvider();
     let workerConnection: NativeConnection | undefined;
     let worker: EmbedsyncWorker | undefined;

@@ -1,7 +1,6 @@
 // A running embedsync whose providers are the real OpenAI and Bedrock clients, talking to the mock
 // provider server: its own database and task queue, one or more workers (started after the pipelines
 // are applied, so the embedding queues are paced from the first request), a poller, and captured logs.
-import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
@@ -14,11 +13,10 @@ import { parsePipelines, type PipelineInput } from '../../src/config/pipeline.js
 import { startMockProvider, type MockProvider, type MockProviderOptions } from '../../src/mock-provider/server.js';
 import { Poller, type PollerOptions } from '../../src/poller/poller.js';
 import { createProviders } from '../../src/providers/index.js';
-import { ensureSearchAttributes } from '../../src/stack/index.js';
-import { connectClient } from '../../src/temporal/connect.js';
 import { connectWorker } from '../../src/worker/connect.js';
 import { createWorker, type EmbedsyncWorker } from '../../src/worker/worker.js';
-import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
+import type { TestDatabase } from '../helpers/db.js';
+import { openTestSession } from '../helpers/harness.js';
 import { Teardown } from '../helpers/teardown.js';
 import { terminateRunning } from '../helpers/temporal.js';
 
@@ -80,12 +78,7 @@ export async function startProviderHarness(
   return teardown.guard(async () => {
     const mock = await startMockProvider(opts.mock ?? {});
     teardown.add(() => mock.close());
-    const db = await createTestDatabase(label);
-    teardown.add(() => db.drop());
-    const taskQueue = `test-${label}-${randomBytes(3).toString('hex')}`;
-    const { client, connection: clientConnection } = await connectClient(env);
-    teardown.add(() => clientConnection.close());
-    await ensureSearchAttributes(clientConnection, env.temporalNamespace);
+    const { db, taskQueue, client } = await openTestSession(label, env, teardown);
     const pipelines = parsePipelines({ pipelines: opts.pipelines(mock.url) });
     for (const p of pipelines) await db.pool.query(itemsTable(p.name));
     await applyPipelines(db.pool, pipelines);
