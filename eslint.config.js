@@ -12,7 +12,14 @@ export default tseslint.config(
     },
     rules: {
       // node:test's describe/it return promises the runner itself awaits.
-      '@typescript-eslint/no-floating-promises': ['error', { allowForKnownSafeCalls: [{ from: 'package', package: 'node:test', name: ['describe', 'it', 'test', 'suite'] }] }],
+      '@typescript-eslint/no-floating-promises': [
+        'error',
+        {
+          allowForKnownSafeCalls: [
+            { from: 'package', package: 'node:test', name: ['describe', 'it', 'test', 'suite'] },
+          ],
+        },
+      ],
       '@typescript-eslint/consistent-type-imports': 'error',
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_' }],
       '@typescript-eslint/restrict-template-expressions': ['error', { allowNumber: true }],
@@ -35,8 +42,34 @@ export default tseslint.config(
         'error',
         {
           patterns: [
-            { group: ['node:*', 'fs', 'path', 'crypto', 'os', 'child_process', 'net', 'http', 'https'], message: 'Workflows must be deterministic: no Node built-ins.' },
-            { group: ['pg', 'pgvector', 'pino', 'openai', '@aws-sdk/*', '../src/db/*', '../src/providers/*', '../activities/*'], message: 'Workflows may import activity types only.', allowTypeImports: true },
+            {
+              group: [
+                'node:*',
+                'fs',
+                'path',
+                'crypto',
+                'os',
+                'child_process',
+                'net',
+                'http',
+                'https',
+              ],
+              message: 'Workflows must be deterministic: no Node built-ins.',
+            },
+            {
+              group: [
+                'pg',
+                'pgvector',
+                'pino',
+                'openai',
+                '@aws-sdk/*',
+                '../src/db/*',
+                '../src/providers/*',
+                '../activities/*',
+              ],
+              message: 'Workflows may import activity types only.',
+              allowTypeImports: true,
+            },
           ],
         },
       ],

@@ -1,5 +1,5 @@
-// The backfill's own activities: count, page through keys, checkpoint, finish. The batches themselves
-// go through the same four stages as change sync.
+// The backfill's own activities: count, page through keys, checkpoint, finish. The batches
+// themselves go through the same four stages as change sync.
 import { Context } from '@temporalio/activity';
 import { clearBatchFailures, clearBatchFailuresByPrefix } from '../src/db/batch-failures.js';
 import { getPipeline } from '../src/db/catalog.js';
@@ -10,13 +10,19 @@ import { classified } from './errors.js';
 import type { CheckpointResult } from './types.js';
 import { followingSchemaChanges } from './schema.js';
 
-export interface ScanInput { pipeline: string; after: string | null; limit: number }
+export interface ScanInput {
+  pipeline: string;
+  after: string | null;
+  limit: number;
+}
 export interface CheckpointInput {
   pipeline: string;
   cursor: string | null;
   processed: number;
   tokens: number;
-  /** The walk's total so far; absent in checkpoints scheduled before totals were kept up to date. */
+  /**
+   * The walk's total so far; absent in checkpoints scheduled before totals were kept up to date.
+   */
   total?: number;
   /** Count the keys after the cursor up to this many. */
   countAhead?: number;
@@ -30,36 +36,45 @@ export interface FinishInput {
 }
 
 /**
- * The walk's total once a checkpoint has counted up to `cap` keys after the cursor. Fewer than `cap`:
- * that is all that is left, so the total is exact (rows added or removed meanwhile included). Otherwise
- * the estimate holds, raised if the walk has already gone further than it.
+ * The walk's total once a checkpoint has counted up to `cap` keys after the cursor. Fewer than
+ * `cap`: that is all that is left, so the total is exact (rows added or removed meanwhile
+ * included). Otherwise the estimate holds, raised if the walk has already gone further than it.
  */
-export function totalAfterCount(estimate: number, processed: number, ahead: number, cap: number): number {
+export function totalAfterCount(
+  estimate: number,
+  processed: number,
+  ahead: number,
+  cap: number,
+): number {
   return ahead < cap ? processed + ahead : Math.max(estimate, processed + ahead);
 }
 
 export function createBackfillActivities(deps: ActivityDeps) {
   const { pool, log } = deps;
   // A walk follows a renamed source table like a sync does (activities/schema.ts).
-  const countRows = (pipeline: string): Promise<number> => followingSchemaChanges(deps, pipeline, async () => {
-    const p = await getPipeline(pool, pipeline);
-    const { rows } = await pool.query<{ n: number }>(`select count(*) as n from ${qualified(p.sourceSchema, p.sourceTable)}`);
-    return rows[0]?.n ?? 0;
-  });
-  // Up to `cap` keys after the cursor, walking the primary key index alone: cheap however big the table.
+  const countRows = (pipeline: string): Promise<number> =>
+    followingSchemaChanges(deps, pipeline, async () => {
+      const p = await getPipeline(pool, pipeline);
+      const { rows } = await pool.query<{ n: number }>(
+        `select count(*) as n from ${qualified(p.sourceSchema, p.sourceTable)}`,
+      );
+      return rows[0]?.n ?? 0;
+    });
+  // Up to `cap` keys after the cursor, walking the primary key index alone: cheap however big the
+  // table.
   const countKeysAfter = (pipeline: string, after: string | null, cap: number): Promise<number> =>
     followingSchemaChanges(deps, pipeline, async () => {
-    const p = await getPipeline(pool, pipeline);
-    const page = keysetPage(p, 's', '$1');
-    const { rows } = await pool.query<{ n: number }>(
-      `select count(*)::int as n from (
+      const p = await getPipeline(pool, pipeline);
+      const page = keysetPage(p, 's', '$1');
+      const { rows } = await pool.query<{ n: number }>(
+        `select count(*)::int as n from (
          select 1 from ${qualified(p.sourceSchema, p.sourceTable)} s
           where $1::text is null or ${page.after}
           order by ${page.orderBy} limit $2) ahead`,
-      [after, cap],
-    );
-    return rows[0]?.n ?? 0;
-  });
+        [after, cap],
+      );
+      return rows[0]?.n ?? 0;
+    });
   return {
     /** How many rows the pipeline's source has. */
     async countSourceRows({ pipeline }: { pipeline: string }): Promise<number> {
@@ -71,7 +86,8 @@ export function createBackfillActivities(deps: ActivityDeps) {
       return classified(async () => {
         const total = await countRows(pipeline);
         await pool.query(
-          // A re-embed's 'swapping' must survive a backfill started meanwhile: generations depend on it.
+          // A re-embed's 'swapping' must survive a backfill started meanwhile: generations depend
+          // on it.
           `update embedsync.pipelines
               set state = case when state = 'active' then 'backfilling' else state end,
                   total_rows = $2, synced_rows = 0, updated_at = now()
@@ -85,29 +101,35 @@ export function createBackfillActivities(deps: ActivityDeps) {
 
     /** The next page of source keys after `after`, in primary key order (keyset: never OFFSET). */
     async scanKeys({ pipeline, after, limit }: ScanInput): Promise<string[]> {
-      return classified(() => followingSchemaChanges(deps, pipeline, async () => {
-        const p = await getPipeline(pool, pipeline);
-        const page = keysetPage(p, 's', '$1');
-        const { rows } = await pool.query<{ pk: string }>(
-          `select ${keyText(p, 's')} as pk from ${qualified(p.sourceSchema, p.sourceTable)} s
+      return classified(() =>
+        followingSchemaChanges(deps, pipeline, async () => {
+          const p = await getPipeline(pool, pipeline);
+          const page = keysetPage(p, 's', '$1');
+          const { rows } = await pool.query<{ pk: string }>(
+            `select ${keyText(p, 's')} as pk from ${qualified(p.sourceSchema, p.sourceTable)} s
             where $1::text is null or ${page.after}
             order by ${page.orderBy} limit $2`,
-          [after, limit],
-        );
-        return rows.map((r) => r.pk);
-      }));
+            [after, limit],
+          );
+          return rows.map((r) => r.pk);
+        }),
+      );
     },
 
     /**
-     * Records the cursor and counters in the catalog, where `npx embedsync status` and SQL see them, and brings
-     * the total up to date: rows added or removed since the start move it, exactly so near the end.
+     * Records the cursor and counters in the catalog, where `npx embedsync status` and SQL see
+     * them, and brings the total up to date: rows added or removed since the start move it, exactly
+     * so near the end.
      */
     async checkpointBackfill(input: CheckpointInput): Promise<CheckpointResult> {
       const { pipeline, cursor, processed, tokens, countAhead: cap = 0 } = input;
       const estimate = input.total ?? processed;
       return classified(async () => {
         const ahead = cap > 0 ? await countKeysAfter(pipeline, cursor, cap) : 0;
-        const next = cap > 0 ? totalAfterCount(estimate, processed, ahead, cap) : Math.max(estimate, processed);
+        const next =
+          cap > 0
+            ? totalAfterCount(estimate, processed, ahead, cap)
+            : Math.max(estimate, processed);
         await pool.query(
           `update embedsync.pipelines
               set backfill_cursor = $2, synced_rows = $3, tokens_used = tokens_used + $4, total_rows = $5,
@@ -119,10 +141,22 @@ export function createBackfillActivities(deps: ActivityDeps) {
       });
     },
 
-    /** Leaves the pipeline consistent however the backfill ended, and clears what its batches staged. */
-    async finishBackfill({ pipeline, outcome, batchPrefix, processed }: FinishInput): Promise<void> {
-      // Only a backfill's own state is undone: a re-embed's cut-over has already set the state it leaves.
-      await pool.query(`update embedsync.pipelines set state = 'active', updated_at = now() where name = $1 and state = 'backfilling'`, [pipeline]);
+    /**
+     * Leaves the pipeline consistent however the backfill ended, and clears what its batches
+     * staged.
+     */
+    async finishBackfill({
+      pipeline,
+      outcome,
+      batchPrefix,
+      processed,
+    }: FinishInput): Promise<void> {
+      // Only a backfill's own state is undone: a re-embed's cut-over has already set the state it
+      // leaves.
+      await pool.query(
+        `update embedsync.pipelines set state = 'active', updated_at = now() where name = $1 and state = 'backfilling'`,
+        [pipeline],
+      );
       if (outcome === 'completed' && processed !== undefined) {
         await pool.query(
           `update embedsync.pipelines set synced_rows = $2, total_rows = $2 where name = $1`,
@@ -134,9 +168,14 @@ export function createBackfillActivities(deps: ActivityDeps) {
         `update embedsync.pipelines set held_state = 'active' where name = $1 and held_state = 'backfilling'`,
         [pipeline],
       );
-      await pool.query(`delete from embedsync.staged_chunks where starts_with(batch_id, $1)`, [batchPrefix]);
-      await pool.query(`delete from embedsync.staged_rows where starts_with(batch_id, $1)`, [batchPrefix]);
-      // Its batches and its own stages (scan, checkpoint: recorded under the workflow id) have ended.
+      await pool.query(`delete from embedsync.staged_chunks where starts_with(batch_id, $1)`, [
+        batchPrefix,
+      ]);
+      await pool.query(`delete from embedsync.staged_rows where starts_with(batch_id, $1)`, [
+        batchPrefix,
+      ]);
+      // Its batches and its own stages (scan, checkpoint: recorded under the workflow id) have
+      // ended.
       await clearBatchFailuresByPrefix(pool, pipeline, batchPrefix);
       await clearBatchFailures(pool, pipeline, Context.current().info.workflowExecution.workflowId);
       log.info({ pipeline, outcome }, 'backfill finished');

@@ -7,7 +7,11 @@ import { classified } from './errors.js';
 import type { BatchRef, ChunkResult } from './types.js';
 
 export function createChunkBatch({ pool }: ActivityDeps) {
-  return async function chunkBatch({ pipeline, batchId, generation }: BatchRef): Promise<ChunkResult> {
+  return async function chunkBatch({
+    pipeline,
+    batchId,
+    generation,
+  }: BatchRef): Promise<ChunkResult> {
     return classified(async () => {
       const p = atGeneration(await getPipeline(pool, pipeline), generation);
       if (!p) return { rows: 0, chunks: 0 };

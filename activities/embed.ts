@@ -3,14 +3,14 @@
 //
 // Requests are as large as the model takes (and no larger than a minute's tokens budget). Under a
 // requests- or tokens-per-minute limit each request first takes its turn from the provider's shared
-// buckets and waits for it (src/providers/rate-buckets.ts); a 429 holds the whole fleet back for as long
-// as the provider asked. The requests-per-minute limit also paces the activities themselves
+// buckets and waits for it (src/providers/rate-buckets.ts); a 429 holds the whole fleet back for as
+// long as the provider asked. The requests-per-minute limit also paces the activities themselves
 // (src/providers/rate-plan.ts). Requests, tokens and waits are counted in the worker's metrics
 // (src/metrics/worker.ts). An input the provider refuses is isolated by bisection
-// (src/providers/isolate.ts); its row goes to embedsync.dead_letters with the error, its staged chunks
-// are dropped, and its staged row becomes 'keep', so the write stage leaves the row's existing vectors
-// (of its previous content, if any) as they are while the rest of the batch is written. The row is
-// tried again when its content changes.
+// (src/providers/isolate.ts); its row goes to embedsync.dead_letters with the error, its staged
+// chunks are dropped, and its staged row becomes 'keep', so the write stage leaves the row's
+// existing vectors (of its previous content, if any) as they are while the rest of the batch is
+// written. The row is tried again when its content changes.
 import { Context } from '@temporalio/activity';
 import { toSql } from 'pgvector';
 import { countCharacters, countTokens, estimateTokens } from '../src/chunking/tokens.js';
@@ -22,7 +22,13 @@ import { InputIsolator } from '../src/providers/isolate.js';
 import { modelFacts, type ModelFacts } from '../src/providers/models.js';
 import { nextRequest } from '../src/providers/requests.js';
 import { recordFailure, recordSuccess } from '../src/providers/health.js';
-import { hasBuckets, holdBack, MAX_TURN_WAIT_MS, takeTurn, type Buckets } from '../src/providers/rate-buckets.js';
+import {
+  hasBuckets,
+  holdBack,
+  MAX_TURN_WAIT_MS,
+  takeTurn,
+  type Buckets,
+} from '../src/providers/rate-buckets.js';
 import { getProvider } from '../src/providers/types.js';
 import type { RequestOutcome } from '../src/metrics/worker.js';
 import type { ActivityDeps } from './deps.js';
@@ -32,7 +38,8 @@ import type { BatchRef, EmbedResult } from './types.js';
 export interface EmbedInput extends BatchRef {
   /**
    * Send one task-queue slot's worth of requests (see src/providers/rate-plan.ts) and report what
-   * remains; the caller calls again until nothing does. Without it every chunk is embedded in this call.
+   * remains; the caller calls again until nothing does. Without it every chunk is embedded in this
+   * call.
    */
   paced?: boolean;
 }
@@ -44,7 +51,14 @@ export interface EmbedBatchResult extends EmbedResult {
   deadLettered: number;
 }
 
-interface PendingChunk { pk: string; chunk_index: number; chunk: string; id: string; tokens: number; size: number }
+interface PendingChunk {
+  pk: string;
+  chunk_index: number;
+  chunk: string;
+  id: string;
+  tokens: number;
+  size: number;
+}
 
 // Heartbeats while a request is in flight, so a slow provider is not mistaken for a dead worker.
 const HEARTBEAT_EVERY_MS = 5000;
@@ -54,7 +68,13 @@ export function createEmbedBatch({ pool, providers, log, rates, metrics }: Activ
     return classified(async () => {
       const { pipeline, batchId } = input;
       const ctx = Context.current();
-      const result: EmbedBatchResult = { embedded: 0, tokens: 0, requests: 0, remaining: 0, deadLettered: 0 };
+      const result: EmbedBatchResult = {
+        embedded: 0,
+        tokens: 0,
+        requests: 0,
+        remaining: 0,
+        deadLettered: 0,
+      };
       // The generation's config (a re-embed's pending one); none if that generation is gone.
       const p = atGeneration(await getPipeline(pool, pipeline), input.generation);
       if (!p) return result;
@@ -71,43 +91,69 @@ export function createEmbedBatch({ pool, providers, log, rates, metrics }: Activ
 
       const buckets = hasBuckets(plan) ? plan : undefined;
       // Keeping the provider's record must never fail the batch.
-      const health = (recording: Promise<void>) => recording.catch((err: unknown) => log.warn({ err, pipeline }, 'could not record the provider\'s health'));
+      const health = (recording: Promise<void>) =>
+        recording.catch((err: unknown) =>
+          log.warn({ err, pipeline }, "could not record the provider's health"),
+        );
       const failed = async (err: unknown): Promise<never> => {
-        if (err instanceof RateLimitedError && buckets && err.retryAfterMs !== undefined) await holdBack(pool, provider.name, err.retryAfterMs, buckets);
+        if (err instanceof RateLimitedError && buckets && err.retryAfterMs !== undefined)
+          await holdBack(pool, provider.name, err.retryAfterMs, buckets);
         // A refused input is the input's fault; a cancelled request is nobody's.
-        if (err instanceof Error && !(err instanceof InvalidInputError) && !ctx.cancellationSignal.aborted) {
+        if (
+          err instanceof Error &&
+          !(err instanceof InvalidInputError) &&
+          !ctx.cancellationSignal.aborted
+        ) {
           await health(recordFailure(pool, p.name, err, isRetryable(err)));
         }
         throw err;
       };
       const send = async (chunks: PendingChunk[]): Promise<void> => {
-        // Longer than the model takes (chunking should have prevented it): never sent to be cut short.
+        // Longer than the model takes (chunking should have prevented it): never sent to be cut
+        // short.
         if (chunks.some((c) => c.size > facts.maxInputSize)) {
-          throw new InvalidInputError(provider.name, `a chunk is longer than ${embedding.model} takes (${facts.maxInputSize} ${facts.unit}); it was not sent, so it could not be cut short`);
+          throw new InvalidInputError(
+            provider.name,
+            `a chunk is longer than ${embedding.model} takes (${facts.maxInputSize} ${facts.unit}); it was not sent, so it could not be cut short`,
+          );
         }
         if (buckets) {
-          const waitMs = await awaitTurn(pool, provider.name, chunks.reduce((sum, c) => sum + c.tokens, 0), buckets);
+          const waitMs = await awaitTurn(
+            pool,
+            provider.name,
+            chunks.reduce((sum, c) => sum + c.tokens, 0),
+            buckets,
+          );
           metrics?.rateBucketWait.observe({ provider: provider.name }, waitMs / 1000);
         }
         result.requests += 1;
         const request = provider.embed({
-          model: embedding.model, dimensions: embedding.dimensions, inputType: 'document', texts: chunks.map((c) => c.chunk), embedding, signal: ctx.cancellationSignal,
+          model: embedding.model,
+          dimensions: embedding.dimensions,
+          inputType: 'document',
+          texts: chunks.map((c) => c.chunk),
+          embedding,
+          signal: ctx.cancellationSignal,
         });
         const heartbeat = setInterval(() => ctx.heartbeat(result), HEARTBEAT_EVERY_MS);
         const counted = (outcome: RequestOutcome): void =>
           metrics?.providerRequests.inc({ pipeline: p.name, provider: provider.name, outcome });
         const { vectors, tokens } = await request
-          .then((response) => {
-            counted('ok');
-            return response;
-          }, (err: unknown) => {
-            // A request this activity cancelled got no answer to count.
-            if (!ctx.cancellationSignal.aborted) counted(requestOutcome(err));
-            return failed(err);
-          })
+          .then(
+            (response) => {
+              counted('ok');
+              return response;
+            },
+            (err: unknown) => {
+              // A request this activity cancelled got no answer to count.
+              if (!ctx.cancellationSignal.aborted) counted(requestOutcome(err));
+              return failed(err);
+            },
+          )
           .finally(() => clearInterval(heartbeat));
         const wrong = vectors.find((v) => v.length !== embedding.dimensions);
-        if (wrong || vectors.length !== chunks.length) await failed(new DimensionMismatchError(embedding.dimensions, wrong?.length ?? -1));
+        if (wrong || vectors.length !== chunks.length)
+          await failed(new DimensionMismatchError(embedding.dimensions, wrong?.length ?? -1));
         await health(recordSuccess(pool, p.name));
         await storeVectors(pool, batchId, chunks, vectors);
         result.embedded += chunks.length;
@@ -122,7 +168,10 @@ export function createEmbedBatch({ pool, providers, log, rates, metrics }: Activ
         if (failures.size === 0) return;
         await deadLetter(pool, p.name, batchId, failures);
         result.deadLettered += failures.size;
-        log.warn({ pipeline, batch: batchId, keys: [...failures.keys()] }, 'rows the provider refused were set aside in embedsync.dead_letters');
+        log.warn(
+          { pipeline, batch: batchId, keys: [...failures.keys()] },
+          'rows the provider refused were set aside in embedsync.dead_letters',
+        );
       };
 
       let sent = 0;
@@ -136,20 +185,32 @@ export function createEmbedBatch({ pool, providers, log, rates, metrics }: Activ
       }
       await setAside();
       result.remaining = queue.length;
-      log.debug({ pipeline, batch: batchId, provider: provider.name, model: embedding.model, ...result }, 'chunks embedded');
+      log.debug(
+        { pipeline, batch: batchId, provider: provider.name, model: embedding.model, ...result },
+        'chunks embedded',
+      );
       return result;
     });
   };
 }
 
 /**
- * Waits for the request's turn in the provider's shared buckets. A turn further off than an activity
- * should wait is not taken: the activity backs off (retried after that delay) instead.
+ * Waits for the request's turn in the provider's shared buckets. A turn further off than an
+ * activity should wait is not taken: the activity backs off (retried after that delay) instead.
  */
-async function awaitTurn(pool: Pool, provider: string, tokens: number, buckets: Buckets): Promise<number> {
+async function awaitTurn(
+  pool: Pool,
+  provider: string,
+  tokens: number,
+  buckets: Buckets,
+): Promise<number> {
   const turn = await takeTurn(pool, provider, tokens, buckets);
   if (!turn.taken) {
-    throw new RateLimitedError(provider, `the rate budget is taken for the next ${Math.round((turn.retryAfterMs + MAX_TURN_WAIT_MS) / 1000)} s; backing off`, turn.retryAfterMs);
+    throw new RateLimitedError(
+      provider,
+      `the rate budget is taken for the next ${Math.round((turn.retryAfterMs + MAX_TURN_WAIT_MS) / 1000)} s; backing off`,
+      turn.retryAfterMs,
+    );
   }
   // Cancellable; the activity heartbeats meanwhile (classified).
   if (turn.waitMs > 0) await Context.current().sleep(turn.waitMs);
@@ -157,7 +218,12 @@ async function awaitTurn(pool: Pool, provider: string, tokens: number, buckets: 
 }
 
 /** The chunks still to embed, with their size in the model's unit and their token estimate. */
-async function stagedChunks(pool: Pool, batchId: string, embedding: EmbeddingConfig, facts: ModelFacts): Promise<{ pending: PendingChunk[]; embedded: number }> {
+async function stagedChunks(
+  pool: Pool,
+  batchId: string,
+  embedding: EmbeddingConfig,
+  facts: ModelFacts,
+): Promise<{ pending: PendingChunk[]; embedded: number }> {
   const { rows } = await pool.query<{ pk: string; chunk_index: number; chunk: string | null }>(
     `select pk, chunk_index, case when embedding is null then chunk end as chunk
        from embedsync.staged_chunks where batch_id = $1 order by pk, chunk_index`,
@@ -168,22 +234,44 @@ async function stagedChunks(pool: Pool, batchId: string, embedding: EmbeddingCon
     if (r.chunk === null) continue;
     const size = facts.unit === 'tokens' ? countTokens(r.chunk) : countCharacters(r.chunk);
     const tokens = facts.unit === 'tokens' ? size : estimateTokens(embedding, r.chunk);
-    pending.push({ pk: r.pk, chunk_index: r.chunk_index, chunk: r.chunk, id: `${r.pk}\u0000${r.chunk_index}`, tokens, size });
+    pending.push({
+      pk: r.pk,
+      chunk_index: r.chunk_index,
+      chunk: r.chunk,
+      id: `${r.pk}\u0000${r.chunk_index}`,
+      tokens,
+      size,
+    });
   }
   return { pending, embedded: rows.length - pending.length };
 }
 
-async function storeVectors(pool: Pool, batchId: string, chunks: PendingChunk[], vectors: number[][]): Promise<void> {
+async function storeVectors(
+  pool: Pool,
+  batchId: string,
+  chunks: PendingChunk[],
+  vectors: number[][],
+): Promise<void> {
   await pool.query(
     `update embedsync.staged_chunks c set embedding = s.embedding::vector
        from unnest($2::text[], $3::int[], $4::text[]) as s(pk, i, embedding)
       where c.batch_id = $1 and c.pk = s.pk and c.chunk_index = s.i`,
-    [batchId, chunks.map((c) => c.pk), chunks.map((c) => c.chunk_index), vectors.map((v) => toSql(v) as string)],
+    [
+      batchId,
+      chunks.map((c) => c.pk),
+      chunks.map((c) => c.chunk_index),
+      vectors.map((v) => toSql(v) as string),
+    ],
   );
 }
 
 /** Records refused rows and takes them out of the batch, in one transaction. */
-async function deadLetter(pool: Pool, pipeline: string, batchId: string, failures: Map<string, string>): Promise<void> {
+async function deadLetter(
+  pool: Pool,
+  pipeline: string,
+  batchId: string,
+  failures: Map<string, string>,
+): Promise<void> {
   const keys = [...failures.keys()];
   await withTransaction(pool, async (client) => {
     await client.query(
@@ -195,7 +283,13 @@ async function deadLetter(pool: Pool, pipeline: string, batchId: string, failure
          do update set error = excluded.error, generation = excluded.generation, failed_at = now()`,
       [pipeline, batchId, keys, keys.map((k) => failures.get(k) ?? '')],
     );
-    await client.query('delete from embedsync.staged_chunks where batch_id = $1 and pk = any($2::text[])', [batchId, keys]);
-    await client.query(`update embedsync.staged_rows set action = 'keep', document = null where batch_id = $1 and pk = any($2::text[])`, [batchId, keys]);
+    await client.query(
+      'delete from embedsync.staged_chunks where batch_id = $1 and pk = any($2::text[])',
+      [batchId, keys],
+    );
+    await client.query(
+      `update embedsync.staged_rows set action = 'keep', document = null where batch_id = $1 and pk = any($2::text[])`,
+      [batchId, keys],
+    );
   });
 }

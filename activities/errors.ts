@@ -5,25 +5,44 @@ import { isSchemaError, SchemaChangedError } from '../src/capture/schema-check.j
 import { ConfigError } from '../src/config/pipeline.js';
 import { PipelineNotFoundError } from '../src/db/catalog.js';
 import {
-  InvalidInputError, ModelUnavailableError, ProviderAuthError, ProviderRejectedError, ProviderUnavailableError,
-  QuotaExhaustedError, RateLimitedError, RequestRefusedError,
+  InvalidInputError,
+  ModelUnavailableError,
+  ProviderAuthError,
+  ProviderRejectedError,
+  ProviderUnavailableError,
+  QuotaExhaustedError,
+  RateLimitedError,
+  RequestRefusedError,
 } from '../src/providers/errors.js';
 import type { RequestOutcome } from '../src/metrics/worker.js';
 import { rateLimitDelay } from '../src/providers/retry-hints.js';
 import { ProviderNotConfiguredError } from '../src/providers/types.js';
 
 export class DimensionMismatchError extends Error {
-  constructor(readonly expected: number, readonly actual: number) {
+  constructor(
+    readonly expected: number,
+    readonly actual: number,
+  ) {
     super(`the provider returned ${actual}-dimension vectors; the pipeline stores ${expected}`);
     this.name = 'DimensionMismatchError';
   }
 }
 
 // Retrying sends the same request to the same answer: no quota, bad credentials, an unknown model,
-// wrong dimensions, a request the provider refuses whatever its inputs, a source table that lost a column.
+// wrong dimensions, a request the provider refuses whatever its inputs, a source table that lost a
+// column.
 const NON_RETRYABLE = [
-  PipelineNotFoundError, ProviderNotConfiguredError, DimensionMismatchError, ConfigError, SchemaChangedError,
-  QuotaExhaustedError, ProviderAuthError, ModelUnavailableError, InvalidInputError, RequestRefusedError, ProviderRejectedError,
+  PipelineNotFoundError,
+  ProviderNotConfiguredError,
+  DimensionMismatchError,
+  ConfigError,
+  SchemaChangedError,
+  QuotaExhaustedError,
+  ProviderAuthError,
+  ModelUnavailableError,
+  InvalidInputError,
+  RequestRefusedError,
+  ProviderRejectedError,
 ];
 
 function attempt(): number {
@@ -37,10 +56,15 @@ function attempt(): number {
 /** The Temporal failure for an error. Provider messages are already scrubbed of credentials. */
 export function toFailure(err: unknown): unknown {
   if (err instanceof RateLimitedError) {
-    return ApplicationFailure.create({ message: err.message, type: err.name, nextRetryDelay: rateLimitDelay(err.retryAfterMs, attempt()) });
+    return ApplicationFailure.create({
+      message: err.message,
+      type: err.name,
+      nextRetryDelay: rateLimitDelay(err.retryAfterMs, attempt()),
+    });
   }
   // As a failure of our own making, so the SDK's stack and request details stay out of history.
-  if (err instanceof ProviderUnavailableError) return ApplicationFailure.retryable(err.message, err.name);
+  if (err instanceof ProviderUnavailableError)
+    return ApplicationFailure.retryable(err.message, err.name);
   if (err instanceof Error && NON_RETRYABLE.some((type) => err instanceof type)) {
     return ApplicationFailure.nonRetryable(err.message, err.name);
   }
@@ -66,8 +90,9 @@ export function requestOutcome(err: unknown): Exclude<RequestOutcome, 'ok'> {
 
 /** Runs an activity body, turning its errors into the failures above. */
 export async function classified<T>(fn: () => Promise<T>): Promise<T> {
-  // Heartbeats while the body runs, so a lost or crashed attempt is retried after the workflow's short
-  // heartbeat timeout rather than its long start-to-close timeout (which a big write may need).
+  // Heartbeats while the body runs, so a lost or crashed attempt is retried after the workflow's
+  // short heartbeat timeout rather than its long start-to-close timeout (which a big write may
+  // need).
   const context = Context.current();
   const beat = setInterval(() => context.heartbeat(), HEARTBEAT_EVERY_MS);
   try {

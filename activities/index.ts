@@ -24,7 +24,9 @@ export function createActivities(deps: ActivityDeps) {
   });
 }
 
-/** Embedding runs on a task queue of its own per provider, so its rate can be limited server-side. */
+/**
+ * Embedding runs on a task queue of its own per provider, so its rate can be limited server-side.
+ */
 export function createEmbedActivities(deps: ActivityDeps) {
   return recordingFailures(deps, { embedBatch: createEmbedBatch(deps) });
 }

@@ -1,7 +1,11 @@
 // A batch that meets a source table which changed shape under it. A renamed table is followed (the
-// schema check updates the catalog) and the batch goes on; anything else fails the batch for good, so
-// its keys wait as dead letters until the pipeline is fixed, instead of retrying forever.
-import { checkSourceSchemas, isSchemaError, SchemaChangedError } from '../src/capture/schema-check.js';
+// schema check updates the catalog) and the batch goes on; anything else fails the batch for good,
+// so its keys wait as dead letters until the pipeline is fixed, instead of retrying forever.
+import {
+  checkSourceSchemas,
+  isSchemaError,
+  SchemaChangedError,
+} from '../src/capture/schema-check.js';
 import type { ActivityDeps } from './deps.js';
 
 export async function followingSchemaChanges<T>(

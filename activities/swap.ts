@@ -6,16 +6,27 @@ import { atGeneration, getPipeline, swapTableName, type Pipeline } from '../src/
 import { inspectTable } from '../src/capture/inspect.js';
 import { reconcileSource, SchemaChangedError } from '../src/capture/schema-check.js';
 import { installCaptureSql } from '../src/capture/triggers.js';
-import { createVectorTableSql, createViewSql, hnswName, pkeyName, viewName } from '../src/capture/vector-table.js';
+import {
+  createVectorTableSql,
+  createViewSql,
+  hnswName,
+  pkeyName,
+  viewName,
+} from '../src/capture/vector-table.js';
 import { qualified, quoteIdent } from '../src/db/ident.js';
 import { CATALOG_LOCK, requeueFailedBatchesNow } from '../src/db/pipeline-state.js';
 import { withTransaction, type PoolClient } from '../src/db/pool.js';
 import type { ActivityDeps } from './deps.js';
 import { classified } from './errors.js';
 
-export interface SwapRef { pipeline: string; generation: number }
+export interface SwapRef {
+  pipeline: string;
+  generation: number;
+}
 
-/** Retrying cannot make a generation pending again: the config moved on, or another swap finished. */
+/**
+ * Retrying cannot make a generation pending again: the config moved on, or another swap finished.
+ */
 const nothingToSwap = (pipeline: string, detail: string): ApplicationFailure =>
   ApplicationFailure.nonRetryable(`pipeline "${pipeline}": ${detail}`, 'NothingToSwap');
 
@@ -30,12 +41,17 @@ export function createSwapActivities({ pool, log }: ActivityDeps) {
           const p = await getPipeline(client, pipeline, 'for update');
           if (p.generation === generation) return; // already swapped in: a retry after success
           if (p.pendingGeneration !== generation || !p.pendingConfig) {
-            throw nothingToSwap(pipeline, `generation ${generation} is not the pending one (${p.pendingGeneration ?? 'none'})`);
+            throw nothingToSwap(
+              pipeline,
+              `generation ${generation} is not the pending one (${p.pendingGeneration ?? 'none'})`,
+            );
           }
           const swap = { ...p, config: p.pendingConfig, vectorTable: swapTableName(p.vectorTable) };
           if (p.state !== 'swapping') {
             // Whatever an abandoned attempt left behind is rebuilt from nothing.
-            await client.query(`drop table if exists ${qualified(p.vectorSchema, swap.vectorTable)}`);
+            await client.query(
+              `drop table if exists ${qualified(p.vectorSchema, swap.vectorTable)}`,
+            );
           }
           for (const sql of createVectorTableSql(swap)) await client.query(sql);
           // From a hold too: a re-embed is the fix for columns only the live generation reads.
@@ -53,21 +69,26 @@ export function createSwapActivities({ pool, log }: ActivityDeps) {
       );
     },
 
-    /** The swap itself, in one transaction: readers block for its duration, never fail, never mix. */
+    /**
+     * The swap itself, in one transaction: readers block for its duration, never fail, never mix.
+     */
     async cutOverSwap({ pipeline, generation }: SwapRef): Promise<void> {
       return classified(() =>
         withTransaction(pool, async (client) => {
           await client.query('select pg_advisory_xact_lock($1)', [CATALOG_LOCK]);
-          // FOR UPDATE waits for in-flight writes (they hold the row FOR SHARE) and holds back new ones.
+          // FOR UPDATE waits for in-flight writes (they hold the row FOR SHARE) and holds back new
+          // ones.
           const locked = await getPipeline(client, pipeline, 'for update');
           if (locked.generation === generation) return;
           const p = await inSchema(client, pipeline, log);
           const next = atGeneration(p, generation);
-          if (!next || !p.pendingConfig) throw nothingToSwap(pipeline, `generation ${generation} is not being built`);
+          if (!next || !p.pendingConfig)
+            throw nothingToSwap(pipeline, `generation ${generation} is not being built`);
           await renameTables(client, p);
           const info = await inspectTable(client, p.sourceSchema, p.sourceTable);
           const live: Pipeline = { ...p, config: p.pendingConfig, generation };
-          for (const sql of createViewSql(live, [...(info?.columns.keys() ?? [])])) await client.query(sql);
+          for (const sql of createViewSql(live, [...(info?.columns.keys() ?? [])]))
+            await client.query(sql);
           await client.query(
             `update embedsync.pipelines
                 set config = pending_config, generation = pending_generation, pending_config = null,
@@ -75,11 +96,18 @@ export function createSwapActivities({ pool, log }: ActivityDeps) {
               where name = $1`,
             [pipeline],
           );
-          // Capture now watches what the new generation reads, and nothing its predecessor alone read.
-          const captured: Pipeline = { ...live, pendingConfig: null, pendingGeneration: null, state: 'active' };
+          // Capture now watches what the new generation reads, and nothing its predecessor alone
+          // read.
+          const captured: Pipeline = {
+            ...live,
+            pendingConfig: null,
+            pendingGeneration: null,
+            state: 'active',
+          };
           for (const sql of installCaptureSql(captured)) await client.query(sql);
           await reconcileSource(client, pipeline, log);
-          // Live batches that failed on columns the new generation no longer reads are sent round again now.
+          // Live batches that failed on columns the new generation no longer reads are sent round
+          // again now.
           await requeueFailedBatchesNow(client, pipeline);
           log.info({ pipeline, generation }, 're-embed swapped in');
         }),
@@ -91,15 +119,27 @@ export function createSwapActivities({ pool, log }: ActivityDeps) {
       await withTransaction(pool, async (client) => {
         const p = await getPipeline(client, pipeline, 'for update');
         if (p.pendingGeneration !== generation) return;
-        await client.query(`drop table if exists ${qualified(p.vectorSchema, swapTableName(p.vectorTable))}`);
-        await client.query(`update embedsync.pipelines set state = 'pending_rebackfill', updated_at = now() where name = $1`, [pipeline]);
+        await client.query(
+          `drop table if exists ${qualified(p.vectorSchema, swapTableName(p.vectorTable))}`,
+        );
+        await client.query(
+          `update embedsync.pipelines set state = 'pending_rebackfill', updated_at = now() where name = $1`,
+          [pipeline],
+        );
       });
     },
   };
 }
 
-/** The pipeline after the schema check (a renamed source table followed); fails the swap if it is held. */
-async function inSchema(client: PoolClient, pipeline: string, log: ActivityDeps['log']): Promise<Pipeline> {
+/**
+ * The pipeline after the schema check (a renamed source table followed); fails the swap if it is
+ * held.
+ */
+async function inSchema(
+  client: PoolClient,
+  pipeline: string,
+  log: ActivityDeps['log'],
+): Promise<Pipeline> {
   const check = await reconcileSource(client, pipeline, log);
   if (check?.verdict.hold) throw new SchemaChangedError(pipeline, check.verdict.hold.reason);
   return getPipeline(client, pipeline);
@@ -113,9 +153,15 @@ async function renameTables(client: PoolClient, p: Pipeline): Promise<void> {
   await client.query(`drop view if exists ${qualified(p.vectorSchema, viewName(p))}`);
   await client.query(`drop table if exists ${qualified(p.vectorSchema, old)}`);
   await client.query(`alter table ${qualified(p.vectorSchema, live)} rename to ${quoteIdent(old)}`);
-  await client.query(`alter table ${qualified(p.vectorSchema, swap)} rename to ${quoteIdent(live)}`);
+  await client.query(
+    `alter table ${qualified(p.vectorSchema, swap)} rename to ${quoteIdent(live)}`,
+  );
   await client.query(`drop table ${qualified(p.vectorSchema, old)}`);
   // Index names follow the table's, so the next swap can build its own under the usual names.
-  await client.query(`alter index ${schema}.${quoteIdent(pkeyName(swap))} rename to ${quoteIdent(pkeyName(live))}`);
-  await client.query(`alter index ${schema}.${quoteIdent(hnswName(swap))} rename to ${quoteIdent(hnswName(live))}`);
+  await client.query(
+    `alter index ${schema}.${quoteIdent(pkeyName(swap))} rename to ${quoteIdent(pkeyName(live))}`,
+  );
+  await client.query(
+    `alter index ${schema}.${quoteIdent(hnswName(swap))} rename to ${quoteIdent(hnswName(live))}`,
+  );
 }

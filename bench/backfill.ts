@@ -1,13 +1,20 @@
-// Backfill: how fast the existing rows of a table are embedded, what the worker's memory does as the
-// table grows, and how large the backfill's workflow histories get. Offline provider, so the figures
-// are embedsync's own cost (database, Temporal, worker), not a provider's.
+// Backfill: how fast the existing rows of a table are embedded, what the worker's memory does as
+// the table grows, and how large the backfill's workflow histories get. Offline provider, so the
+// figures are embedsync's own cost (database, Temporal, worker), not a provider's.
 import { DEFAULT_WINDOW } from '../src/backfill/start.js';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { demoProducts } from '../src/demo/products.js';
 import { connectClient } from '../src/temporal/connect.js';
-import { applyBenchPipeline, benchTaskQueue, fillSourceTable, serviceEnv, timeBackfill, type TimedBackfill } from './helpers/backfill-run.js';
+import {
+  applyBenchPipeline,
+  benchTaskQueue,
+  fillSourceTable,
+  serviceEnv,
+  timeBackfill,
+  type TimedBackfill,
+} from './helpers/backfill-run.js';
 import { cpuBetween, sampleCpu, type CpuUse } from './helpers/cpu.js';
 import { runSizes, type RunSize } from './helpers/histories.js';
 import { onInterrupt } from './helpers/interrupt.js';
@@ -15,7 +22,13 @@ import { terminateLeftovers } from './helpers/leftovers.js';
 import { sampleMemory, thin, type MemoryUse } from './helpers/memory.js';
 import { startService, type Service } from './helpers/processes.js';
 import { round } from './helpers/stats.js';
-import type { BenchContext, BenchOptions, BenchReport, Benchmark, Figure } from './helpers/types.js';
+import type {
+  BenchContext,
+  BenchOptions,
+  BenchReport,
+  Benchmark,
+  Figure,
+} from './helpers/types.js';
 
 /** Options of this benchmark beyond the shared ones (registered in run.ts). */
 interface BackfillBenchOptions extends BenchOptions {
@@ -23,9 +36,15 @@ interface BackfillBenchOptions extends BenchOptions {
   batchSize?: number;
 }
 
-// The product's own defaults (startBackfill's window, the pipeline's batchSize): 8 / 500 was no faster here.
+// The product's own defaults (startBackfill's window, the pipeline's batchSize): 8 / 500 was no
+// faster here.
 const DEFAULTS = { rows: 100_000, smallRows: 10_000, window: DEFAULT_WINDOW, batchSize: 200 };
-const AIMS = { rowsPerSecond: 2000, historyBytes: 4 * 2 ** 20, historyEvents: 10_000, rssGrowth: 1.25 };
+const AIMS = {
+  rowsPerSecond: 2000,
+  historyBytes: 4 * 2 ** 20,
+  historyEvents: 10_000,
+  rssGrowth: 1.25,
+};
 
 interface Round {
   rows: number;
@@ -53,12 +72,20 @@ async function run(ctx: BenchContext): Promise<BenchReport> {
     ctx.log(`${n} rows: filling the table`);
     rounds.push(await runRound(ctx, n, window, batchSize));
     const r = rounds[rounds.length - 1];
-    if (r) ctx.log(`${n} rows: ${round(r.backfill.seconds)} s, ${Math.round(r.backfill.rowsPerSecond)} rows/s, worker peak RSS ${r.memory?.peakMiB ?? '?'} MiB, ${r.runs.length} runs`);
+    if (r)
+      ctx.log(
+        `${n} rows: ${round(r.backfill.seconds)} s, ${Math.round(r.backfill.rowsPerSecond)} rows/s, worker peak RSS ${r.memory?.peakMiB ?? '?'} MiB, ${r.runs.length} runs`,
+      );
   }
   return report(rounds, { rows, smallRows, window, batchSize });
 }
 
-async function runRound(ctx: BenchContext, rows: number, window: number, batchSize: number): Promise<Round> {
+async function runRound(
+  ctx: BenchContext,
+  rows: number,
+  window: number,
+  batchSize: number,
+): Promise<Round> {
   const table = `backfill_${rows}`;
   const products = demoProducts(500);
   await fillSourceTable(ctx.db.pool, table, rows, (i) => {
@@ -66,11 +93,19 @@ async function runRound(ctx: BenchContext, rows: number, window: number, batchSi
     // The row number keeps every document distinct, as real rows are.
     return { name: `${p.name} #${i}`, description: p.description };
   });
-  // The worker reads the catalog when it starts, so the pipeline comes first; its triggers see no rows.
-  await applyBenchPipeline(ctx.db.pool, table, { provider: 'offline', model: 'feature-hash-v1', dimensions: 256 });
+  // The worker reads the catalog when it starts, so the pipeline comes first; its triggers see no
+  // rows.
+  await applyBenchPipeline(ctx.db.pool, table, {
+    provider: 'offline',
+    model: 'feature-hash-v1',
+    dimensions: 256,
+  });
   const taskQueue = benchTaskQueue();
   const logDir = await mkdtemp(path.join(os.tmpdir(), 'embedsync-bench-'));
-  const { client, connection } = await connectClient({ temporalAddress: ctx.temporal.address, temporalNamespace: ctx.temporal.namespace });
+  const { client, connection } = await connectClient({
+    temporalAddress: ctx.temporal.address,
+    temporalNamespace: ctx.temporal.namespace,
+  });
   const forgetLeftovers = onInterrupt(() => terminateLeftovers(client, taskQueue));
   let worker: Service | undefined;
   let ok = false;
@@ -81,11 +116,23 @@ async function runRound(ctx: BenchContext, rows: number, window: number, batchSi
     const stopMemory = sampleMemory(worker.pid);
     const pids = { worker: worker.pid, 'benchmark process': process.pid };
     const cpuBefore = sampleCpu(pids);
-    const backfill = await timeBackfill(client, ctx.db.pool, table, { taskQueue, rows, window, batchSize });
+    const backfill = await timeBackfill(client, ctx.db.pool, table, {
+      taskQueue,
+      rows,
+      window,
+      batchSize,
+    });
     const cpu = cpuBetween(cpuBefore, sampleCpu(pids));
     const memory = stopMemory();
-    const { count } = (await ctx.db.pool.query<{ count: number }>(`select count(distinct pk)::int as count from public.${table}_embeddings`)).rows[0] ?? { count: 0 };
-    if (count !== rows) throw new Error(`the backfill reported ${backfill.result.processed} rows but ${count} of ${rows} have vectors`);
+    const { count } = (
+      await ctx.db.pool.query<{ count: number }>(
+        `select count(distinct pk)::int as count from public.${table}_embeddings`,
+      )
+    ).rows[0] ?? { count: 0 };
+    if (count !== rows)
+      throw new Error(
+        `the backfill reported ${backfill.result.processed} rows but ${count} of ${rows} have vectors`,
+      );
     const { runs, listed } = await runSizes(client, backfill.workflowId, backfill.firstRunId);
     ok = true;
     return { rows, backfill, memory, cpu, runs, listedRuns: listed };
@@ -101,38 +148,86 @@ async function runRound(ctx: BenchContext, rows: number, window: number, batchSi
 
 const mib = (bytes: number): string => `${round(bytes / 2 ** 20, 2)} MiB`;
 
-function report(rounds: Round[], settings: { rows: number; smallRows: number; window: number; batchSize: number }): BenchReport {
+function report(
+  rounds: Round[],
+  settings: { rows: number; smallRows: number; window: number; batchSize: number },
+): BenchReport {
   const [small, large] = rounds;
   if (!small || !large) throw new Error('both table sizes must have run');
-  const largest = (r: Round, by: 'events' | 'bytes'): number => Math.max(...r.runs.map((x) => x[by]));
+  const largest = (r: Round, by: 'events' | 'bytes'): number =>
+    Math.max(...r.runs.map((x) => x[by]));
   const events = Math.max(largest(small, 'events'), largest(large, 'events'));
   const bytes = Math.max(largest(small, 'bytes'), largest(large, 'bytes'));
-  const growth = small.memory && large.memory ? large.memory.peakMiB / small.memory.peakMiB : Number.NaN;
+  const growth =
+    small.memory && large.memory ? large.memory.peakMiB / small.memory.peakMiB : Number.NaN;
   const figures: Figure[] = [
-    { label: `rows/s, ${large.rows.toLocaleString('en-US')} rows`, value: `${Math.round(large.backfill.rowsPerSecond)} (${round(large.backfill.seconds)} s)`, aim: `≥ ${AIMS.rowsPerSecond}`, met: large.backfill.rowsPerSecond >= AIMS.rowsPerSecond },
-    { label: `rows/s, ${small.rows.toLocaleString('en-US')} rows`, value: `${Math.round(small.backfill.rowsPerSecond)} (${round(small.backfill.seconds)} s)` },
-    { label: `worker peak RSS, ${small.rows.toLocaleString('en-US')} → ${large.rows.toLocaleString('en-US')} rows`, value: `${small.memory?.peakMiB ?? '?'} → ${large.memory?.peakMiB ?? '?'} MiB (× ${round(growth, 2)})`, aim: `flat (≤ × ${AIMS.rssGrowth})`, met: Number.isFinite(growth) ? growth <= AIMS.rssGrowth : undefined },
-    { label: 'largest run history: events', value: String(events), aim: `≤ ${AIMS.historyEvents.toLocaleString('en-US')}`, met: events <= AIMS.historyEvents },
-    { label: 'largest run history: size', value: mib(bytes), aim: '≤ 4 MiB', met: bytes <= AIMS.historyBytes },
+    {
+      label: `rows/s, ${large.rows.toLocaleString('en-US')} rows`,
+      value: `${Math.round(large.backfill.rowsPerSecond)} (${round(large.backfill.seconds)} s)`,
+      aim: `≥ ${AIMS.rowsPerSecond}`,
+      met: large.backfill.rowsPerSecond >= AIMS.rowsPerSecond,
+    },
+    {
+      label: `rows/s, ${small.rows.toLocaleString('en-US')} rows`,
+      value: `${Math.round(small.backfill.rowsPerSecond)} (${round(small.backfill.seconds)} s)`,
+    },
+    {
+      label: `worker peak RSS, ${small.rows.toLocaleString('en-US')} → ${large.rows.toLocaleString('en-US')} rows`,
+      value: `${small.memory?.peakMiB ?? '?'} → ${large.memory?.peakMiB ?? '?'} MiB (× ${round(growth, 2)})`,
+      aim: `flat (≤ × ${AIMS.rssGrowth})`,
+      met: Number.isFinite(growth) ? growth <= AIMS.rssGrowth : undefined,
+    },
+    {
+      label: 'largest run history: events',
+      value: String(events),
+      aim: `≤ ${AIMS.historyEvents.toLocaleString('en-US')}`,
+      met: events <= AIMS.historyEvents,
+    },
+    {
+      label: 'largest run history: size',
+      value: mib(bytes),
+      aim: '≤ 4 MiB',
+      met: bytes <= AIMS.historyBytes,
+    },
     { label: 'runs (continue-as-new chain)', value: `${small.runs.length} / ${large.runs.length}` },
   ];
-  const cpu = (r: Round): string => (r.cpu ? `${r.cpu.machineBusyPct} % machine; worker ${r.cpu.processPctOfCore.worker ?? '?'} % of a core` : '?');
+  const cpu = (r: Round): string =>
+    r.cpu
+      ? `${r.cpu.machineBusyPct} % machine; worker ${r.cpu.processPctOfCore.worker ?? '?'} % of a core`
+      : '?';
   return {
-    settings: { rows: settings.rows, smallRows: settings.smallRows, window: settings.window, batchSize: settings.batchSize, provider: 'offline feature-hash-v1, 256 dimensions', workers: 1 },
+    settings: {
+      rows: settings.rows,
+      smallRows: settings.smallRows,
+      window: settings.window,
+      batchSize: settings.batchSize,
+      provider: 'offline feature-hash-v1, 256 dimensions',
+      workers: 1,
+    },
     figures,
-    tables: [{
-      title: 'Each table size',
-      columns: ['rows', 'seconds', 'rows/s', 'RSS start → peak → end (MiB)', 'runs', 'largest run (events / bytes)', 'CPU busy'],
-      rows: rounds.map((r) => [
-        r.rows.toLocaleString('en-US'),
-        String(round(r.backfill.seconds)),
-        String(Math.round(r.backfill.rowsPerSecond)),
-        r.memory ? `${r.memory.startMiB} → ${r.memory.peakMiB} → ${r.memory.endMiB}` : '?',
-        String(r.runs.length),
-        `${largest(r, 'events')} / ${mib(largest(r, 'bytes'))}`,
-        cpu(r),
-      ]),
-    }],
+    tables: [
+      {
+        title: 'Each table size',
+        columns: [
+          'rows',
+          'seconds',
+          'rows/s',
+          'RSS start → peak → end (MiB)',
+          'runs',
+          'largest run (events / bytes)',
+          'CPU busy',
+        ],
+        rows: rounds.map((r) => [
+          r.rows.toLocaleString('en-US'),
+          String(round(r.backfill.seconds)),
+          String(Math.round(r.backfill.rowsPerSecond)),
+          r.memory ? `${r.memory.startMiB} → ${r.memory.peakMiB} → ${r.memory.endMiB}` : '?',
+          String(r.runs.length),
+          `${largest(r, 'events')} / ${mib(largest(r, 'bytes'))}`,
+          cpu(r),
+        ]),
+      },
+    ],
     data: {
       rounds: rounds.map((r) => ({
         rows: r.rows,

@@ -3,7 +3,15 @@
 import { getPipeline, type Pipeline } from '../src/db/catalog.js';
 import type { Pool } from '../src/db/pool.js';
 import { captureReport, type Sample } from './helpers/capture-report.js';
-import { captureNotifies, MODE_LABEL, outboxRows, setCapture, settle, withNotifyLockWaits, type CaptureMode } from './helpers/capture.js';
+import {
+  captureNotifies,
+  MODE_LABEL,
+  outboxRows,
+  setCapture,
+  settle,
+  withNotifyLockWaits,
+  type CaptureMode,
+} from './helpers/capture.js';
 import { now } from './helpers/clock.js';
 import { applyProductsPipeline } from './helpers/database.js';
 import { findPgbench, runPgbench, type PgbenchRun } from './helpers/pgbench.js';
@@ -14,9 +22,12 @@ import type { BenchContext, BenchReport, Benchmark } from './helpers/types.js';
 const DEFAULTS = { duration: 10, clients: 4, rounds: 5, rows: 100_000 };
 const TABLE = 'public.products';
 
-const DESCRIPTION = 'A ripstop nylon daypack made for long days on rocky trails. Built to last, easy to care for, and backed by a two-year warranty.';
+const DESCRIPTION =
+  'A ripstop nylon daypack made for long days on rocky trails. Built to last, easy to care for, and backed by a two-year warranty.';
 
-/** pgbench scripts: one single-row statement per transaction, touching a column the pipeline embeds. */
+/**
+ * pgbench scripts: one single-row statement per transaction, touching a column the pipeline embeds.
+ */
 const scripts = (rows: number): Record<'insert' | 'update', string> => ({
   insert: `\\set n random(1, 1000000000)
 insert into ${TABLE} (name, description, category, price) values ('Bench item ' || :n, '${DESCRIPTION}', 'outdoor', 49.90);
@@ -55,16 +66,31 @@ async function run(ctx: BenchContext): Promise<BenchReport> {
     [settings.rows],
   );
   await applyProductsPipeline(pool);
-  const b: Bench = { ctx, pool, pipeline: await getPipeline(pool, 'products'), settings, runs: 0, checkpointed: true };
+  const b: Bench = {
+    ctx,
+    pool,
+    pipeline: await getPipeline(pool, 'products'),
+    settings,
+    runs: 0,
+    checkpointed: true,
+  };
   // Single-row transactions also run with the NOTIFY taken out, to show what it alone costs.
-  const singleRowModes: CaptureMode[] = captureNotifies(b.pipeline) ? ['without', 'with', 'no-notify'] : ['without', 'with'];
+  const singleRowModes: CaptureMode[] = captureNotifies(b.pipeline)
+    ? ['without', 'with', 'no-notify']
+    : ['without', 'with'];
 
   const pgbenchRuns: Record<string, Array<PgbenchRun & { mode: CaptureMode }>> = {};
   const throughput = (workload: 'insert' | 'update'): Promise<Sample[]> =>
     compare(b, `${workload} tps`, singleRowModes, async (mode) => {
       const script = scripts(settings.rows)[workload];
       const { result, meanWaiting } = await withNotifyLockWaits(pool, () =>
-        runPgbench({ bin: pgbench, databaseUrl: ctx.db.url, script, clients: settings.clients, durationS: settings.duration }),
+        runPgbench({
+          bin: pgbench,
+          databaseUrl: ctx.db.url,
+          script,
+          clients: settings.clients,
+          durationS: settings.duration,
+        }),
       );
       (pgbenchRuns[workload] ??= []).push({ ...result, mode });
       return { value: result.tps, notifyLockWaiters: round(meanWaiting, 2) };
@@ -72,12 +98,24 @@ async function run(ctx: BenchContext): Promise<BenchReport> {
 
   const insert = await throughput('insert');
   const update = await throughput('update');
-  const bulk = await compare(b, 'bulk update ms', ['without', 'with'], async () => ({ value: await bulkUpdate(pool, settings.rows, b.runs) }));
+  const bulk = await compare(b, 'bulk update ms', ['without', 'with'], async () => ({
+    value: await bulkUpdate(pool, settings.rows, b.runs),
+  }));
   await setCapture(pool, b.pipeline, 'with');
-  return captureReport({ settings, insert, update, bulk, checkpointed: b.checkpointed, extra: { pgbenchRuns, scripts: scripts(settings.rows) } });
+  return captureReport({
+    settings,
+    insert,
+    update,
+    bulk,
+    checkpointed: b.checkpointed,
+    extra: { pgbenchRuns, scripts: scripts(settings.rows) },
+  });
 }
 
-/** measure() once per mode per round; the order of the modes rotates each round so drift cancels out. */
+/**
+ * measure() once per mode per round; the order of the modes rotates each round so drift cancels
+ * out.
+ */
 async function compare(
   b: Bench,
   what: string,
@@ -93,8 +131,16 @@ async function compare(
       b.runs += 1;
       const { value, notifyLockWaiters } = await measure(mode);
       const enqueued = await outboxRows(b.pool);
-      b.ctx.log(`${what}, round ${n}, ${MODE_LABEL[mode]}: ${round(value, 1)} (outbox +${enqueued})`);
-      samples.push({ mode, round: n, value, enqueued, ...(notifyLockWaiters === undefined ? {} : { notifyLockWaiters }) });
+      b.ctx.log(
+        `${what}, round ${n}, ${MODE_LABEL[mode]}: ${round(value, 1)} (outbox +${enqueued})`,
+      );
+      samples.push({
+        mode,
+        round: n,
+        value,
+        enqueued,
+        ...(notifyLockWaiters === undefined ? {} : { notifyLockWaiters }),
+      });
     }
   }
   return samples;
@@ -102,17 +148,22 @@ async function compare(
 
 /**
  * One UPDATE statement over `rows` rows, changing an embedded column of each; its wall time in ms.
- * The text names the run, so no run rewrites what the one before wrote (that would enqueue nothing).
+ * The text names the run, so no run rewrites what the one before wrote (that would enqueue
+ * nothing).
  */
 async function bulkUpdate(pool: Pool, rows: number, run: number): Promise<number> {
   const started = now();
-  await pool.query(`update ${TABLE} set description = 'Revision ' || $1::int || ' of ' || name where id <= $2`, [run, rows]);
+  await pool.query(
+    `update ${TABLE} set description = 'Revision ' || $1::int || ' of ' || name where id <= $2`,
+    [run, rows],
+  );
   return now() - started;
 }
 
 function definedOnly(ctx: BenchContext): Partial<Settings> {
   const { duration, clients, rounds, rows } = ctx.options;
-  const whole = (v: number | undefined): number | undefined => (v === undefined ? undefined : Math.max(1, Math.round(v)));
+  const whole = (v: number | undefined): number | undefined =>
+    v === undefined ? undefined : Math.max(1, Math.round(v));
   const given = { duration, clients: whole(clients), rounds: whole(rounds), rows: whole(rows) };
   return Object.fromEntries(Object.entries(given).filter(([, v]) => v !== undefined));
 }

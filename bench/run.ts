@@ -1,5 +1,6 @@
-// The benchmark command: brings up the stack (installing what is missing), runs each named benchmark
-// (all by default) in a database of its own, and writes results/<name>.json and results/README.md.
+// The benchmark command: brings up the stack (installing what is missing), runs each named
+// benchmark (all by default) in a database of its own, and writes results/<name>.json and
+// results/README.md.
 //   npm run bench                                   every benchmark, default settings
 //   npm run bench -- sync-latency --duration 10     one benchmark, a shorter run
 import { Command, InvalidArgumentError } from 'commander';
@@ -18,29 +19,68 @@ import { syncLatency } from './sync-latency.js';
 
 const BENCHMARKS: readonly Benchmark[] = [syncLatency, captureOverhead, backfillBench, rateLimit];
 
-const positive = (name: string) => (value: string): number => {
-  const n = Number(value);
-  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError(`${name} must be a positive number`);
-  return n;
-};
+const positive =
+  (name: string) =>
+  (value: string): number => {
+    const n = Number(value);
+    if (!Number.isFinite(n) || n <= 0)
+      throw new InvalidArgumentError(`${name} must be a positive number`);
+    return n;
+  };
 
 const program = new Command('bench')
-  .description('Runs embedsync benchmarks against the local stack (or DATABASE_URL / TEMPORAL_ADDRESS) and writes bench/results/.')
-  .argument('[benchmarks...]', `which to run: ${BENCHMARKS.map((b) => b.name).join(', ')} (default: all)`)
-  .option('--duration <s>', 'seconds of load: the whole sync-latency run (60), each pgbench run of capture-overhead (10)', positive('--duration'))
+  .description(
+    'Runs embedsync benchmarks against the local stack (or DATABASE_URL / TEMPORAL_ADDRESS) and writes bench/results/.',
+  )
+  .argument(
+    '[benchmarks...]',
+    `which to run: ${BENCHMARKS.map((b) => b.name).join(', ')} (default: all)`,
+  )
+  .option(
+    '--duration <s>',
+    'seconds of load: the whole sync-latency run (60), each pgbench run of capture-overhead (10)',
+    positive('--duration'),
+  )
   .option('--rate <n>', 'sync-latency: inserts offered per second (50)', positive('--rate'))
-  .option('--clients <n>', 'capture-overhead: concurrent pgbench connections (4)', positive('--clients'))
-  .option('--rounds <n>', 'capture-overhead: repetitions of each measurement, median reported (5)', positive('--rounds'))
-  .option('--rows <n>', 'capture-overhead: rows in the table and in the bulk UPDATE; backfill: rows of the larger table; rate-limit: rows backfilled (100000)', positive('--rows'))
-  .option('--window <n>', 'backfill, rate-limit: batches in flight at once (4)', positive('--window'))
-  .option('--batch-size <n>', 'backfill, rate-limit: source keys per batch (200, the pipeline default)', positive('--batch-size'))
-  .option('--text-tokens <n>', 'rate-limit: words (one token each) in each row\'s description (16)', positive('--text-tokens'))
+  .option(
+    '--clients <n>',
+    'capture-overhead: concurrent pgbench connections (4)',
+    positive('--clients'),
+  )
+  .option(
+    '--rounds <n>',
+    'capture-overhead: repetitions of each measurement, median reported (5)',
+    positive('--rounds'),
+  )
+  .option(
+    '--rows <n>',
+    'capture-overhead: rows in the table and in the bulk UPDATE; backfill: rows of the larger table; rate-limit: rows backfilled (100000)',
+    positive('--rows'),
+  )
+  .option(
+    '--window <n>',
+    'backfill, rate-limit: batches in flight at once (4)',
+    positive('--window'),
+  )
+  .option(
+    '--batch-size <n>',
+    'backfill, rate-limit: source keys per batch (200, the pipeline default)',
+    positive('--batch-size'),
+  )
+  .option(
+    '--text-tokens <n>',
+    "rate-limit: words (one token each) in each row's description (16)",
+    positive('--text-tokens'),
+  )
   .showHelpAfterError()
   .parse();
 
 const names = program.args;
 const unknown = names.filter((n) => !BENCHMARKS.some((b) => b.name === n));
-if (unknown.length > 0) program.error(`unknown benchmark ${unknown.join(', ')}; choose from ${BENCHMARKS.map((b) => b.name).join(', ')}`);
+if (unknown.length > 0)
+  program.error(
+    `unknown benchmark ${unknown.join(', ')}; choose from ${BENCHMARKS.map((b) => b.name).join(', ')}`,
+  );
 const selected = names.length ? BENCHMARKS.filter((b) => names.includes(b.name)) : BENCHMARKS;
 const options = program.opts<BenchOptions>();
 const command = `npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`;
@@ -53,8 +93,14 @@ const against = [
   env.databaseUrl ? 'the PostgreSQL of DATABASE_URL' : 'the local stack’s PostgreSQL',
   env.temporalAddress ? 'the Temporal of TEMPORAL_ADDRESS' : 'the local stack’s Temporal',
 ].join(' and ');
-const stack = await ensureStack(env, { install: true, log: (line) => console.log(`[stack] ${line}`) });
-const { client, connection } = await connectClient({ temporalAddress: stack.temporalAddress, temporalNamespace: stack.temporalNamespace });
+const stack = await ensureStack(env, {
+  install: true,
+  log: (line) => console.log(`[stack] ${line}`),
+});
+const { client, connection } = await connectClient({
+  temporalAddress: stack.temporalAddress,
+  temporalNamespace: stack.temporalNamespace,
+});
 onInterrupt(() => stack.stop());
 const done: ResultFile[] = [];
 let failed = false;
@@ -72,12 +118,22 @@ try {
         options,
         log: (line) => log(`${benchmark.name}: ${line}`),
       });
-      const result: ResultFile = { benchmark: benchmark.name, title: benchmark.title, command, stack: against, durationS: (Date.now() - startedAt) / 1000, machine, ...report };
+      const result: ResultFile = {
+        benchmark: benchmark.name,
+        title: benchmark.title,
+        command,
+        stack: against,
+        durationS: (Date.now() - startedAt) / 1000,
+        machine,
+        ...report,
+      };
       log(`${benchmark.name}: wrote ${await writeResult(result)}`);
       done.push(result);
     } catch (err) {
       failed = true;
-      console.error(`[bench] ${benchmark.name} failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+      console.error(
+        `[bench] ${benchmark.name} failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`,
+      );
     } finally {
       await db.drop();
       forgetDb();

@@ -42,35 +42,63 @@ async function run(ctx: BenchContext): Promise<BenchReport> {
   await applyProductsPipeline(db.pool);
   const pipeline = await getPipeline(db.pool, 'products');
   const taskQueue = `bench-${randomBytes(3).toString('hex')}`;
-  const serviceEnv = { databaseUrl: db.url, temporalAddress: ctx.temporal.address, temporalNamespace: ctx.temporal.namespace, taskQueue };
+  const serviceEnv = {
+    databaseUrl: db.url,
+    temporalAddress: ctx.temporal.address,
+    temporalNamespace: ctx.temporal.namespace,
+    taskQueue,
+  };
   const logDir = await mkdtemp(path.join(os.tmpdir(), 'embedsync-bench-'));
   let keepLogs = true;
   const services: Service[] = [];
   // Writers: enough connections that a slow commit never holds up the next scheduled insert.
   const writers = createPool(db.url, { max: 8, applicationName: 'bench-writer' });
-  const watcher = new VisibilityWatcher(db.url, qualified(pipeline.vectorSchema, pipeline.vectorTable));
-  const { client, connection } = await connectClient({ temporalAddress: ctx.temporal.address, temporalNamespace: ctx.temporal.namespace });
+  const watcher = new VisibilityWatcher(
+    db.url,
+    qualified(pipeline.vectorSchema, pipeline.vectorTable),
+  );
+  const { client, connection } = await connectClient({
+    temporalAddress: ctx.temporal.address,
+    temporalNamespace: ctx.temporal.namespace,
+  });
   const forgetLeftovers = onInterrupt(() => terminateLeftovers(client, taskQueue));
   try {
-    services.push(startService('worker', serviceEnv, logDir), startService('poller', serviceEnv, logDir));
+    services.push(
+      startService('worker', serviceEnv, logDir),
+      startService('poller', serviceEnv, logDir),
+    );
     await Promise.all(services.map((s) => s.ready));
     await watcher.start();
     const products = demoProducts(300);
     const insert = async (i: number): Promise<void> => {
       const p = products[i % products.length];
       if (!p) return;
-      const { rows } = await writers.query<{ pk: string }>(INSERT_SQL, [p.name, p.description, p.category, p.price, p.in_stock]);
+      const { rows } = await writers.query<{ pk: string }>(INSERT_SQL, [
+        p.name,
+        p.description,
+        p.category,
+        p.price,
+        p.in_stock,
+      ]);
       watcher.expect(rows[0]?.pk ?? '', now());
     };
 
-    // The first workflows of a fresh worker pay for its caches and connections; they are not the steady state.
+    // The first workflows of a fresh worker pay for its caches and connections; they are not the
+    // steady state.
     ctx.log(`warming up with ${WARMUP_ROWS} rows`);
     await runOpenLoop(10, WARMUP_ROWS, insert);
-    if ((await watcher.drain(120_000)) > 0) throw new Error(`warm-up rows never became visible; worker log:\n${services[0]?.tail() ?? ''}`);
+    if ((await watcher.drain(120_000)) > 0)
+      throw new Error(
+        `warm-up rows never became visible; worker log:\n${services[0]?.tail() ?? ''}`,
+      );
     watcher.take();
 
     ctx.log(`offering ${rate} inserts/s for ${duration} s`);
-    const pids = { worker: services[0]?.pid, poller: services[1]?.pid, 'load generator and watcher': process.pid };
+    const pids = {
+      worker: services[0]?.pid,
+      poller: services[1]?.pid,
+      'load generator and watcher': process.pid,
+    };
     const cpuBefore = sampleCpu(pids);
     const load = await runOpenLoop(rate, Math.round(rate * duration), insert);
     const cpu = cpuBetween(cpuBefore, sampleCpu(pids));
@@ -83,7 +111,20 @@ async function run(ctx: BenchContext): Promise<BenchReport> {
     ctx.log('reading the stage breakdown back from the workflow histories');
     const breakdown = await syncBreakdown(client, taskQueue, load.startedAt, sightings);
     keepLogs = unseen > 0 || leftovers.length > 0;
-    return syncLatencyReport({ rate, duration, warmupRows: WARMUP_ROWS, drainTimeoutMs: DRAIN_TIMEOUT_MS, load, sightings, unseen, leftovers, sessions, breakdown, cpu, meanPollMs: watcher.meanPollMs() });
+    return syncLatencyReport({
+      rate,
+      duration,
+      warmupRows: WARMUP_ROWS,
+      drainTimeoutMs: DRAIN_TIMEOUT_MS,
+      load,
+      sightings,
+      unseen,
+      leftovers,
+      sessions,
+      breakdown,
+      cpu,
+      meanPollMs: watcher.meanPollMs(),
+    });
   } finally {
     await watcher.stop().catch(() => undefined);
     await Promise.all(services.map((s) => s.stop()));

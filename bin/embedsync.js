@@ -1,17 +1,28 @@
 #!/usr/bin/env node
-// The embedsync command: `embedsync <command> [options]`. The commands are the TypeScript modules in
-// src/cli/; tsx is registered in this process and the command runs here too, not in a child process,
-// so Ctrl-C and SIGTERM reach it directly and it stops as gracefully as it was written to.
+// The embedsync command: `embedsync <command> [options]`. The commands are the TypeScript modules
+// in src/cli/; tsx is registered in this process and the command runs here too, not in a child
+// process, so Ctrl-C and SIGTERM reach it directly and it stops as gracefully as it was written to.
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
-/** What a user types → the module in src/cli/ and, for modules with several commands, its subcommand. */
+/**
+ * What a user types → the module in src/cli/ and, for modules with several commands, its
+ * subcommand.
+ */
 const COMMANDS = {
   apply: ['pipeline', 'apply', 'validate a pipeline file and install every pipeline in it'],
   pipelines: ['pipeline', 'pipelines', 'list the pipelines'],
-  remove: ['pipeline', 'remove', "remove a pipeline's triggers and queue (and, if asked, its vector table)"],
+  remove: [
+    'pipeline',
+    'remove',
+    "remove a pipeline's triggers and queue (and, if asked, its vector table)",
+  ],
   backfill: ['backfill', undefined, "embed a pipeline's existing rows, as a durable workflow"],
-  reembed: ['reembed', undefined, 'build a changed embedding config beside the live one, then swap it in'],
+  reembed: [
+    'reembed',
+    undefined,
+    'build a changed embedding config beside the live one, then swap it in',
+  ],
   pause: ['control', 'pause', "hold a pipeline's sync and its running backfill"],
   resume: ['control', 'resume', 'carry on after a pause'],
   status: ['status', undefined, 'where each pipeline stands (--json for scripts)'],
@@ -21,13 +32,23 @@ const COMMANDS = {
   poller: ['poller', undefined, 'run a poller: captured changes into sync workflows'],
   migrate: ['migrate', undefined, "apply embedsync's schema migrations"],
   dev: ['dev', undefined, 'everything on this machine, with a demo pipeline'],
-  stack: ['stack', undefined, 'the local Postgres + pgvector and Temporal dev server (up, down, status, install)'],
-  'mock-provider': ['mock-provider', undefined, "a local server speaking OpenAI's and Bedrock's embedding protocols"],
+  stack: [
+    'stack',
+    undefined,
+    'the local Postgres + pgvector and Temporal dev server (up, down, status, install)',
+  ],
+  'mock-provider': [
+    'mock-provider',
+    undefined,
+    "a local server speaking OpenAI's and Bedrock's embedding protocols",
+  ],
 };
 
 function help() {
   const width = Math.max(...Object.keys(COMMANDS).map((c) => c.length));
-  const lines = Object.entries(COMMANDS).map(([name, [, , summary]]) => `  ${name.padEnd(width)}  ${summary}`);
+  const lines = Object.entries(COMMANDS).map(
+    ([name, [, , summary]]) => `  ${name.padEnd(width)}  ${summary}`,
+  );
   return `Usage: embedsync <command> [options]
 
 Keeps pgvector embeddings in step with PostgreSQL tables, durably, on Temporal.
@@ -43,12 +64,19 @@ Environment: DATABASE_URL, TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, EMBEDSYNC_TASK_
 // tsx registers itself through module.register, which Node has had since 20.6.
 const [major = 0, minor = 0] = process.versions.node.split('.').map(Number);
 if (major < 20 || (major === 20 && minor < 6)) {
-  process.stderr.write(`embedsync: needs Node.js 20.6 or later; this is ${process.versions.node}\n`);
+  process.stderr.write(
+    `embedsync: needs Node.js 20.6 or later; this is ${process.versions.node}\n`,
+  );
   process.exit(1);
 }
 
 const [command, ...rest] = process.argv.slice(2);
-if (command === undefined || command === '--help' || command === '-h' || (command === 'help' && rest.length === 0)) {
+if (
+  command === undefined ||
+  command === '--help' ||
+  command === '-h' ||
+  (command === 'help' && rest.length === 0)
+) {
   process.stdout.write(help());
 } else if (command === '--version' || command === '-V') {
   const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'));

@@ -5,9 +5,9 @@
 //   tsx test/run.ts --loaded unit integration
 //                                         (npm run test:loaded: the same while the CPUs are kept busy)
 //   tsx test/run.ts test/integration/search.test.ts …   (single files)
-// A test file that runs longer than its suite's FILE_TIMEOUT_MIN (or EMBEDSYNC_TEST_FILE_TIMEOUT_MS) is
-// stopped and fails, named, and the run goes on; should one outlive that by WATCHDOG_GRACE_MS, the
-// whole run is stopped with the files still running.
+// A test file that runs longer than its suite's FILE_TIMEOUT_MIN (or
+// EMBEDSYNC_TEST_FILE_TIMEOUT_MS) is stopped and fails, named, and the run goes on; should one
+// outlive that by WATCHDOG_GRACE_MS, the whole run is stopped with the files still running.
 import { existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
@@ -36,12 +36,16 @@ if (names.length === 0 || unknown.length > 0) {
   process.exit(2);
 }
 const suiteFiles = (suite: string): string[] =>
-  readdirSync(path.join('test', suite)).filter((f) => f.endsWith('.test.ts')).sort().map((f) => path.resolve('test', suite, f));
+  readdirSync(path.join('test', suite))
+    .filter((f) => f.endsWith('.test.ts'))
+    .sort()
+    .map((f) => path.resolve('test', suite, f));
 const files = names.flatMap((n) => (isFile(n) ? [path.resolve(n)] : suiteFiles(n)));
 const suiteOf = (file: string): string => path.basename(path.dirname(file));
 const concurrency = Math.min(...files.map((f) => CONCURRENCY[suiteOf(f)] ?? 1));
 const FILE_TIMEOUT_MS = Number(
-  process.env.EMBEDSYNC_TEST_FILE_TIMEOUT_MS ?? Math.max(...files.map((f) => FILE_TIMEOUT_MIN[suiteOf(f)] ?? 10)) * 60_000,
+  process.env.EMBEDSYNC_TEST_FILE_TIMEOUT_MS ??
+    Math.max(...files.map((f) => FILE_TIMEOUT_MIN[suiteOf(f)] ?? 10)) * 60_000,
 );
 
 let stack: LocalStack | undefined;
@@ -60,11 +64,16 @@ const bail = (code: number, why: string): void => {
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.once(signal, () => bail(signal === 'SIGINT' ? 130 : 143, `${signal}: stopping the run`));
 }
-process.once('uncaughtException', (err) => bail(1, `the test runner failed: ${err.stack ?? err.message}`));
+process.once('uncaughtException', (err) =>
+  bail(1, `the test runner failed: ${err.stack ?? err.message}`),
+);
 
 let code: number;
 try {
-  stack = await ensureStack(readEnv(), { install: true, log: (line) => console.log(`# [stack] ${line}`) });
+  stack = await ensureStack(readEnv(), {
+    install: true,
+    log: (line) => console.log(`# [stack] ${line}`),
+  });
   // The test files inherit this environment (and this process's --import tsx).
   Object.assign(process.env, {
     EMBEDSYNC_TEST_ADMIN_URL: stack.adminDatabaseUrl,
@@ -84,15 +93,24 @@ try {
 }
 process.exit(code);
 
-interface FileEvent { name?: string; file?: string; details?: { error?: { failureType?: string } } }
+interface FileEvent {
+  name?: string;
+  file?: string;
+  details?: { error?: { failureType?: string } };
+}
 
-/** Runs the files through node's test runner, each in a process of its own; resolves to the exit code. */
+/**
+ * Runs the files through node's test runner, each in a process of its own; resolves to the exit
+ * code.
+ */
 async function runFiles(paths: string[], concurrency: number): Promise<number> {
   const running = new Map<string, number>();
   let failed = false;
   const stream = run({ files: paths, concurrency, timeout: FILE_TIMEOUT_MS });
-  // A file's own test is named by its path: dequeued when its process starts, complete when it ends.
-  const ofFile = (d: FileEvent): string | undefined => (d.file && d.name === d.file ? d.file : undefined);
+  // A file's own test is named by its path: dequeued when its process starts, complete when it
+  // ends.
+  const ofFile = (d: FileEvent): string | undefined =>
+    d.file && d.name === d.file ? d.file : undefined;
   stream.on('test:dequeue', (d: FileEvent) => {
     const file = ofFile(d);
     if (file) running.set(file, Date.now());
@@ -103,18 +121,23 @@ async function runFiles(paths: string[], concurrency: number): Promise<number> {
   });
   stream.on('test:fail', (d: FileEvent) => {
     failed = true;
-    // Node sends a file that ran out of time SIGTERM; one that ignores it (a worker's shutdown handler
-    // waiting on a hung test) is killed, with what it spawned.
+    // Node sends a file that ran out of time SIGTERM; one that ignores it (a worker's shutdown
+    // handler waiting on a hung test) is killed, with what it spawned.
     const file = ofFile(d);
     if (file && d.details?.error?.failureType === 'testTimeoutFailure') killChildren(file);
   });
   const watchdog = setInterval(() => {
     const limit = Date.now() - FILE_TIMEOUT_MS - WATCHDOG_GRACE_MS;
-    const stuck = [...running].filter(([, since]) => since < limit).map(([f]) => path.relative(process.cwd(), f));
+    const stuck = [...running]
+      .filter(([, since]) => since < limit)
+      .map(([f]) => path.relative(process.cwd(), f));
     if (stuck.length === 0) return;
     const all = [...running.keys()].map((f) => path.relative(process.cwd(), f)).join(', ');
-    bail(1, `stopped: ${stuck.join(', ')} ran past ${FILE_TIMEOUT_MS / 1000} s and could not be stopped; `
-      + `running: ${all}`);
+    bail(
+      1,
+      `stopped: ${stuck.join(', ')} ran past ${FILE_TIMEOUT_MS / 1000} s and could not be stopped; ` +
+        `running: ${all}`,
+    );
   }, 5000);
   watchdog.unref();
   const reporter = process.stdout.isTTY ? new spec() : tap;

@@ -1,5 +1,5 @@
-// backfill: embeds a pipeline's existing rows (DESIGN decision 7). Rows already embedded with the same
-// content are skipped by fetch, so a resumed or repeated backfill never pays for them again.
+// backfill: embeds a pipeline's existing rows (DESIGN decision 7). Rows already embedded with the
+// same content are skipped by fetch, so a resumed or repeated backfill never pays for them again.
 import { CancellationScope, continueAsNew, isCancellation } from '@temporalio/workflow';
 import { groupDigits } from './progress.js';
 import { control, TableWalk, type WalkOptions, type WalkState } from './walk.js';
@@ -26,14 +26,18 @@ export async function backfill(input: BackfillInput): Promise<BackfillResult> {
   try {
     if (!input.state) {
       const summary = `Count the rows of ${pipeline}`;
-      walk.state.total = await control.startBackfill.executeWithOptions({ summary }, [{ pipeline }]);
+      walk.state.total = await control.startBackfill.executeWithOptions({ summary }, [
+        { pipeline },
+      ]);
     }
     await walk.walk((state) => continueAsNew<typeof backfill>({ ...input, state }));
     walk.phase = 'finishing';
     walk.showDetails();
     const { processed, total, tokens } = walk.state;
     await control.finishBackfill.executeWithOptions(
-      { summary: `Finish the backfill of ${pipeline} at ${groupDigits(processed)} rows; clear its staged batches` },
+      {
+        summary: `Finish the backfill of ${pipeline} at ${groupDigits(processed)} rows; clear its staged batches`,
+      },
       [{ pipeline, outcome: 'completed', batchPrefix, processed }],
     );
     walk.phase = 'done';

@@ -29,7 +29,11 @@ export interface Batch {
 }
 
 export async function processBatch(batch: Batch, embedTaskQueue: string): Promise<BatchOutcome> {
-  const ref = { pipeline: batch.pipeline, batchId: batch.batchId, ...(batch.generation === undefined ? {} : { generation: batch.generation }) };
+  const ref = {
+    pipeline: batch.pipeline,
+    batchId: batch.batchId,
+    ...(batch.generation === undefined ? {} : { generation: batch.generation }),
+  };
   const { embedBatch } = proxyActivities<EmbedActivities>({
     taskQueue: embedTaskQueue,
     startToCloseTimeout: '10 minutes',
@@ -38,11 +42,16 @@ export async function processBatch(batch: Batch, embedTaskQueue: string): Promis
   });
   // Summaries are what the Web UI shows for each activity of the batch.
   const of = `${batch.pipeline}${batch.generation === undefined ? '' : ` (generation ${batch.generation})`}`;
-  const fetched = await db.fetchBatch.executeWithOptions({ summary: `Read ${rows(batch.keys.length)} of ${of}` }, [{ ...ref, keys: batch.keys }]);
+  const fetched = await db.fetchBatch.executeWithOptions(
+    { summary: `Read ${rows(batch.keys.length)} of ${of}` },
+    [{ ...ref, keys: batch.keys }],
+  );
   let embedded = 0;
   let tokens = 0;
   if (fetched.embed > 0) {
-    await db.chunkBatch.executeWithOptions({ summary: `Chunk ${rows(fetched.embed)} of ${of}` }, [ref]);
+    await db.chunkBatch.executeWithOptions({ summary: `Chunk ${rows(fetched.embed)} of ${of}` }, [
+      ref,
+    ]);
     // One paced call per rate-limit slot: the server limits activities per second on the provider's
     // queue, so each call sends one slot's worth of requests and says how much remains.
     const summary = `Embed the chunks of ${rows(fetched.embed)} of ${of}`;
@@ -54,17 +63,23 @@ export async function processBatch(batch: Batch, embedTaskQueue: string): Promis
       if (!result.remaining) break;
     }
   }
-  const summary = batch.sweep ? `Remove vectors of truncated rows of ${of}` : writeSummary(fetched, of);
+  const summary = batch.sweep
+    ? `Remove vectors of truncated rows of ${of}`
+    : writeSummary(fetched, of);
   const measured = batch.enqueuedAt === undefined ? {} : { enqueuedAt: batch.enqueuedAt };
-  const written = await db.writeBatch.executeWithOptions({ summary }, [{ ...ref, sweep: batch.sweep, ...measured }]);
+  const written = await db.writeBatch.executeWithOptions({ summary }, [
+    { ...ref, sweep: batch.sweep, ...measured },
+  ]);
   return { ...written, embedded, tokens };
 }
 
-const rows = (n: number, what = ''): string => `${groupDigits(n)} ${what}${n === 1 ? 'row' : 'rows'}`;
+const rows = (n: number, what = ''): string =>
+  `${groupDigits(n)} ${what}${n === 1 ? 'row' : 'rows'}`;
 
 /**
- * What the write will do with what fetch found: changed rows get their new chunks, unchanged ones their
- * metadata brought up to date (it is the only thing that can have moved), and gone ones lose their vectors.
+ * What the write will do with what fetch found: changed rows get their new chunks, unchanged ones
+ * their metadata brought up to date (it is the only thing that can have moved), and gone ones lose
+ * their vectors.
  */
 function writeSummary(fetched: FetchResult, of: string): string {
   const { embed, keep, delete: gone } = fetched;

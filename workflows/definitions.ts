@@ -5,15 +5,24 @@ export const pauseSignal = defineSignal('pause');
 export const resumeSignal = defineSignal('resume');
 
 export interface BackfillProgress {
-  /** pausing: asked to pause, letting the batches in flight finish; paused: holding, nothing in flight. */
+  /**
+   * pausing: asked to pause, letting the batches in flight finish; paused: holding, nothing in
+   * flight.
+   */
   phase: 'counting' | 'running' | 'pausing' | 'paused' | 'finishing' | 'done';
   processed: number;
   total: number | null;
   /** Rows per second of running time (pauses excluded); null until a page has finished. */
   rowsPerSecond: number | null;
-  /** Running seconds still to go at that rate; null while pausing or paused, or before a rate is known. */
+  /**
+   * Running seconds still to go at that rate; null while pausing or paused, or before a rate is
+   * known.
+   */
   etaSeconds: number | null;
-  /** Time spent running and paused so far, across continue-as-new; a pause counts once it took effect. */
+  /**
+   * Time spent running and paused so far, across continue-as-new; a pause counts once it took
+   * effect.
+   */
   runningSeconds: number;
   pausedSeconds: number;
   paused: boolean;

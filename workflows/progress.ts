@@ -1,11 +1,15 @@
-// A table walk's progress, counted over its running time: a pause neither slows the rate nor stretches
-// the ETA, and no ETA is promised while paused. Pure arithmetic on the times it is given, so the walk,
-// its progress query and the tests share it; numbers are formatted without Intl, the same on every worker.
+// A table walk's progress, counted over its running time: a pause neither slows the rate nor
+// stretches the ETA, and no ETA is promised while paused. Pure arithmetic on the times it is given,
+// so the walk, its progress query and the tests share it; numbers are formatted without Intl, the
+// same on every worker.
 import type { BackfillProgress } from './definitions.js';
 
 /** Running and paused time of a walk. Times are milliseconds since the epoch; spans are seconds. */
 export interface WalkClock {
-  /** Running seconds before `since`: earlier runs (before continue-as-new) and earlier spans of this one. */
+  /**
+   * Running seconds before `since`: earlier runs (before continue-as-new) and earlier spans of this
+   * one.
+   */
   runningSeconds: number;
   /** Paused seconds before `since`, the same way. */
   pausedSeconds: number;
@@ -15,7 +19,10 @@ export interface WalkClock {
   holding: boolean;
 }
 
-export interface ClockTotals { runningSeconds: number; pausedSeconds: number }
+export interface ClockTotals {
+  runningSeconds: number;
+  pausedSeconds: number;
+}
 
 export function startClock(now: number, carried: Partial<ClockTotals> = {}): WalkClock {
   const { runningSeconds = 0, pausedSeconds = 0 } = carried;
@@ -47,17 +54,28 @@ export interface RateInput {
   paused: boolean;
 }
 
-export interface Rate { rowsPerSecond: number | null; etaSeconds: number | null }
+export interface Rate {
+  rowsPerSecond: number | null;
+  etaSeconds: number | null;
+}
 
-/** Rows per running second, and the running seconds the rest should take; null until a page is done. */
+/**
+ * Rows per running second, and the running seconds the rest should take; null until a page is done.
+ */
 export function walkRate(r: RateInput): Rate {
   const done = r.processed - r.timedFrom;
   const rowsPerSecond = done > 0 && r.runningSeconds > 0 ? done / r.runningSeconds : null;
   const left = Math.max(r.total - r.processed, 0);
-  return { rowsPerSecond, etaSeconds: rowsPerSecond === null || r.paused ? null : left / rowsPerSecond };
+  return {
+    rowsPerSecond,
+    etaSeconds: rowsPerSecond === null || r.paused ? null : left / rowsPerSecond,
+  };
 }
 
-/** 1234567 → "1,234,567", whatever the worker's locale: workflow code must say the same on every worker. */
+/**
+ * 1234567 → "1,234,567", whatever the worker's locale: workflow code must say the same on every
+ * worker.
+ */
 export function groupDigits(n: number): string {
   if (!Number.isFinite(n)) return String(n);
   const digits = String(Math.abs(Math.round(n)));
@@ -66,7 +84,8 @@ export function groupDigits(n: number): string {
 }
 
 /** 1,234 rows a second; a tenth is kept below 10, where it still matters. */
-export const rateText = (perSecond: number): string => (perSecond < 10 ? perSecond.toFixed(1) : groupDigits(perSecond));
+export const rateText = (perSecond: number): string =>
+  perSecond < 10 ? perSecond.toFixed(1) : groupDigits(perSecond);
 
 /** "50 %": whole percent, rounded down, never above 100. */
 export function percentText(done: number, total: number): string {
@@ -106,7 +125,10 @@ export function walkDetails(
       return `${where}: finishing`;
     default: {
       const rate = p.rowsPerSecond === null ? [] : [`${rateText(p.rowsPerSecond)} rows/s`];
-      const eta = p.etaSeconds === null || p.processed >= total ? [] : [`${aboutDuration(p.etaSeconds)} left`];
+      const eta =
+        p.etaSeconds === null || p.processed >= total
+          ? []
+          : [`${aboutDuration(p.etaSeconds)} left`];
       return [where, ...rate, ...eta].join(' · ');
     }
   }

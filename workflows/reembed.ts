@@ -1,6 +1,7 @@
 // reembed: builds the pending generation in <vector table>_swap while the live table keeps serving,
-// then swaps it in with one short transaction (DESIGN decision 8). Changes that arrive meanwhile are
-// written to both tables by the sync workflows, so the swap table is caught up when the walk ends.
+// then swaps it in with one short transaction (DESIGN decision 8). Changes that arrive meanwhile
+// are written to both tables by the sync workflows, so the swap table is caught up when the walk
+// ends.
 import { CancellationScope, continueAsNew, isCancellation } from '@temporalio/workflow';
 import { groupDigits } from './progress.js';
 import { control, TableWalk, type WalkOptions, type WalkState } from './walk.js';
@@ -30,18 +31,24 @@ export async function reembed(input: ReembedInput): Promise<ReembedResult> {
       const prepare = `Create the swap table of ${pipeline} for generation ${generation}`;
       await control.prepareSwap.executeWithOptions({ summary: prepare }, [swap]);
       const count = `Count the rows of ${pipeline}`;
-      walk.state.total = await control.countSourceRows.executeWithOptions({ summary: count }, [{ pipeline }]);
+      walk.state.total = await control.countSourceRows.executeWithOptions({ summary: count }, [
+        { pipeline },
+      ]);
     }
     await walk.walk((state) => continueAsNew<typeof reembed>({ ...input, state }));
     walk.phase = 'finishing';
     walk.showDetails();
     const { processed, total, tokens } = walk.state;
     await control.cutOverSwap.executeWithOptions(
-      { summary: `Swap generation ${generation} of ${pipeline} in: rename the tables in one transaction` },
+      {
+        summary: `Swap generation ${generation} of ${pipeline} in: rename the tables in one transaction`,
+      },
       [swap],
     );
     await control.finishBackfill.executeWithOptions(
-      { summary: `Finish the re-embed of ${pipeline} at ${groupDigits(processed)} rows; clear its staged batches` },
+      {
+        summary: `Finish the re-embed of ${pipeline} at ${groupDigits(processed)} rows; clear its staged batches`,
+      },
       [{ pipeline, outcome: 'completed', batchPrefix, processed }],
     );
     walk.phase = 'done';
@@ -50,7 +57,9 @@ export async function reembed(input: ReembedInput): Promise<ReembedResult> {
     if (isCancellation(err)) {
       await CancellationScope.nonCancellable(() =>
         control.abandonSwap.executeWithOptions(
-          { summary: `Abandon generation ${generation} of ${pipeline} (cancelled): drop its swap table` },
+          {
+            summary: `Abandon generation ${generation} of ${pipeline} (cancelled): drop its swap table`,
+          },
           [swap],
         ),
       );

@@ -1,6 +1,11 @@
 // syncChanges: one batch of captured changes through fetch → chunk → embed → write.
 // Texts and vectors stay in Postgres (staging tables); only keys and counts pass through here.
-import { ActivityFailure, ApplicationFailure, proxyActivities, workflowInfo } from '@temporalio/workflow';
+import {
+  ActivityFailure,
+  ApplicationFailure,
+  proxyActivities,
+  workflowInfo,
+} from '@temporalio/workflow';
 import type { Activities, WriteResult } from '../activities/index.js';
 import { processBatch, type BatchOutcome } from './batch.js';
 import { clip, groupDigits } from './progress.js';
@@ -20,7 +25,10 @@ export interface SyncInput {
   embedTaskQueue: string;
   /** The generations to write: the live one, and the pending one while a re-embed builds it. */
   targets?: SyncTarget[];
-  /** When the batch's earliest change entered the outbox (ISO 8601): the write measures the latency from it. */
+  /**
+   * When the batch's earliest change entered the outbox (ISO 8601): the write measures the latency
+   * from it.
+   */
   enqueuedAt?: string;
 }
 
@@ -30,14 +38,21 @@ export interface SyncResult extends WriteResult {
   tokens: number;
 }
 
-const record = proxyActivities<Activities>({ startToCloseTimeout: '1 minute', retry: { maximumInterval: '1 minute' } });
+const record = proxyActivities<Activities>({
+  startToCloseTimeout: '1 minute',
+  retry: { maximumInterval: '1 minute' },
+});
 
 export async function syncChanges(input: SyncInput): Promise<SyncResult> {
   try {
     return await sync(input);
   } catch (err) {
     // Retrying cannot fix it (quota, credentials, …) and the outbox rows are gone: keep the keys.
-    if (err instanceof ActivityFailure && err.cause instanceof ApplicationFailure && err.cause.nonRetryable) {
+    if (
+      err instanceof ActivityFailure &&
+      err.cause instanceof ApplicationFailure &&
+      err.cause.nonRetryable
+    ) {
       const n = input.keys.length;
       const keys = `${groupDigits(n)} ${n === 1 ? 'key' : 'keys'} of ${input.pipeline}`;
       await record.deadLetterBatch.executeWithOptions(
@@ -67,7 +82,13 @@ async function sync(input: SyncInput): Promise<SyncResult> {
     }),
   );
   const live = outcomes[0] as BatchOutcome;
-  return { ...live, keys: input.keys.length, embedded: sum(outcomes, 'embedded'), tokens: sum(outcomes, 'tokens') };
+  return {
+    ...live,
+    keys: input.keys.length,
+    embedded: sum(outcomes, 'embedded'),
+    tokens: sum(outcomes, 'tokens'),
+  };
 }
 
-const sum = (outcomes: BatchOutcome[], field: 'embedded' | 'tokens'): number => outcomes.reduce((n, o) => n + o[field], 0);
+const sum = (outcomes: BatchOutcome[], field: 'embedded' | 'tokens'): number =>
+  outcomes.reduce((n, o) => n + o[field], 0);

@@ -1,12 +1,25 @@
 // Walking a whole table: keyset pages of primary keys, a bounded window of batches in flight,
 // a checkpoint after every page, pause/resume signals, a progress query, continue-as-new.
 // Shared by the backfill and the re-embed (which walks the table for the pending generation).
-import { condition, proxyActivities, setCurrentDetails, setHandler, workflowInfo } from '@temporalio/workflow';
+import {
+  condition,
+  proxyActivities,
+  setCurrentDetails,
+  setHandler,
+  workflowInfo,
+} from '@temporalio/workflow';
 import type { Activities, CheckpointResult } from '../activities/index.js';
 import { processBatch } from './batch.js';
 import { pauseSignal, progressQuery, resumeSignal, type BackfillProgress } from './definitions.js';
 import {
-  clip, clockTotals, groupDigits, startClock, switchClock, walkDetails, walkRate, type WalkClock,
+  clip,
+  clockTotals,
+  groupDigits,
+  startClock,
+  switchClock,
+  walkDetails,
+  walkRate,
+  type WalkClock,
 } from './progress.js';
 
 export interface WalkOptions {
@@ -22,7 +35,10 @@ export interface WalkOptions {
   maxHistoryEvents?: number;
 }
 
-/** Carried across continue-as-new. Fields added later are optional: runs that carried none still replay. */
+/**
+ * Carried across continue-as-new. Fields added later are optional: runs that carried none still
+ * replay.
+ */
 export interface WalkState {
   cursor: string | null;
   processed: number;
@@ -37,7 +53,10 @@ export interface WalkState {
   timedFrom?: number;
 }
 
-/** Keys a checkpoint counts after the cursor, in pages: enough to make the total exact near the end, cheaply. */
+/**
+ * Keys a checkpoint counts after the cursor, in pages: enough to make the total exact near the end,
+ * cheaply.
+ */
 const COUNT_AHEAD_PAGES = 4;
 
 export const control = proxyActivities<Activities>({
@@ -52,12 +71,25 @@ export class TableWalk {
   private paused: boolean;
   /** True while waiting for resume, with no batch in flight. */
   private holding = false;
-  /** Running time excludes the paused spans: from the pause taking effect (holding) to the resume. */
+  /**
+   * Running time excludes the paused spans: from the pause taking effect (holding) to the resume.
+   */
   private clock: WalkClock;
 
-  constructor(private readonly options: WalkOptions, readonly batchPrefix: string, carried?: WalkState) {
+  constructor(
+    private readonly options: WalkOptions,
+    readonly batchPrefix: string,
+    carried?: WalkState,
+  ) {
     this.state = carried ?? {
-      cursor: null, processed: 0, total: 0, tokens: 0, pages: 0, paused: false, runningSeconds: 0, pausedSeconds: 0,
+      cursor: null,
+      processed: 0,
+      total: 0,
+      tokens: 0,
+      pages: 0,
+      paused: false,
+      runningSeconds: 0,
+      pausedSeconds: 0,
     };
     // A run carried over from before the running time was kept times the rows from here on.
     this.state.timedFrom ??= this.state.processed;
@@ -72,8 +104,8 @@ export class TableWalk {
       this.paused = false;
       this.showDetails();
     });
-    // A query does not advance workflow time (Date.now() is the last task's): it reads the real clock,
-    // which is safe because queries are not replayed.
+    // A query does not advance workflow time (Date.now() is the last task's): it reads the real
+    // clock, which is safe because queries are not replayed.
     setHandler(progressQuery, () => this.progress(workflowInfo().unsafe.now()));
   }
 
@@ -81,14 +113,22 @@ export class TableWalk {
   progress(now: number): BackfillProgress {
     const { processed, cursor } = this.state;
     const { runningSeconds, pausedSeconds } = clockTotals(this.clock, now);
-    const phase = this.paused && this.phase === 'running' ? (this.holding ? 'paused' : 'pausing') : this.phase;
-    // Rows added meanwhile can take the walk past the count it started from: never show more done than in all.
+    const phase =
+      this.paused && this.phase === 'running' ? (this.holding ? 'paused' : 'pausing') : this.phase;
+    // Rows added meanwhile can take the walk past the count it started from: never show more done
+    // than in all.
     const total = Math.max(this.state.total, processed);
     const timedFrom = this.state.timedFrom ?? 0;
     const rate = walkRate({ processed, total, timedFrom, runningSeconds, paused: this.paused });
     return {
-      phase, processed, total: this.phase === 'counting' ? null : total, ...rate,
-      runningSeconds, pausedSeconds, paused: this.paused, cursor,
+      phase,
+      processed,
+      total: this.phase === 'counting' ? null : total,
+      ...rate,
+      runningSeconds,
+      pausedSeconds,
+      paused: this.paused,
+      cursor,
     };
   }
 
@@ -102,7 +142,9 @@ export class TableWalk {
     setCurrentDetails(walkDetails(this.progress(Date.now())));
   }
 
-  /** Walks to the end of the table; calls continueAsNew (which does not return) when history grows. */
+  /**
+   * Walks to the end of the table; calls continueAsNew (which does not return) when history grows.
+   */
   async walk(continueAsNew: (state: WalkState) => Promise<never>): Promise<void> {
     const { pipeline, generation, embedTaskQueue, batchSize, window } = this.options;
     this.phase = 'running';
@@ -119,20 +161,31 @@ export class TableWalk {
         this.showDetails();
       }
       const limit = batchSize * window;
-      const after = this.state.cursor === null ? 'from the start' : `after ${clip(this.state.cursor)}`;
+      const after =
+        this.state.cursor === null ? 'from the start' : `after ${clip(this.state.cursor)}`;
       const keys = await control.scanKeys.executeWithOptions(
         { summary: `Find the next ${groupDigits(limit)} keys of ${pipeline} ${after}` },
         [{ pipeline, after: this.state.cursor, limit }],
       );
       if (keys.length === 0) {
-        // The walk went through everything there was: that is the total, whatever was counted at the start.
+        // The walk went through everything there was: that is the total, whatever was counted at
+        // the start.
         this.state.total = this.state.processed;
         return;
       }
       const page = this.state.pages;
       const outcomes = await Promise.all(
         slices(keys, batchSize).map((slice, i) =>
-          processBatch({ pipeline, batchId: `${this.batchPrefix}${page}-${i}`, keys: slice, sweep: false, ...(generation === undefined ? {} : { generation }) }, embedTaskQueue),
+          processBatch(
+            {
+              pipeline,
+              batchId: `${this.batchPrefix}${page}-${i}`,
+              keys: slice,
+              sweep: false,
+              ...(generation === undefined ? {} : { generation }),
+            },
+            embedTaskQueue,
+          ),
         ),
       );
       const tokens = outcomes.reduce((sum, o) => sum + o.tokens, 0);
@@ -141,15 +194,19 @@ export class TableWalk {
       this.state.pages += 1;
       this.state.tokens += tokens;
       const { cursor, processed, total } = this.state;
-      const checkpoint: CheckpointResult | undefined = await control.checkpointBackfill.executeWithOptions(
-        { summary: `Checkpoint ${pipeline} at ${groupDigits(processed)} rows` },
-        [{ pipeline, cursor, processed, tokens, total, countAhead: COUNT_AHEAD_PAGES * limit }],
-      );
+      const checkpoint: CheckpointResult | undefined =
+        await control.checkpointBackfill.executeWithOptions(
+          { summary: `Checkpoint ${pipeline} at ${groupDigits(processed)} rows` },
+          [{ pipeline, cursor, processed, tokens, total, countAhead: COUNT_AHEAD_PAGES * limit }],
+        );
       // Checkpoints recorded before they counted the rows ahead returned nothing: the total stays.
       if (checkpoint) this.state.total = checkpoint.total;
       this.showDetails();
       const info = workflowInfo();
-      if (info.continueAsNewSuggested || info.historyLength > (this.options.maxHistoryEvents ?? 8000)) {
+      if (
+        info.continueAsNewSuggested ||
+        info.historyLength > (this.options.maxHistoryEvents ?? 8000)
+      ) {
         await continueAsNew({ ...this.state, ...this.times(), paused: this.paused });
       }
     }

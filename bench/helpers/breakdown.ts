@@ -1,6 +1,7 @@
-// Where the time of a sync goes, read back from the workflows' own histories: for a sample of the sync
-// workflows, the moments each stage started and finished, set against the commit and sighting of each
-// key the workflow carried. Temporal's event times and our clock are the same machine's clock.
+// Where the time of a sync goes, read back from the workflows' own histories: for a sample of the
+// sync workflows, the moments each stage started and finished, set against the commit and sighting
+// of each key the workflow carried. Temporal's event times and our clock are the same machine's
+// clock.
 import type { Client, WorkflowHandle } from '@temporalio/client';
 import { defaultPayloadConverter } from '@temporalio/common';
 import { tsToMs } from '@temporalio/common/lib/time.js';
@@ -31,7 +32,10 @@ export interface Breakdown {
   workflows: number;
   sampled: number;
   keysPerWorkflow: Distribution;
-  /** Tasks the worker took but did not finish in time, in the sampled histories: each costs a timeout. */
+  /**
+   * Tasks the worker took but did not finish in time, in the sampled histories: each costs a
+   * timeout.
+   */
   timeouts: { workflowTask: number; activity: number };
   /** Milliseconds, over the sampled keys. */
   segments: Array<{ segment: string; ms: Distribution }>;
@@ -44,16 +48,27 @@ interface Timeline {
 }
 
 /** `since`: only workflows started from then on (the measured load, not the warm-up). */
-export async function syncBreakdown(client: Client, taskQueue: string, since: number, sightings: readonly Sighting[], sampleSize = 200): Promise<Breakdown> {
+export async function syncBreakdown(
+  client: Client,
+  taskQueue: string,
+  since: number,
+  sightings: readonly Sighting[],
+  sampleSize = 200,
+): Promise<Breakdown> {
   const ids: string[] = [];
   const query = `TaskQueue = "${taskQueue}" AND WorkflowType = "syncChanges" AND StartTime >= "${new Date(since).toISOString()}"`;
   for await (const wf of client.workflow.list({ query })) ids.push(wf.workflowId);
   const step = Math.max(1, ids.length / sampleSize);
-  const sample = Array.from({ length: Math.min(sampleSize, ids.length) }, (_, i) => ids[Math.floor(i * step)] ?? '');
+  const sample = Array.from(
+    { length: Math.min(sampleSize, ids.length) },
+    (_, i) => ids[Math.floor(i * step)] ?? '',
+  );
   const timelines: Timeline[] = [];
   const timeouts = { workflowTask: 0, activity: 0 };
   for (let i = 0; i < sample.length; i += 8) {
-    const histories = await Promise.all(sample.slice(i, i + 8).map((id) => client.workflow.getHandle(id).fetchHistory()));
+    const histories = await Promise.all(
+      sample.slice(i, i + 8).map((id) => client.workflow.getHandle(id).fetchHistory()),
+    );
     for (const h of histories) {
       const events = h.events ?? [];
       timeouts.workflowTask += events.filter((e) => e.workflowTaskTimedOutEventAttributes).length;
@@ -69,7 +84,8 @@ export async function syncBreakdown(client: Client, taskQueue: string, since: nu
       const s = byPk.get(pk);
       if (!s) continue;
       const moments = [s.committedAt, ...t.moments, s.visibleAt];
-      for (let j = 0; j < SEGMENTS.length; j += 1) samples[j]?.push((moments[j + 1] ?? 0) - (moments[j] ?? 0));
+      for (let j = 0; j < SEGMENTS.length; j += 1)
+        samples[j]?.push((moments[j + 1] ?? 0) - (moments[j] ?? 0));
     }
   }
   return {
@@ -77,11 +93,16 @@ export async function syncBreakdown(client: Client, taskQueue: string, since: nu
     sampled: timelines.length,
     keysPerWorkflow: roundAll(distribution(timelines.map((t) => t.keys.length))),
     timeouts,
-    segments: SEGMENTS.map((segment, j) => ({ segment, ms: roundAll(distribution(samples[j] ?? [])) })),
+    segments: SEGMENTS.map((segment, j) => ({
+      segment,
+      ms: roundAll(distribution(samples[j] ?? [])),
+    })),
   };
 }
 
-/** The moments of one completed sync workflow, or undefined if it did not run all four stages once. */
+/**
+ * The moments of one completed sync workflow, or undefined if it did not run all four stages once.
+ */
 function timeline(events: readonly HistoryEvent[]): Timeline | undefined {
   const startedEvent = events.find((e) => e.workflowExecutionStartedEventAttributes);
   const payload = startedEvent?.workflowExecutionStartedEventAttributes?.input?.payloads?.[0];

@@ -7,13 +7,21 @@ import { withTransaction, type Pool } from '../../src/db/pool.js';
 /** "no-notify" is a diagnostic: the pipeline's own triggers with their pg_notify taken out. */
 export type CaptureMode = 'without' | 'with' | 'no-notify';
 
-export const MODE_LABEL: Record<CaptureMode, string> = { without: 'no triggers', with: 'pipeline triggers', 'no-notify': 'pipeline triggers minus NOTIFY' };
+export const MODE_LABEL: Record<CaptureMode, string> = {
+  without: 'no triggers',
+  with: 'pipeline triggers',
+  'no-notify': 'pipeline triggers minus NOTIFY',
+};
 
 // The wake-up the capture functions end with (src/capture/triggers.ts).
 const NOTIFY_BLOCK = /\n\s*if found then\s*\n\s*perform pg_notify\([^;]*\);\s*\n\s*end if;/;
 
-/** Whether the installed capture sends a NOTIFY at all, i.e. whether "no-notify" differs from "with". */
-export const captureNotifies = (pipeline: Pipeline): boolean => installCaptureSql(pipeline).some((sql) => NOTIFY_BLOCK.test(sql));
+/**
+ * Whether the installed capture sends a NOTIFY at all, i.e. whether "no-notify" differs from
+ * "with".
+ */
+export const captureNotifies = (pipeline: Pipeline): boolean =>
+  installCaptureSql(pipeline).some((sql) => NOTIFY_BLOCK.test(sql));
 
 function captureSql(pipeline: Pipeline, mode: CaptureMode): string[] {
   switch (mode) {
@@ -36,9 +44,10 @@ export async function setCapture(pool: Pool, pipeline: Pipeline, mode: CaptureMo
 }
 
 /**
- * Empties the outbox, vacuums the source table and checkpoints: every run starts with the same empty
- * outbox, no dead tuples left by the run before, and no checkpoint debt. CHECKPOINT needs a superuser
- * (or pg_checkpoint); without one the runs are still comparable, only noisier. Returns whether it could.
+ * Empties the outbox, vacuums the source table and checkpoints: every run starts with the same
+ * empty outbox, no dead tuples left by the run before, and no checkpoint debt. CHECKPOINT needs a
+ * superuser (or pg_checkpoint); without one the runs are still comparable, only noisier. Returns
+ * whether it could.
  */
 export async function settle(pool: Pool, table: string): Promise<boolean> {
   await pool.query('truncate embedsync.outbox');
@@ -52,7 +61,9 @@ export async function settle(pool: Pool, table: string): Promise<boolean> {
 }
 
 export async function outboxRows(pool: Pool): Promise<number> {
-  const { rows } = await pool.query<{ n: number }>('select count(*)::int as n from embedsync.outbox');
+  const { rows } = await pool.query<{ n: number }>(
+    'select count(*)::int as n from embedsync.outbox',
+  );
   return rows[0]?.n ?? 0;
 }
 
@@ -68,7 +79,10 @@ export interface LockWaits<T> {
  * transaction takes from pre-commit until its commit is flushed: an object lock on "database 0"
  * (class pg_database, oid 0), i.e. one lock for the whole cluster.
  */
-export async function withNotifyLockWaits<T>(pool: Pool, fn: () => Promise<T>): Promise<LockWaits<T>> {
+export async function withNotifyLockWaits<T>(
+  pool: Pool,
+  fn: () => Promise<T>,
+): Promise<LockWaits<T>> {
   let done = false;
   let waiting = 0;
   let samples = 0;

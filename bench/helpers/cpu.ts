@@ -1,5 +1,6 @@
-// Where the CPU went during a measurement: the whole machine's busy share, and each of our processes'
-// share of one core. Read from /proc, so Linux only; elsewhere the figures are simply absent.
+// Where the CPU went during a measurement: the whole machine's busy share, and each of our
+// processes' share of one core. Read from /proc, so Linux only; elsewhere the figures are simply
+// absent.
 import { readFileSync } from 'node:fs';
 
 // USER_HZ: 100 on every mainstream Linux architecture.
@@ -61,7 +62,11 @@ export function cpuBetween(a: CpuSample | undefined, b: CpuSample | undefined): 
   const processPctOfCore: Record<string, number> = {};
   for (const [name, end] of b.processes) {
     const start = a.processes.get(name);
-    if (start !== undefined && seconds > 0) processPctOfCore[name] = Math.round(((end - start) / seconds) * 1000) / 10;
+    if (start !== undefined && seconds > 0)
+      processPctOfCore[name] = Math.round(((end - start) / seconds) * 1000) / 10;
   }
-  return { machineBusyPct: Math.round(((b.busy - a.busy) / (b.total - a.total)) * 1000) / 10, processPctOfCore };
+  return {
+    machineBusyPct: Math.round(((b.busy - a.busy) / (b.total - a.total)) * 1000) / 10,
+    processPctOfCore,
+  };
 }

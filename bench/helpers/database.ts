@@ -1,5 +1,6 @@
 // A database of its own for each benchmark: created empty, migrated, given the demo products table
-// and (when asked) the demo pipeline, and dropped at the end, so no run sees another's tables or outbox.
+// and (when asked) the demo pipeline, and dropped at the end, so no run sees another's tables or
+// outbox.
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
@@ -10,7 +11,9 @@ import { createPool, type Pool } from '../../src/db/pool.js';
 import { PRODUCTS_DDL } from '../../src/demo/products.js';
 
 /** The pipeline users meet first (`npm run dev`): offline provider, 256 dimensions. */
-export const PRODUCTS_PIPELINE_FILE = fileURLToPath(new URL('../../examples/products.yaml', import.meta.url));
+export const PRODUCTS_PIPELINE_FILE = fileURLToPath(
+  new URL('../../examples/products.yaml', import.meta.url),
+);
 
 export interface BenchDatabase {
   name: string;

@@ -1,5 +1,6 @@
-// The size of each run of a workflow that continues as new: events and encoded bytes of its history,
-// the two quantities the Temporal server limits (warns at 10,240 events / 10 MiB, fails at 51,200 / 50 MiB).
+// The size of each run of a workflow that continues as new: events and encoded bytes of its
+// history, the two quantities the Temporal server limits (warns at 10,240 events / 10 MiB, fails at
+// 51,200 / 50 MiB).
 import type { Client } from '@temporalio/client';
 import proto from '@temporalio/proto';
 
@@ -17,19 +18,27 @@ export interface RunSize {
  * Follows the chain of runs from the first (each continued-as-new run names the next), so no run is
  * missed while the visibility store catches up; then checks the chain against the visibility list.
  */
-export async function runSizes(client: Client, workflowId: string, firstRunId: string): Promise<{ runs: RunSize[]; listed: number }> {
+export async function runSizes(
+  client: Client,
+  workflowId: string,
+  firstRunId: string,
+): Promise<{ runs: RunSize[]; listed: number }> {
   const runs: RunSize[] = [];
   let runId: string | undefined = firstRunId;
   while (runId) {
-    const history: proto.temporal.api.history.v1.IHistory = await client.workflow.getHandle(workflowId, runId).fetchHistory();
+    const history: proto.temporal.api.history.v1.IHistory = await client.workflow
+      .getHandle(workflowId, runId)
+      .fetchHistory();
     const events: HistoryEvent[] = history.events ?? [];
     runs.push({ runId, events: events.length, bytes: History.encode(history).finish().length });
     const last: HistoryEvent | undefined = events[events.length - 1];
-    runId = last?.eventType === EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW
-      ? last.workflowExecutionContinuedAsNewEventAttributes?.newExecutionRunId ?? undefined
-      : undefined;
+    runId =
+      last?.eventType === EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW
+        ? (last.workflowExecutionContinuedAsNewEventAttributes?.newExecutionRunId ?? undefined)
+        : undefined;
   }
   let listed = 0;
-  for await (const wf of client.workflow.list({ query: `WorkflowId = "${workflowId}"` })) if (wf.workflowId === workflowId) listed += 1;
+  for await (const wf of client.workflow.list({ query: `WorkflowId = "${workflowId}"` }))
+    if (wf.workflowId === workflowId) listed += 1;
   return { runs, listed };
 }

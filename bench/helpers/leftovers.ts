@@ -9,14 +9,26 @@ const { PendingActivityState } = proto.temporal.api.enums.v1;
 
 export interface Leftover {
   workflowId: string;
-  pendingActivities: Array<{ activity: string; state: string; attempt: number; lastFailure: string | undefined }>;
+  pendingActivities: Array<{
+    activity: string;
+    state: string;
+    attempt: number;
+    lastFailure: string | undefined;
+  }>;
 }
 
-/** graceMs: how long to let workflows that are merely finishing (last workflow task) complete first. */
-export async function terminateLeftovers(client: Client, taskQueue: string, graceMs = 0): Promise<Leftover[]> {
+/**
+ * graceMs: how long to let workflows that are merely finishing (last workflow task) complete first.
+ */
+export async function terminateLeftovers(
+  client: Client,
+  taskQueue: string,
+  graceMs = 0,
+): Promise<Leftover[]> {
   const query = `TaskQueue = "${taskQueue}" AND ExecutionStatus = "Running"`;
   const deadline = Date.now() + graceMs;
-  while (Date.now() < deadline && (await client.workflow.count(query)).count > 0) await new Promise((r) => setTimeout(r, 250));
+  while (Date.now() < deadline && (await client.workflow.count(query)).count > 0)
+    await new Promise((r) => setTimeout(r, 250));
   const leftovers: Leftover[] = [];
   for await (const wf of client.workflow.list({ query })) {
     const handle = client.workflow.getHandle(wf.workflowId);

@@ -1,5 +1,5 @@
-// An open-loop load: operation i is due at start + i / rate whatever happened to the ones before, so a
-// slow commit does not quietly lower the offered rate (a closed loop would hide exactly that).
+// An open-loop load: operation i is due at start + i / rate whatever happened to the ones before,
+// so a slow commit does not quietly lower the offered rate (a closed loop would hide exactly that).
 import { now, sleep } from './clock.js';
 
 export interface OpenLoopResult {
@@ -14,7 +14,11 @@ export interface OpenLoopResult {
   firstError: string | undefined;
 }
 
-export async function runOpenLoop(rate: number, count: number, operation: (i: number) => Promise<void>): Promise<OpenLoopResult> {
+export async function runOpenLoop(
+  rate: number,
+  count: number,
+  operation: (i: number) => Promise<void>,
+): Promise<OpenLoopResult> {
   const startedAt = now();
   const inflight = new Set<Promise<void>>();
   let completed = 0;

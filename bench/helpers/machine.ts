@@ -18,11 +18,20 @@ export interface MachineFacts {
   temporalServer: string;
 }
 
-const SETTINGS = ['fsync', 'synchronous_commit', 'shared_buffers', 'wal_level', 'max_wal_size', 'checkpoint_timeout'];
+const SETTINGS = [
+  'fsync',
+  'synchronous_commit',
+  'shared_buffers',
+  'wal_level',
+  'max_wal_size',
+  'checkpoint_timeout',
+];
 
 export async function machineFacts(pool: Pool, temporal: Client): Promise<MachineFacts> {
   const version = await pool.query<{ v: string }>(`select current_setting('server_version') as v`);
-  const vector = await pool.query<{ v: string }>(`select extversion as v from pg_extension where extname = 'vector'`);
+  const vector = await pool.query<{ v: string }>(
+    `select extversion as v from pg_extension where extname = 'vector'`,
+  );
   const settings = await pool.query<{ name: string; setting: string }>(
     'select name, current_setting(name) as setting from pg_settings where name = any($1::text[]) order by name',
     [SETTINGS],

@@ -1,10 +1,13 @@
-// A process's resident memory, sampled from /proc while it works: the current RSS and the kernel's own
-// high-water mark (VmHWM), which catches a peak that falls between two samples. Linux only.
+// A process's resident memory, sampled from /proc while it works: the current RSS and the kernel's
+// own high-water mark (VmHWM), which catches a peak that falls between two samples. Linux only.
 import { readFileSync } from 'node:fs';
 
 const SAMPLE_EVERY_MS = 200;
 
-export interface MemorySample { atMs: number; rssMiB: number }
+export interface MemorySample {
+  atMs: number;
+  rssMiB: number;
+}
 
 export interface MemoryUse {
   /** RSS when sampling began (the worker idle after start-up). */
@@ -19,7 +22,8 @@ export interface MemoryUse {
 function readStatus(pid: number): { rssKiB: number; hwmKiB: number } | undefined {
   try {
     const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-    const field = (name: string): number => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? Number.NaN);
+    const field = (name: string): number =>
+      Number(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? Number.NaN);
     return { rssKiB: field('VmRSS'), hwmKiB: field('VmHWM') };
   } catch {
     return undefined;
@@ -47,7 +51,12 @@ export function sampleMemory(pid: number | undefined): () => MemoryUse | undefin
     take();
     if (samples.length === 0) return undefined;
     const peak = Math.max(mib(hwmKiB), ...samples.map((s) => s.rssMiB));
-    return { startMiB: samples[0]?.rssMiB ?? 0, peakMiB: peak, endMiB: samples[samples.length - 1]?.rssMiB ?? 0, samples };
+    return {
+      startMiB: samples[0]?.rssMiB ?? 0,
+      peakMiB: peak,
+      endMiB: samples[samples.length - 1]?.rssMiB ?? 0,
+      samples,
+    };
   };
 }
 

@@ -1,5 +1,6 @@
 // PostgreSQL's own pgbench, driven with custom scripts: the honest tool for "how many single-row
-// transactions per second", with its own C clients, so the figure is not the load generator's limit.
+// transactions per second", with its own C clients, so the figure is not the load generator's
+// limit.
 import { execFile } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -23,7 +24,10 @@ export async function findPgbench(): Promise<string> {
   const pgi = await findPostgres();
   const candidate = pgi && path.join(pgi.bindir, 'pgbench');
   const found = candidate && isExecutable(candidate) ? candidate : onPath('pgbench');
-  if (!found) throw new Error('pgbench not found: install the PostgreSQL server package (it ships pgbench) or put pgbench on PATH');
+  if (!found)
+    throw new Error(
+      'pgbench not found: install the PostgreSQL server package (it ships pgbench) or put pgbench on PATH',
+    );
   return found;
 }
 
@@ -44,7 +48,8 @@ export async function runPgbench(o: PgbenchOptions): Promise<PgbenchRun> {
     const threads = Math.max(1, Math.min(o.clients, os.cpus().length));
     const args = [
       '--no-vacuum',
-      // Prepared statements: the parse cost of the INSERT itself is gone, so the trigger's share shows.
+      // Prepared statements: the parse cost of the INSERT itself is gone, so the trigger's share
+      // shows.
       '--protocol=prepared',
       `--client=${o.clients}`,
       `--jobs=${threads}`,
@@ -55,7 +60,10 @@ export async function runPgbench(o: PgbenchOptions): Promise<PgbenchRun> {
       `--username=${decodeURIComponent(url.username) || 'postgres'}`,
       decodeURIComponent(url.pathname.slice(1)),
     ];
-    const env = { ...process.env, ...(url.password ? { PGPASSWORD: decodeURIComponent(url.password) } : {}) };
+    const env = {
+      ...process.env,
+      ...(url.password ? { PGPASSWORD: decodeURIComponent(url.password) } : {}),
+    };
     const running = exec(o.bin, args, { env, timeout: (o.durationS + 120) * 1000 });
     const forget = onInterrupt(() => Promise.resolve(running.child.kill('SIGINT')));
     try {
@@ -78,6 +86,8 @@ function parse(out: string): PgbenchRun {
     tps: number(/^tps = ([\d.]+)/m),
     latencyMs: number(/^latency average = ([\d.]+) ms/m),
     transactions: number(/^number of transactions actually processed: (\d+)/m),
-    failed: /^number of failed transactions: (\d+)/m.test(out) ? number(/^number of failed transactions: (\d+)/m) : 0,
+    failed: /^number of failed transactions: (\d+)/m.test(out)
+      ? number(/^number of failed transactions: (\d+)/m)
+      : 0,
   };
 }

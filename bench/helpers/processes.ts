@@ -31,10 +31,15 @@ export interface Service {
 }
 
 /**
- * Runs src/cli/<cli>.ts with node + tsx directly (not npx), so the pid we hold is the service itself.
- * Its output goes to <logDir>/<cli>.log.
+ * Runs src/cli/<cli>.ts with node + tsx directly (not npx), so the pid we hold is the service
+ * itself. Its output goes to <logDir>/<cli>.log.
  */
-export function startService(cli: 'worker' | 'poller', env: ServiceEnv, logDir: string, args: readonly string[] = []): Service {
+export function startService(
+  cli: 'worker' | 'poller',
+  env: ServiceEnv,
+  logDir: string,
+  args: readonly string[] = [],
+): Service {
   const child = spawn(process.execPath, ['--import', 'tsx', `src/cli/${cli}.ts`, ...args], {
     cwd: REPO_ROOT,
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -51,7 +56,9 @@ export function startService(cli: 'worker' | 'poller', env: ServiceEnv, logDir: 
   const logFile = path.join(logDir, `${cli}.log`);
   const log = createWriteStream(logFile);
   const lines: string[] = [];
-  const exited = new Promise<void>((resolve) => child.once('close', () => log.end(() => resolve())));
+  const exited = new Promise<void>((resolve) =>
+    child.once('close', () => log.end(() => resolve())),
+  );
   const ready = new Promise<void>((resolve, reject) => {
     const remember = (chunk: Buffer): void => {
       log.write(chunk);
@@ -63,9 +70,22 @@ export function startService(cli: 'worker' | 'poller', env: ServiceEnv, logDir: 
     };
     child.stdout?.on('data', remember);
     child.stderr?.on('data', remember);
-    child.once('exit', (code, signal) => reject(new Error(`${cli} exited (${signal ?? code}) before it was ready:\n${lines.join('\n')}`)));
-    // The CLIs log "<name> running" at info once they serve; without it, say so rather than wait forever.
-    setTimeout(() => reject(new Error(`${cli} did not log "${cli} running" within ${READY_TIMEOUT_MS / 1000} s:\n${lines.join('\n')}`)), READY_TIMEOUT_MS).unref();
+    child.once('exit', (code, signal) =>
+      reject(
+        new Error(`${cli} exited (${signal ?? code}) before it was ready:\n${lines.join('\n')}`),
+      ),
+    );
+    // The CLIs log "<name> running" at info once they serve; without it, say so rather than wait
+    // forever.
+    setTimeout(
+      () =>
+        reject(
+          new Error(
+            `${cli} did not log "${cli} running" within ${READY_TIMEOUT_MS / 1000} s:\n${lines.join('\n')}`,
+          ),
+        ),
+      READY_TIMEOUT_MS,
+    ).unref();
   });
   // A stop() before ready must not leave an unhandled rejection behind.
   ready.catch(() => undefined);
@@ -84,7 +104,11 @@ export function startService(cli: 'worker' | 'poller', env: ServiceEnv, logDir: 
   };
 }
 
-async function stopChild(child: ChildProcess, exited: Promise<void>, graceMs: number): Promise<void> {
+async function stopChild(
+  child: ChildProcess,
+  exited: Promise<void>,
+  graceMs: number,
+): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;
   child.kill('SIGTERM');
   const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);

@@ -25,10 +25,17 @@ export async function writeResult(result: ResultFile): Promise<string> {
   return file;
 }
 
-/** Rewrites results/README.md from every results file, so a partial run keeps the other benchmarks' rows. */
+/**
+ * Rewrites results/README.md from every results file, so a partial run keeps the other benchmarks'
+ * rows.
+ */
 export async function writeSummary(): Promise<string> {
   const files = (await readdir(RESULTS_DIR)).filter((f) => f.endsWith('.json')).sort();
-  const results = await Promise.all(files.map(async (f) => JSON.parse(await readFile(path.join(RESULTS_DIR, f), 'utf8')) as ResultFile));
+  const results = await Promise.all(
+    files.map(
+      async (f) => JSON.parse(await readFile(path.join(RESULTS_DIR, f), 'utf8')) as ResultFile,
+    ),
+  );
   const lines = [
     '# Benchmark results',
     '',
@@ -44,7 +51,9 @@ export async function writeSummary(): Promise<string> {
 
 function section(r: ResultFile): string[] {
   const m = r.machine;
-  const pgSettings = Object.entries(m.postgresSettings).map(([k, v]) => `${k}=${v}`).join(', ');
+  const pgSettings = Object.entries(m.postgresSettings)
+    .map(([k, v]) => `${k}=${v}`)
+    .join(', ');
   return [
     `## ${r.title}`,
     '',
@@ -53,7 +62,9 @@ function section(r: ResultFile): string[] {
     `Machine: ${m.cpus} × ${m.cpuModel}, ${m.memoryGiB} GiB, load ${m.loadAverage1m} at start; ${m.os}; Node ${m.node}; ` +
       `PostgreSQL ${m.postgres} (${pgSettings}); pgvector ${m.pgvector}; Temporal ${m.temporalServer}`,
     '',
-    `Settings: ${Object.entries(r.settings).map(([k, v]) => `${k} = ${v}`).join('; ')}`,
+    `Settings: ${Object.entries(r.settings)
+      .map(([k, v]) => `${k} = ${v}`)
+      .join('; ')}`,
     '',
     '| figure | value | aim |',
     '|---|---|---|',
@@ -64,21 +75,37 @@ function section(r: ResultFile): string[] {
   ];
 }
 
-const row = (f: Figure): string => `| ${f.label} | ${f.value} | ${f.aim ? `${f.aim}${f.met === undefined ? '' : f.met ? ' (met)' : ' (not met)'}` : ''} |`;
+const row = (f: Figure): string =>
+  `| ${f.label} | ${f.value} | ${f.aim ? `${f.aim}${f.met === undefined ? '' : f.met ? ' (met)' : ' (not met)'}` : ''} |`;
 
 function markdownTable(t: DetailTable): string[] {
-  return [`${t.title}:`, '', `| ${t.columns.join(' | ')} |`, `|${t.columns.map(() => '---').join('|')}|`, ...t.rows.map((r) => `| ${r.join(' | ')} |`), ''];
+  return [
+    `${t.title}:`,
+    '',
+    `| ${t.columns.join(' | ')} |`,
+    `|${t.columns.map(() => '---').join('|')}|`,
+    ...t.rows.map((r) => `| ${r.join(' | ')} |`),
+    '',
+  ];
 }
 
 function textTable(t: DetailTable): string[] {
-  const widths = t.columns.map((c, i) => Math.max(c.length, ...t.rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: readonly string[]): string => `    ${cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ')}`.trimEnd();
+  const widths = t.columns.map((c, i) =>
+    Math.max(c.length, ...t.rows.map((r) => (r[i] ?? '').length)),
+  );
+  const line = (cells: readonly string[]): string =>
+    `    ${cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ')}`.trimEnd();
   return [`  ${t.title}:`, line(t.columns), ...t.rows.map(line)];
 }
 
 /** The figures (and detail tables) as plain text, for the end of a run. */
 export function printable(r: Pick<ResultFile, 'title' | 'figures' | 'tables'>): string {
   const width = Math.max(...r.figures.map((f) => f.label.length));
-  const aim = (f: Figure): string => (f.aim ? `   [aim ${f.aim}${f.met === undefined ? '' : f.met ? ', met' : ', not met'}]` : '');
-  return [r.title, ...r.figures.map((f) => `  ${f.label.padEnd(width)}  ${f.value}${aim(f)}`), ...(r.tables ?? []).flatMap(textTable)].join('\n');
+  const aim = (f: Figure): string =>
+    f.aim ? `   [aim ${f.aim}${f.met === undefined ? '' : f.met ? ', met' : ', not met'}]` : '';
+  return [
+    r.title,
+    ...r.figures.map((f) => `  ${f.label.padEnd(width)}  ${f.value}${aim(f)}`),
+    ...(r.tables ?? []).flatMap(textTable),
+  ].join('\n');
 }

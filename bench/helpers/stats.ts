@@ -31,7 +31,11 @@ export function distribution(values: readonly number[]): Distribution {
   };
 }
 
-export const median = (values: readonly number[]): number => percentile([...values].sort((a, b) => a - b), 50);
+export const median = (values: readonly number[]): number =>
+  percentile(
+    [...values].sort((a, b) => a - b),
+    50,
+  );
 
 /** Rounds for display and for the results file: figures are noisy past a few digits anyway. */
 export const round = (value: number, digits = 1): number => {

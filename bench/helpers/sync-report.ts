@@ -27,29 +27,62 @@ export interface SyncMeasurement {
 export function syncLatencyReport(m: SyncMeasurement): BenchReport {
   const latency = roundAll(distribution(m.sightings.map((s) => s.visibleAt - s.committedAt)));
   const achieved = round(m.load.completed / ((m.load.finishedAt - m.load.startedAt) / 1000), 1);
-  const unseen = m.unseen ? ` (${m.unseen} not seen within ${m.drainTimeoutMs / 1000} s; ${m.leftovers.length} sync workflows still running)` : '';
+  const unseen = m.unseen
+    ? ` (${m.unseen} not seen within ${m.drainTimeoutMs / 1000} s; ${m.leftovers.length} sync workflows still running)`
+    : '';
   const cpu = m.cpu;
   return {
-    settings: { duration: m.duration, rate: m.rate, services: 'worker and poller as child processes (src/cli/worker.ts, src/cli/poller.ts), default options', pipeline: 'examples/products.yaml' },
+    settings: {
+      duration: m.duration,
+      rate: m.rate,
+      services:
+        'worker and poller as child processes (src/cli/worker.ts, src/cli/poller.ts), default options',
+      pipeline: 'examples/products.yaml',
+    },
     figures: [
       { label: 'rows committed / seen', value: `${m.load.completed} / ${latency.count}${unseen}` },
       { label: 'insert rate achieved', value: `${achieved} rows/s (offered ${m.rate})` },
-      { label: 'latency p50', value: `${latency.p50} ms`, aim: '≤ 250 ms', met: latency.p50 <= 250 },
+      {
+        label: 'latency p50',
+        value: `${latency.p50} ms`,
+        aim: '≤ 250 ms',
+        met: latency.p50 <= 250,
+      },
       { label: 'latency p90', value: `${latency.p90} ms` },
-      { label: 'latency p99', value: `${latency.p99} ms`, aim: '≤ 1000 ms', met: latency.p99 <= 1000 },
+      {
+        label: 'latency p99',
+        value: `${latency.p99} ms`,
+        aim: '≤ 1000 ms',
+        met: latency.p99 <= 1000,
+      },
       { label: 'latency max', value: `${latency.max} ms` },
-      { label: 'sync workflows (keys each, mean)', value: `${m.breakdown.workflows} (${m.breakdown.keysPerWorkflow.mean})` },
+      {
+        label: 'sync workflows (keys each, mean)',
+        value: `${m.breakdown.workflows} (${m.breakdown.keysPerWorkflow.mean})`,
+      },
       {
         label: 'task timeouts in the sampled histories',
         value: `${m.breakdown.timeouts.workflowTask} workflow task, ${m.breakdown.timeouts.activity} activity (of ${m.breakdown.sampled} workflows)`,
       },
-      ...(cpu ? [{ label: 'machine CPU busy during the load', value: `${cpu.machineBusyPct} % of ${os.cpus().length} cores (worker ${cpu.processPctOfCore.worker ?? '?'} % of a core)` }] : []),
+      ...(cpu
+        ? [
+            {
+              label: 'machine CPU busy during the load',
+              value: `${cpu.machineBusyPct} % of ${os.cpus().length} cores (worker ${cpu.processPctOfCore.worker ?? '?'} % of a core)`,
+            },
+          ]
+        : []),
     ],
     tables: [
       {
         title: `Where the time goes (${m.breakdown.sampled} of ${m.breakdown.workflows} sync workflows sampled; ms per key)`,
         columns: ['segment', 'p50', 'p90', 'max'],
-        rows: m.breakdown.segments.map((s) => [s.segment, String(s.ms.p50), String(s.ms.p90), String(s.ms.max)]),
+        rows: m.breakdown.segments.map((s) => [
+          s.segment,
+          String(s.ms.p50),
+          String(s.ms.p90),
+          String(s.ms.max),
+        ]),
       },
     ],
     data: {

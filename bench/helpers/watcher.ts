@@ -1,7 +1,8 @@
 // Watches for vector rows to become visible, from the client side: every few milliseconds it asks
-// which of the still-pending keys have a chunk 0, on a connection of its own. Asking for the pending
-// keys (not "embedded_at > last seen") matters: embedded_at is now() of the write transaction, i.e.
-// its start, and transactions commit out of start order, so a high-water mark would miss rows.
+// which of the still-pending keys have a chunk 0, on a connection of its own. Asking for the
+// pending keys (not "embedded_at > last seen") matters: embedded_at is now() of the write
+// transaction, i.e. its start, and transactions commit out of start order, so a high-water mark
+// would miss rows.
 import pg from 'pg';
 import { now, sleep } from './clock.js';
 
@@ -22,9 +23,17 @@ export class VisibilityWatcher {
   private failure: Error | undefined;
 
   /** `vectorTable` must already be quoted and qualified. */
-  constructor(databaseUrl: string, private readonly vectorTable: string, private readonly intervalMs = 5) {
-    this.client = new pg.Client({ connectionString: databaseUrl, application_name: 'bench-watcher' });
-    // A dropped connection fails the next poll, which is reported; unhandled, it would kill the process.
+  constructor(
+    databaseUrl: string,
+    private readonly vectorTable: string,
+    private readonly intervalMs = 5,
+  ) {
+    this.client = new pg.Client({
+      connectionString: databaseUrl,
+      application_name: 'bench-watcher',
+    });
+    // A dropped connection fails the next poll, which is reported; unhandled, it would kill the
+    // process.
     this.client.on('error', () => undefined);
   }
 

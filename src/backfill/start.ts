@@ -1,18 +1,28 @@
 // Starting (or attaching to) a pipeline's backfill, for the CLI, the dev command and the tests.
 import { WorkflowIdConflictPolicy, type Client, type WorkflowHandle } from '@temporalio/client';
 import type { Pipeline } from '../db/catalog.js';
-import { EMBED_KIND, EMBED_PIPELINE, backfillWorkflowId, embedTaskQueue, swapWorkflowId } from '../temporal/names.js';
+import {
+  EMBED_KIND,
+  EMBED_PIPELINE,
+  backfillWorkflowId,
+  embedTaskQueue,
+  swapWorkflowId,
+} from '../temporal/names.js';
 import type { backfill, BackfillInput, reembed, ReembedInput } from '../../workflows/index.js';
 
 /**
- * Batches a backfill or re-embed keeps in flight. On a 2-core machine running the worker, PostgreSQL and
- * the Temporal dev server, 8 backfilled about 23 % more rows/s than 4, and 16 no more than 8.
+ * Batches a backfill or re-embed keeps in flight. On a 2-core machine running the worker,
+ * PostgreSQL and the Temporal dev server, 8 backfilled about 23 % more rows/s than 4, and 16 no
+ * more than 8.
  */
 export const DEFAULT_WINDOW = 8;
 
 export interface BackfillOptions {
   taskQueue: string;
-  /** This database's installation id (catalog instanceId): workflow ids are per namespace, not per database. */
+  /**
+   * This database's installation id (catalog instanceId): workflow ids are per namespace, not per
+   * database.
+   */
   instanceId: string;
   /** Rows in the source, for the summary shown in the Web UI. */
   rows: number;
@@ -21,7 +31,11 @@ export interface BackfillOptions {
   maxHistoryEvents?: number;
 }
 
-export async function startBackfill(client: Client, p: Pipeline, options: BackfillOptions): Promise<WorkflowHandle<typeof backfill>> {
+export async function startBackfill(
+  client: Client,
+  p: Pipeline,
+  options: BackfillOptions,
+): Promise<WorkflowHandle<typeof backfill>> {
   const e = p.config.embedding;
   const input: BackfillInput = {
     pipeline: p.name,
@@ -30,23 +44,33 @@ export async function startBackfill(client: Client, p: Pipeline, options: Backfi
     window: options.window ?? DEFAULT_WINDOW,
     ...(options.maxHistoryEvents ? { maxHistoryEvents: options.maxHistoryEvents } : {}),
   };
-  return ownHandle(await client.workflow.start<typeof backfill>('backfill', {
-    taskQueue: options.taskQueue,
-    workflowId: backfillWorkflowId(p.name),
-    // A second start while one runs attaches to it instead of failing or starting another.
-    workflowIdConflictPolicy: WorkflowIdConflictPolicy.USE_EXISTING,
-    args: [input],
-    typedSearchAttributes: [
-      { key: EMBED_PIPELINE, value: p.name },
-      { key: EMBED_KIND, value: 'backfill' },
-    ],
-    staticSummary: `Backfill ${p.name}: ${options.rows.toLocaleString('en-US')} rows, ${e.model}, ${e.dimensions} dims`,
-    memo: { instanceId: options.instanceId },
-  }), options.instanceId);
+  return ownHandle(
+    await client.workflow.start<typeof backfill>('backfill', {
+      taskQueue: options.taskQueue,
+      workflowId: backfillWorkflowId(p.name),
+      // A second start while one runs attaches to it instead of failing or starting another.
+      workflowIdConflictPolicy: WorkflowIdConflictPolicy.USE_EXISTING,
+      args: [input],
+      typedSearchAttributes: [
+        { key: EMBED_PIPELINE, value: p.name },
+        { key: EMBED_KIND, value: 'backfill' },
+      ],
+      staticSummary: `Backfill ${p.name}: ${options.rows.toLocaleString('en-US')} rows, ${e.model}, ${e.dimensions} dims`,
+      memo: { instanceId: options.instanceId },
+    }),
+    options.instanceId,
+  );
 }
 
-/** Starts (or attaches to) the re-embed of the pipeline's pending config: `swap:<pipeline>:<generation>`. */
-export async function startReembed(client: Client, p: Pipeline, options: BackfillOptions): Promise<WorkflowHandle<typeof reembed>> {
+/**
+ * Starts (or attaches to) the re-embed of the pipeline's pending config:
+ * `swap:<pipeline>:<generation>`.
+ */
+export async function startReembed(
+  client: Client,
+  p: Pipeline,
+  options: BackfillOptions,
+): Promise<WorkflowHandle<typeof reembed>> {
   if (!p.pendingConfig || p.pendingGeneration === null) {
     throw new NothingToReembedError(p.name);
   }
@@ -59,18 +83,21 @@ export async function startReembed(client: Client, p: Pipeline, options: Backfil
     window: options.window ?? DEFAULT_WINDOW,
     ...(options.maxHistoryEvents ? { maxHistoryEvents: options.maxHistoryEvents } : {}),
   };
-  return ownHandle(await client.workflow.start<typeof reembed>('reembed', {
-    taskQueue: options.taskQueue,
-    workflowId: swapWorkflowId(p.name, p.pendingGeneration),
-    workflowIdConflictPolicy: WorkflowIdConflictPolicy.USE_EXISTING,
-    args: [input],
-    typedSearchAttributes: [
-      { key: EMBED_PIPELINE, value: p.name },
-      { key: EMBED_KIND, value: 'swap' },
-    ],
-    staticSummary: `Re-embed ${p.name} as generation ${p.pendingGeneration}: ${options.rows.toLocaleString('en-US')} rows, ${e.model}, ${e.dimensions} dims`,
-    memo: { instanceId: options.instanceId },
-  }), options.instanceId);
+  return ownHandle(
+    await client.workflow.start<typeof reembed>('reembed', {
+      taskQueue: options.taskQueue,
+      workflowId: swapWorkflowId(p.name, p.pendingGeneration),
+      workflowIdConflictPolicy: WorkflowIdConflictPolicy.USE_EXISTING,
+      args: [input],
+      typedSearchAttributes: [
+        { key: EMBED_PIPELINE, value: p.name },
+        { key: EMBED_KIND, value: 'swap' },
+      ],
+      staticSummary: `Re-embed ${p.name} as generation ${p.pendingGeneration}: ${options.rows.toLocaleString('en-US')} rows, ${e.model}, ${e.dimensions} dims`,
+      memo: { instanceId: options.instanceId },
+    }),
+    options.instanceId,
+  );
 }
 
 /**
@@ -85,15 +112,22 @@ async function ownHandle<H extends WorkflowHandle>(handle: H, instanceId: string
 }
 
 export class ForeignWorkflowError extends Error {
-  constructor(readonly workflowId: string, readonly owner: string) {
-    super(`workflow ${workflowId} is running for another database (instance ${owner}) in this Temporal namespace; give each deployment a namespace of its own`);
+  constructor(
+    readonly workflowId: string,
+    readonly owner: string,
+  ) {
+    super(
+      `workflow ${workflowId} is running for another database (instance ${owner}) in this Temporal namespace; give each deployment a namespace of its own`,
+    );
     this.name = 'ForeignWorkflowError';
   }
 }
 
 export class NothingToReembedError extends Error {
   constructor(readonly pipeline: string) {
-    super(`pipeline "${pipeline}" has no pending config change to re-embed: change its embedding config and apply the file first`);
+    super(
+      `pipeline "${pipeline}" has no pending config change to re-embed: change its embedding config and apply the file first`,
+    );
     this.name = 'NothingToReembedError';
   }
 }

@@ -1,6 +1,12 @@
 // Applying a pipeline file: validate every pipeline against the database, then install the
 // catalog rows, vector tables and capture triggers, all in one transaction: all or nothing.
-import { canonicalJson, embedColumns, embeddingFingerprint, ConfigError, type PipelineConfig } from '../config/pipeline.js';
+import {
+  canonicalJson,
+  embedColumns,
+  embeddingFingerprint,
+  ConfigError,
+  type PipelineConfig,
+} from '../config/pipeline.js';
 import { findPipeline, getPipeline, type Pipeline } from '../db/catalog.js';
 import { parseTableName, qualified } from '../db/ident.js';
 import { withTransaction, type Pool, type PoolClient } from '../db/pool.js';
@@ -20,7 +26,10 @@ export interface ApplyResult {
   heldBecause?: string;
 }
 
-export async function applyPipelines(pool: Pool, configs: readonly PipelineConfig[]): Promise<ApplyResult[]> {
+export async function applyPipelines(
+  pool: Pool,
+  configs: readonly PipelineConfig[],
+): Promise<ApplyResult[]> {
   return withTransaction(pool, async (client) => {
     await client.query('select pg_advisory_xact_lock($1)', [CATALOG_LOCK]);
     const results: ApplyResult[] = [];
@@ -28,7 +37,8 @@ export async function applyPipelines(pool: Pool, configs: readonly PipelineConfi
       try {
         results.push(await applyOne(client, config));
       } catch (err) {
-        if (err instanceof ConfigError) throw new ConfigError(`pipelines[${i}]${err.field ? `.${err.field}` : ''}`, err.detail);
+        if (err instanceof ConfigError)
+          throw new ConfigError(`pipelines[${i}]${err.field ? `.${err.field}` : ''}`, err.detail);
         throw err;
       }
     }
@@ -45,13 +55,20 @@ async function applyOne(client: PoolClient, config: PipelineConfig): Promise<App
   if (!info) throw new ConfigError('source.table', missingTable(`${schema}.${table}`, existing));
   const primaryKey = checkPrimaryKey(config, info);
   checkColumns(config, info);
-  // Dimensions the model cannot produce, or chunks longer than it takes, are refused here, not row by row.
+  // Dimensions the model cannot produce, or chunks longer than it takes, are refused here, not row
+  // by row.
   checkEmbeddingModel(config);
 
-  const vector = config.vectorTable ? parseTableName(config.vectorTable) : { schema, table: `${config.name}_embeddings` };
-  // A held pipeline is planned from the state it returns to; the schema check below decides whether it does.
+  const vector = config.vectorTable
+    ? parseTableName(config.vectorTable)
+    : { schema, table: `${config.name}_embeddings` };
+  // A held pipeline is planned from the state it returns to; the schema check below decides whether
+  // it does.
   const held = existing && isHeld(existing.state) ? existing.state : undefined;
-  const base = existing && { ...existing, state: (await baseState(client, existing.name)) ?? existing.state };
+  const base = existing && {
+    ...existing,
+    state: (await baseState(client, existing.name)) ?? existing.state,
+  };
   const candidate: Pipeline = {
     name: config.name,
     sourceSchema: schema,
@@ -79,25 +96,47 @@ async function applyOne(client: PoolClient, config: PipelineConfig): Promise<App
        set config = excluded.config, primary_key = excluded.primary_key, pending_config = excluded.pending_config,
            pending_generation = excluded.pending_generation, state = excluded.state, held_state = excluded.held_state,
            source_relid = excluded.source_relid, updated_at = now()`,
-    [next.name, schema, table, JSON.stringify(primaryKey), vector.schema, vector.table, JSON.stringify(next.config),
-      next.pendingConfig && JSON.stringify(next.pendingConfig), next.pendingGeneration, held ?? next.state,
-      held ? next.state : null, info.relid],
+    [
+      next.name,
+      schema,
+      table,
+      JSON.stringify(primaryKey),
+      vector.schema,
+      vector.table,
+      JSON.stringify(next.config),
+      next.pendingConfig && JSON.stringify(next.pendingConfig),
+      next.pendingGeneration,
+      held ?? next.state,
+      held ? next.state : null,
+      info.relid,
+    ],
   );
-  for (const sql of [...createVectorTableSql(next), ...createViewSql(next, [...info.columns.keys()])]) await client.query(sql);
+  for (const sql of [
+    ...createVectorTableSql(next),
+    ...createViewSql(next, [...info.columns.keys()]),
+  ])
+    await client.query(sql);
   for (const sql of installCaptureSql(next)) await client.query(sql);
-  // Validated against the live table: lifts a hold the new config fixes, or says what still needs doing.
+  // Validated against the live table: lifts a hold the new config fixes, or says what still needs
+  // doing.
   const check = await reconcileSource(client, config.name);
 
   const outcome: ApplyOutcome = !existing
     ? 'created'
     : next.pendingConfig && !sameConfig(existing.pendingConfig, next.pendingConfig)
       ? 'reembed pending'
-      : sameConfig(existing.config, next.config) && sameConfig(existing.pendingConfig, next.pendingConfig)
+      : sameConfig(existing.config, next.config) &&
+          sameConfig(existing.pendingConfig, next.pendingConfig)
         ? 'unchanged'
         : 'updated';
   const hold = check?.verdict.hold;
   const vectorTable = `${vector.schema}.${vector.table}`;
-  return { pipeline: config.name, outcome, vectorTable, ...(hold ? { heldBecause: hold.reason } : {}) };
+  return {
+    pipeline: config.name,
+    outcome,
+    vectorTable,
+    ...(hold ? { heldBecause: hold.reason } : {}),
+  };
 }
 
 function missingTable(name: string, existing: Pipeline | undefined): string {
@@ -108,13 +147,16 @@ function missingTable(name: string, existing: Pipeline | undefined): string {
     return `table ${name} does not exist (it was dropped): restore it, or remove the pipeline: ${remove}`;
   }
   if (now !== name) {
-    return `table ${name} does not exist: it was renamed to ${now}, which pipeline "${existing.name}" follows; `
-      + `point source.table at ${now}`;
+    return (
+      `table ${name} does not exist: it was renamed to ${now}, which pipeline "${existing.name}" follows; ` +
+      `point source.table at ${now}`
+    );
   }
   return `table ${name} does not exist`;
 }
 
-const sameConfig = (a: PipelineConfig | null, b: PipelineConfig | null): boolean => canonicalJson(a) === canonicalJson(b);
+const sameConfig = (a: PipelineConfig | null, b: PipelineConfig | null): boolean =>
+  canonicalJson(a) === canonicalJson(b);
 
 /**
  * A change of what is embedded does not touch the live generation: the new config waits as the
@@ -123,10 +165,20 @@ const sameConfig = (a: PipelineConfig | null, b: PipelineConfig | null): boolean
  */
 function planChange(existing: Pipeline, candidate: Pipeline): Pipeline {
   const reembed = embeddingFingerprint(existing.config) !== embeddingFingerprint(candidate.config);
-  if (existing.state === 'swapping' && !sameConfig(existing.pendingConfig, reembed ? candidate.config : null)) {
-    throw new ConfigError('embedding', `a re-embed of "${candidate.name}" to generation ${existing.pendingGeneration} is running; let it finish (or cancel it) before changing the config again`);
+  if (
+    existing.state === 'swapping' &&
+    !sameConfig(existing.pendingConfig, reembed ? candidate.config : null)
+  ) {
+    throw new ConfigError(
+      'embedding',
+      `a re-embed of "${candidate.name}" to generation ${existing.pendingGeneration} is running; let it finish (or cancel it) before changing the config again`,
+    );
   }
-  if (!reembed) return { ...candidate, state: existing.state === 'pending_rebackfill' ? 'active' : existing.state };
+  if (!reembed)
+    return {
+      ...candidate,
+      state: existing.state === 'pending_rebackfill' ? 'active' : existing.state,
+    };
   return {
     ...candidate,
     config: existing.config,
@@ -147,12 +199,18 @@ function parseSource(config: PipelineConfig): { schema: string; table: string } 
 function checkPrimaryKey(config: PipelineConfig, info: TableInfo): Pipeline['primaryKey'] {
   const name = `${info.schema}.${info.table}`;
   if (info.primaryKey.length === 0) {
-    throw new ConfigError('source.table', `table ${name} has no primary key; embedsync needs one to tell rows apart`);
+    throw new ConfigError(
+      'source.table',
+      `table ${name} has no primary key; embedsync needs one to tell rows apart`,
+    );
   }
   const declared = config.source.primaryKey;
   const actual = info.primaryKey.map((k) => k.name);
   if (declared && declared.join(',') !== actual.join(',')) {
-    throw new ConfigError('source.primaryKey', `is [${declared.join(', ')}] but the primary key of ${name} is [${actual.join(', ')}]`);
+    throw new ConfigError(
+      'source.primaryKey',
+      `is [${declared.join(', ')}] but the primary key of ${name} is [${actual.join(', ')}]`,
+    );
   }
   return info.primaryKey;
 }
@@ -161,39 +219,72 @@ function checkColumns(config: PipelineConfig, info: TableInfo): void {
   const name = `${info.schema}.${info.table}`;
   embedColumns(config).forEach((c, i) => {
     const col = info.columns.get(c.column);
-    if (!col) throw new ConfigError(`embed.columns[${i}]`, `column "${c.column}" does not exist in ${name}`);
-    if (!isEmbeddable(col)) throw new ConfigError(`embed.columns[${i}]`, `column "${c.column}" has type ${col.type}, which has no text form to embed`);
+    if (!col)
+      throw new ConfigError(
+        `embed.columns[${i}]`,
+        `column "${c.column}" does not exist in ${name}`,
+      );
+    if (!isEmbeddable(col))
+      throw new ConfigError(
+        `embed.columns[${i}]`,
+        `column "${c.column}" has type ${col.type}, which has no text form to embed`,
+      );
   });
   config.metadata.forEach((c, i) => {
-    if (!info.columns.has(c)) throw new ConfigError(`metadata[${i}]`, `column "${c}" does not exist in ${name}`);
+    if (!info.columns.has(c))
+      throw new ConfigError(`metadata[${i}]`, `column "${c}" does not exist in ${name}`);
   });
 }
 
 function checkChange(existing: Pipeline, next: Pipeline): void {
   if (existing.sourceSchema !== next.sourceSchema || existing.sourceTable !== next.sourceTable) {
-    throw new ConfigError('source.table', `pipeline "${next.name}" already syncs ${existing.sourceSchema}.${existing.sourceTable}; remove it before pointing it elsewhere`);
+    throw new ConfigError(
+      'source.table',
+      `pipeline "${next.name}" already syncs ${existing.sourceSchema}.${existing.sourceTable}; remove it before pointing it elsewhere`,
+    );
   }
   if (existing.vectorSchema !== next.vectorSchema || existing.vectorTable !== next.vectorTable) {
-    throw new ConfigError('vectorTable', `pipeline "${next.name}" writes to ${existing.vectorSchema}.${existing.vectorTable}; the vector table cannot be renamed`);
+    throw new ConfigError(
+      'vectorTable',
+      `pipeline "${next.name}" writes to ${existing.vectorSchema}.${existing.vectorTable}; the vector table cannot be renamed`,
+    );
   }
 }
 
-async function checkVectorTable(client: PoolClient, p: Pipeline, existing: Pipeline | undefined): Promise<void> {
+async function checkVectorTable(
+  client: PoolClient,
+  p: Pipeline,
+  existing: Pipeline | undefined,
+): Promise<void> {
   const owner = await client.query<{ name: string }>(
     'select name from embedsync.pipelines where vector_schema = $1 and vector_table = $2 and name <> $3',
     [p.vectorSchema, p.vectorTable, p.name],
   );
-  if (owner.rows[0]) throw new ConfigError('vectorTable', `${p.vectorSchema}.${p.vectorTable} already belongs to pipeline "${owner.rows[0].name}"`);
+  if (owner.rows[0])
+    throw new ConfigError(
+      'vectorTable',
+      `${p.vectorSchema}.${p.vectorTable} already belongs to pipeline "${owner.rows[0].name}"`,
+    );
   const type = await vectorColumnType(client, p.vectorSchema, p.vectorTable);
   if (type === undefined || existing) return;
   // A table left behind by a removed pipeline is adopted only if its vectors have the same shape.
   if (type !== vectorColumnSql(p)) {
-    throw new ConfigError('vectorTable', `${p.vectorSchema}.${p.vectorTable} already exists with embedding ${type ?? 'missing'}, not ${vectorColumnSql(p)}`);
+    throw new ConfigError(
+      'vectorTable',
+      `${p.vectorSchema}.${p.vectorTable} already exists with embedding ${type ?? 'missing'}, not ${vectorColumnSql(p)}`,
+    );
   }
 }
 
-/** Removes a pipeline's triggers, queued changes and catalog row; keeps its vector table unless asked. */
-export async function removePipeline(pool: Pool, name: string, options: { dropVectorTable?: boolean } = {}): Promise<Pipeline> {
+/**
+ * Removes a pipeline's triggers, queued changes and catalog row; keeps its vector table unless
+ * asked.
+ */
+export async function removePipeline(
+  pool: Pool,
+  name: string,
+  options: { dropVectorTable?: boolean } = {},
+): Promise<Pipeline> {
   return withTransaction(pool, async (client) => {
     await client.query('select pg_advisory_xact_lock($1)', [CATALOG_LOCK]);
     const p = await getPipeline(client, name, 'for update');

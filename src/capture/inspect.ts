@@ -17,7 +17,11 @@ export interface TableInfo {
   columns: Map<string, ColumnInfo>;
 }
 
-export async function inspectTable(client: PoolClient, schema: string, table: string): Promise<TableInfo | undefined> {
+export async function inspectTable(
+  client: PoolClient,
+  schema: string,
+  table: string,
+): Promise<TableInfo | undefined> {
   const rel = await client.query<{ oid: number }>(
     `select c.oid from pg_class c join pg_namespace n on n.oid = c.relnamespace
       where n.nspname = $1 and c.relname = $2 and c.relkind in ('r', 'p')`,
@@ -40,7 +44,13 @@ export async function inspectTable(client: PoolClient, schema: string, table: st
       order by k.ord`,
     [oid],
   );
-  return { relid: oid, schema, table, primaryKey: pk.rows, columns: new Map(cols.rows.map((c) => [c.name, c])) };
+  return {
+    relid: oid,
+    schema,
+    table,
+    primaryKey: pk.rows,
+    columns: new Map(cols.rows.map((c) => [c.name, c])),
+  };
 }
 
 // Types with a text form worth embedding: strings, numbers, booleans, dates, enums, intervals,
@@ -53,8 +63,14 @@ export function isEmbeddable(col: ColumnInfo): boolean {
   return EMBEDDABLE_CATEGORIES.has(col.category) || EMBEDDABLE_TYPES.has(col.typname);
 }
 
-/** Describes the embedding column of an existing vector table, e.g. "vector(256)", if there is one. */
-export async function vectorColumnType(client: PoolClient, schema: string, table: string): Promise<string | undefined | null> {
+/**
+ * Describes the embedding column of an existing vector table, e.g. "vector(256)", if there is one.
+ */
+export async function vectorColumnType(
+  client: PoolClient,
+  schema: string,
+  table: string,
+): Promise<string | undefined | null> {
   const { rows } = await client.query<{ type: string | null }>(
     `select (select format_type(a.atttypid, a.atttypmod) from pg_attribute a
               where a.attrelid = c.oid and a.attname = 'embedding' and not a.attisdropped) as type

@@ -1,15 +1,26 @@
-// The schema check: each pipeline's source table as pg_catalog has it now, judged against the catalog
-// (src/capture/schema-drift.ts), and the verdict carried out: a renamed table is followed, a pipeline
-// whose table lost what it reads is held with the fix, and one whose table is back in shape resumes.
-// The poller runs it every few seconds and status before it shows anything: one catalog query for all
-// pipelines, and a transaction only for those whose verdict changes something.
+// The schema check: each pipeline's source table as pg_catalog has it now, judged against the
+// catalog (src/capture/schema-drift.ts), and the verdict carried out: a renamed table is followed,
+// a pipeline whose table lost what it reads is held with the fix, and one whose table is back in
+// shape resumes. The poller runs it every few seconds and status before it shows anything: one
+// catalog query for all pipelines, and a transaction only for those whose verdict changes
+// something.
 import { getPipeline, type KeyColumn } from '../db/catalog.js';
-import { CATALOG_LOCK, holdPipeline, isHeld, releasePipeline, requeueFailedBatchesNow } from '../db/pipeline-state.js';
+import {
+  CATALOG_LOCK,
+  holdPipeline,
+  isHeld,
+  releasePipeline,
+  requeueFailedBatchesNow,
+} from '../db/pipeline-state.js';
 import { withTransaction, type Pool, type PoolClient } from '../db/pool.js';
 import type { Logger } from '../log.js';
 import type { PipelineConfig } from '../config/pipeline.js';
 import {
-  judgeSchema, type CatalogSource, type LiveColumn, type LiveTable, type SchemaVerdict,
+  judgeSchema,
+  type CatalogSource,
+  type LiveColumn,
+  type LiveTable,
+  type SchemaVerdict,
 } from './schema-drift.js';
 import { installCaptureSql } from './triggers.js';
 import { createViewSql } from './vector-table.js';
@@ -40,7 +51,8 @@ interface Row {
   live_primary_key: KeyColumn[] | null;
 }
 
-// The table is found by its oid; by name only for a row that has none yet (recorded before oids were).
+// The table is found by its oid; by name only for a row that has none yet (recorded before oids
+// were).
 const SOURCE_OID = `coalesce(p.source_relid,
   to_regclass(quote_ident(p.source_schema) || '.' || quote_ident(p.source_table))::oid)`;
 
@@ -67,8 +79,14 @@ const SOURCES_SQL = `
    where $1::text is null or p.name = $1
    order by p.name`;
 
-async function readSources(db: Pool | PoolClient, name?: string, lock = false): Promise<SourceRow[]> {
-  const { rows } = await db.query<Row>(`${SOURCES_SQL}${lock ? ' for update of p' : ''}`, [name ?? null]);
+async function readSources(
+  db: Pool | PoolClient,
+  name?: string,
+  lock = false,
+): Promise<SourceRow[]> {
+  const { rows } = await db.query<Row>(`${SOURCES_SQL}${lock ? ' for update of p' : ''}`, [
+    name ?? null,
+  ]);
   return rows.map((r) => ({
     name: r.name,
     sourceSchema: r.source_schema,
@@ -104,23 +122,33 @@ export interface SchemaCheckResult {
 /** Whether carrying out the verdict would change anything: most checks find nothing to do. */
 function needsAction(row: SourceRow, verdict: SchemaVerdict): boolean {
   if (verdict.renamedTo) return true;
-  if (verdict.hold) return row.state !== verdict.hold.state || row.stateReason !== verdict.hold.reason;
+  if (verdict.hold)
+    return row.state !== verdict.hold.state || row.stateReason !== verdict.hold.reason;
   if (isHeld(row.state)) return true;
   if (!row.live) return false;
   return row.sourceRelid !== row.live.relid || !sameColumns(row.sourceColumns, verdict.columns);
 }
 
-const sameColumns = (a: Record<string, number> | null, b: Record<string, number> | undefined): boolean =>
+const sameColumns = (
+  a: Record<string, number> | null,
+  b: Record<string, number> | undefined,
+): boolean =>
   JSON.stringify(Object.entries(a ?? {}).sort()) === JSON.stringify(Object.entries(b ?? {}).sort());
 
 export interface CheckOptions {
   log?: Logger;
   pipeline?: string;
-  /** Wait for an apply or a swap under way (default); else leave a pipeline that needs acting on to the next look. */
+  /**
+   * Wait for an apply or a swap under way (default); else leave a pipeline that needs acting on to
+   * the next look.
+   */
   wait?: boolean;
 }
 
-/** Checks every pipeline (or one), acting only where something changed; safe to run from several processes. */
+/**
+ * Checks every pipeline (or one), acting only where something changed; safe to run from several
+ * processes.
+ */
 export async function checkSourceSchemas(
   pool: Pool,
   { log, pipeline, wait = true }: CheckOptions = {},
@@ -132,15 +160,18 @@ export async function checkSourceSchemas(
       results.push({ pipeline: row.name, verdict, changes: [] });
       continue;
     }
-    const acted = await withTransaction(pool, (client) => reconcileSource(client, row.name, log, wait));
+    const acted = await withTransaction(pool, (client) =>
+      reconcileSource(client, row.name, log, wait),
+    );
     results.push(acted ?? { pipeline: row.name, verdict, changes: [] });
   }
   return results;
 }
 
 /**
- * Judges one pipeline and carries out the verdict, in the caller's transaction (apply and the re-embed
- * run it in theirs). Undefined when there is no such pipeline, or (not waiting) when the catalog is busy.
+ * Judges one pipeline and carries out the verdict, in the caller's transaction (apply and the
+ * re-embed run it in theirs). Undefined when there is no such pipeline, or (not waiting) when the
+ * catalog is busy.
  */
 export async function reconcileSource(
   client: PoolClient,
@@ -151,7 +182,10 @@ export async function reconcileSource(
   if (wait) {
     await client.query('select pg_advisory_xact_lock($1)', [CATALOG_LOCK]);
   } else {
-    const { rows } = await client.query<{ ok: boolean }>('select pg_try_advisory_xact_lock($1) as ok', [CATALOG_LOCK]);
+    const { rows } = await client.query<{ ok: boolean }>(
+      'select pg_try_advisory_xact_lock($1) as ok',
+      [CATALOG_LOCK],
+    );
     if (!rows[0]?.ok) return undefined;
   }
   const [row] = await readSources(client, pipeline, true);
@@ -166,10 +200,13 @@ export async function reconcileSource(
       'update embedsync.pipelines set source_schema = $2, source_table = $3, updated_at = now() where name = $1',
       [pipeline, schema, table],
     );
-    changes.push(`follows its source table, renamed from ${row.sourceSchema}.${row.sourceTable} to ${schema}.${table}`);
+    changes.push(
+      `follows its source table, renamed from ${row.sourceSchema}.${row.sourceTable} to ${schema}.${table}`,
+    );
   }
   if (live) {
-    // The oid always; the columns' numbers only while they are all there, so a renamed one is still known.
+    // The oid always; the columns' numbers only while they are all there, so a renamed one is still
+    // known.
     await client.query(
       'update embedsync.pipelines set source_relid = $2, source_columns = coalesce($3, source_columns) where name = $1',
       [pipeline, live.relid, verdict.hold ? null : JSON.stringify(verdict.columns ?? {})],
@@ -188,15 +225,22 @@ export async function reconcileSource(
   }
   if (live && changes.length > 0) {
     const p = await getPipeline(client, pipeline);
-    // Triggers follow a renamed table by themselves; installing them again keeps them as apply would.
+    // Triggers follow a renamed table by themselves; installing them again keeps them as apply
+    // would.
     if (resumed) for (const sql of installCaptureSql(p)) await client.query(sql);
-    // A dropped column takes the view with it (cascade): it is made again from the columns there are.
-    for (const sql of createViewSql(p, live.columns.map((c) => c.name))) await client.query(sql);
+    // A dropped column takes the view with it (cascade): it is made again from the columns there
+    // are.
+    for (const sql of createViewSql(
+      p,
+      live.columns.map((c) => c.name),
+    ))
+      await client.query(sql);
     // Batches that failed on the old shape are sent round again now, not after their backoff.
     if (resumed) await requeueFailedBatchesNow(client, pipeline);
   }
   for (const change of changes) {
-    if (verdict.hold) log?.warn({ pipeline, source: live ? `${live.schema}.${live.table}` : undefined }, change);
+    if (verdict.hold)
+      log?.warn({ pipeline, source: live ? `${live.schema}.${live.table}` : undefined }, change);
     else log?.info({ pipeline }, change);
   }
   return { pipeline, verdict, changes };
@@ -226,7 +270,10 @@ export const isSchemaError = (err: unknown): boolean =>
 
 /** A batch met a source table that no longer has what the pipeline reads; retrying cannot help. */
 export class SchemaChangedError extends Error {
-  constructor(readonly pipeline: string, detail: string) {
+  constructor(
+    readonly pipeline: string,
+    detail: string,
+  ) {
     super(`pipeline "${pipeline}": ${detail}`);
     this.name = 'SchemaChangedError';
   }

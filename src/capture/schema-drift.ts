@@ -1,5 +1,6 @@
-// What a source table's DDL means for its pipeline, decided from the catalog row and what pg_catalog
-// says now: pure, so it is tested without a database. src/capture/schema-check.ts acts on the verdict.
+// What a source table's DDL means for its pipeline, decided from the catalog row and what
+// pg_catalog says now: pure, so it is tested without a database. src/capture/schema-check.ts acts
+// on the verdict.
 import { embedColumns, type PipelineConfig } from '../config/pipeline.js';
 import type { KeyColumn } from '../db/catalog.js';
 import type { HeldState } from '../db/pipeline-state.js';
@@ -51,8 +52,12 @@ interface ReadColumn {
   pending: boolean;
 }
 
-/** Every column the pipeline reads, once, under its strongest role (key, then embed, then metadata). */
-export function readColumns(p: Pick<CatalogSource, 'primaryKey' | 'config' | 'pendingConfig'>): ReadColumn[] {
+/**
+ * Every column the pipeline reads, once, under its strongest role (key, then embed, then metadata).
+ */
+export function readColumns(
+  p: Pick<CatalogSource, 'primaryKey' | 'config' | 'pendingConfig'>,
+): ReadColumn[] {
   const byName = new Map<string, ReadColumn>();
   const add = (column: string, role: Role, which: 'live' | 'pending') => {
     const c = byName.get(column) ?? { column, role, live: false, pending: false };
@@ -65,7 +70,8 @@ export function readColumns(p: Pick<CatalogSource, 'primaryKey' | 'config' | 'pe
   }
   const configs: [PipelineConfig, 'live' | 'pending'][] = [[p.config, 'live']];
   if (p.pendingConfig) configs.push([p.pendingConfig, 'pending']);
-  for (const [config, which] of configs) for (const c of embedColumns(config)) add(c.column, 'embed', which);
+  for (const [config, which] of configs)
+    for (const c of embedColumns(config)) add(c.column, 'embed', which);
   for (const [config, which] of configs) for (const c of config.metadata) add(c, 'metadata', which);
   return [...byName.values()];
 }
@@ -77,8 +83,8 @@ export function judgeSchema(p: CatalogSource, live: LiveTable | undefined): Sche
       hold: {
         state: 'source_missing',
         reason:
-          `table ${was} is gone: restore it, then run npx embedsync apply --config <file> and `
-          + `npx embedsync backfill --table ${p.name}; or remove the pipeline: npx embedsync remove --table ${p.name}`,
+          `table ${was} is gone: restore it, then run npx embedsync apply --config <file> and ` +
+          `npx embedsync backfill --table ${p.name}; or remove the pipeline: npx embedsync remove --table ${p.name}`,
       },
     };
   }
@@ -93,7 +99,8 @@ export function judgeSchema(p: CatalogSource, live: LiveTable | undefined): Sche
   const problems: string[] = [];
 
   for (const c of readColumns(p)) {
-    // A re-embed under way is the fix for columns only the live generation reads: its cut-over drops them.
+    // A re-embed under way is the fix for columns only the live generation reads: its cut-over
+    // drops them.
     if (p.baseState === 'swapping' && !c.pending) continue;
     const now = byName.get(c.column);
     const column = `column "${c.column}" of ${table}`;
@@ -101,7 +108,9 @@ export function judgeSchema(p: CatalogSource, live: LiveTable | undefined): Sche
       columns[c.column] = now.attnum;
       const key = p.primaryKey.find((k) => k.name === c.column);
       if (key && key.type !== now.type) {
-        problems.push(`${column}, in its primary key, is now ${now.type} (was ${key.type}): ${fix(p, c)}`);
+        problems.push(
+          `${column}, in its primary key, is now ${now.type} (was ${key.type}): ${fix(p, c)}`,
+        );
       } else if (c.role === 'embed' && !isEmbeddable(now)) {
         const remedy = fix(p, c, 'remove it from', 'or change its type back');
         problems.push(`${column} is now ${now.type}, which has no text form to embed: ${remedy}`);
@@ -121,7 +130,9 @@ export function judgeSchema(p: CatalogSource, live: LiveTable | undefined): Sche
     const declared = p.primaryKey.map((k) => k.name).join(', ');
     const actual = live.primaryKey.map((k) => k.name).join(', ');
     if (declared !== actual) {
-      problems.push(`the primary key of ${table} is now (${actual}), not (${declared}): ${fix(p, { role: 'key' })}`);
+      problems.push(
+        `the primary key of ${table} is now (${actual}), not (${declared}): ${fix(p, { role: 'key' })}`,
+      );
     }
   }
   verdict.columns = columns;
@@ -130,7 +141,12 @@ export function judgeSchema(p: CatalogSource, live: LiveTable | undefined): Sche
 }
 
 /** The commands that put the pipeline right once the column is dealt with. */
-function fix(p: CatalogSource, c: Pick<ReadColumn, 'role'> & Partial<ReadColumn>, edit = '', otherwise = ''): string {
+function fix(
+  p: CatalogSource,
+  c: Pick<ReadColumn, 'role'> & Partial<ReadColumn>,
+  edit = '',
+  otherwise = '',
+): string {
   const apply = 'npx embedsync apply --config <file>';
   if (c.role === 'key') {
     const backfill = `npx embedsync backfill --table ${p.name}`;

@@ -1,12 +1,11 @@
-// A pipeline's capture: one statement-level trigger per event, reading transition tables, so a
-// bulk write costs one INSERT … SELECT into the outbox, not one per row. No pg_notify: a notifying
-// commit takes a cluster-wide lock until it is flushed, which serialised every capturing write in the
-// benchmarks (single-row UPDATEs at 33% of trigger-free throughput, 87% without it); the poller looks
-// every 100 ms instead, an index probe when the outbox is empty.
-// The functions are SECURITY DEFINER so the user's roles need no rights on the embedsync schema.
-// Nothing in them depends on the content of a row; a column dropped or renamed under them takes them
-// to a path that names no column, and a retyped one still compares as text: they cannot make a
-// user's write fail.
+// A pipeline's capture: one statement-level trigger per event, reading transition tables, so a bulk
+// write costs one INSERT … SELECT into the outbox, not one per row. No pg_notify: a notifying
+// commit takes a cluster-wide lock until it is flushed, which serialised every capturing write in
+// the benchmarks (single-row UPDATEs at 33% of trigger-free throughput, 87% without it); the poller
+// looks every 100 ms instead, an index probe when the outbox is empty. The functions are SECURITY
+// DEFINER so the user's roles need no rights on the embedsync schema. Nothing in them depends on
+// the content of a row; a column dropped or renamed under them takes them to a path that names no
+// column, and a retyped one still compares as text: they cannot make a user's write fail.
 import { embedColumns } from '../config/pipeline.js';
 import type { Pipeline } from '../db/catalog.js';
 import { qualified, quoteIdent, quoteLiteral } from '../db/ident.js';
@@ -19,8 +18,10 @@ export const NOTIFY_CHANNEL = 'embedsync_outbox';
 type Event = 'insert' | 'update' | 'delete' | 'truncate';
 const EVENTS: readonly Event[] = ['insert', 'update', 'delete', 'truncate'];
 
-const functionName = (pipeline: string, event: Event): string => qualified('embedsync', `capture_${pipeline}_${event}`);
-const triggerName = (pipeline: string, event: Event): string => quoteIdent(`embedsync_${pipeline}_${event}`);
+const functionName = (pipeline: string, event: Event): string =>
+  qualified('embedsync', `capture_${pipeline}_${event}`);
+const triggerName = (pipeline: string, event: Event): string =>
+  quoteIdent(`embedsync_${pipeline}_${event}`);
 const OUTBOX = 'insert into embedsync.outbox (pipeline, pk, op)';
 
 /**
@@ -29,7 +30,9 @@ const OUTBOX = 'insert into embedsync.outbox (pipeline, pk, op)';
  */
 export function watchedColumns(p: Pick<Pipeline, 'config' | 'pendingConfig'>): string[] {
   const configs = p.pendingConfig ? [p.config, p.pendingConfig] : [p.config];
-  return [...new Set(configs.flatMap((c) => [...embedColumns(c).map((e) => e.column), ...c.metadata]))];
+  return [
+    ...new Set(configs.flatMap((c) => [...embedColumns(c).map((e) => e.column), ...c.metadata])),
+  ];
 }
 
 // The fast path names the source columns, so a dropped or renamed one would make it fail to plan;
@@ -39,15 +42,21 @@ const columnsPresent = (columns: readonly string[]): string =>
       where attrelid = TG_RELID and attnum > 0 and not attisdropped
         and attname = any (array[${columns.map(quoteLiteral).join(', ')}]::name[])) = ${columns.length}`;
 
-// Built-in types whose JSON text is not their text form. Others are not cast back: a user's type might
-// not resolve under the functions' search_path, and for text, numbers, uuid, dates, intervals and
-// enums the JSON text is the text form (arrays and domains of the types above are not: a rare key).
-const CAST_FROM_JSON = /^((timestamp|time)(\(\d+\))? with(out)? time zone|boolean|real|double precision)$/;
+// Built-in types whose JSON text is not their text form. Others are not cast back: a user's type
+// might not resolve under the functions' search_path, and for text, numbers, uuid, dates, intervals
+// and enums the JSON text is the text form (arrays and domains of the types above are not: a rare
+// key).
+const CAST_FROM_JSON =
+  /^((timestamp|time)(\(\d+\))? with(out)? time zone|boolean|real|double precision)$/;
 
-/** SQL for the key text of a row read as jsonb (`r`), the same text keyText gives for the row itself. */
+/**
+ * SQL for the key text of a row read as jsonb (`r`), the same text keyText gives for the row
+ * itself.
+ */
 function keyTextFromJson(p: Pick<Pipeline, 'primaryKey'>, r: string): string {
   const [only, ...rest] = p.primaryKey;
-  // to_jsonb renders a value the way jsonb_build_array does, but a lone key is its type's text form.
+  // to_jsonb renders a value the way jsonb_build_array does, but a lone key is its type's text
+  // form.
   if (only && rest.length === 0) {
     const value = `(${r} ->> ${quoteLiteral(only.name)})`;
     return CAST_FROM_JSON.test(only.type) ? `${value}::${only.type}::text` : value;
@@ -67,7 +76,9 @@ function fastPath(p: Pipeline, event: Exclude<Event, 'truncate'>): string {
     case 'delete':
       return `${OUTBOX} select ${name}, ${keyText(p, 'o')}, 'D' from old_rows o;`;
     case 'update': {
-      const sameKey = p.primaryKey.map((k) => `o.${quoteIdent(k.name)} = n.${quoteIdent(k.name)}`).join(' and ');
+      const sameKey = p.primaryKey
+        .map((k) => `o.${quoteIdent(k.name)} = n.${quoteIdent(k.name)}`)
+        .join(' and ');
       const firstKey = quoteIdent(p.primaryKey[0]?.name ?? '');
       // Compared as text because that is what gets embedded, and every type has a text form
       // (json, for one, has no equality operator); a retyped column still compares.
@@ -90,10 +101,11 @@ function fastPath(p: Pipeline, event: Exclude<Event, 'truncate'>): string {
 
 /**
  * After a column it names was dropped or renamed: names no column, reads the key through to_jsonb
- * (a missing column is null), and takes every updated row as changed (fetch skips unchanged content).
- * A row whose key cannot be read is skipped: the pipeline's schema-change state then asks for an
- * apply and a backfill. The exception block keeps a key column retyped beyond what its old type
- * parses (a data exception) from failing the user's write; the statement's changes are skipped then.
+ * (a missing column is null), and takes every updated row as changed (fetch skips unchanged
+ * content). A row whose key cannot be read is skipped: the pipeline's schema-change state then asks
+ * for an apply and a backfill. The exception block keeps a key column retyped beyond what its old
+ * type parses (a data exception) from failing the user's write; the statement's changes are skipped
+ * then.
  */
 function fallback(p: Pipeline, event: Exclude<Event, 'truncate'>): string {
   const name = quoteLiteral(p.name);
@@ -130,7 +142,9 @@ function body(p: Pipeline, event: Event): string {
 
 // Keys become text under the same settings as everywhere else (see KEY_TEXT_SETTINGS).
 const settingClauses = (): string =>
-  Object.entries(KEY_TEXT_SETTINGS).map(([k, v]) => `set ${k} = ${quoteLiteral(v)}`).join(' ');
+  Object.entries(KEY_TEXT_SETTINGS)
+    .map(([k, v]) => `set ${k} = ${quoteLiteral(v)}`)
+    .join(' ');
 
 function functionSql(p: Pipeline, event: Event): string {
   return `
@@ -166,7 +180,9 @@ export function installCaptureSql(p: Pipeline): string[] {
   ]);
 }
 
-export function removeCaptureSql(p: Pick<Pipeline, 'name' | 'sourceSchema' | 'sourceTable'>): string[] {
+export function removeCaptureSql(
+  p: Pick<Pipeline, 'name' | 'sourceSchema' | 'sourceTable'>,
+): string[] {
   return EVENTS.flatMap((event) => [
     `drop trigger if exists ${triggerName(p.name, event)} on ${qualified(p.sourceSchema, p.sourceTable)}`,
     `drop function if exists ${functionName(p.name, event)}()`,

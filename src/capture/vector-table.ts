@@ -4,7 +4,8 @@ import { qualified, quoteIdent } from '../db/ident.js';
 import { keyMatches } from '../db/source.js';
 import { watchedColumns } from './triggers.js';
 
-export const vectorColumnSql = (p: Pick<Pipeline, 'config'>): string => `${p.config.vectorType}(${p.config.embedding.dimensions})`;
+export const vectorColumnSql = (p: Pick<Pipeline, 'config'>): string =>
+  `${p.config.vectorType}(${p.config.embedding.dimensions})`;
 
 export const viewName = (p: Pick<Pipeline, 'vectorTable'>): string => `${p.vectorTable}_view`;
 
@@ -15,7 +16,9 @@ export const hnswName = (table: string): string => `${table}_hnsw`;
 const VIEW_COLUMNS = ['chunk_index', 'chunk', 'embedding', 'embedded_at'];
 
 /** The table and its HNSW cosine index, for the pipeline's (or a generation's) vector table. */
-export function createVectorTableSql(p: Pick<Pipeline, 'vectorSchema' | 'vectorTable' | 'config'>): string[] {
+export function createVectorTableSql(
+  p: Pick<Pipeline, 'vectorSchema' | 'vectorTable' | 'config'>,
+): string[] {
   const table = qualified(p.vectorSchema, p.vectorTable);
   const ops = p.config.vectorType === 'halfvec' ? 'halfvec_cosine_ops' : 'vector_cosine_ops';
   return [
@@ -43,7 +46,8 @@ export function createViewSql(p: Pipeline, sourceColumns: readonly string[]): st
   const present = new Set(sourceColumns);
   // Without its key the view cannot join; it waits for the next apply.
   if (!p.primaryKey.every((k) => present.has(k.name))) return [`drop view if exists ${view}`];
-  // The view names the chunk's columns first; a source column of the same name is left to the table.
+  // The view names the chunk's columns first; a source column of the same name is left to the
+  // table.
   const sourceCols = [...new Set([...p.primaryKey.map((k) => k.name), ...watchedColumns(p)])]
     .filter((c) => present.has(c) && !VIEW_COLUMNS.includes(c))
     .map((c) => `s.${quoteIdent(c)}`);

@@ -29,10 +29,17 @@ export function splitText(text: string, options: ChunkOptions): string[] {
   if (context !== undefined && context.trim() !== '') {
     const head = `${context}\n`;
     const room = size - measure(head);
-    if (overlap * 2 >= room) throw new Error('the chunk context leaves too little room: it must be shorter than half the chunk size');
-    return splitText(text, { size: room, overlap, measure }).map((c) => (c.startsWith(context) ? c : head + c));
+    if (overlap * 2 >= room)
+      throw new Error(
+        'the chunk context leaves too little room: it must be shorter than half the chunk size',
+      );
+    return splitText(text, { size: room, overlap, measure }).map((c) =>
+      c.startsWith(context) ? c : head + c,
+    );
   }
-  const chunks = split(text, 0, { size, overlap, measure, context: '' }).map((c) => c.trim()).filter((c) => c !== '');
+  const chunks = split(text, 0, { size, overlap, measure, context: '' })
+    .map((c) => c.trim())
+    .filter((c) => c !== '');
   return chunks.flatMap((c) => fit(c, { size, overlap, measure, context: '' }));
 }
 
@@ -44,7 +51,10 @@ function fit(chunk: string, options: Required<ChunkOptions>, limit = options.siz
   const size = Math.floor(limit * 0.9);
   if (size < 1) return [chunk];
   const smaller = { ...options, size, overlap: options.overlap * 2 < size ? options.overlap : 0 };
-  return split(chunk, 0, smaller).map((c) => c.trim()).filter((c) => c !== '').flatMap((c) => fit(c, options, size));
+  return split(chunk, 0, smaller)
+    .map((c) => c.trim())
+    .filter((c) => c !== '')
+    .flatMap((c) => fit(c, options, size));
 }
 
 function split(text: string, level: number, options: Required<ChunkOptions>): string[] {

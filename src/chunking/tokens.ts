@@ -8,7 +8,10 @@ import cl100kBase from 'js-tiktoken/ranks/cl100k_base';
 import type { EmbeddingConfig } from '../config/pipeline.js';
 import { modelFacts } from '../providers/models.js';
 
-interface Encoding { pattern: RegExp; ranks: Map<string, number> }
+interface Encoding {
+  pattern: RegExp;
+  ranks: Map<string, number>;
+}
 let encoding: Encoding | undefined;
 
 // Keys are the token's bytes as a latin1 string. Loading takes a few hundred milliseconds, so only
@@ -19,7 +22,9 @@ function cl100k(): Encoding {
     for (const line of cl100kBase.bpe_ranks.split('\n')) {
       const [, offset, ...tokens] = line.split(' ');
       if (offset === undefined) continue;
-      tokens.forEach((token, i) => ranks.set(Buffer.from(token, 'base64').toString('latin1'), Number(offset) + i));
+      tokens.forEach((token, i) =>
+        ranks.set(Buffer.from(token, 'base64').toString('latin1'), Number(offset) + i),
+      );
     }
     encoding = { pattern: new RegExp(cl100kBase.pat_str, 'gu'), ranks };
   }
@@ -33,7 +38,7 @@ function mergedLength(bytes: string, ranks: Map<string, number>): number {
   const starts = Array.from({ length: bytes.length + 1 }, (_, i) => i);
   const rankOf = (i: number): number => {
     const end = starts[i + 2];
-    return end === undefined ? Infinity : ranks.get(bytes.slice(starts[i], end)) ?? Infinity;
+    return end === undefined ? Infinity : (ranks.get(bytes.slice(starts[i], end)) ?? Infinity);
   };
   const pair = starts.slice(0, -1).map((_, i) => rankOf(i));
   for (;;) {
@@ -41,7 +46,10 @@ function mergedLength(bytes: string, ranks: Map<string, number>): number {
     let at = -1;
     for (let i = 0; i < pair.length - 1; i += 1) {
       const r = pair[i] ?? Infinity;
-      if (r < best) { best = r; at = i; }
+      if (r < best) {
+        best = r;
+        at = i;
+      }
     }
     if (at < 0) break;
     starts.splice(at + 1, 1);
@@ -52,9 +60,9 @@ function mergedLength(bytes: string, ranks: Map<string, number>): number {
   return starts.length - 1;
 }
 
-// Merging is quadratic in the length of one pre-token, and a pre-token can be a whole run of letters
-// (a paragraph of Japanese, a megabyte of x). Runs this long are counted in pieces, which can only
-// add a token at each cut: chunks err on the short side.
+// Merging is quadratic in the length of one pre-token, and a pre-token can be a whole run of
+// letters (a paragraph of Japanese, a megabyte of x). Runs this long are counted in pieces, which
+// can only add a token at each cut: chunks err on the short side.
 const LONG_RUN = /\S{65,}|\s{65,}/gu;
 const PIECE = 64;
 
@@ -74,7 +82,9 @@ function countPretokens(text: string, enc: Encoding): number {
   return total;
 }
 
-/** The number of cl100k tokens in text; special tokens such as <|endoftext|> count as plain text. */
+/**
+ * The number of cl100k tokens in text; special tokens such as <|endoftext|> count as plain text.
+ */
 export function countTokens(text: string): number {
   const enc = cl100k();
   let total = 0;
@@ -82,7 +92,8 @@ export function countTokens(text: string): number {
   for (const match of text.matchAll(LONG_RUN)) {
     total += countPretokens(text.slice(last, match.index), enc);
     const run = Array.from(match[0]);
-    for (let i = 0; i < run.length; i += PIECE) total += countPretokens(run.slice(i, i + PIECE).join(''), enc);
+    for (let i = 0; i < run.length; i += PIECE)
+      total += countPretokens(run.slice(i, i + PIECE).join(''), enc);
     last = match.index + match[0].length;
   }
   return total + countPretokens(text.slice(last), enc);
@@ -98,13 +109,19 @@ export function chunkMeasure(embedding: EmbeddingConfig): ((text: string) => num
 
 /**
  * Tokens a text will count against the tokens-per-minute budget. Where the tokenizer is not public
- * the estimate is one token per three characters: generous, so non-English text does not overrun it.
+ * the estimate is one token per three characters: generous, so non-English text does not overrun
+ * it.
  */
 export function estimateTokens(embedding: EmbeddingConfig, text: string): number {
-  return modelFacts(embedding).unit === 'tokens' ? countTokens(text) : Math.ceil(countCharacters(text) / 3);
+  return modelFacts(embedding).unit === 'tokens'
+    ? countTokens(text)
+    : Math.ceil(countCharacters(text) / 3);
 }
 
 /** The splitter's options for a pipeline: its chunking, measured in its model's unit. */
-export function chunkOptions(config: { embedding: EmbeddingConfig; chunking: { size: number; overlap: number } }): { size: number; overlap: number; measure?: (text: string) => number } {
+export function chunkOptions(config: {
+  embedding: EmbeddingConfig;
+  chunking: { size: number; overlap: number };
+}): { size: number; overlap: number; measure?: (text: string) => number } {
   return { ...config.chunking, measure: chunkMeasure(config.embedding) };
 }

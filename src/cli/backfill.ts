@@ -1,6 +1,6 @@
-// npx embedsync backfill: embeds every existing row of a pipeline's source table as one durable workflow,
-// and watches it until it is done. A second run attaches to the running backfill instead of starting
-// another; Ctrl-C stops watching, never the backfill.
+// npx embedsync backfill: embeds every existing row of a pipeline's source table as one durable
+// workflow, and watches it until it is done. A second run attaches to the running backfill instead
+// of starting another; Ctrl-C stops watching, never the backfill.
 import { Command } from 'commander';
 import { DEFAULT_WINDOW, startBackfill } from '../backfill/start.js';
 import { checkSourceSchemas } from '../capture/schema-check.js';
@@ -8,25 +8,39 @@ import { getPipeline, instanceId, resolvePipeline } from '../db/catalog.js';
 import { countSourceRows, runningBackfill } from '../status/index.js';
 import { webUiWorkflowUrl } from '../temporal/names.js';
 import { positiveInt, runMain, UserError } from './common.js';
-import { connectTemporal, openDatabase, temporalUiUrl, type TemporalSession } from './connections.js';
+import {
+  connectTemporal,
+  openDatabase,
+  temporalUiUrl,
+  type TemporalSession,
+} from './connections.js';
 import { plural, ranFor } from './format.js';
 import { catchInterrupt, watchBackfill } from './watch.js';
 
 const opts = new Command('embedsync backfill')
   .usage('--table <pipeline> [--batch-size <n>] [--window <n>] [--detach]')
-  .description("Embed every existing row of a pipeline's source table: a Temporal workflow that checkpoints, survives restarts and can be paused. Shows its progress until it is done.")
+  .description(
+    "Embed every existing row of a pipeline's source table: a Temporal workflow that checkpoints, survives restarts and can be paused. Shows its progress until it is done.",
+  )
   .requiredOption('-t, --table <pipeline>', 'a pipeline name, or a source table one pipeline syncs')
-  .option('--batch-size <n>', "source keys per batch (default: the pipeline's batchSize)", positiveInt)
+  .option(
+    '--batch-size <n>',
+    "source keys per batch (default: the pipeline's batchSize)",
+    positiveInt,
+  )
   .option('--window <n>', `batches in flight at once (default ${DEFAULT_WINDOW})`, positiveInt)
   .option('--detach', 'start the backfill (or find the running one) and return at once')
-  .addHelpText('after', `
+  .addHelpText(
+    'after',
+    `
 Examples:
   npx embedsync backfill --table products
   npx embedsync backfill --table products --detach --window 8
 
 Rows whose vectors already match their content are checked, not embedded again, so running a
 backfill twice costs little. Ctrl-C while watching leaves the backfill running; run the same command
-again to watch it, and \`npx embedsync pause --table <pipeline>\` to hold it.`)
+again to watch it, and \`npx embedsync pause --table <pipeline>\` to hold it.`,
+  )
   .parse()
   .opts<{ table: string; batchSize?: number; window?: number; detach?: boolean }>();
 
@@ -35,7 +49,8 @@ runMain(async (env) => {
   let session: TemporalSession | undefined;
   try {
     const named = await resolvePipeline(pool, opts.table);
-    // A renamed table is followed first; a held pipeline's batches would fail on what its table lost.
+    // A renamed table is followed first; a held pipeline's batches would fail on what its table
+    // lost.
     const [check] = await checkSourceSchemas(pool, { pipeline: named.name });
     const hold = check?.verdict.hold;
     if (hold) throw new UserError(`${named.name} is ${hold.state}: ${hold.reason}`);
@@ -44,7 +59,9 @@ runMain(async (env) => {
     const { client } = session;
     const running = await runningBackfill(client, p.name);
     if (!running && p.syncPaused) {
-      throw new UserError(`${p.name} is paused: resume it first (npx embedsync resume --table ${p.name}), then backfill`);
+      throw new UserError(
+        `${p.name} is paused: resume it first (npx embedsync resume --table ${p.name}), then backfill`,
+      );
     }
     const rows = running ? 0 : await countSourceRows(pool, p);
     const handle = await startBackfill(client, p, {
@@ -58,10 +75,17 @@ runMain(async (env) => {
     // Caught before the line a user may answer with Ctrl-C is printed, not once watching has begun.
     const interrupt = catchInterrupt();
     if (running) {
-      const ignored = opts.batchSize || opts.window ? ' (--batch-size and --window apply to new backfills only)' : '';
-      console.log(`${p.name}: a backfill is already running${opts.detach ? '' : '; following it'}${ignored}`);
+      const ignored =
+        opts.batchSize || opts.window
+          ? ' (--batch-size and --window apply to new backfills only)'
+          : '';
+      console.log(
+        `${p.name}: a backfill is already running${opts.detach ? '' : '; following it'}${ignored}`,
+      );
     } else {
-      console.log(`${p.name}: backfill started for ${plural(rows, 'row')} of ${p.sourceSchema}.${p.sourceTable}`);
+      console.log(
+        `${p.name}: backfill started for ${plural(rows, 'row')} of ${p.sourceSchema}.${p.sourceTable}`,
+      );
     }
     if (opts.detach) {
       interrupt.dispose();
@@ -71,11 +95,16 @@ runMain(async (env) => {
       return;
     }
 
-    const outcome = await watchBackfill(client, handle, { pipeline: p.name, rows, tty: process.stdout.isTTY === true, taskQueue: env.taskQueue }, interrupt).catch(
-      (err: Error) => {
-        throw new UserError(`the backfill of ${p.name} did not complete: ${err.cause instanceof Error ? err.cause.message : err.message} (${url})`);
-      },
-    );
+    const outcome = await watchBackfill(
+      client,
+      handle,
+      { pipeline: p.name, rows, tty: process.stdout.isTTY === true, taskQueue: env.taskQueue },
+      interrupt,
+    ).catch((err: Error) => {
+      throw new UserError(
+        `the backfill of ${p.name} did not complete: ${err.cause instanceof Error ? err.cause.message : err.message} (${url})`,
+      );
+    });
     if (outcome.kind === 'detached') {
       console.log(`\n${p.name}: stopped watching; the backfill continues in Temporal.`);
       console.log(`  watch again:  npx embedsync backfill --table ${p.name}`);
@@ -83,7 +112,8 @@ runMain(async (env) => {
       console.log(`  workflow:     ${url}`);
       return;
     }
-    // The workflow's running time, not this command's: pauses do not count, and an attached watch saw only part.
+    // The workflow's running time, not this command's: pauses do not count, and an attached watch
+    // saw only part.
     const { processed, tokens } = outcome.result;
     const done = `${plural(processed, 'row')}${ranFor(outcome.result)}, ${plural(tokens, 'token')}`;
     console.log(`${p.name}: backfill done: ${done}; vectors in ${p.vectorSchema}.${p.vectorTable}`);

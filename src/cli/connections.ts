@@ -9,11 +9,19 @@ import { databaseUrl, UserError } from './common.js';
 
 export { temporalAddress, temporalUiUrl } from '../temporal/connect.js';
 
-
 /** The SDK's default of 10 s is long for a command someone is waiting on. */
 const CONNECT_TIMEOUT = '5s';
 
-const UNREACHABLE = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EHOSTUNREACH', 'ETIMEDOUT', 'ECONNRESET', 'EAI_AGAIN', '57P03', '3D000']);
+const UNREACHABLE = new Set([
+  'ECONNREFUSED',
+  'ENOTFOUND',
+  'EHOSTUNREACH',
+  'ETIMEDOUT',
+  'ECONNRESET',
+  'EAI_AGAIN',
+  '57P03',
+  '3D000',
+]);
 
 /** A pool on DATABASE_URL with the schema migrated, as the other commands do at start. */
 export async function openDatabase(env: Env, applicationName: string): Promise<Pool> {
@@ -27,7 +35,9 @@ export async function openDatabase(env: Env, applicationName: string): Promise<P
     const code = (err as { code?: string }).code;
     if (code && UNREACHABLE.has(code)) {
       const u = new URL(url);
-      throw new UserError(`cannot reach Postgres at ${u.host}${u.pathname} (DATABASE_URL): ${(err as Error).message}`);
+      throw new UserError(
+        `cannot reach Postgres at ${u.host}${u.pathname} (DATABASE_URL): ${(err as Error).message}`,
+      );
     }
     throw err;
   }
@@ -48,7 +58,12 @@ export async function connectTemporal(env: Env): Promise<TemporalSession> {
   try {
     connection = await Connection.connect({ address, connectTimeout: CONNECT_TIMEOUT });
   } catch (err) {
-    throw new TemporalUnreachableError(`cannot reach Temporal at ${address} (TEMPORAL_ADDRESS): ${(err as Error).message}`);
+    throw new TemporalUnreachableError(
+      `cannot reach Temporal at ${address} (TEMPORAL_ADDRESS): ${(err as Error).message}`,
+    );
   }
-  return { client: new Client({ connection, namespace: env.temporalNamespace }), close: () => connection.close() };
+  return {
+    client: new Client({ connection, namespace: env.temporalNamespace }),
+    close: () => connection.close(),
+  };
 }

@@ -1,6 +1,6 @@
 // npm run dev: the whole pipeline on one machine. Brings up Postgres + pgvector and a Temporal dev
-// server (installing what is missing), loads a demo products table with a pipeline, runs a worker and
-// a poller, proves a row goes through, and says where to look. Ctrl-C stops what it started.
+// server (installing what is missing), loads a demo products table with a pipeline, runs a worker
+// and a poller, proves a row goes through, and says where to look. Ctrl-C stops what it started.
 import path from 'node:path';
 import { Command } from 'commander';
 import { applyPipelines } from '../capture/apply.js';
@@ -22,11 +22,21 @@ import { runMain } from './common.js';
 const DEMO_CONFIG = path.resolve(import.meta.dirname, '../../examples/products.yaml');
 
 const opts = new Command('embedsync dev')
-  .description('Run embedsync locally: Postgres + pgvector, a Temporal dev server, a worker, a poller and a demo products pipeline.')
-  .option('--rows <n>', 'demo products to load into a new products table', (v) => Number.parseInt(v, 10), 300)
-  .addHelpText('after', `
+  .description(
+    'Run embedsync locally: Postgres + pgvector, a Temporal dev server, a worker, a poller and a demo products pipeline.',
+  )
+  .option(
+    '--rows <n>',
+    'demo products to load into a new products table',
+    (v) => Number.parseInt(v, 10),
+    300,
+  )
+  .addHelpText(
+    'after',
+    `
 DATABASE_URL / TEMPORAL_ADDRESS point it at servers of your own instead of starting local ones.
-The local servers keep their data under EMBEDSYNC_HOME (default .embedsync/); \`npx embedsync stack down\` stops them.`)
+The local servers keep their data under EMBEDSYNC_HOME (default .embedsync/); \`npx embedsync stack down\` stops them.`,
+  )
   .parse()
   .opts<{ rows: number }>();
 
@@ -34,14 +44,21 @@ const say = (line: string): void => console.log(line);
 
 runMain(async (env) => {
   const stack = await ensureStack(env, { install: true, log: (line) => say(`  ${line}`) });
-  const log = createLogger({ ...env, logLevel: env.logLevel === 'info' ? 'warn' : env.logLevel }, 'dev');
+  const log = createLogger(
+    { ...env, logLevel: env.logLevel === 'info' ? 'warn' : env.logLevel },
+    'dev',
+  );
   const pool = createPool(stack.databaseUrl, { max: 12, applicationName: 'embedsync-dev' });
   await migrate(pool);
   const created = await createProductsTable(pool);
-  for (const r of await applyPipelines(pool, await loadPipelineFile(DEMO_CONFIG))) say(`pipeline ${r.pipeline}: ${r.outcome}, vectors in ${r.vectorTable}`);
+  for (const r of await applyPipelines(pool, await loadPipelineFile(DEMO_CONFIG)))
+    say(`pipeline ${r.pipeline}: ${r.outcome}, vectors in ${r.vectorTable}`);
 
   const workerConnection = await connectWorker({ temporalAddress: stack.temporalAddress }, log);
-  const temporalEnv = { temporalAddress: stack.temporalAddress, temporalNamespace: stack.temporalNamespace };
+  const temporalEnv = {
+    temporalAddress: stack.temporalAddress,
+    temporalNamespace: stack.temporalNamespace,
+  };
   const { client, connection } = await connectClient(temporalEnv);
   await ensureSearchAttributes(connection, stack.temporalNamespace);
   const worker = await createWorker({
@@ -54,13 +71,24 @@ runMain(async (env) => {
     cacheDir: path.resolve(env.home, 'cache'),
   });
   const running = worker.run();
-  const poller = new Poller({ pool, databaseUrl: stack.databaseUrl, temporal: client, taskQueue: env.taskQueue, log });
+  const poller = new Poller({
+    pool,
+    databaseUrl: stack.databaseUrl,
+    temporal: client,
+    taskQueue: env.taskQueue,
+    log,
+  });
   poller.start();
 
   if (created && opts.rows > 0) {
     say(`loading ${opts.rows} demo products…`);
     await insertDemoProducts(pool, demoProducts(opts.rows));
-    await until(pool, 'select count(distinct pk) >= $1 as done from public.products_embeddings', [opts.rows], 120_000);
+    await until(
+      pool,
+      'select count(distinct pk) >= $1 as done from public.products_embeddings',
+      [opts.rows],
+      120_000,
+    );
   }
   const proof = await proveOneRow(pool);
   const runs = client.workflow.list({ query: `EmbedPipeline = "products" AND EmbedKind = "sync"` });
@@ -110,7 +138,9 @@ async function until(pool: Pool, sql: string, params: unknown[], timeoutMs: numb
     if (rows[0]?.done) return;
     await new Promise((r) => setTimeout(r, 20));
   }
-  throw new Error(`timed out after ${timeoutMs / 1000}s waiting for the pipeline: is the worker healthy? (LOG_LEVEL=debug shows more)`);
+  throw new Error(
+    `timed out after ${timeoutMs / 1000}s waiting for the pipeline: is the worker healthy? (LOG_LEVEL=debug shows more)`,
+  );
 }
 
 async function proveOneRow(pool: Pool): Promise<{ id: string; ms: number }> {
@@ -121,6 +151,11 @@ async function proveOneRow(pool: Pool): Promise<{ id: string; ms: number }> {
   );
   const id = rows[0]?.id ?? '';
   const started = Date.now();
-  await until(pool, 'select exists (select 1 from public.products_embeddings where pk = $1) as done', [id], 30_000);
+  await until(
+    pool,
+    'select exists (select 1 from public.products_embeddings where pk = $1) as done',
+    [id],
+    30_000,
+  );
   return { id, ms: Date.now() - started };
 }

@@ -3,7 +3,8 @@ import type { BackfillProgress } from '../../workflows/definitions.js';
 
 export const count = (n: number): string => Math.round(n).toLocaleString('en-US');
 
-export const plural = (n: number, one: string, many = `${one}s`): string => `${count(n)} ${n === 1 ? one : many}`;
+export const plural = (n: number, one: string, many = `${one}s`): string =>
+  `${count(n)} ${n === 1 ? one : many}`;
 
 /** 4 s, 2 min 05 s, 3 h 12 min: short enough for a progress line, exact enough to plan by. */
 export function duration(seconds: number): string {
@@ -12,18 +13,21 @@ export function duration(seconds: number): string {
   const s = Math.round(seconds);
   if (s < 60) return `${s} s`;
   if (s < 3600) return `${Math.floor(s / 60)} min ${String(s % 60).padStart(2, '0')} s`;
-  if (s < 86_400) return `${Math.floor(s / 3600)} h ${String(Math.floor((s % 3600) / 60)).padStart(2, '0')} min`;
+  if (s < 86_400)
+    return `${Math.floor(s / 3600)} h ${String(Math.floor((s % 3600) / 60)).padStart(2, '0')} min`;
   return `${Math.floor(s / 86_400)} d ${Math.floor((s % 86_400) / 3600)} h`;
 }
 
-export const rate = (perSecond: number | null): string => (perSecond === null ? '… rows/s' : `${count(perSecond)} rows/s`);
+export const rate = (perSecond: number | null): string =>
+  perSecond === null ? '… rows/s' : `${count(perSecond)} rows/s`;
 
 export const percent = (done: number, total: number | null): string =>
   total ? `${Math.min(100, Math.floor((done / total) * 100))}%` : '';
 
 /** Where a backfill is, how fast it goes, when it should be done: for pipes, logs and status. */
 export function progressText(pipeline: string, p: BackfillProgress, fallbackTotal: number): string {
-  // Rows added during the walk can take it past the count it started from: never more done than in all.
+  // Rows added during the walk can take it past the count it started from: never more done than in
+  // all.
   const total = Math.max(p.total ?? fallbackTotal, p.processed);
   const head = `${count(p.processed)} of ${count(total)} rows (${percent(p.processed, total) || '0%'})`;
   switch (p.phase) {
@@ -42,10 +46,15 @@ export function progressText(pipeline: string, p: BackfillProgress, fallbackTota
 }
 
 /**
- * How long a finished walk took and how fast it went, over its running time: "in 12 min 30 s of running
- * (67 rows/s; paused 10 min 00 s)". Empty for a result from a worker that did not keep the time.
+ * How long a finished walk took and how fast it went, over its running time: "in 12 min 30 s of
+ * running (67 rows/s; paused 10 min 00 s)". Empty for a result from a worker that did not keep the
+ * time.
  */
-export function ranFor(r: { processed: number; runningSeconds?: number; pausedSeconds?: number }): string {
+export function ranFor(r: {
+  processed: number;
+  runningSeconds?: number;
+  pausedSeconds?: number;
+}): string {
   if (r.runningSeconds === undefined) return '';
   const paused = r.pausedSeconds ? `; paused ${duration(r.pausedSeconds)}` : '';
   const perSecond = rate(r.processed / Math.max(r.runningSeconds, 0.001));

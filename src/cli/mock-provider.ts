@@ -1,5 +1,5 @@
-// npx embedsync mock-provider: a local server speaking OpenAI's and Bedrock's embedding protocols, for
-// your own tests and for the benchmarks. No keys, no costs; vectors are deterministic.
+// npx embedsync mock-provider: a local server speaking OpenAI's and Bedrock's embedding protocols,
+// for your own tests and for the benchmarks. No keys, no costs; vectors are deterministic.
 import { Command, InvalidArgumentError } from 'commander';
 import { startMockProvider, type MockProviderOptions } from '../mock-provider/server.js';
 
@@ -10,33 +10,51 @@ const count = (value: string): number => {
 };
 
 const program = new Command('embedsync mock-provider')
-  .description('Serve OpenAI POST /v1/embeddings and Bedrock POST /model/{modelId}/invoke on 127.0.0.1.')
+  .description(
+    'Serve OpenAI POST /v1/embeddings and Bedrock POST /model/{modelId}/invoke on 127.0.0.1.',
+  )
   .option('--port <n>', 'port to listen on (default: any free port)', count, 0)
   .option('--latency-ms <n>', 'delay before every answer', count)
   .option('--rpm <n>', 'requests per minute per model before 429 / ThrottlingException', count)
   .option('--tpm <n>', 'tokens per minute per model before 429 / ThrottlingException', count)
-  .option('--retry-hint <kind>', 'what an OpenAI 429 carries: retry-after | retry-after-ms | reset-headers', 'retry-after')
+  .option(
+    '--retry-hint <kind>',
+    'what an OpenAI 429 carries: retry-after | retry-after-ms | reset-headers',
+    'retry-after',
+  )
   .option('--error-rate <fraction>', 'fraction of requests answered 503', count)
   .option('--poison <marker>', 'refuse inputs containing this text as invalid')
   .option('--api-key <key>', 'accept only this OpenAI key (default: any)')
   .option('--model <name=dimensions...>', 'extra models an OpenAI-compatible server would serve')
-  .addHelpText('after', `
+  .addHelpText(
+    'after',
+    `
 Point embedsync at it:
   OpenAI:   embedding.baseURL: http://127.0.0.1:<port>/v1   (or OPENAI_BASE_URL), any OPENAI_API_KEY
   Bedrock:  AWS_ENDPOINT_URL_BEDROCK_RUNTIME=http://127.0.0.1:<port> (or embedding.endpoint), any
-            AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, AWS_REGION=us-east-1`)
+            AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, AWS_REGION=us-east-1`,
+  )
   .parse();
 
 const opts = program.opts<{
-  port: number; latencyMs?: number; rpm?: number; tpm?: number; retryHint: string; errorRate?: number;
-  poison?: string; apiKey?: string; model?: string[];
+  port: number;
+  latencyMs?: number;
+  rpm?: number;
+  tpm?: number;
+  retryHint: string;
+  errorRate?: number;
+  poison?: string;
+  apiKey?: string;
+  model?: string[];
 }>();
 
-if (!['retry-after', 'retry-after-ms', 'reset-headers'].includes(opts.retryHint)) program.error('--retry-hint must be retry-after, retry-after-ms or reset-headers');
+if (!['retry-after', 'retry-after-ms', 'reset-headers'].includes(opts.retryHint))
+  program.error('--retry-hint must be retry-after, retry-after-ms or reset-headers');
 const models: Record<string, number> = {};
 for (const m of opts.model ?? []) {
   const [name, dims] = m.split('=');
-  if (!name || !dims || !Number.isInteger(Number(dims))) program.error(`--model ${m}: expected name=dimensions`);
+  if (!name || !dims || !Number.isInteger(Number(dims)))
+    program.error(`--model ${m}: expected name=dimensions`);
   else models[name] = Number(dims);
 }
 

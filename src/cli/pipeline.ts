@@ -18,14 +18,20 @@ async function withPool(env: Env, fn: (pool: Pool) => Promise<void>): Promise<vo
   }
 }
 
-const program = new Command('embedsync')
-  .description('Manage pipelines: a source table, an embedding config and a vector table.');
+const program = new Command('embedsync').description(
+  'Manage pipelines: a source table, an embedding config and a vector table.',
+);
 
 program
   .command('apply')
   .usage('[--config <file>]')
-  .description('Validate a pipeline file (YAML or JSON) and install every pipeline in it, all or nothing.')
-  .option('-c, --config <file>', 'the pipeline file (default: $EMBEDSYNC_CONFIG, else embedsync.yaml)')
+  .description(
+    'Validate a pipeline file (YAML or JSON) and install every pipeline in it, all or nothing.',
+  )
+  .option(
+    '-c, --config <file>',
+    'the pipeline file (default: $EMBEDSYNC_CONFIG, else embedsync.yaml)',
+  )
   .addHelpText('after', '\nExample:\n  npx embedsync apply --config examples/products.yaml')
   .action((opts: { config?: string }) =>
     runMain(async (env) => {
@@ -35,9 +41,12 @@ program
         for (const r of await applyPipelines(pool, configs)) {
           console.log(`${r.pipeline}: ${r.outcome} (vectors in ${r.vectorTable})`);
           if (r.outcome === 'reembed pending') {
-            console.log(`  what is embedded changed; the live vectors stay as they are until: npx embedsync reembed --table ${r.pipeline}`);
+            console.log(
+              `  what is embedded changed; the live vectors stay as they are until: npx embedsync reembed --table ${r.pipeline}`,
+            );
           }
-          if (r.heldBecause) console.log(`  still held, its changes waiting in the outbox: ${r.heldBecause}`);
+          if (r.heldBecause)
+            console.log(`  still held, its changes waiting in the outbox: ${r.heldBecause}`);
         }
       });
     }),
@@ -46,26 +55,40 @@ program
 program
   .command('remove')
   .usage('--table <pipeline> [--drop-vector-table]')
-  .description('Remove a pipeline: its triggers, its queued changes and its catalog row. The vector table stays unless asked.')
-  .option('-t, --table <pipeline>', 'the pipeline to remove: its name, or a source table one pipeline syncs')
+  .description(
+    'Remove a pipeline: its triggers, its queued changes and its catalog row. The vector table stays unless asked.',
+  )
+  .option(
+    '-t, --table <pipeline>',
+    'the pipeline to remove: its name, or a source table one pipeline syncs',
+  )
   .option('-p, --pipeline <pipeline>', 'the same as --table')
   .option('--drop-vector-table', 'also drop the vector table and its view')
   .addHelpText('after', '\nExample:\n  npx embedsync remove --table products --drop-vector-table')
-  .action((opts: { table?: string; pipeline?: string; dropVectorTable?: boolean }, command: Command) => {
-    if (opts.table !== undefined && opts.pipeline !== undefined && opts.table !== opts.pipeline) {
-      command.error(`error: --table ${opts.table} and --pipeline ${opts.pipeline} name different pipelines; give one`);
-    }
-    const table = opts.table ?? opts.pipeline;
-    if (table === undefined) command.error("error: required option '--table <pipeline>' not specified");
-    runMain(async (env) => {
-      await withPool(env, async (pool) => {
-        const name = (await resolvePipeline(pool, table)).name;
-        const p = await removePipeline(pool, name, { dropVectorTable: opts.dropVectorTable ?? false });
-        const kept = opts.dropVectorTable ? 'dropped' : 'kept';
-        console.log(`${p.name}: removed (triggers on ${p.sourceSchema}.${p.sourceTable} dropped; ${p.vectorSchema}.${p.vectorTable} ${kept})`);
+  .action(
+    (opts: { table?: string; pipeline?: string; dropVectorTable?: boolean }, command: Command) => {
+      if (opts.table !== undefined && opts.pipeline !== undefined && opts.table !== opts.pipeline) {
+        command.error(
+          `error: --table ${opts.table} and --pipeline ${opts.pipeline} name different pipelines; give one`,
+        );
+      }
+      const table = opts.table ?? opts.pipeline;
+      if (table === undefined)
+        command.error("error: required option '--table <pipeline>' not specified");
+      runMain(async (env) => {
+        await withPool(env, async (pool) => {
+          const name = (await resolvePipeline(pool, table)).name;
+          const p = await removePipeline(pool, name, {
+            dropVectorTable: opts.dropVectorTable ?? false,
+          });
+          const kept = opts.dropVectorTable ? 'dropped' : 'kept';
+          console.log(
+            `${p.name}: removed (triggers on ${p.sourceSchema}.${p.sourceTable} dropped; ${p.vectorSchema}.${p.vectorTable} ${kept})`,
+          );
+        });
       });
-    });
-  });
+    },
+  );
 
 program
   .command('pipelines')
@@ -75,11 +98,15 @@ program
       await withPool(env, async (pool) => {
         const pipelines = await listPipelines(pool);
         if (pipelines.length === 0) {
-          throw new UserError('no pipelines yet: apply a pipeline file with `npx embedsync apply --config <file>`');
+          throw new UserError(
+            'no pipelines yet: apply a pipeline file with `npx embedsync apply --config <file>`',
+          );
         }
         for (const p of pipelines) {
           const e = p.config.embedding;
-          console.log(`${p.name}\t${p.sourceSchema}.${p.sourceTable} → ${p.vectorSchema}.${p.vectorTable}\t${e.provider}/${e.model} ${e.dimensions}d\tgeneration ${p.generation}${p.syncPaused ? '\tsync paused' : ''}`);
+          console.log(
+            `${p.name}\t${p.sourceSchema}.${p.sourceTable} → ${p.vectorSchema}.${p.vectorTable}\t${e.provider}/${e.model} ${e.dimensions}d\tgeneration ${p.generation}${p.syncPaused ? '\tsync paused' : ''}`,
+          );
         }
       });
     }),

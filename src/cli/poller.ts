@@ -1,4 +1,5 @@
-// npx embedsync poller: moves captured changes from the outbox into Temporal workflows until SIGTERM.
+// npx embedsync poller: moves captured changes from the outbox into Temporal workflows until
+// SIGTERM.
 import { Command } from 'commander';
 import { migrate } from '../db/migrator.js';
 import { createPool } from '../db/pool.js';
@@ -9,10 +10,24 @@ import { connectClient, temporalAddress } from '../temporal/connect.js';
 import { databaseUrl, metricsPortError, runMain } from './common.js';
 
 const opts = new Command('embedsync poller')
-  .description('Run an embedsync poller: claims outbox rows and starts one sync workflow per batch. Several may run at once.')
-  .option('--claim-limit <n>', 'most outbox rows one claim takes', (v) => Number.parseInt(v, 10), DEFAULT_POLLER_OPTIONS.claimLimit)
-  .option('--interval <ms>', 'how often to look for changes (a NOTIFY on embedsync_outbox wakes it sooner)', (v) => Number.parseInt(v, 10), DEFAULT_POLLER_OPTIONS.fallbackIntervalMs)
-  .addHelpText('after', `
+  .description(
+    'Run an embedsync poller: claims outbox rows and starts one sync workflow per batch. Several may run at once.',
+  )
+  .option(
+    '--claim-limit <n>',
+    'most outbox rows one claim takes',
+    (v) => Number.parseInt(v, 10),
+    DEFAULT_POLLER_OPTIONS.claimLimit,
+  )
+  .option(
+    '--interval <ms>',
+    'how often to look for changes (a NOTIFY on embedsync_outbox wakes it sooner)',
+    (v) => Number.parseInt(v, 10),
+    DEFAULT_POLLER_OPTIONS.fallbackIntervalMs,
+  )
+  .addHelpText(
+    'after',
+    `
 Environment: DATABASE_URL, TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, EMBEDSYNC_TASK_QUEUE
 (see \`embedsync worker --help\`).
 
@@ -20,7 +35,8 @@ Metrics (Prometheus: outbox backlog, dead letters, backfill progress, read from 
   EMBEDSYNC_POLLER_METRICS_PORT
                         /metrics port (default 9465; 0: off). Each poller on one host needs its own
   EMBEDSYNC_METRICS_HOST
-                        address to listen on (default 0.0.0.0: reachable by a Prometheus elsewhere)`)
+                        address to listen on (default 0.0.0.0: reachable by a Prometheus elsewhere)`,
+  )
   .parse()
   .opts<{ claimLimit: number; interval: number }>();
 
@@ -31,12 +47,17 @@ runMain(async (env) => {
   await migrate(pool);
   const { client: temporal, connection } = await connectClient(env);
   await ensureSearchAttributes(connection, env.temporalNamespace);
-  const poller = new Poller({ pool, databaseUrl: url, temporal, taskQueue: env.taskQueue, log }, { claimLimit: opts.claimLimit, fallbackIntervalMs: opts.interval });
+  const poller = new Poller(
+    { pool, databaseUrl: url, temporal, taskQueue: env.taskQueue, log },
+    { claimLimit: opts.claimLimit, fallbackIntervalMs: opts.interval },
+  );
   const metricsPort = env.metrics.pollerPort;
-  const metrics = metricsPort === 0
-    ? undefined
-    : await poller.serveMetrics({ host: env.metrics.host, port: metricsPort })
-      .catch(metricsPortError('EMBEDSYNC_POLLER_METRICS_PORT'));
+  const metrics =
+    metricsPort === 0
+      ? undefined
+      : await poller
+          .serveMetrics({ host: env.metrics.host, port: metricsPort })
+          .catch(metricsPortError('EMBEDSYNC_POLLER_METRICS_PORT'));
   poller.start();
   log.info({ temporal: temporalAddress(env), taskQueue: env.taskQueue, metrics }, 'poller running');
   await new Promise<void>((resolve) => {

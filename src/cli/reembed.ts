@@ -1,6 +1,6 @@
-// npx embedsync reembed: after a change of what a pipeline embeds (model, dimensions, columns, prefixes,
-// chunking) has been applied, builds the new generation in a table of its own and swaps it in
-// atomically. Search keeps working on the old generation until the swap, and never sees both.
+// npx embedsync reembed: after a change of what a pipeline embeds (model, dimensions, columns,
+// prefixes, chunking) has been applied, builds the new generation in a table of its own and swaps
+// it in atomically. Search keeps working on the old generation until the swap, and never sees both.
 import { Command } from 'commander';
 import { DEFAULT_WINDOW, NothingToReembedError, startReembed } from '../backfill/start.js';
 import { checkSourceSchemas } from '../capture/schema-check.js';
@@ -8,24 +8,38 @@ import { getPipeline, instanceId, resolvePipeline } from '../db/catalog.js';
 import { countSourceRows } from '../status/index.js';
 import { webUiWorkflowUrl } from '../temporal/names.js';
 import { positiveInt, runMain, UserError } from './common.js';
-import { connectTemporal, openDatabase, temporalUiUrl, type TemporalSession } from './connections.js';
+import {
+  connectTemporal,
+  openDatabase,
+  temporalUiUrl,
+  type TemporalSession,
+} from './connections.js';
 import { plural, ranFor } from './format.js';
 import { catchInterrupt, watchBackfill } from './watch.js';
 
 const opts = new Command('embedsync reembed')
   .usage('--table <pipeline> [--batch-size <n>] [--window <n>] [--detach]')
-  .description("Re-embed a pipeline whose embedding config changed: build the new generation beside the live one, then swap it in atomically.")
+  .description(
+    'Re-embed a pipeline whose embedding config changed: build the new generation beside the live one, then swap it in atomically.',
+  )
   .requiredOption('-t, --table <pipeline>', 'a pipeline name, or a source table one pipeline syncs')
-  .option('--batch-size <n>', "source keys per batch (default: the new config's batchSize)", positiveInt)
+  .option(
+    '--batch-size <n>',
+    "source keys per batch (default: the new config's batchSize)",
+    positiveInt,
+  )
   .option('--window <n>', `batches in flight at once (default ${DEFAULT_WINDOW})`, positiveInt)
   .option('--detach', 'start the re-embed (or find the running one) and return at once')
-  .addHelpText('after', `
+  .addHelpText(
+    'after',
+    `
 Examples:
   npx embedsync apply --config embedsync.yaml   # says "re-embed pending" for a changed model or columns
   npx embedsync reembed --table products
 
 While it runs, changes are written to both generations; pause and resume it like a backfill
-(npx embedsync pause / resume --table products). Ctrl-C stops watching, never the re-embed.`)
+(npx embedsync pause / resume --table products). Ctrl-C stops watching, never the re-embed.`,
+  )
   .parse()
   .opts<{ table: string; batchSize?: number; window?: number; detach?: boolean }>();
 
@@ -37,7 +51,8 @@ runMain(async (env) => {
     // A renamed source table is followed before its rows are counted.
     await checkSourceSchemas(pool, { pipeline: named.name });
     const p = await getPipeline(pool, named.name);
-    if (!p.pendingConfig || p.pendingGeneration === null) throw new UserError(new NothingToReembedError(p.name).message);
+    if (!p.pendingConfig || p.pendingGeneration === null)
+      throw new UserError(new NothingToReembedError(p.name).message);
     session = await connectTemporal(env);
     const { client } = session;
     const rows = await countSourceRows(pool, p);
@@ -52,18 +67,25 @@ runMain(async (env) => {
     // Caught before the line a user may answer with Ctrl-C is printed, not once watching has begun.
     const interrupt = catchInterrupt();
     const e = p.pendingConfig.embedding;
-    console.log(`${p.name}: re-embedding ${plural(rows, 'row')} as generation ${p.pendingGeneration} (${e.provider}/${e.model}, ${e.dimensions} dims)`);
+    console.log(
+      `${p.name}: re-embedding ${plural(rows, 'row')} as generation ${p.pendingGeneration} (${e.provider}/${e.model}, ${e.dimensions} dims)`,
+    );
     if (opts.detach) {
       interrupt.dispose();
       console.log(`  workflow:  ${handle.workflowId}  ${url}`);
       console.log(`  status:    npx embedsync status --table ${p.name}`);
       return;
     }
-    const outcome = await watchBackfill(client, handle, { pipeline: p.name, rows, tty: process.stdout.isTTY === true, taskQueue: env.taskQueue }, interrupt).catch(
-      (err: Error) => {
-        throw new UserError(`the re-embed of ${p.name} did not complete: ${err.cause instanceof Error ? err.cause.message : err.message} (${url})`);
-      },
-    );
+    const outcome = await watchBackfill(
+      client,
+      handle,
+      { pipeline: p.name, rows, tty: process.stdout.isTTY === true, taskQueue: env.taskQueue },
+      interrupt,
+    ).catch((err: Error) => {
+      throw new UserError(
+        `the re-embed of ${p.name} did not complete: ${err.cause instanceof Error ? err.cause.message : err.message} (${url})`,
+      );
+    });
     if (outcome.kind === 'detached') {
       console.log(`\n${p.name}: stopped watching; the re-embed continues in Temporal (${url}).`);
       return;

@@ -1,11 +1,19 @@
-// npx embedsync search: a text query against a pipeline's vectors, with metadata filters, as a table or JSON.
+// npx embedsync search: a text query against a pipeline's vectors, with metadata filters, as a
+// table or JSON.
 import { Command } from 'commander';
 import { inspectTable } from '../capture/inspect.js';
 import { resolvePipeline, type Pipeline } from '../db/catalog.js';
 import type { Pool } from '../db/pool.js';
 import { createProviders } from '../providers/index.js';
 import {
-  FILTER_SYNTAX, FilterError, filterTypeProblem, parseFilter, search, SearchError, type MetadataFilter, type SearchHit,
+  FILTER_SYNTAX,
+  FilterError,
+  filterTypeProblem,
+  parseFilter,
+  search,
+  SearchError,
+  type MetadataFilter,
+  type SearchHit,
 } from '../search/index.js';
 import { positiveInt, runMain, UserError } from './common.js';
 import { openDatabase } from './connections.js';
@@ -16,14 +24,26 @@ const collect = (value: string, previous: string[]): string[] => [...previous, v
 
 const program = new Command('embedsync search')
   .usage('--table <pipeline> [--limit <n>] [--filter <filter>]… [--all-chunks] [--json] <text...>')
-  .description("Search a pipeline's vectors with text, embedded by the pipeline's own model; one result per source row (its best chunk).")
+  .description(
+    "Search a pipeline's vectors with text, embedded by the pipeline's own model; one result per source row (its best chunk).",
+  )
   .argument('<text...>', 'what to search for')
   .requiredOption('-t, --table <pipeline>', 'a pipeline name, or a source table one pipeline syncs')
   .option('-n, --limit <n>', 'results to return (at most 1000)', positiveInt, 10)
-  .option('-f, --filter <filter>', `keep rows whose metadata matches: ${FILTER_SYNTAX}; repeat to require several`, collect, [])
-  .option('--all-chunks', 'return matching chunks, several per row possibly, instead of each row\'s best')
+  .option(
+    '-f, --filter <filter>',
+    `keep rows whose metadata matches: ${FILTER_SYNTAX}; repeat to require several`,
+    collect,
+    [],
+  )
+  .option(
+    '--all-chunks',
+    "return matching chunks, several per row possibly, instead of each row's best",
+  )
   .option('--json', 'print the results as JSON')
-  .addHelpText('after', `
+  .addHelpText(
+    'after',
+    `
 Filters apply to the pipeline's metadata columns. true and false are booleans, numbers compare as
 numbers, anything else as text; quote a value to make it text ("123"). A row without the key never
 matches, except with !=. A list ("key in a,b,c") matches any of its values.
@@ -33,10 +53,17 @@ Examples:
   npx embedsync search --table products "rain jacket" --filter in_stock=true --filter "price<=150"
   npx embedsync search --table products "tent" --filter "category in outdoor,camping" --json
 
-Providers read the same environment as the worker (OPENAI_API_KEY, AWS_REGION, …).`)
+Providers read the same environment as the worker (OPENAI_API_KEY, AWS_REGION, …).`,
+  )
   .parse();
 
-const opts = program.opts<{ table: string; limit: number; filter: string[]; allChunks?: boolean; json?: boolean }>();
+const opts = program.opts<{
+  table: string;
+  limit: number;
+  filter: string[];
+  allChunks?: boolean;
+  json?: boolean;
+}>();
 const text = (program.processedArgs[0] as string[]).join(' ');
 
 runMain(async (env) => {
@@ -46,9 +73,23 @@ runMain(async (env) => {
   try {
     const p = await resolvePipeline(pool, opts.table);
     await checkFilterTypes(pool, p, filters);
-    const hits = await userErrorsAsync(() => search(pool, createProviders(), p, text, { limit: opts.limit, filters, bestChunkPerRow: !opts.allChunks }));
-    if (opts.json) console.log(JSON.stringify({ pipeline: p.name, query: text, filters, results: hits }, null, 2));
-    else console.log(hits.length ? table(hits, p.config.metadata) : `no results in ${p.name}${filters.length ? ' matching the filters' : ''}`);
+    const hits = await userErrorsAsync(() =>
+      search(pool, createProviders(), p, text, {
+        limit: opts.limit,
+        filters,
+        bestChunkPerRow: !opts.allChunks,
+      }),
+    );
+    if (opts.json)
+      console.log(
+        JSON.stringify({ pipeline: p.name, query: text, filters, results: hits }, null, 2),
+      );
+    else
+      console.log(
+        hits.length
+          ? table(hits, p.config.metadata)
+          : `no results in ${p.name}${filters.length ? ' matching the filters' : ''}`,
+      );
   } finally {
     await pool.end();
   }
@@ -58,7 +99,9 @@ runMain(async (env) => {
 async function checkFilterTypes(pool: Pool, p: Pipeline, filters: MetadataFilter[]): Promise<void> {
   if (filters.length === 0) return;
   const client = await pool.connect();
-  const table = await inspectTable(client, p.sourceSchema, p.sourceTable).finally(() => client.release());
+  const table = await inspectTable(client, p.sourceSchema, p.sourceTable).finally(() =>
+    client.release(),
+  );
   filters.forEach((f, i) => {
     const column = p.config.metadata.includes(f.key) ? table?.columns.get(f.key) : undefined;
     const problem = column && filterTypeProblem(f, column, `${p.sourceSchema}.${p.sourceTable}`);
@@ -78,21 +121,36 @@ async function userErrorsAsync<T>(fn: () => Promise<T>): Promise<T> {
   try {
     return await fn();
   } catch (err) {
-    throw err instanceof FilterError || err instanceof SearchError ? new UserError(err.message) : err;
+    throw err instanceof FilterError || err instanceof SearchError
+      ? new UserError(err.message)
+      : err;
   }
 }
 
 function table(hits: SearchHit[], keys: readonly string[]): string {
-  const rows = hits.map((h) => [h.score.toFixed(3), h.pk, metadataText(h.metadata, keys), snippet(h.chunk)]);
+  const rows = hits.map((h) => [
+    h.score.toFixed(3),
+    h.pk,
+    metadataText(h.metadata, keys),
+    snippet(h.chunk),
+  ]);
   const header = ['score', 'pk', 'metadata', 'chunk'];
-  const widths = header.map((title, i) => Math.max(title.length, ...rows.map((r) => r[i]?.length ?? 0)));
-  const line = (cells: string[]): string => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i] ?? 0))).join('  ');
+  const widths = header.map((title, i) =>
+    Math.max(title.length, ...rows.map((r) => r[i]?.length ?? 0)),
+  );
+  const line = (cells: string[]): string =>
+    cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i] ?? 0))).join('  ');
   return [line(header), ...rows.map(line)].join('\n');
 }
 
 /** In the pipeline's order (jsonb keeps its own), in the syntax --filter reads. */
 const metadataText = (metadata: Record<string, unknown>, keys: readonly string[]): string =>
-  keys.filter((k) => k in metadata).map((k) => `${k}=${typeof metadata[k] === 'string' ? metadata[k] : JSON.stringify(metadata[k])}`).join(' ');
+  keys
+    .filter((k) => k in metadata)
+    .map(
+      (k) => `${k}=${typeof metadata[k] === 'string' ? metadata[k] : JSON.stringify(metadata[k])}`,
+    )
+    .join(' ');
 
 function snippet(chunk: string): string {
   const flat = chunk.replace(/\s+/g, ' ').trim();

@@ -1,4 +1,5 @@
-// `npx embedsync stack <up|down|status|install>`: the local PostgreSQL + pgvector and Temporal dev server.
+// `npx embedsync stack <up|down|status|install>`: the local PostgreSQL + pgvector and Temporal dev
+// server.
 import { Command } from 'commander';
 import { LOCAL_DEFAULTS, readEnv, type Env } from '../config/env.js';
 import { ensureStack, installStack, stackStatus, stopStack, StackError } from '../stack/index.js';
@@ -58,18 +59,31 @@ program
   .action(async () => {
     const s = await stackStatus(envWith(program.opts()));
     const state = (pid: number | undefined, answers: boolean): string =>
-      pid !== undefined ? `running (pid ${pid})` : answers ? 'answering, started elsewhere' : 'stopped';
+      pid !== undefined
+        ? `running (pid ${pid})`
+        : answers
+          ? 'answering, started elsewhere'
+          : 'stopped';
     say(`home         ${s.home}`);
-    say(`postgres     ${state(s.postgres.pid, s.postgres.answers)} on 127.0.0.1:${LOCAL_DEFAULTS.postgresPort}`);
+    say(
+      `postgres     ${state(s.postgres.pid, s.postgres.answers)} on 127.0.0.1:${LOCAL_DEFAULTS.postgresPort}`,
+    );
     say(`             ${s.postgres.install}, pgvector ${s.postgres.pgvector ?? 'not installed'}`);
-    say(`temporal     ${state(s.temporal.pid, s.temporal.answers)} on 127.0.0.1:${LOCAL_DEFAULTS.temporalPort}`);
-    if (s.temporal.searchAttributes !== undefined) say(`             search attributes ${s.temporal.searchAttributes ? 'registered' : 'missing'}`);
+    say(
+      `temporal     ${state(s.temporal.pid, s.temporal.answers)} on 127.0.0.1:${LOCAL_DEFAULTS.temporalPort}`,
+    );
+    if (s.temporal.searchAttributes !== undefined)
+      say(
+        `             search attributes ${s.temporal.searchAttributes ? 'registered' : 'missing'}`,
+      );
     say(`             CLI ${s.temporal.cli ?? 'not installed'}`);
   });
 
 program
   .command('install')
-  .description('install missing PostgreSQL, pgvector (apt, as root) and the temporal CLI (go install); start nothing')
+  .description(
+    'install missing PostgreSQL, pgvector (apt, as root) and the temporal CLI (go install); start nothing',
+  )
   .action(async () => {
     await installStack(envWith(program.opts()), { log: say });
     say('everything the local stack needs is installed');
@@ -80,7 +94,8 @@ try {
 } catch (err) {
   // One clear line; for a failed command, the end of its output or log below it.
   console.error(`stack ${program.args[0] ?? ''}: ${(err as Error).message}`);
-  if (err instanceof StackError && err.command && !err.message.includes(err.command)) console.error(`  command: ${err.command}`);
+  if (err instanceof StackError && err.command && !err.message.includes(err.command))
+    console.error(`  command: ${err.command}`);
   if (err instanceof StackError && err.detail) console.error(err.detail.replace(/^/gm, '  | '));
   process.exitCode = 1;
 }

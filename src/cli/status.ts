@@ -1,26 +1,46 @@
-// npx embedsync status: where each pipeline stands — the database's facts and Temporal's running workflows.
+// npx embedsync status: where each pipeline stands — the database's facts and Temporal's running
+// workflows.
 import { Command } from 'commander';
 import { resolvePipeline } from '../db/catalog.js';
 import { isHeld } from '../db/pipeline-state.js';
 import {
-  gatherStatus, oneLine, type PipelineStatus, type StatusReport, type StuckBatchStatus, type TemporalTarget,
+  gatherStatus,
+  oneLine,
+  type PipelineStatus,
+  type StatusReport,
+  type StuckBatchStatus,
+  type TemporalTarget,
 } from '../status/index.js';
 import { runMain } from './common.js';
-import { connectTemporal, openDatabase, temporalAddress, temporalUiUrl, type TemporalSession } from './connections.js';
+import {
+  connectTemporal,
+  openDatabase,
+  temporalAddress,
+  temporalUiUrl,
+  type TemporalSession,
+} from './connections.js';
 import { count, duration, percent, plural, progressText } from './format.js';
 
 const opts = new Command('embedsync status')
   .usage('[--table <pipeline>] [--json]')
-  .description('Show each pipeline: state, sync paused or not, backfill progress, outbox backlog, dead letters, tokens, whether its provider is answering, and its running workflows.')
-  .option('-t, --table <pipeline>', 'only this pipeline (a pipeline name, or a source table one pipeline syncs)')
+  .description(
+    'Show each pipeline: state, sync paused or not, backfill progress, outbox backlog, dead letters, tokens, whether its provider is answering, and its running workflows.',
+  )
+  .option(
+    '-t, --table <pipeline>',
+    'only this pipeline (a pipeline name, or a source table one pipeline syncs)',
+  )
   .option('--json', 'print the facts as JSON')
-  .addHelpText('after', `
+  .addHelpText(
+    'after',
+    `
 Examples:
   npx embedsync status
   npx embedsync status --table products --json | jq .
 
 The database facts are also a view: select * from embedsync.pipeline_status;
-If Temporal cannot be reached, the database facts are printed all the same and the command exits 1.`)
+If Temporal cannot be reached, the database facts are printed all the same and the command exits 1.`,
+  )
   .parse()
   .opts<{ table?: string; json?: boolean }>();
 
@@ -28,8 +48,14 @@ runMain(async (env) => {
   const pool = await openDatabase(env, 'embedsync-status');
   let session: TemporalSession | undefined;
   try {
-    const pipeline = opts.table === undefined ? undefined : (await resolvePipeline(pool, opts.table)).name;
-    const target: TemporalTarget = { address: temporalAddress(env), namespace: env.temporalNamespace, base: temporalUiUrl(env), client: undefined };
+    const pipeline =
+      opts.table === undefined ? undefined : (await resolvePipeline(pool, opts.table)).name;
+    const target: TemporalTarget = {
+      address: temporalAddress(env),
+      namespace: env.temporalNamespace,
+      base: temporalUiUrl(env),
+      client: undefined,
+    };
     try {
       session = await connectTemporal(env);
       target.client = session.client;
@@ -41,7 +67,9 @@ runMain(async (env) => {
     else print(report);
     if (!report.temporal.reachable) {
       const why = report.temporal.error ?? 'unreachable';
-      process.stderr.write(`embedsync: Temporal was unreachable, so workflows and backfill progress are missing: ${why}\n`);
+      process.stderr.write(
+        `embedsync: Temporal was unreachable, so workflows and backfill progress are missing: ${why}\n`,
+      );
       process.exitCode = 1;
     }
   } finally {
@@ -52,7 +80,9 @@ runMain(async (env) => {
 
 function print(report: StatusReport): void {
   if (report.pipelines.length === 0) {
-    console.log('no pipelines yet: apply a pipeline file with `npx embedsync apply --config <file>`');
+    console.log(
+      'no pipelines yet: apply a pipeline file with `npx embedsync apply --config <file>`',
+    );
     return;
   }
   console.log(report.pipelines.map((p) => describe(p, report.temporal.reachable)).join('\n\n'));
@@ -63,8 +93,11 @@ const FAILING_AFTER = 3;
 
 function providerHealth(p: PipelineStatus): string {
   const ago = (at: Date) => `${duration((Date.now() - at.getTime()) / 1000)} ago`;
-  const success = p.providerLastSuccessAt ? `last success ${ago(p.providerLastSuccessAt)}` : 'no success yet';
-  // Wrong dimensions, bad credentials, …: the batch failed for good (dead letters), nothing is retrying.
+  const success = p.providerLastSuccessAt
+    ? `last success ${ago(p.providerLastSuccessAt)}`
+    : 'no success yet';
+  // Wrong dimensions, bad credentials, …: the batch failed for good (dead letters), nothing is
+  // retrying.
   const notRetried = p.providerLastErrorRetryable === false ? 'failed, not retried: ' : '';
   const last = `${notRetried}${p.providerLastError ?? '?'}`;
   if (p.providerFailuresInARow >= FAILING_AFTER && p.providerLastErrorAt) {
@@ -88,7 +121,9 @@ function rateLimits(p: PipelineStatus): string {
   ];
   if (p.provider === 'offline') return 'none (offline provider)';
   // The workers' environment (EMBEDSYNC_<PROVIDER>_REQUESTS_PER_MINUTE, …) may set stricter ones.
-  return limits.length > 0 ? `${limits.join(', ')}, shared by every worker (select * from embedsync.rate_buckets)` : 'none declared by the pipeline';
+  return limits.length > 0
+    ? `${limits.join(', ')}, shared by every worker (select * from embedsync.rate_buckets)`
+    : 'none declared by the pipeline';
 }
 
 /** How a stuck batch reads: where, how often, since when, why, and its workflow in the Web UI. */
@@ -111,9 +146,12 @@ function stuckSection(p: PipelineStatus): { headline: string; lines: string[] } 
 }
 
 function syncing(p: PipelineStatus): string {
-  if (p.syncPaused) return `sync PAUSED (changes wait in the outbox; npx embedsync resume --table ${p.pipeline})`;
+  if (p.syncPaused)
+    return `sync PAUSED (changes wait in the outbox; npx embedsync resume --table ${p.pipeline})`;
   if (!isHeld(p.state)) return 'sync running';
-  const since = p.stateSince ? ` for ${duration((Date.now() - p.stateSince.getTime()) / 1000)}` : '';
+  const since = p.stateSince
+    ? ` for ${duration((Date.now() - p.stateSince.getTime()) / 1000)}`
+    : '';
   return `sync HELD${since} (changes wait in the outbox until the source table or the config is fixed)`;
 }
 
@@ -124,12 +162,23 @@ function describe(p: PipelineStatus, reachable: boolean): string {
   row('state', `${p.state}, ${syncing(p)}`);
   if (p.stateReason) row('why', p.stateReason);
   row('model', `${p.provider}/${p.model}, ${p.dimensions} dims, generation ${p.generation}`);
-  const total = p.totalRows === null ? 'no backfill yet' : `${count(p.syncedRows)} of ${count(p.totalRows)} rows (${percent(p.syncedRows, p.totalRows) || '0%'})`;
-  const last = p.lastSyncedAt ? `, last checkpoint ${duration((Date.now() - p.lastSyncedAt.getTime()) / 1000)} ago` : '';
+  const total =
+    p.totalRows === null
+      ? 'no backfill yet'
+      : `${count(p.syncedRows)} of ${count(p.totalRows)} rows (${percent(p.syncedRows, p.totalRows) || '0%'})`;
+  const last = p.lastSyncedAt
+    ? `, last checkpoint ${duration((Date.now() - p.lastSyncedAt.getTime()) / 1000)} ago`
+    : '';
   row('synced', `${total}${last}`);
-  const oldest = p.oldestChangeSeconds === null ? '' : `, oldest waiting ${duration(p.oldestChangeSeconds)}`;
+  const oldest =
+    p.oldestChangeSeconds === null ? '' : `, oldest waiting ${duration(p.oldestChangeSeconds)}`;
   row('outbox', `${plural(p.outboxBacklog, 'change')} waiting${oldest}`);
-  row('dead letters', p.deadLetters ? `${count(p.deadLetters)} (select * from embedsync.dead_letters where pipeline = '${p.pipeline}')` : '0');
+  row(
+    'dead letters',
+    p.deadLetters
+      ? `${count(p.deadLetters)} (select * from embedsync.dead_letters where pipeline = '${p.pipeline}')`
+      : '0',
+  );
   row('tokens used', count(p.tokensUsed));
   row('provider', providerHealth(p));
   stuck.lines.forEach((text, i) => row(i === 0 ? 'stuck' : '', i === 0 ? text : `  ${text}`));
@@ -141,9 +190,15 @@ function describe(p: PipelineStatus, reachable: boolean): string {
   }
   row('workflows', `${count(w.running)} running; all of them: ${w.listUrl}`);
   for (const x of w.listed) lines.push(`  ${''.padEnd(13)}   ${x.workflowId}  ${x.url}`);
-  if (w.running > w.listed.length) lines.push(`  ${''.padEnd(13)}   … and ${count(w.running - w.listed.length)} more`);
+  if (w.running > w.listed.length)
+    lines.push(`  ${''.padEnd(13)}   … and ${count(w.running - w.listed.length)} more`);
   if (w.backfill) {
-    row('backfill', w.backfill.progress ? progressText(p.pipeline, w.backfill.progress, p.totalRows ?? 0) : 'running; no worker answered its progress query (is `npx embedsync worker` running?)');
+    row(
+      'backfill',
+      w.backfill.progress
+        ? progressText(p.pipeline, w.backfill.progress, p.totalRows ?? 0)
+        : 'running; no worker answered its progress query (is `npx embedsync worker` running?)',
+    );
   }
   return lines.join('\n');
 }

@@ -1,5 +1,6 @@
-// npx embedsync verify: checks that a pipeline's vectors match its source table row by row (by content hash,
-// chunks, generation and metadata), and with --requeue queues the differences for the sync to repair.
+// npx embedsync verify: checks that a pipeline's vectors match its source table row by row (by
+// content hash, chunks, generation and metadata), and with --requeue queues the differences for the
+// sync to repair.
 import { Command } from 'commander';
 import { resolvePipeline } from '../db/catalog.js';
 import { readPipelineFacts } from '../status/index.js';
@@ -14,17 +15,25 @@ const EXAMPLES = 10;
 
 const opts = new Command('embedsync verify')
   .usage('--table <pipeline> [--requeue] [--json]')
-  .description("Check that every source row has the vectors of its current content, and that no vectors outlive their row. Exits 0 when in step, 1 when not.")
+  .description(
+    'Check that every source row has the vectors of its current content, and that no vectors outlive their row. Exits 0 when in step, 1 when not.',
+  )
   .requiredOption('-t, --table <pipeline>', 'a pipeline name, or a source table one pipeline syncs')
-  .option('--requeue', 'queue every differing key in the outbox, so the running poller and worker repair it')
+  .option(
+    '--requeue',
+    'queue every differing key in the outbox, so the running poller and worker repair it',
+  )
   .option('--json', 'print the result as JSON')
-  .addHelpText('after', `
+  .addHelpText(
+    'after',
+    `
 Examples:
   npx embedsync verify --table products
   npx embedsync verify --table products --requeue   # then run verify again once the queue has drained
 
 It reads the whole source table a page at a time; on a busy table, changes still in flight show up
-as differences until they are synced.`)
+as differences until they are synced.`,
+  )
   .parse()
   .opts<{ table: string; requeue?: boolean; json?: boolean }>();
 
@@ -46,15 +55,37 @@ runMain(async (env) => {
     const requeued = opts.requeue && differing > 0 ? await requeueReport(pool, report) : undefined;
     const differingKeys = [...report.missing, ...report.stale, ...report.orphaned];
     const stuck = differing > 0 ? await stuckWarnings(pool, p.name, differingKeys) : [];
-    const inFlight = { outboxBacklog: facts?.outboxBacklog ?? 0, state: facts?.state ?? p.state, syncPaused: facts?.syncPaused ?? p.syncPaused };
+    const inFlight = {
+      outboxBacklog: facts?.outboxBacklog ?? 0,
+      state: facts?.state ?? p.state,
+      syncPaused: facts?.syncPaused ?? p.syncPaused,
+    };
 
     if (opts.json) {
-      const kinds = (k: Kind) => ({ count: report[k].length, examples: report[k].slice(0, EXAMPLES) });
-      const deadLettered = { count: report.deadLettered.length, examples: report.deadLettered.slice(0, EXAMPLES) };
-      const json = { pipeline: p.name, rows: report.rows, inStep: differing === 0, missing: kinds('missing'), stale: kinds('stale'), orphaned: kinds('orphaned'), deadLettered, ...(requeued === undefined ? {} : { requeued }), inFlight };
+      const kinds = (k: Kind) => ({
+        count: report[k].length,
+        examples: report[k].slice(0, EXAMPLES),
+      });
+      const deadLettered = {
+        count: report.deadLettered.length,
+        examples: report.deadLettered.slice(0, EXAMPLES),
+      };
+      const json = {
+        pipeline: p.name,
+        rows: report.rows,
+        inStep: differing === 0,
+        missing: kinds('missing'),
+        stale: kinds('stale'),
+        orphaned: kinds('orphaned'),
+        deadLettered,
+        ...(requeued === undefined ? {} : { requeued }),
+        inFlight,
+      };
       console.log(JSON.stringify({ ...json, stuck }, null, 2));
     } else {
-      console.log(`${p.name} (${p.sourceSchema}.${p.sourceTable} → ${p.vectorSchema}.${p.vectorTable}): ${plural(report.rows, 'row')} checked`);
+      console.log(
+        `${p.name} (${p.sourceSchema}.${p.sourceTable} → ${p.vectorSchema}.${p.vectorTable}): ${plural(report.rows, 'row')} checked`,
+      );
       for (const kind of Object.keys(KINDS) as Kind[]) console.log(kindLine(report, kind));
       if (report.deadLettered.length > 0) console.log(deadLetterLine(report));
       console.log(verdict(p.name, differing, requeued, inFlight));
@@ -87,22 +118,40 @@ function stuckLine(w: StuckWarning): string {
   const error = (w.lastError.split('\n')[0] ?? '').trim();
   const how = w.retryable ? 'stuck' : 'failed for good (not retried)';
   const were = (n: number) => (n === 1 ? 'was' : 'were');
-  const head = w.keys > 0
-    ? `${count(w.keys)} of these keys ${were(w.keys)} in batches ${how} at ${w.stage}: ${error}; they will fail again`
-    : `${plural(w.batches, 'batch', 'batches')} of the pipeline ${w.batches === 1 ? 'is' : 'are'} ${how} `
-      + `at ${w.stage}: ${error}; keys requeued now will fail there too`;
+  const head =
+    w.keys > 0
+      ? `${count(w.keys)} of these keys ${were(w.keys)} in batches ${how} at ${w.stage}: ${error}; they will fail again`
+      : `${plural(w.batches, 'batch', 'batches')} of the pipeline ${w.batches === 1 ? 'is' : 'are'} ${how} ` +
+        `at ${w.stage}: ${error}; keys requeued now will fail there too`;
   return `  ${head} until that is fixed (select * from embedsync.stuck_batches).`;
 }
 
-function verdict(pipeline: string, differing: number, requeued: number | undefined, inFlight: { outboxBacklog: number; state: string; syncPaused: boolean }): string {
+function verdict(
+  pipeline: string,
+  differing: number,
+  requeued: number | undefined,
+  inFlight: { outboxBacklog: number; state: string; syncPaused: boolean },
+): string {
   if (differing === 0) return `${pipeline}: in step.`;
   const lines = [`${pipeline}: NOT in step: ${plural(differing, 'key')} differ.`];
   if (inFlight.outboxBacklog > 0 || inFlight.state === 'backfilling') {
-    const busy = inFlight.state === 'backfilling' ? 'a backfill is running' : `${plural(inFlight.outboxBacklog, 'change')} waiting in the outbox`;
+    const busy =
+      inFlight.state === 'backfilling'
+        ? 'a backfill is running'
+        : `${plural(inFlight.outboxBacklog, 'change')} waiting in the outbox`;
     lines.push(`  Work is in flight (${busy}): some of these may be on their way.`);
   }
-  if (requeued === undefined) lines.push(`  npx embedsync verify --table ${pipeline} --requeue queues them for the sync to repair.`);
-  else if (inFlight.syncPaused) lines.push(`  Queued ${plural(requeued, 'change')}; sync is paused, so they wait for npx embedsync resume --table ${pipeline}.`);
-  else lines.push(`  Queued ${plural(requeued, 'change')} for the sync; run verify again once they are processed.`);
+  if (requeued === undefined)
+    lines.push(
+      `  npx embedsync verify --table ${pipeline} --requeue queues them for the sync to repair.`,
+    );
+  else if (inFlight.syncPaused)
+    lines.push(
+      `  Queued ${plural(requeued, 'change')}; sync is paused, so they wait for npx embedsync resume --table ${pipeline}.`,
+    );
+  else
+    lines.push(
+      `  Queued ${plural(requeued, 'change')} for the sync; run verify again once they are processed.`,
+    );
   return lines.join('\n');
 }

@@ -1,5 +1,5 @@
-// Watching a backfill from a terminal: a live bar fed by the workflow's progress query, or a line every
-// few seconds when stdout is a pipe or a log. Ctrl-C stops the watching, never the backfill.
+// Watching a backfill from a terminal: a live bar fed by the workflow's progress query, or a line
+// every few seconds when stdout is a pipe or a log. Ctrl-C stops the watching, never the backfill.
 import type { Client } from '@temporalio/client';
 import cliProgress from 'cli-progress';
 import type { BackfillProgress } from '../../workflows/definitions.js';
@@ -10,7 +10,9 @@ import { count, duration, percent, progressText, rate } from './format.js';
 
 export type WatchOutcome = { kind: 'done'; result: BackfillResult } | { kind: 'detached' };
 
-/** Ctrl-C, caught from the moment a command says it started a walk: it then stops the watching only. */
+/**
+ * Ctrl-C, caught from the moment a command says it started a walk: it then stops the watching only.
+ */
 export interface Interrupt {
   readonly interrupted: Promise<void>;
   dispose(): void;
@@ -44,7 +46,9 @@ interface Display {
   stop(): void;
 }
 
-/** After this long without an answer to the progress query, say that no worker seems to be there. */
+/**
+ * After this long without an answer to the progress query, say that no worker seems to be there.
+ */
 const NO_WORKER_HINT_AFTER_MS = 10_000;
 
 export async function watchBackfill(
@@ -57,9 +61,12 @@ export async function watchBackfill(
   let stopped = false;
   let wake: () => void = () => undefined;
   const detached = interrupt.interrupted.then((): WatchOutcome => ({ kind: 'detached' }));
-  // The result is a long poll; closing the connection would wait for it (up to 20 s), so it is cancelled.
+  // The result is a long poll; closing the connection would wait for it (up to 20 s), so it is
+  // cancelled.
   const abort = new AbortController();
-  const finished = client.withAbortSignal(abort.signal, () => handle.result()).then((result): WatchOutcome => ({ kind: 'done', result }));
+  const finished = client
+    .withAbortSignal(abort.signal, () => handle.result())
+    .then((result): WatchOutcome => ({ kind: 'done', result }));
   finished.catch(() => undefined); // cancelled once detached: expected
 
   // One controller per query: the SDK leaves a listener on the signal it is given.
@@ -69,7 +76,9 @@ export async function watchBackfill(
     while (!stopped) {
       queryAbort = new AbortController();
       const signal = queryAbort.signal;
-      const progress = await client.withAbortSignal(signal, () => queryProgress(client, handle, 2000));
+      const progress = await client.withAbortSignal(signal, () =>
+        queryProgress(client, handle, 2000),
+      );
       if (progress) lastAnswer = Date.now();
       if (!stopped) display.update(progress, Date.now() - lastAnswer);
       await new Promise<void>((resolve) => {
@@ -114,7 +123,8 @@ function barDisplay(o: WatchOptions): Display {
   });
   let total = o.rows;
   let last: BackfillProgress | null = null;
-  // Rate and ETA are the workflow's, over its running time: this command's own clock would count pauses.
+  // Rate and ETA are the workflow's, over its running time: this command's own clock would count
+  // pauses.
   const payload = (p: BackfillProgress | null, note: string) => ({
     percent: percent(p?.processed ?? 0, total) || '0%',
     done: count(p?.processed ?? 0),
@@ -130,7 +140,10 @@ function barDisplay(o: WatchOptions): Display {
         total = p.total;
         bar.setTotal(Math.max(total, 1));
       }
-      const silent = silentForMs > NO_WORKER_HINT_AFTER_MS ? '(no worker answering: is `npx embedsync worker` running?)' : '';
+      const silent =
+        silentForMs > NO_WORKER_HINT_AFTER_MS
+          ? '(no worker answering: is `npx embedsync worker` running?)'
+          : '';
       const note = !p ? silent : p.phase === 'counting' ? '(counting rows…)' : '';
       last = p ?? last;
       bar.update(last?.processed ?? 0, payload(last, note));

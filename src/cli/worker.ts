@@ -1,4 +1,5 @@
-// npx embedsync worker: runs the Temporal worker against DATABASE_URL and TEMPORAL_ADDRESS until SIGTERM.
+// npx embedsync worker: runs the Temporal worker against DATABASE_URL and TEMPORAL_ADDRESS until
+// SIGTERM.
 import path from 'node:path';
 import { Command } from 'commander';
 import { migrate } from '../db/migrator.js';
@@ -11,8 +12,12 @@ import { createWorker } from '../worker/worker.js';
 import { databaseUrl, metricsPortError, runMain } from './common.js';
 
 new Command('embedsync worker')
-  .description('Run an embedsync worker: the sync workflows, their database stages, and the embedding activities.')
-  .addHelpText('after', `
+  .description(
+    'Run an embedsync worker: the sync workflows, their database stages, and the embedding activities.',
+  )
+  .addHelpText(
+    'after',
+    `
 Environment:
   DATABASE_URL          Postgres holding the source tables and embedsync's schema
   TEMPORAL_ADDRESS      host:port of the Temporal frontend (default 127.0.0.1:7233)
@@ -36,7 +41,8 @@ Providers (credentials only from the environment):
                         ones); give every worker the same. Changes in the pipelines are followed
                         within 5 s, without a restart.
 
-Stops gracefully on SIGTERM or SIGINT: running activities finish first.`)
+Stops gracefully on SIGTERM or SIGINT: running activities finish first.`,
+  )
   .parse();
 
 runMain(async (env) => {
@@ -54,11 +60,17 @@ runMain(async (env) => {
     log,
     cacheDir: path.resolve(env.home, 'cache'),
   });
-  const metrics = metricsPort === 0
-    ? undefined
-    : await worker.serveMetrics({ host: env.metrics.host, port: metricsPort })
-      .catch(metricsPortError('EMBEDSYNC_WORKER_METRICS_PORT'));
-  const where = { temporal: temporalAddress(env), namespace: env.temporalNamespace, taskQueue: env.taskQueue };
+  const metrics =
+    metricsPort === 0
+      ? undefined
+      : await worker
+          .serveMetrics({ host: env.metrics.host, port: metricsPort })
+          .catch(metricsPortError('EMBEDSYNC_WORKER_METRICS_PORT'));
+  const where = {
+    temporal: temporalAddress(env),
+    namespace: env.temporalNamespace,
+    taskQueue: env.taskQueue,
+  };
   log.info({ ...where, metrics }, 'worker running');
   try {
     // The SDK shuts the workers down on SIGINT/SIGTERM; run() resolves once they have drained.

@@ -1,7 +1,10 @@
 // The one place that reads process.env. Everything else receives a validated Env.
 import { z } from 'zod';
 
-/** Defaults of the local stack that `npm run dev` and the tests start. docker-compose.yml mirrors them. */
+/**
+ * Defaults of the local stack that `npm run dev` and the tests start. docker-compose.yml mirrors
+ * them.
+ */
 export const LOCAL_DEFAULTS = {
   postgresPort: 54329,
   postgresUser: 'postgres',
@@ -15,8 +18,8 @@ export const LOCAL_DEFAULTS = {
 
 /** Where the /metrics endpoints listen unless told otherwise (README, "Watching it"). */
 export const METRICS_DEFAULTS = {
-  // Any interface: Prometheus scrapes from outside the container or pod. The endpoints carry counts and
-  // pipeline and provider names, never row data or secrets.
+  // Any interface: Prometheus scrapes from outside the container or pod. The endpoints carry counts
+  // and pipeline and provider names, never row data or secrets.
   host: '0.0.0.0',
   // 9464 is the port Temporal's and OpenTelemetry's Prometheus exporters use by convention.
   workerPort: 9464,
@@ -27,7 +30,10 @@ export const localDatabaseUrl = (database: string = LOCAL_DEFAULTS.database): st
   `postgres://${LOCAL_DEFAULTS.postgresUser}@127.0.0.1:${LOCAL_DEFAULTS.postgresPort}/${database}`;
 
 // An empty variable is unset (the default), not port 0 (off).
-const port = z.preprocess((v) => (v === '' ? undefined : v), z.coerce.number().int().min(0).max(65535).optional());
+const port = z.preprocess(
+  (v) => (v === '' ? undefined : v),
+  z.coerce.number().int().min(0).max(65535).optional(),
+);
 const envSchema = z.object({
   DATABASE_URL: z.string().min(1).optional(),
   TEMPORAL_ADDRESS: z.string().min(1).optional(),
@@ -64,7 +70,9 @@ export function readEnv(source: NodeJS.ProcessEnv = process.env): Env {
   const parsed = envSchema.safeParse(source);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
-    throw new Error(`environment variable ${String(issue?.path[0])}: ${issue?.message ?? 'invalid'}`);
+    throw new Error(
+      `environment variable ${String(issue?.path[0])}: ${issue?.message ?? 'invalid'}`,
+    );
   }
   const e = parsed.data;
   return {
@@ -76,7 +84,8 @@ export function readEnv(source: NodeJS.ProcessEnv = process.env): Env {
     configPath: e.EMBEDSYNC_CONFIG,
     home: e.EMBEDSYNC_HOME,
     logLevel: e.LOG_LEVEL,
-    logFormat: e.LOG_FORMAT ?? (e.NODE_ENV === 'production' || !process.stdout.isTTY ? 'json' : 'pretty'),
+    logFormat:
+      e.LOG_FORMAT ?? (e.NODE_ENV === 'production' || !process.stdout.isTTY ? 'json' : 'pretty'),
     metrics: {
       host: e.EMBEDSYNC_METRICS_HOST,
       workerPort: e.EMBEDSYNC_WORKER_METRICS_PORT,
@@ -85,7 +94,10 @@ export function readEnv(source: NodeJS.ProcessEnv = process.env): Env {
   };
 }
 
-/** A provider's limits for the whole deployment, from the environment; pipelines may declare stricter ones. */
+/**
+ * A provider's limits for the whole deployment, from the environment; pipelines may declare
+ * stricter ones.
+ */
 export interface ProviderRateLimit {
   requestsPerMinute?: number;
   tokensPerMinute?: number;
@@ -111,18 +123,29 @@ const providerEnvSchema = z.object({
 
 // Empty variables count as unset: `FOO= npx embedsync worker` should not fail URL validation.
 const withoutEmpty = (source: NodeJS.ProcessEnv): Record<string, string> =>
-  Object.fromEntries(Object.entries(source).filter((e): e is [string, string] => e[1] !== undefined && e[1] !== ''));
+  Object.fromEntries(
+    Object.entries(source).filter((e): e is [string, string] => e[1] !== undefined && e[1] !== ''),
+  );
 
-/** Provider settings that are not secrets. Credentials are read by readSecret or the AWS default chain. */
+/**
+ * Provider settings that are not secrets. Credentials are read by readSecret or the AWS default
+ * chain.
+ */
 export function readProviderEnv(source: NodeJS.ProcessEnv = process.env): ProviderEnv {
   const parsed = providerEnvSchema.safeParse(withoutEmpty(source));
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
-    throw new Error(`environment variable ${String(issue?.path[0])}: ${issue?.message ?? 'invalid'}`);
+    throw new Error(
+      `environment variable ${String(issue?.path[0])}: ${issue?.message ?? 'invalid'}`,
+    );
   }
   const e = parsed.data;
   return {
-    openai: { baseURL: e.OPENAI_BASE_URL, requestsPerMinute: e.EMBEDSYNC_OPENAI_REQUESTS_PER_MINUTE, tokensPerMinute: e.EMBEDSYNC_OPENAI_TOKENS_PER_MINUTE },
+    openai: {
+      baseURL: e.OPENAI_BASE_URL,
+      requestsPerMinute: e.EMBEDSYNC_OPENAI_REQUESTS_PER_MINUTE,
+      tokensPerMinute: e.EMBEDSYNC_OPENAI_TOKENS_PER_MINUTE,
+    },
     bedrock: {
       region: e.AWS_REGION ?? e.AWS_DEFAULT_REGION,
       endpoint: e.AWS_ENDPOINT_URL_BEDROCK_RUNTIME,
@@ -132,8 +155,14 @@ export function readProviderEnv(source: NodeJS.ProcessEnv = process.env): Provid
   };
 }
 
-/** A secret, by the name of the variable holding it: read where it is used, never stored in config or logged. */
-export function readSecret(name: string, source: NodeJS.ProcessEnv = process.env): string | undefined {
+/**
+ * A secret, by the name of the variable holding it: read where it is used, never stored in config
+ * or logged.
+ */
+export function readSecret(
+  name: string,
+  source: NodeJS.ProcessEnv = process.env,
+): string | undefined {
   const value = source[name];
   return value === undefined || value === '' ? undefined : value;
 }

@@ -1,4 +1,5 @@
-// The declared shape of a pipeline, validated once at the edge (the config file) and stored in the catalog.
+// The declared shape of a pipeline, validated once at the edge (the config file) and stored in the
+// catalog.
 import { z } from 'zod';
 import { createHash } from 'node:crypto';
 
@@ -10,7 +11,10 @@ const embedColumn = z.union([
     .object({
       column: z.string().min(1),
       prefix: z.string().default(''),
-      /** Repeat this column (with its prefix) at the head of every chunk of the row, so each keeps its context. */
+      /**
+       * Repeat this column (with its prefix) at the head of every chunk of the row, so each keeps
+       * its context.
+       */
       repeat: z.boolean().default(false),
     })
     .strict(),
@@ -24,13 +28,17 @@ const offlineEmbedding = z
   })
   .strict();
 
-// Provider options. Secrets are never config: a key is named by the environment variable holding it.
-// Which models exist and which dimensions they can produce is checked against src/providers/models.ts
-// when the pipeline is applied.
+// Provider options. Secrets are never config: a key is named by the environment variable holding
+// it. Which models exist and which dimensions they can produce is checked against
+// src/providers/models.ts when the pipeline is applied.
 const rateLimits = {
-  /** The account's request limit for this model: the worker paces the provider's task queue to it. */
+  /**
+   * The account's request limit for this model: the worker paces the provider's task queue to it.
+   */
   requestsPerMinute: z.number().int().min(1).optional(),
-  /** The account's token limit for this model: requests are sized so the paced queue stays under it. */
+  /**
+   * The account's token limit for this model: requests are sized so the paced queue stays under it.
+   */
   tokensPerMinute: z.number().int().min(1).optional(),
 };
 
@@ -39,13 +47,22 @@ const openaiEmbedding = z
     provider: z.literal('openai'),
     model: z.string().min(1),
     dimensions: z.number().int().min(1).max(16_000),
-    /** An OpenAI-compatible server (Ollama, vLLM, TEI, LM Studio); default OPENAI_BASE_URL or OpenAI's. */
+    /**
+     * An OpenAI-compatible server (Ollama, vLLM, TEI, LM Studio); default OPENAI_BASE_URL or
+     * OpenAI's.
+     */
     baseURL: z.url().optional(),
     /** The environment variable holding the API key. */
-    apiKeyEnv: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name').default('OPENAI_API_KEY'),
+    apiKeyEnv: z
+      .string()
+      .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name')
+      .default('OPENAI_API_KEY'),
     /** Always sent: float is exact JSON; base64 is a quarter of the bytes. */
     encodingFormat: z.enum(['float', 'base64']).default('float'),
-    /** For a model of a compatible server that embedsync does not know: most texts one request may carry. */
+    /**
+     * For a model of a compatible server that embedsync does not know: most texts one request may
+     * carry.
+     */
     maxInputsPerRequest: z.number().int().min(1).max(2048).optional(),
     ...rateLimits,
   })
@@ -54,11 +71,17 @@ const openaiEmbedding = z
 const bedrockEmbedding = z
   .object({
     provider: z.literal('bedrock'),
-    /** A model id, inference profile id or ARN: amazon.titan-embed-text-v2:0, cohere.embed-english-v3, … */
+    /**
+     * A model id, inference profile id or ARN: amazon.titan-embed-text-v2:0,
+     * cohere.embed-english-v3, …
+     */
     model: z.string().min(1),
     dimensions: z.number().int().min(1).max(16_000),
     /** Default AWS_REGION, then the AWS SDK's own region chain. */
-    region: z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d+$/, 'must be an AWS region such as us-east-1').optional(),
+    region: z
+      .string()
+      .regex(/^[a-z]{2}(-[a-z]+)+-\d+$/, 'must be an AWS region such as us-east-1')
+      .optional(),
     /** Titan Text Embeddings v2 only: unit-length vectors (default true). */
     normalize: z.boolean().optional(),
     /** A VPC endpoint or a test server instead of the regional Bedrock runtime endpoint. */
@@ -69,7 +92,12 @@ const bedrockEmbedding = z
 
 export const pipelineSchema = z
   .object({
-    name: z.string().regex(PIPELINE_NAME, 'must be lower case letters, digits and _, starting with a letter (at most 40)'),
+    name: z
+      .string()
+      .regex(
+        PIPELINE_NAME,
+        'must be lower case letters, digits and _, starting with a letter (at most 40)',
+      ),
     source: z
       .object({
         table: z.string().min(1),
@@ -85,22 +113,35 @@ export const pipelineSchema = z
       })
       .strict(),
     metadata: z.array(z.string().min(1)).default([]),
-    embedding: z.discriminatedUnion('provider', [offlineEmbedding, openaiEmbedding, bedrockEmbedding]),
+    embedding: z.discriminatedUnion('provider', [
+      offlineEmbedding,
+      openaiEmbedding,
+      bedrockEmbedding,
+    ]),
     chunking: z
       .object({
-        /** Longest chunk, in the model's unit: cl100k tokens for OpenAI's models, characters otherwise. */
+        /**
+         * Longest chunk, in the model's unit: cl100k tokens for OpenAI's models, characters
+         * otherwise.
+         */
         size: z.number().int().min(64).max(100_000).default(2000),
         /** How much (in the same unit) each chunk repeats from the end of the one before. */
         overlap: z.number().int().min(0).default(200),
       })
       .strict()
-      .refine((c) => c.overlap < c.size / 2, { message: 'overlap must be less than half of size', path: ['overlap'] })
+      .refine((c) => c.overlap < c.size / 2, {
+        message: 'overlap must be less than half of size',
+        path: ['overlap'],
+      })
       .default({ size: 2000, overlap: 200 }),
     /** Where the vectors go; defaults to <source schema>.<name>_embeddings. */
     vectorTable: z.string().min(1).optional(),
     /** halfvec halves storage and allows HNSW up to 4,000 dimensions (vector: 2,000). */
     vectorType: z.enum(['vector', 'halfvec']).default('vector'),
-    /** Most source keys one sync workflow handles; bounded so keys in history stay far below payload limits. */
+    /**
+     * Most source keys one sync workflow handles; bounded so keys in history stay far below payload
+     * limits.
+     */
     batchSize: z.number().int().min(1).max(2000).default(200),
   })
   .strict()
@@ -110,11 +151,19 @@ export const pipelineSchema = z
     const firstPlain = repeats.indexOf(false);
     repeats.forEach((r, i) => {
       if (r && firstPlain !== -1 && i > firstPlain) {
-        ctx.addIssue({ code: 'custom', path: ['embed', 'columns', i, 'repeat'], message: 'columns repeated on every chunk must come before the others' });
+        ctx.addIssue({
+          code: 'custom',
+          path: ['embed', 'columns', i, 'repeat'],
+          message: 'columns repeated on every chunk must come before the others',
+        });
       }
     });
     if (p.vectorType === 'vector' && p.embedding.dimensions > 2000) {
-      ctx.addIssue({ code: 'custom', path: ['vectorType'], message: `HNSW indexes vector up to 2,000 dimensions; use "halfvec" for ${p.embedding.dimensions}` });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['vectorType'],
+        message: `HNSW indexes vector up to 2,000 dimensions; use "halfvec" for ${p.embedding.dimensions}`,
+      });
     }
   });
 
@@ -126,7 +175,11 @@ export const configFileSchema = z
     file.pipelines.forEach((p, i) => {
       const first = seen.get(p.name);
       if (first !== undefined) {
-        ctx.addIssue({ code: 'custom', path: ['pipelines', i, 'name'], message: `duplicate pipeline name "${p.name}" (also pipelines[${first}])` });
+        ctx.addIssue({
+          code: 'custom',
+          path: ['pipelines', i, 'name'],
+          message: `duplicate pipeline name "${p.name}" (also pipelines[${first}])`,
+        });
       }
       seen.set(p.name, i);
     });
@@ -137,13 +190,22 @@ export type EmbeddingConfig = PipelineConfig['embedding'];
 export type OpenAIEmbeddingConfig = Extract<EmbeddingConfig, { provider: 'openai' }>;
 export type BedrockEmbeddingConfig = Extract<EmbeddingConfig, { provider: 'bedrock' }>;
 export type PipelineInput = z.input<typeof pipelineSchema>;
-export interface EmbedColumn { column: string; prefix: string; repeat: boolean }
-
-export function embedColumns(config: PipelineConfig): EmbedColumn[] {
-  return config.embed.columns.map((c) => (typeof c === 'string' ? { column: c, prefix: '', repeat: false } : c));
+export interface EmbedColumn {
+  column: string;
+  prefix: string;
+  repeat: boolean;
 }
 
-/** The settings that decide what a vector is. Two configs with the same fingerprint give the same vectors. */
+export function embedColumns(config: PipelineConfig): EmbedColumn[] {
+  return config.embed.columns.map((c) =>
+    typeof c === 'string' ? { column: c, prefix: '', repeat: false } : c,
+  );
+}
+
+/**
+ * The settings that decide what a vector is. Two configs with the same fingerprint give the same
+ * vectors.
+ */
 export function embeddingFingerprint(config: PipelineConfig): string {
   const relevant = {
     // `repeat` only when set, so pipelines that never used it keep their fingerprints.
@@ -157,28 +219,52 @@ export function embeddingFingerprint(config: PipelineConfig): string {
 }
 
 // Options that change how vectors are fetched, not what they are: changing them needs no re-embed.
-const OPERATIONAL_OPTIONS = new Set(['apiKeyEnv', 'encodingFormat', 'maxInputsPerRequest', 'region', 'endpoint', 'requestsPerMinute', 'tokensPerMinute']);
+const OPERATIONAL_OPTIONS = new Set([
+  'apiKeyEnv',
+  'encodingFormat',
+  'maxInputsPerRequest',
+  'region',
+  'endpoint',
+  'requestsPerMinute',
+  'tokensPerMinute',
+]);
 
 function vectorDefining(embedding: EmbeddingConfig): Record<string, unknown> {
-  return Object.fromEntries(Object.entries(embedding).filter(([key]) => !OPERATIONAL_OPTIONS.has(key)));
+  return Object.fromEntries(
+    Object.entries(embedding).filter(([key]) => !OPERATIONAL_OPTIONS.has(key)),
+  );
 }
 
-/** JSON with object keys sorted: the catalog's jsonb reorders keys, and equal configs must compare equal. */
+/**
+ * JSON with object keys sorted: the catalog's jsonb reorders keys, and equal configs must compare
+ * equal.
+ */
 export function canonicalJson(value: unknown): string {
   return JSON.stringify(value, (_key, v: unknown) =>
     v && typeof v === 'object' && !Array.isArray(v)
-      ? Object.fromEntries(Object.entries(v as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
+      ? Object.fromEntries(
+          Object.entries(v as Record<string, unknown>).sort(([a], [b]) =>
+            a < b ? -1 : a > b ? 1 : 0,
+          ),
+        )
       : v,
   );
 }
 
 /** Turns a zod path into the field name users see: pipelines[2].embed.columns. */
 export function fieldPath(path: readonly PropertyKey[]): string {
-  return path.reduce<string>((acc, part) => (typeof part === 'number' ? `${acc}[${part}]` : acc ? `${acc}.${String(part)}` : String(part)), '');
+  return path.reduce<string>(
+    (acc, part) =>
+      typeof part === 'number' ? `${acc}[${part}]` : acc ? `${acc}.${String(part)}` : String(part),
+    '',
+  );
 }
 
 export class ConfigError extends Error {
-  constructor(readonly field: string, readonly detail: string) {
+  constructor(
+    readonly field: string,
+    readonly detail: string,
+  ) {
     super(field ? `${field}: ${detail}` : detail);
     this.name = 'ConfigError';
   }

@@ -1,6 +1,6 @@
-// embedsync.batch_failures and its view embedsync.stuck_batches (sql/000009): every query of that table.
-// Activities record each failed attempt of a batch's stage and clear it when the stage succeeds or the
-// batch ends; status and verify read the stuck ones.
+// embedsync.batch_failures and its view embedsync.stuck_batches (sql/000009): every query of that
+// table. Activities record each failed attempt of a batch's stage and clear it when the stage
+// succeeds or the batch ends; status and verify read the stuck ones.
 import type { Pool, PoolClient } from './pool.js';
 
 type Queryable = Pick<Pool | PoolClient, 'query'>;
@@ -20,13 +20,15 @@ export interface StageFailure {
 }
 
 /**
- * One failed attempt. A first attempt starts the count afresh (a new run of the stage). True when this
- * attempt made the stage stuck (embedsync.stuck_after_attempts() failures in a row).
+ * One failed attempt. A first attempt starts the count afresh (a new run of the stage). True when
+ * this attempt made the stage stuck (embedsync.stuck_after_attempts() failures in a row).
  */
 export async function recordStageFailure(db: Queryable, f: StageFailure): Promise<boolean> {
-  // Leftovers of workflows that stopped running are of no use once expired: trimmed as failures arrive.
+  // Leftovers of workflows that stopped running are of no use once expired: trimmed as failures
+  // arrive.
   await db.query(
-    'delete from embedsync.batch_failures where last_failed_at < now() - embedsync.batch_failure_expiry()');
+    'delete from embedsync.batch_failures where last_failed_at < now() - embedsync.batch_failure_expiry()',
+  );
   const { rows } = await db.query<{ stuck: boolean }>(
     `insert into embedsync.batch_failures as f
        (pipeline, batch_id, stage, workflow_id, run_id, attempts, error_class, last_error, retryable)
@@ -37,15 +39,29 @@ export async function recordStageFailure(db: Queryable, f: StageFailure): Promis
            last_failed_at = now(),
            first_failed_at = case when excluded.attempts <= 1 then now() else f.first_failed_at end
      returning attempts = embedsync.stuck_after_attempts() as stuck`,
-    [f.pipeline, f.batchId, f.stage, f.workflowId, f.runId, f.attempt, f.errorClass,
-      f.error.slice(0, MAX_ERROR_LENGTH), f.retryable],
+    [
+      f.pipeline,
+      f.batchId,
+      f.stage,
+      f.workflowId,
+      f.runId,
+      f.attempt,
+      f.errorClass,
+      f.error.slice(0, MAX_ERROR_LENGTH),
+      f.retryable,
+    ],
   );
   return rows[0]?.stuck ?? false;
 }
 
-/** A record left by a run that no longer runs (Temporal says so): it would otherwise wait for expiry. */
+/**
+ * A record left by a run that no longer runs (Temporal says so): it would otherwise wait for
+ * expiry.
+ */
 export async function clearLeftover(
-  db: Queryable, b: Pick<StuckBatch, 'pipeline' | 'batchId' | 'stage' | 'runId'>): Promise<void> {
+  db: Queryable,
+  b: Pick<StuckBatch, 'pipeline' | 'batchId' | 'stage' | 'runId'>,
+): Promise<void> {
   await db.query(
     `delete from embedsync.batch_failures
       where pipeline = $1 and batch_id = $2 and stage = $3 and run_id is not distinct from $4`,
@@ -55,20 +71,39 @@ export async function clearLeftover(
 
 /** The stage succeeded. */
 export async function clearStageFailure(
-  db: Queryable, pipeline: string, batchId: string, stage: string): Promise<void> {
-  await db.query('delete from embedsync.batch_failures where pipeline = $1 and batch_id = $2 and stage = $3',
-    [pipeline, batchId, stage]);
+  db: Queryable,
+  pipeline: string,
+  batchId: string,
+  stage: string,
+): Promise<void> {
+  await db.query(
+    'delete from embedsync.batch_failures where pipeline = $1 and batch_id = $2 and stage = $3',
+    [pipeline, batchId, stage],
+  );
 }
 
 /** The batch ended (written, or its generation dropped): none of its stages is failing any more. */
-export async function clearBatchFailures(db: Queryable, pipeline: string, batchId: string): Promise<void> {
-  await db.query('delete from embedsync.batch_failures where pipeline = $1 and batch_id = $2', [pipeline, batchId]);
+export async function clearBatchFailures(
+  db: Queryable,
+  pipeline: string,
+  batchId: string,
+): Promise<void> {
+  await db.query('delete from embedsync.batch_failures where pipeline = $1 and batch_id = $2', [
+    pipeline,
+    batchId,
+  ]);
 }
 
 /** Every batch whose id starts with `prefix` ended: a sync dead-lettered, a walk finished. */
-export async function clearBatchFailuresByPrefix(db: Queryable, pipeline: string, prefix: string): Promise<void> {
-  await db.query('delete from embedsync.batch_failures where pipeline = $1 and starts_with(batch_id, $2)',
-    [pipeline, prefix]);
+export async function clearBatchFailuresByPrefix(
+  db: Queryable,
+  pipeline: string,
+  prefix: string,
+): Promise<void> {
+  await db.query(
+    'delete from embedsync.batch_failures where pipeline = $1 and starts_with(batch_id, $2)',
+    [pipeline, prefix],
+  );
 }
 
 /** One row of embedsync.stuck_batches. */
@@ -101,9 +136,18 @@ export async function readStuckBatches(db: Queryable, pipeline?: string): Promis
 }
 
 /** How many of `keys` are staged in a stuck batch of the pipeline, by stage and error. */
-export interface StuckKeys { stage: string; lastError: string; retryable: boolean; keys: number }
+export interface StuckKeys {
+  stage: string;
+  lastError: string;
+  retryable: boolean;
+  keys: number;
+}
 
-export async function stuckKeys(db: Queryable, pipeline: string, keys: string[]): Promise<StuckKeys[]> {
+export async function stuckKeys(
+  db: Queryable,
+  pipeline: string,
+  keys: string[],
+): Promise<StuckKeys[]> {
   if (keys.length === 0) return [];
   const { rows } = await db.query<StuckKeys>(
     `select b.stage, b.last_error as "lastError", b.retryable, count(distinct r.pk)::int as keys

@@ -32,8 +32,14 @@ export interface Pipeline {
 }
 
 export class PipelineNotFoundError extends Error {
-  constructor(readonly pipeline: string, detail?: string) {
-    super(detail ?? `no pipeline named "${pipeline}" and no pipeline syncing a table of that name (npx embedsync pipelines lists them)`);
+  constructor(
+    readonly pipeline: string,
+    detail?: string,
+  ) {
+    super(
+      detail ??
+        `no pipeline named "${pipeline}" and no pipeline syncing a table of that name (npx embedsync pipelines lists them)`,
+    );
     this.name = 'PipelineNotFoundError';
   }
 }
@@ -84,15 +90,28 @@ export function atGeneration(p: Pipeline, generation: number | undefined): Pipel
   return undefined;
 }
 
-export async function getPipeline(db: Pool | PoolClient, name: string, lock: '' | 'for share' | 'for update' = ''): Promise<Pipeline> {
-  const { rows } = await db.query<PipelineRow>(`select * from embedsync.pipelines where name = $1 ${lock}`, [name]);
+export async function getPipeline(
+  db: Pool | PoolClient,
+  name: string,
+  lock: '' | 'for share' | 'for update' = '',
+): Promise<Pipeline> {
+  const { rows } = await db.query<PipelineRow>(
+    `select * from embedsync.pipelines where name = $1 ${lock}`,
+    [name],
+  );
   const row = rows[0];
   if (!row) throw new PipelineNotFoundError(name);
   return fromRow(row);
 }
 
-export async function findPipeline(db: Pool | PoolClient, name: string): Promise<Pipeline | undefined> {
-  const { rows } = await db.query<PipelineRow>('select * from embedsync.pipelines where name = $1', [name]);
+export async function findPipeline(
+  db: Pool | PoolClient,
+  name: string,
+): Promise<Pipeline | undefined> {
+  const { rows } = await db.query<PipelineRow>(
+    'select * from embedsync.pipelines where name = $1',
+    [name],
+  );
   return rows[0] && fromRow(rows[0]);
 }
 
@@ -103,7 +122,9 @@ export async function listPipelines(db: Pool | PoolClient): Promise<Pipeline[]> 
 
 /** This installation's id (see embedsync.settings). */
 export async function instanceId(db: Pool | PoolClient): Promise<string> {
-  const { rows } = await db.query<{ value: string }>(`select value from embedsync.settings where key = 'instance_id'`);
+  const { rows } = await db.query<{ value: string }>(
+    `select value from embedsync.settings where key = 'instance_id'`,
+  );
   if (!rows[0]) throw new Error('embedsync.settings has no instance_id: run the migrations');
   return rows[0].value;
 }
@@ -112,14 +133,24 @@ export async function instanceId(db: Pool | PoolClient): Promise<string> {
  * What users type after --table: a pipeline name, or a source table (schema-qualified or not) that
  * exactly one pipeline syncs.
  */
-export async function resolvePipeline(db: Pool | PoolClient, tableOrName: string): Promise<Pipeline> {
+export async function resolvePipeline(
+  db: Pool | PoolClient,
+  tableOrName: string,
+): Promise<Pipeline> {
   const byName = await findPipeline(db, tableOrName);
   if (byName) return byName;
-  const [schema, table] = tableOrName.includes('.') ? tableOrName.split('.', 2) : [undefined, tableOrName];
-  const matches = (await listPipelines(db)).filter((p) => p.sourceTable === table && (schema === undefined || p.sourceSchema === schema));
+  const [schema, table] = tableOrName.includes('.')
+    ? tableOrName.split('.', 2)
+    : [undefined, tableOrName];
+  const matches = (await listPipelines(db)).filter(
+    (p) => p.sourceTable === table && (schema === undefined || p.sourceSchema === schema),
+  );
   if (matches.length === 1 && matches[0]) return matches[0];
   if (matches.length > 1) {
-    throw new PipelineNotFoundError(tableOrName, `several pipelines sync ${tableOrName} (${matches.map((p) => p.name).join(', ')}): name one`);
+    throw new PipelineNotFoundError(
+      tableOrName,
+      `several pipelines sync ${tableOrName} (${matches.map((p) => p.name).join(', ')}): name one`,
+    );
   }
   throw new PipelineNotFoundError(tableOrName);
 }

@@ -18,7 +18,9 @@ export function quoteLiteral(value: string): string {
   return `'${value.replaceAll("'", "''")}'`;
 }
 
-/** Splits "schema.table" (either part possibly quoted) into its parts; schema defaults to public. */
+/**
+ * Splits "schema.table" (either part possibly quoted) into its parts; schema defaults to public.
+ */
 export function parseTableName(name: string): { schema: string; table: string } {
   const parts: string[] = [];
   let i = 0;
@@ -29,7 +31,11 @@ export function parseTableName(name: string): { schema: string; table: string } 
       for (;;) {
         if (j >= name.length) throw new Error(`unterminated quote in table name ${name}`);
         if (name[j] === '"') {
-          if (name[j + 1] === '"') { part += '"'; j += 2; continue; }
+          if (name[j + 1] === '"') {
+            part += '"';
+            j += 2;
+            continue;
+          }
           break;
         }
         part += name[j];

@@ -22,7 +22,9 @@ export const KEY_TEXT_SETTINGS: Readonly<Record<string, string>> = {
 
 /** The settings as a libpq `options` startup parameter: -c name=value, spaces escaped. */
 export const keyTextOptions = (): string =>
-  Object.entries(KEY_TEXT_SETTINGS).map(([name, value]) => `-c ${name}=${value.replaceAll(' ', '\\ ')}`).join(' ');
+  Object.entries(KEY_TEXT_SETTINGS)
+    .map(([name, value]) => `-c ${name}=${value.replaceAll(' ', '\\ ')}`)
+    .join(' ');
 
 /**
  * The connection string with the key-text settings added to its `options`, after any of the user's
@@ -40,16 +42,20 @@ export function withKeyTextSettings(connectionString: string): string {
   return url.toString();
 }
 
-export function createPool(connectionString: string, options: { max?: number; applicationName?: string } = {}): Pool {
+export function createPool(
+  connectionString: string,
+  options: { max?: number; applicationName?: string } = {},
+): Pool {
   const pool = new pg.Pool({
     connectionString: withKeyTextSettings(connectionString),
     options: keyTextOptions(),
     max: options.max ?? 10,
     application_name: options.applicationName ?? 'embedsync',
   });
-  // A connection that dies (server restart, failover, pg_terminate_backend) emits 'error' on its client,
-  // and on the pool when idle; unhandled, that kills the process. The pool drops dead connections and
-  // the next query on one fails like any other, so there is nothing more to do here.
+  // A connection that dies (server restart, failover, pg_terminate_backend) emits 'error' on its
+  // client, and on the pool when idle; unhandled, that kills the process. The pool drops dead
+  // connections and the next query on one fails like any other, so there is nothing more to do
+  // here.
   pool.on('error', ignoreConnectionError);
   pool.on('connect', (client) => client.on('error', ignoreConnectionError));
   return pool;
@@ -58,7 +64,10 @@ export function createPool(connectionString: string, options: { max?: number; ap
 const ignoreConnectionError = (): void => undefined;
 
 /** Runs fn in one transaction on its own connection; rolls back on any error. */
-export async function withTransaction<T>(pool: Pool, fn: (client: PoolClient) => Promise<T>): Promise<T> {
+export async function withTransaction<T>(
+  pool: Pool,
+  fn: (client: PoolClient) => Promise<T>,
+): Promise<T> {
   const client = await pool.connect();
   try {
     await client.query('begin');

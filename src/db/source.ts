@@ -8,7 +8,8 @@ import type { Pool, PoolClient } from './pool.js';
 
 /**
  * SQL for a row's primary key as text: the value for one column, a JSON array for several. Only
- * canonical under KEY_TEXT_SETTINGS, which the capture functions and embedsync's pool connections set.
+ * canonical under KEY_TEXT_SETTINGS, which the capture functions and embedsync's pool connections
+ * set.
  */
 export function keyText(p: Pick<Pipeline, 'primaryKey'>, alias: string): string {
   const cols = p.primaryKey.map((k) => `${alias}.${quoteIdent(k.name)}`);
@@ -16,21 +17,29 @@ export function keyText(p: Pick<Pipeline, 'primaryKey'>, alias: string): string 
 }
 
 /**
- * SQL that is true when the row `alias` has the key held in the text expression `key`.
- * The key is cast to the column types (not the columns to text) so the primary key index is used.
- * Types come from format_type(), which prints them ready for SQL. Key texts are ISO dates with their
- * offset, postgres-style intervals and exact floats, so they parse back alike under any DateStyle.
+ * SQL that is true when the row `alias` has the key held in the text expression `key`. The key is
+ * cast to the column types (not the columns to text) so the primary key index is used. Types come
+ * from format_type(), which prints them ready for SQL. Key texts are ISO dates with their offset,
+ * postgres-style intervals and exact floats, so they parse back alike under any DateStyle.
  */
 export function keyMatches(p: Pick<Pipeline, 'primaryKey'>, alias: string, key: string): string {
   const [only, ...rest] = p.primaryKey;
-  if (only && rest.length === 0) return `${alias}.${quoteIdent(only.name)} = (${key})::${only.type}`;
+  if (only && rest.length === 0)
+    return `${alias}.${quoteIdent(only.name)} = (${key})::${only.type}`;
   const cols = p.primaryKey.map((k) => `${alias}.${quoteIdent(k.name)}`);
   const vals = p.primaryKey.map((k, i) => `((${key})::jsonb ->> ${i})::${k.type}`);
   return `(${cols.join(', ')}) = (${vals.join(', ')})`;
 }
 
-/** Keyset paging: SQL true for rows after the key held in the text expression `key`, and their order. */
-export function keysetPage(p: Pick<Pipeline, 'primaryKey'>, alias: string, key: string): { after: string; orderBy: string } {
+/**
+ * Keyset paging: SQL true for rows after the key held in the text expression `key`, and their
+ * order.
+ */
+export function keysetPage(
+  p: Pick<Pipeline, 'primaryKey'>,
+  alias: string,
+  key: string,
+): { after: string; orderBy: string } {
   const cols = p.primaryKey.map((k) => `${alias}.${quoteIdent(k.name)}`);
   const [only, ...rest] = p.primaryKey;
   const after =
@@ -71,15 +80,28 @@ export function buildDocument(config: PipelineConfig, values: readonly (string |
 export function buildContext(config: PipelineConfig, values: readonly (string | null)[]): string {
   const columns = embedColumns(config);
   const repeated = columns.filter((c) => c.repeat).length;
-  return repeated === 0 ? '' : buildDocument({ ...config, embed: { ...config.embed, columns: config.embed.columns.slice(0, repeated) } }, values.slice(0, repeated));
+  return repeated === 0
+    ? ''
+    : buildDocument(
+        { ...config, embed: { ...config.embed, columns: config.embed.columns.slice(0, repeated) } },
+        values.slice(0, repeated),
+      );
 }
 
 export function contentHash(config: PipelineConfig, document: string): string {
-  return createHash('sha256').update(embeddingFingerprint(config)).update('\0').update(document).digest('hex');
+  return createHash('sha256')
+    .update(embeddingFingerprint(config))
+    .update('\0')
+    .update(document)
+    .digest('hex');
 }
 
 /** Reads the rows with these keys; keys with no row are simply absent from the result. */
-export async function readSourceRows(db: Pool | PoolClient, p: Pipeline, keys: readonly string[]): Promise<SourceRow[]> {
+export async function readSourceRows(
+  db: Pool | PoolClient,
+  p: Pipeline,
+  keys: readonly string[],
+): Promise<SourceRow[]> {
   const cols = embedColumns(p.config).map((c, i) => `s.${quoteIdent(c.column)}::text as c${i}`);
   const sql = `
     select k.pk, ${cols.join(', ')}, ${metadataJson(p.config, 's')}::text as metadata
@@ -90,6 +112,12 @@ export async function readSourceRows(db: Pool | PoolClient, p: Pipeline, keys: r
     const values = embedColumns(p.config).map((_, i) => r[`c${i}`] ?? null);
     const document = buildDocument(p.config, values);
     const context = buildContext(p.config, values);
-    return { pk: r.pk ?? '', document, context, contentHash: contentHash(p.config, document), metadata: r.metadata ?? '{}' };
+    return {
+      pk: r.pk ?? '',
+      document,
+      context,
+      contentHash: contentHash(p.config, document),
+      metadata: r.metadata ?? '{}',
+    };
   });
 }

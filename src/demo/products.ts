@@ -1,16 +1,140 @@
 // The demo catalogue `npm run dev` loads: a few hundred plausible products, the same every time.
 import type { Pool } from '../db/pool.js';
 
-interface Family { category: string; items: string[]; materials: string[]; uses: string[]; price: [number, number] }
+interface Family {
+  category: string;
+  items: string[];
+  materials: string[];
+  uses: string[];
+  price: [number, number];
+}
 
 const FAMILIES: Family[] = [
-  { category: 'outdoor', items: ['Hiking Boots', 'Rain Jacket', 'Trekking Poles', 'Daypack', 'Sleeping Bag', 'Headlamp', 'Camp Stove', 'Fleece Pullover'], materials: ['Gore-Tex', 'merino wool', 'ripstop nylon', 'recycled polyester', 'aluminium'], uses: ['long days on rocky trails', 'cold nights above the tree line', 'wet spring hikes', 'weekend camping trips'], price: [25, 320] },
-  { category: 'kitchen', items: ['Chef Knife', 'Cast Iron Skillet', 'Pour-Over Kettle', 'Dutch Oven', 'Cutting Board', 'Espresso Grinder', 'Mixing Bowls', 'Stand Mixer'], materials: ['carbon steel', 'enamelled cast iron', 'stainless steel', 'end-grain walnut', 'borosilicate glass'], uses: ['slow Sunday braises', 'precise morning coffee', 'weeknight stir-fries', 'baking bread at home'], price: [15, 450] },
-  { category: 'electronics', items: ['Noise-Cancelling Headphones', 'Mechanical Keyboard', 'USB-C Hub', 'Portable Speaker', 'E-Reader', 'Webcam', 'Power Bank', 'Smart Thermostat'], materials: ['anodised aluminium', 'matte polycarbonate', 'braided cable', 'tempered glass'], uses: ['long flights', 'working from home', 'reading in bright sunlight', 'video calls in dim rooms'], price: [20, 380] },
-  { category: 'apparel', items: ['Denim Jacket', 'Linen Shirt', 'Wool Beanie', 'Running Shorts', 'Down Vest', 'Chino Trousers', 'Cotton Hoodie', 'Leather Belt'], materials: ['organic cotton', 'Irish linen', 'lambswool', 'full-grain leather', 'recycled down'], uses: ['hot summer afternoons', 'crisp autumn mornings', 'everyday commuting', 'easy weekend runs'], price: [18, 240] },
-  { category: 'books', items: ['Field Guide to Birds', 'Sourdough Handbook', 'Atlas of Remote Islands', 'Guide to Mountain Weather', 'History of Typography', 'Beginner Woodworking'], materials: ['hardcover', 'paperback', 'lay-flat binding', 'illustrated edition'], uses: ['curious beginners', 'gift giving', 'planning an expedition', 'rainy evenings'], price: [9, 65] },
+  {
+    category: 'outdoor',
+    items: [
+      'Hiking Boots',
+      'Rain Jacket',
+      'Trekking Poles',
+      'Daypack',
+      'Sleeping Bag',
+      'Headlamp',
+      'Camp Stove',
+      'Fleece Pullover',
+    ],
+    materials: ['Gore-Tex', 'merino wool', 'ripstop nylon', 'recycled polyester', 'aluminium'],
+    uses: [
+      'long days on rocky trails',
+      'cold nights above the tree line',
+      'wet spring hikes',
+      'weekend camping trips',
+    ],
+    price: [25, 320],
+  },
+  {
+    category: 'kitchen',
+    items: [
+      'Chef Knife',
+      'Cast Iron Skillet',
+      'Pour-Over Kettle',
+      'Dutch Oven',
+      'Cutting Board',
+      'Espresso Grinder',
+      'Mixing Bowls',
+      'Stand Mixer',
+    ],
+    materials: [
+      'carbon steel',
+      'enamelled cast iron',
+      'stainless steel',
+      'end-grain walnut',
+      'borosilicate glass',
+    ],
+    uses: [
+      'slow Sunday braises',
+      'precise morning coffee',
+      'weeknight stir-fries',
+      'baking bread at home',
+    ],
+    price: [15, 450],
+  },
+  {
+    category: 'electronics',
+    items: [
+      'Noise-Cancelling Headphones',
+      'Mechanical Keyboard',
+      'USB-C Hub',
+      'Portable Speaker',
+      'E-Reader',
+      'Webcam',
+      'Power Bank',
+      'Smart Thermostat',
+    ],
+    materials: ['anodised aluminium', 'matte polycarbonate', 'braided cable', 'tempered glass'],
+    uses: [
+      'long flights',
+      'working from home',
+      'reading in bright sunlight',
+      'video calls in dim rooms',
+    ],
+    price: [20, 380],
+  },
+  {
+    category: 'apparel',
+    items: [
+      'Denim Jacket',
+      'Linen Shirt',
+      'Wool Beanie',
+      'Running Shorts',
+      'Down Vest',
+      'Chino Trousers',
+      'Cotton Hoodie',
+      'Leather Belt',
+    ],
+    materials: [
+      'organic cotton',
+      'Irish linen',
+      'lambswool',
+      'full-grain leather',
+      'recycled down',
+    ],
+    uses: [
+      'hot summer afternoons',
+      'crisp autumn mornings',
+      'everyday commuting',
+      'easy weekend runs',
+    ],
+    price: [18, 240],
+  },
+  {
+    category: 'books',
+    items: [
+      'Field Guide to Birds',
+      'Sourdough Handbook',
+      'Atlas of Remote Islands',
+      'Guide to Mountain Weather',
+      'History of Typography',
+      'Beginner Woodworking',
+    ],
+    materials: ['hardcover', 'paperback', 'lay-flat binding', 'illustrated edition'],
+    uses: ['curious beginners', 'gift giving', 'planning an expedition', 'rainy evenings'],
+    price: [9, 65],
+  },
 ];
-const ADJECTIVES = ['Summit', 'Harbor', 'Alder', 'Basalt', 'Cirrus', 'Fjord', 'Juniper', 'Meridian', 'Northwind', 'Quarry', 'Sierra', 'Tundra'];
+const ADJECTIVES = [
+  'Summit',
+  'Harbor',
+  'Alder',
+  'Basalt',
+  'Cirrus',
+  'Fjord',
+  'Juniper',
+  'Meridian',
+  'Northwind',
+  'Quarry',
+  'Sierra',
+  'Tundra',
+];
 
 // A tiny LCG keeps the catalogue identical across runs without a dependency.
 function random(seed: number): () => number {
@@ -21,7 +145,13 @@ function random(seed: number): () => number {
   };
 }
 
-export interface DemoProduct { name: string; description: string; category: string; price: number; in_stock: boolean }
+export interface DemoProduct {
+  name: string;
+  description: string;
+  category: string;
+  price: number;
+  in_stock: boolean;
+}
 
 export function demoProducts(count = 300): DemoProduct[] {
   const rnd = random(42);
@@ -50,16 +180,27 @@ export const PRODUCTS_DDL = `
 
 /** Creates public.products if it is missing; returns whether it did. */
 export async function createProductsTable(pool: Pool): Promise<boolean> {
-  const { rows } = await pool.query<{ exists: boolean }>(`select to_regclass('public.products') is not null as exists`);
+  const { rows } = await pool.query<{ exists: boolean }>(
+    `select to_regclass('public.products') is not null as exists`,
+  );
   if (rows[0]?.exists) return false;
   await pool.query(PRODUCTS_DDL);
   return true;
 }
 
-export async function insertDemoProducts(pool: Pool, products: readonly DemoProduct[]): Promise<void> {
+export async function insertDemoProducts(
+  pool: Pool,
+  products: readonly DemoProduct[],
+): Promise<void> {
   await pool.query(
     `insert into public.products (name, description, category, price, in_stock)
      select * from unnest($1::text[], $2::text[], $3::text[], $4::numeric[], $5::boolean[])`,
-    [products.map((p) => p.name), products.map((p) => p.description), products.map((p) => p.category), products.map((p) => p.price), products.map((p) => p.in_stock)],
+    [
+      products.map((p) => p.name),
+      products.map((p) => p.description),
+      products.map((p) => p.category),
+      products.map((p) => p.price),
+      products.map((p) => p.in_stock),
+    ],
   );
 }

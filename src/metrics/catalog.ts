@@ -1,6 +1,6 @@
-// The poller's metrics: the state of every pipeline, read from Postgres when Prometheus scrapes (one
-// time-boxed query per scrape, shared by all the gauges), so they say what the database says, like
-// `npx embedsync status` and the embedsync.pipeline_status view they are read from.
+// The poller's metrics: the state of every pipeline, read from Postgres when Prometheus scrapes
+// (one time-boxed query per scrape, shared by all the gauges), so they say what the database says,
+// like `npx embedsync status` and the embedsync.pipeline_status view they are read from.
 import { Gauge, Registry } from 'prom-client';
 import { withTransaction, type Pool } from '../db/pool.js';
 import type { Logger } from '../log.js';
@@ -25,10 +25,14 @@ export async function readPipelineSnapshots(
   pool: Pool,
   timeoutMs = CATALOG_QUERY_TIMEOUT_MS,
 ): Promise<PipelineSnapshot[]> {
-  // The statement timeout bounds the query; this bounds the wait for a connection of the busy pool too.
+  // The statement timeout bounds the query; this bounds the wait for a connection of the busy pool
+  // too.
   let timer: NodeJS.Timeout | undefined;
   const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`no answer from Postgres within ${timeoutMs} ms`)), timeoutMs);
+    timer = setTimeout(
+      () => reject(new Error(`no answer from Postgres within ${timeoutMs} ms`)),
+      timeoutMs,
+    );
   });
   return Promise.race([read(pool, timeoutMs), late]).finally(() => clearTimeout(timer));
 }
@@ -55,16 +59,23 @@ export interface CatalogMetrics {
 }
 
 /** Registers the scrape-time gauges on a registry of the poller's. */
-export function createCatalogMetrics(pool: Pool, log: Logger, registry = new Registry()): CatalogMetrics {
+export function createCatalogMetrics(
+  pool: Pool,
+  log: Logger,
+  registry = new Registry(),
+): CatalogMetrics {
   const registers = [registry];
-  // A scrape starts every gauge's collect at once: they share the one reading in flight, and the next
-  // scrape takes a new one.
+  // A scrape starts every gauge's collect at once: they share the one reading in flight, and the
+  // next scrape takes a new one.
   let reading: Promise<PipelineSnapshot[] | undefined> | undefined;
   const snapshots = (): Promise<PipelineSnapshot[] | undefined> => {
     reading ??= readPipelineSnapshots(pool)
       .catch((err: unknown) => {
         const why = (err as Error).message;
-        log.warn({ err: why }, 'could not read the pipelines for /metrics; embedsync_catalog_up is 0');
+        log.warn(
+          { err: why },
+          'could not read the pipelines for /metrics; embedsync_catalog_up is 0',
+        );
         return undefined;
       })
       .finally(() => {
@@ -73,8 +84,15 @@ export function createCatalogMetrics(pool: Pool, log: Logger, registry = new Reg
     return reading;
   };
 
-  /** A per-pipeline gauge; its series are replaced at every scrape, so a removed pipeline's disappear. */
-  const perPipeline = (name: string, help: string, value: (s: PipelineSnapshot) => number | null): void => {
+  /**
+   * A per-pipeline gauge; its series are replaced at every scrape, so a removed pipeline's
+   * disappear.
+   */
+  const perPipeline = (
+    name: string,
+    help: string,
+    value: (s: PipelineSnapshot) => number | null,
+  ): void => {
     new Gauge({
       name,
       help,
@@ -93,14 +111,19 @@ export function createCatalogMetrics(pool: Pool, log: Logger, registry = new Reg
 
   new Gauge({
     name: 'embedsync_catalog_up',
-    help: 'Whether this scrape could read the pipelines\' state from Postgres (1) or not (0: the other '
-      + 'embedsync gauges are absent).',
+    help:
+      "Whether this scrape could read the pipelines' state from Postgres (1) or not (0: the other " +
+      'embedsync gauges are absent).',
     registers,
     async collect() {
       this.set((await snapshots()) === undefined ? 0 : 1);
     },
   });
-  perPipeline('embedsync_outbox_backlog', 'Captured changes waiting in the outbox.', (s) => s.outboxBacklog);
+  perPipeline(
+    'embedsync_outbox_backlog',
+    'Captured changes waiting in the outbox.',
+    (s) => s.outboxBacklog,
+  );
   perPipeline(
     'embedsync_outbox_oldest_change_age_seconds',
     'Age of the oldest change waiting in the outbox; 0 when none waits.',
@@ -111,7 +134,11 @@ export function createCatalogMetrics(pool: Pool, log: Logger, registry = new Reg
     'Rows in embedsync.dead_letters: refused by the provider, or of failed batches.',
     (s) => s.deadLetters,
   );
-  perPipeline('embedsync_backfill_synced_rows', 'Rows the backfill (or re-embed) has synced.', (s) => s.syncedRows);
+  perPipeline(
+    'embedsync_backfill_synced_rows',
+    'Rows the backfill (or re-embed) has synced.',
+    (s) => s.syncedRows,
+  );
   perPipeline(
     'embedsync_backfill_total_rows',
     'Rows the backfill counted in the source table when it started.',

@@ -19,8 +19,8 @@ export function familyNames(text: string): Set<string> {
 }
 
 /**
- * `extra` appended to `ours`. The text format allows each family once, so any family of `extra` that
- * `ours` already has is left out (with its samples), as is an OpenMetrics `# EOF`.
+ * `extra` appended to `ours`. The text format allows each family once, so any family of `extra`
+ * that `ours` already has is left out (with its samples), as is an OpenMetrics `# EOF`.
  */
 export function appendExposition(ours: string, extra: string): { text: string; dropped: string[] } {
   const taken = familyNames(ours);
@@ -31,7 +31,8 @@ export function appendExposition(ours: string, extra: string): { text: string; d
     if (line.startsWith('# EOF')) continue;
     const name = familyOf(line);
     // Samples of a histogram or summary (x_bucket, x_sum, x_count) follow their family's comments.
-    if (line.startsWith('#') || family === undefined || !name?.startsWith(family)) family = name ?? family;
+    if (line.startsWith('#') || family === undefined || !name?.startsWith(family))
+      family = name ?? family;
     if (family !== undefined && taken.has(family)) {
       dropped.add(family);
       continue;

@@ -1,5 +1,5 @@
-// The /metrics endpoint of a worker or a poller: one scrape target per process. A worker's scrape also
-// carries the Temporal SDK's own metrics, which the SDK serves on a loopback port of its own
+// The /metrics endpoint of a worker or a poller: one scrape target per process. A worker's scrape
+// also carries the Temporal SDK's own metrics, which the SDK serves on a loopback port of its own
 // (src/worker/runtime.ts): fetched at each scrape and appended, families with our names left out.
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -33,13 +33,14 @@ export async function serveMetrics(
   sources: MetricsSources,
   log: Logger,
 ): Promise<MetricsServer> {
-  // The process's own (process_*, nodejs_*): CPU, memory, event loop lag. Only once served: they watch
-  // the process from then on, which the many workers and pollers a test creates need not do.
+  // The process's own (process_*, nodejs_*): CPU, memory, event loop lag. Only once served: they
+  // watch the process from then on, which the many workers and pollers a test creates need not do.
   collectDefaultMetrics({ register: sources.registry });
   const server = http.createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     if (req.method !== 'GET' || path !== '/metrics') {
-      res.writeHead(req.method === 'GET' ? 404 : 405, { 'content-type': 'text/plain' })
+      res
+        .writeHead(req.method === 'GET' ? 404 : 405, { 'content-type': 'text/plain' })
         .end('metrics are at GET /metrics\n');
       return;
     }
@@ -62,11 +63,12 @@ export async function serveMetrics(
   const host = listen.host.includes(':') ? `[${listen.host}]` : listen.host;
   return {
     url: `http://${host}:${port}/metrics`,
-    close: () => new Promise<void>((resolve) => {
-      server.close(() => resolve());
-      // A scraper's keep-alive connection must not hold the shutdown open.
-      server.closeAllConnections();
-    }),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        // A scraper's keep-alive connection must not hold the shutdown open.
+        server.closeAllConnections();
+      }),
   };
 }
 
@@ -81,12 +83,18 @@ async function scrape(sources: MetricsSources, log: Logger): Promise<string> {
   } catch (err) {
     // Our own metrics are worth serving without the SDK's.
     const why = (err as Error).message;
-    log.warn({ err: why, url: sources.appendUrl }, 'could not read the Temporal SDK\'s metrics for /metrics');
+    log.warn(
+      { err: why, url: sources.appendUrl },
+      "could not read the Temporal SDK's metrics for /metrics",
+    );
     return ours;
   }
   const { text, dropped } = appendExposition(ours, extra);
   if (dropped.length > 0) {
-    log.warn({ families: dropped }, 'left out Temporal SDK metrics whose names embedsync\'s own use');
+    log.warn(
+      { families: dropped },
+      "left out Temporal SDK metrics whose names embedsync's own use",
+    );
   }
   return text;
 }

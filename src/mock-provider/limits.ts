@@ -4,14 +4,20 @@ export class TokenBucket {
   private level: number;
   private updatedAt: number;
 
-  constructor(readonly capacity: number, private readonly now: () => number = Date.now) {
+  constructor(
+    readonly capacity: number,
+    private readonly now: () => number = Date.now,
+  ) {
     this.level = capacity;
     this.updatedAt = now();
   }
 
   private refill(): void {
     const t = this.now();
-    this.level = Math.min(this.capacity, this.level + ((t - this.updatedAt) * this.capacity) / 60_000);
+    this.level = Math.min(
+      this.capacity,
+      this.level + ((t - this.updatedAt) * this.capacity) / 60_000,
+    );
     this.updatedAt = t;
   }
 

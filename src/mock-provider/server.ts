@@ -2,15 +2,30 @@
 // drive the real SDK clients without keys, costs or a network:
 //   OpenAI:  POST /v1/embeddings              (baseURL http://127.0.0.1:<port>/v1)
 //   Bedrock: POST /model/{modelId}/invoke     (endpoint http://127.0.0.1:<port>)
-// Vectors are the offline provider's, so equal texts get equal vectors on every run. One port serves
-// HTTP/1.1 (the OpenAI SDK) and cleartext HTTP/2 (the AWS SDK's default for Bedrock runtime).
-import { createServer as createHttp1Server, type IncomingMessage, type ServerResponse } from 'node:http';
-import { createServer as createHttp2Server, type Http2ServerRequest, type Http2ServerResponse } from 'node:http2';
+// Vectors are the offline provider's, so equal texts get equal vectors on every run. One port
+// serves HTTP/1.1 (the OpenAI SDK) and cleartext HTTP/2 (the AWS SDK's default for Bedrock
+// runtime).
+import {
+  createServer as createHttp1Server,
+  type IncomingMessage,
+  type ServerResponse,
+} from 'node:http';
+import {
+  createServer as createHttp2Server,
+  type Http2ServerRequest,
+  type Http2ServerResponse,
+} from 'node:http2';
 import { createServer as createNetServer, type AddressInfo, type Socket } from 'node:net';
 import { awsError, handleBedrock } from './bedrock.js';
 import { formatReset, TokenBucket } from './limits.js';
 import { handleOpenAI } from './openai.js';
-import type { MockContext, MockFault, MockProviderOptions, MockReply, RecordedRequest } from './types.js';
+import type {
+  MockContext,
+  MockFault,
+  MockProviderOptions,
+  MockReply,
+  RecordedRequest,
+} from './types.js';
 
 export type { MockFault, MockProviderOptions, RecordedRequest } from './types.js';
 
@@ -24,7 +39,10 @@ export interface MockProvider {
   requests: RecordedRequest[];
   /** Knobs; changes apply to the next request. */
   options: MockProviderOptions;
-  /** Answer the next `times` requests (that pass validation) with this fault; Infinity for every one. */
+  /**
+   * Answer the next `times` requests (that pass validation) with this fault; Infinity for every
+   * one.
+   */
   inject(fault: MockFault, times?: number): void;
   /** Forget recorded requests, pending faults and spent budgets. */
   reset(): void;
@@ -53,7 +71,10 @@ function send(res: Response, reply: MockReply): void {
   res.end(JSON.stringify(reply.body));
 }
 
-export async function startMockProvider(options: MockProviderOptions = {}, port = 0): Promise<MockProvider> {
+export async function startMockProvider(
+  options: MockProviderOptions = {},
+  port = 0,
+): Promise<MockProvider> {
   const faults: { fault: MockFault; times: number }[] = [];
   const buckets = new Map<string, { requests?: TokenBucket; tokens?: TokenBucket }>();
   const requests: RecordedRequest[] = [];
@@ -71,18 +92,29 @@ export async function startMockProvider(options: MockProviderOptions = {}, port 
       const { requestsPerMinute: rpm, tokensPerMinute: tpm } = mock.options;
       let b = buckets.get(model);
       if (!b) {
-        b = { requests: rpm ? new TokenBucket(rpm) : undefined, tokens: tpm ? new TokenBucket(tpm) : undefined };
+        b = {
+          requests: rpm ? new TokenBucket(rpm) : undefined,
+          tokens: tpm ? new TokenBucket(tpm) : undefined,
+        };
         buckets.set(model, b);
       }
       const waitRequests = b.requests?.waitFor(1) ?? 0;
       const waitTokens = b.tokens?.waitFor(tokens) ?? 0;
       const ok = waitRequests === 0 && waitTokens === 0;
-      if (ok) { b.requests?.take(1); b.tokens?.take(tokens); }
+      if (ok) {
+        b.requests?.take(1);
+        b.tokens?.take(tokens);
+      }
       const headers: Record<string, string> = {};
       if (b.requests) Object.assign(headers, limitHeaders('requests', b.requests));
       if (b.tokens) Object.assign(headers, limitHeaders('tokens', b.tokens));
       if (ok) return { ok, headers };
-      return { ok, headers, waitMs: Math.max(waitRequests, waitTokens), budget: waitRequests >= waitTokens ? 'requests' : 'tokens' };
+      return {
+        ok,
+        headers,
+        waitMs: Math.max(waitRequests, waitTokens),
+        budget: waitRequests >= waitTokens ? 'requests' : 'tokens',
+      };
     },
   };
 
@@ -91,19 +123,56 @@ export async function startMockProvider(options: MockProviderOptions = {}, port 
       try {
         if (mock.options.latencyMs) await new Promise((r) => setTimeout(r, mock.options.latencyMs));
         const url = new URL(req.url ?? '/', 'http://localhost');
-        if (req.method === 'GET' && url.pathname === '/health') return send(res, { status: 200, body: { ok: true } });
+        if (req.method === 'GET' && url.pathname === '/health')
+          return send(res, { status: 200, body: { ok: true } });
         const bedrock = /^\/model\/([^/]+)\/invoke$/.exec(url.pathname);
         const openai = url.pathname === '/v1/embeddings' || url.pathname === '/embeddings';
-        if (req.method !== 'POST' || (!bedrock && !openai)) return send(res, { status: 404, body: { message: `no route for ${req.method ?? ''} ${url.pathname}` } });
+        if (req.method !== 'POST' || (!bedrock && !openai))
+          return send(res, {
+            status: 404,
+            body: { message: `no route for ${req.method ?? ''} ${url.pathname}` },
+          });
         const body = await readJson(req);
-        const ctx: MockContext = { ...context, options: mock.options, record: (r) => requests.push({ at: Date.now(), path: url.pathname, ...r }) };
+        const ctx: MockContext = {
+          ...context,
+          options: mock.options,
+          record: (r) => requests.push({ at: Date.now(), path: url.pathname, ...r }),
+        };
         if (mock.options.errorRate && Math.random() < mock.options.errorRate) {
-          return send(res, openai ? { status: 503, body: { error: { message: 'Service unavailable', type: 'server_error', param: null, code: null } } } : awsError(503, 'ServiceUnavailableException', 'Service unavailable'));
+          return send(
+            res,
+            openai
+              ? {
+                  status: 503,
+                  body: {
+                    error: {
+                      message: 'Service unavailable',
+                      type: 'server_error',
+                      param: null,
+                      code: null,
+                    },
+                  },
+                }
+              : awsError(503, 'ServiceUnavailableException', 'Service unavailable'),
+          );
         }
         if (openai) return send(res, handleOpenAI(ctx, req.headers.authorization, body));
-        return send(res, handleBedrock(ctx, decodeURIComponent(bedrock?.[1] ?? ''), req.headers, body));
+        return send(
+          res,
+          handleBedrock(ctx, decodeURIComponent(bedrock?.[1] ?? ''), req.headers, body),
+        );
       } catch (err) {
-        send(res, { status: 400, body: { error: { message: `could not read the request: ${(err as Error).message}`, type: 'invalid_request_error', param: null, code: null } } });
+        send(res, {
+          status: 400,
+          body: {
+            error: {
+              message: `could not read the request: ${(err as Error).message}`,
+              type: 'invalid_request_error',
+              param: null,
+              code: null,
+            },
+          },
+        });
       }
     })();
   };

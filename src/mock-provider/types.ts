@@ -3,7 +3,10 @@
 export interface MockProviderOptions {
   /** Added before every answer. */
   latencyMs?: number;
-  /** Per-minute budgets per model, kept as token buckets; exceeding one answers 429 (ThrottlingException). */
+  /**
+   * Per-minute budgets per model, kept as token buckets; exceeding one answers 429
+   * (ThrottlingException).
+   */
   requestsPerMinute?: number;
   tokensPerMinute?: number;
   /** Which retry hint an OpenAI 429 carries besides the x-ratelimit-* headers. */
@@ -12,7 +15,10 @@ export interface MockProviderOptions {
   poisonMarker?: string;
   /** OpenAI: the only key accepted (default: any non-empty bearer token). */
   apiKey?: string;
-  /** Echo a rejected key whole in the 401 body (the real API masks it; some compatible servers do not). */
+  /**
+   * Echo a rejected key whole in the 401 body (the real API masks it; some compatible servers do
+   * not).
+   */
   echoKeyInErrors?: boolean;
   /** Fraction of requests answered with a 503. */
   errorRate?: number;
@@ -57,6 +63,11 @@ export interface MockContext {
   /** The next injected fault, if any (consumed). */
   takeFault(): MockFault | undefined;
   /** Checks and charges the model's budgets; returns the wait if over. */
-  charge(model: string, tokens: number): { ok: true; headers: Record<string, string> } | { ok: false; waitMs: number; budget: 'requests' | 'tokens'; headers: Record<string, string> };
+  charge(
+    model: string,
+    tokens: number,
+  ):
+    | { ok: true; headers: Record<string, string> }
+    | { ok: false; waitMs: number; budget: 'requests' | 'tokens'; headers: Record<string, string> };
   record(request: Omit<RecordedRequest, 'at' | 'path'>): void;
 }

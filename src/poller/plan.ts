@@ -15,11 +15,15 @@ export interface PlannedBatch {
 }
 
 /**
- * One batch per pipeline per `batchSize` distinct keys. The workflow id is derived from the exact set
- * of outbox ids, so re-claiming the same rows after a crash names the same workflow ("already started"
- * is then success), while a different set of rows can never be mistaken for it.
+ * One batch per pipeline per `batchSize` distinct keys. The workflow id is derived from the exact
+ * set of outbox ids, so re-claiming the same rows after a crash names the same workflow ("already
+ * started" is then success), while a different set of rows can never be mistaken for it.
  */
-export function planBatches(rows: readonly OutboxRow[], batchSize: (pipeline: string) => number, instanceId: string): PlannedBatch[] {
+export function planBatches(
+  rows: readonly OutboxRow[],
+  batchSize: (pipeline: string) => number,
+  instanceId: string,
+): PlannedBatch[] {
   const byPipeline = new Map<string, OutboxRow[]>();
   for (const row of rows) {
     const list = byPipeline.get(row.pipeline) ?? [];
@@ -42,7 +46,15 @@ export function planBatches(rows: readonly OutboxRow[], batchSize: (pipeline: st
     const size = batchSize(pipeline);
     for (let i = 0; i < keys.length; i += size) {
       const slice = keys.slice(i, i + size);
-      batches.push(makeBatch(instanceId, pipeline, slice, false, slice.flatMap((k) => rowsByKey.get(k) ?? [])));
+      batches.push(
+        makeBatch(
+          instanceId,
+          pipeline,
+          slice,
+          false,
+          slice.flatMap((k) => rowsByKey.get(k) ?? []),
+        ),
+      );
     }
   }
   return batches;
@@ -57,7 +69,10 @@ function makeBatch(
   rows: OutboxRow[],
 ): PlannedBatch {
   const sorted = rows.map((r) => r.id).sort((a, b) => a - b);
-  const digest = createHash('sha1').update(`${instanceId}:${sorted.join(',')}`).digest('hex').slice(0, 8);
+  const digest = createHash('sha1')
+    .update(`${instanceId}:${sorted.join(',')}`)
+    .digest('hex')
+    .slice(0, 8);
   const enqueuedAt = new Date(Math.min(...rows.map((r) => r.enqueuedAt.getTime())));
   const workflowId = syncWorkflowId(pipeline, sorted[0] ?? 0, digest);
   return { workflowId, pipeline, keys, sweep, outboxIds: sorted, enqueuedAt };

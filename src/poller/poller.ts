@@ -13,7 +13,11 @@ import type { PipelineConfig } from '../config/pipeline.js';
 import { createCatalogMetrics, type CatalogMetrics } from '../metrics/catalog.js';
 import { serveMetrics, type MetricsListen, type MetricsServer } from '../metrics/server.js';
 import { claimOutboxBatch, deleteClaimed } from './claim.js';
-import { DEFAULT_DEAD_LETTER_RETRY, requeueFailedBatches, type DeadLetterRetry } from './dead-letters.js';
+import {
+  DEFAULT_DEAD_LETTER_RETRY,
+  requeueFailedBatches,
+  type DeadLetterRetry,
+} from './dead-letters.js';
 import { planBatches, type PlannedBatch } from './plan.js';
 
 export interface PollerOptions {
@@ -21,10 +25,16 @@ export interface PollerOptions {
   claimLimit: number;
   /** How often to look for changes; a NOTIFY on embedsync_outbox wakes it sooner. */
   fallbackIntervalMs: number;
-  /** How often to look for failed batches' dead letters whose wait is over (src/poller/dead-letters.ts). */
+  /**
+   * How often to look for failed batches' dead letters whose wait is over
+   * (src/poller/dead-letters.ts).
+   */
   deadLetterCheckMs: number;
   deadLetterRetry: DeadLetterRetry;
-  /** How often to compare the source tables with what the pipelines read (src/capture/schema-check.ts). */
+  /**
+   * How often to compare the source tables with what the pipelines read
+   * (src/capture/schema-check.ts).
+   */
   schemaCheckMs: number;
 }
 
@@ -57,14 +67,21 @@ export class Poller {
   /** The pipelines' state, read from Postgres when scraped; a registry of this poller's own. */
   readonly metrics: CatalogMetrics;
 
-  constructor(private readonly deps: PollerDeps, options: Partial<PollerOptions> = {}) {
+  constructor(
+    private readonly deps: PollerDeps,
+    options: Partial<PollerOptions> = {},
+  ) {
     this.options = { ...DEFAULT_POLLER_OPTIONS, ...options };
     this.metrics = createCatalogMetrics(deps.pool, deps.log);
   }
 
   /** Serves /metrics until stop(); returns its URL. */
   async serveMetrics(listen: MetricsListen): Promise<string> {
-    this.metricsServer ??= await serveMetrics(listen, { registry: this.metrics.registry }, this.deps.log);
+    this.metricsServer ??= await serveMetrics(
+      listen,
+      { registry: this.metrics.registry },
+      this.deps.log,
+    );
     return this.metricsServer.url;
   }
 
@@ -92,12 +109,25 @@ export class Poller {
       }
       const pipelines = new Map((await listPipelines(client)).map((p) => [p.name, p]));
       const orphans = rows.filter((r) => !pipelines.has(r.pipeline));
-      for (const name of new Set(orphans.map((r) => r.pipeline))) this.deps.log.warn({ pipeline: name }, 'dropping queued changes of a pipeline that no longer exists');
+      for (const name of new Set(orphans.map((r) => r.pipeline)))
+        this.deps.log.warn(
+          { pipeline: name },
+          'dropping queued changes of a pipeline that no longer exists',
+        );
       this.instanceId ??= await instanceId(client);
       const batchSize = (name: string) => pipelines.get(name)?.config.batchSize ?? 200;
-      const batches = planBatches(rows.filter((r) => pipelines.has(r.pipeline)), batchSize, this.instanceId);
-      await Promise.all(batches.map((b) => this.startBatch(b, pipelines.get(b.pipeline) as Pipeline)));
-      await deleteClaimed(client, rows.map((r) => r.id));
+      const batches = planBatches(
+        rows.filter((r) => pipelines.has(r.pipeline)),
+        batchSize,
+        this.instanceId,
+      );
+      await Promise.all(
+        batches.map((b) => this.startBatch(b, pipelines.get(b.pipeline) as Pipeline)),
+      );
+      await deleteClaimed(
+        client,
+        rows.map((r) => r.id),
+      );
       await client.query('commit');
       this.deps.log.debug({ rows: rows.length, batches: batches.length }, 'claimed outbox rows');
       return rows.length;
@@ -110,14 +140,28 @@ export class Poller {
   }
 
   private async startBatch(batch: PlannedBatch, pipeline: Pipeline): Promise<void> {
-    const queueOf = (config: PipelineConfig): string => embedTaskQueue(this.deps.taskQueue, config.embedding.provider);
-    const targets: SyncTarget[] = [{ generation: pipeline.generation, embedTaskQueue: queueOf(pipeline.config) }];
+    const queueOf = (config: PipelineConfig): string =>
+      embedTaskQueue(this.deps.taskQueue, config.embedding.provider);
+    const targets: SyncTarget[] = [
+      { generation: pipeline.generation, embedTaskQueue: queueOf(pipeline.config) },
+    ];
     // While a re-embed builds the next generation, every change goes to its table too.
-    if (pipeline.state === 'swapping' && pipeline.pendingConfig && pipeline.pendingGeneration !== null) {
-      targets.push({ generation: pipeline.pendingGeneration, embedTaskQueue: queueOf(pipeline.pendingConfig) });
+    if (
+      pipeline.state === 'swapping' &&
+      pipeline.pendingConfig &&
+      pipeline.pendingGeneration !== null
+    ) {
+      targets.push({
+        generation: pipeline.pendingGeneration,
+        embedTaskQueue: queueOf(pipeline.pendingConfig),
+      });
     }
     const input: SyncInput = {
-      pipeline: batch.pipeline, keys: batch.keys, sweep: batch.sweep, embedTaskQueue: queueOf(pipeline.config), targets,
+      pipeline: batch.pipeline,
+      keys: batch.keys,
+      sweep: batch.sweep,
+      embedTaskQueue: queueOf(pipeline.config),
+      targets,
       enqueuedAt: batch.enqueuedAt.toISOString(),
     };
     try {
@@ -133,7 +177,10 @@ export class Poller {
           ? `Sync ${batch.pipeline}: remove vectors of truncated rows`
           : `Sync ${batch.pipeline}: ${batch.keys.length} changed ${batch.keys.length === 1 ? 'row' : 'rows'}`,
       });
-      this.deps.log.debug({ pipeline: batch.pipeline, batch: batch.workflowId, keys: batch.keys.length }, 'started sync');
+      this.deps.log.debug(
+        { pipeline: batch.pipeline, batch: batch.workflowId, keys: batch.keys.length },
+        'started sync',
+      );
     } catch (err) {
       // Started by an earlier claim of these very rows that crashed before its commit.
       if (err instanceof WorkflowExecutionAlreadyStartedError) return;
@@ -162,20 +209,31 @@ export class Poller {
         backoff = 0;
       } catch (err) {
         backoff = Math.min(Math.max(backoff * 2, 500), 30_000);
-        this.deps.log.warn({ err: (err as Error).message, retryInMs: backoff }, 'poll failed; the claimed changes stay in the outbox');
+        this.deps.log.warn(
+          { err: (err as Error).message, retryInMs: backoff },
+          'poll failed; the claimed changes stay in the outbox',
+        );
         await this.sleep(backoff);
         continue;
       }
-      if (claimed < this.options.claimLimit && !this.notified) await this.sleep(this.options.fallbackIntervalMs);
+      if (claimed < this.options.claimLimit && !this.notified)
+        await this.sleep(this.options.fallbackIntervalMs);
     }
   }
 
   private async retryDeadLetters(): Promise<void> {
     try {
       const requeued = await requeueFailedBatches(this.deps.pool, this.options.deadLetterRetry);
-      for (const [pipeline, keys] of requeued) this.deps.log.info({ pipeline, keys }, 'sent the keys of failed batches round again (embedsync.dead_letters)');
+      for (const [pipeline, keys] of requeued)
+        this.deps.log.info(
+          { pipeline, keys },
+          'sent the keys of failed batches round again (embedsync.dead_letters)',
+        );
     } catch (err) {
-      this.deps.log.warn({ err: (err as Error).message }, 'could not look at the dead letters; trying again later');
+      this.deps.log.warn(
+        { err: (err as Error).message },
+        'could not look at the dead letters; trying again later',
+      );
     }
   }
 
@@ -201,13 +259,19 @@ export class Poller {
   }
 
   private async listen(): Promise<void> {
-    const listener = new pg.Client({ connectionString: this.deps.databaseUrl, application_name: 'embedsync-poller-listen' });
+    const listener = new pg.Client({
+      connectionString: this.deps.databaseUrl,
+      application_name: 'embedsync-poller-listen',
+    });
     listener.on('notification', () => {
       this.notified = true;
       this.wake?.();
     });
     listener.on('error', (err) => {
-      this.deps.log.warn({ err: err.message }, 'lost the LISTEN connection; polling every interval until it is back');
+      this.deps.log.warn(
+        { err: err.message },
+        'lost the LISTEN connection; polling every interval until it is back',
+      );
       if (this.listener === listener) this.listener = undefined;
     });
     try {
@@ -215,7 +279,10 @@ export class Poller {
       await listener.query(`listen ${NOTIFY_CHANNEL}`);
       this.listener = listener;
     } catch (err) {
-      this.deps.log.warn({ err: (err as Error).message }, 'cannot LISTEN yet; polling every interval');
+      this.deps.log.warn(
+        { err: (err as Error).message },
+        'cannot LISTEN yet; polling every interval',
+      );
       await listener.end().catch(() => undefined);
     }
   }

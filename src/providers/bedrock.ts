@@ -1,13 +1,19 @@
-// Amazon Bedrock's InvokeModel for Titan Text Embeddings and Cohere Embed. Credentials come from the
-// AWS default chain (environment, shared config, SSO, instance or task role), never from config.
-// The SDK's own retries are off (maxAttempts: 1): the embed activity's retry policy owns retrying.
+// Amazon Bedrock's InvokeModel for Titan Text Embeddings and Cohere Embed. Credentials come from
+// the AWS default chain (environment, shared config, SSO, instance or task role), never from
+// config. The SDK's own retries are off (maxAttempts: 1): the embed activity's retry policy owns
+// retrying.
 import { BedrockRuntimeClient, InvokeModelCommand } from '@aws-sdk/client-bedrock-runtime';
 import type { ProviderEnv } from '../config/env.js';
 import type { BedrockEmbeddingConfig } from '../config/pipeline.js';
 import { parseResponse, requestBodies, type MalformedResponseError } from './bedrock-bodies.js';
 import {
-  InvalidInputError, ModelUnavailableError, ProviderAuthError, ProviderRejectedError, ProviderUnavailableError,
-  RateLimitedError, scrub,
+  InvalidInputError,
+  ModelUnavailableError,
+  ProviderAuthError,
+  ProviderRejectedError,
+  ProviderUnavailableError,
+  RateLimitedError,
+  scrub,
 } from './errors.js';
 import { modelFacts } from './models.js';
 import { retryDelayFromHeaders } from './retry-hints.js';
@@ -29,14 +35,23 @@ export class BedrockProvider implements EmbeddingProvider {
     const config = this.config(request);
     const facts = modelFacts(config);
     const client = this.client(config);
-    const bodies = requestBodies(facts, request.texts, { dimensions: request.dimensions, inputType: request.inputType, normalize: config.normalize });
+    const bodies = requestBodies(facts, request.texts, {
+      dimensions: request.dimensions,
+      inputType: request.inputType,
+      normalize: config.normalize,
+    });
     const result: EmbedResponse = { vectors: [], tokens: 0 };
     // Titan takes one text per call: the calls of one request go one after another, in order.
     for (const body of bodies) {
       let json: unknown;
       try {
         const response = await client.send(
-          new InvokeModelCommand({ modelId: config.model, contentType: 'application/json', accept: 'application/json', body: JSON.stringify(body) }),
+          new InvokeModelCommand({
+            modelId: config.model,
+            contentType: 'application/json',
+            accept: 'application/json',
+            body: JSON.stringify(body),
+          }),
           { abortSignal: request.signal },
         );
         json = JSON.parse(new TextDecoder().decode(response.body));
@@ -52,7 +67,8 @@ export class BedrockProvider implements EmbeddingProvider {
       result.vectors.push(...parsed.vectors);
       // Cohere reports no count in its body: estimated like the budget (3 characters a token).
       const texts = Array.isArray(body.texts) ? (body.texts as string[]) : [String(body.inputText)];
-      result.tokens += parsed.tokens ?? texts.reduce((sum, t) => sum + Math.ceil(Array.from(t).length / 3), 0);
+      result.tokens +=
+        parsed.tokens ?? texts.reduce((sum, t) => sum + Math.ceil(Array.from(t).length / 3), 0);
     }
     return result;
   }
@@ -80,14 +96,37 @@ export class BedrockProvider implements EmbeddingProvider {
   }
 }
 
-const THROTTLED = new Set(['ThrottlingException', 'ServiceQuotaExceededException', 'ModelNotReadyException', 'TooManyRequestsException']);
-const AUTH = new Set([
-  'AccessDeniedException', 'UnrecognizedClientException', 'InvalidSignatureException', 'ExpiredTokenException',
-  'MissingAuthenticationTokenException', 'CredentialsProviderError', 'IncompleteSignatureException',
+const THROTTLED = new Set([
+  'ThrottlingException',
+  'ServiceQuotaExceededException',
+  'ModelNotReadyException',
+  'TooManyRequestsException',
 ]);
-const UNAVAILABLE = new Set(['InternalServerException', 'ServiceUnavailableException', 'ModelTimeoutException', 'ModelErrorException', 'TimeoutError', 'AbortError']);
+const AUTH = new Set([
+  'AccessDeniedException',
+  'UnrecognizedClientException',
+  'InvalidSignatureException',
+  'ExpiredTokenException',
+  'MissingAuthenticationTokenException',
+  'CredentialsProviderError',
+  'IncompleteSignatureException',
+]);
+const UNAVAILABLE = new Set([
+  'InternalServerException',
+  'ServiceUnavailableException',
+  'ModelTimeoutException',
+  'ModelErrorException',
+  'TimeoutError',
+  'AbortError',
+]);
 
-interface SdkError { name?: string; message?: string; $fault?: string; $metadata?: { httpStatusCode?: number }; $response?: { headers?: Record<string, string> } }
+interface SdkError {
+  name?: string;
+  message?: string;
+  $fault?: string;
+  $metadata?: { httpStatusCode?: number };
+  $response?: { headers?: Record<string, string> };
+}
 
 function translate(err: unknown): Error {
   const e = (err ?? {}) as SdkError;
@@ -97,11 +136,18 @@ function translate(err: unknown): Error {
   if (THROTTLED.has(name) || status === 429) {
     // Bedrock sends no retry hint today; if a proxy in front of it does, it is honoured.
     const headers = e.$response?.headers ?? {};
-    return new RateLimitedError('bedrock', message, retryDelayFromHeaders((h) => headers[h]));
+    return new RateLimitedError(
+      'bedrock',
+      message,
+      retryDelayFromHeaders((h) => headers[h]),
+    );
   }
-  if (AUTH.has(name) || status === 401 || status === 403) return new ProviderAuthError('bedrock', message);
-  if (name === 'ResourceNotFoundException' || status === 404) return new ModelUnavailableError('bedrock', message);
+  if (AUTH.has(name) || status === 401 || status === 403)
+    return new ProviderAuthError('bedrock', message);
+  if (name === 'ResourceNotFoundException' || status === 404)
+    return new ModelUnavailableError('bedrock', message);
   if (name === 'ValidationException') return new InvalidInputError('bedrock', message);
-  if (UNAVAILABLE.has(name) || status === undefined || status >= 500 || e.$fault === 'server') return new ProviderUnavailableError('bedrock', message);
+  if (UNAVAILABLE.has(name) || status === undefined || status >= 500 || e.$fault === 'server')
+    return new ProviderUnavailableError('bedrock', message);
   return new ProviderRejectedError('bedrock', message);
 }

@@ -1,17 +1,26 @@
-// What can go wrong with a provider, in embedsync's terms. Each provider translates its SDK's errors
-// into these; the embed activity turns them into Temporal failures (activities/errors.ts).
+// What can go wrong with a provider, in embedsync's terms. Each provider translates its SDK's
+// errors into these; the embed activity turns them into Temporal failures (activities/errors.ts).
 // Messages are scrubbed of credentials first: they end up in workflow history and logs.
 
 export abstract class ProviderError extends Error {
-  constructor(readonly provider: string, message: string) {
+  constructor(
+    readonly provider: string,
+    message: string,
+  ) {
     super(message);
   }
 }
 
-/** Too many requests or tokens for now (429, Bedrock throttling). Retried after the provider's hint. */
+/**
+ * Too many requests or tokens for now (429, Bedrock throttling). Retried after the provider's hint.
+ */
 export class RateLimitedError extends ProviderError {
   override name = 'RateLimitedError';
-  constructor(provider: string, message: string, readonly retryAfterMs: number | undefined) {
+  constructor(
+    provider: string,
+    message: string,
+    readonly retryAfterMs: number | undefined,
+  ) {
     super(provider, message);
   }
 }
@@ -31,12 +40,18 @@ export class ModelUnavailableError extends ProviderError {
   override name = 'ModelUnavailableError';
 }
 
-/** The provider refused the request's content (400): one input may be to blame, so the batch is bisected. */
+/**
+ * The provider refused the request's content (400): one input may be to blame, so the batch is
+ * bisected.
+ */
 export class InvalidInputError extends ProviderError {
   override name = 'InvalidInputError';
 }
 
-/** A 4xx the provider gives no better name for: the request itself is wrong; retrying sends it again. */
+/**
+ * A 4xx the provider gives no better name for: the request itself is wrong; retrying sends it
+ * again.
+ */
 export class ProviderRejectedError extends ProviderError {
   override name = 'ProviderRejectedError';
 }
@@ -50,15 +65,21 @@ export class ProviderUnavailableError extends ProviderError {
 // wrong key in its 401 message; a compatible server may echo it whole.
 const KEY_SHAPES = [/\bsk-[A-Za-z0-9_*.-]{6,}/g, /\b(AKIA|ASIA)[A-Z0-9]{16}\b/g];
 
-/** Removes credentials from a message: the ones the provider holds, and anything shaped like a key. */
+/**
+ * Removes credentials from a message: the ones the provider holds, and anything shaped like a key.
+ */
 export function scrub(message: string, secrets: readonly (string | undefined)[] = []): string {
   let out = message;
-  for (const secret of secrets) if (secret && secret.length >= 4) out = out.split(secret).join('[redacted]');
+  for (const secret of secrets)
+    if (secret && secret.length >= 4) out = out.split(secret).join('[redacted]');
   for (const shape of KEY_SHAPES) out = out.replace(shape, '[redacted]');
   return out;
 }
 
-/** Several inputs refused and none accepted: the request is at fault (a parameter, the model), not an input. */
+/**
+ * Several inputs refused and none accepted: the request is at fault (a parameter, the model), not
+ * an input.
+ */
 export class RequestRefusedError extends ProviderError {
   override name = 'RequestRefusedError';
 }

@@ -1,6 +1,6 @@
-// How each pipeline's provider has been answering (embedsync.provider_health, sql/000005): failures in a
-// row and the last error, so a provider that keeps failing shows in `npx embedsync status`. A healthy pipeline
-// writes its row at most every few seconds, not once a request.
+// How each pipeline's provider has been answering (embedsync.provider_health, sql/000005): failures
+// in a row and the last error, so a provider that keeps failing shows in `npx embedsync status`. A
+// healthy pipeline writes its row at most every few seconds, not once a request.
 import type { Pool } from '../db/pool.js';
 
 const SUCCESS_EVERY = '10 seconds';
@@ -15,8 +15,16 @@ export async function recordSuccess(pool: Pool, pipeline: string): Promise<void>
   );
 }
 
-/** `error` is already scrubbed of credentials (provider errors are). `retryable`: false if never tried again. */
-export async function recordFailure(pool: Pool, pipeline: string, error: Error, retryable: boolean): Promise<void> {
+/**
+ * `error` is already scrubbed of credentials (provider errors are). `retryable`: false if never
+ * tried again.
+ */
+export async function recordFailure(
+  pool: Pool,
+  pipeline: string,
+  error: Error,
+  retryable: boolean,
+): Promise<void> {
   const text = `${error.name}: ${error.message}`.slice(0, MAX_ERROR_LENGTH);
   await pool.query(
     `insert into embedsync.provider_health as h

@@ -7,11 +7,19 @@ import type { EmbeddingProvider, ProviderRegistry } from './types.js';
 export type { EmbeddingProvider, ProviderRegistry } from './types.js';
 
 /**
- * The providers a worker serves: offline, OpenAI (and compatible servers) and Bedrock. Their settings
- * come from the environment; credentials are read only when a request needs them, so a worker
- * without OpenAI or AWS credentials serves the other providers just the same.
+ * The providers a worker serves: offline, OpenAI (and compatible servers) and Bedrock. Their
+ * settings come from the environment; credentials are read only when a request needs them, so a
+ * worker without OpenAI or AWS credentials serves the other providers just the same.
  */
-export function createProviders(extra: readonly EmbeddingProvider[] = [], env: ProviderEnv = readProviderEnv()): ProviderRegistry {
-  const all: EmbeddingProvider[] = [new OfflineProvider(), new OpenAIProvider(env.openai), new BedrockProvider(env.bedrock), ...extra];
+export function createProviders(
+  extra: readonly EmbeddingProvider[] = [],
+  env: ProviderEnv = readProviderEnv(),
+): ProviderRegistry {
+  const all: EmbeddingProvider[] = [
+    new OfflineProvider(),
+    new OpenAIProvider(env.openai),
+    new BedrockProvider(env.bedrock),
+    ...extra,
+  ];
   return new Map(all.map((p) => [p.name, p]));
 }

@@ -1,10 +1,12 @@
 // Finding the input a provider refuses. A request that fails as invalid input is split in halves,
 // and the halves again, until each refused input stands alone; every other input is embedded (and
-// paid for) once. A poisoned row costs about 2·log2(n) extra requests, which providers do not charge.
+// paid for) once. A poisoned row costs about 2·log2(n) extra requests, which providers do not
+// charge.
 //
 // A refusal is not always an input's fault: a bad parameter makes every input fail alike. So once
 // two inputs have been refused and none accepted, one more input is tried alone; if that is refused
-// too, the request is to blame and RequestRefusedError ends the activity instead of dead-lettering rows.
+// too, the request is to blame and RequestRefusedError ends the activity instead of dead-lettering
+// rows.
 import { InvalidInputError, RequestRefusedError } from './errors.js';
 
 export interface IsolatedInput {
@@ -22,9 +24,9 @@ export class InputIsolator<T extends IsolatedInput> {
   private refused = 0;
 
   /**
-   * @param send embeds and stores these inputs, or throws (InvalidInputError for a refusal)
-   * @param accepted inputs of the batch already embedded (by earlier attempts)
-   * @param untried the inputs still to send, where a probe is taken from when a request has none left
+   * @param send embeds and stores these inputs, or throws (InvalidInputError for a refusal) @param
+   * accepted inputs of the batch already embedded (by earlier attempts) @param untried the inputs
+   * still to send, where a probe is taken from when a request has none left
    */
   constructor(
     private readonly send: (inputs: T[]) => Promise<void>,
@@ -81,9 +83,11 @@ export class InputIsolator<T extends IsolatedInput> {
     this.refusedRows.add(input.pk);
     this.failures.set(input.pk, err.message);
     if (this.accepted > 0 || this.refused < 2) return;
-    // Two refused, none accepted: try one more input, from the other end of the request (or the batch).
+    // Two refused, none accepted: try one more input, from the other end of the request (or the
+    // batch).
     const unsettled = (other: T): boolean => !this.settled(other);
-    const probe = [...request].reverse().find(unsettled) ?? [...this.untried()].reverse().find(unsettled);
+    const probe =
+      [...request].reverse().find(unsettled) ?? [...this.untried()].reverse().find(unsettled);
     if (probe) {
       try {
         await this.send([probe]);
@@ -93,6 +97,9 @@ export class InputIsolator<T extends IsolatedInput> {
         if (!(probeErr instanceof InvalidInputError)) throw probeErr;
       }
     }
-    throw new RequestRefusedError(err.provider, `the provider refused every input tried (${this.refused + (probe ? 1 : 0)}), so the request is at fault, not an input: ${err.message}`);
+    throw new RequestRefusedError(
+      err.provider,
+      `the provider refused every input tried (${this.refused + (probe ? 1 : 0)}), so the request is at fault, not an input: ${err.message}`,
+    );
   }
 }

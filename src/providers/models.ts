@@ -4,7 +4,8 @@
 import { ConfigError, type EmbeddingConfig } from '../config/pipeline.js';
 
 export type SizeUnit = 'tokens' | 'characters';
-export type ModelFamily = 'offline' | 'openai' | 'titan-v2' | 'titan-v1' | 'cohere-v3' | 'cohere-v4';
+export type ModelFamily =
+  'offline' | 'openai' | 'titan-v2' | 'titan-v1' | 'cohere-v3' | 'cohere-v4';
 
 export type DimensionRule =
   | { kind: 'fixed' }
@@ -33,42 +34,92 @@ export interface ModelFacts {
 const CHARS_PER_TOKEN = 4;
 
 const openai = (model: string, native: number, dimensions: DimensionRule): ModelFacts => ({
-  provider: 'openai', model, family: 'openai', nativeDimensions: native, dimensions,
-  maxInputsPerRequest: 2048, maxTokensPerInput: 8191, maxTokensPerRequest: 300_000, unit: 'tokens', maxInputSize: 8191,
+  provider: 'openai',
+  model,
+  family: 'openai',
+  nativeDimensions: native,
+  dimensions,
+  maxInputsPerRequest: 2048,
+  maxTokensPerInput: 8191,
+  maxTokensPerRequest: 300_000,
+  unit: 'tokens',
+  maxInputSize: 8191,
 });
 
 const MODELS: readonly ModelFacts[] = [
   {
-    provider: 'offline', model: 'feature-hash-v1', family: 'offline', nativeDimensions: 256, dimensions: { kind: 'any', min: 8 },
-    maxInputsPerRequest: 256, maxTokensPerInput: Infinity, maxTokensPerRequest: Infinity, unit: 'characters', maxInputSize: Infinity,
+    provider: 'offline',
+    model: 'feature-hash-v1',
+    family: 'offline',
+    nativeDimensions: 256,
+    dimensions: { kind: 'any', min: 8 },
+    maxInputsPerRequest: 256,
+    maxTokensPerInput: Infinity,
+    maxTokensPerRequest: Infinity,
+    unit: 'characters',
+    maxInputSize: Infinity,
   },
   openai('text-embedding-3-small', 1536, { kind: 'any', min: 1 }),
   openai('text-embedding-3-large', 3072, { kind: 'any', min: 1 }),
   openai('text-embedding-ada-002', 1536, { kind: 'fixed' }),
   {
-    provider: 'bedrock', model: 'amazon.titan-embed-text-v2:0', family: 'titan-v2', nativeDimensions: 1024,
+    provider: 'bedrock',
+    model: 'amazon.titan-embed-text-v2:0',
+    family: 'titan-v2',
+    nativeDimensions: 1024,
     dimensions: { kind: 'choice', values: [256, 512, 1024] },
     // Titan takes one text per call; 50,000 characters, but 8,192 tokens is the tighter limit.
-    maxInputsPerRequest: 1, maxTokensPerInput: 8192, maxTokensPerRequest: 8192, unit: 'characters', maxInputSize: 8192 * CHARS_PER_TOKEN,
+    maxInputsPerRequest: 1,
+    maxTokensPerInput: 8192,
+    maxTokensPerRequest: 8192,
+    unit: 'characters',
+    maxInputSize: 8192 * CHARS_PER_TOKEN,
   },
   {
-    provider: 'bedrock', model: 'amazon.titan-embed-text-v1', family: 'titan-v1', nativeDimensions: 1536, dimensions: { kind: 'fixed' },
-    maxInputsPerRequest: 1, maxTokensPerInput: 8192, maxTokensPerRequest: 8192, unit: 'characters', maxInputSize: 8192 * CHARS_PER_TOKEN,
+    provider: 'bedrock',
+    model: 'amazon.titan-embed-text-v1',
+    family: 'titan-v1',
+    nativeDimensions: 1536,
+    dimensions: { kind: 'fixed' },
+    maxInputsPerRequest: 1,
+    maxTokensPerInput: 8192,
+    maxTokensPerRequest: 8192,
+    unit: 'characters',
+    maxInputSize: 8192 * CHARS_PER_TOKEN,
   },
   ...['cohere.embed-english-v3', 'cohere.embed-multilingual-v3'].map((model): ModelFacts => ({
-    provider: 'bedrock', model, family: 'cohere-v3', nativeDimensions: 1024, dimensions: { kind: 'fixed' },
-    maxInputsPerRequest: 96, maxTokensPerInput: 512, maxTokensPerRequest: 96 * 512, unit: 'characters', maxInputSize: 2048,
+    provider: 'bedrock',
+    model,
+    family: 'cohere-v3',
+    nativeDimensions: 1024,
+    dimensions: { kind: 'fixed' },
+    maxInputsPerRequest: 96,
+    maxTokensPerInput: 512,
+    maxTokensPerRequest: 96 * 512,
+    unit: 'characters',
+    maxInputSize: 2048,
   })),
   {
-    provider: 'bedrock', model: 'cohere.embed-v4:0', family: 'cohere-v4', nativeDimensions: 1536,
+    provider: 'bedrock',
+    model: 'cohere.embed-v4:0',
+    family: 'cohere-v4',
+    nativeDimensions: 1536,
     dimensions: { kind: 'choice', values: [256, 512, 1024, 1536] },
-    // ~128k tokens per input; no per-request limit is documented, so a request stays within one input's.
-    maxInputsPerRequest: 96, maxTokensPerInput: 128_000, maxTokensPerRequest: 128_000, unit: 'characters', maxInputSize: 100_000,
+    // ~128k tokens per input; no per-request limit is documented, so a request stays within one
+    // input's.
+    maxInputsPerRequest: 96,
+    maxTokensPerInput: 128_000,
+    maxTokensPerRequest: 128_000,
+    unit: 'characters',
+    maxInputSize: 100_000,
   },
 ];
 
 export const KNOWN_MODELS: ReadonlyMap<string, readonly string[]> = new Map(
-  (['offline', 'openai', 'bedrock'] as const).map((p) => [p, MODELS.filter((m) => m.provider === p).map((m) => m.model)]),
+  (['offline', 'openai', 'bedrock'] as const).map((p) => [
+    p,
+    MODELS.filter((m) => m.provider === p).map((m) => m.model),
+  ]),
 );
 
 /**
@@ -77,14 +128,17 @@ export const KNOWN_MODELS: ReadonlyMap<string, readonly string[]> = new Map(
  */
 export function baseModelId(provider: EmbeddingConfig['provider'], model: string): string {
   if (provider !== 'bedrock') return model;
-  const id = model.slice(model.lastIndexOf('/') + 1).replace(/^(us|eu|apac|ap|ca|jp|au|us-gov|global)\./, '');
+  const id = model
+    .slice(model.lastIndexOf('/') + 1)
+    .replace(/^(us|eu|apac|ap|ca|jp|au|us-gov|global)\./, '');
   return id === 'cohere.embed-v4' ? 'cohere.embed-v4:0' : id;
 }
 
 /**
  * The facts for a pipeline's model. A model the table does not know is accepted only from an
- * OpenAI-compatible server (a `baseURL`), where the pipeline's own dimensions are taken as the model's
- * and chunks are measured in characters: such servers run models whose tokenizer we do not have.
+ * OpenAI-compatible server (a `baseURL`), where the pipeline's own dimensions are taken as the
+ * model's and chunks are measured in characters: such servers run models whose tokenizer we do not
+ * have.
  */
 export function modelFacts(embedding: EmbeddingConfig): ModelFacts {
   const id = baseModelId(embedding.provider, embedding.model);
@@ -92,30 +146,49 @@ export function modelFacts(embedding: EmbeddingConfig): ModelFacts {
   if (known) return known;
   if (embedding.provider === 'openai' && embedding.baseURL) {
     return {
-      provider: 'openai', model: embedding.model, family: 'openai', nativeDimensions: embedding.dimensions, dimensions: { kind: 'fixed' },
-      maxInputsPerRequest: embedding.maxInputsPerRequest ?? 32, maxTokensPerInput: Infinity, maxTokensPerRequest: Infinity,
-      unit: 'characters', maxInputSize: Infinity,
+      provider: 'openai',
+      model: embedding.model,
+      family: 'openai',
+      nativeDimensions: embedding.dimensions,
+      dimensions: { kind: 'fixed' },
+      maxInputsPerRequest: embedding.maxInputsPerRequest ?? 32,
+      maxTokensPerInput: Infinity,
+      maxTokensPerRequest: Infinity,
+      unit: 'characters',
+      maxInputSize: Infinity,
     };
   }
   const names = KNOWN_MODELS.get(embedding.provider)?.join(', ') ?? '';
-  const hint = embedding.provider === 'openai' ? ' (other models need the baseURL of an OpenAI-compatible server)' : '';
-  throw new ConfigError('embedding.model', `${embedding.provider} has no embedding model "${embedding.model}" that embedsync knows; known: ${names}${hint}`);
+  const hint =
+    embedding.provider === 'openai'
+      ? ' (other models need the baseURL of an OpenAI-compatible server)'
+      : '';
+  throw new ConfigError(
+    'embedding.model',
+    `${embedding.provider} has no embedding model "${embedding.model}" that embedsync knows; known: ${names}${hint}`,
+  );
 }
 
 /** The dimensions a model can produce, in words, for error messages. */
 function describeDimensions(f: ModelFacts): string {
   switch (f.dimensions.kind) {
-    case 'fixed': return `only ${f.nativeDimensions}`;
-    case 'any': return `${f.dimensions.min} to ${f.nativeDimensions}`;
-    case 'choice': return f.dimensions.values.join(', ');
+    case 'fixed':
+      return `only ${f.nativeDimensions}`;
+    case 'any':
+      return `${f.dimensions.min} to ${f.nativeDimensions}`;
+    case 'choice':
+      return f.dimensions.values.join(', ');
   }
 }
 
 export function canProduce(f: ModelFacts, dimensions: number): boolean {
   switch (f.dimensions.kind) {
-    case 'fixed': return dimensions === f.nativeDimensions;
-    case 'any': return dimensions >= f.dimensions.min && dimensions <= f.nativeDimensions;
-    case 'choice': return f.dimensions.values.includes(dimensions);
+    case 'fixed':
+      return dimensions === f.nativeDimensions;
+    case 'any':
+      return dimensions >= f.dimensions.min && dimensions <= f.nativeDimensions;
+    case 'choice':
+      return f.dimensions.values.includes(dimensions);
   }
 }
 
@@ -125,20 +198,36 @@ export function reducesDimensions(f: ModelFacts, dimensions: number): boolean {
 }
 
 /**
- * Apply-time check of a pipeline against its model: a vector table whose dimensions the model cannot
- * produce, or chunks longer than the model takes, would only fail later, row by row.
+ * Apply-time check of a pipeline against its model: a vector table whose dimensions the model
+ * cannot produce, or chunks longer than the model takes, would only fail later, row by row.
  */
-export function checkEmbeddingModel(config: { embedding: EmbeddingConfig; chunking: { size: number } }): ModelFacts {
+export function checkEmbeddingModel(config: {
+  embedding: EmbeddingConfig;
+  chunking: { size: number };
+}): ModelFacts {
   const { embedding } = config;
   const f = modelFacts(embedding);
   if (!canProduce(f, embedding.dimensions)) {
-    throw new ConfigError('embedding.dimensions', `is ${embedding.dimensions}, but ${embedding.model} produces ${describeDimensions(f)} dimensions`);
+    throw new ConfigError(
+      'embedding.dimensions',
+      `is ${embedding.dimensions}, but ${embedding.model} produces ${describeDimensions(f)} dimensions`,
+    );
   }
   if (config.chunking.size > f.maxInputSize) {
-    throw new ConfigError('chunking.size', `is ${config.chunking.size} ${f.unit}, but ${embedding.model} takes at most ${f.maxInputSize} ${f.unit} per input`);
+    throw new ConfigError(
+      'chunking.size',
+      `is ${config.chunking.size} ${f.unit}, but ${embedding.model} takes at most ${f.maxInputSize} ${f.unit} per input`,
+    );
   }
-  if (embedding.provider === 'bedrock' && embedding.normalize !== undefined && f.family !== 'titan-v2') {
-    throw new ConfigError('embedding.normalize', `applies to amazon.titan-embed-text-v2:0 only, not ${embedding.model}`);
+  if (
+    embedding.provider === 'bedrock' &&
+    embedding.normalize !== undefined &&
+    f.family !== 'titan-v2'
+  ) {
+    throw new ConfigError(
+      'embedding.normalize',
+      `applies to amazon.titan-embed-text-v2:0 only, not ${embedding.model}`,
+    );
   }
   return f;
 }

@@ -5,7 +5,8 @@ import type { EmbeddingProvider, EmbedRequest, EmbedResponse } from './types.js'
 
 const WORD = /[\p{L}\p{N}]+/gu;
 
-// FNV-1a: fast, stable across platforms and releases (the vectors must never change for a given text).
+// FNV-1a: fast, stable across platforms and releases (the vectors must never change for a given
+// text).
 function fnv1a(text: string): number {
   let hash = 0x811c9dc5;
   for (let i = 0; i < text.length; i += 1) {

@@ -5,15 +5,22 @@ import OpenAI from 'openai';
 import { readSecret, type ProviderEnv } from '../config/env.js';
 import type { OpenAIEmbeddingConfig } from '../config/pipeline.js';
 import {
-  InvalidInputError, ModelUnavailableError, ProviderAuthError, ProviderRejectedError, ProviderUnavailableError,
-  QuotaExhaustedError, RateLimitedError, scrub,
+  InvalidInputError,
+  ModelUnavailableError,
+  ProviderAuthError,
+  ProviderRejectedError,
+  ProviderUnavailableError,
+  QuotaExhaustedError,
+  RateLimitedError,
+  scrub,
 } from './errors.js';
 import { modelFacts, reducesDimensions } from './models.js';
 import { explicitRetryDelay, resetDelay, retryDelayFromMessage } from './retry-hints.js';
 import type { EmbeddingProvider, EmbedRequest, EmbedResponse } from './types.js';
 
 const DEFAULT_BASE_URL = 'https://api.openai.com/v1';
-// Below the embed activity's heartbeat timeout, so a hung request fails as a timeout and is retried.
+// Below the embed activity's heartbeat timeout, so a hung request fails as a timeout and is
+// retried.
 const REQUEST_TIMEOUT_MS = 50_000;
 
 export class OpenAIProvider implements EmbeddingProvider {
@@ -36,26 +43,37 @@ export class OpenAIProvider implements EmbeddingProvider {
         {
           model: config.model,
           input: request.texts,
-          // Always sent: without it the SDK asks for base64 and misreads servers that answer with floats.
+          // Always sent: without it the SDK asks for base64 and misreads servers that answer with
+          // floats.
           encoding_format: config.encodingFormat,
-          ...(reducesDimensions(facts, request.dimensions) ? { dimensions: request.dimensions } : {}),
+          ...(reducesDimensions(facts, request.dimensions)
+            ? { dimensions: request.dimensions }
+            : {}),
         },
         { signal: request.signal },
       );
     } catch (err) {
       throw translate(err, [apiKey]);
     }
-    const vectors = [...response.data].sort((a, b) => a.index - b.index).map((d) => decode(d.embedding));
+    const vectors = [...response.data]
+      .sort((a, b) => a.index - b.index)
+      .map((d) => decode(d.embedding));
     return { vectors, tokens: response.usage?.prompt_tokens ?? 0 };
   }
 
   private config(request: EmbedRequest): OpenAIEmbeddingConfig {
     if (request.embedding?.provider === 'openai') return request.embedding;
-    return { provider: 'openai', model: request.model, dimensions: request.dimensions, apiKeyEnv: 'OPENAI_API_KEY', encodingFormat: 'float' };
+    return {
+      provider: 'openai',
+      model: request.model,
+      dimensions: request.dimensions,
+      apiKeyEnv: 'OPENAI_API_KEY',
+      encodingFormat: 'float',
+    };
   }
 
-  // One client per server and key variable. The key is read here, from the environment, and kept only
-  // inside the client; no config, workflow input or log line ever holds it.
+  // One client per server and key variable. The key is read here, from the environment, and kept
+  // only inside the client; no config, workflow input or log line ever holds it.
   private client(config: OpenAIEmbeddingConfig): { client: OpenAI; apiKey: string | undefined } {
     const baseURL = config.baseURL ?? this.rateLimit.baseURL ?? DEFAULT_BASE_URL;
     const cacheKey = `${baseURL}\n${config.apiKeyEnv}`;
@@ -63,8 +81,20 @@ export class OpenAIProvider implements EmbeddingProvider {
     if (!entry) {
       const apiKey = readSecret(config.apiKeyEnv);
       // Compatible servers often need no key; OpenAI itself answers a missing one with a clear 401.
-      if (!apiKey && baseURL === DEFAULT_BASE_URL) throw new ProviderAuthError(this.name, `${config.apiKeyEnv} is not set: the OpenAI API key comes from the environment`);
-      entry = { client: new OpenAI({ apiKey: apiKey ?? 'none', baseURL, maxRetries: 0, timeout: REQUEST_TIMEOUT_MS }), apiKey };
+      if (!apiKey && baseURL === DEFAULT_BASE_URL)
+        throw new ProviderAuthError(
+          this.name,
+          `${config.apiKeyEnv} is not set: the OpenAI API key comes from the environment`,
+        );
+      entry = {
+        client: new OpenAI({
+          apiKey: apiKey ?? 'none',
+          baseURL,
+          maxRetries: 0,
+          timeout: REQUEST_TIMEOUT_MS,
+        }),
+        apiKey,
+      };
       this.clients.set(cacheKey, entry);
     }
     return entry;
@@ -80,22 +110,38 @@ function decode(embedding: number[] | string): number[] {
 
 function translate(err: unknown, secrets: (string | undefined)[]): Error {
   const message = (text: string): string => scrub(text, secrets);
-  if (err instanceof OpenAI.APIConnectionError) return new ProviderUnavailableError('openai', message(`cannot reach the server: ${err.message}`));
-  if (!(err instanceof OpenAI.APIError)) return new ProviderUnavailableError('openai', message(err instanceof Error ? err.message : String(err)));
+  if (err instanceof OpenAI.APIConnectionError)
+    return new ProviderUnavailableError(
+      'openai',
+      message(`cannot reach the server: ${err.message}`),
+    );
+  if (!(err instanceof OpenAI.APIError))
+    return new ProviderUnavailableError(
+      'openai',
+      message(err instanceof Error ? err.message : String(err)),
+    );
   const text = message(err.message);
   // The SDK types these loosely (any); they are a status code and a fetch Headers.
   const status = err.status as number | undefined;
   const headers = err.headers as Headers | undefined;
   if (status === undefined) return new ProviderUnavailableError('openai', text);
   if (status === 429) {
-    if (err.code === 'insufficient_quota' || err.type === 'insufficient_quota') return new QuotaExhaustedError('openai', text);
+    if (err.code === 'insufficient_quota' || err.type === 'insufficient_quota')
+      return new QuotaExhaustedError('openai', text);
     const header = (name: string): string | null | undefined => headers?.get(name);
-    // The message's "try again in 1.02s" is the wait for this request; a reset is the wait for a full budget.
-    return new RateLimitedError('openai', text, explicitRetryDelay(header) ?? retryDelayFromMessage(text) ?? resetDelay(header));
+    // The message's "try again in 1.02s" is the wait for this request; a reset is the wait for a
+    // full budget.
+    return new RateLimitedError(
+      'openai',
+      text,
+      explicitRetryDelay(header) ?? retryDelayFromMessage(text) ?? resetDelay(header),
+    );
   }
   if (status === 401 || status === 403) return new ProviderAuthError('openai', text);
   if (status === 404) return new ModelUnavailableError('openai', text);
-  if (status === 400 || status === 413 || status === 422) return new InvalidInputError('openai', text);
-  if (status === 408 || status === 409 || status >= 500) return new ProviderUnavailableError('openai', text);
+  if (status === 400 || status === 413 || status === 422)
+    return new InvalidInputError('openai', text);
+  if (status === 408 || status === 409 || status >= 500)
+    return new ProviderUnavailableError('openai', text);
   return new ProviderRejectedError('openai', text);
 }

@@ -1,42 +1,81 @@
-// The provider's requests- and tokens-per-minute buckets, shared by every worker through the database
-// (sql/000004_rate_buckets.sql, with the clock of sql/000010_rate_bucket_clock.sql). Each call is one
-// short statement; the row locks are held only inside it.
+// The provider's requests- and tokens-per-minute buckets, shared by every worker through the
+// database (sql/000004_rate_buckets.sql, with the clock of sql/000010_rate_bucket_clock.sql). Each
+// call is one short statement; the row locks are held only inside it.
 import type { Pool } from '../db/pool.js';
 import type { BucketRate, RatePlan } from './rate-plan.js';
 
-/** The longest a request waits for its turn inside an activity; beyond it the activity backs off. */
+/**
+ * The longest a request waits for its turn inside an activity; beyond it the activity backs off.
+ */
 export const MAX_TURN_WAIT_MS = 20_000;
 
 export type Turn =
   | { taken: true; waitMs: number }
-  /** Nothing was taken: the budget is spoken for longer than MAX_TURN_WAIT_MS; ask again after retryAfterMs. */
+  /**
+   * Nothing was taken: the budget is spoken for longer than MAX_TURN_WAIT_MS; ask again after
+   * retryAfterMs.
+   */
   | { taken: false; retryAfterMs: number };
 
 export type Buckets = Pick<RatePlan, 'requests' | 'tokens'>;
 
-const rates = (b: BucketRate | undefined): [number | null, number | null] => [b?.perSecond ?? null, b?.burst ?? null];
+const rates = (b: BucketRate | undefined): [number | null, number | null] => [
+  b?.perSecond ?? null,
+  b?.burst ?? null,
+];
 
 /** Whether a plan has any bucket to take from. */
-export const hasBuckets = (plan: Buckets | undefined): plan is Buckets => plan?.requests !== undefined || plan?.tokens !== undefined;
+export const hasBuckets = (plan: Buckets | undefined): plan is Buckets =>
+  plan?.requests !== undefined || plan?.tokens !== undefined;
 
 /**
- * A call of one of the bucket functions; `now` is the time the buckets are refilled to, the database's
- * clock unless a caller (a test) gives one.
+ * A call of one of the bucket functions; `now` is the time the buckets are refilled to, the
+ * database's clock unless a caller (a test) gives one.
  */
-function call(fn: 'take_turn' | 'hold_back', args: unknown[], now: Date | undefined): [string, unknown[]] {
+function call(
+  fn: 'take_turn' | 'hold_back',
+  args: unknown[],
+  now: Date | undefined,
+): [string, unknown[]] {
   const all = now === undefined ? args : [...args, now];
   return [`select embedsync.${fn}(${all.map((_, i) => `$${i + 1}`).join(', ')}) as result`, all];
 }
 
 /** Takes one request and `tokens` tokens, and says how long to wait before sending. */
-export async function takeTurn(pool: Pool, provider: string, tokens: number, plan: Buckets, now?: Date): Promise<Turn> {
-  const args = [provider, tokens, ...rates(plan.requests), ...rates(plan.tokens), MAX_TURN_WAIT_MS / 1000];
+export async function takeTurn(
+  pool: Pool,
+  provider: string,
+  tokens: number,
+  plan: Buckets,
+  now?: Date,
+): Promise<Turn> {
+  const args = [
+    provider,
+    tokens,
+    ...rates(plan.requests),
+    ...rates(plan.tokens),
+    MAX_TURN_WAIT_MS / 1000,
+  ];
   const { rows } = await pool.query<{ result: number }>(...call('take_turn', args, now));
   const waitMs = Math.ceil((rows[0]?.result ?? 0) * 1000);
-  return waitMs <= MAX_TURN_WAIT_MS ? { taken: true, waitMs } : { taken: false, retryAfterMs: waitMs - MAX_TURN_WAIT_MS };
+  return waitMs <= MAX_TURN_WAIT_MS
+    ? { taken: true, waitMs }
+    : { taken: false, retryAfterMs: waitMs - MAX_TURN_WAIT_MS };
 }
 
 /** The provider said to wait `ms` before the next request: no worker sends before then. */
-export async function holdBack(pool: Pool, provider: string, ms: number, plan: Buckets, now?: Date): Promise<void> {
-  await pool.query(...call('hold_back', [provider, ms / 1000, ...rates(plan.requests), ...rates(plan.tokens)], now));
+export async function holdBack(
+  pool: Pool,
+  provider: string,
+  ms: number,
+  plan: Buckets,
+  now?: Date,
+): Promise<void> {
+  await pool.query(
+    ...call(
+      'hold_back',
+      [provider, ms / 1000, ...rates(plan.requests), ...rates(plan.tokens)],
+      now,
+    ),
+  );
 }

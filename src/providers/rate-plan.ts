@@ -1,12 +1,13 @@
-// How a provider's requests are paced so that they fill its requests-per-minute and tokens-per-minute
-// budgets without overrunning either, however many workers share them.
+// How a provider's requests are paced so that they fill its requests-per-minute and
+// tokens-per-minute budgets without overrunning either, however many workers share them.
 //
 // - Requests per minute: the provider's embedding task queue is limited to so many activities per
 //   second, which the Temporal server enforces across every worker of the queue. A paced embed activity
 //   sends one request (a few, for models that take one text per call). The server spreads that rate
 //   over the queue's partitions, which let their tasks go in bursts; so each request also takes its
 //   turn from the provider's requests bucket in the database, which keeps the pace exact.
-// - Tokens per minute: every request first takes its tokens from the provider's tokens bucket in the
+// - Tokens per minute: every request first takes its tokens from the provider's tokens bucket in
+// the
 //   database (sql/000004_rate_buckets.sql), which all workers share, and waits its turn when the bucket
 //   is empty. So requests can be as large as the model takes: a request's size does not decide the pace.
 import type { ProviderRateLimit } from '../config/env.js';
@@ -36,19 +37,23 @@ export interface BucketRate {
 
 // Models that take one text per call (Titan) would otherwise cost one activity per chunk.
 const SINGLE_INPUT_REQUESTS_PER_ACTIVITY = 8;
-// A full bucket holds this many seconds of the budget: an idle fleet sends its first requests at once,
-// yet no minute ever carries more than the budget and one second's worth, and a provider that enforces
-// its limit per second (OpenAI may) is not overrun either.
+// A full bucket holds this many seconds of the budget: an idle fleet sends its first requests at
+// once, yet no minute ever carries more than the budget and one second's worth, and a provider that
+// enforces its limit per second (OpenAI may) is not overrun either.
 const BURST_SECONDS = 1;
 
-const declared = (config: PipelineConfig): ProviderRateLimit => (config.embedding.provider === 'offline' ? {} : config.embedding);
+const declared = (config: PipelineConfig): ProviderRateLimit =>
+  config.embedding.provider === 'offline' ? {} : config.embedding;
 
 const strictest = (values: (number | undefined)[]): number | undefined => {
   const given = values.filter((v): v is number => v !== undefined);
   return given.length > 0 ? Math.min(...given) : undefined;
 };
 
-export function planProviderQueue(provider: Pick<EmbeddingProvider, 'rateLimit' | 'maxInputsPerRequest'>, pipelines: readonly PipelineConfig[]): RatePlan {
+export function planProviderQueue(
+  provider: Pick<EmbeddingProvider, 'rateLimit' | 'maxInputsPerRequest'>,
+  pipelines: readonly PipelineConfig[],
+): RatePlan {
   const shapes = pipelines.flatMap((config) => {
     try {
       return [{ config, facts: modelFacts(config.embedding) }];
@@ -57,28 +62,47 @@ export function planProviderQueue(provider: Pick<EmbeddingProvider, 'rateLimit' 
     }
   });
   const limit: ProviderRateLimit = {
-    requestsPerMinute: strictest([provider.rateLimit?.requestsPerMinute, ...shapes.map((s) => declared(s.config).requestsPerMinute)]),
-    tokensPerMinute: strictest([provider.rateLimit?.tokensPerMinute, ...shapes.map((s) => declared(s.config).tokensPerMinute)]),
+    requestsPerMinute: strictest([
+      provider.rateLimit?.requestsPerMinute,
+      ...shapes.map((s) => declared(s.config).requestsPerMinute),
+    ]),
+    tokensPerMinute: strictest([
+      provider.rateLimit?.tokensPerMinute,
+      ...shapes.map((s) => declared(s.config).tokensPerMinute),
+    ]),
   };
   const { requestsPerMinute: rpm, tokensPerMinute: tpm } = limit;
-  const singleInput = Math.min(provider.maxInputsPerRequest, ...shapes.map((s) => s.facts.maxInputsPerRequest)) === 1;
+  const singleInput =
+    Math.min(provider.maxInputsPerRequest, ...shapes.map((s) => s.facts.maxInputsPerRequest)) === 1;
   const requestsPerActivity = singleInput ? SINGLE_INPUT_REQUESTS_PER_ACTIVITY : 1;
-  // A request larger than a minute's budget would be refused outright ("Requested 629204 tokens, max 600000").
-  const tokensPerRequest = Math.min(tpm ?? Infinity, ...shapes.map((s) => s.facts.maxTokensPerRequest));
+  // A request larger than a minute's budget would be refused outright ("Requested 629204 tokens,
+  // max 600000").
+  const tokensPerRequest = Math.min(
+    tpm ?? Infinity,
+    ...shapes.map((s) => s.facts.maxTokensPerRequest),
+  );
   return {
     limit,
     requestsPerActivity,
     tokensPerRequest,
     activitiesPerSecond: rpm === undefined ? undefined : rpm / 60 / requestsPerActivity,
     // At least one whole request, however low the rate.
-    requests: rpm === undefined ? undefined : { perSecond: rpm / 60, burst: Math.max(1, (rpm / 60) * BURST_SECONDS) },
-    tokens: tpm === undefined ? undefined : { perSecond: tpm / 60, burst: (tpm / 60) * BURST_SECONDS },
+    requests:
+      rpm === undefined
+        ? undefined
+        : { perSecond: rpm / 60, burst: Math.max(1, (rpm / 60) * BURST_SECONDS) },
+    tokens:
+      tpm === undefined ? undefined : { perSecond: tpm / 60, burst: (tpm / 60) * BURST_SECONDS },
   };
 }
 
 /** Whether two plans pace the same way. */
 export function samePlan(a: RatePlan | undefined, b: RatePlan | undefined): boolean {
-  return a?.activitiesPerSecond === b?.activitiesPerSecond && a?.tokensPerRequest === b?.tokensPerRequest
-    && a?.requestsPerActivity === b?.requestsPerActivity && a?.tokens?.perSecond === b?.tokens?.perSecond
-    && a?.requests?.perSecond === b?.requests?.perSecond;
+  return (
+    a?.activitiesPerSecond === b?.activitiesPerSecond &&
+    a?.tokensPerRequest === b?.tokensPerRequest &&
+    a?.requestsPerActivity === b?.requestsPerActivity &&
+    a?.tokens?.perSecond === b?.tokens?.perSecond &&
+    a?.requests?.perSecond === b?.requests?.perSecond
+  );
 }

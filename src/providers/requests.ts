@@ -1,5 +1,6 @@
 // Sizing requests: as many inputs as the model takes in one call, and no more tokens than the model
-// takes per request or the rate plan allows (src/providers/rate-plan.ts). An input alone always fits.
+// takes per request or the rate plan allows (src/providers/rate-plan.ts). An input alone always
+// fits.
 
 export interface RequestLimits {
   maxInputs: number;

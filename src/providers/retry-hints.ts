@@ -27,7 +27,10 @@ export function explicitRetryDelay(header: HeaderLookup, now = Date.now()): numb
   return after ? retryAfter(after, now) : undefined;
 }
 
-/** The reset of whichever budget is exhausted (both, if the headers do not say which: the later one). */
+/**
+ * The reset of whichever budget is exhausted (both, if the headers do not say which: the later
+ * one).
+ */
 export function resetDelay(header: HeaderLookup): number | undefined {
   const resets = (['requests', 'tokens'] as const).map((budget) => ({
     exhausted: header(`x-ratelimit-remaining-${budget}`)?.trim() === '0',
@@ -45,17 +48,24 @@ export function retryDelayFromMessage(message: string): number | undefined {
   return match?.[1] ? parseResetDuration(match[1]) : undefined;
 }
 
-/** The wait a 429 asks for, or undefined if it gives no hint: an explicit header, else a budget's reset. */
+/**
+ * The wait a 429 asks for, or undefined if it gives no hint: an explicit header, else a budget's
+ * reset.
+ */
 export function retryDelayFromHeaders(header: HeaderLookup, now = Date.now()): number | undefined {
   return explicitRetryDelay(header, now) ?? resetDelay(header);
 }
 
 /**
- * When to try a rate-limited request again. With a hint: the hint plus up to a fifth more (at most 2 s),
- * so workers told the same instant do not return together. Without one (Bedrock): exponential from
- * 1 s, capped at a minute, with full jitter over its upper half.
+ * When to try a rate-limited request again. With a hint: the hint plus up to a fifth more (at most
+ * 2 s), so workers told the same instant do not return together. Without one (Bedrock): exponential
+ * from 1 s, capped at a minute, with full jitter over its upper half.
  */
-export function rateLimitDelay(hintMs: number | undefined, attempt: number, random: () => number = Math.random): number {
+export function rateLimitDelay(
+  hintMs: number | undefined,
+  attempt: number,
+  random: () => number = Math.random,
+): number {
   if (hintMs !== undefined) return Math.ceil(hintMs + random() * Math.min(hintMs * 0.2, 2000));
   const ceiling = Math.min(60_000, 1000 * 2 ** Math.max(0, attempt - 1));
   return Math.ceil(ceiling / 2 + (random() * ceiling) / 2);

@@ -13,11 +13,19 @@ export class FilterError extends Error {
   override name = 'FilterError';
 }
 
-export const FILTER_SYNTAX = 'key=value, key!=value, key<value, key<=value, key>value, key>=value, or "key in a,b,c"';
+export const FILTER_SYNTAX =
+  'key=value, key!=value, key<value, key<=value, key>value, key>=value, or "key in a,b,c"';
 
 const COMPARISON = /^([^\s=!<>]+)\s*(!=|<=|>=|=|<|>)\s*(.*)$/s;
 const IN_LIST = /^([^\s=!<>]+)\s+in\s+(.+)$/is;
-const OPS: Record<string, Exclude<FilterOp, 'in'>> = { '=': 'eq', '!=': 'ne', '<': 'lt', '<=': 'lte', '>': 'gt', '>=': 'gte' };
+const OPS: Record<string, Exclude<FilterOp, 'in'>> = {
+  '=': 'eq',
+  '!=': 'ne',
+  '<': 'lt',
+  '<=': 'lte',
+  '>': 'gt',
+  '>=': 'gte',
+};
 const NUMBER = /^-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?$/;
 
 /**
@@ -26,11 +34,13 @@ const NUMBER = /^-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?$/;
  */
 export function parseValue(raw: string, filter: string): FilterValue {
   const text = raw.trim();
-  if (text === '') throw new FilterError(`filter "${filter}" has no value (write key="" to match empty text)`);
+  if (text === '')
+    throw new FilterError(`filter "${filter}" has no value (write key="" to match empty text)`);
   const quoted = /^"(.*)"$/s.exec(text) ?? /^'(.*)'$/s.exec(text);
   if (quoted) return quoted[1] ?? '';
   // price<<5 or price=>5 is a slip of the keyboard, not a search for the text "<5".
-  if (/^[=<>!]/.test(text)) throw new FilterError(`cannot read filter "${filter}": write ${FILTER_SYNTAX}`);
+  if (/^[=<>!]/.test(text))
+    throw new FilterError(`cannot read filter "${filter}": write ${FILTER_SYNTAX}`);
   if (text === 'true' || text === 'false') return text === 'true';
   if (NUMBER.test(text)) return Number(text);
   return text;
@@ -50,19 +60,28 @@ export function parseFilter(text: string): MetadataFilter {
   if (!cmp || !op) throw new FilterError(`cannot read filter "${text}": write ${FILTER_SYNTAX}`);
   const value = parseValue(cmp[3] ?? '', text);
   if (typeof value === 'boolean' && op !== 'eq' && op !== 'ne') {
-    throw new FilterError(`filter "${text}" orders a boolean: only = and != apply to true and false`);
+    throw new FilterError(
+      `filter "${text}" orders a boolean: only = and != apply to true and false`,
+    );
   }
   return { key: cmp[1] ?? '', op, value };
 }
 
-/** Rejects keys the pipeline does not keep as metadata, naming the key and the ones it does keep. */
-export function checkFilterKeys(filters: readonly MetadataFilter[], metadata: readonly string[], pipeline: string): void {
+/**
+ * Rejects keys the pipeline does not keep as metadata, naming the key and the ones it does keep.
+ */
+export function checkFilterKeys(
+  filters: readonly MetadataFilter[],
+  metadata: readonly string[],
+  pipeline: string,
+): void {
   for (const f of filters) {
     if (!metadata.includes(f.key)) {
       const kept = metadata.length ? `it keeps ${metadata.join(', ')}` : 'it keeps no metadata';
       throw new FilterError(`unknown metadata key "${f.key}" for pipeline ${pipeline}: ${kept}`);
     }
-    if (f.op === 'in' && f.value.length === 0) throw new FilterError(`filter on "${f.key}" lists no values`);
+    if (f.op === 'in' && f.value.length === 0)
+      throw new FilterError(`filter on "${f.key}" lists no values`);
   }
 }
 
@@ -85,11 +104,15 @@ function metadataKind(column: MetadataColumn): 'number' | 'boolean' | 'string' |
 }
 
 /**
- * Why a filter can never match the column it names, or undefined when it can. Metadata keeps numbers
- * as numbers, booleans as booleans and text as text, and a value only matches its own type, so
- * price<=abc or in_stock=yes would otherwise return no results rather than say what is wrong.
+ * Why a filter can never match the column it names, or undefined when it can. Metadata keeps
+ * numbers as numbers, booleans as booleans and text as text, and a value only matches its own type,
+ * so price<=abc or in_stock=yes would otherwise return no results rather than say what is wrong.
  */
-export function filterTypeProblem(filter: MetadataFilter, column: MetadataColumn, table: string): string | undefined {
+export function filterTypeProblem(
+  filter: MetadataFilter,
+  column: MetadataColumn,
+  table: string,
+): string | undefined {
   const kind = metadataKind(column);
   const values: FilterValue[] = filter.op === 'in' ? filter.value : [filter.value];
   const wrong = kind === undefined ? undefined : values.find((v) => typeof v !== kind);
@@ -101,15 +124,25 @@ export function filterTypeProblem(filter: MetadataFilter, column: MetadataColumn
   return `${what}; quote ${shown} to compare it as text ("${String(wrong)}")`;
 }
 
-const SQL_OPS: Record<Exclude<FilterOp, 'in'>, string> = { eq: '=', ne: '<>', lt: '<', lte: '<=', gt: '>', gte: '>=' };
+const SQL_OPS: Record<Exclude<FilterOp, 'in'>, string> = {
+  eq: '=',
+  ne: '<>',
+  lt: '<',
+  lte: '<=',
+  gt: '>',
+  gte: '>=',
+};
 
 /**
- * SQL conditions on the vector table's metadata column, numbering parameters from `first`.
- * Equality compares jsonb with jsonb, so types must match (150 never equals "150") and numbers
- * compare by value (150 = 150.00). Ordering reads numbers as numeric and text as text; a value of the
- * other type (or none) does not match.
+ * SQL conditions on the vector table's metadata column, numbering parameters from `first`. Equality
+ * compares jsonb with jsonb, so types must match (150 never equals "150") and numbers compare by
+ * value (150 = 150.00). Ordering reads numbers as numeric and text as text; a value of the other
+ * type (or none) does not match.
  */
-export function filterSql(filters: readonly MetadataFilter[], first: number): { conditions: string[]; params: unknown[] } {
+export function filterSql(
+  filters: readonly MetadataFilter[],
+  first: number,
+): { conditions: string[]; params: unknown[] } {
   const conditions: string[] = [];
   const params: unknown[] = [];
   const param = (value: unknown): string => {
@@ -128,9 +161,13 @@ export function filterSql(filters: readonly MetadataFilter[], first: number): { 
       conditions.push(`${field} is distinct from ${param(JSON.stringify(f.value))}::jsonb`);
     } else if (typeof f.value === 'number') {
       // The case keeps a text value from reaching the cast, which would fail the whole query.
-      conditions.push(`(case when jsonb_typeof(${field}) = 'number' then (metadata ->> ${key})::numeric end) ${SQL_OPS[f.op]} ${param(f.value)}::numeric`);
+      conditions.push(
+        `(case when jsonb_typeof(${field}) = 'number' then (metadata ->> ${key})::numeric end) ${SQL_OPS[f.op]} ${param(f.value)}::numeric`,
+      );
     } else {
-      conditions.push(`(case when jsonb_typeof(${field}) = 'string' then metadata ->> ${key} end) ${SQL_OPS[f.op]} ${param(String(f.value))}::text`);
+      conditions.push(
+        `(case when jsonb_typeof(${field}) = 'string' then metadata ->> ${key} end) ${SQL_OPS[f.op]} ${param(String(f.value))}::text`,
+      );
     }
   }
   return { conditions, params };

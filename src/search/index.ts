@@ -2,6 +2,13 @@
 export { search, SearchError, type SearchOptions } from './search.js';
 export type { SearchHit } from './query.js';
 export {
-  checkFilterKeys, FilterError, FILTER_SYNTAX, filterTypeProblem, parseFilter,
-  type FilterOp, type FilterValue, type MetadataColumn, type MetadataFilter,
+  checkFilterKeys,
+  FilterError,
+  FILTER_SYNTAX,
+  filterTypeProblem,
+  parseFilter,
+  type FilterOp,
+  type FilterValue,
+  type MetadataColumn,
+  type MetadataFilter,
 } from './filters.js';

@@ -8,7 +8,9 @@ import { filterSql, type MetadataFilter } from './filters.js';
 export interface SearchHit {
   /** 1 − cosine distance: 1 is the same direction, 0 unrelated. */
   score: number;
-  /** The source row's primary key as the vector table keeps it (JSON array text for composite keys). */
+  /**
+   * The source row's primary key as the vector table keeps it (JSON array text for composite keys).
+   */
   pk: string;
   chunkIndex: number;
   chunk: string;
@@ -34,9 +36,16 @@ const efSearch = (candidates: number): number => Math.min(1000, Math.max(40, can
  * enough matching rows, instead of filtering the first ef_search and returning fewer than asked.
  * relaxed_order may return neighbours slightly out of order, so the outer query sorts again.
  */
-export async function setIndexOptions(client: PoolClient, candidates: number, iterative: boolean): Promise<void> {
-  await client.query(`select set_config('hnsw.ef_search', $1, true)`, [String(efSearch(candidates))]);
-  if (iterative) await client.query(`select set_config('hnsw.iterative_scan', 'relaxed_order', true)`);
+export async function setIndexOptions(
+  client: PoolClient,
+  candidates: number,
+  iterative: boolean,
+): Promise<void> {
+  await client.query(`select set_config('hnsw.ef_search', $1, true)`, [
+    String(efSearch(candidates)),
+  ]);
+  if (iterative)
+    await client.query(`select set_config('hnsw.iterative_scan', 'relaxed_order', true)`);
 }
 
 /** Whether the installed pgvector has iterative index scans (0.8 and later). */
@@ -47,14 +56,29 @@ export async function hasIterativeScan(client: PoolClient): Promise<boolean> {
   return rows[0]?.ok ?? false;
 }
 
-/** The nearest chunks, and how many candidates the index gave (fewer than asked: it has no more). */
-export async function nearestChunks(client: PoolClient, p: Pipeline, q: NearestQuery): Promise<{ hits: SearchHit[]; candidatesFound: number }> {
+/**
+ * The nearest chunks, and how many candidates the index gave (fewer than asked: it has no more).
+ */
+export async function nearestChunks(
+  client: PoolClient,
+  p: Pipeline,
+  q: NearestQuery,
+): Promise<{ hits: SearchHit[]; candidatesFound: number }> {
   const table = qualified(p.vectorSchema, p.vectorTable);
   const filters = filterSql(q.filters, 5);
   const where = ['generation = $2', ...filters.conditions].join(' and ');
   // Materialized, so the planner cannot fold the outer sort into the index scan.
-  const best = q.bestChunkPerRow ? 'select distinct on (pk) * from candidates order by pk, distance' : 'select * from candidates';
-  const { rows } = await client.query<{ distance: number; pk: string; chunk_index: number; chunk: string; metadata: Record<string, unknown>; found: number }>(
+  const best = q.bestChunkPerRow
+    ? 'select distinct on (pk) * from candidates order by pk, distance'
+    : 'select * from candidates';
+  const { rows } = await client.query<{
+    distance: number;
+    pk: string;
+    chunk_index: number;
+    chunk: string;
+    metadata: Record<string, unknown>;
+    found: number;
+  }>(
     `with candidates as materialized (
        select pk, chunk_index, chunk, metadata, embedding <=> $1::${vectorColumnSql(p)} as distance
          from ${table}
@@ -65,6 +89,12 @@ export async function nearestChunks(client: PoolClient, p: Pipeline, q: NearestQ
        from (${best}) hits order by distance, pk, chunk_index limit $4`,
     [q.vector, p.generation, q.candidates, q.limit, ...filters.params],
   );
-  const hits = rows.map((r) => ({ score: 1 - Number(r.distance), pk: r.pk, chunkIndex: r.chunk_index, chunk: r.chunk, metadata: r.metadata }));
+  const hits = rows.map((r) => ({
+    score: 1 - Number(r.distance),
+    pk: r.pk,
+    chunkIndex: r.chunk_index,
+    chunk: r.chunk,
+    metadata: r.metadata,
+  }));
   return { hits, candidatesFound: rows[0]?.found ?? 0 };
 }

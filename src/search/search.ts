@@ -33,9 +33,16 @@ const MAX_CANDIDATES = 20_000;
 // row is not worth chasing.
 const ATTEMPTS = 3;
 
-export async function search(pool: Pool, providers: ProviderRegistry, pipeline: Pipeline | string, text: string, options: SearchOptions = {}): Promise<SearchHit[]> {
+export async function search(
+  pool: Pool,
+  providers: ProviderRegistry,
+  pipeline: Pipeline | string,
+  text: string,
+  options: SearchOptions = {},
+): Promise<SearchHit[]> {
   const limit = options.limit ?? 10;
-  if (!Number.isInteger(limit) || limit < 1 || limit > MAX_LIMIT) throw new SearchError(`limit must be a whole number from 1 to ${MAX_LIMIT}`);
+  if (!Number.isInteger(limit) || limit < 1 || limit > MAX_LIMIT)
+    throw new SearchError(`limit must be a whole number from 1 to ${MAX_LIMIT}`);
   if (text.trim() === '') throw new SearchError('the search text must not be empty');
   const filters = options.filters ?? [];
   const bestChunkPerRow = options.bestChunkPerRow ?? true;
@@ -56,7 +63,8 @@ export async function search(pool: Pool, providers: ProviderRegistry, pipeline: 
         return hits;
       }
       await client.query('rollback');
-      if (attempt >= ATTEMPTS) throw new SearchError(`pipeline ${p.name} changed generation during the search; try again`);
+      if (attempt >= ATTEMPTS)
+        throw new SearchError(`pipeline ${p.name} changed generation during the search; try again`);
       p = live;
     } catch (err) {
       await client.query('rollback').catch(() => undefined);
@@ -70,26 +78,46 @@ export async function search(pool: Pool, providers: ProviderRegistry, pipeline: 
 async function embedQuery(providers: ProviderRegistry, p: Pipeline, text: string): Promise<string> {
   const embedding = p.config.embedding;
   const provider = getProvider(providers, embedding.provider);
-  // 'query' lets models trained with separate query and document inputs (Cohere's search_query) use them.
-  const { vectors } = await provider.embed({ model: embedding.model, dimensions: embedding.dimensions, inputType: 'query', texts: [text], embedding });
+  // 'query' lets models trained with separate query and document inputs (Cohere's search_query) use
+  // them.
+  const { vectors } = await provider.embed({
+    model: embedding.model,
+    dimensions: embedding.dimensions,
+    inputType: 'query',
+    texts: [text],
+    embedding,
+  });
   const vector = vectors[0];
   if (!vector || vector.length !== embedding.dimensions) {
-    throw new SearchError(`${embedding.provider} returned a vector of ${vector?.length ?? 0} dimensions for ${embedding.model}; the pipeline stores ${embedding.dimensions}`);
+    throw new SearchError(
+      `${embedding.provider} returned a vector of ${vector?.length ?? 0} dimensions for ${embedding.model}; the pipeline stores ${embedding.dimensions}`,
+    );
   }
   return toSql(vector) as string;
 }
 
 const sameEmbedding = (a: Pipeline, b: Pipeline): boolean =>
-  a.config.vectorType === b.config.vectorType && canonicalJson(a.config.embedding) === canonicalJson(b.config.embedding);
+  a.config.vectorType === b.config.vectorType &&
+  canonicalJson(a.config.embedding) === canonicalJson(b.config.embedding);
 
-async function nearest(client: PoolClient, p: Pipeline, q: { vector: string; filters: readonly MetadataFilter[]; limit: number; bestChunkPerRow: boolean }): Promise<SearchHit[]> {
+async function nearest(
+  client: PoolClient,
+  p: Pipeline,
+  q: {
+    vector: string;
+    filters: readonly MetadataFilter[];
+    limit: number;
+    bestChunkPerRow: boolean;
+  },
+): Promise<SearchHit[]> {
   const iterative = await hasIterativeScan(client);
   let candidates = q.bestChunkPerRow ? q.limit * FIRST_OVERFETCH : q.limit;
   for (;;) {
     await setIndexOptions(client, candidates, iterative);
     const { hits, candidatesFound } = await nearestChunks(client, p, { ...q, candidates });
     // Fewer rows than asked only matters if the index had more chunks to give.
-    if (hits.length >= q.limit || candidatesFound < candidates || candidates >= MAX_CANDIDATES) return hits;
+    if (hits.length >= q.limit || candidatesFound < candidates || candidates >= MAX_CANDIDATES)
+      return hits;
     candidates = Math.min(MAX_CANDIDATES, candidates * 2);
   }
 }

@@ -8,10 +8,13 @@ const APT_ENV = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
 const DEBIAN_KEYRING = '/usr/share/keyrings/debian-archive-keyring.gpg';
 
 /** apt work is only attempted where it can work: root, apt-get present, a Debian-family system. */
-export const canUseApt = (): boolean => isRoot() && onPath('apt-get') !== undefined && existsSync('/etc/debian_version');
+export const canUseApt = (): boolean =>
+  isRoot() && onPath('apt-get') !== undefined && existsSync('/etc/debian_version');
 
 export function manualInstallError(what: string, packages: string): StackError {
-  const why = isRoot() ? 'this is not a Debian/Ubuntu system with apt-get' : 'installing it needs root';
+  const why = isRoot()
+    ? 'this is not a Debian/Ubuntu system with apt-get'
+    : 'installing it needs root';
   return new StackError(
     `${what} (${why}): install ${packages} yourself, or set DATABASE_URL to a PostgreSQL that has pgvector, or run \`docker compose up\``,
   );
@@ -42,7 +45,11 @@ async function aptKnows(pkg: string): Promise<boolean> {
 
 /** Installs the distribution's PostgreSQL server, preferring 15 where the distribution has it. */
 export async function aptInstallPostgres(log: LogLine): Promise<void> {
-  if (!canUseApt()) throw manualInstallError('PostgreSQL ≥ 15 is not installed', 'postgresql-15 (or newer) and pgvector ≥ 0.7');
+  if (!canUseApt())
+    throw manualInstallError(
+      'PostgreSQL ≥ 15 is not installed',
+      'postgresql-15 (or newer) and pgvector ≥ 0.7',
+    );
   await aptUpdateOnce(log);
   await aptInstall([(await aptKnows('postgresql-15')) ? 'postgresql-15' : 'postgresql'], log);
 }
@@ -52,9 +59,16 @@ export async function aptInstallPostgres(log: LogLine): Promise<void> {
  * halfvec and HNSW. Only a deb-src entry is added, and only for this build, so no trixie binary
  * package can ever be installed by it.
  */
-export async function aptBuildPgvector(pgConfig: string, major: number, log: LogLine): Promise<void> {
+export async function aptBuildPgvector(
+  pgConfig: string,
+  major: number,
+  log: LogLine,
+): Promise<void> {
   if (!canUseApt()) {
-    throw manualInstallError(`pgvector ≥ 0.7 is not installed for PostgreSQL ${major}`, 'pgvector (https://github.com/pgvector/pgvector#installation)');
+    throw manualInstallError(
+      `pgvector ≥ 0.7 is not installed for PostgreSQL ${major}`,
+      'pgvector (https://github.com/pgvector/pgvector#installation)',
+    );
   }
   const needed = [`postgresql-server-dev-${major}`, 'build-essential', 'dpkg-dev'];
   if (!existsSync(DEBIAN_KEYRING)) needed.push('debian-archive-keyring');
@@ -65,13 +79,30 @@ export async function aptBuildPgvector(pgConfig: string, major: number, log: Log
     const sources = join(build, 'trixie-src.sources');
     writeFileSync(
       sources,
-      ['Types: deb-src', 'URIs: http://deb.debian.org/debian', 'Suites: trixie', 'Components: main', `Signed-By: ${DEBIAN_KEYRING}`, ''].join('\n'),
+      [
+        'Types: deb-src',
+        'URIs: http://deb.debian.org/debian',
+        'Suites: trixie',
+        'Components: main',
+        `Signed-By: ${DEBIAN_KEYRING}`,
+        '',
+      ].join('\n'),
     );
     // Only this source list, and keep the lists of the machine's own sources.
-    const only = ['-o', `Dir::Etc::sourcelist=${sources}`, '-o', 'Dir::Etc::sourceparts=-', '-o', 'APT::Get::List-Cleanup=0'];
+    const only = [
+      '-o',
+      `Dir::Etc::sourcelist=${sources}`,
+      '-o',
+      'Dir::Etc::sourceparts=-',
+      '-o',
+      'APT::Get::List-Cleanup=0',
+    ];
     log('fetching the pgvector source package from Debian trixie…');
     await run('apt-get', [...only, 'update'], { env: APT_ENV });
-    await run('apt-get', [...only, 'source', '--download-only', 'pgvector'], { cwd: build, env: APT_ENV });
+    await run('apt-get', [...only, 'source', '--download-only', 'pgvector'], {
+      cwd: build,
+      env: APT_ENV,
+    });
     const dsc = readdirSync(build).find((f) => /^pgvector_.*\.dsc$/.test(f));
     if (!dsc) throw new StackError(`apt-get source pgvector downloaded no .dsc into ${build}`);
     await run('dpkg-source', ['--no-check', '-x', dsc, 'src'], { cwd: build });

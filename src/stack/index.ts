@@ -1,10 +1,19 @@
-// The local stack for dev and tests: PostgreSQL with pgvector and a Temporal dev server, started on demand.
+// The local stack for dev and tests: PostgreSQL with pgvector and a Temporal dev server, started on
+// demand.
 import { mkdirSync } from 'node:fs';
 import { Connection } from '@temporalio/client';
 import { LOCAL_DEFAULTS, localDatabaseUrl, type Env } from '../config/env.js';
 import { withStackLock } from './lock.js';
 import { stackPaths } from './paths.js';
-import { ensurePostgresTools, findPostgres, installedPgvector, localPostgresPid, prepareDatabase, startLocalPostgres, stopLocalPostgres } from './postgres.js';
+import {
+  ensurePostgresTools,
+  findPostgres,
+  installedPgvector,
+  localPostgresPid,
+  prepareDatabase,
+  startLocalPostgres,
+  stopLocalPostgres,
+} from './postgres.js';
 import { portAnswers, type LogLine } from './run.js';
 import {
   ensureTemporalCli,
@@ -46,7 +55,9 @@ const withDatabase = (url: string, database: string): string => {
   return u.toString();
 };
 
-/** The dev server serves its Web UI on the gRPC port + 1000; set TEMPORAL_UI_URL for anything else. */
+/**
+ * The dev server serves its Web UI on the gRPC port + 1000; set TEMPORAL_UI_URL for anything else.
+ */
 function uiUrlFor(address: string): string {
   const [host = '127.0.0.1', port] = address.split(':');
   return `http://${host}:${Number(port ?? LOCAL_DEFAULTS.temporalPort) + 1000}`;
@@ -54,8 +65,8 @@ function uiUrlFor(address: string): string {
 
 /**
  * Makes sure a PostgreSQL (with pgvector and the embedsync database) and a Temporal are reachable,
- * starting local ones under EMBEDSYNC_HOME where the environment does not name its own. Servers that
- * already answer on the local ports are reused and left alone by stop().
+ * starting local ones under EMBEDSYNC_HOME where the environment does not name its own. Servers
+ * that already answer on the local ports are reused and left alone by stop().
  */
 export async function ensureStack(env: Env, opts: StackOptions = {}): Promise<LocalStack> {
   const log = opts.log ?? ((): void => undefined);
@@ -72,9 +83,18 @@ export async function ensureStack(env: Env, opts: StackOptions = {}): Promise<Lo
   const databaseUrl = env.databaseUrl ?? localDatabaseUrl();
   const adminDatabaseUrl = withDatabase(databaseUrl, 'postgres');
   const temporalAddress = env.temporalAddress ?? LOCAL_TEMPORAL_ADDRESS;
-  const temporalUiUrl = env.temporalUiUrl ?? (env.temporalAddress ? uiUrlFor(env.temporalAddress) : LOCAL_TEMPORAL_UI_URL);
+  const temporalUiUrl =
+    env.temporalUiUrl ??
+    (env.temporalAddress ? uiUrlFor(env.temporalAddress) : LOCAL_TEMPORAL_UI_URL);
   if (env.databaseUrl && env.temporalAddress) {
-    return { databaseUrl, adminDatabaseUrl, temporalAddress, temporalNamespace: env.temporalNamespace, temporalUiUrl, stop };
+    return {
+      databaseUrl,
+      adminDatabaseUrl,
+      temporalAddress,
+      temporalNamespace: env.temporalNamespace,
+      temporalUiUrl,
+      stop,
+    };
   }
 
   mkdirSync(paths.home, { recursive: true });
@@ -95,7 +115,10 @@ export async function ensureStack(env: Env, opts: StackOptions = {}): Promise<Lo
       if (!env.temporalAddress) {
         if (await portAnswers(LOCAL_DEFAULTS.temporalPort)) {
           log(`Temporal already answers on ${LOCAL_TEMPORAL_ADDRESS}; reusing it`);
-          await waitForTemporal(LOCAL_TEMPORAL_ADDRESS, env.temporalNamespace, { timeoutMs: 30_000, namespaceMustExist: true });
+          await waitForTemporal(LOCAL_TEMPORAL_ADDRESS, env.temporalNamespace, {
+            timeoutMs: 30_000,
+            namespaceMustExist: true,
+          });
         } else {
           const cli = await ensureTemporalCli(paths, install, log);
           const temporal = await startLocalTemporal(cli, paths, env.temporalNamespace, log);
@@ -109,10 +132,19 @@ export async function ensureStack(env: Env, opts: StackOptions = {}): Promise<Lo
     await stop();
     throw err;
   }
-  return { databaseUrl, adminDatabaseUrl, temporalAddress, temporalNamespace: env.temporalNamespace, temporalUiUrl, stop };
+  return {
+    databaseUrl,
+    adminDatabaseUrl,
+    temporalAddress,
+    temporalNamespace: env.temporalNamespace,
+    temporalUiUrl,
+    stop,
+  };
 }
 
-/** Installs whatever the local stack lacks (PostgreSQL, pgvector, temporal CLI) and starts nothing. */
+/**
+ * Installs whatever the local stack lacks (PostgreSQL, pgvector, temporal CLI) and starts nothing.
+ */
 export async function installStack(env: Env, opts: { log?: LogLine } = {}): Promise<void> {
   const log = opts.log ?? ((): void => undefined);
   const paths = stackPaths(env.home);
@@ -135,13 +167,27 @@ export async function stopStack(env: Env, opts: { log?: LogLine } = {}): Promise
   } else {
     log(`PostgreSQL: none running from ${paths.postgresData}`);
   }
-  log((await stopLocalTemporal(paths)) ? `Temporal stopped (data kept in ${paths.temporalDb})` : `Temporal: none running from ${paths.home}`);
+  log(
+    (await stopLocalTemporal(paths))
+      ? `Temporal stopped (data kept in ${paths.temporalDb})`
+      : `Temporal: none running from ${paths.home}`,
+  );
 }
 
 export interface StackStatus {
   home: string;
-  postgres: { pid: number | undefined; answers: boolean; install: string; pgvector: string | undefined };
-  temporal: { pid: number | undefined; answers: boolean; searchAttributes: boolean | undefined; cli: string | undefined };
+  postgres: {
+    pid: number | undefined;
+    answers: boolean;
+    install: string;
+    pgvector: string | undefined;
+  };
+  temporal: {
+    pid: number | undefined;
+    answers: boolean;
+    searchAttributes: boolean | undefined;
+    cli: string | undefined;
+  };
 }
 
 /** What runs and what is installed, without changing anything. */
@@ -151,10 +197,17 @@ export async function stackStatus(env: Env): Promise<StackStatus> {
   const temporalAnswers = await portAnswers(LOCAL_DEFAULTS.temporalPort);
   let searchAttributes: boolean | undefined;
   if (temporalAnswers) {
-    const connection = await Connection.connect({ address: LOCAL_TEMPORAL_ADDRESS, connectTimeout: '3s' }).catch(() => undefined);
+    const connection = await Connection.connect({
+      address: LOCAL_TEMPORAL_ADDRESS,
+      connectTimeout: '3s',
+    }).catch(() => undefined);
     if (connection) {
-      const listed = await connection.operatorService.listSearchAttributes({ namespace: env.temporalNamespace }).catch(() => undefined);
-      searchAttributes = listed ? Object.keys(SEARCH_ATTRIBUTES).every((n) => n in (listed.customAttributes ?? {})) : undefined;
+      const listed = await connection.operatorService
+        .listSearchAttributes({ namespace: env.temporalNamespace })
+        .catch(() => undefined);
+      searchAttributes = listed
+        ? Object.keys(SEARCH_ATTRIBUTES).every((n) => n in (listed.customAttributes ?? {}))
+        : undefined;
       await connection.close();
     }
   }
@@ -166,6 +219,11 @@ export async function stackStatus(env: Env): Promise<StackStatus> {
       install: pgi ? `PostgreSQL ${pgi.major} (${pgi.bindir})` : 'not installed',
       pgvector: pgi && installedPgvector(pgi),
     },
-    temporal: { pid: localTemporalPid(paths), answers: temporalAnswers, searchAttributes, cli: await findTemporalCli(paths) },
+    temporal: {
+      pid: localTemporalPid(paths),
+      answers: temporalAnswers,
+      searchAttributes,
+      cli: await findTemporalCli(paths),
+    },
   };
 }

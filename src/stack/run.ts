@@ -27,9 +27,12 @@ export function asPostgresUser(cmd: string, args: string[]): [string, string[]] 
 }
 
 export const quoteCommand = (cmd: string, args: readonly string[]): string =>
-  [cmd, ...args].map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replaceAll("'", "'\\''")}'`)).join(' ');
+  [cmd, ...args]
+    .map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replaceAll("'", "'\\''")}'`))
+    .join(' ');
 
-export const lastLines = (text: string, n = 20): string => text.trimEnd().split('\n').slice(-n).join('\n');
+export const lastLines = (text: string, n = 20): string =>
+  text.trimEnd().split('\n').slice(-n).join('\n');
 
 /** The last lines of a log, counting only what was written after byte `from` (this run's part). */
 export function tailFile(path: string, n = 20, from = 0): string {
@@ -53,7 +56,12 @@ export interface RunOptions {
 /** Runs a command to completion; throws a StackError with the tail of its output when it fails. */
 export async function run(cmd: string, args: string[], opts: RunOptions = {}): Promise<string> {
   const command = quoteCommand(cmd, args);
-  const child = spawn(cmd, args, { cwd: opts.cwd ?? '/', env: opts.env ?? process.env, detached: opts.detached ?? false, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(cmd, args, {
+    cwd: opts.cwd ?? '/',
+    env: opts.env ?? process.env,
+    detached: opts.detached ?? false,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let output = '';
   const collect = (chunk: Buffer): void => {
     // Keep memory bounded for chatty commands (apt, make); only the tail is ever shown.
@@ -62,13 +70,20 @@ export async function run(cmd: string, args: string[], opts: RunOptions = {}): P
   child.stdout.on('data', collect);
   child.stderr.on('data', collect);
   const started = Date.now();
-  const ticker = opts.onTick ? setInterval(() => opts.onTick?.(Date.now() - started), opts.tickMs ?? 30_000) : undefined;
+  const ticker = opts.onTick
+    ? setInterval(() => opts.onTick?.(Date.now() - started), opts.tickMs ?? 30_000)
+    : undefined;
   try {
     const code = await new Promise<number | null>((resolve, reject) => {
       child.on('error', reject);
       child.on('close', (c) => resolve(c));
     });
-    if (code !== 0) throw new StackError(`\`${command}\` exited with code ${String(code)}`, command, lastLines(output));
+    if (code !== 0)
+      throw new StackError(
+        `\`${command}\` exited with code ${String(code)}`,
+        command,
+        lastLines(output),
+      );
     return output;
   } catch (err) {
     if (err instanceof StackError) throw err;
@@ -134,7 +149,10 @@ export function isAlive(pid: number): boolean {
   }
 }
 
-/** Polls `check` until it returns a value, throws a StackError, `failed` returns a reason, or the time is up. */
+/**
+ * Polls `check` until it returns a value, throws a StackError, `failed` returns a reason, or the
+ * time is up.
+ */
 export async function waitFor<T>(
   what: string,
   check: () => Promise<T | undefined>,
@@ -154,7 +172,9 @@ export async function waitFor<T>(
       lastError = (err as Error).message;
     }
     if (Date.now() > deadline) {
-      throw new StackError(`${what}: not ready after ${opts.timeoutMs / 1000}s${lastError ? ` (last error: ${lastError})` : ''}`);
+      throw new StackError(
+        `${what}: not ready after ${opts.timeoutMs / 1000}s${lastError ? ` (last error: ${lastError})` : ''}`,
+      );
     }
     await sleep(250);
   }

@@ -1,6 +1,14 @@
 // The local Temporal: the `temporal` CLI's dev server, plus the search attributes embedsync needs.
 import { spawn } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -10,10 +18,26 @@ import type { SearchAttributeType } from '@temporalio/common';
 import { LOCAL_DEFAULTS } from '../config/env.js';
 import { SEARCH_ATTRIBUTES as SEARCH_ATTRIBUTE_KEYS } from '../temporal/names.js';
 import type { StackPaths } from './paths.js';
-import { fileSize, isAlive, isExecutable, onPath, portAnswers, quoteCommand, run, StackError, tailFile, waitFor, type LogLine } from './run.js';
+import {
+  fileSize,
+  isAlive,
+  isExecutable,
+  onPath,
+  portAnswers,
+  quoteCommand,
+  run,
+  StackError,
+  tailFile,
+  waitFor,
+  type LogLine,
+} from './run.js';
 
-/** The typed search attributes that make embedsync's workflows filterable in the Web UI, by name. */
-export const SEARCH_ATTRIBUTES: Readonly<Record<string, SearchAttributeType>> = Object.fromEntries(SEARCH_ATTRIBUTE_KEYS.map((k) => [k.name, k.type]));
+/**
+ * The typed search attributes that make embedsync's workflows filterable in the Web UI, by name.
+ */
+export const SEARCH_ATTRIBUTES: Readonly<Record<string, SearchAttributeType>> = Object.fromEntries(
+  SEARCH_ATTRIBUTE_KEYS.map((k) => [k.name, k.type]),
+);
 
 /** Later CLI versions carry a `replace` directive that `go install` refuses. */
 export const TEMPORAL_CLI_MODULE = 'github.com/temporalio/cli/cmd/temporal@v1.5.1';
@@ -21,24 +45,45 @@ export const TEMPORAL_CLI_MODULE = 'github.com/temporalio/cli/cmd/temporal@v1.5.
 export const LOCAL_TEMPORAL_ADDRESS = `127.0.0.1:${LOCAL_DEFAULTS.temporalPort}`;
 export const LOCAL_TEMPORAL_UI_URL = `http://127.0.0.1:${LOCAL_DEFAULTS.temporalUiPort}`;
 
-const goCommand = (): string | undefined => onPath('go') ?? (isExecutable('/usr/local/go/bin/go') ? '/usr/local/go/bin/go' : undefined);
+const goCommand = (): string | undefined =>
+  onPath('go') ?? (isExecutable('/usr/local/go/bin/go') ? '/usr/local/go/bin/go' : undefined);
 
 /** Looks on PATH, where `go install` puts binaries, and in the stack's own bin dir. */
 export async function findTemporalCli(paths: StackPaths): Promise<string | undefined> {
   const onPathCli = onPath('temporal');
   if (onPathCli) return onPathCli;
-  const dirs = [process.env.GOBIN, ...(process.env.GOPATH ?? '').split(':').map((p) => p && join(p, 'bin')), paths.bin];
+  const dirs = [
+    process.env.GOBIN,
+    ...(process.env.GOPATH ?? '').split(':').map((p) => p && join(p, 'bin')),
+    paths.bin,
+  ];
   const go = goCommand();
-  if (go && !process.env.GOPATH) dirs.push(join((await run(go, ['env', 'GOPATH']).catch(() => '')).trim() || join(homedir(), 'go'), 'bin'));
-  for (const dir of dirs) if (dir && isExecutable(join(dir, 'temporal'))) return join(dir, 'temporal');
+  if (go && !process.env.GOPATH)
+    dirs.push(
+      join(
+        (await run(go, ['env', 'GOPATH']).catch(() => '')).trim() || join(homedir(), 'go'),
+        'bin',
+      ),
+    );
+  for (const dir of dirs)
+    if (dir && isExecutable(join(dir, 'temporal'))) return join(dir, 'temporal');
   return undefined;
 }
 
-/** Finds the temporal CLI, building it with `go install` into `<home>/bin` when `install` is set. */
-export async function ensureTemporalCli(paths: StackPaths, install: boolean, log: LogLine): Promise<string> {
+/**
+ * Finds the temporal CLI, building it with `go install` into `<home>/bin` when `install` is set.
+ */
+export async function ensureTemporalCli(
+  paths: StackPaths,
+  install: boolean,
+  log: LogLine,
+): Promise<string> {
   const found = await findTemporalCli(paths);
   if (found) return found;
-  if (!install) throw new StackError('the temporal CLI is not installed: run `npx embedsync stack install`, or set TEMPORAL_ADDRESS, or run `docker compose up`');
+  if (!install)
+    throw new StackError(
+      'the temporal CLI is not installed: run `npx embedsync stack install`, or set TEMPORAL_ADDRESS, or run `docker compose up`',
+    );
   const go = goCommand();
   if (!go) {
     throw new StackError(
@@ -63,17 +108,29 @@ export async function ensureTemporalCli(paths: StackPaths, install: boolean, log
   return cli;
 }
 
-/** Registers embedsync's search attributes on a namespace where they are missing; returns the ones added. */
-export async function ensureSearchAttributes(connection: Connection, namespace: string): Promise<string[]> {
+/**
+ * Registers embedsync's search attributes on a namespace where they are missing; returns the ones
+ * added.
+ */
+export async function ensureSearchAttributes(
+  connection: Connection,
+  namespace: string,
+): Promise<string[]> {
   const listed = await connection.operatorService.listSearchAttributes({ namespace });
   const existing = { ...listed.systemAttributes, ...listed.customAttributes };
-  const searchAttributes: Record<string, NonNullable<ReturnType<typeof encodeSearchAttributeIndexedValueType>>> = {};
+  const searchAttributes: Record<
+    string,
+    NonNullable<ReturnType<typeof encodeSearchAttributeIndexedValueType>>
+  > = {};
   for (const [name, type] of Object.entries(SEARCH_ATTRIBUTES)) {
     const want = encodeSearchAttributeIndexedValueType(type);
     const have = existing[name];
     if (want === undefined) throw new StackError(`unknown search attribute type ${type}`);
     if (have === undefined) searchAttributes[name] = want;
-    else if (have !== want) throw new StackError(`search attribute ${name} on namespace ${namespace} has another type than ${type}; it cannot be changed in place`);
+    else if (have !== want)
+      throw new StackError(
+        `search attribute ${name} on namespace ${namespace} has another type than ${type}; it cannot be changed in place`,
+      );
   }
   const missing = Object.keys(searchAttributes);
   if (missing.length === 0) return [];
@@ -99,13 +156,17 @@ export async function waitForTemporal(
       if (!(await portAnswers(Number(port), host))) return undefined;
       const connection = await Connection.connect({ address, connectTimeout: '3s' });
       try {
-        await connection.workflowService.describeNamespace({ namespace }).catch((err: { code?: number }) => {
-          // NOT_FOUND from a server that was already running will not fix itself by waiting.
-          if (err.code === 5 && opts.namespaceMustExist) {
-            throw new StackError(`namespace ${namespace} does not exist on ${address}: create it with \`temporal operator namespace create --address ${address} ${namespace}\``);
-          }
-          throw err;
-        });
+        await connection.workflowService
+          .describeNamespace({ namespace })
+          .catch((err: { code?: number }) => {
+            // NOT_FOUND from a server that was already running will not fix itself by waiting.
+            if (err.code === 5 && opts.namespaceMustExist) {
+              throw new StackError(
+                `namespace ${namespace} does not exist on ${address}: create it with \`temporal operator namespace create --address ${address} ${namespace}\``,
+              );
+            }
+            throw err;
+          });
         await ensureSearchAttributes(connection, namespace);
         return true;
       } finally {
@@ -122,19 +183,32 @@ export interface StartedTemporal {
 }
 
 /** Starts the dev server in its own process group, so it outlives this process until stopped. */
-export async function startLocalTemporal(cli: string, paths: StackPaths, namespace: string, log: LogLine): Promise<StartedTemporal> {
+export async function startLocalTemporal(
+  cli: string,
+  paths: StackPaths,
+  namespace: string,
+  log: LogLine,
+): Promise<StartedTemporal> {
   const args = [
-    'server', 'start-dev',
-    '--ip', '127.0.0.1',
-    '--port', String(LOCAL_DEFAULTS.temporalPort),
-    '--ui-port', String(LOCAL_DEFAULTS.temporalUiPort),
-    '--db-filename', paths.temporalDb,
+    'server',
+    'start-dev',
+    '--ip',
+    '127.0.0.1',
+    '--port',
+    String(LOCAL_DEFAULTS.temporalPort),
+    '--ui-port',
+    String(LOCAL_DEFAULTS.temporalUiPort),
+    '--db-filename',
+    paths.temporalDb,
     ...Object.keys(SEARCH_ATTRIBUTES).flatMap((name) => ['--search-attribute', `${name}=Keyword`]),
     ...(namespace === 'default' ? [] : ['--namespace', namespace]),
-    // Activities on the workflow's own task queue go straight back to the worker that asked for them,
-    // saving a round trip per stage (p50 sync latency 646 → 389 ms at 5 rows/s in the benchmark).
-    '--dynamic-config-value', 'system.enableActivityEagerExecution=true',
-    '--log-level', 'warn',
+    // Activities on the workflow's own task queue go straight back to the worker that asked for
+    // them, saving a round trip per stage (p50 sync latency 646 → 389 ms at 5 rows/s in the
+    // benchmark).
+    '--dynamic-config-value',
+    'system.enableActivityEagerExecution=true',
+    '--log-level',
+    'warn',
   ];
   const command = quoteCommand(cli, args);
   log(`starting Temporal on ${LOCAL_TEMPORAL_ADDRESS} (log: ${paths.temporalLog})`);
@@ -143,21 +217,32 @@ export async function startLocalTemporal(cli: string, paths: StackPaths, namespa
   const child = spawn(cli, args, { detached: true, stdio: ['ignore', out, out] });
   closeSync(out);
   let exited: string | undefined;
-  child.on('exit', (code, signal) => (exited = `the server exited with ${signal ?? `code ${String(code)}`}`));
+  child.on(
+    'exit',
+    (code, signal) => (exited = `the server exited with ${signal ?? `code ${String(code)}`}`),
+  );
   child.on('error', (err) => (exited = `could not be run: ${err.message}`));
   child.unref();
   const pid = child.pid;
-  if (pid === undefined) throw new StackError(`could not start Temporal: \`${command}\` did not start`, command);
+  if (pid === undefined)
+    throw new StackError(`could not start Temporal: \`${command}\` did not start`, command);
   writeFileSync(paths.temporalPid, `${pid}\n`);
   const stop = async (): Promise<void> => {
     await stopProcessGroup(pid);
     if (readPid(paths) === pid) rmSync(paths.temporalPid, { force: true });
   };
   try {
-    await waitForTemporal(LOCAL_TEMPORAL_ADDRESS, namespace, { timeoutMs: 90_000, failed: () => exited });
+    await waitForTemporal(LOCAL_TEMPORAL_ADDRESS, namespace, {
+      timeoutMs: 90_000,
+      failed: () => exited,
+    });
   } catch (err) {
     await stop();
-    throw new StackError(`could not start Temporal: ${(err as Error).message} (log: ${paths.temporalLog})`, command, tailFile(paths.temporalLog, 20, logStart));
+    throw new StackError(
+      `could not start Temporal: ${(err as Error).message} (log: ${paths.temporalLog})`,
+      command,
+      tailFile(paths.temporalLog, 20, logStart),
+    );
   }
   return { pid, stop };
 }
@@ -171,7 +256,9 @@ function readPid(paths: StackPaths): number | undefined {
   }
 }
 
-/** The pid of the dev server started from this home, if it still runs (and the pid was not reused). */
+/**
+ * The pid of the dev server started from this home, if it still runs (and the pid was not reused).
+ */
 export function localTemporalPid(paths: StackPaths): number | undefined {
   const pid = readPid(paths);
   if (pid === undefined || !isAlive(pid)) return undefined;

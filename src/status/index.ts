@@ -1,5 +1,6 @@
-// The facts `npx embedsync status` shows: the database's (the pipeline_status view) and, when Temporal can
-// be reached, its running workflows and backfill progress. The database facts never wait on Temporal.
+// The facts `npx embedsync status` shows: the database's (the pipeline_status view) and, when
+// Temporal can be reached, its running workflows and backfill progress. The database facts never
+// wait on Temporal.
 import type { Client } from '@temporalio/client';
 import { checkSourceSchemas } from '../capture/schema-check.js';
 import { readStateReasons, type HoldFacts } from '../db/pipeline-state.js';
@@ -8,14 +9,22 @@ import { readPipelineFacts, type PipelineFacts } from './queries.js';
 import { readStuck, type StuckBatchStatus } from './stuck.js';
 import { pipelineWorkflows, type PipelineWorkflows, type WebUi } from './temporal.js';
 
-export { readPipelineFacts, setSyncPaused, countSourceRows, type PipelineFacts } from './queries.js';
+export {
+  readPipelineFacts,
+  setSyncPaused,
+  countSourceRows,
+  type PipelineFacts,
+} from './queries.js';
 export * from './temporal.js';
 export { oneLine, readStuck, type StuckBatchStatus } from './stuck.js';
 
 export interface PipelineStatus extends PipelineFacts, HoldFacts {
   /** Null when Temporal could not be asked. */
   workflows: PipelineWorkflows | null;
-  /** Batches stuck at a stage (failed at least embedsync.stuck_after_attempts() times in a row, or for good). */
+  /**
+   * Batches stuck at a stage (failed at least embedsync.stuck_after_attempts() times in a row, or
+   * for good).
+   */
   stuck: StuckBatchStatus[];
 }
 
@@ -31,10 +40,16 @@ export interface TemporalTarget extends WebUi {
   error?: string;
 }
 
-export async function gatherStatus(pool: Pool, temporal: TemporalTarget, pipeline?: string): Promise<StatusReport> {
-  // What the source tables look like now, not at the pollers' last look; without the rights to act on it,
-  // the catalog's last word is shown.
-  await checkSourceSchemas(pool, { ...(pipeline ? { pipeline } : {}), wait: false }).catch(() => undefined);
+export async function gatherStatus(
+  pool: Pool,
+  temporal: TemporalTarget,
+  pipeline?: string,
+): Promise<StatusReport> {
+  // What the source tables look like now, not at the pollers' last look; without the rights to act
+  // on it, the catalog's last word is shown.
+  await checkSourceSchemas(pool, { ...(pipeline ? { pipeline } : {}), wait: false }).catch(
+    () => undefined,
+  );
   const facts = await readPipelineFacts(pool, pipeline);
   const reasons = await readStateReasons(pool);
   const { client } = temporal;
@@ -52,12 +67,19 @@ export async function gatherStatus(pool: Pool, temporal: TemporalTarget, pipelin
       }
     }
     pipelines.push({
-      ...f, ...(reasons.get(f.pipeline) ?? { stateReason: null, stateSince: null }), workflows,
+      ...f,
+      ...(reasons.get(f.pipeline) ?? { stateReason: null, stateSince: null }),
+      workflows,
       stuck: stuck.get(f.pipeline) ?? [],
     });
   }
   return {
-    temporal: { address: temporal.address, namespace: temporal.namespace, reachable: client !== undefined && error === undefined, ...(error === undefined ? {} : { error }) },
+    temporal: {
+      address: temporal.address,
+      namespace: temporal.namespace,
+      reachable: client !== undefined && error === undefined,
+      ...(error === undefined ? {} : { error }),
+    },
     pipelines,
   };
 }

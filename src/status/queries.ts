@@ -27,12 +27,17 @@ export interface PipelineFacts {
   /** How long the oldest waiting change has waited; null when nothing waits. */
   oldestChangeSeconds: number | null;
   deadLetters: number;
-  /** The pipeline's provider requests that failed since the last one that succeeded, and the last error. */
+  /**
+   * The pipeline's provider requests that failed since the last one that succeeded, and the last
+   * error.
+   */
   providerFailuresInARow: number;
   providerLastError: string | null;
   providerLastErrorAt: Date | null;
   providerLastSuccessAt: Date | null;
-  /** False when the last error is one that is never retried (wrong dimensions, bad credentials, …). */
+  /**
+   * False when the last error is one that is never retried (wrong dimensions, bad credentials, …).
+   */
   providerLastErrorRetryable: boolean | null;
   /** The limits the pipeline declares (the workers' environment may set stricter ones). */
   requestsPerMinute: number | null;
@@ -62,10 +67,14 @@ export async function readPipelineFacts(pool: Pool, pipeline?: string): Promise<
 }
 
 /**
- * Sets the pipeline's sync pause; false when it already was in that state. Resuming wakes the pollers
- * at once: the changes that accumulated meanwhile are waiting.
+ * Sets the pipeline's sync pause; false when it already was in that state. Resuming wakes the
+ * pollers at once: the changes that accumulated meanwhile are waiting.
  */
-export async function setSyncPaused(pool: Pool, pipeline: string, paused: boolean): Promise<boolean> {
+export async function setSyncPaused(
+  pool: Pool,
+  pipeline: string,
+  paused: boolean,
+): Promise<boolean> {
   const { rowCount } = await pool.query(
     `update embedsync.pipelines set sync_paused = $2, updated_at = now() where name = $1 and sync_paused <> $2`,
     [pipeline, paused],
@@ -76,6 +85,8 @@ export async function setSyncPaused(pool: Pool, pipeline: string, paused: boolea
 }
 
 export async function countSourceRows(pool: Pool, p: Pipeline): Promise<number> {
-  const { rows } = await pool.query<{ n: number }>(`select count(*) as n from ${qualified(p.sourceSchema, p.sourceTable)}`);
+  const { rows } = await pool.query<{ n: number }>(
+    `select count(*) as n from ${qualified(p.sourceSchema, p.sourceTable)}`,
+  );
   return rows[0]?.n ?? 0;
 }

@@ -1,5 +1,6 @@
-// Batches stuck at a stage (embedsync.stuck_batches, sql/000009), with their workflow's Web UI link. When
-// Temporal can be asked, a record whose run no longer runs is a leftover (a terminated workflow): dropped.
+// Batches stuck at a stage (embedsync.stuck_batches, sql/000009), with their workflow's Web UI
+// link. When Temporal can be asked, a record whose run no longer runs is a leftover (a terminated
+// workflow): dropped.
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import { clearLeftover, readStuckBatches, type StuckBatch } from '../db/batch-failures.js';
 import type { Pool } from '../db/pool.js';
@@ -9,12 +10,19 @@ import type { WebUi } from './temporal.js';
 /** A stuck batch as status shows it: the view's row, with its workflow's Web UI link. */
 export type StuckBatchStatus = Omit<StuckBatch, 'pipeline' | 'runId'> & { url: string };
 
-/** Describing every stuck workflow costs a round trip each: beyond these, records wait for their expiry. */
+/**
+ * Describing every stuck workflow costs a round trip each: beyond these, records wait for their
+ * expiry.
+ */
 const CROSS_CHECK_AT_MOST = 20;
 
 /** The pipelines' stuck batches, by pipeline. */
-export async function readStuck(pool: Pool, ui: WebUi, client: Client | undefined,
-  pipeline?: string): Promise<Map<string, StuckBatchStatus[]>> {
+export async function readStuck(
+  pool: Pool,
+  ui: WebUi,
+  client: Client | undefined,
+  pipeline?: string,
+): Promise<Map<string, StuckBatchStatus[]>> {
   const stuck = await readStuckBatches(pool, pipeline);
   const byPipeline = new Map<string, StuckBatchStatus[]>();
   for (const [i, b] of stuck.entries()) {
@@ -24,8 +32,15 @@ export async function readStuck(pool: Pool, ui: WebUi, client: Client | undefine
     }
     const list = byPipeline.get(b.pipeline) ?? [];
     list.push({
-      batchId: b.batchId, workflowId: b.workflowId, stage: b.stage, attempts: b.attempts, errorClass: b.errorClass,
-      lastError: b.lastError, retryable: b.retryable, since: b.since, lastFailedAt: b.lastFailedAt,
+      batchId: b.batchId,
+      workflowId: b.workflowId,
+      stage: b.stage,
+      attempts: b.attempts,
+      errorClass: b.errorClass,
+      lastError: b.lastError,
+      retryable: b.retryable,
+      since: b.since,
+      lastFailedAt: b.lastFailedAt,
       url: webUiWorkflowUrl(ui.base, ui.namespace, b.workflowId),
     });
     byPipeline.set(b.pipeline, list);
@@ -33,7 +48,10 @@ export async function readStuck(pool: Pool, ui: WebUi, client: Client | undefine
   return byPipeline;
 }
 
-/** A retrying stage whose run is gone (terminated, or replaced by another run) will never clear its record. */
+/**
+ * A retrying stage whose run is gone (terminated, or replaced by another run) will never clear its
+ * record.
+ */
 async function isLeftover(client: Client, b: StuckBatch): Promise<boolean> {
   try {
     const d = await client.workflow.getHandle(b.workflowId).describe();

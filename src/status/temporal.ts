@@ -3,9 +3,16 @@
 import { WorkflowNotFoundError, type Client, type WorkflowHandle } from '@temporalio/client';
 import { progressQuery, type BackfillProgress } from '../../workflows/definitions.js';
 import type { backfill, reembed } from '../../workflows/index.js';
-import { EMBED_KIND, backfillWorkflowId, swapWorkflowId, webUiWorkflowUrl } from '../temporal/names.js';
+import {
+  EMBED_KIND,
+  backfillWorkflowId,
+  swapWorkflowId,
+  webUiWorkflowUrl,
+} from '../temporal/names.js';
 
-/** A backfill or a re-embed: both walk the table, answer the progress query and take pause/resume. */
+/**
+ * A backfill or a re-embed: both walk the table, answer the progress query and take pause/resume.
+ */
 export type TableWalkHandle = WorkflowHandle<typeof backfill> | WorkflowHandle<typeof reembed>;
 
 export interface WebUi {
@@ -36,9 +43,12 @@ export interface PipelineWorkflows {
   backfill: RunningBackfill | null;
 }
 
-/** Search attribute values are typed by us (pipeline names are [a-z0-9_]), so no escaping is needed. */
+/**
+ * Search attribute values are typed by us (pipeline names are [a-z0-9_]), so no escaping is needed.
+ */
 export const pipelineQuery = (pipeline: string): string => `EmbedPipeline = "${pipeline}"`;
-export const runningQuery = (pipeline: string): string => `${pipelineQuery(pipeline)} AND ExecutionStatus = "Running"`;
+export const runningQuery = (pipeline: string): string =>
+  `${pipelineQuery(pipeline)} AND ExecutionStatus = "Running"`;
 
 export const webUiListUrl = (ui: WebUi, query: string): string =>
   `${ui.base.replace(/\/$/, '')}/namespaces/${encodeURIComponent(ui.namespace)}/workflows?query=${encodeURIComponent(query)}`;
@@ -46,7 +56,11 @@ export const webUiListUrl = (ui: WebUi, query: string): string =>
 /** A query waits for a worker to answer; with none polling it would hang, so it gets a deadline. */
 const QUERY_DEADLINE_MS = 3000;
 
-export async function queryProgress(client: Client, handle: TableWalkHandle, ms = QUERY_DEADLINE_MS): Promise<BackfillProgress | null> {
+export async function queryProgress(
+  client: Client,
+  handle: TableWalkHandle,
+  ms = QUERY_DEADLINE_MS,
+): Promise<BackfillProgress | null> {
   try {
     return await client.withDeadline(Date.now() + ms, () => handle.query(progressQuery));
   } catch {
@@ -56,10 +70,18 @@ export async function queryProgress(client: Client, handle: TableWalkHandle, ms 
 
 /**
  * The pipeline's running table walk, if any: its backfill, or the re-embed building its pending
- * generation. Both answer the same signals and progress query. Describe is authoritative; visibility may lag.
+ * generation. Both answer the same signals and progress query. Describe is authoritative;
+ * visibility may lag.
  */
-export async function runningBackfill(client: Client, pipeline: string, pendingGeneration?: number | null): Promise<WorkflowHandle<typeof backfill> | undefined> {
-  const ids = [backfillWorkflowId(pipeline), ...(pendingGeneration ? [swapWorkflowId(pipeline, pendingGeneration)] : [])];
+export async function runningBackfill(
+  client: Client,
+  pipeline: string,
+  pendingGeneration?: number | null,
+): Promise<WorkflowHandle<typeof backfill> | undefined> {
+  const ids = [
+    backfillWorkflowId(pipeline),
+    ...(pendingGeneration ? [swapWorkflowId(pipeline, pendingGeneration)] : []),
+  ];
   for (const id of ids) {
     const handle = client.workflow.getHandle<typeof backfill>(id);
     try {
@@ -72,7 +94,13 @@ export async function runningBackfill(client: Client, pipeline: string, pendingG
   return undefined;
 }
 
-export async function pipelineWorkflows(client: Client, ui: WebUi, pipeline: string, pendingGeneration: number | null, limit = 10): Promise<PipelineWorkflows> {
+export async function pipelineWorkflows(
+  client: Client,
+  ui: WebUi,
+  pipeline: string,
+  pendingGeneration: number | null,
+  limit = 10,
+): Promise<PipelineWorkflows> {
   const query = runningQuery(pipeline);
   const listed: RunningWorkflow[] = [];
   for await (const w of client.workflow.list({ query, pageSize: limit })) {
@@ -84,10 +112,20 @@ export async function pipelineWorkflows(client: Client, ui: WebUi, pipeline: str
     });
     if (listed.length >= limit) break;
   }
-  const running = listed.length < limit ? listed.length : (await client.workflow.count(query)).count;
+  const running =
+    listed.length < limit ? listed.length : (await client.workflow.count(query)).count;
   const handle = await runningBackfill(client, pipeline, pendingGeneration);
   const backfillFacts = handle
-    ? { workflowId: handle.workflowId, url: webUiWorkflowUrl(ui.base, ui.namespace, handle.workflowId), progress: await queryProgress(client, handle) }
+    ? {
+        workflowId: handle.workflowId,
+        url: webUiWorkflowUrl(ui.base, ui.namespace, handle.workflowId),
+        progress: await queryProgress(client, handle),
+      }
     : null;
-  return { running, listed, listUrl: webUiListUrl(ui, pipelineQuery(pipeline)), backfill: backfillFacts };
+  return {
+    running,
+    listed,
+    listUrl: webUiListUrl(ui, pipelineQuery(pipeline)),
+    backfill: backfillFacts,
+  };
 }

@@ -1,4 +1,5 @@
-// Client-side connection and defaults only: the worker SDK (seconds to load) stays out of the commands.
+// Client-side connection and defaults only: the worker SDK (seconds to load) stays out of the
+// commands.
 import { Client, Connection } from '@temporalio/client';
 import { LOCAL_DEFAULTS, type Env } from '../config/env.js';
 
@@ -8,8 +9,9 @@ export const temporalAddress = (env: Pick<Env, 'temporalAddress'>): string =>
 export const temporalUiUrl = (env: Pick<Env, 'temporalUiUrl'>): string =>
   env.temporalUiUrl ?? `http://127.0.0.1:${LOCAL_DEFAULTS.temporalUiPort}`;
 
-export async function connectClient(env: Pick<Env, 'temporalAddress' | 'temporalNamespace'>): Promise<{ client: Client; connection: Connection }> {
+export async function connectClient(
+  env: Pick<Env, 'temporalAddress' | 'temporalNamespace'>,
+): Promise<{ client: Client; connection: Connection }> {
   const connection = await Connection.connect({ address: temporalAddress(env) });
   return { client: new Client({ connection, namespace: env.temporalNamespace }), connection };
 }
-

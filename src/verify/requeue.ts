@@ -14,12 +14,17 @@ import type { VerifyReport } from './verify.js';
 export async function requeueReport(pool: Pool, report: VerifyReport): Promise<number> {
   const keys = [...report.missing, ...report.stale, ...report.orphaned];
   if (keys.length === 0) return 0;
-  const ops = [...report.missing.map(() => 'U'), ...report.stale.map(() => 'U'), ...report.orphaned.map(() => 'D')];
+  const ops = [
+    ...report.missing.map(() => 'U'),
+    ...report.stale.map(() => 'U'),
+    ...report.orphaned.map(() => 'D'),
+  ];
   const p = await getPipeline(pool, report.pipeline);
   return withTransaction(pool, async (client) => {
     // The sync re-embeds a row only when chunk 0's content hash differs from the row's: a row whose
-    // later chunks were damaged behind embedsync's back would be found "unchanged". Clearing that hash
-    // makes it embed the row again; search keeps the old vectors until the new ones replace them.
+    // later chunks were damaged behind embedsync's back would be found "unchanged". Clearing that
+    // hash makes it embed the row again; search keeps the old vectors until the new ones replace
+    // them.
     if (report.staleContent.length > 0) {
       await client.query(
         `update ${qualified(p.vectorSchema, p.vectorTable)} set content_hash = '' where pk = any($1::text[]) and chunk_index = 0`,

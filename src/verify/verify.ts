@@ -1,5 +1,6 @@
-// Compares every source row's current content with its vectors: the convergence invariant, checkable
-// by users too. Reads the source in key order, a page at a time, so it runs on tables of any size.
+// Compares every source row's current content with its vectors: the convergence invariant,
+// checkable by users too. Reads the source in key order, a page at a time, so it runs on tables of
+// any size.
 import { chunkDocument } from '../chunking/document.js';
 import { getPipeline } from '../db/catalog.js';
 import { qualified } from '../db/ident.js';
@@ -13,17 +14,35 @@ export interface VerifyReport {
   missing: string[];
   /** Source rows whose vectors are of other content, chunking, generation or metadata. */
   stale: string[];
-  /** Of the stale keys, those whose chunks or vectors (not just metadata) differ: a requeue must embed them again. */
+  /**
+   * Of the stale keys, those whose chunks or vectors (not just metadata) differ: a requeue must
+   * embed them again.
+   */
   staleContent: string[];
   /** Vectors whose source row is gone. */
   orphaned: string[];
-  /** Of the missing and stale keys, those in embedsync.dead_letters: refused by the provider, or in a batch that failed for good. */
+  /**
+   * Of the missing and stale keys, those in embedsync.dead_letters: refused by the provider, or in
+   * a batch that failed for good.
+   */
   deadLettered: string[];
 }
 
-export async function verifyPipeline(pool: Pool, name: string, pageSize = 1000): Promise<VerifyReport> {
+export async function verifyPipeline(
+  pool: Pool,
+  name: string,
+  pageSize = 1000,
+): Promise<VerifyReport> {
   const p = await getPipeline(pool, name);
-  const report: VerifyReport = { pipeline: name, rows: 0, missing: [], stale: [], staleContent: [], orphaned: [], deadLettered: [] };
+  const report: VerifyReport = {
+    pipeline: name,
+    rows: 0,
+    missing: [],
+    stale: [],
+    staleContent: [],
+    orphaned: [],
+    deadLettered: [],
+  };
   const source = qualified(p.sourceSchema, p.sourceTable);
   const vectors = qualified(p.vectorSchema, p.vectorTable);
 
@@ -39,7 +58,13 @@ export async function verifyPipeline(pool: Pool, name: string, pageSize = 1000):
     const keys = page.map((r) => r.pk);
     after = keys[keys.length - 1] ?? null;
     const rows = await readSourceRows(pool, p, keys);
-    const { rows: stored } = await pool.query<{ pk: string; chunks: string[]; hashes: string[]; generations: number[]; metadata: string[] }>(
+    const { rows: stored } = await pool.query<{
+      pk: string;
+      chunks: string[];
+      hashes: string[];
+      generations: number[];
+      metadata: string[];
+    }>(
       `select pk, array_agg(chunk order by chunk_index) as chunks, array_agg(distinct content_hash) as hashes,
               array_agg(distinct generation) as generations, array_agg(distinct metadata::text) as metadata
          from ${vectors} where pk = any($1::text[]) group by pk`,
@@ -55,9 +80,12 @@ export async function verifyPipeline(pool: Pool, name: string, pageSize = 1000):
         continue;
       }
       const sameContent =
-        actual.hashes.length === 1 && actual.hashes[0] === row.contentHash &&
-        actual.generations.length === 1 && actual.generations[0] === p.generation &&
-        actual.chunks.length === expected.length && actual.chunks.every((c, i) => c === expected[i]);
+        actual.hashes.length === 1 &&
+        actual.hashes[0] === row.contentHash &&
+        actual.generations.length === 1 &&
+        actual.generations[0] === p.generation &&
+        actual.chunks.length === expected.length &&
+        actual.chunks.every((c, i) => c === expected[i]);
       const sameMetadata = actual.metadata.length === 1 && actual.metadata[0] === row.metadata;
       if (!sameContent || !sameMetadata) report.stale.push(row.pk);
       if (!sameContent) report.staleContent.push(row.pk);

@@ -1,5 +1,5 @@
-// The workflow bundle, built once per version of workflows/ and kept on disk: webpack takes seconds,
-// and every worker start (and every test file) would otherwise pay for it again.
+// The workflow bundle, built once per version of workflows/ and kept on disk: webpack takes
+// seconds, and every worker start (and every test file) would otherwise pay for it again.
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile, rename, writeFile } from 'node:fs/promises';
@@ -17,7 +17,9 @@ export function workflowsEntry(): string {
 // Workflows import only each other, @temporalio/workflow and types, so these decide the bundle.
 async function sourceDigest(): Promise<string> {
   const hash = createHash('sha256');
-  hash.update(await readFile(fileURLToPath(import.meta.resolve('@temporalio/workflow/package.json'))));
+  hash.update(
+    await readFile(fileURLToPath(import.meta.resolve('@temporalio/workflow/package.json'))),
+  );
   for (const file of (await readdir(WORKFLOWS_DIR)).sort()) {
     hash.update(file).update(await readFile(path.join(WORKFLOWS_DIR, file)));
   }
@@ -27,7 +29,10 @@ async function sourceDigest(): Promise<string> {
 export async function workflowBundle(cacheDir: string): Promise<{ code: string }> {
   const file = path.join(cacheDir, `workflow-bundle-${await sourceDigest()}.js`);
   if (existsSync(file)) return { code: await readFile(file, 'utf8') };
-  const { code } = await bundleWorkflowCode({ workflowsPath: workflowsEntry(), logger: quietLogger });
+  const { code } = await bundleWorkflowCode({
+    workflowsPath: workflowsEntry(),
+    logger: quietLogger,
+  });
   await mkdir(cacheDir, { recursive: true });
   // Written aside and renamed, so a concurrent worker never reads half a bundle.
   const tmp = `${file}.${process.pid}.tmp`;
@@ -37,4 +42,11 @@ export async function workflowBundle(cacheDir: string): Promise<{ code: string }
 }
 
 const noop = (): void => undefined;
-const quietLogger = { log: noop, trace: noop, debug: noop, info: noop, warn: noop, error: (m: string) => console.error(m) };
+const quietLogger = {
+  log: noop,
+  trace: noop,
+  debug: noop,
+  info: noop,
+  warn: noop,
+  error: (m: string) => console.error(m),
+};

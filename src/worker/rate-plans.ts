@@ -1,16 +1,17 @@
-// Each worker keeps its providers' rate plans (src/providers/rate-plan.ts) in step with the limits the
-// environment and the catalog's pipelines declare, re-reading the catalog every few seconds, so a changed
-// limit takes effect without restarting anything:
+// Each worker keeps its providers' rate plans (src/providers/rate-plan.ts) in step with the limits
+// the environment and the catalog's pipelines declare, re-reading the catalog every few seconds, so
+// a changed limit takes effect without restarting anything:
 //
 // - every request takes its turn from the requests and tokens buckets at the current plan's rates;
-// - the requests-per-minute pace is the embedding task queue's rate limit, which the worker sets on the
+// - the requests-per-minute pace is the embedding task queue's rate limit, which the worker sets on
+// the
 //   Temporal server (UpdateTaskQueueConfig: `temporal task-queue config get` shows it, with its reason).
 //   A server without that API gets the rate as a worker option instead, which is read once at start:
 //   there a lowered limit is still kept at once by the requests bucket, and a raised one is reached
 //   after the workers restart (the log says so).
 //
-// Every worker computes the same plan from the same catalog (and, when set, the same environment), so
-// workers setting the queue's rate at once agree.
+// Every worker computes the same plan from the same catalog (and, when set, the same environment),
+// so workers setting the queue's rate at once agree.
 import proto from '@temporalio/proto';
 import { listPipelines } from '../db/catalog.js';
 import { planProviderQueue, samePlan, type RatePlan } from '../providers/rate-plan.js';
@@ -23,9 +24,14 @@ const { TaskQueueType } = proto.temporal.api.enums.v1;
 export const RATE_PLAN_REFRESH_MS = 5000;
 
 // gRPC status codes of a server that does not offer UpdateTaskQueueConfig, or not to us.
-const API_MISSING = new Set([7 /* PERMISSION_DENIED */, 9 /* FAILED_PRECONDITION */, 12 /* UNIMPLEMENTED */]);
+const API_MISSING = new Set([
+  7 /* PERMISSION_DENIED */, 9 /* FAILED_PRECONDITION */, 12 /* UNIMPLEMENTED */,
+]);
 
-export type RatePlansDeps = Pick<WorkerDeps, 'connection' | 'namespace' | 'taskQueue' | 'pool' | 'providers' | 'log'> & {
+export type RatePlansDeps = Pick<
+  WorkerDeps,
+  'connection' | 'namespace' | 'taskQueue' | 'pool' | 'providers' | 'log'
+> & {
   /** Defaults to RATE_PLAN_REFRESH_MS. */
   refreshMs?: number | undefined;
 };
@@ -51,8 +57,15 @@ export class RatePlans {
     await this.refresh();
     this.timer = setInterval(() => {
       this.refreshing ??= this.refresh()
-        .catch((err: unknown) => this.deps.log.warn({ err }, 'could not refresh the rate limits; the previous ones stay in force'))
-        .finally(() => { this.refreshing = undefined; });
+        .catch((err: unknown) =>
+          this.deps.log.warn(
+            { err },
+            'could not refresh the rate limits; the previous ones stay in force',
+          ),
+        )
+        .finally(() => {
+          this.refreshing = undefined;
+        });
     }, this.deps.refreshMs ?? RATE_PLAN_REFRESH_MS);
     this.timer.unref();
   }
@@ -64,15 +77,29 @@ export class RatePlans {
 
   async refresh(): Promise<void> {
     const { pool, providers, log } = this.deps;
-    // A pipeline's pending config (during a re-embed) may use another provider: it is paced as well.
-    const configs = (await listPipelines(pool)).flatMap((p) => (p.pendingConfig ? [p.config, p.pendingConfig] : [p.config]));
+    // A pipeline's pending config (during a re-embed) may use another provider: it is paced as
+    // well.
+    const configs = (await listPipelines(pool)).flatMap((p) =>
+      p.pendingConfig ? [p.config, p.pendingConfig] : [p.config],
+    );
     for (const provider of providers.values()) {
-      const plan = planProviderQueue(provider, configs.filter((c) => c.embedding.provider === provider.name));
+      const plan = planProviderQueue(
+        provider,
+        configs.filter((c) => c.embedding.provider === provider.name),
+      );
       const before = this.plans.get(provider.name);
       if (!samePlan(before, plan)) {
         this.plans.set(provider.name, plan);
         if (before || plan.activitiesPerSecond !== undefined || plan.tokens) {
-          log.info({ provider: provider.name, ...plan.limit, activitiesPerSecond: plan.activitiesPerSecond, tokensPerRequest: plan.tokensPerRequest }, before ? 'embedding rate limits changed' : 'embedding queue paced');
+          log.info(
+            {
+              provider: provider.name,
+              ...plan.limit,
+              activitiesPerSecond: plan.activitiesPerSecond,
+              tokensPerRequest: plan.tokensPerRequest,
+            },
+            before ? 'embedding rate limits changed' : 'embedding queue paced',
+          );
         }
       }
       await this.setQueueRate(provider.name, plan.activitiesPerSecond);
@@ -82,7 +109,11 @@ export class RatePlans {
   private async setQueueRate(provider: string, perSecond: number | undefined): Promise<void> {
     if (this.queueRates.has(provider) && this.queueRates.get(provider) === perSecond) return;
     if (!this.serverPaced) {
-      if (this.queueRates.has(provider)) this.deps.log.warn({ provider, activitiesPerSecond: perSecond }, 'the requests-per-minute limit changed: the requests bucket keeps the new one, but this Temporal server takes a task queue\'s rate only from its workers, so a raised limit is reached once the workers restart');
+      if (this.queueRates.has(provider))
+        this.deps.log.warn(
+          { provider, activitiesPerSecond: perSecond },
+          "the requests-per-minute limit changed: the requests bucket keeps the new one, but this Temporal server takes a task queue's rate only from its workers, so a raised limit is reached once the workers restart",
+        );
       this.queueRates.set(provider, perSecond);
       return;
     }
@@ -94,9 +125,13 @@ export class RatePlans {
         taskQueue: embedTaskQueue(taskQueue, provider),
         taskQueueType: TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
         // Without rateLimit the limit is removed.
-        updateQueueRateLimit: perSecond === undefined
-          ? { reason: `no requests-per-minute limit for ${provider}` }
-          : { rateLimit: { requestsPerSecond: perSecond }, reason: `requests-per-minute limit of ${provider}, from embedsync's pipelines and environment` },
+        updateQueueRateLimit:
+          perSecond === undefined
+            ? { reason: `no requests-per-minute limit for ${provider}` }
+            : {
+                rateLimit: { requestsPerSecond: perSecond },
+                reason: `requests-per-minute limit of ${provider}, from embedsync's pipelines and environment`,
+              },
       });
       this.queueRates.set(provider, perSecond);
     } catch (err) {
@@ -104,7 +139,10 @@ export class RatePlans {
       if (this.queueRates.size > 0 || typeof code !== 'number' || !API_MISSING.has(code)) throw err;
       // Learnt on the first call: from now on the rate is the worker option.
       this.serverPaced = false;
-      this.deps.log.warn({ err }, 'this Temporal server does not set task queue rates by API; the embedding queues are paced by a worker option, so a raised requests-per-minute limit is reached only after the workers restart');
+      this.deps.log.warn(
+        { err },
+        'this Temporal server does not set task queue rates by API; the embedding queues are paced by a worker option, so a raised requests-per-minute limit is reached only after the workers restart',
+      );
       this.queueRates.set(provider, perSecond);
     }
   }

@@ -1,9 +1,10 @@
 // A worker process: the sync task queue (workflows and the database stages) plus one embedding task
 // queue per provider, sharing one connection.
 //
-// Each embedding queue is paced to its provider's rate plan (src/worker/rate-plans.ts): the strictest
-// requests- and tokens-per-minute declared by the environment (EMBEDSYNC_<PROVIDER>_REQUESTS_PER_MINUTE,
-// …) or by any pipeline of the provider in the catalog, followed as they change.
+// Each embedding queue is paced to its provider's rate plan (src/worker/rate-plans.ts): the
+// strictest requests- and tokens-per-minute declared by the environment
+// (EMBEDSYNC_<PROVIDER>_REQUESTS_PER_MINUTE, …) or by any pipeline of the provider in the catalog,
+// followed as they change.
 import { Worker, type NativeConnection } from '@temporalio/worker';
 import { createActivities, createEmbedActivities } from '../../activities/index.js';
 import type { Pool } from '../db/pool.js';
@@ -34,8 +35,8 @@ export interface EmbedsyncWorker {
   /** What the activities count, in a registry of this worker's own. */
   metrics: WorkerMetrics;
   /**
-   * Serves /metrics (with the Temporal SDK's metrics appended, when the runtime exports them) until the
-   * worker stops; returns its URL.
+   * Serves /metrics (with the Temporal SDK's metrics appended, when the runtime exports them) until
+   * the worker stops; returns its URL.
    */
   serveMetrics(listen: MetricsListen): Promise<string>;
   /** Resolves when every worker has stopped (after shutdown(), or a fatal error). */
@@ -58,7 +59,9 @@ export async function createWorker(deps: WorkerDeps): Promise<EmbedsyncWorker> {
   const embed = await Promise.all(
     [...deps.providers.values()].map((provider) => {
       // Only where the server takes no queue rate by API: a worker option, fixed until restart.
-      const perSecond = rates.serverPaced ? undefined : rates.plan(provider.name)?.activitiesPerSecond;
+      const perSecond = rates.serverPaced
+        ? undefined
+        : rates.plan(provider.name)?.activitiesPerSecond;
       return Worker.create({
         connection: deps.connection,
         namespace: deps.namespace,

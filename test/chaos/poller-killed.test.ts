@@ -1,26 +1,45 @@
-// The poller is SIGKILLed, again and again, while users keep writing; some kills land while it holds a
-// claim open (rows locked, workflows maybe started, nothing committed). No change may be lost.
+// The poller is SIGKILLed, again and again, while users keep writing; some kills land while it
+// holds a claim open (rows locked, workflows maybe started, nothing committed). No change may be
+// lost.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Pool } from '../../src/db/pool.js';
 import { createTestDatabase } from '../helpers/db.js';
 import { waitFor } from '../helpers/wait.js';
-import { assertSyncWorkflowsCompleted, RECOVERY_MS, waitForConvergence } from './helpers/converge.js';
+import {
+  assertSyncWorkflowsCompleted,
+  RECOVERY_MS,
+  waitForConvergence,
+} from './helpers/converge.js';
 import { startPoller, startWorker, uniqueTaskQueue, type Deployment } from './helpers/embedsync.js';
 import { startWriteLoad } from './helpers/load.js';
 import { inScene } from './helpers/scene.js';
-import { createProductsPipeline, leftOutbox, queuedChanges, sharedTemporalAddress, temporalClient } from './helpers/setup.js';
+import {
+  createProductsPipeline,
+  leftOutbox,
+  queuedChanges,
+  sharedTemporalAddress,
+  temporalClient,
+} from './helpers/setup.js';
 
-/** The transaction of the poller's claim in progress, once it has locked outbox rows and not yet committed. */
+/**
+ * The transaction of the poller's claim in progress, once it has locked outbox rows and not yet
+ * committed.
+ */
 async function openClaim(pool: Pool): Promise<string> {
-  return waitFor('the poller to hold a claim open', async () => {
-    const { rows } = await pool.query<{ xid: string }>(
-      `select backend_xid::text as xid from pg_stat_activity
+  return waitFor(
+    'the poller to hold a claim open',
+    async () => {
+      const { rows } = await pool.query<{ xid: string }>(
+        `select backend_xid::text as xid from pg_stat_activity
         where datname = current_database() and application_name = 'embedsync-poller' and backend_xid is not null`,
-    );
-    return rows[0]?.xid;
-  }, 30_000, 2);
+      );
+      return rows[0]?.xid;
+    },
+    30_000,
+    2,
+  );
 }
 
 /** 'committed' or 'aborted', once the server has noticed that the transaction's client is gone. */
@@ -41,7 +60,11 @@ describe('a poller killed with SIGKILL', () => {
       const db = await createTestDatabase('chaos_poller');
       scene.onCleanup(() => db.drop());
       await createProductsPipeline(db.pool);
-      const deployment: Deployment = { databaseUrl: db.url, temporalAddress: sharedTemporalAddress(), taskQueue: uniqueTaskQueue('poller') };
+      const deployment: Deployment = {
+        databaseUrl: db.url,
+        temporalAddress: sharedTemporalAddress(),
+        taskQueue: uniqueTaskQueue('poller'),
+      };
       const client = await temporalClient(scene, deployment.temporalAddress);
       const worker = await startWorker(scene, deployment);
       let poller = await startPoller(scene, deployment);
@@ -50,20 +73,25 @@ describe('a poller killed with SIGKILL', () => {
       scene.onCleanup(async () => void (await load.stop()));
       let kills = 0;
       let abortedClaims = 0;
-      // Every other kill waits for a claim to be open (rows locked, workflows being started, nothing
-      // committed); the others land at random moments, wherever the poller happens to be.
+      // Every other kill waits for a claim to be open (rows locked, workflows being started,
+      // nothing committed); the others land at random moments, wherever the poller happens to be.
       while (kills < 6 || (abortedClaims === 0 && kills < 12)) {
         await sleep(300 + Math.random() * 700);
         const xid = kills % 2 === 0 ? await openClaim(db.pool) : undefined;
         const exit = await poller.kill('SIGKILL');
         assert.equal(exit.signal, 'SIGKILL', `${poller.name} was not killed but exited by itself`);
         kills += 1;
-        if (xid !== undefined && (await claimOutcome(db.pool, xid)) === 'aborted') abortedClaims += 1;
+        if (xid !== undefined && (await claimOutcome(db.pool, xid)) === 'aborted')
+          abortedClaims += 1;
 
         // With no poller, every change waits in the outbox.
         const waiting = await queuedChanges(db.pool);
         await load.progressed(5);
-        assert.deepEqual(await leftOutbox(db.pool, waiting), [], 'changes left the outbox with no poller running');
+        assert.deepEqual(
+          await leftOutbox(db.pool, waiting),
+          [],
+          'changes left the outbox with no poller running',
+        );
         poller = await startPoller(scene, deployment, `poller-${kills + 1}`);
       }
       assert.ok(abortedClaims > 0, `none of ${kills} kills landed inside an open claim`);
@@ -73,9 +101,14 @@ describe('a poller killed with SIGKILL', () => {
       const written = await load.stop();
       const stoppedAt = Date.now();
       const state = await waitForConvergence(db.pool, RECOVERY_MS);
-      t.diagnostic(`${state.rows} rows converged ${((Date.now() - stoppedAt) / 1000).toFixed(1)} s after the writes stopped`);
+      t.diagnostic(
+        `${state.rows} rows converged ${((Date.now() - stoppedAt) / 1000).toFixed(1)} s after the writes stopped`,
+      );
       await assertSyncWorkflowsCompleted(client, deployment.taskQueue);
-      assert.ok(worker.running && poller.running, 'the worker and the last poller are still running');
+      assert.ok(
+        worker.running && poller.running,
+        'the worker and the last poller are still running',
+      );
       assert.equal(written.failed, 0);
       assert.ok(state.rows > 100, `only ${state.rows} rows were written`);
     }));

@@ -1,13 +1,17 @@
 // PostgreSQL is SIGKILLed — the postmaster and every backend at once — while users keep writing and
-// batches are in flight; it restarts with crash recovery. The worker and the poller ride it out, and
-// every change that the database kept reaches the vector table.
+// batches are in flight; it restarts with crash recovery. The worker and the poller ride it out,
+// and every change that the database kept reaches the vector table.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { migrate } from '../../src/db/migrator.js';
 import { createPool } from '../../src/db/pool.js';
-import { assertSyncWorkflowsCompleted, RECOVERY_MS, waitForConvergence } from './helpers/converge.js';
+import {
+  assertSyncWorkflowsCompleted,
+  RECOVERY_MS,
+  waitForConvergence,
+} from './helpers/converge.js';
 import { startPoller, startWorker, uniqueTaskQueue, type Deployment } from './helpers/embedsync.js';
 import { startWriteLoad } from './helpers/load.js';
 import { startPostgresServer } from './helpers/postgres-server.js';
@@ -28,7 +32,11 @@ describe('PostgreSQL killed with SIGKILL', () => {
       await migrate(pool);
       await createProductsPipeline(pool);
 
-      const deployment: Deployment = { databaseUrl, temporalAddress: sharedTemporalAddress(), taskQueue: uniqueTaskQueue('postgres') };
+      const deployment: Deployment = {
+        databaseUrl,
+        temporalAddress: sharedTemporalAddress(),
+        taskQueue: uniqueTaskQueue('postgres'),
+      };
       const client = await temporalClient(scene, deployment.temporalAddress);
       const worker = await startWorker(scene, deployment);
       const poller = await startPoller(scene, deployment);
@@ -39,15 +47,23 @@ describe('PostgreSQL killed with SIGKILL', () => {
       await server.kill();
       const failedBefore = load.stats.failed;
       await sleep(2000);
-      assert.ok(load.stats.failed > failedBefore, 'writes did not fail while the database was down');
+      assert.ok(
+        load.stats.failed > failedBefore,
+        'writes did not fail while the database was down',
+      );
 
       await server.start();
       const restartedAt = Date.now();
       await load.progressed(40);
       const written = await load.stop();
       const state = await waitForConvergence(pool, RECOVERY_MS);
-      t.diagnostic(`${written.failed} write rounds failed during the outage; ${state.rows} rows converged ${((Date.now() - restartedAt) / 1000).toFixed(1)} s after PostgreSQL was back`);
+      t.diagnostic(
+        `${written.failed} write rounds failed during the outage; ${state.rows} rows converged ${((Date.now() - restartedAt) / 1000).toFixed(1)} s after PostgreSQL was back`,
+      );
       await assertSyncWorkflowsCompleted(client, deployment.taskQueue);
-      assert.ok(worker.running && poller.running, 'the worker and the poller outlived the database crash');
+      assert.ok(
+        worker.running && poller.running,
+        'the worker and the poller outlived the database crash',
+      );
     }));
 });

@@ -1,5 +1,5 @@
-// The worker is SIGKILLed while it is half way through embedding a large batch, with user writes going
-// on. Nothing may be lost, and the chunks it had already embedded must not be paid for again.
+// The worker is SIGKILLed while it is half way through embedding a large batch, with user writes
+// going on. Nothing may be lost, and the chunks it had already embedded must not be paid for again.
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -9,7 +9,11 @@ import { describe, it } from 'node:test';
 import type { Pool } from '../../src/db/pool.js';
 import { createTestDatabase } from '../helpers/db.js';
 import { waitFor } from '../helpers/wait.js';
-import { assertSyncWorkflowsCompleted, RECOVERY_MS, waitForConvergence } from './helpers/converge.js';
+import {
+  assertSyncWorkflowsCompleted,
+  RECOVERY_MS,
+  waitForConvergence,
+} from './helpers/converge.js';
 import { startPoller, startWorker, uniqueTaskQueue, type Deployment } from './helpers/embedsync.js';
 import { startWriteLoad } from './helpers/load.js';
 import { removeOnExit } from './helpers/processes.js';
@@ -18,7 +22,9 @@ import { createProductsPipeline, sharedTemporalAddress, temporalClient } from '.
 
 const LARGE_ROWS = 600;
 
-/** ~3,000 characters per row, every sentence naming its row, so that each chunk's text is unique. */
+/**
+ * ~3,000 characters per row, every sentence naming its row, so that each chunk's text is unique.
+ */
 async function insertLargeBatch(pool: Pool): Promise<void> {
   await pool.query(
     `insert into products (name, description, category, price)
@@ -33,20 +39,27 @@ async function insertLargeBatch(pool: Pool): Promise<void> {
 
 /**
  * Once the embed stage is half way through the large rows (some of their chunks have vectors, some
- * not), the texts of those that have. Only large rows count: the write load rewrites its own rows, and
- * two batches may then legitimately both embed a row's newest text.
+ * not), the texts of those that have. Only large rows count: the write load rewrites its own rows,
+ * and two batches may then legitimately both embed a row's newest text.
  */
 async function midEmbed(pool: Pool): Promise<string[]> {
   const large = `from embedsync.staged_chunks c join products p on p.id::text = c.pk where p.category = 'large'`;
-  return waitFor('the embed stage to be half way through the large rows', async () => {
-    const { rows } = await pool.query<{ done: number; pending: number }>(
-      `select count(*) filter (where c.embedding is not null)::int as done, count(*) filter (where c.embedding is null)::int as pending ${large}`,
-    );
-    const progress = rows[0];
-    if (!progress || progress.done === 0 || progress.pending === 0) return false;
-    const embedded = await pool.query<{ chunk: string }>(`select c.chunk ${large} and c.embedding is not null`);
-    return embedded.rows.map((r) => r.chunk);
-  }, 60_000, 5);
+  return waitFor(
+    'the embed stage to be half way through the large rows',
+    async () => {
+      const { rows } = await pool.query<{ done: number; pending: number }>(
+        `select count(*) filter (where c.embedding is not null)::int as done, count(*) filter (where c.embedding is null)::int as pending ${large}`,
+      );
+      const progress = rows[0];
+      if (!progress || progress.done === 0 || progress.pending === 0) return false;
+      const embedded = await pool.query<{ chunk: string }>(
+        `select c.chunk ${large} and c.embedding is not null`,
+      );
+      return embedded.rows.map((r) => r.chunk);
+    },
+    60_000,
+    5,
+  );
 }
 
 function textsSent(embedLog: string): Map<string, number> {
@@ -92,20 +105,36 @@ describe('a worker killed with SIGKILL', () => {
       const successor = await startWorker(scene, deployment, 'worker-2');
       await load.progressed(20);
       const written = await load.stop();
-      // The killed worker's activities are retried only once their timeouts expire (see RECOVERY_MS).
+      // The killed worker's activities are retried only once their timeouts expire (see
+      // RECOVERY_MS).
       const state = await waitForConvergence(db.pool, RECOVERY_MS);
-      t.diagnostic(`${state.rows} rows converged ${((Date.now() - killedAt) / 1000).toFixed(1)} s after the kill`);
+      t.diagnostic(
+        `${state.rows} rows converged ${((Date.now() - killedAt) / 1000).toFixed(1)} s after the kill`,
+      );
       await assertSyncWorkflowsCompleted(client, deployment.taskQueue);
-      assert.ok(successor.running && poller.running, 'the new worker and the poller are still running');
+      assert.ok(
+        successor.running && poller.running,
+        'the new worker and the poller are still running',
+      );
       assert.equal(written.failed, 0);
 
       const sent = textsSent(deployment.embedLog ?? '');
       assert.ok(paidBeforeKill.length > 0);
-      const paidTwice = paidBeforeKill.filter((text) => sent.get(text) !== 1).map((text) => `${sent.get(text) ?? 0}× ${text.slice(0, 60)}`);
-      assert.deepEqual(paidTwice, [], 'chunks embedded before the kill were sent to the provider again');
+      const paidTwice = paidBeforeKill
+        .filter((text) => sent.get(text) !== 1)
+        .map((text) => `${sent.get(text) ?? 0}× ${text.slice(0, 60)}`);
+      assert.deepEqual(
+        paidTwice,
+        [],
+        'chunks embedded before the kill were sent to the provider again',
+      );
       const resent = [...sent.values()].filter((n) => n > 1).length;
-      t.diagnostic(`${paidBeforeKill.length} chunks were embedded before the kill; ${resent} of ${sent.size} texts were sent more than once (requests in flight at the kill, or rows rewritten during a batch)`);
-      const { rows } = await db.pool.query<{ n: number }>(`select count(distinct pk)::int as n from products_embeddings where metadata->>'category' = 'large'`);
+      t.diagnostic(
+        `${paidBeforeKill.length} chunks were embedded before the kill; ${resent} of ${sent.size} texts were sent more than once (requests in flight at the kill, or rows rewritten during a batch)`,
+      );
+      const { rows } = await db.pool.query<{ n: number }>(
+        `select count(distinct pk)::int as n from products_embeddings where metadata->>'category' = 'large'`,
+      );
       assert.equal(rows[0]?.n, LARGE_ROWS);
     }));
 });

@@ -1,6 +1,7 @@
-// Keeps the machine busy, for running the suites under load: worker threads spinning in this process,
-// twice as many as there are cores. Being threads, not processes, they end with the process however it
-// ends (a crash, a signal, process.exit), so a hog can never outlive the run that started it.
+// Keeps the machine busy, for running the suites under load: worker threads spinning in this
+// process, twice as many as there are cores. Being threads, not processes, they end with the
+// process however it ends (a crash, a signal, process.exit), so a hog can never outlive the run
+// that started it.
 import os from 'node:os';
 import { Worker } from 'node:worker_threads';
 

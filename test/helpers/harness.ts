@@ -67,8 +67,8 @@ export interface Harness {
 }
 
 /**
- * What every harness starts with: a database and a task queue of this file's own, and a Temporal client
- * in a namespace with embedsync's search attributes; each registered with `teardown`.
+ * What every harness starts with: a database and a task queue of this file's own, and a Temporal
+ * client in a namespace with embedsync's search attributes; each registered with `teardown`.
  */
 export async function openTestSession(
   label: string,
@@ -84,7 +84,9 @@ export async function openTestSession(
   return { db, taskQueue, client };
 }
 
-/** temporalMetrics: have the Temporal SDK export its metrics (once per process, so per test file). */
+/**
+ * temporalMetrics: have the Temporal SDK export its metrics (once per process, so per test file).
+ */
 export async function startHarness(
   label: string,
   opts: { pollers?: number; temporalMetrics?: boolean } = {},
@@ -112,13 +114,18 @@ export async function startHarness(
         return worker;
       },
       startPoller(options = {}) {
-        const poller = new Poller({ pool: db.pool, databaseUrl: db.url, temporal: client, taskQueue, log }, options);
+        const poller = new Poller(
+          { pool: db.pool, databaseUrl: db.url, temporal: client, taskQueue, log },
+          options,
+        );
         poller.start();
         harness.pollers.push(poller);
         return poller;
       },
       async startWorker() {
-        workerConnection ??= await connectWorker(env, log, { metrics: opts.temporalMetrics ?? false });
+        workerConnection ??= await connectWorker(env, log, {
+          metrics: opts.temporalMetrics ?? false,
+        });
         worker = await createWorker({
           connection: workerConnection,
           namespace: env.temporalNamespace,
@@ -136,8 +143,8 @@ export async function startHarness(
         worker = undefined;
         running = undefined;
       },
-      // Pollers, the workflows left running, the worker, the connections, the database: all of them,
-      // whichever fails.
+      // Pollers, the workflows left running, the worker, the connections, the database: all of
+      // them, whichever fails.
       stop: () => teardown.run(),
     };
     teardown.add(() => workerConnection?.close());
@@ -180,6 +187,9 @@ export function productsPipeline(overrides: Partial<PipelineInput> = {}): Pipeli
   };
 }
 
-export async function applyPipeline(h: Pick<Harness, 'db'>, ...pipelines: PipelineInput[]): Promise<void> {
+export async function applyPipeline(
+  h: Pick<Harness, 'db'>,
+  ...pipelines: PipelineInput[]
+): Promise<void> {
   await applyPipelines(h.db.pool, parsePipelines({ pipelines }));
 }

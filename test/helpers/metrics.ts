@@ -1,7 +1,11 @@
-// Reading a worker's metrics in a test, without a server: the sum of a series over several registries.
+// Reading a worker's metrics in a test, without a server: the sum of a series over several
+// registries.
 import type { Registry } from 'prom-client';
 
-/** The sum of `series` (a metric, or a histogram's name_count / name_sum) whose labels include `labels`. */
+/**
+ * The sum of `series` (a metric, or a histogram's name_count / name_sum) whose labels include
+ * `labels`.
+ */
 export async function seriesValue(
   registries: Registry[],
   series: string,
@@ -16,7 +20,8 @@ export async function seriesValue(
     for (const v of values) {
       const name = (v as { metricName?: string }).metricName ?? own;
       if (name !== series) continue;
-      if (Object.entries(labels).every(([k, want]) => String(v.labels[k]) === want)) total += v.value;
+      if (Object.entries(labels).every(([k, want]) => String(v.labels[k]) === want))
+        total += v.value;
     }
   }
   return total;

@@ -1,5 +1,5 @@
-// What a test started, stopped in reverse order: every step runs even when an earlier one fails, so a
-// failed stop never leaves a worker, a poller or a server keeping the test process alive.
+// What a test started, stopped in reverse order: every step runs even when an earlier one fails, so
+// a failed stop never leaves a worker, a poller or a server keeping the test process alive.
 
 export class Teardown {
   private readonly steps: (() => unknown)[] = [];
@@ -23,8 +23,8 @@ export class Teardown {
   }
 
   /**
-   * Runs setup; if it throws, what it had started is stopped before the error is passed on (a failed
-   * before() runs no after() that could).
+   * Runs setup; if it throws, what it had started is stopped before the error is passed on (a
+   * failed before() runs no after() that could).
    */
   async guard<T>(setup: () => Promise<T>): Promise<T> {
     try {

@@ -14,14 +14,23 @@ let h: Harness;
 
 const INSERTING = { TimeZone: 'UTC' };
 const UPDATING = {
-  TimeZone: 'Asia/Tokyo', DateStyle: 'SQL, DMY', IntervalStyle: 'sql_standard', extra_float_digits: '0',
+  TimeZone: 'Asia/Tokyo',
+  DateStyle: 'SQL, DMY',
+  IntervalStyle: 'sql_standard',
+  extra_float_digits: '0',
 };
 const DELETING = {
-  TimeZone: 'America/New_York', DateStyle: 'German', IntervalStyle: 'iso_8601', extra_float_digits: '-3',
+  TimeZone: 'America/New_York',
+  DateStyle: 'German',
+  IntervalStyle: 'iso_8601',
+  extra_float_digits: '-3',
 };
 
 /** A connection like an application's: the server's defaults, then these settings. */
-async function inSession<T>(settings: Record<string, string>, fn: (c: pg.Client) => Promise<T>): Promise<T> {
+async function inSession<T>(
+  settings: Record<string, string>,
+  fn: (c: pg.Client) => Promise<T>,
+): Promise<T> {
   const client = new pg.Client({ connectionString: h.db.url });
   await client.connect();
   try {
@@ -36,11 +45,15 @@ async function inSession<T>(settings: Record<string, string>, fn: (c: pg.Client)
 
 /** A table keyed by `key` (column definitions) with one embedded column, and its pipeline. */
 async function withPipeline(
-  key: string, primaryKey: string, test: (name: string, table: string) => Promise<void>,
+  key: string,
+  primaryKey: string,
+  test: (name: string, table: string) => Promise<void>,
 ): Promise<void> {
   const name = uniqueName('keys');
   const table = `${name}_src`;
-  await h.db.pool.query(`create table ${quoteIdent(table)} (${key}, body text, primary key (${primaryKey}))`);
+  await h.db.pool.query(
+    `create table ${quoteIdent(table)} (${key}, body text, primary key (${primaryKey}))`,
+  );
   try {
     await applyPipeline(h, {
       name,
@@ -57,13 +70,16 @@ async function withPipeline(
 
 async function vectorKeys(name: string): Promise<{ pk: string; chunk: string }[]> {
   const { rows } = await h.db.pool.query<{ pk: string; chunk: string }>(
-    `select pk, chunk from public.${quoteIdent(`${name}_embeddings`)} order by pk, chunk_index`);
+    `select pk, chunk from public.${quoteIdent(`${name}_embeddings`)} order by pk, chunk_index`,
+  );
   return rows;
 }
 
 async function converged(name: string): Promise<void> {
   await waitFor(`pipeline ${name} to converge`, async () => {
-    const queued = await h.db.pool.query('select 1 from embedsync.outbox where pipeline = $1', [name]);
+    const queued = await h.db.pool.query('select 1 from embedsync.outbox where pipeline = $1', [
+      name,
+    ]);
     if (queued.rows.length > 0) return false;
     const r = await verifyPipeline(h.db.pool, name);
     return r.missing.length + r.stale.length + r.orphaned.length === 0 ? r : false;
@@ -71,7 +87,11 @@ async function converged(name: string): Promise<void> {
 }
 
 const CASES = [
-  { type: 'timestamptz', value: `'2024-01-20 03:04:05.123456+00'`, canonical: '2024-01-20 03:04:05.123456+00' },
+  {
+    type: 'timestamptz',
+    value: `'2024-01-20 03:04:05.123456+00'`,
+    canonical: '2024-01-20 03:04:05.123456+00',
+  },
   { type: 'date', value: `'2024-01-20'`, canonical: '2024-01-20' },
   { type: 'double precision', value: '1 / 3::float8', canonical: '0.3333333333333333' },
   { type: 'interval', value: `'-1 day 2 hours 3.5 seconds'`, canonical: '-1 days +02:00:03.5' },
@@ -91,7 +111,9 @@ describe('one key text per row', () => {
         await converged(name);
         assert.deepEqual(await vectorKeys(name), [{ pk: c.canonical, chunk: 'first' }]);
         await inSession(UPDATING, (s) => s.query(`update ${t} set body = 'second'`));
-        await waitFor('the new content', async () => (await vectorKeys(name)).some((v) => v.chunk === 'second'));
+        await waitFor('the new content', async () =>
+          (await vectorKeys(name)).some((v) => v.chunk === 'second'),
+        );
         await converged(name);
         assert.deepEqual(await vectorKeys(name), [{ pk: c.canonical, chunk: 'second' }]);
         await inSession(DELETING, (s) => s.query(`delete from ${t}`));
@@ -108,7 +130,9 @@ describe('one key text per row', () => {
       await inSession(INSERTING, (s) => s.query(`insert into ${t} values ${row}`));
       await converged(name);
       await inSession(UPDATING, (s) => s.query(`update ${t} set body = 'second'`));
-      await waitFor('the new content', async () => (await vectorKeys(name)).some((v) => v.chunk === 'second'));
+      await waitFor('the new content', async () =>
+        (await vectorKeys(name)).some((v) => v.chunk === 'second'),
+      );
       await converged(name);
       assert.deepEqual(await vectorKeys(name), [{ pk: canonical, chunk: 'second' }]);
       await inSession(DELETING, (s) => s.query(`delete from ${t}`));
@@ -119,11 +143,21 @@ describe('one key text per row', () => {
   it('migration 000008 rewrites keys stored in other forms, keeping one set of vectors per key', async () => {
     await withPipeline('k timestamptz', 'k', async (name, table) => {
       const vt = `public.${quoteIdent(`${name}_embeddings`)}`;
-      const [a, b, c] = ['2024-01-20 03:04:05+00', '2024-01-21 03:04:05+00', '2024-01-22 03:04:05+00'];
+      const [a, b, c] = [
+        '2024-01-20 03:04:05+00',
+        '2024-01-21 03:04:05+00',
+        '2024-01-22 03:04:05+00',
+      ];
       const t = quoteIdent(table);
-      await h.db.pool.query(`insert into ${t} values ($1, 'alpha'), ($2, 'beta'), ($3, 'gamma')`, [a, b, c]);
+      await h.db.pool.query(`insert into ${t} values ($1, 'alpha'), ($2, 'beta'), ($3, 'gamma')`, [
+        a,
+        b,
+        c,
+      ]);
       await converged(name);
-      await h.db.pool.query('update embedsync.pipelines set sync_paused = true where name = $1', [name]);
+      await h.db.pool.query('update embedsync.pipelines set sync_paused = true where name = $1', [
+        name,
+      ]);
       // The state an older version left: keys rendered under the writing session's settings.
       const copy = (from: string, to: string, chunk: string, age: string): string =>
         `insert into ${vt} (pk, chunk_index, embedding, chunk, metadata, content_hash, generation, embedded_at)
@@ -147,15 +181,20 @@ describe('one key text per row', () => {
       const before = await vectorKeys(name);
       assert.equal(new Set(before.map((v) => v.pk)).size, 5);
       assert.ok(before.some((v) => v.pk === '20/01/2024 12:04:05 JST'));
-      await h.db.pool.query(`insert into embedsync.dead_letters (pipeline, pk, generation, content_hash, error)
-        values ($1, '20/01/2024 12:04:05 JST', 1, 'h', 'refused')`, [name]);
+      await h.db.pool.query(
+        `insert into embedsync.dead_letters (pipeline, pk, generation, content_hash, error)
+        values ($1, '20/01/2024 12:04:05 JST', 1, 'h', 'refused')`,
+        [name],
+      );
       // As if a re-embed were running: its table has the same old keys.
       const swap = `public.${quoteIdent(`${name}_embeddings_swap`)}`;
       await h.db.pool.query(`create table ${swap} as select * from ${vt}`);
       try {
         await h.db.pool.query('delete from embedsync.migrations where id = 8');
         assert.deepEqual(await migrate(h.db.pool), ['canonical_keys']);
-        const { rows: swapped } = await h.db.pool.query<{ pk: string }>(`select distinct pk from ${swap} order by pk`);
+        const { rows: swapped } = await h.db.pool.query<{ pk: string }>(
+          `select distinct pk from ${swap} order by pk`,
+        );
         assert.deepEqual(swapped, [{ pk: a }, { pk: b }, { pk: c }]);
       } finally {
         await h.db.pool.query(`drop table ${swap}`);
@@ -166,13 +205,19 @@ describe('one key text per row', () => {
         { pk: c, chunk: 'gamma' },
       ]);
       const queued = await h.db.pool.query<{ pk: string }>(
-        'select pk from embedsync.outbox where pipeline = $1', [name]);
+        'select pk from embedsync.outbox where pipeline = $1',
+        [name],
+      );
       assert.deepEqual(queued.rows, [{ pk: a }]);
       const letters = await h.db.pool.query<{ pk: string }>(
-        'select pk from embedsync.dead_letters where pipeline = $1', [name]);
+        'select pk from embedsync.dead_letters where pipeline = $1',
+        [name],
+      );
       assert.deepEqual(letters.rows, [{ pk: a }]);
       await h.db.pool.query('delete from embedsync.dead_letters where pipeline = $1', [name]);
-      await h.db.pool.query('update embedsync.pipelines set sync_paused = false where name = $1', [name]);
+      await h.db.pool.query('update embedsync.pipelines set sync_paused = false where name = $1', [
+        name,
+      ]);
       await converged(name);
     });
   });

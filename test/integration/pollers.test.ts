@@ -1,14 +1,24 @@
-// Several pollers, and a poller that dies half way through a claim: the outbox hands every change to
-// exactly one workflow, and a claim that never committed is claimed again without running twice.
+// Several pollers, and a poller that dies half way through a claim: the outbox hands every change
+// to exactly one workflow, and a claim that never committed is claimed again without running twice.
 import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, it } from 'node:test';
-import { Client, WorkflowExecutionAlreadyStartedError, type WorkflowClientInterceptor } from '@temporalio/client';
+import {
+  Client,
+  WorkflowExecutionAlreadyStartedError,
+  type WorkflowClientInterceptor,
+} from '@temporalio/client';
 import { pino } from 'pino';
 import { createPool } from '../../src/db/pool.js';
 import { Poller } from '../../src/poller/poller.js';
 import { verifyPipeline } from '../../src/verify/verify.js';
 import type { SyncInput } from '../../workflows/index.js';
-import { applyPipeline, PRODUCTS_TABLE, productsPipeline, startHarness, type Harness } from '../helpers/harness.js';
+import {
+  applyPipeline,
+  PRODUCTS_TABLE,
+  productsPipeline,
+  startHarness,
+  type Harness,
+} from '../helpers/harness.js';
 import { waitFor } from '../helpers/wait.js';
 
 let h: Harness;
@@ -22,13 +32,23 @@ interface StartAttempt {
 
 /**
  * A client on the harness's connection that records every workflow start a poller attempts, and
- * runs `afterStart` once the server has accepted a start (to crash the poller at exactly that point).
+ * runs `afterStart` once the server has accepted a start (to crash the poller at exactly that
+ * point).
  */
-function recordingClient(poller: string, attempts: StartAttempt[], afterStart?: () => Promise<void>): Client {
+function recordingClient(
+  poller: string,
+  attempts: StartAttempt[],
+  afterStart?: () => Promise<void>,
+): Client {
   const recorder: WorkflowClientInterceptor = {
     async startWithDetails(input, next) {
       const keys = (input.options.args[0] as SyncInput | undefined)?.keys ?? [];
-      const attempt: StartAttempt = { poller, workflowId: input.options.workflowId, keys, outcome: 'failed' };
+      const attempt: StartAttempt = {
+        poller,
+        workflowId: input.options.workflowId,
+        keys,
+        outcome: 'failed',
+      };
       attempts.push(attempt);
       try {
         const output = await next(input);
@@ -36,12 +56,17 @@ function recordingClient(poller: string, attempts: StartAttempt[], afterStart?: 
         await afterStart?.();
         return output;
       } catch (err) {
-        if (err instanceof WorkflowExecutionAlreadyStartedError) attempt.outcome = 'already started';
+        if (err instanceof WorkflowExecutionAlreadyStartedError)
+          attempt.outcome = 'already started';
         throw err;
       }
     },
   };
-  return new Client({ connection: h.client.connection, namespace: h.client.options.namespace, interceptors: { workflow: [recorder] } });
+  return new Client({
+    connection: h.client.connection,
+    namespace: h.client.options.namespace,
+    interceptors: { workflow: [recorder] },
+  });
 }
 
 /** A logger that keeps the pollers' warnings ("poll failed …") for the assertions. */
@@ -64,36 +89,61 @@ async function converged(attempts: readonly StartAttempt[] = []): Promise<void> 
   let seen = '';
   let missing: string[] = [];
   try {
-    await waitFor('the pipeline to converge', async () => {
-      const outbox = await count('select count(*)::int as n from embedsync.outbox');
-      const r = await verifyPipeline(h.db.pool, 'products');
-      missing = [...r.missing, ...r.stale, ...r.orphaned];
-      seen = `outbox ${outbox}, missing ${r.missing.length}, stale ${r.stale.length}, orphaned ${r.orphaned.length} of ${r.rows} rows`;
-      return outbox === 0 && missing.length === 0;
-    }, 180_000, 250);
+    await waitFor(
+      'the pipeline to converge',
+      async () => {
+        const outbox = await count('select count(*)::int as n from embedsync.outbox');
+        const r = await verifyPipeline(h.db.pool, 'products');
+        missing = [...r.missing, ...r.stale, ...r.orphaned];
+        seen = `outbox ${outbox}, missing ${r.missing.length}, stale ${r.stale.length}, orphaned ${r.orphaned.length} of ${r.rows} rows`;
+        return outbox === 0 && missing.length === 0;
+      },
+      180_000,
+      250,
+    );
   } catch (err) {
     const holders = attempts.filter((a) => a.keys.some((k) => missing.includes(k)));
     const waits = await Promise.all(
       holders.map(async (a) => {
         const d = await h.client.workflow.getHandle(a.workflowId).describe();
-        const pending = (d.raw.pendingActivities ?? []).map((p) => `${p.activityType?.name ?? '?'} attempt ${p.attempt ?? '?'}`);
+        const pending = (d.raw.pendingActivities ?? []).map(
+          (p) => `${p.activityType?.name ?? '?'} attempt ${p.attempt ?? '?'}`,
+        );
         return `${a.workflowId} ${d.status.name} [${pending.join(', ')}]`;
       }),
     );
-    throw new Error(`${(err as Error).message}; last seen: ${seen}; keys [${missing.slice(0, 10).join(' ')}]; their workflows: ${waits.join('; ')}`, { cause: err });
+    throw new Error(
+      `${(err as Error).message}; last seen: ${seen}; keys [${missing.slice(0, 10).join(' ')}]; their workflows: ${waits.join('; ')}`,
+      { cause: err },
+    );
   }
 }
 
-/** The runs matching `query`, once visibility lists at least `atLeast` and none of them is still running. */
-async function closedRuns(query: string, atLeast: number): Promise<{ workflowId: string; status: string }[]> {
-  return waitFor(`${atLeast} closed workflows for ${query}`, async () => {
-    const found: { workflowId: string; status: string }[] = [];
-    for await (const info of h.client.workflow.list({ query })) found.push({ workflowId: info.workflowId, status: info.status.name });
-    return found.length >= atLeast && found.every((w) => w.status !== 'RUNNING') ? found : false;
-  }, 30_000, 250);
+/**
+ * The runs matching `query`, once visibility lists at least `atLeast` and none of them is still
+ * running.
+ */
+async function closedRuns(
+  query: string,
+  atLeast: number,
+): Promise<{ workflowId: string; status: string }[]> {
+  return waitFor(
+    `${atLeast} closed workflows for ${query}`,
+    async () => {
+      const found: { workflowId: string; status: string }[] = [];
+      for await (const info of h.client.workflow.list({ query }))
+        found.push({ workflowId: info.workflowId, status: info.status.name });
+      return found.length >= atLeast && found.every((w) => w.status !== 'RUNNING') ? found : false;
+    },
+    30_000,
+    250,
+  );
 }
 
-/** Writes on its own connection until `stop` is set: inserts, updates and deletes of its own rows, ~30 rows/s. */
+/**
+ * Writes on its own connection until `stop` is set: inserts, updates and deletes of its own rows,
+ * ~30 rows/s.
+ */
 async function writeSteadily(writer: number, stop: { set: boolean }): Promise<void> {
   const client = await h.db.pool.connect();
   try {
@@ -109,7 +159,10 @@ async function writeSteadily(writer: number, stop: { set: boolean }): Promise<vo
       mine.push(...rows.map((r) => r.id));
       if (seq % 3 === 1) {
         const some = mine.filter((_, i) => i % 7 === seq % 7).slice(-5);
-        await client.query(`update products set description = 'Updated as ' || $1 || '.' || id where id = any($2::bigint[])`, [label, some]);
+        await client.query(
+          `update products set description = 'Updated as ' || $1 || '.' || id where id = any($2::bigint[])`,
+          [label, some],
+        );
       }
       if (seq % 5 === 4) {
         const gone = mine.splice(seq % mine.length, 2);
@@ -144,7 +197,13 @@ describe('pollers', () => {
     // Small claims and a short interval, so that both pollers keep racing for the same outbox rows.
     const pollers = ['a', 'b'].map((name) => {
       const poller = new Poller(
-        { pool: h.db.pool, databaseUrl: h.db.url, temporal: recordingClient(name, attempts), taskQueue: h.taskQueue, log: warningLog(warnings) },
+        {
+          pool: h.db.pool,
+          databaseUrl: h.db.url,
+          temporal: recordingClient(name, attempts),
+          taskQueue: h.taskQueue,
+          log: warningLog(warnings),
+        },
         { claimLimit: 25, fallbackIntervalMs: 50 },
       );
       h.pollers.push(poller);
@@ -157,7 +216,8 @@ describe('pollers', () => {
     try {
       await new Promise((r) => setTimeout(r, 4000));
       // However slowly a loaded machine writes, the pollers get enough changes to race on.
-      const changedKeys = (): Promise<number> => count('select count(distinct pk)::int as n from public.captured');
+      const changedKeys = (): Promise<number> =>
+        count('select count(distinct pk)::int as n from public.captured');
       await waitFor('150 changed keys', async () => (await changedKeys()) > 150, 60_000);
     } finally {
       stop.set = true;
@@ -167,20 +227,31 @@ describe('pollers', () => {
     await Promise.all(pollers.map((p) => p.stop()));
 
     assert.deepEqual(warnings, [], 'no poll failed');
-    assert.deepEqual(attempts.filter((a) => a.outcome !== 'started'), [], 'no poller tried to start a batch that another had started');
+    assert.deepEqual(
+      attempts.filter((a) => a.outcome !== 'started'),
+      [],
+      'no poller tried to start a batch that another had started',
+    );
     const started = (name: string): number => attempts.filter((a) => a.poller === name).length;
-    for (const name of ['a', 'b']) assert.ok(started(name) > 0, `poller ${name} started no workflow: the pollers did not race`);
+    for (const name of ['a', 'b'])
+      assert.ok(started(name) > 0, `poller ${name} started no workflow: the pollers did not race`);
     t.diagnostic(`poller a started ${started('a')} workflows, poller b ${started('b')}`);
 
-    // A change is handed to at most one workflow: a key never appears in more workflows than it has changes.
-    const { rows: captured } = await h.db.pool.query<{ pk: string; changes: number }>('select pk, count(*)::int as changes from public.captured group by pk');
+    // A change is handed to at most one workflow: a key never appears in more workflows than it has
+    // changes.
+    const { rows: captured } = await h.db.pool.query<{ pk: string; changes: number }>(
+      'select pk, count(*)::int as changes from public.captured group by pk',
+    );
     const handled = new Map<string, number>();
     for (const a of attempts) for (const k of a.keys) handled.set(k, (handled.get(k) ?? 0) + 1);
     const overHandled = captured.filter((c) => (handled.get(c.pk) ?? 0) > c.changes);
     assert.deepEqual(overHandled, [], 'keys handled by more workflows than they had changes');
     const unhandled = captured.filter((c) => !handled.has(c.pk)).map((c) => c.pk);
     assert.deepEqual(unhandled, [], 'keys whose changes reached no workflow');
-    assert.ok(captured.length > 150, `only ${captured.length} keys changed: the writers did not write enough to race on`);
+    assert.ok(
+      captured.length > 150,
+      `only ${captured.length} keys changed: the writers did not write enough to race on`,
+    );
 
     // Rows written once were embedded once: a double claim would have embedded them twice.
     const { rows: once } = await h.db.pool.query<{ chunk: string }>(
@@ -188,15 +259,23 @@ describe('pollers', () => {
     );
     const sent = new Map<string, number>();
     for (const text of h.provider.seen) sent.set(text, (sent.get(text) ?? 0) + 1);
-    const paidTwice = once.filter((r) => sent.get(r.chunk) !== 1).map((r) => `${r.chunk}: ${sent.get(r.chunk) ?? 0}`);
+    const paidTwice = once
+      .filter((r) => sent.get(r.chunk) !== 1)
+      .map((r) => `${r.chunk}: ${sent.get(r.chunk) ?? 0}`);
     assert.deepEqual(paidTwice, []);
     assert.ok(once.length > 50);
 
     // Temporal ran exactly the workflows the pollers started, and each one completed.
     const runs = await closedRuns(`TaskQueue = "${h.taskQueue}"`, attempts.length);
-    assert.deepEqual(runs.filter((r) => r.status !== 'COMPLETED'), []);
+    assert.deepEqual(
+      runs.filter((r) => r.status !== 'COMPLETED'),
+      [],
+    );
     assert.equal(runs.length, attempts.length);
-    assert.deepEqual(new Set(runs.map((r) => r.workflowId)), new Set(attempts.map((a) => a.workflowId)));
+    assert.deepEqual(
+      new Set(runs.map((r) => r.workflowId)),
+      new Set(attempts.map((a) => a.workflowId)),
+    );
   });
 
   it('a poller killed between starting a workflow and committing its claim loses nothing', async () => {
@@ -216,8 +295,20 @@ describe('pollers', () => {
         );
         assert.equal(killed, 1, "the doomed poller's claim connection was not found");
       };
-      const doomed = new Poller({ pool: doomedPool, databaseUrl: h.db.url, temporal: recordingClient('doomed', attempts, killClaimConnection), taskQueue: h.taskQueue, log: h.log });
-      const healthy = new Poller({ pool: h.db.pool, databaseUrl: h.db.url, temporal: recordingClient('healthy', attempts), taskQueue: h.taskQueue, log: h.log });
+      const doomed = new Poller({
+        pool: doomedPool,
+        databaseUrl: h.db.url,
+        temporal: recordingClient('doomed', attempts, killClaimConnection),
+        taskQueue: h.taskQueue,
+        log: h.log,
+      });
+      const healthy = new Poller({
+        pool: h.db.pool,
+        databaseUrl: h.db.url,
+        temporal: recordingClient('healthy', attempts),
+        taskQueue: h.taskQueue,
+        log: h.log,
+      });
 
       const { rows } = await h.db.pool.query<{ id: string }>(
         `insert into products (name, description, category) select 'Crash ' || g, 'Claimed by a poller that dies ' || g, 'crash' from generate_series(1, 5) g returning id::text`,
@@ -226,22 +317,42 @@ describe('pollers', () => {
       assert.equal(await count(outbox), 5);
 
       await assert.rejects(doomed.pollOnce());
-      assert.deepEqual(attempts.map((a) => [a.poller, a.outcome]), [['doomed', 'started']]);
-      assert.equal(await count(outbox), 5, 'the claim of a poller that died before commit must stay in the outbox');
+      assert.deepEqual(
+        attempts.map((a) => [a.poller, a.outcome]),
+        [['doomed', 'started']],
+      );
+      assert.equal(
+        await count(outbox),
+        5,
+        'the claim of a poller that died before commit must stay in the outbox',
+      );
 
       assert.equal(await healthy.pollOnce(), 5);
       const [started, retried] = attempts;
-      assert.deepEqual([retried?.poller, retried?.outcome, retried?.workflowId], ['healthy', 'already started', started?.workflowId]);
+      assert.deepEqual(
+        [retried?.poller, retried?.outcome, retried?.workflowId],
+        ['healthy', 'already started', started?.workflowId],
+      );
       assert.equal(await count(outbox), 0);
 
       await h.startWorker();
       workerBack = true;
       await converged(attempts);
       const keys = rows.map((r) => r.id);
-      assert.equal(await count('select count(distinct pk)::int as n from products_embeddings where pk = any($1::text[])', [keys]), 5);
+      assert.equal(
+        await count(
+          'select count(distinct pk)::int as n from products_embeddings where pk = any($1::text[])',
+          [keys],
+        ),
+        5,
+      );
       assert.equal(h.provider.texts, 5, 'each row embedded once');
       const runs = await closedRuns(`WorkflowId = "${started?.workflowId ?? ''}"`, 1);
-      assert.deepEqual(runs.map((r) => r.status), ['COMPLETED'], 'the workflow ran once');
+      assert.deepEqual(
+        runs.map((r) => r.status),
+        ['COMPLETED'],
+        'the workflow ran once',
+      );
     } finally {
       await doomedPool.end();
       if (!workerBack) await h.startWorker();

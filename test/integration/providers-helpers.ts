@@ -1,16 +1,26 @@
 // A running embedsync whose providers are the real OpenAI and Bedrock clients, talking to the mock
-// provider server: its own database and task queue, one or more workers (started after the pipelines
-// are applied, so the embedding queues are paced from the first request), a poller, and captured logs.
+// provider server: its own database and task queue, one or more workers (started after the
+// pipelines are applied, so the embedding queues are paced from the first request), a poller, and
+// captured logs.
 import os from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
-import { ActivityFailure, ApplicationFailure, WorkflowFailedError, type Client } from '@temporalio/client';
+import {
+  ActivityFailure,
+  ApplicationFailure,
+  WorkflowFailedError,
+  type Client,
+} from '@temporalio/client';
 import { pino, type Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { applyPipelines } from '../../src/capture/apply.js';
 import { readEnv, readProviderEnv } from '../../src/config/env.js';
 import { parsePipelines, type PipelineInput } from '../../src/config/pipeline.js';
-import { startMockProvider, type MockProvider, type MockProviderOptions } from '../../src/mock-provider/server.js';
+import {
+  startMockProvider,
+  type MockProvider,
+  type MockProviderOptions,
+} from '../../src/mock-provider/server.js';
 import { Poller, type PollerOptions } from '../../src/poller/poller.js';
 import { createProviders } from '../../src/providers/index.js';
 import { connectWorker } from '../../src/worker/connect.js';
@@ -33,10 +43,18 @@ export interface ProviderHarness {
 }
 
 /** An items-shaped table per pipeline, so one pipeline's requests never mix with another's. */
-const itemsTable = (table: string): string => `create table ${table} (id bigint primary key, title text, body text, category text)`;
+const itemsTable = (table: string): string =>
+  `create table ${table} (id bigint primary key, title text, body text, category text)`;
 
-/** A pipeline over the items-shaped table of the same name; the mock answers for every model in the table. */
-export function itemsPipeline(name: string, embedding: PipelineInput['embedding'], overrides: Partial<PipelineInput> = {}): PipelineInput {
+/**
+ * A pipeline over the items-shaped table of the same name; the mock answers for every model in the
+ * table.
+ */
+export function itemsPipeline(
+  name: string,
+  embedding: PipelineInput['embedding'],
+  overrides: Partial<PipelineInput> = {},
+): PipelineInput {
   return {
     name,
     source: { table: `public.${name}` },
@@ -51,12 +69,28 @@ export function itemsPipeline(name: string, embedding: PipelineInput['embedding'
 function captureLogger(label: string, lines: string[]): Logger {
   const sink = new Writable({
     write(chunk: Buffer, _encoding, done) {
-      lines.push(...chunk.toString('utf8').split('\n').filter((l) => l !== ''));
+      lines.push(
+        ...chunk
+          .toString('utf8')
+          .split('\n')
+          .filter((l) => l !== ''),
+      );
       done();
     },
   });
-  // The same redaction as src/log.ts: the point is to prove nothing secret reaches it in the first place.
-  return pino({ name: `test-${label}`, level: 'trace', redact: { paths: ['apiKey', 'authorization', '*.apiKey', '*.authorization'], censor: '[redacted]' } }, sink);
+  // The same redaction as src/log.ts: the point is to prove nothing secret reaches it in the first
+  // place.
+  return pino(
+    {
+      name: `test-${label}`,
+      level: 'trace',
+      redact: {
+        paths: ['apiKey', 'authorization', '*.apiKey', '*.authorization'],
+        censor: '[redacted]',
+      },
+    },
+    sink,
+  );
 }
 
 export async function startProviderHarness(
@@ -83,22 +117,28 @@ export async function startProviderHarness(
     for (const p of pipelines) await db.pool.query(itemsTable(p.name));
     await applyPipelines(db.pool, pipelines);
 
-    const providerEnv = readProviderEnv({ AWS_REGION: 'us-east-1', AWS_ENDPOINT_URL_BEDROCK_RUNTIME: mock.url, ...opts.env });
+    const providerEnv = readProviderEnv({
+      AWS_REGION: 'us-east-1',
+      AWS_ENDPOINT_URL_BEDROCK_RUNTIME: mock.url,
+      ...opts.env,
+    });
     // A connection each, as separate worker processes have.
     const workers: EmbedsyncWorker[] = [];
     for (let i = 0; i < (opts.workers ?? 1); i++) {
       const connection = await connectWorker(env, log);
       teardown.add(() => connection.close());
-      workers.push(await createWorker({
-        connection,
-        namespace: env.temporalNamespace,
-        taskQueue,
-        pool: db.pool,
-        providers: createProviders([], providerEnv),
-        log,
-        cacheDir: path.join(os.tmpdir(), 'embedsync-test-cache'),
-        ...(opts.rateRefreshMs === undefined ? {} : { rateRefreshMs: opts.rateRefreshMs }),
-      }));
+      workers.push(
+        await createWorker({
+          connection,
+          namespace: env.temporalNamespace,
+          taskQueue,
+          pool: db.pool,
+          providers: createProviders([], providerEnv),
+          log,
+          cacheDir: path.join(os.tmpdir(), 'embedsync-test-cache'),
+          ...(opts.rateRefreshMs === undefined ? {} : { rateRefreshMs: opts.rateRefreshMs }),
+        }),
+      );
     }
     const running = Promise.all(workers.map((w) => w.run()));
     teardown.add(async () => {
@@ -106,18 +146,30 @@ export async function startProviderHarness(
       await running;
     });
     teardown.add(() => terminateRunning(client, taskQueue));
-    const poller = new Poller({ pool: db.pool, databaseUrl: db.url, temporal: client, taskQueue, log }, opts.poller);
+    const poller = new Poller(
+      { pool: db.pool, databaseUrl: db.url, temporal: client, taskQueue, log },
+      opts.poller,
+    );
     poller.start();
     teardown.add(() => poller.stop());
 
     return {
-      db, mock, client, taskQueue, logLines, metrics: workers.map((w) => w.metrics.registry), stop: () => teardown.run(),
+      db,
+      mock,
+      client,
+      taskQueue,
+      logLines,
+      metrics: workers.map((w) => w.metrics.registry),
+      stop: () => teardown.run(),
     };
   });
 }
 
 /** Workflow ids on this harness's task queue, optionally only those with a given status. */
-export async function workflowIds(h: Pick<ProviderHarness, 'client' | 'taskQueue'>, status?: 'Completed' | 'Failed' | 'Running'): Promise<string[]> {
+export async function workflowIds(
+  h: Pick<ProviderHarness, 'client' | 'taskQueue'>,
+  status?: 'Completed' | 'Failed' | 'Running',
+): Promise<string[]> {
   const ids: string[] = [];
   const query = `TaskQueue = "${h.taskQueue}"${status ? ` AND ExecutionStatus = "${status}"` : ''}`;
   for await (const wf of h.client.workflow.list({ query })) ids.push(wf.workflowId);
@@ -125,7 +177,11 @@ export async function workflowIds(h: Pick<ProviderHarness, 'client' | 'taskQueue
 }
 
 /** The chunks stored for a row of a pipeline (its vector table is <name>_embeddings). */
-export async function chunksOf(h: Pick<ProviderHarness, 'db'>, pipeline: string, pk: string): Promise<{ chunk: string; dims: number }[]> {
+export async function chunksOf(
+  h: Pick<ProviderHarness, 'db'>,
+  pipeline: string,
+  pk: string,
+): Promise<{ chunk: string; dims: number }[]> {
   const { rows } = await h.db.pool.query<{ chunk: string; dims: number }>(
     `select chunk, vector_dims(embedding) as dims from ${pipeline}_embeddings where pk = $1 order by chunk_index`,
     [pk],
@@ -133,14 +189,33 @@ export async function chunksOf(h: Pick<ProviderHarness, 'db'>, pipeline: string,
   return rows;
 }
 
-/** Sets the process environment for the test file (the providers read keys and AWS credentials from it). */
+/**
+ * Sets the process environment for the test file (the providers read keys and AWS credentials from
+ * it).
+ */
 export function setEnv(values: Record<string, string>): void {
   Object.assign(process.env, values);
 }
 
-/** How a failed workflow's activity failed: its ApplicationFailure (type, message, nonRetryable). */
-export async function activityFailure(h: Pick<ProviderHarness, 'client'>, workflowId: string): Promise<ApplicationFailure | undefined> {
-  const err = await h.client.workflow.getHandle(workflowId).result().then(() => undefined, (e: unknown) => e);
-  if (err instanceof WorkflowFailedError && err.cause instanceof ActivityFailure && err.cause.cause instanceof ApplicationFailure) return err.cause.cause;
+/**
+ * How a failed workflow's activity failed: its ApplicationFailure (type, message, nonRetryable).
+ */
+export async function activityFailure(
+  h: Pick<ProviderHarness, 'client'>,
+  workflowId: string,
+): Promise<ApplicationFailure | undefined> {
+  const err = await h.client.workflow
+    .getHandle(workflowId)
+    .result()
+    .then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+  if (
+    err instanceof WorkflowFailedError &&
+    err.cause instanceof ActivityFailure &&
+    err.cause.cause instanceof ApplicationFailure
+  )
+    return err.cause.cause;
   return undefined;
 }

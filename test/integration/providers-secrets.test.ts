@@ -1,11 +1,19 @@
-// API keys never reach workflow histories, logs or the catalog: a sync through the OpenAI and Bedrock
-// clients with recognisable keys, a rejected key that a careless server echoes back whole, and a
-// scan of every history, log line and console line afterwards.
+// API keys never reach workflow histories, logs or the catalog: a sync through the OpenAI and
+// Bedrock clients with recognisable keys, a rejected key that a careless server echoes back whole,
+// and a scan of every history, log line and console line afterwards.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { waitFor } from '../helpers/wait.js';
-import { activityFailure, chunksOf, itemsPipeline, setEnv, startProviderHarness, workflowIds, type ProviderHarness } from './providers-helpers.js';
+import {
+  activityFailure,
+  chunksOf,
+  itemsPipeline,
+  setEnv,
+  startProviderHarness,
+  workflowIds,
+  type ProviderHarness,
+} from './providers-helpers.js';
 
 const tag = randomBytes(6).toString('hex');
 const GOOD_KEY = `sk-embedsync-good-${tag}`;
@@ -13,14 +21,21 @@ const WRONG_KEY = `sk-embedsync-wrong-${tag}`;
 const AWS_SECRET = `embedsync/aws/secret/${tag}`;
 const SECRETS = [GOOD_KEY, WRONG_KEY, AWS_SECRET];
 
-setEnv({ EMBEDSYNC_TEST_GOOD_KEY: GOOD_KEY, EMBEDSYNC_TEST_WRONG_KEY: WRONG_KEY, AWS_ACCESS_KEY_ID: 'AKIAMOCKSECRETSTEST0', AWS_SECRET_ACCESS_KEY: AWS_SECRET });
+setEnv({
+  EMBEDSYNC_TEST_GOOD_KEY: GOOD_KEY,
+  EMBEDSYNC_TEST_WRONG_KEY: WRONG_KEY,
+  AWS_ACCESS_KEY_ID: 'AKIAMOCKSECRETSTEST0',
+  AWS_SECRET_ACCESS_KEY: AWS_SECRET,
+});
 
 // Whatever the SDKs print on their own goes to the console: captured too.
 const consoleLines: string[] = [];
 for (const method of ['log', 'info', 'warn', 'error', 'debug'] as const) {
   const original = console[method].bind(console);
   console[method] = (...args: unknown[]) => {
-    consoleLines.push(args.map((a) => (typeof a === 'string' ? a : JSON.stringify(a) ?? String(a))).join(' '));
+    consoleLines.push(
+      args.map((a) => (typeof a === 'string' ? a : (JSON.stringify(a) ?? String(a)))).join(' '),
+    );
     original(...args);
   };
 }
@@ -30,7 +45,8 @@ function historyText(value: unknown, out: string[] = []): string[] {
   if (typeof value === 'string') out.push(value);
   else if (value instanceof Uint8Array) out.push(Buffer.from(value).toString('utf8'));
   else if (Array.isArray(value)) for (const v of value) historyText(v, out);
-  else if (value && typeof value === 'object') for (const v of Object.values(value)) historyText(v, out);
+  else if (value && typeof value === 'object')
+    for (const v of Object.values(value)) historyText(v, out);
   return out;
 }
 
@@ -40,9 +56,25 @@ describe('secrets', () => {
   before(async () => {
     h = await startProviderHarness('secrets', {
       pipelines: (mockUrl) => [
-        itemsPipeline('keyed', { provider: 'openai', model: 'text-embedding-3-small', dimensions: 64, baseURL: `${mockUrl}/v1`, apiKeyEnv: 'EMBEDSYNC_TEST_GOOD_KEY' }),
-        itemsPipeline('wrong_key', { provider: 'openai', model: 'text-embedding-3-small', dimensions: 64, baseURL: `${mockUrl}/v1`, apiKeyEnv: 'EMBEDSYNC_TEST_WRONG_KEY' }),
-        itemsPipeline('titan', { provider: 'bedrock', model: 'amazon.titan-embed-text-v2:0', dimensions: 256 }),
+        itemsPipeline('keyed', {
+          provider: 'openai',
+          model: 'text-embedding-3-small',
+          dimensions: 64,
+          baseURL: `${mockUrl}/v1`,
+          apiKeyEnv: 'EMBEDSYNC_TEST_GOOD_KEY',
+        }),
+        itemsPipeline('wrong_key', {
+          provider: 'openai',
+          model: 'text-embedding-3-small',
+          dimensions: 64,
+          baseURL: `${mockUrl}/v1`,
+          apiKeyEnv: 'EMBEDSYNC_TEST_WRONG_KEY',
+        }),
+        itemsPipeline('titan', {
+          provider: 'bedrock',
+          model: 'amazon.titan-embed-text-v2:0',
+          dimensions: 256,
+        }),
       ],
       mock: { apiKey: GOOD_KEY, echoKeyInErrors: true },
     });
@@ -52,7 +84,9 @@ describe('secrets', () => {
   it('API keys appear in no workflow history, log line or console line', async () => {
     h.mock.inject({ kind: 'rate-limit', retryAfterMs: 500 });
     for (const table of ['keyed', 'wrong_key', 'titan']) {
-      await h.db.pool.query(`insert into ${table} (id, title, body) values (1, 'Tent', 'Two-person tent'), (2, 'Stove', 'Camping stove')`);
+      await h.db.pool.query(
+        `insert into ${table} (id, title, body) values (1, 'Tent', 'Two-person tent'), (2, 'Stove', 'Camping stove')`,
+      );
     }
     await waitFor('the keyed rows', async () => (await chunksOf(h, 'keyed', '2')).length === 1);
     await waitFor('the titan rows', async () => (await chunksOf(h, 'titan', '2')).length === 1);
@@ -68,8 +102,14 @@ describe('secrets', () => {
 
     const ids = await workflowIds(h);
     assert.ok(ids.length >= 3, `expected the workflows of three pipelines, found ${ids.length}`);
-    const histories = await Promise.all(ids.map(async (id) => historyText(await h.client.workflow.getHandle(id).fetchHistory()).join('\n')));
-    const { rows } = await h.db.pool.query<{ config: string }>('select config::text from embedsync.pipelines');
+    const histories = await Promise.all(
+      ids.map(async (id) =>
+        historyText(await h.client.workflow.getHandle(id).fetchHistory()).join('\n'),
+      ),
+    );
+    const { rows } = await h.db.pool.query<{ config: string }>(
+      'select config::text from embedsync.pipelines',
+    );
     const places: [string, string][] = [
       ...histories.map((text, i): [string, string] => [`history of ${ids[i] ?? ''}`, text]),
       ['worker and poller logs', h.logLines.join('\n')],
@@ -78,7 +118,8 @@ describe('secrets', () => {
     ];
     assert.ok(h.logLines.length > 0, 'nothing was logged: the scan would prove nothing');
     for (const [place, text] of places) {
-      for (const secret of SECRETS) assert.ok(!text.includes(secret), `a secret appears in the ${place}`);
+      for (const secret of SECRETS)
+        assert.ok(!text.includes(secret), `a secret appears in the ${place}`);
     }
   });
 });

@@ -9,27 +9,47 @@ import { ConfigError, parsePipelines } from '../../src/config/pipeline.js';
 import { readPipelineFacts } from '../../src/status/index.js';
 import { seriesValue } from '../helpers/metrics.js';
 import { waitFor } from '../helpers/wait.js';
-import { activityFailure, chunksOf, itemsPipeline, setEnv, startProviderHarness, workflowIds, type ProviderHarness } from './providers-helpers.js';
+import {
+  activityFailure,
+  chunksOf,
+  itemsPipeline,
+  setEnv,
+  startProviderHarness,
+  workflowIds,
+  type ProviderHarness,
+} from './providers-helpers.js';
 
 let h: ProviderHarness;
 let nextId = 1;
 
-setEnv({ EMBEDSYNC_TEST_OPENAI_KEY: 'sk-test-providers-0000', AWS_ACCESS_KEY_ID: 'AKIAMOCKPROVIDERTEST', AWS_SECRET_ACCESS_KEY: 'mock-secret-providers' });
+setEnv({
+  EMBEDSYNC_TEST_OPENAI_KEY: 'sk-test-providers-0000',
+  AWS_ACCESS_KEY_ID: 'AKIAMOCKPROVIDERTEST',
+  AWS_SECRET_ACCESS_KEY: 'mock-secret-providers',
+});
 
 async function insert(table: string, title: string, body: string): Promise<string> {
   const id = String(nextId++);
-  await h.db.pool.query(`insert into ${table} (id, title, body, category) values ($1, $2, $3, 'test')`, [id, title, body]);
+  await h.db.pool.query(
+    `insert into ${table} (id, title, body, category) values ($1, $2, $3, 'test')`,
+    [id, title, body],
+  );
   return id;
 }
 
-const requestsWith = (text: string) => h.mock.requests.filter((r) => r.inputs.some((i) => i.includes(text)));
+const requestsWith = (text: string) =>
+  h.mock.requests.filter((r) => r.inputs.some((i) => i.includes(text)));
 
 type Outcomes = Record<'ok' | 'rate_limited' | 'retryable' | 'refused', number>;
 
 /** The worker's embedsync_provider_requests_total of the oa pipeline, by outcome. */
 async function oaRequests(): Promise<Outcomes> {
   const count = (outcome: string) =>
-    seriesValue(h.metrics, 'embedsync_provider_requests_total', { pipeline: 'oa', provider: 'openai', outcome });
+    seriesValue(h.metrics, 'embedsync_provider_requests_total', {
+      pipeline: 'oa',
+      provider: 'openai',
+      outcome,
+    });
   return {
     ok: await count('ok'),
     rate_limited: await count('rate_limited'),
@@ -40,7 +60,9 @@ async function oaRequests(): Promise<Outcomes> {
 
 async function assertCounted(before: Outcomes, grown: Partial<Outcomes>): Promise<void> {
   const after = await oaRequests();
-  const delta = Object.fromEntries(Object.entries(after).map(([k, v]) => [k, v - before[k as keyof typeof before]]));
+  const delta = Object.fromEntries(
+    Object.entries(after).map(([k, v]) => [k, v - before[k as keyof typeof before]]),
+  );
   assert.deepEqual(delta, { ok: 0, rate_limited: 0, retryable: 0, refused: 0, ...grown });
 }
 
@@ -59,9 +81,23 @@ describe('embedding providers through their SDKs', () => {
   before(async () => {
     h = await startProviderHarness('providers', {
       pipelines: (mockUrl) => [
-        itemsPipeline('oa', { provider: 'openai', model: 'text-embedding-3-small', dimensions: 256, baseURL: `${mockUrl}/v1`, apiKeyEnv: 'EMBEDSYNC_TEST_OPENAI_KEY' }),
-        itemsPipeline('titan', { provider: 'bedrock', model: 'amazon.titan-embed-text-v2:0', dimensions: 256 }),
-        itemsPipeline('cohere', { provider: 'bedrock', model: 'cohere.embed-english-v3', dimensions: 1024 }, { chunking: { size: 2000, overlap: 100 } }),
+        itemsPipeline('oa', {
+          provider: 'openai',
+          model: 'text-embedding-3-small',
+          dimensions: 256,
+          baseURL: `${mockUrl}/v1`,
+          apiKeyEnv: 'EMBEDSYNC_TEST_OPENAI_KEY',
+        }),
+        itemsPipeline('titan', {
+          provider: 'bedrock',
+          model: 'amazon.titan-embed-text-v2:0',
+          dimensions: 256,
+        }),
+        itemsPipeline(
+          'cohere',
+          { provider: 'bedrock', model: 'cohere.embed-english-v3', dimensions: 1024 },
+          { chunking: { size: 2000, overlap: 100 } },
+        ),
       ],
       mock: {},
     });
@@ -71,8 +107,12 @@ describe('embedding providers through their SDKs', () => {
 
   it('an OpenAI pipeline always sends encoding_format, and dimensions where the model can reduce', async () => {
     const pk = await insert('oa', 'Alpine tent', 'Two-person tent for storms');
-    const chunks = await waitFor('the vectors', async () => ((await chunksOf(h, 'oa', pk)).length > 0 ? chunksOf(h, 'oa', pk) : false));
-    assert.deepEqual(chunks, [{ chunk: 'Title: Alpine tent\nTwo-person tent for storms', dims: 256 }]);
+    const chunks = await waitFor('the vectors', async () =>
+      (await chunksOf(h, 'oa', pk)).length > 0 ? chunksOf(h, 'oa', pk) : false,
+    );
+    assert.deepEqual(chunks, [
+      { chunk: 'Title: Alpine tent\nTwo-person tent for storms', dims: 256 },
+    ]);
     const [request] = requestsWith('Alpine tent');
     assert.equal(request?.status, 200);
     assert.deepEqual(request?.params, { encoding_format: 'float', dimensions: 256 });
@@ -81,7 +121,12 @@ describe('embedding providers through their SDKs', () => {
   it('a Titan v2 pipeline calls InvokeModel once per text, signed, with its dimensions', async () => {
     const a = await insert('titan', 'Kettle', 'Stovetop kettle');
     const b = await insert('titan', 'Grinder', 'Burr coffee grinder');
-    await waitFor('both rows', async () => (await chunksOf(h, 'titan', a)).length === 1 && (await chunksOf(h, 'titan', b)).length === 1);
+    await waitFor(
+      'both rows',
+      async () =>
+        (await chunksOf(h, 'titan', a)).length === 1 &&
+        (await chunksOf(h, 'titan', b)).length === 1,
+    );
     const calls = h.mock.requests.filter((r) => r.api === 'bedrock' && r.status === 200);
     assert.equal(calls.length, 2);
     for (const call of calls) {
@@ -98,7 +143,11 @@ describe('embedding providers through their SDKs', () => {
     const { rows } = await h.db.pool.query<{ id: string }>(
       `insert into cohere (id, title, body) select g, 'Item ' || g, 'Description ' || g from generate_series(1000, 1004) g returning id::text`,
     );
-    await waitFor('five rows', async () => (await Promise.all(rows.map((r) => chunksOf(h, 'cohere', r.id)))).every((c) => c.length === 1));
+    await waitFor('five rows', async () =>
+      (await Promise.all(rows.map((r) => chunksOf(h, 'cohere', r.id)))).every(
+        (c) => c.length === 1,
+      ),
+    );
     const calls = h.mock.requests.filter((r) => r.api === 'bedrock');
     assert.equal(calls.length, 1);
     assert.equal(calls[0]?.inputs.length, 5);
@@ -117,8 +166,8 @@ describe('embedding providers through their SDKs', () => {
     assert.equal(second?.status, 200);
     assert.equal(rest.length, 0);
     const waited = (second?.at ?? 0) - (first?.at ?? 0);
-    // A slow machine only delays the retry: the lower bound is what the hint promises. (A hint misread
-    // as far longer would leave the row unembedded past waitFor's limit above.)
+    // A slow machine only delays the retry: the lower bound is what the hint promises. (A hint
+    // misread as far longer would leave the row unembedded past waitFor's limit above.)
     assert.ok(waited >= 2000, `retried after ${waited} ms, before the 2 s the server asked for`);
   });
 
@@ -127,22 +176,32 @@ describe('embedding providers through their SDKs', () => {
     const counted = await oaRequests();
     const pk = await insert('oa', 'Stove', 'Camping stove');
     await waitFor('the vectors', async () => (await chunksOf(h, 'oa', pk)).length === 1);
-    assert.deepEqual(requestsWith('Stove').map((r) => r.status), [500, 200]);
+    assert.deepEqual(
+      requestsWith('Stove').map((r) => r.status),
+      [500, 200],
+    );
     await assertCounted(counted, { retryable: 1, ok: 1 });
   });
 
   it('a provider that keeps failing shows in the status until it answers again', async () => {
     h.mock.inject({ kind: 'server-error', status: 503 }, 3);
     const pk = await insert('oa', 'Tarp', 'Ultralight tarp');
-    const failing = await waitFor('three failures in a row', async () => {
-      const [facts] = await readPipelineFacts(h.db.pool, 'oa');
-      return facts && facts.providerFailuresInARow >= 3 ? facts : false;
-    }, 20_000);
+    const failing = await waitFor(
+      'three failures in a row',
+      async () => {
+        const [facts] = await readPipelineFacts(h.db.pool, 'oa');
+        return facts && facts.providerFailuresInARow >= 3 ? facts : false;
+      },
+      20_000,
+    );
     assert.match(failing.providerLastError ?? '', /ProviderUnavailableError: .*503/);
     await waitFor('the vectors', async () => (await chunksOf(h, 'oa', pk)).length === 1, 30_000);
     const [recovered] = await readPipelineFacts(h.db.pool, 'oa');
     assert.equal(recovered?.providerFailuresInARow, 0);
-    assert.ok((recovered?.providerLastSuccessAt?.getTime() ?? 0) >= (recovered?.providerLastErrorAt?.getTime() ?? Infinity));
+    assert.ok(
+      (recovered?.providerLastSuccessAt?.getTime() ?? 0) >=
+        (recovered?.providerLastErrorAt?.getTime() ?? Infinity),
+    );
   });
 
   it('an exhausted quota is not retried, and the change is kept as a dead letter', async () => {
@@ -154,7 +213,10 @@ describe('embedding providers through their SDKs', () => {
     assert.equal(failure.type, 'QuotaExhaustedError');
     assert.equal(failure.nonRetryable, true);
     const kept = await waitFor('the key among the dead letters', async () => {
-      const { rows } = await h.db.pool.query<{ error: string }>(`select error from embedsync.dead_letters where pipeline = 'oa' and pk = $1`, [pk]);
+      const { rows } = await h.db.pool.query<{ error: string }>(
+        `select error from embedsync.dead_letters where pipeline = 'oa' and pk = $1`,
+        [pk],
+      );
       return rows[0]?.error;
     });
     assert.match(kept, /quota/i);
@@ -183,10 +245,19 @@ describe('embedding providers through their SDKs', () => {
       const c = await chunksOf(h, 'oa', pk);
       return c.length > 1 ? c : false;
     });
-    assert.ok(chunks.every((c) => countTokens(c.chunk) <= 200), 'a chunk is longer than 200 tokens');
-    assert.ok(chunks.length >= 40, `3,000 words of ~3 tokens each should make 40+ chunks of 200 tokens, got ${chunks.length}`);
+    assert.ok(
+      chunks.every((c) => countTokens(c.chunk) <= 200),
+      'a chunk is longer than 200 tokens',
+    );
+    assert.ok(
+      chunks.length >= 40,
+      `3,000 words of ~3 tokens each should make 40+ chunks of 200 tokens, got ${chunks.length}`,
+    );
     const seen = new Set(chunks.flatMap((c) => c.chunk.split(/\s+/)));
-    assert.ok(words.every((w) => seen.has(w)), 'a word was lost');
+    assert.ok(
+      words.every((w) => seen.has(w)),
+      'a word was lost',
+    );
     const sent = requestsWith('word0 ').flatMap((r) => r.inputs);
     assert.ok(sent.every((t) => countTokens(t) <= 200));
   });
@@ -202,17 +273,53 @@ describe('embedding providers through their SDKs', () => {
   });
 
   it('a pipeline whose dimensions the model cannot produce is refused when applied', async () => {
-    const refuse = async (embedding: Parameters<typeof itemsPipeline>[1], field: string, chunking?: { size: number; overlap: number }) => {
-      const config = parsePipelines({ pipelines: [itemsPipeline('oa', embedding, chunking ? { name: 'refused', chunking } : { name: 'refused' })] });
-      await assert.rejects(applyPipelines(h.db.pool, config), (err: unknown) => err instanceof ConfigError && err.field === `pipelines[0].${field}`);
+    const refuse = async (
+      embedding: Parameters<typeof itemsPipeline>[1],
+      field: string,
+      chunking?: { size: number; overlap: number },
+    ) => {
+      const config = parsePipelines({
+        pipelines: [
+          itemsPipeline(
+            'oa',
+            embedding,
+            chunking ? { name: 'refused', chunking } : { name: 'refused' },
+          ),
+        ],
+      });
+      await assert.rejects(
+        applyPipelines(h.db.pool, config),
+        (err: unknown) => err instanceof ConfigError && err.field === `pipelines[0].${field}`,
+      );
     };
-    await refuse({ provider: 'openai', model: 'text-embedding-ada-002', dimensions: 512 }, 'embedding.dimensions');
-    await refuse({ provider: 'openai', model: 'text-embedding-3-small', dimensions: 1600 }, 'embedding.dimensions');
-    await refuse({ provider: 'bedrock', model: 'amazon.titan-embed-text-v2:0', dimensions: 768 }, 'embedding.dimensions');
-    await refuse({ provider: 'bedrock', model: 'cohere.embed-english-v3', dimensions: 512 }, 'embedding.dimensions');
-    await refuse({ provider: 'bedrock', model: 'cohere.embed-english-v3', dimensions: 1024 }, 'chunking.size', { size: 3000, overlap: 100 });
-    await refuse({ provider: 'openai', model: 'nomic-embed-text', dimensions: 768 }, 'embedding.model');
-    const { rows } = await h.db.pool.query(`select 1 from embedsync.pipelines where name = 'refused'`);
+    await refuse(
+      { provider: 'openai', model: 'text-embedding-ada-002', dimensions: 512 },
+      'embedding.dimensions',
+    );
+    await refuse(
+      { provider: 'openai', model: 'text-embedding-3-small', dimensions: 1600 },
+      'embedding.dimensions',
+    );
+    await refuse(
+      { provider: 'bedrock', model: 'amazon.titan-embed-text-v2:0', dimensions: 768 },
+      'embedding.dimensions',
+    );
+    await refuse(
+      { provider: 'bedrock', model: 'cohere.embed-english-v3', dimensions: 512 },
+      'embedding.dimensions',
+    );
+    await refuse(
+      { provider: 'bedrock', model: 'cohere.embed-english-v3', dimensions: 1024 },
+      'chunking.size',
+      { size: 3000, overlap: 100 },
+    );
+    await refuse(
+      { provider: 'openai', model: 'nomic-embed-text', dimensions: 768 },
+      'embedding.model',
+    );
+    const { rows } = await h.db.pool.query(
+      `select 1 from embedsync.pipelines where name = 'refused'`,
+    );
     assert.equal(rows.length, 0);
   });
 });

@@ -1,7 +1,7 @@
-// The shared requests- and tokens-per-minute buckets, in the database: what they let through at once,
-// how long they make a request wait, when they send a request away to back off, and how a 429 holds
-// everyone back. Every turn is taken at a time the test gives, so the arithmetic is exact however
-// slow the machine is.
+// The shared requests- and tokens-per-minute buckets, in the database: what they let through at
+// once, how long they make a request wait, when they send a request away to back off, and how a 429
+// holds everyone back. Every turn is taken at a time the test gives, so the arithmetic is exact
+// however slow the machine is.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { holdBack, MAX_TURN_WAIT_MS, takeTurn } from '../../src/providers/rate-buckets.js';
@@ -19,7 +19,10 @@ type Plan = Parameters<typeof takeTurn>[3];
 const T0 = Date.parse('2030-01-01T00:00:00Z');
 const at = (ms: number): Date => new Date(T0 + ms);
 
-const bucket = async (provider: string, budget: 'requests' | 'tokens'): Promise<{ level: number; updatedAt: Date }> => {
+const bucket = async (
+  provider: string,
+  budget: 'requests' | 'tokens',
+): Promise<{ level: number; updatedAt: Date }> => {
   const { rows } = await db.pool.query<{ level: number; updated_at: Date }>(
     'select level, updated_at from embedsync.rate_buckets where provider = $1 and budget = $2',
     [provider, budget],
@@ -29,7 +32,12 @@ const bucket = async (provider: string, budget: 'requests' | 'tokens'): Promise<
 };
 
 /** The wait of a turn that was taken. */
-const waitOf = async (provider: string, tokens: number, plan: Plan, ms: number): Promise<number> => {
+const waitOf = async (
+  provider: string,
+  tokens: number,
+  plan: Plan,
+  ms: number,
+): Promise<number> => {
   const turn = await takeTurn(db.pool, provider, tokens, plan, at(ms));
   assert.ok(turn.taken, 'the turn was refused');
   return turn.waitMs;
@@ -44,15 +52,31 @@ describe('rate buckets', () => {
   it('let a full bucket’s worth of tokens through at once, then make each request wait for its tokens', async () => {
     assert.equal(await waitOf('a', 100, tokensOnly, 0), 0);
     assert.equal(await waitOf('a', 300, tokensOnly, 0), 3000, 'wait for 300 tokens at 100/s');
-    assert.equal(await waitOf('a', 200, tokensOnly, 0), 5000, 'the next request waits behind the first');
-    assert.deepEqual(await bucket('a', 'tokens'), { level: -500, updatedAt: at(0) }, 'tokens promised to waiting requests');
+    assert.equal(
+      await waitOf('a', 200, tokensOnly, 0),
+      5000,
+      'the next request waits behind the first',
+    );
+    assert.deepEqual(
+      await bucket('a', 'tokens'),
+      { level: -500, updatedAt: at(0) },
+      'tokens promised to waiting requests',
+    );
   });
 
   it('refill at their rate as time passes, up to the burst and no further', async () => {
     assert.equal(await waitOf('g', 100, tokensOnly, 0), 0);
-    assert.equal(await waitOf('g', 50, tokensOnly, 250), 250, 'a quarter second has refilled 25 of 50 tokens');
+    assert.equal(
+      await waitOf('g', 50, tokensOnly, 250),
+      250,
+      'a quarter second has refilled 25 of 50 tokens',
+    );
     assert.equal(await bucket('g', 'tokens').then((b) => b.level), -25);
-    assert.equal(await waitOf('g', 75, tokensOnly, 1250), 0, 'a second later, 100 tokens have come back');
+    assert.equal(
+      await waitOf('g', 75, tokensOnly, 1250),
+      0,
+      'a second later, 100 tokens have come back',
+    );
     // An hour idle refills to the burst, not to 360,000 tokens.
     assert.equal(await waitOf('g', 100, tokensOnly, 3_600_000), 0);
     assert.equal(await waitOf('g', 100, tokensOnly, 3_600_000), 1000);
@@ -84,10 +108,21 @@ describe('rate buckets', () => {
     // Empties the full bucket and promises the next 19 s: a wait just under the cap.
     assert.equal(await waitOf('b', maxTokens, tokensOnly, 0), 19_000);
     const refused = await takeTurn(db.pool, 'b', 500, tokensOnly, at(0));
-    assert.deepEqual(refused, { taken: false, retryAfterMs: 4000 }, 'back off until the wait would be short enough');
-    assert.deepEqual(await bucket('b', 'tokens'), { level: -1900, updatedAt: at(0) }, 'nothing taken');
+    assert.deepEqual(
+      refused,
+      { taken: false, retryAfterMs: 4000 },
+      'back off until the wait would be short enough',
+    );
+    assert.deepEqual(
+      await bucket('b', 'tokens'),
+      { level: -1900, updatedAt: at(0) },
+      'nothing taken',
+    );
     // Asked again after the back-off, the same request is let through, at the longest wait allowed.
-    assert.deepEqual(await takeTurn(db.pool, 'b', 500, tokensOnly, at(4000)), { taken: true, waitMs: MAX_TURN_WAIT_MS });
+    assert.deepEqual(await takeTurn(db.pool, 'b', 500, tokensOnly, at(4000)), {
+      taken: true,
+      waitMs: MAX_TURN_WAIT_MS,
+    });
   });
 
   it('keep buckets per provider', async () => {
@@ -97,10 +132,22 @@ describe('rate buckets', () => {
 
   it('a 429 holds every request back for as long as the provider asked', async () => {
     await holdBack(db.pool, 'd', 2000, tokensOnly, at(0));
-    assert.equal(await waitOf('d', 50, tokensOnly, 0), 2500, 'the held-back time plus the request’s own tokens');
+    assert.equal(
+      await waitOf('d', 50, tokensOnly, 0),
+      2500,
+      'the held-back time plus the request’s own tokens',
+    );
     await holdBack(db.pool, 'e', 2000, requestsOnly, at(0));
-    assert.equal(await waitOf('e', 50, requestsOnly, 0), 2500, 'the held-back time plus one request');
-    assert.equal(await waitOf('e', 50, requestsOnly, 3000), 0, 'after the hold and the turns promised, at once again');
+    assert.equal(
+      await waitOf('e', 50, requestsOnly, 0),
+      2500,
+      'the held-back time plus one request',
+    );
+    assert.equal(
+      await waitOf('e', 50, requestsOnly, 3000),
+      0,
+      'after the hold and the turns promised, at once again',
+    );
   });
 
   it('a 429 asking for less than is already promised shortens no wait', async () => {

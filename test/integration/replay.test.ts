@@ -1,6 +1,6 @@
-// Workflow determinism: histories recorded from real runs replay cleanly against today's workflow code.
-// The committed fixtures (protobuf-encoded) are histories of earlier versions: a change that breaks them breaks the
-// workflows still running in production when it is deployed.
+// Workflow determinism: histories recorded from real runs replay cleanly against today's workflow
+// code. The committed fixtures (protobuf-encoded) are histories of earlier versions: a change that
+// breaks them breaks the workflows still running in production when it is deployed.
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -17,7 +17,12 @@ import { getPipeline } from '../../src/db/catalog.js';
 import { workflowBundle } from '../../src/worker/bundle.js';
 import { pauseSignal, progressQuery, resumeSignal } from '../../workflows/definitions.js';
 import {
-  applyPipeline, PRODUCTS_TABLE, productsPipeline, startHarness, uniqueName, type Harness,
+  applyPipeline,
+  PRODUCTS_TABLE,
+  productsPipeline,
+  startHarness,
+  uniqueName,
+  type Harness,
 } from '../helpers/harness.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -42,7 +47,12 @@ describe('workflow determinism', () => {
   after(async () => h.stop());
 
   it('histories of syncs that inserted, updated, deleted and truncated replay without nondeterminism', async () => {
-    const drained = () => waitFor('the outbox to drain', async () => (await h.db.pool.query('select 1 from embedsync.outbox limit 1')).rowCount === 0);
+    const drained = () =>
+      waitFor(
+        'the outbox to drain',
+        async () =>
+          (await h.db.pool.query('select 1 from embedsync.outbox limit 1')).rowCount === 0,
+      );
     // One statement at a time, so that each becomes a sync of its own.
     for (const sql of [
       `insert into products (name, description) select 'p' || g, 'd' || g from generate_series(1, 30) g`,
@@ -61,38 +71,69 @@ describe('workflow determinism', () => {
       return all.length >= 4 && all.every((w) => w.status.name === 'COMPLETED') ? all : false;
     });
     const histories = await Promise.all(
-      runs.map(async (w) => ({ workflowId: w.workflowId, history: await h.client.workflow.getHandle(w.workflowId, w.runId).fetchHistory() })),
+      runs.map(async (w) => ({
+        workflowId: w.workflowId,
+        history: await h.client.workflow.getHandle(w.workflowId, w.runId).fetchHistory(),
+      })),
     );
     assert.deepEqual(await replayAll(histories), []);
 
     // Recording fresh fixtures is a deliberate act: EMBEDSYNC_RECORD_HISTORIES=1 npm test
     if (process.env.EMBEDSYNC_RECORD_HISTORIES === '1') {
-      const sample = histories.find((x) => x.history.events?.some((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'embedBatch'));
+      const sample = histories.find((x) =>
+        x.history.events?.some(
+          (e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'embedBatch',
+        ),
+      );
       assert.ok(sample, 'no history with an embedBatch to record');
-      writeFileSync(path.join(FIXTURES, 'sync-embed.history.bin'), History.encode(sample.history).finish());
+      writeFileSync(
+        path.join(FIXTURES, 'sync-embed.history.bin'),
+        History.encode(sample.history).finish(),
+      );
     }
   });
 
   it('histories of a backfill that paused, resumed and continued as new replay without nondeterminism', async () => {
     const name = uniqueName('replayed');
-    await h.db.pool.query(`create table ${name} (id bigint primary key, name text, description text, category text)`);
+    await h.db.pool.query(
+      `create table ${name} (id bigint primary key, name text, description text, category text)`,
+    );
     await h.db.pool.query(
       `insert into ${name} select g, 'Item ' || g, 'Description ' || g, 'c' || (g % 3) from generate_series(1, 2000) g`,
     );
-    await applyPipeline(h, productsPipeline({ name, source: { table: name }, metadata: ['category'] }));
+    await applyPipeline(
+      h,
+      productsPipeline({ name, source: { table: name }, metadata: ['category'] }),
+    );
     const p = await getPipeline(h.db.pool, name);
     const handle = await startBackfill(h.client, p, {
-      taskQueue: h.taskQueue, instanceId: h.instanceId, rows: 2000, batchSize: 100, window: 2, maxHistoryEvents: 150,
+      taskQueue: h.taskQueue,
+      instanceId: h.instanceId,
+      rows: 2000,
+      batchSize: 100,
+      window: 2,
+      maxHistoryEvents: 150,
     });
-    await waitFor('the backfill to get going', async () => (await handle.query(progressQuery)).processed > 0, 60_000);
+    await waitFor(
+      'the backfill to get going',
+      async () => (await handle.query(progressQuery)).processed > 0,
+      60_000,
+    );
     await handle.signal(pauseSignal);
-    await waitFor('the pause to take hold', async () => (await handle.query(progressQuery)).phase === 'paused');
+    await waitFor(
+      'the pause to take hold',
+      async () => (await handle.query(progressQuery)).phase === 'paused',
+    );
     await handle.signal(resumeSignal);
     assert.equal((await handle.result()).processed, 2000);
 
     const runs: WorkflowExecutionInfo[] = [];
-    for await (const w of h.client.workflow.list({ query: `WorkflowId = "${handle.workflowId}"` })) runs.push(w);
-    assert.ok(runs.length >= 2, `expected the backfill to continue as new, got ${runs.length} run(s)`);
+    for await (const w of h.client.workflow.list({ query: `WorkflowId = "${handle.workflowId}"` }))
+      runs.push(w);
+    assert.ok(
+      runs.length >= 2,
+      `expected the backfill to continue as new, got ${runs.length} run(s)`,
+    );
     const fetch = async (w: WorkflowExecutionInfo) => ({
       workflowId: w.workflowId,
       history: await h.client.workflow.getHandle(w.workflowId, w.runId).fetchHistory(),
@@ -101,18 +142,29 @@ describe('workflow determinism', () => {
     assert.deepEqual(await replayAll(histories), []);
 
     if (process.env.EMBEDSYNC_RECORD_HISTORIES === '1') {
-      // The run that paused and resumed, and the last run (carried state, finish): the walk's two sides.
+      // The run that paused and resumed, and the last run (carried state, finish): the walk's two
+      // sides.
       type Recorded = (typeof histories)[number];
       const signalled = (x: Recorded) =>
-        x.history.events?.some((e) => e.workflowExecutionSignaledEventAttributes?.signalName === 'pause');
+        x.history.events?.some(
+          (e) => e.workflowExecutionSignaledEventAttributes?.signalName === 'pause',
+        );
       const finished = (x: Recorded) =>
-        x.history.events?.some((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'finishBackfill');
+        x.history.events?.some(
+          (e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'finishBackfill',
+        );
       const paused = histories.find(signalled);
       const last = histories.find(finished);
       assert.ok(paused && last, 'no paused or no finishing run to record');
-      writeFileSync(path.join(FIXTURES, 'backfill-pause.history.bin'), History.encode(paused.history).finish());
+      writeFileSync(
+        path.join(FIXTURES, 'backfill-pause.history.bin'),
+        History.encode(paused.history).finish(),
+      );
       if (last !== paused) {
-        writeFileSync(path.join(FIXTURES, 'backfill-finish.history.bin'), History.encode(last.history).finish());
+        writeFileSync(
+          path.join(FIXTURES, 'backfill-finish.history.bin'),
+          History.encode(last.history).finish(),
+        );
       }
     }
   });
@@ -120,7 +172,10 @@ describe('workflow determinism', () => {
   it('the committed histories of earlier versions still replay', async () => {
     const files = readdirSync(FIXTURES).filter((f) => f.endsWith('.history.bin'));
     assert.ok(files.length > 0, 'no committed histories to replay');
-    const histories = files.map((f) => ({ workflowId: f, history: History.decode(readFileSync(path.join(FIXTURES, f))) }));
+    const histories = files.map((f) => ({
+      workflowId: f,
+      history: History.decode(readFileSync(path.join(FIXTURES, f))),
+    }));
     assert.deepEqual(await replayAll(histories), []);
   });
 });

@@ -1,5 +1,5 @@
-// The test command itself: a file that runs past its time is stopped and fails by name, its process is
-// gone even when it ignores SIGTERM, the other files still run, and the summary is node's own.
+// The test command itself: a file that runs past its time is stopped and fails by name, its process
+// is gone even when it ignores SIGTERM, the other files still run, and the summary is node's own.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
@@ -33,11 +33,22 @@ describe('the test runner', () => {
     const pidFile = path.join(dir, 'pid');
     let pid: number | undefined;
     try {
-      const args = ['--import', 'tsx', 'test/run.ts', fixture('hangs.test.ts'), fixture('passes.test.ts')];
+      const args = [
+        '--import',
+        'tsx',
+        'test/run.ts',
+        fixture('hangs.test.ts'),
+        fixture('passes.test.ts'),
+      ];
       const child = spawn(process.execPath, args, {
         cwd: root,
-        // Without NODE_TEST_CONTEXT, which tells a test file's process that a runner already reports for it.
-        env: { ...outsideTheRunner(), EMBEDSYNC_TEST_FILE_TIMEOUT_MS: '3000', EMBEDSYNC_RUNNER_FIXTURE_PID: pidFile },
+        // Without NODE_TEST_CONTEXT, which tells a test file's process that a runner already
+        // reports for it.
+        env: {
+          ...outsideTheRunner(),
+          EMBEDSYNC_TEST_FILE_TIMEOUT_MS: '3000',
+          EMBEDSYNC_RUNNER_FIXTURE_PID: pidFile,
+        },
         stdio: ['ignore', 'pipe', 'pipe'],
       });
       let stdout = '';

@@ -1,5 +1,6 @@
-// A source table's shape changing under a pipeline: the user's writes and DDL still succeed, and the
-// changes still reach the outbox (and the vector table, where the pipeline can still read the row).
+// A source table's shape changing under a pipeline: the user's writes and DDL still succeed, and
+// the changes still reach the outbox (and the vector table, where the pipeline can still read the
+// row).
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { removePipeline } from '../../src/capture/apply.js';
@@ -10,7 +11,10 @@ import { waitFor } from '../helpers/wait.js';
 
 let h: Harness;
 
-interface Fixture { name: string; table: string }
+interface Fixture {
+  name: string;
+  table: string;
+}
 
 /** A table and a pipeline of their own for one test, removed afterwards whatever happens. */
 async function withPipeline(test: (f: Fixture) => Promise<void>): Promise<void> {
@@ -37,12 +41,17 @@ async function withPipeline(test: (f: Fixture) => Promise<void>): Promise<void> 
 }
 
 async function setPaused(name: string, paused: boolean): Promise<void> {
-  await h.db.pool.query('update embedsync.pipelines set sync_paused = $2 where name = $1', [name, paused]);
+  await h.db.pool.query('update embedsync.pipelines set sync_paused = $2 where name = $1', [
+    name,
+    paused,
+  ]);
 }
 
 async function outbox(name: string): Promise<string[]> {
   const { rows } = await h.db.pool.query<{ change: string }>(
-    `select op::text || ' ' || pk as change from embedsync.outbox where pipeline = $1 order by id`, [name]);
+    `select op::text || ' ' || pk as change from embedsync.outbox where pipeline = $1 order by id`,
+    [name],
+  );
   return rows.map((r) => r.change);
 }
 
@@ -56,7 +65,9 @@ async function converged(name: string): Promise<void> {
 
 async function chunks(name: string, pk: string): Promise<string[]> {
   const { rows } = await h.db.pool.query<{ chunk: string }>(
-    `select chunk from public.${quoteIdent(`${name}_embeddings`)} where pk = $1 order by chunk_index`, [pk]);
+    `select chunk from public.${quoteIdent(`${name}_embeddings`)} where pk = $1 order by chunk_index`,
+    [pk],
+  );
   return rows.map((r) => r.chunk);
 }
 
@@ -101,9 +112,12 @@ describe('capture under schema changes', () => {
   it('retyping a metadata and an embedded column keeps capture comparing them as text', async () => {
     await withPipeline(async (f) => {
       const t = quoteIdent(f.table);
-      // The view names the columns the pipeline reads, which pins their types; apply makes it again.
+      // The view names the columns the pipeline reads, which pins their types; apply makes it
+      // again.
       await h.db.pool.query(`drop view ${quoteIdent(`${f.name}_embeddings_view`)}`);
-      await h.db.pool.query(`alter table ${t} alter column price type text, alter column body type varchar(200)`);
+      await h.db.pool.query(
+        `alter table ${t} alter column price type text, alter column body type varchar(200)`,
+      );
       // Same text under the new types: nothing to capture.
       await h.db.pool.query(`update ${t} set price = price, body = body`);
       assert.deepEqual(await outbox(f.name), []);
@@ -111,7 +125,8 @@ describe('capture under schema changes', () => {
       await setPaused(f.name, false);
       await converged(f.name);
       const { rows } = await h.db.pool.query<{ metadata: unknown }>(
-        `select metadata from public.${quoteIdent(`${f.name}_embeddings`)} where pk = '1'`);
+        `select metadata from public.${quoteIdent(`${f.name}_embeddings`)} where pk = '1'`,
+      );
       assert.deepEqual(rows[0]?.metadata, { price: 'forty' });
     });
   });
@@ -168,7 +183,10 @@ describe('capture under schema changes', () => {
       }
       await setPaused(f.name, false);
       // Row 2 lost its body with the column, uncaptured: that is for a backfill, after an apply.
-      await waitFor('the new content', async () => (await chunks(f.name, '1'))[0] === 'Big kettle\nElectric');
+      await waitFor(
+        'the new content',
+        async () => (await chunks(f.name, '1'))[0] === 'Big kettle\nElectric',
+      );
     });
   });
 
@@ -182,7 +200,9 @@ describe('capture under schema changes', () => {
       const table = quoteIdent(`${name}_src`);
       await h.db.pool.query(`do $$ begin create type public.mood as enum ('happy', 'sad'); exception
         when duplicate_object then null; end $$`);
-      await h.db.pool.query(`create table ${table} (k ${key.type} primary key, title text, body text)`);
+      await h.db.pool.query(
+        `create table ${table} (k ${key.type} primary key, title text, body text)`,
+      );
       try {
         await applyPipeline(h, {
           name,

@@ -1,5 +1,6 @@
-// DDL on a source table: a rename is followed, a lost or renamed column holds the pipeline with the fix,
-// a dropped table says so, and every case is recoverable (apply, re-embed, remove), with nothing lost.
+// DDL on a source table: a rename is followed, a lost or renamed column holds the pipeline with the
+// fix, a dropped table says so, and every case is recoverable (apply, re-embed, remove), with
+// nothing lost.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -32,7 +33,8 @@ function pipelineOf(name: string, overrides: Partial<PipelineInput> = {}): Pipel
   };
 }
 
-const apply = async (...pipelines: PipelineInput[]) => applyPipelines(h.db.pool, parsePipelines({ pipelines }));
+const apply = async (...pipelines: PipelineInput[]) =>
+  applyPipelines(h.db.pool, parsePipelines({ pipelines }));
 
 /** A table and its pipeline, both named `name`, with one row synced. */
 async function setUp(name: string): Promise<string> {
@@ -42,15 +44,30 @@ async function setUp(name: string): Promise<string> {
   return insert(name, 'Tent', 'Two-person tent', 'outdoor');
 }
 
-/** Removes the pipeline (if any), its vector table and the source table under whichever name it has. */
+/**
+ * Removes the pipeline (if any), its vector table and the source table under whichever name it has.
+ */
 async function tearDown(name: string, ...tables: string[]): Promise<void> {
   await removePipeline(h.db.pool, name, { dropVectorTable: true }).catch(() => undefined);
   for (const t of [name, ...tables]) await h.db.pool.query(`drop table if exists ${t} cascade`);
 }
 
-async function insert(table: string, title: string, body: string | null, category: string | null): Promise<string> {
-  const columns = ['title', ...(body === null ? [] : ['body']), ...(category === null ? [] : ['category'])];
-  const values = [title, ...(body === null ? [] : [body]), ...(category === null ? [] : [category])];
+async function insert(
+  table: string,
+  title: string,
+  body: string | null,
+  category: string | null,
+): Promise<string> {
+  const columns = [
+    'title',
+    ...(body === null ? [] : ['body']),
+    ...(category === null ? [] : ['category']),
+  ];
+  const values = [
+    title,
+    ...(body === null ? [] : [body]),
+    ...(category === null ? [] : [category]),
+  ];
   const { rows } = await h.db.pool.query<{ id: string }>(
     `insert into ${table} (${columns.join(', ')})
      values (${values.map((_, i) => `$${i + 1}`).join(', ')}) returning id::text`,
@@ -59,7 +76,11 @@ async function insert(table: string, title: string, body: string | null, categor
   return rows[0]?.id ?? assert.fail('no row inserted');
 }
 
-interface VectorRow { chunk: string; generation: number; metadata: Record<string, unknown> }
+interface VectorRow {
+  chunk: string;
+  generation: number;
+  metadata: Record<string, unknown>;
+}
 
 async function vectorsOf(name: string, pk: string): Promise<VectorRow[]> {
   const { rows } = await h.db.pool.query<VectorRow>(
@@ -75,7 +96,11 @@ const embedded = (name: string, pk: string, test: (v: VectorRow) => boolean = ()
     return v.length > 0 && v.every(test) ? v : false;
   });
 
-interface CatalogRow { state: string; state_reason: string | null; source_table: string }
+interface CatalogRow {
+  state: string;
+  state_reason: string | null;
+  source_table: string;
+}
 
 async function catalogRow(name: string): Promise<CatalogRow | undefined> {
   const { rows } = await h.db.pool.query<CatalogRow>(
@@ -93,7 +118,13 @@ const inState = (name: string, state: string) =>
   });
 
 async function statusOf(name: string): Promise<PipelineStatus> {
-  const temporal = { address: '-', namespace: 'default', base: 'http://localhost:8233', client: undefined, error: '-' };
+  const temporal = {
+    address: '-',
+    namespace: 'default',
+    base: 'http://localhost:8233',
+    client: undefined,
+    error: '-',
+  };
   const report = await gatherStatus(h.db.pool, temporal, name);
   return report.pipelines[0] ?? assert.fail(`no status for ${name}`);
 }
@@ -101,11 +132,15 @@ async function statusOf(name: string): Promise<PipelineStatus> {
 /** A command as users run it, in a process of its own; its stdout. */
 async function cli(command: string, ...args: string[]): Promise<string> {
   const script = path.join('src/cli', `${command}.ts`);
-  const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', script, ...args], {
-    cwd: path.resolve(import.meta.dirname, '../..'),
-    env: { ...process.env, DATABASE_URL: h.db.url, EMBEDSYNC_TASK_QUEUE: h.taskQueue },
-    timeout: 90_000,
-  });
+  const { stdout } = await promisify(execFile)(
+    process.execPath,
+    ['--import', 'tsx', script, ...args],
+    {
+      cwd: path.resolve(import.meta.dirname, '../..'),
+      env: { ...process.env, DATABASE_URL: h.db.url, EMBEDSYNC_TASK_QUEUE: h.taskQueue },
+      timeout: 90_000,
+    },
+  );
   return stdout;
 }
 
@@ -147,7 +182,10 @@ describe('schema changes of a source table', () => {
       await embedded(name, await setUp(name));
       await h.db.pool.query(`alter table ${name} rename to ${name}_v2`);
       const pk = await insert(`${name}_v2`, 'Stove', 'Camping stove', 'outdoor');
-      assert.deepEqual((await embedded(name, pk)).map((v) => v.chunk), ['Stove\nCamping stove']);
+      assert.deepEqual(
+        (await embedded(name, pk)).map((v) => v.chunk),
+        ['Stove\nCamping stove'],
+      );
       const status = await statusOf(name);
       assert.equal(status.sourceTable, `public.${name}_v2`);
       assert.equal(status.state, 'active');
@@ -179,7 +217,9 @@ describe('schema changes of a source table', () => {
       const fix = `npx embedsync apply --config <file> and npx embedsync reembed --table ${name}`;
       assert.match(status.stateReason ?? '', new RegExp(fix));
       assert.ok(status.stateSince instanceof Date);
-      const printed = JSON.parse(await cli('status', '--table', name, '--json')) as { pipelines: PipelineStatus[] };
+      const printed = JSON.parse(await cli('status', '--table', name, '--json')) as {
+        pipelines: PipelineStatus[];
+      };
       assert.equal(printed.pipelines[0]?.state, 'schema_changed');
       assert.equal(printed.pipelines[0]?.stateReason, status.stateReason);
       assert.ok(printed.pipelines[0]?.stateSince);
@@ -198,9 +238,18 @@ describe('schema changes of a source table', () => {
       assert.equal((await catalogRow(name))?.state, 'schema_changed');
 
       const p = await getPipeline(h.db.pool, name);
-      await (await startReembed(h.client, p, { taskQueue: h.taskQueue, instanceId: h.instanceId, rows: 2 })).result();
+      await (
+        await startReembed(h.client, p, {
+          taskQueue: h.taskQueue,
+          instanceId: h.instanceId,
+          rows: 2,
+        })
+      ).result();
       const after = await catalogRow(name);
-      assert.deepEqual({ state: after?.state, reason: after?.state_reason }, { state: 'active', reason: null });
+      assert.deepEqual(
+        { state: after?.state, reason: after?.state_reason },
+        { state: 'active', reason: null },
+      );
 
       await embedded(name, meanwhile, (v) => v.generation === 2 && v.chunk === 'Mat');
       const later = await insert(name, 'Pump', null, 'outdoor');
@@ -220,10 +269,14 @@ describe('schema changes of a source table', () => {
       await embedded(name, await setUp(name));
       await h.db.pool.query(`alter table ${name} drop column category cascade`);
       const held = await inState(name, 'schema_changed');
-      assert.match(held.state_reason ?? '',
+      assert.match(
+        held.state_reason ?? '',
         /column "category" of public\.\w+ is gone: remove it from the pipeline's metadata/,
       );
-      assert.match(held.state_reason ?? '', /\(or restore it\), then run npx embedsync apply --config <file>$/);
+      assert.match(
+        held.state_reason ?? '',
+        /\(or restore it\), then run npx embedsync apply --config <file>$/,
+      );
       assert.doesNotMatch(held.state_reason ?? '', /reembed/);
 
       const [applied] = await apply(pipelineOf(name, { metadata: [] }));
@@ -242,7 +295,10 @@ describe('schema changes of a source table', () => {
       await embedded(name, await setUp(name));
       await h.db.pool.query(`alter table ${name} rename column body to content`);
       const held = await inState(name, 'schema_changed');
-      assert.match(held.state_reason ?? '', /column "body" of public\.\w+ was renamed to "content"/);
+      assert.match(
+        held.state_reason ?? '',
+        /column "body" of public\.\w+ was renamed to "content"/,
+      );
       await h.db.pool.query(`alter table ${name} rename column content to body`);
       await inState(name, 'active');
       const pk = await insert(name, 'Axe', 'Hatchet', 'tools');
@@ -280,10 +336,15 @@ describe('schema changes of a source table', () => {
       const handle = await h.client.workflow.start<typeof syncChanges>('syncChanges', {
         taskQueue: h.taskQueue,
         workflowId: `sync:${name}:manual-${randomBytes(3).toString('hex')}`,
-        args: [{
-          pipeline: name, keys: [pk], sweep: false, embedTaskQueue: queue,
-          targets: [{ generation: 1, embedTaskQueue: queue }],
-        }],
+        args: [
+          {
+            pipeline: name,
+            keys: [pk],
+            sweep: false,
+            embedTaskQueue: queue,
+            targets: [{ generation: 1, embedTaskQueue: queue }],
+          },
+        ],
       });
       await assert.rejects(handle.result(), (err) => err instanceof WorkflowFailedError);
       const { rows: letters } = await h.db.pool.query(
@@ -296,7 +357,10 @@ describe('schema changes of a source table', () => {
       await apply(pipelineOf(name, { metadata: [] }));
       await embedded(name, pk, (v) => Object.keys(v.metadata).length === 0);
       await waitFor('the dead letter to go', async () => {
-        const { rows } = await h.db.pool.query('select 1 from embedsync.dead_letters where pipeline = $1', [name]);
+        const { rows } = await h.db.pool.query(
+          'select 1 from embedsync.dead_letters where pipeline = $1',
+          [name],
+        );
         return rows.length === 0;
       });
     } finally {

@@ -7,7 +7,13 @@ import pg from 'pg';
 import { createProviders } from '../../src/providers/index.js';
 import { parseFilter, search, type SearchHit } from '../../src/search/index.js';
 import { verifyPipeline } from '../../src/verify/verify.js';
-import { applyPipeline, PRODUCTS_TABLE, productsPipeline, startHarness, type Harness } from '../helpers/harness.js';
+import {
+  applyPipeline,
+  PRODUCTS_TABLE,
+  productsPipeline,
+  startHarness,
+  type Harness,
+} from '../helpers/harness.js';
 import { waitFor } from '../helpers/wait.js';
 
 // [name, description, category, price, in_stock]
@@ -33,22 +39,33 @@ const providers = createProviders();
 const pkOf = new Map<string, string>();
 const nameOf = new Map<string, string>();
 
-const names = (hits: SearchHit[]): string[] => hits.map((hit) => nameOf.get(hit.pk) ?? `filler ${hit.pk}`);
+const names = (hits: SearchHit[]): string[] =>
+  hits.map((hit) => nameOf.get(hit.pk) ?? `filler ${hit.pk}`);
 const run = (text: string, limit: number, ...filters: string[]): Promise<SearchHit[]> =>
   search(h.db.pool, providers, 'products', text, { limit, filters: filters.map(parseFilter) });
 
 function assertDescending(hits: SearchHit[]): void {
-  hits.slice(1).forEach((hit, i) => assert.ok(hit.score <= (hits[i]?.score ?? Infinity), `scores descend: ${hits.map((x) => x.score).join(', ')}`));
+  hits
+    .slice(1)
+    .forEach((hit, i) =>
+      assert.ok(
+        hit.score <= (hits[i]?.score ?? Infinity),
+        `scores descend: ${hits.map((x) => x.score).join(', ')}`,
+      ),
+    );
 }
 
 describe('search', () => {
   before(async () => {
     h = await startHarness('search');
     await h.db.pool.query(PRODUCTS_TABLE);
-    await applyPipeline(h, productsPipeline({
-      embedding: { provider: 'offline', model: 'feature-hash-v1', dimensions: 256 },
-      chunking: { size: 200, overlap: 20 },
-    }));
+    await applyPipeline(
+      h,
+      productsPipeline({
+        embedding: { provider: 'offline', model: 'feature-hash-v1', dimensions: 256 },
+        chunking: { size: 200, overlap: 20 },
+      }),
+    );
     for (const [name, description, category, price, inStock] of PRODUCTS) {
       const { rows } = await h.db.pool.query<{ id: string }>(
         'insert into products (name, description, category, price, in_stock) values ($1, $2, $3, $4, $5) returning id::text',
@@ -61,12 +78,21 @@ describe('search', () => {
       `insert into products (name, description, category, price, in_stock)
        select 'Item ' || g, 'Description of item ' || g, 'bulk', 1000, false from generate_series(1, ${FILLER}) g`,
     );
-    await waitFor('every product to be embedded', async () => {
-      const { rows } = await h.db.pool.query<{ n: number }>('select count(*)::int as n from embedsync.outbox');
-      if (rows[0]?.n !== 0) return false;
-      const r = await verifyPipeline(h.db.pool, 'products');
-      return r.rows === PRODUCTS.length + FILLER && r.missing.length + r.stale.length + r.orphaned.length === 0;
-    }, 60_000);
+    await waitFor(
+      'every product to be embedded',
+      async () => {
+        const { rows } = await h.db.pool.query<{ n: number }>(
+          'select count(*)::int as n from embedsync.outbox',
+        );
+        if (rows[0]?.n !== 0) return false;
+        const r = await verifyPipeline(h.db.pool, 'products');
+        return (
+          r.rows === PRODUCTS.length + FILLER &&
+          r.missing.length + r.stale.length + r.orphaned.length === 0
+        );
+      },
+      60_000,
+    );
   });
   after(async () => h.stop());
 
@@ -96,24 +122,47 @@ describe('search', () => {
     assert.equal(names(hits)[0], 'Warm Hiking Jacket');
     assertDescending(hits);
     // 95 < 150 < 1000 numerically, though "1000" < "150" < "95" as text.
-    assert.deepEqual(names(await run('jacket', 50, 'price>150', 'price<1000')).sort(), ['Down Jacket', 'Espresso Machine', 'Hiking Boots', 'Insulated Parka']);
+    assert.deepEqual(names(await run('jacket', 50, 'price>150', 'price<1000')).sort(), [
+      'Down Jacket',
+      'Espresso Machine',
+      'Hiking Boots',
+      'Insulated Parka',
+    ]);
   });
 
   it('"category in outdoor,apparel" and != keep only the categories asked for', async () => {
     const inList = await run('warm', 50, 'category in outdoor,apparel');
-    assert.deepEqual(names(inList).sort(), PRODUCTS.filter((p) => ['outdoor', 'apparel'].includes(p[2])).map((p) => p[0]).sort());
+    assert.deepEqual(
+      names(inList).sort(),
+      PRODUCTS.filter((p) => ['outdoor', 'apparel'].includes(p[2]))
+        .map((p) => p[0])
+        .sort(),
+    );
     const notBulk = await run('item', 50, 'category!=bulk');
     assert.equal(notBulk.length, PRODUCTS.length);
   });
 
   it('a selective filter still returns limit rows when the index is used (iterative scan)', async () => {
     // A pool that cannot choose a sequential scan, so the HNSW index answers.
-    const indexOnly = new pg.Pool({ connectionString: h.db.url, max: 2, options: '-c enable_seqscan=off' });
+    const indexOnly = new pg.Pool({
+      connectionString: h.db.url,
+      max: 2,
+      options: '-c enable_seqscan=off',
+    });
     try {
       const client = await indexOnly.connect();
       try {
-        // Without an iterative scan the index yields its 40 nearest (all filler) and the filter empties them.
-        const vector = (await providers.get('offline')?.embed({ model: 'feature-hash-v1', dimensions: 256, inputType: 'query', texts: ['description of item'] }))?.vectors[0] ?? [];
+        // Without an iterative scan the index yields its 40 nearest (all filler) and the filter
+        // empties them.
+        const vector =
+          (
+            await providers.get('offline')?.embed({
+              model: 'feature-hash-v1',
+              dimensions: 256,
+              inputType: 'query',
+              texts: ['description of item'],
+            })
+          )?.vectors[0] ?? [];
         const plain = await client.query(
           `select pk from products_embeddings where metadata->>'category' = 'kitchen' order by embedding <=> $1::vector(256) limit 2`,
           [`[${vector.join(',')}]`],
@@ -122,7 +171,10 @@ describe('search', () => {
       } finally {
         client.release();
       }
-      const hits = await search(indexOnly, providers, 'products', 'description of item', { limit: 2, filters: [parseFilter('category=kitchen')] });
+      const hits = await search(indexOnly, providers, 'products', 'description of item', {
+        limit: 2,
+        filters: [parseFilter('category=kitchen')],
+      });
       assert.deepEqual(names(hits).sort(), ['Chef Knife', 'Espresso Machine']);
       assertDescending(hits);
     } finally {
@@ -131,8 +183,14 @@ describe('search', () => {
   });
 
   it('returns one result per row (its best chunk) unless asked for all chunks', async () => {
-    const chunks = await search(h.db.pool, providers, 'products', 'warm winter parka snow', { limit: 3, bestChunkPerRow: false });
-    assert.ok(chunks.filter((hit) => hit.pk === pkOf.get('Insulated Parka')).length > 1, 'the parka has several matching chunks');
+    const chunks = await search(h.db.pool, providers, 'products', 'warm winter parka snow', {
+      limit: 3,
+      bestChunkPerRow: false,
+    });
+    assert.ok(
+      chunks.filter((hit) => hit.pk === pkOf.get('Insulated Parka')).length > 1,
+      'the parka has several matching chunks',
+    );
     const rows = await run('warm winter parka snow', 3);
     assert.equal(rows.length, 3);
     assert.equal(new Set(rows.map((hit) => hit.pk)).size, 3);
@@ -140,7 +198,11 @@ describe('search', () => {
   });
 
   it('an unknown metadata key is an error naming it', async () => {
-    await assert.rejects(run('jacket', 5, 'colour=red'), { name: 'FilterError', message: /unknown metadata key "colour" for pipeline products: it keeps category, price, in_stock/ });
+    await assert.rejects(run('jacket', 5, 'colour=red'), {
+      name: 'FilterError',
+      message:
+        /unknown metadata key "colour" for pipeline products: it keeps category, price, in_stock/,
+    });
   });
 
   describe('embedsync search', () => {
@@ -152,16 +214,42 @@ describe('search', () => {
       });
 
     it('prints a table of results and exits 0', () => {
-      const r = cli('--table', 'products', 'warm', 'hiking', 'jacket', '--limit', '3', '--filter', 'in_stock=true', '--filter', 'price<=150');
+      const r = cli(
+        '--table',
+        'products',
+        'warm',
+        'hiking',
+        'jacket',
+        '--limit',
+        '3',
+        '--filter',
+        'in_stock=true',
+        '--filter',
+        'price<=150',
+      );
       assert.equal(r.status, 0, r.stderr);
       const lines = r.stdout.trim().split('\n');
       assert.match(lines[0] ?? '', /^score\s+pk\s+metadata\s+chunk$/);
       assert.equal(lines.length, 4);
-      assert.match(lines[1] ?? '', new RegExp(`^\\d\\.\\d{3}\\s+${pkOf.get('Warm Hiking Jacket')}\\s+category=outdoor price=120 in_stock=true\\s+Product: Warm Hiking Jacket`));
+      assert.match(
+        lines[1] ?? '',
+        new RegExp(
+          `^\\d\\.\\d{3}\\s+${pkOf.get('Warm Hiking Jacket')}\\s+category=outdoor price=120 in_stock=true\\s+Product: Warm Hiking Jacket`,
+        ),
+      );
     });
 
     it('prints JSON with --json', () => {
-      const r = cli('--table', 'public.products', 'warm hiking jacket', '--limit', '2', '--filter', 'category in outdoor,apparel', '--json');
+      const r = cli(
+        '--table',
+        'public.products',
+        'warm hiking jacket',
+        '--limit',
+        '2',
+        '--filter',
+        'category in outdoor,apparel',
+        '--json',
+      );
       assert.equal(r.status, 0, r.stderr);
       const out = JSON.parse(r.stdout) as { pipeline: string; results: SearchHit[] };
       assert.equal(out.pipeline, 'products');
@@ -189,7 +277,15 @@ describe('search', () => {
         ['in_stock=yes', 'in_stock is boolean in public.products; "yes" is not true or false'],
         ['category=7', 'category is text in public.products; quote 7 to compare it as text ("7")'],
       ] as const) {
-        const r = cli('--table', 'products', 'x', '--filter', 'category=outdoor', '--filter', filter);
+        const r = cli(
+          '--table',
+          'products',
+          'x',
+          '--filter',
+          'category=outdoor',
+          '--filter',
+          filter,
+        );
         assert.equal(r.status, 1, r.stdout);
         assert.equal(r.stderr, `embedsync: --filter "${filter}": ${message}\n`);
       }

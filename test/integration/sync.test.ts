@@ -2,27 +2,44 @@
 import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import { verifyPipeline } from '../../src/verify/verify.js';
-import { applyPipeline, PRODUCTS_TABLE, productsPipeline, startHarness, type Harness } from '../helpers/harness.js';
+import {
+  applyPipeline,
+  PRODUCTS_TABLE,
+  productsPipeline,
+  startHarness,
+  type Harness,
+} from '../helpers/harness.js';
 import { waitFor } from '../helpers/wait.js';
 
 let h: Harness;
 
 async function outboxSize(): Promise<number> {
-  const { rows } = await h.db.pool.query<{ n: number }>('select count(*)::int as n from embedsync.outbox');
+  const { rows } = await h.db.pool.query<{ n: number }>(
+    'select count(*)::int as n from embedsync.outbox',
+  );
   return rows[0]?.n ?? -1;
 }
 
 /** Waits until the outbox is drained and every row's vectors match its current content. */
 async function converged(): Promise<void> {
-  await waitFor('the pipeline to converge', async () => {
-    if ((await outboxSize()) > 0) return false;
-    const r = await verifyPipeline(h.db.pool, 'products');
-    return r.missing.length + r.stale.length + r.orphaned.length === 0 ? r : false;
-  }, 60_000); // a megabyte of text is thousands of chunks: on a busy machine, more than 20 s
+  await waitFor(
+    'the pipeline to converge',
+    async () => {
+      if ((await outboxSize()) > 0) return false;
+      const r = await verifyPipeline(h.db.pool, 'products');
+      return r.missing.length + r.stale.length + r.orphaned.length === 0 ? r : false;
+    },
+    60_000,
+  ); // a megabyte of text is thousands of chunks: on a busy machine, more than 20 s
 }
 
-async function vectors(pk: string): Promise<{ chunk: string; generation: number; metadata: Record<string, unknown> }[]> {
-  const { rows } = await h.db.pool.query('select chunk, generation, metadata from public.products_embeddings where pk = $1 order by chunk_index', [pk]);
+async function vectors(
+  pk: string,
+): Promise<{ chunk: string; generation: number; metadata: Record<string, unknown> }[]> {
+  const { rows } = await h.db.pool.query(
+    'select chunk, generation, metadata from public.products_embeddings where pk = $1 order by chunk_index',
+    [pk],
+  );
   return rows as { chunk: string; generation: number; metadata: Record<string, unknown> }[];
 }
 
@@ -40,8 +57,13 @@ describe('change sync', () => {
       `insert into products (name, description, category, price) values ('Alpine Tent', 'Two-person tent for storms', 'outdoor', 249) returning id::text`,
     );
     const pk = rows[0]?.id ?? '';
-    const chunks = await waitFor('the vector row', async () => ((await vectors(pk)).length > 0 ? vectors(pk) : false));
-    assert.deepEqual(chunks.map((c) => c.chunk), ['Product: Alpine Tent\nTwo-person tent for storms']);
+    const chunks = await waitFor('the vector row', async () =>
+      (await vectors(pk)).length > 0 ? vectors(pk) : false,
+    );
+    assert.deepEqual(
+      chunks.map((c) => c.chunk),
+      ['Product: Alpine Tent\nTwo-person tent for storms'],
+    );
     assert.deepEqual(chunks[0]?.metadata, { category: 'outdoor', price: 249, in_stock: true });
     assert.equal(chunks[0]?.generation, 1);
     await converged();
@@ -53,8 +75,13 @@ describe('change sync', () => {
     );
     const pk = rows[0]?.id ?? '';
     await converged();
-    await h.db.pool.query(`update products set description = 'Electric kettle with a thermostat' where id = $1`, [pk]);
-    await waitFor('the new content', async () => (await vectors(pk))[0]?.chunk.includes('thermostat'));
+    await h.db.pool.query(
+      `update products set description = 'Electric kettle with a thermostat' where id = $1`,
+      [pk],
+    );
+    await waitFor('the new content', async () =>
+      (await vectors(pk))[0]?.chunk.includes('thermostat'),
+    );
     await converged();
     await h.db.pool.query('delete from products where id = $1', [pk]);
     await waitFor('the vectors to go', async () => (await vectors(pk)).length === 0);
@@ -71,8 +98,9 @@ describe('change sync', () => {
   it('rewriting identical content does not call the provider again', async () => {
     await converged();
     h.provider.reset();
-    await h.db.pool.query('update products set name = name || \'\', description = description');
-    // The trigger compares text, so nothing is even queued; a metadata-only change is queued but not embedded.
+    await h.db.pool.query("update products set name = name || '', description = description");
+    // The trigger compares text, so nothing is even queued; a metadata-only change is queued but
+    // not embedded.
     assert.equal(await outboxSize(), 0);
     await h.db.pool.query('update products set price = price + 1');
     await converged();
@@ -88,21 +116,26 @@ describe('change sync', () => {
     const before = await h.db.pool.query<{ n: number }>('select count(*)::int as n from products');
     const client = await h.db.pool.connect();
     try {
-      // Stop the poller from draining mid-statement so the outbox can be counted right after commit.
+      // Stop the poller from draining mid-statement so the outbox can be counted right after
+      // commit.
       await client.query('begin');
       await client.query(`lock table embedsync.outbox in exclusive mode`);
       await client.query(
         `insert into products (name, description, category, price)
          select 'Item ' || g, 'Description of item ' || g, 'bulk', g from generate_series(1, 2000) g`,
       );
-      const { rows } = await client.query<{ n: number }>('select count(*)::int as n from embedsync.outbox');
+      const { rows } = await client.query<{ n: number }>(
+        'select count(*)::int as n from embedsync.outbox',
+      );
       assert.equal(rows[0]?.n, 2000);
       await client.query('commit');
     } finally {
       client.release();
     }
     await converged();
-    const after = await h.db.pool.query<{ n: number }>('select count(distinct pk)::int as n from products_embeddings');
+    const after = await h.db.pool.query<{ n: number }>(
+      'select count(distinct pk)::int as n from products_embeddings',
+    );
     assert.equal(after.rows[0]?.n, (before.rows[0]?.n ?? 0) + 2000 - (await emptyRows()));
   });
 
@@ -122,7 +155,10 @@ describe('change sync', () => {
     assert.equal(empty?.length, 0);
     assert.equal(emoji?.[0]?.chunk, 'Product: 🏔️🥾⛺\n🔥🔥');
     assert.equal(cjk?.[0]?.chunk, 'Product: 登山靴\n防水性に優れた軽量の登山靴です。');
-    assert.ok((huge?.length ?? 0) > 2000, `1 MB of text should make thousands of chunks, got ${huge?.length}`);
+    assert.ok(
+      (huge?.length ?? 0) > 2000,
+      `1 MB of text should make thousands of chunks, got ${huge?.length}`,
+    );
   });
 
   it('a primary key change moves the vectors to the new key', async () => {
@@ -131,26 +167,40 @@ describe('change sync', () => {
     );
     await waitFor('the first key', async () => (await vectors(rows[0]?.id ?? '')).length === 1);
     await h.db.pool.query('update products set id = 900002 where id = 900001');
-    await waitFor('the new key', async () => (await vectors('900002')).length === 1 && (await vectors('900001')).length === 0);
+    await waitFor(
+      'the new key',
+      async () => (await vectors('900002')).length === 1 && (await vectors('900001')).length === 0,
+    );
     await converged();
   });
 
   it('a repeated column heads every chunk of a long row', async () => {
     await h.db.pool.query(`create table guides (id int primary key, title text, body text)`);
-    await applyPipeline(h, productsPipeline({
-      name: 'guides',
-      source: { table: 'guides' },
-      embed: { columns: [{ column: 'title', prefix: 'Guide: ', repeat: true }, 'body'] },
-      metadata: [],
-      chunking: { size: 200, overlap: 20 },
-    }));
-    const body = Array.from({ length: 40 }, (_, i) => `Step ${i}: tighten the strap and check the buckle.`).join(' ');
+    await applyPipeline(
+      h,
+      productsPipeline({
+        name: 'guides',
+        source: { table: 'guides' },
+        embed: { columns: [{ column: 'title', prefix: 'Guide: ', repeat: true }, 'body'] },
+        metadata: [],
+        chunking: { size: 200, overlap: 20 },
+      }),
+    );
+    const body = Array.from(
+      { length: 40 },
+      (_, i) => `Step ${i}: tighten the strap and check the buckle.`,
+    ).join(' ');
     await h.db.pool.query(`insert into guides values (1, 'Packing a tent', $1)`, [body]);
-    const chunks = await waitFor('the guide\'s chunks', async () => {
-      const { rows } = await h.db.pool.query<{ chunk: string }>(`select chunk from guides_embeddings where pk = '1' order by chunk_index`);
+    const chunks = await waitFor("the guide's chunks", async () => {
+      const { rows } = await h.db.pool.query<{ chunk: string }>(
+        `select chunk from guides_embeddings where pk = '1' order by chunk_index`,
+      );
       return rows.length > 1 ? rows.map((r) => r.chunk) : false;
     });
-    assert.ok(chunks.every((c) => c.startsWith('Guide: Packing a tent\n')), `a chunk lost its context: ${chunks.find((c) => !c.startsWith('Guide:'))}`);
+    assert.ok(
+      chunks.every((c) => c.startsWith('Guide: Packing a tent\n')),
+      `a chunk lost its context: ${chunks.find((c) => !c.startsWith('Guide:'))}`,
+    );
     assert.ok(chunks.every((c) => Array.from(c).length <= 200));
     const report = await verifyPipeline(h.db.pool, 'guides');
     assert.deepEqual([report.missing, report.stale, report.orphaned], [[], [], []]);
@@ -159,9 +209,13 @@ describe('change sync', () => {
   it('TRUNCATE removes every vector and later inserts arrive again', async () => {
     await converged();
     await h.db.pool.query('truncate products');
-    await h.db.pool.query(`insert into products (name, description) values ('After truncate', 'Fresh start')`);
+    await h.db.pool.query(
+      `insert into products (name, description) values ('After truncate', 'Fresh start')`,
+    );
     await converged();
-    const { rows } = await h.db.pool.query<{ n: number }>('select count(*)::int as n from products_embeddings');
+    const { rows } = await h.db.pool.query<{ n: number }>(
+      'select count(*)::int as n from products_embeddings',
+    );
     assert.equal(rows[0]?.n, 1);
   });
 });

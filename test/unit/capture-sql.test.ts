@@ -9,32 +9,51 @@ import { KEY_TEXT_SETTINGS, keyTextOptions, withKeyTextSettings } from '../../sr
 
 function pipeline(): Pipeline {
   const [config] = parsePipelines({
-    pipelines: [{
-      name: 'products',
-      source: { table: 'public.products' },
-      embed: { columns: ['name', 'description'] },
-      metadata: ['category', 'price', 'in_stock'],
-      embedding: { provider: 'offline', model: 'feature-hash-v1', dimensions: 64 },
-    }],
+    pipelines: [
+      {
+        name: 'products',
+        source: { table: 'public.products' },
+        embed: { columns: ['name', 'description'] },
+        metadata: ['category', 'price', 'in_stock'],
+        embedding: { provider: 'offline', model: 'feature-hash-v1', dimensions: 64 },
+      },
+    ],
   });
   if (!config) throw new Error('no pipeline parsed');
   return {
-    name: 'products', sourceSchema: 'public', sourceTable: 'products', primaryKey: [{ name: 'id', type: 'bigint' }],
-    vectorSchema: 'public', vectorTable: 'products_embeddings', config, generation: 1, syncPaused: false,
-    state: 'active', pendingConfig: null, pendingGeneration: null,
+    name: 'products',
+    sourceSchema: 'public',
+    sourceTable: 'products',
+    primaryKey: [{ name: 'id', type: 'bigint' }],
+    vectorSchema: 'public',
+    vectorTable: 'products_embeddings',
+    config,
+    generation: 1,
+    syncPaused: false,
+    state: 'active',
+    pendingConfig: null,
+    pendingGeneration: null,
   };
 }
 
 describe('key text settings', () => {
   it('are a libpq options string, the space in DateStyle escaped', () => {
     assert.equal(KEY_TEXT_SETTINGS.DateStyle, 'ISO, YMD');
-    assert.match(keyTextOptions(), /-c TimeZone=UTC -c DateStyle=ISO,\\ YMD -c IntervalStyle=postgres/);
+    assert.match(
+      keyTextOptions(),
+      /-c TimeZone=UTC -c DateStyle=ISO,\\ YMD -c IntervalStyle=postgres/,
+    );
   });
 
   it("come after the connection string's own options, so they win", () => {
-    const url = new URL(withKeyTextSettings('postgres://u@h:5432/db?options=-c%20TimeZone%3DAsia/Tokyo'));
+    const url = new URL(
+      withKeyTextSettings('postgres://u@h:5432/db?options=-c%20TimeZone%3DAsia/Tokyo'),
+    );
     assert.equal(url.searchParams.get('options'), `-c TimeZone=Asia/Tokyo ${keyTextOptions()}`);
-    assert.equal(new URL(withKeyTextSettings('postgres://u@h/db')).searchParams.get('options'), keyTextOptions());
+    assert.equal(
+      new URL(withKeyTextSettings('postgres://u@h/db')).searchParams.get('options'),
+      keyTextOptions(),
+    );
   });
 });
 
@@ -44,8 +63,14 @@ describe('capture functions', () => {
   it('carry the key text settings and a fixed search_path, and never notify', () => {
     assert.equal(sql.length, 4);
     for (const fn of sql) {
-      assert.match(fn, /security definer set search_path = pg_catalog, pg_temp set TimeZone = 'UTC'/);
-      assert.match(fn, /set DateStyle = 'ISO, YMD' set IntervalStyle = 'postgres' set extra_float_digits = '1'/);
+      assert.match(
+        fn,
+        /security definer set search_path = pg_catalog, pg_temp set TimeZone = 'UTC'/,
+      );
+      assert.match(
+        fn,
+        /set DateStyle = 'ISO, YMD' set IntervalStyle = 'postgres' set extra_float_digits = '1'/,
+      );
       assert.doesNotMatch(fn, /pg_notify/);
     }
   });
@@ -62,10 +87,21 @@ describe('capture functions', () => {
 
 describe('the vector view', () => {
   it('selects the key and the columns the pipeline reads, those that exist', () => {
-    const [drop, create] = createViewSql(pipeline(), ['id', 'name', 'category', 'price', 'in_stock', 'notes', 'chunk']);
+    const [drop, create] = createViewSql(pipeline(), [
+      'id',
+      'name',
+      'category',
+      'price',
+      'in_stock',
+      'notes',
+      'chunk',
+    ]);
     assert.match(drop ?? '', /^drop view if exists "public"."products_embeddings_view"$/);
     const columns = 's."id", s."name", s."category", s."price", s."in_stock"\n';
-    assert.ok(create?.includes(`select v.chunk_index, v.chunk, v.embedding, v.embedded_at, ${columns}`), create);
+    assert.ok(
+      create?.includes(`select v.chunk_index, v.chunk, v.embedding, v.embedded_at, ${columns}`),
+      create,
+    );
   });
 
   it('is only dropped while its key column is missing', () => {

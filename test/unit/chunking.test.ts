@@ -18,9 +18,15 @@ describe('chunking', () => {
     const words = Array.from({ length: 2000 }, (_, i) => `word${i}`);
     const text = words.join(' ');
     const chunks = splitText(text, { size: 120, overlap: 20 });
-    assert.ok(chunks.every((c) => length(c) <= 120), 'a chunk is longer than the size');
+    assert.ok(
+      chunks.every((c) => length(c) <= 120),
+      'a chunk is longer than the size',
+    );
     const seen = new Set(chunks.flatMap((c) => c.split(' ')));
-    assert.ok(words.every((w) => seen.has(w)), 'a word was lost between chunks');
+    assert.ok(
+      words.every((w) => seen.has(w)),
+      'a word was lost between chunks',
+    );
   });
 
   it('repeats the end of a chunk at the start of the next one', () => {
@@ -28,7 +34,10 @@ describe('chunking', () => {
     const [first, second] = splitText(text, { size: 200, overlap: 60 });
     assert.ok(first && second);
     const lastWords = first.split(' ').slice(-3).join(' ');
-    assert.ok(second.includes(lastWords), `expected "${lastWords}" to open the second chunk: ${second}`);
+    assert.ok(
+      second.includes(lastWords),
+      `expected "${lastWords}" to open the second chunk: ${second}`,
+    );
   });
 
   it('prefers paragraph boundaries to cutting sentences', () => {
@@ -43,7 +52,10 @@ describe('chunking', () => {
     assert.ok(chunks.length > 10);
     for (const c of chunks) {
       assert.ok(length(c) <= 50);
-      assert.ok(!/[\uD800-\uDBFF]$/.test(c) && !/^[\uDC00-\uDFFF]/.test(c), 'a surrogate pair was cut');
+      assert.ok(
+        !/[\uD800-\uDBFF]$/.test(c) && !/^[\uDC00-\uDFFF]/.test(c),
+        'a surrogate pair was cut',
+      );
     }
   });
 

@@ -31,7 +31,9 @@ describe('pipeline config', () => {
   });
 
   it('names the field of an empty column list', () => {
-    const err = errorOf({ pipelines: [valid, { ...valid, name: 'other', embed: { columns: [] } }] });
+    const err = errorOf({
+      pipelines: [valid, { ...valid, name: 'other', embed: { columns: [] } }],
+    });
     assert.equal(err.field, 'pipelines[1].embed.columns');
     assert.match(err.message, /^pipelines\[1\]\.embed\.columns: must not be empty/);
   });
@@ -43,8 +45,14 @@ describe('pipeline config', () => {
   });
 
   it('refuses names that would not survive as SQL identifiers', () => {
-    assert.equal(errorOf({ pipelines: [{ ...valid, name: 'Products-2' }] }).field, 'pipelines[0].name');
-    assert.equal(errorOf({ pipelines: [{ ...valid, name: 'a'.repeat(41) }] }).field, 'pipelines[0].name');
+    assert.equal(
+      errorOf({ pipelines: [{ ...valid, name: 'Products-2' }] }).field,
+      'pipelines[0].name',
+    );
+    assert.equal(
+      errorOf({ pipelines: [{ ...valid, name: 'a'.repeat(41) }] }).field,
+      'pipelines[0].name',
+    );
   });
 
   it('refuses unknown keys instead of ignoring a typo', () => {
@@ -54,24 +62,45 @@ describe('pipeline config', () => {
   });
 
   it('only leading columns may be repeated on every chunk', () => {
-    const late = { ...valid, embed: { columns: ['name', { column: 'description', repeat: true }] } };
+    const late = {
+      ...valid,
+      embed: { columns: ['name', { column: 'description', repeat: true }] },
+    };
     assert.equal(errorOf({ pipelines: [late] }).field, 'pipelines[0].embed.columns[1].repeat');
-    const early = { ...valid, embed: { columns: [{ column: 'name', repeat: true }, 'description'] } };
+    const early = {
+      ...valid,
+      embed: { columns: [{ column: 'name', repeat: true }, 'description'] },
+    };
     assert.equal(parsePipelines({ pipelines: [early] }).length, 1);
   });
 
   it('refuses an unknown provider', () => {
-    assert.equal(errorOf({ pipelines: [{ ...valid, embedding: { provider: 'nope' } }] }).field, 'pipelines[0].embedding.provider');
+    assert.equal(
+      errorOf({ pipelines: [{ ...valid, embedding: { provider: 'nope' } }] }).field,
+      'pipelines[0].embedding.provider',
+    );
   });
 
   it('refuses an overlap of half the chunk size or more', () => {
-    assert.equal(errorOf({ pipelines: [{ ...valid, chunking: { size: 100, overlap: 50 } }] }).field, 'pipelines[0].chunking.overlap');
+    assert.equal(
+      errorOf({ pipelines: [{ ...valid, chunking: { size: 100, overlap: 50 } }] }).field,
+      'pipelines[0].chunking.overlap',
+    );
   });
 
   it('asks for halfvec above the 2,000 dimensions HNSW indexes for vector', () => {
-    const err = errorOf({ pipelines: [{ ...valid, embedding: { provider: 'offline', dimensions: 3072 } }] });
+    const err = errorOf({
+      pipelines: [{ ...valid, embedding: { provider: 'offline', dimensions: 3072 } }],
+    });
     assert.equal(err.field, 'pipelines[0].vectorType');
-    assert.deepEqual(parsePipelines({ pipelines: [{ ...valid, vectorType: 'halfvec', embedding: { provider: 'offline', dimensions: 3072 } }] })[0]?.vectorType, 'halfvec');
+    assert.deepEqual(
+      parsePipelines({
+        pipelines: [
+          { ...valid, vectorType: 'halfvec', embedding: { provider: 'offline', dimensions: 3072 } },
+        ],
+      })[0]?.vectorType,
+      'halfvec',
+    );
   });
 
   it('an empty file is refused with a message, not a crash', () => {
@@ -81,9 +110,15 @@ describe('pipeline config', () => {
 
   it('the fingerprint moves with what decides a vector and not with metadata or batch size', () => {
     const [base] = parsePipelines({ pipelines: [valid] });
-    const [moreMeta] = parsePipelines({ pipelines: [{ ...valid, metadata: ['category', 'price'], batchSize: 10 }] });
-    const [otherPrefix] = parsePipelines({ pipelines: [{ ...valid, embed: { columns: ['name', 'description'] } }] });
-    const [otherDims] = parsePipelines({ pipelines: [{ ...valid, embedding: { provider: 'offline', dimensions: 128 } }] });
+    const [moreMeta] = parsePipelines({
+      pipelines: [{ ...valid, metadata: ['category', 'price'], batchSize: 10 }],
+    });
+    const [otherPrefix] = parsePipelines({
+      pipelines: [{ ...valid, embed: { columns: ['name', 'description'] } }],
+    });
+    const [otherDims] = parsePipelines({
+      pipelines: [{ ...valid, embedding: { provider: 'offline', dimensions: 128 } }],
+    });
     assert.ok(base && moreMeta && otherPrefix && otherDims);
     assert.equal(embeddingFingerprint(base), embeddingFingerprint(moreMeta));
     assert.notEqual(embeddingFingerprint(base), embeddingFingerprint(otherPrefix));
@@ -93,7 +128,12 @@ describe('pipeline config', () => {
   it('the fingerprint does not depend on key order (the catalog stores jsonb, which reorders keys)', () => {
     const [base] = parsePipelines({ pipelines: [valid] });
     assert.ok(base);
-    const reordered = JSON.parse(JSON.stringify({ ...base, embedding: { dimensions: 64, model: 'feature-hash-v1', provider: 'offline' } })) as typeof base;
+    const reordered = JSON.parse(
+      JSON.stringify({
+        ...base,
+        embedding: { dimensions: 64, model: 'feature-hash-v1', provider: 'offline' },
+      }),
+    ) as typeof base;
     assert.equal(embeddingFingerprint(reordered), embeddingFingerprint(base));
   });
 });

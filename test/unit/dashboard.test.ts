@@ -9,8 +9,17 @@ import { createLogger } from '../../src/log.js';
 import { createCatalogMetrics } from '../../src/metrics/catalog.js';
 import { createWorkerMetrics } from '../../src/metrics/worker.js';
 
-interface Target { expr?: string; datasource?: { uid?: string } }
-interface Panel { type: string; title: string; datasource?: { uid?: string }; targets?: Target[]; panels?: Panel[] }
+interface Target {
+  expr?: string;
+  datasource?: { uid?: string };
+}
+interface Panel {
+  type: string;
+  title: string;
+  datasource?: { uid?: string };
+  targets?: Target[];
+  panels?: Panel[];
+}
 interface Dashboard {
   __inputs?: { name: string; pluginId: string }[];
   panels: Panel[];
@@ -19,7 +28,9 @@ interface Dashboard {
 
 const file = new URL('../../docs/grafana/embedsync.json', import.meta.url);
 const dashboard = JSON.parse(readFileSync(file, 'utf8')) as Dashboard;
-const panels = dashboard.panels.flatMap((p) => [p, ...(p.panels ?? [])]).filter((p) => p.type !== 'row');
+const panels = dashboard.panels
+  .flatMap((p) => [p, ...(p.panels ?? [])])
+  .filter((p) => p.type !== 'row');
 const queries = [
   ...panels.flatMap((p) => (p.targets ?? []).map((t) => t.expr ?? '')),
   ...dashboard.templating.list.map((v) => v.definition ?? ''),
@@ -29,7 +40,11 @@ function registeredMetrics(): Map<string, string> {
   const registry = new Registry();
   createWorkerMetrics(registry);
   // The catalog gauges touch the pool only when scraped.
-  createCatalogMetrics({} as Pool, createLogger({ logLevel: 'silent', logFormat: 'json' }), registry);
+  createCatalogMetrics(
+    {} as Pool,
+    createLogger({ logLevel: 'silent', logFormat: 'json' }),
+    registry,
+  );
   return new Map(registry.getMetricsAsArray().map((m) => [m.name, String(m.type)]));
 }
 
@@ -56,10 +71,14 @@ describe('the Grafana dashboard', () => {
   });
 
   it('asks for its Prometheus data source on import, and every panel uses it', () => {
-    assert.deepEqual(dashboard.__inputs?.map((i) => [i.name, i.pluginId]), [['DS_PROMETHEUS', 'prometheus']]);
+    assert.deepEqual(
+      dashboard.__inputs?.map((i) => [i.name, i.pluginId]),
+      [['DS_PROMETHEUS', 'prometheus']],
+    );
     for (const p of panels) {
       assert.equal(p.datasource?.uid, '${DS_PROMETHEUS}', `panel "${p.title}"`);
-      for (const t of p.targets ?? []) assert.equal(t.datasource?.uid, '${DS_PROMETHEUS}', `panel "${p.title}"`);
+      for (const t of p.targets ?? [])
+        assert.equal(t.datasource?.uid, '${DS_PROMETHEUS}', `panel "${p.title}"`);
       assert.ok((p.targets ?? []).length > 0, `panel "${p.title}" has no query`);
     }
     for (const v of dashboard.templating.list) {
@@ -73,7 +92,8 @@ describe('the Grafana dashboard', () => {
         const name = metricOf(m[1] ?? '', registered);
         const type = registered.get(name);
         if (type === 'counter') assert.match(q, new RegExp(`(rate|increase)\\(${name}\\b`), q);
-        if (type === 'histogram') assert.match(q, new RegExp(`histogram_quantile\\(.*rate\\(${name}_bucket\\b`), q);
+        if (type === 'histogram')
+          assert.match(q, new RegExp(`histogram_quantile\\(.*rate\\(${name}_bucket\\b`), q);
       }
     }
   });

@@ -1,4 +1,5 @@
-// docker-compose.yml cannot be run on machines without Docker, so it is kept honest against the code here.
+// docker-compose.yml cannot be run on machines without Docker, so it is kept honest against the
+// code here.
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
@@ -14,7 +15,9 @@ interface Service {
   ports?: string[];
 }
 
-const compose = parse(readFileSync(new URL('../../docker-compose.yml', import.meta.url), 'utf8')) as { services: Record<string, Service> };
+const compose = parse(
+  readFileSync(new URL('../../docker-compose.yml', import.meta.url), 'utf8'),
+) as { services: Record<string, Service> };
 
 function service(name: string): Service {
   const s = compose.services[name];
@@ -62,19 +65,33 @@ describe('docker-compose.yml', () => {
     const temporal = service('temporal');
     const ports = publishedPorts(temporal);
     const command = temporal.command ?? [];
-    assert.equal(ports.get(LOCAL_DEFAULTS.temporalPort), Number(flagValues(command, '--port')[0] ?? 7233));
-    assert.equal(ports.get(LOCAL_DEFAULTS.temporalUiPort), Number(flagValues(command, '--ui-port')[0] ?? 8233));
-    assert.deepEqual(flagValues(command, '--ip'), ['0.0.0.0'], 'the dev server must listen beyond the container loopback');
+    assert.equal(
+      ports.get(LOCAL_DEFAULTS.temporalPort),
+      Number(flagValues(command, '--port')[0] ?? 7233),
+    );
+    assert.equal(
+      ports.get(LOCAL_DEFAULTS.temporalUiPort),
+      Number(flagValues(command, '--ui-port')[0] ?? 8233),
+    );
+    assert.deepEqual(
+      flagValues(command, '--ip'),
+      ['0.0.0.0'],
+      'the dev server must listen beyond the container loopback',
+    );
   });
 
   it('registers the search attributes the workflows are tagged with, as Keyword', () => {
     const registered = flagValues(service('temporal').command ?? [], '--search-attribute').sort();
-    const expected = Object.keys(SEARCH_ATTRIBUTES).map((name) => `${name}=Keyword`).sort();
+    const expected = Object.keys(SEARCH_ATTRIBUTES)
+      .map((name) => `${name}=Keyword`)
+      .sort();
     assert.deepEqual(registered, expected);
   });
 
   it('keeps Temporal state in a volume so workflows survive a restart', () => {
-    assert.ok(flagValues(service('temporal').command ?? [], '--db-filename')[0]?.startsWith('/data/'));
+    assert.ok(
+      flagValues(service('temporal').command ?? [], '--db-filename')[0]?.startsWith('/data/'),
+    );
   });
 
   for (const name of appServices) {
@@ -83,7 +100,9 @@ describe('docker-compose.yml', () => {
       assert.ok(Object.keys(env).length > 0);
       for (const [key, value] of Object.entries(env)) {
         // A variable readEnv ignores would leave the parsed environment unchanged.
-        const withVar = readEnv({ [key]: value === LOCAL_DEFAULTS.temporalNamespace ? `${value}-probe` : value });
+        const withVar = readEnv({
+          [key]: value === LOCAL_DEFAULTS.temporalNamespace ? `${value}-probe` : value,
+        });
         assert.notDeepEqual(withVar, readEnv({}), `${name}: readEnv does not read ${key}`);
       }
     });
@@ -100,9 +119,12 @@ describe('docker-compose.yml', () => {
     });
 
     it(`runs the ${name} as node bin/embedsync.js ${name}, so docker stop's SIGTERM reaches it`, () => {
-      // npm run and npx exit on SIGTERM without passing it on: the process would be killed, not drained.
+      // npm run and npx exit on SIGTERM without passing it on: the process would be killed, not
+      // drained.
       assert.deepEqual(service(name).command, ['node', 'bin/embedsync.js', name]);
-      const pkg = JSON.parse(readFileSync(`${REPO_ROOT}package.json`, 'utf8')) as { bin?: Record<string, string> };
+      const pkg = JSON.parse(readFileSync(`${REPO_ROOT}package.json`, 'utf8')) as {
+        bin?: Record<string, string>;
+      };
       assert.equal(pkg.bin?.embedsync, 'bin/embedsync.js');
     });
 

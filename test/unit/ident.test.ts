@@ -18,7 +18,10 @@ describe('identifier quoting', () => {
   it('parses table names as Postgres does: unquoted parts fold to lower case', () => {
     assert.deepEqual(parseTableName('products'), { schema: 'public', table: 'products' });
     assert.deepEqual(parseTableName('Shop.Products'), { schema: 'shop', table: 'products' });
-    assert.deepEqual(parseTableName('"Shop"."My ""Table"""'), { schema: 'Shop', table: 'My "Table"' });
+    assert.deepEqual(parseTableName('"Shop"."My ""Table"""'), {
+      schema: 'Shop',
+      table: 'My "Table"',
+    });
     assert.throws(() => parseTableName('a.b.c'), /must be "table" or "schema.table"/);
     assert.throws(() => parseTableName('"open'), /unterminated/);
   });

@@ -1,5 +1,6 @@
-// The pure parts of the metrics: joining expositions, classifying request outcomes, and the /metrics
-// server itself (no database: a registry of its own and a stand-in for the Temporal SDK's exporter).
+// The pure parts of the metrics: joining expositions, classifying request outcomes, and the
+// /metrics server itself (no database: a registry of its own and a stand-in for the Temporal SDK's
+// exporter).
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -11,7 +12,11 @@ import { createLogger } from '../../src/log.js';
 import { appendExposition, familyNames } from '../../src/metrics/exposition.js';
 import { serveMetrics } from '../../src/metrics/server.js';
 import {
-  InvalidInputError, ProviderAuthError, ProviderUnavailableError, QuotaExhaustedError, RateLimitedError,
+  InvalidInputError,
+  ProviderAuthError,
+  ProviderUnavailableError,
+  QuotaExhaustedError,
+  RateLimitedError,
 } from '../../src/providers/errors.js';
 
 const log = createLogger({ logLevel: 'silent', logFormat: 'json' });
@@ -37,10 +42,13 @@ temporal_latency_count 2
 `;
 
 describe('joining expositions', () => {
-  it('appends the other exposition\'s families after ours', () => {
+  it("appends the other exposition's families after ours", () => {
     const { text, dropped } = appendExposition(OURS, SDK);
     assert.deepEqual(dropped, ['embedsync_x_total']);
-    assert.deepEqual([...familyNames(text)], ['embedsync_x_total', 'temporal_request', 'temporal_latency']);
+    assert.deepEqual(
+      [...familyNames(text)],
+      ['embedsync_x_total', 'temporal_request', 'temporal_latency'],
+    );
     assert.match(text, /^temporal_latency_count 2$/m);
     assert.match(text, /^temporal_request\{operation="Poll"\} 3$/m);
   });
@@ -70,7 +78,9 @@ describe('provider request outcomes', () => {
 });
 
 async function fakeExporter(body: string): Promise<{ url: string; close(): Promise<void> }> {
-  const server = http.createServer((_req, res) => res.writeHead(200, { 'content-type': 'text/plain' }).end(body));
+  const server = http.createServer((_req, res) =>
+    res.writeHead(200, { 'content-type': 'text/plain' }).end(body),
+  );
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
   const close = () => new Promise<void>((resolve) => server.close(() => resolve()));
@@ -91,8 +101,16 @@ function registryWithCounter(): Registry {
 
 describe('the /metrics server', () => {
   it('listens on any free port when asked for port 0, and says which', async () => {
-    const one = await serveMetrics({ host: '127.0.0.1', port: 0 }, { registry: registryWithCounter() }, log);
-    const two = await serveMetrics({ host: '127.0.0.1', port: 0 }, { registry: registryWithCounter() }, log);
+    const one = await serveMetrics(
+      { host: '127.0.0.1', port: 0 },
+      { registry: registryWithCounter() },
+      log,
+    );
+    const two = await serveMetrics(
+      { host: '127.0.0.1', port: 0 },
+      { registry: registryWithCounter() },
+      log,
+    );
     try {
       assert.match(one.url, /^http:\/\/127\.0\.0\.1:\d+\/metrics$/);
       assert.notEqual(one.url, two.url);
@@ -105,7 +123,7 @@ describe('the /metrics server', () => {
     }
   });
 
-  it('appends the Temporal SDK\'s metrics, and serves its own when the SDK does not answer', async () => {
+  it("appends the Temporal SDK's metrics, and serves its own when the SDK does not answer", async () => {
     const sdk = await fakeExporter(SDK);
     const sources = { registry: registryWithCounter(), appendUrl: sdk.url };
     const server = await serveMetrics({ host: '127.0.0.1', port: 0 }, sources, log);
@@ -126,7 +144,11 @@ describe('the /metrics server', () => {
   });
 
   it('refuses a port that is taken, with the error code the commands turn into one line', async () => {
-    const first = await serveMetrics({ host: '127.0.0.1', port: 0 }, { registry: new Registry() }, log);
+    const first = await serveMetrics(
+      { host: '127.0.0.1', port: 0 },
+      { registry: new Registry() },
+      log,
+    );
     try {
       const port = Number(new URL(first.url).port);
       const second = serveMetrics({ host: '127.0.0.1', port }, { registry: new Registry() }, log);
@@ -145,14 +167,26 @@ describe('the metrics environment', () => {
 
   it('takes other ports and a host, and 0 for off', () => {
     const env = readEnv({
-      EMBEDSYNC_WORKER_METRICS_PORT: '9470', EMBEDSYNC_POLLER_METRICS_PORT: '0', EMBEDSYNC_METRICS_HOST: '127.0.0.1',
+      EMBEDSYNC_WORKER_METRICS_PORT: '9470',
+      EMBEDSYNC_POLLER_METRICS_PORT: '0',
+      EMBEDSYNC_METRICS_HOST: '127.0.0.1',
     });
     assert.deepEqual(env.metrics, { host: '127.0.0.1', workerPort: 9470, pollerPort: 0 });
-    assert.equal(readEnv({ EMBEDSYNC_WORKER_METRICS_PORT: '' }).metrics.workerPort, 9464, 'empty is unset, not off');
+    assert.equal(
+      readEnv({ EMBEDSYNC_WORKER_METRICS_PORT: '' }).metrics.workerPort,
+      9464,
+      'empty is unset, not off',
+    );
   });
 
   it('names the variable of a port that is no port', () => {
-    assert.throws(() => readEnv({ EMBEDSYNC_WORKER_METRICS_PORT: '70000' }), /EMBEDSYNC_WORKER_METRICS_PORT/);
-    assert.throws(() => readEnv({ EMBEDSYNC_POLLER_METRICS_PORT: 'nine' }), /EMBEDSYNC_POLLER_METRICS_PORT/);
+    assert.throws(
+      () => readEnv({ EMBEDSYNC_WORKER_METRICS_PORT: '70000' }),
+      /EMBEDSYNC_WORKER_METRICS_PORT/,
+    );
+    assert.throws(
+      () => readEnv({ EMBEDSYNC_POLLER_METRICS_PORT: 'nine' }),
+      /EMBEDSYNC_POLLER_METRICS_PORT/,
+    );
   });
 });

@@ -6,7 +6,12 @@ const cosine = (a: number[], b: number[]): number => a.reduce((s, v, i) => s + v
 
 describe('offline provider', () => {
   it('gives unit vectors of the asked dimensions', async () => {
-    const { vectors } = await new OfflineProvider().embed({ model: 'feature-hash-v1', dimensions: 96, inputType: 'document', texts: ['warm jacket', '🔥', ''] });
+    const { vectors } = await new OfflineProvider().embed({
+      model: 'feature-hash-v1',
+      dimensions: 96,
+      inputType: 'document',
+      texts: ['warm jacket', '🔥', ''],
+    });
     for (const v of vectors) {
       assert.equal(v.length, 96);
       assert.ok(Math.abs(Math.hypot(...v) - 1) < 1e-9);
@@ -14,7 +19,10 @@ describe('offline provider', () => {
   });
 
   it('is deterministic', () => {
-    assert.deepEqual(featureHashEmbedding('Trail running shoes', 64), featureHashEmbedding('Trail running shoes', 64));
+    assert.deepEqual(
+      featureHashEmbedding('Trail running shoes', 64),
+      featureHashEmbedding('Trail running shoes', 64),
+    );
   });
 
   it('places texts that share words nearer than texts that do not', () => {

@@ -4,13 +4,22 @@ import type { OutboxRow } from '../../src/poller/claim.js';
 import { planBatches } from '../../src/poller/plan.js';
 
 // Ids commit out of order, so a row's enqueued_at need not follow its id: here it runs backwards.
-const row = (id: number, pipeline: string, pk: string, op: OutboxRow['op'] = 'I'): OutboxRow =>
-  ({ id, pipeline, pk, op, enqueuedAt: new Date(Date.UTC(2026, 0, 1, 0, 0, 100 - id)) });
+const row = (id: number, pipeline: string, pk: string, op: OutboxRow['op'] = 'I'): OutboxRow => ({
+  id,
+  pipeline,
+  pk,
+  op,
+  enqueuedAt: new Date(Date.UTC(2026, 0, 1, 0, 0, 100 - id)),
+});
 const size = (n: number) => () => n;
 
 describe('planning batches from claimed outbox rows', () => {
   it('groups by pipeline and folds repeated changes of one key into one key', () => {
-    const batches = planBatches([row(1, 'a', '1'), row(2, 'b', '1'), row(3, 'a', '1', 'U'), row(4, 'a', '2')], size(10), 'i');
+    const batches = planBatches(
+      [row(1, 'a', '1'), row(2, 'b', '1'), row(3, 'a', '1', 'U'), row(4, 'a', '2')],
+      size(10),
+      'i',
+    );
     const a = batches.find((b) => b.pipeline === 'a');
     assert.deepEqual(a?.keys, ['1', '2']);
     assert.deepEqual(a?.outboxIds, [1, 3, 4]);
@@ -20,8 +29,14 @@ describe('planning batches from claimed outbox rows', () => {
   it('splits a pipeline into batches of its batch size and accounts for every outbox row', () => {
     const rows = Array.from({ length: 25 }, (_, i) => row(i + 1, 'a', String(i % 21)));
     const batches = planBatches(rows, size(10), 'i');
-    assert.deepEqual(batches.map((b) => b.keys.length), [10, 10, 1]);
-    assert.deepEqual(batches.flatMap((b) => b.outboxIds).sort((x, y) => x - y), rows.map((r) => r.id));
+    assert.deepEqual(
+      batches.map((b) => b.keys.length),
+      [10, 10, 1],
+    );
+    assert.deepEqual(
+      batches.flatMap((b) => b.outboxIds).sort((x, y) => x - y),
+      rows.map((r) => r.id),
+    );
   });
 
   it('turns a TRUNCATE into a sweep batch of its own', () => {
@@ -34,7 +49,11 @@ describe('planning batches from claimed outbox rows', () => {
   it('names the same rows the same workflow, and different rows a different one', () => {
     const first = planBatches([row(5, 'a', 'x'), row(7, 'a', 'y')], size(10), 'i')[0]?.workflowId;
     const again = planBatches([row(7, 'a', 'y'), row(5, 'a', 'x')], size(10), 'i')[0]?.workflowId;
-    const more = planBatches([row(5, 'a', 'x'), row(6, 'a', 'z'), row(7, 'a', 'y')], size(10), 'i')[0]?.workflowId;
+    const more = planBatches(
+      [row(5, 'a', 'x'), row(6, 'a', 'z'), row(7, 'a', 'y')],
+      size(10),
+      'i',
+    )[0]?.workflowId;
     assert.equal(first, again);
     assert.notEqual(first, more);
     assert.match(first ?? '', /^sync:a:5-[0-9a-f]{8}$/);

@@ -1,11 +1,19 @@
-// A walk's progress arithmetic, driven by an injected clock: pauses do not count as running time, no ETA
-// is promised while paused, totals follow rows added or removed meanwhile, and numbers read the same on
-// every worker.
+// A walk's progress arithmetic, driven by an injected clock: pauses do not count as running time,
+// no ETA is promised while paused, totals follow rows added or removed meanwhile, and numbers read
+// the same on every worker.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { totalAfterCount } from '../../activities/backfill.js';
 import {
-  aboutDuration, clip, clockTotals, groupDigits, percentText, startClock, switchClock, walkDetails, walkRate,
+  aboutDuration,
+  clip,
+  clockTotals,
+  groupDigits,
+  percentText,
+  startClock,
+  switchClock,
+  walkDetails,
+  walkRate,
 } from '../../workflows/progress.js';
 
 const T0 = Date.UTC(2026, 0, 1, 12, 0, 0);
@@ -19,7 +27,13 @@ describe('running time and rate of a walk', () => {
     const times = clockTotals(clock, at(690));
     assert.deepEqual(times, { runningSeconds: 90, pausedSeconds: 600 });
     const { runningSeconds } = times;
-    const rate = walkRate({ processed: 9000, total: 18_000, timedFrom: 0, runningSeconds, paused: false });
+    const rate = walkRate({
+      processed: 9000,
+      total: 18_000,
+      timedFrom: 0,
+      runningSeconds,
+      paused: false,
+    });
     assert.equal(rate.rowsPerSecond, 100);
     assert.equal(rate.etaSeconds, 90);
   });
@@ -32,7 +46,13 @@ describe('running time and rate of a walk', () => {
     assert.equal(early.runningSeconds, 60);
     assert.equal(late.runningSeconds, 60);
     assert.equal(late.pausedSeconds, 540);
-    const rate = walkRate({ processed: 6000, total: 60_000, timedFrom: 0, runningSeconds: 60, paused: true });
+    const rate = walkRate({
+      processed: 6000,
+      total: 60_000,
+      timedFrom: 0,
+      runningSeconds: 60,
+      paused: true,
+    });
     assert.equal(rate.rowsPerSecond, 100);
     assert.equal(rate.etaSeconds, null);
   });
@@ -41,7 +61,13 @@ describe('running time and rate of a walk', () => {
     const clock = startClock(at(0));
     const times = clockTotals(clock, at(30));
     assert.equal(times.runningSeconds, 30);
-    const rate = walkRate({ processed: 300, total: 600, timedFrom: 0, runningSeconds: 30, paused: true });
+    const rate = walkRate({
+      processed: 300,
+      total: 600,
+      timedFrom: 0,
+      runningSeconds: 30,
+      paused: true,
+    });
     assert.equal(rate.etaSeconds, null);
   });
 
@@ -64,19 +90,37 @@ describe('running time and rate of a walk', () => {
   });
 
   it('a run carried from before the running time was kept counts only the rows walked since', () => {
-    const rate = walkRate({ processed: 5000, total: 10_000, timedFrom: 4000, runningSeconds: 10, paused: false });
+    const rate = walkRate({
+      processed: 5000,
+      total: 10_000,
+      timedFrom: 4000,
+      runningSeconds: 10,
+      paused: false,
+    });
     assert.equal(rate.rowsPerSecond, 100);
     assert.equal(rate.etaSeconds, 50);
   });
 
   it('no rate and no ETA before the first page, nor with no running time', () => {
     const none = { rowsPerSecond: null, etaSeconds: null };
-    assert.deepEqual(walkRate({ processed: 0, total: 100, timedFrom: 0, runningSeconds: 12, paused: false }), none);
-    assert.deepEqual(walkRate({ processed: 10, total: 100, timedFrom: 0, runningSeconds: 0, paused: false }), none);
+    assert.deepEqual(
+      walkRate({ processed: 0, total: 100, timedFrom: 0, runningSeconds: 12, paused: false }),
+      none,
+    );
+    assert.deepEqual(
+      walkRate({ processed: 10, total: 100, timedFrom: 0, runningSeconds: 0, paused: false }),
+      none,
+    );
   });
 
   it('past the total the ETA is zero, never negative', () => {
-    const rate = walkRate({ processed: 120, total: 100, timedFrom: 0, runningSeconds: 12, paused: false });
+    const rate = walkRate({
+      processed: 120,
+      total: 100,
+      timedFrom: 0,
+      runningSeconds: 12,
+      paused: false,
+    });
     assert.equal(rate.etaSeconds, 0);
   });
 });
@@ -132,22 +176,37 @@ describe('the current details the Web UI shows', () => {
 
   it('while running: where, how fast, how long left', () => {
     const running = { ...base, phase: 'running' as const };
-    assert.equal(walkDetails(running), '30,400 of 60,201 rows (50 %) · 1,234 rows/s · about 24 s left');
+    assert.equal(
+      walkDetails(running),
+      '30,400 of 60,201 rows (50 %) · 1,234 rows/s · about 24 s left',
+    );
     assert.equal(
       walkDetails({ ...running, rowsPerSecond: 2.5, etaSeconds: 12_000 }),
       '30,400 of 60,201 rows (50 %) · 2.5 rows/s · about 3 h 20 min left',
     );
-    assert.equal(walkDetails({ ...running, rowsPerSecond: null, etaSeconds: null }), '30,400 of 60,201 rows (50 %)');
+    assert.equal(
+      walkDetails({ ...running, rowsPerSecond: null, etaSeconds: null }),
+      '30,400 of 60,201 rows (50 %)',
+    );
   });
 
   it('while paused or pausing: where it holds, and no ETA', () => {
-    assert.equal(walkDetails({ ...base, phase: 'paused', etaSeconds: null }), 'Paused at 30,400 of 60,201 rows (50 %)');
+    assert.equal(
+      walkDetails({ ...base, phase: 'paused', etaSeconds: null }),
+      'Paused at 30,400 of 60,201 rows (50 %)',
+    );
     const pausing = walkDetails({ ...base, phase: 'pausing', etaSeconds: null });
     assert.match(pausing, /^Pausing at 30,400 of 60,201 rows \(50 %\): /);
   });
 
   it('never says more rows done than there are', () => {
-    const past = walkDetails({ ...base, phase: 'running', processed: 50_683, total: 50_000, etaSeconds: 0 });
+    const past = walkDetails({
+      ...base,
+      phase: 'running',
+      processed: 50_683,
+      total: 50_000,
+      etaSeconds: 0,
+    });
     assert.equal(past, '50,683 of 50,683 rows (100 %) · 1,234 rows/s');
   });
 });

@@ -5,13 +5,23 @@ import type { BedrockEmbeddingConfig, OpenAIEmbeddingConfig } from '../../src/co
 import { startMockProvider, type MockProvider } from '../../src/mock-provider/server.js';
 import { BedrockProvider } from '../../src/providers/bedrock.js';
 import {
-  InvalidInputError, ModelUnavailableError, ProviderAuthError, ProviderUnavailableError, QuotaExhaustedError, RateLimitedError,
+  InvalidInputError,
+  ModelUnavailableError,
+  ProviderAuthError,
+  ProviderUnavailableError,
+  QuotaExhaustedError,
+  RateLimitedError,
 } from '../../src/providers/errors.js';
 import { featureHashEmbedding } from '../../src/providers/offline.js';
 import { OpenAIProvider } from '../../src/providers/openai.js';
 
 const KEY = 'sk-unit-test-key-0123456789';
-Object.assign(process.env, { EMBEDSYNC_UNIT_KEY: KEY, EMBEDSYNC_UNIT_WRONG_KEY: 'sk-unit-wrong-key-9876543210', AWS_ACCESS_KEY_ID: 'AKIAMOCKUNITTEST0000', AWS_SECRET_ACCESS_KEY: 'unit-secret' });
+Object.assign(process.env, {
+  EMBEDSYNC_UNIT_KEY: KEY,
+  EMBEDSYNC_UNIT_WRONG_KEY: 'sk-unit-wrong-key-9876543210',
+  AWS_ACCESS_KEY_ID: 'AKIAMOCKUNITTEST0000',
+  AWS_SECRET_ACCESS_KEY: 'unit-secret',
+});
 
 let mock: MockProvider;
 before(async () => {
@@ -27,9 +37,22 @@ beforeEach(() => {
 describe('OpenAI through the openai SDK', () => {
   const provider = new OpenAIProvider();
   const openai = (overrides: Partial<OpenAIEmbeddingConfig> = {}): OpenAIEmbeddingConfig => ({
-    provider: 'openai', model: 'text-embedding-3-small', dimensions: 64, baseURL: mock.openaiBaseURL, apiKeyEnv: 'EMBEDSYNC_UNIT_KEY', encodingFormat: 'float', ...overrides,
+    provider: 'openai',
+    model: 'text-embedding-3-small',
+    dimensions: 64,
+    baseURL: mock.openaiBaseURL,
+    apiKeyEnv: 'EMBEDSYNC_UNIT_KEY',
+    encodingFormat: 'float',
+    ...overrides,
   });
-  const embed = (texts: string[], embedding = openai()) => provider.embed({ model: embedding.model, dimensions: embedding.dimensions, inputType: 'document', texts, embedding });
+  const embed = (texts: string[], embedding = openai()) =>
+    provider.embed({
+      model: embedding.model,
+      dimensions: embedding.dimensions,
+      inputType: 'document',
+      texts,
+      embedding,
+    });
 
   it('reads float and base64 replies alike, in input order, with the tokens counted', async () => {
     const float = await embed(['first text', 'second text']);
@@ -38,19 +61,31 @@ describe('OpenAI through the openai SDK', () => {
     assert.equal(float.vectors[0]?.length, 64);
     const expected = featureHashEmbedding('second text', 64);
     assert.ok(float.vectors[1]?.every((v, i) => Math.abs(v - (expected[i] ?? 0)) < 1e-6));
-    assert.ok(base64.vectors[1]?.every((v, i) => Math.abs(v - (float.vectors[1]?.[i] ?? 0)) < 1e-6));
+    assert.ok(
+      base64.vectors[1]?.every((v, i) => Math.abs(v - (float.vectors[1]?.[i] ?? 0)) < 1e-6),
+    );
     assert.equal(float.tokens, 4);
-    assert.deepEqual(mock.requests.map((r) => r.params.encoding_format), ['float', 'base64']);
+    assert.deepEqual(
+      mock.requests.map((r) => r.params.encoding_format),
+      ['float', 'base64'],
+    );
   });
 
   it('asks for dimensions only where the model can reduce them', async () => {
     await embed(['a'], openai({ model: 'text-embedding-ada-002', dimensions: 1536 }));
     await embed(['a'], openai({ model: 'text-embedding-3-large', dimensions: 256 }));
-    assert.deepEqual(mock.requests.map((r) => r.params.dimensions), [undefined, 256]);
+    assert.deepEqual(
+      mock.requests.map((r) => r.params.dimensions),
+      [undefined, 256],
+    );
   });
 
   it('turns a 429 into a rate limit with the delay the server asked for', async () => {
-    for (const [hint, expected] of [['retry-after', 2000], ['retry-after-ms', 1500], ['reset-headers', 1500]] as const) {
+    for (const [hint, expected] of [
+      ['retry-after', 2000],
+      ['retry-after-ms', 1500],
+      ['reset-headers', 1500],
+    ] as const) {
       mock.options.retryHint = hint;
       mock.inject({ kind: 'rate-limit', retryAfterMs: 1500 });
       const err = await embed(['a']).catch((e: unknown) => e);
@@ -67,7 +102,9 @@ describe('OpenAI through the openai SDK', () => {
 
   it('refuses a wrong key without repeating it, even when the server does', async () => {
     mock.options.echoKeyInErrors = true;
-    const err = await embed(['a'], openai({ apiKeyEnv: 'EMBEDSYNC_UNIT_WRONG_KEY' })).catch((e: unknown) => e);
+    const err = await embed(['a'], openai({ apiKeyEnv: 'EMBEDSYNC_UNIT_WRONG_KEY' })).catch(
+      (e: unknown) => e,
+    );
     assert.ok(err instanceof ProviderAuthError);
     assert.ok(!err.message.includes('sk-unit-wrong-key'), err.message);
     assert.match(err.message, /\[redacted\]/);
@@ -75,14 +112,23 @@ describe('OpenAI through the openai SDK', () => {
 
   it('classifies invalid input, unknown models and server errors', async () => {
     await assert.rejects(embed(['fine', 'POISON here']), InvalidInputError);
-    await assert.rejects(embed(['a'], openai({ model: 'text-embedding-4-huge' })), ModelUnavailableError);
+    await assert.rejects(
+      embed(['a'], openai({ model: 'text-embedding-4-huge' })),
+      ModelUnavailableError,
+    );
     mock.inject({ kind: 'server-error', status: 503 });
     await assert.rejects(embed(['a']), ProviderUnavailableError);
-    await assert.rejects(embed(['a'], openai({ baseURL: 'http://127.0.0.1:9/v1' })), ProviderUnavailableError);
+    await assert.rejects(
+      embed(['a'], openai({ baseURL: 'http://127.0.0.1:9/v1' })),
+      ProviderUnavailableError,
+    );
   });
 
   it('refuses to call OpenAI itself without a key, saying which variable is missing', async () => {
-    const err = await embed(['a'], openai({ baseURL: undefined, apiKeyEnv: 'EMBEDSYNC_UNIT_UNSET_KEY' })).catch((e: unknown) => e);
+    const err = await embed(
+      ['a'],
+      openai({ baseURL: undefined, apiKeyEnv: 'EMBEDSYNC_UNIT_UNSET_KEY' }),
+    ).catch((e: unknown) => e);
     assert.ok(err instanceof ProviderAuthError);
     assert.match(err.message, /EMBEDSYNC_UNIT_UNSET_KEY is not set/);
   });
@@ -93,11 +139,29 @@ describe('Bedrock through InvokeModel', () => {
   before(() => {
     provider = new BedrockProvider({ region: 'us-west-2', endpoint: mock.url });
   });
-  const embed = (embedding: BedrockEmbeddingConfig, texts: string[], inputType: 'document' | 'query' = 'document') =>
-    provider.embed({ model: embedding.model, dimensions: embedding.dimensions, inputType, texts, embedding });
+  const embed = (
+    embedding: BedrockEmbeddingConfig,
+    texts: string[],
+    inputType: 'document' | 'query' = 'document',
+  ) =>
+    provider.embed({
+      model: embedding.model,
+      dimensions: embedding.dimensions,
+      inputType,
+      texts,
+      embedding,
+    });
 
   it('sends Titan v2 one text per call with its dimensions and normalize, signed for the region', async () => {
-    const { vectors, tokens } = await embed({ provider: 'bedrock', model: 'amazon.titan-embed-text-v2:0', dimensions: 512, normalize: false }, ['one', 'two words']);
+    const { vectors, tokens } = await embed(
+      {
+        provider: 'bedrock',
+        model: 'amazon.titan-embed-text-v2:0',
+        dimensions: 512,
+        normalize: false,
+      },
+      ['one', 'two words'],
+    );
     assert.equal(vectors.length, 2);
     assert.equal(vectors[0]?.length, 512);
     assert.ok(tokens > 0);
@@ -111,38 +175,75 @@ describe('Bedrock through InvokeModel', () => {
   });
 
   it('sends Titan v1 the text alone', async () => {
-    const { vectors } = await embed({ provider: 'bedrock', model: 'amazon.titan-embed-text-v1', dimensions: 1536 }, ['one']);
+    const { vectors } = await embed(
+      { provider: 'bedrock', model: 'amazon.titan-embed-text-v1', dimensions: 1536 },
+      ['one'],
+    );
     assert.equal(vectors[0]?.length, 1536);
     assert.deepEqual(mock.requests[0]?.params, {});
   });
 
   it('sends Cohere v3 many texts per call, documents as search_document and queries as search_query', async () => {
     const texts = Array.from({ length: 96 }, (_, i) => `text ${i}`);
-    const { vectors } = await embed({ provider: 'bedrock', model: 'cohere.embed-english-v3', dimensions: 1024 }, texts);
+    const { vectors } = await embed(
+      { provider: 'bedrock', model: 'cohere.embed-english-v3', dimensions: 1024 },
+      texts,
+    );
     assert.equal(vectors.length, 96);
-    await embed({ provider: 'bedrock', model: 'cohere.embed-multilingual-v3', dimensions: 1024 }, ['query'], 'query');
-    assert.deepEqual(mock.requests.map((r) => r.params.input_type), ['search_document', 'search_query']);
+    await embed(
+      { provider: 'bedrock', model: 'cohere.embed-multilingual-v3', dimensions: 1024 },
+      ['query'],
+      'query',
+    );
+    assert.deepEqual(
+      mock.requests.map((r) => r.params.input_type),
+      ['search_document', 'search_query'],
+    );
     assert.ok(mock.requests.every((r) => r.params.truncate === 'NONE'));
   });
 
   it('asks Cohere v4 for floats of the pipeline’s dimensions, through an inference profile', async () => {
-    const { vectors } = await embed({ provider: 'bedrock', model: 'us.cohere.embed-v4:0', dimensions: 256 }, ['a', 'b']);
-    assert.deepEqual(vectors.map((v) => v.length), [256, 256]);
-    assert.deepEqual(mock.requests[0]?.params, { input_type: 'search_document', embedding_types: ['float'], output_dimension: 256, truncate: 'NONE' });
+    const { vectors } = await embed(
+      { provider: 'bedrock', model: 'us.cohere.embed-v4:0', dimensions: 256 },
+      ['a', 'b'],
+    );
+    assert.deepEqual(
+      vectors.map((v) => v.length),
+      [256, 256],
+    );
+    assert.deepEqual(mock.requests[0]?.params, {
+      input_type: 'search_document',
+      embedding_types: ['float'],
+      output_dimension: 256,
+      truncate: 'NONE',
+    });
     assert.equal(mock.requests[0]?.path, '/model/us.cohere.embed-v4%3A0/invoke');
   });
 
   it('classifies throttling, refusals and outages', async () => {
-    const titan: BedrockEmbeddingConfig = { provider: 'bedrock', model: 'amazon.titan-embed-text-v2:0', dimensions: 256 };
+    const titan: BedrockEmbeddingConfig = {
+      provider: 'bedrock',
+      model: 'amazon.titan-embed-text-v2:0',
+      dimensions: 256,
+    };
     mock.inject({ kind: 'rate-limit' });
     const throttled = await embed(titan, ['a']).catch((e: unknown) => e);
     assert.ok(throttled instanceof RateLimitedError);
-    assert.equal(throttled.retryAfterMs, undefined, 'Bedrock gives no hint: the activity backs off with jitter');
+    assert.equal(
+      throttled.retryAfterMs,
+      undefined,
+      'Bedrock gives no hint: the activity backs off with jitter',
+    );
     await assert.rejects(embed(titan, ['POISON']), InvalidInputError);
     await assert.rejects(embed({ ...titan, dimensions: 768 }, ['a']), InvalidInputError);
     mock.inject({ kind: 'server-error', status: 503 });
     await assert.rejects(embed(titan, ['a']), ProviderUnavailableError);
-    await assert.rejects(embed({ provider: 'bedrock', model: 'cohere.embed-english-v3', dimensions: 1024 }, ['x'.repeat(3000)]), InvalidInputError);
+    await assert.rejects(
+      embed({ provider: 'bedrock', model: 'cohere.embed-english-v3', dimensions: 1024 }, [
+        'x'.repeat(3000),
+      ]),
+      InvalidInputError,
+    );
     assert.equal(mock.requests.length, 5, 'the SDK retried on its own');
   });
 });

@@ -49,8 +49,14 @@ describe('process tree', () => {
       { pid: 14, ppid: 10, args: 'node --import tsx test/integration/sync.test.ts' },
       { pid: 20, ppid: 1, args: 'postgres' },
     ];
-    assert.deepEqual(descendantsOf(11, table).map((p) => p.pid), [12, 13]);
-    assert.deepEqual(descendantsOf(10, table).map((p) => p.pid), [11, 14, 12, 13]);
+    assert.deepEqual(
+      descendantsOf(11, table).map((p) => p.pid),
+      [12, 13],
+    );
+    assert.deepEqual(
+      descendantsOf(10, table).map((p) => p.pid),
+      [11, 14, 12, 13],
+    );
     assert.deepEqual(descendantsOf(20, table), []);
   });
 });

@@ -35,10 +35,31 @@ describe('token counting', () => {
   });
 
   it('measures OpenAI pipelines in tokens and the others in characters', () => {
-    assert.equal(chunkMeasure({ provider: 'openai', model: 'text-embedding-3-small', dimensions: 256, apiKeyEnv: 'OPENAI_API_KEY', encodingFormat: 'float' }), countTokens);
-    assert.equal(chunkMeasure({ provider: 'bedrock', model: 'amazon.titan-embed-text-v2:0', dimensions: 256 }), undefined);
-    assert.equal(chunkMeasure({ provider: 'offline', model: 'feature-hash-v1', dimensions: 64 }), undefined);
-    assert.equal(estimateTokens({ provider: 'bedrock', model: 'cohere.embed-english-v3', dimensions: 1024 }, 'abcdefghi'), 3);
+    assert.equal(
+      chunkMeasure({
+        provider: 'openai',
+        model: 'text-embedding-3-small',
+        dimensions: 256,
+        apiKeyEnv: 'OPENAI_API_KEY',
+        encodingFormat: 'float',
+      }),
+      countTokens,
+    );
+    assert.equal(
+      chunkMeasure({ provider: 'bedrock', model: 'amazon.titan-embed-text-v2:0', dimensions: 256 }),
+      undefined,
+    );
+    assert.equal(
+      chunkMeasure({ provider: 'offline', model: 'feature-hash-v1', dimensions: 64 }),
+      undefined,
+    );
+    assert.equal(
+      estimateTokens(
+        { provider: 'bedrock', model: 'cohere.embed-english-v3', dimensions: 1024 },
+        'abcdefghi',
+      ),
+      3,
+    );
   });
 });
 
@@ -54,12 +75,22 @@ describe('token-aware chunking', () => {
     assert.ok(words.every((w) => seen.has(w)));
     // The overlap: the second chunk opens with words the first one ended with.
     const [first = '', second = ''] = chunks;
-    assert.ok(first.split(' ').slice(-30).includes(second.split(' ')[0] ?? '?'));
+    assert.ok(
+      first
+        .split(' ')
+        .slice(-30)
+        .includes(second.split(' ')[0] ?? '?'),
+    );
   });
 
   it('repeats the row context at the head of every chunk, within the size', () => {
     const context = 'Title: Alpine tent';
-    const chunks = splitText(`${context}\n${text}`, { size: 300, overlap: 30, measure: countTokens, context });
+    const chunks = splitText(`${context}\n${text}`, {
+      size: 300,
+      overlap: 30,
+      measure: countTokens,
+      context,
+    });
     assert.ok(chunks.length > 20);
     assert.ok(chunks.every((c) => c.startsWith(context)));
     assert.ok(chunks.every((c) => countTokens(c) <= 300));

@@ -29,7 +29,14 @@ export async function pipelineState(pool: Pool, pipeline = 'products'): Promise<
             (select count(*)::int from embedsync.staged_rows) + (select count(*)::int from embedsync.staged_chunks) as staged`,
   );
   const report = await verifyPipeline(pool, pipeline);
-  return { rows: report.rows, outbox: rows[0]?.outbox ?? -1, staged: rows[0]?.staged ?? -1, missing: report.missing, stale: report.stale, orphaned: report.orphaned };
+  return {
+    rows: report.rows,
+    outbox: rows[0]?.outbox ?? -1,
+    staged: rows[0]?.staged ?? -1,
+    missing: report.missing,
+    stale: report.stale,
+    orphaned: report.orphaned,
+  };
 }
 
 const describeState = (s: PipelineState): string =>
@@ -37,7 +44,11 @@ const describeState = (s: PipelineState): string =>
   `stale ${s.stale.length} [${s.stale.slice(0, 10).join(' ')}], orphaned ${s.orphaned.length} [${s.orphaned.slice(0, 10).join(' ')}]`;
 
 const isConverged = (s: PipelineState): boolean =>
-  s.outbox === 0 && s.staged === 0 && s.missing.length === 0 && s.stale.length === 0 && s.orphaned.length === 0;
+  s.outbox === 0 &&
+  s.staged === 0 &&
+  s.missing.length === 0 &&
+  s.stale.length === 0 &&
+  s.orphaned.length === 0;
 
 /**
  * Waits until the outbox is drained, no batch is half done, and every source row has exactly the
@@ -46,29 +57,50 @@ const isConverged = (s: PipelineState): boolean =>
 export async function waitForConvergence(pool: Pool, timeoutMs: number): Promise<PipelineState> {
   let last = 'nothing (the database never answered)';
   try {
-    return await waitFor('the pipeline to converge', async () => {
-      const state = await pipelineState(pool);
-      last = describeState(state);
-      return isConverged(state) ? state : false;
-    }, timeoutMs, 500);
+    return await waitFor(
+      'the pipeline to converge',
+      async () => {
+        const state = await pipelineState(pool);
+        last = describeState(state);
+        return isConverged(state) ? state : false;
+      },
+      timeoutMs,
+      500,
+    );
   } catch (err) {
     throw new Error(`${(err as Error).message}; last state: ${last}`, { cause: err });
   }
 }
 
 /**
- * Every sync workflow on the task queue ran to completion: none failed, timed out or was terminated,
- * which would have dropped the changes it had taken out of the outbox. Returns how many ran.
+ * Every sync workflow on the task queue ran to completion: none failed, timed out or was
+ * terminated, which would have dropped the changes it had taken out of the outbox. Returns how many
+ * ran.
  */
-export async function assertSyncWorkflowsCompleted(client: Client, taskQueue: string, timeoutMs = 60_000): Promise<number> {
+export async function assertSyncWorkflowsCompleted(
+  client: Client,
+  taskQueue: string,
+  timeoutMs = 60_000,
+): Promise<number> {
   const list = async (query: string): Promise<{ workflowId: string; status: string }[]> => {
     const found: { workflowId: string; status: string }[] = [];
-    for await (const info of client.workflow.list({ query })) found.push({ workflowId: info.workflowId, status: info.status.name });
+    for await (const info of client.workflow.list({ query }))
+      found.push({ workflowId: info.workflowId, status: info.status.name });
     return found;
   };
-  await waitFor('every sync workflow to close', async () => (await list(`TaskQueue = "${taskQueue}" AND ExecutionStatus = "Running"`)).length === 0, timeoutMs, 500);
+  await waitFor(
+    'every sync workflow to close',
+    async () =>
+      (await list(`TaskQueue = "${taskQueue}" AND ExecutionStatus = "Running"`)).length === 0,
+    timeoutMs,
+    500,
+  );
   const all = await list(`TaskQueue = "${taskQueue}"`);
-  assert.deepEqual(all.filter((w) => w.status !== 'COMPLETED'), [], 'sync workflows that did not complete');
+  assert.deepEqual(
+    all.filter((w) => w.status !== 'COMPLETED'),
+    [],
+    'sync workflows that did not complete',
+  );
   assert.ok(all.length > 0, `no sync workflow ran on ${taskQueue}`);
   return all.length;
 }

@@ -1,5 +1,6 @@
-// A steady stream of user writes to `products` — inserts, content updates, deletes — that carries on
-// through outages: a statement that fails is counted and the stream goes on, as an application would.
+// A steady stream of user writes to `products` — inserts, content updates, deletes — that carries
+// on through outages: a statement that fails is counted and the stream goes on, as an application
+// would.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createPool } from '../../../src/db/pool.js';
 
@@ -19,7 +20,10 @@ export interface WriteLoad {
   stop(): Promise<WriteStats>;
 }
 
-/** Every text is unique (it names the statement that wrote it), so a test can tell each version apart. */
+/**
+ * Every text is unique (it names the statement that wrote it), so a test can tell each version
+ * apart.
+ */
 export function startWriteLoad(databaseUrl: string, label: string, everyMs = 30): WriteLoad {
   const pool = createPool(databaseUrl, { max: 1, applicationName: `chaos-load-${label}` });
   const stats: WriteStats = { rounds: 0, failed: 0, inserted: 0, updated: 0, deleted: 0 };
@@ -39,7 +43,10 @@ export function startWriteLoad(databaseUrl: string, label: string, everyMs = 30)
     stats.inserted += rows.length;
     if (seq % 3 === 1 && known.length > 10) {
       const ids = [known[(seq * 7) % known.length], known[(seq * 13) % known.length]];
-      const updated = await pool.query(`update products set description = 'Rewritten by statement ' || $1 || ' for row ' || id where id = any($2::bigint[])`, [tag, ids]);
+      const updated = await pool.query(
+        `update products set description = 'Rewritten by statement ' || $1 || ' for row ' || id where id = any($2::bigint[])`,
+        [tag, ids],
+      );
       stats.updated += updated.rowCount ?? 0;
     }
     if (seq % 4 === 3 && known.length > 10) {
@@ -68,7 +75,8 @@ export function startWriteLoad(databaseUrl: string, label: string, everyMs = 30)
       const target = stats.rounds + n;
       const deadline = Date.now() + 60_000;
       while (stats.rounds < target) {
-        if (Date.now() > deadline) throw new Error(`the write load made no progress (${JSON.stringify(stats)})`);
+        if (Date.now() > deadline)
+          throw new Error(`the write load made no progress (${JSON.stringify(stats)})`);
         await sleep(50);
       }
     },

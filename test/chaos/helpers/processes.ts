@@ -1,6 +1,6 @@
-// Child processes for the chaos tests: each in a process group of its own, so that one signal reaches
-// it and everything it forked (a postmaster's backends, tsx's esbuild), with its output kept so that a
-// failing test can show what every process said.
+// Child processes for the chaos tests: each in a process group of its own, so that one signal
+// reaches it and everything it forked (a postmaster's backends, tsx's esbuild), with its output
+// kept so that a failing test can show what every process said.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -110,9 +110,18 @@ export class Child {
       const listener = (line: string): void => {
         if (pattern.test(line)) done(undefined, line);
       };
-      const timer = setTimeout(() => done(new Error(`${this.name} did not log ${String(pattern)} within ${timeoutMs} ms`)), timeoutMs);
+      const timer = setTimeout(
+        () => done(new Error(`${this.name} did not log ${String(pattern)} within ${timeoutMs} ms`)),
+        timeoutMs,
+      );
       this.listeners.add(listener);
-      void this.exited.then((e) => done(new Error(`${this.name} exited (${e.signal ?? `code ${String(e.code)}`}) before logging ${String(pattern)}`)));
+      void this.exited.then((e) =>
+        done(
+          new Error(
+            `${this.name} exited (${e.signal ?? `code ${String(e.code)}`}) before logging ${String(pattern)}`,
+          ),
+        ),
+      );
     });
   }
 
@@ -123,7 +132,8 @@ export class Child {
     const deadline = Date.now() + timeoutMs;
     while (groupExists(pgid)) {
       if (Date.now() > deadline) {
-        if (signal === 'SIGKILL') throw new Error(`${this.name} (process group ${pgid}) survived SIGKILL`);
+        if (signal === 'SIGKILL')
+          throw new Error(`${this.name} (process group ${pgid}) survived SIGKILL`);
         return this.kill('SIGKILL');
       }
       await sleep(20);
@@ -139,7 +149,12 @@ export class Child {
   }
 }
 
-export function spawnChild(name: string, command: string, args: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): Child {
+export function spawnChild(
+  name: string,
+  command: string,
+  args: string[],
+  opts: { env?: NodeJS.ProcessEnv; cwd?: string } = {},
+): Child {
   const proc = spawn(command, args, {
     cwd: opts.cwd,
     env: { ...process.env, ...opts.env },

@@ -1,5 +1,5 @@
-// One chaos scenario's processes and resources: whatever it started is stopped and removed at the end,
-// pass or fail, and a failure carries the output of every process it ran.
+// One chaos scenario's processes and resources: whatever it started is stopped and removed at the
+// end, pass or fail, and a failure carries the output of every process it ran.
 import { inspect } from 'node:util';
 import { spawnChild, type Child } from './processes.js';
 
@@ -7,7 +7,12 @@ export class Scene {
   private readonly children: Child[] = [];
   private readonly cleanups: Array<() => Promise<void>> = [];
 
-  spawn(name: string, command: string, args: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): Child {
+  spawn(
+    name: string,
+    command: string,
+    args: string[],
+    opts: { env?: NodeJS.ProcessEnv; cwd?: string } = {},
+  ): Child {
     const child = spawnChild(name, command, args, opts);
     this.children.push(child);
     return child;
@@ -25,7 +30,8 @@ export class Scene {
 
   async close(): Promise<void> {
     const errors: unknown[] = [];
-    for (const child of this.children) await child.kill('SIGKILL').catch((err: unknown) => errors.push(err));
+    for (const child of this.children)
+      await child.kill('SIGKILL').catch((err: unknown) => errors.push(err));
     for (const fn of this.cleanups.reverse()) await fn().catch((err: unknown) => errors.push(err));
     if (errors.length > 0) throw new AggregateError(errors, 'cleaning up the scenario failed');
   }

@@ -6,7 +6,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { readEnv } from '../../../src/config/env.js';
 import { stackPaths } from '../../../src/stack/paths.js';
-import { findTemporalCli, SEARCH_ATTRIBUTES, waitForTemporal } from '../../../src/stack/temporal.js';
+import {
+  findTemporalCli,
+  SEARCH_ATTRIBUTES,
+  waitForTemporal,
+} from '../../../src/stack/temporal.js';
 import { freePort, removeOnExit, type Child } from './processes.js';
 import type { Scene } from './scene.js';
 
@@ -30,14 +34,19 @@ export async function startTemporalServer(scene: Scene): Promise<TemporalServer>
   const address = `127.0.0.1:${port}`;
   const namespace = env.temporalNamespace;
   const args = [
-    'server', 'start-dev',
-    '--ip', '127.0.0.1',
-    '--port', String(port),
+    'server',
+    'start-dev',
+    '--ip',
+    '127.0.0.1',
+    '--port',
+    String(port),
     '--headless',
-    '--db-filename', join(dir, 'temporal.db'),
+    '--db-filename',
+    join(dir, 'temporal.db'),
     ...Object.keys(SEARCH_ATTRIBUTES).flatMap((name) => ['--search-attribute', `${name}=Keyword`]),
     ...(namespace === 'default' ? [] : ['--namespace', namespace]),
-    '--log-level', 'warn',
+    '--log-level',
+    'warn',
   ];
   let server: Child | undefined;
   let starts = 0;
@@ -45,7 +54,10 @@ export async function startTemporalServer(scene: Scene): Promise<TemporalServer>
     starts += 1;
     const child = scene.spawn(starts === 1 ? 'temporal' : `temporal-${starts}`, cli, args);
     server = child;
-    await waitForTemporal(address, namespace, { timeoutMs: 60_000, failed: () => (child.running ? undefined : 'the server exited') });
+    await waitForTemporal(address, namespace, {
+      timeoutMs: 60_000,
+      failed: () => (child.running ? undefined : 'the server exited'),
+    });
   };
   await start();
   return {
