@@ -21,7 +21,7 @@ import { InvalidInputError, RateLimitedError } from '../src/providers/errors.js'
 import { InputIsolator } from '../src/providers/isolate.js';
 import { modelFacts, type ModelFacts } from '../src/providers/models.js';
 import { nextRequest } from '../src/providers/requests.js';
-import { recordFailure, recordSuccess } from '../src/providers/health.js';
+import { recordFailure, recordSuccess } from '../src/db/provider-health.js';
 import {
   hasBuckets,
   holdBack,
