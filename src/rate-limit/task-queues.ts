@@ -1,4 +1,4 @@
-// Each worker keeps its providers' rate plans (src/providers/rate-plan.ts) in step with the limits
+// Each worker keeps its providers' rate plans (src/rate-limit/plan.ts) in step with the limits
 // the environment and the catalog's pipelines declare, re-reading the catalog every few seconds, so
 // a changed limit takes effect without restarting anything:
 //
@@ -14,9 +14,9 @@
 // so workers setting the queue's rate at once agree.
 import proto from '@temporalio/proto';
 import { listPipelines } from '../db/catalog.js';
-import { planProviderQueue, samePlan, type RatePlan } from '../providers/rate-plan.js';
+import { planProviderQueue, samePlan, type RatePlan } from './plan.js';
 import { embedTaskQueue } from '../temporal/names.js';
-import type { WorkerDeps } from './worker.js';
+import type { WorkerDeps } from '../worker/worker.js';
 
 const { TaskQueueType } = proto.temporal.api.enums.v1;
 

@@ -12,8 +12,8 @@
 //   is empty. So requests can be as large as the model takes: a request's size does not decide the pace.
 import type { ProviderRateLimit } from '../config/env.js';
 import type { PipelineConfig } from '../config/pipeline.js';
-import { modelFacts } from './models.js';
-import type { EmbeddingProvider } from './types.js';
+import { modelFacts } from '../providers/models.js';
+import type { EmbeddingProvider } from '../providers/types.js';
 
 export interface RatePlan {
   /** The limits in force: the strictest of the environment's and every pipeline's. */
