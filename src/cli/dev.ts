@@ -12,8 +12,9 @@ import { createProductsTable, demoProducts, insertDemoProducts } from '../demo/p
 import { createLogger } from '../log.js';
 import { Poller } from '../poller/poller.js';
 import { createProviders } from '../providers/index.js';
-import { ensureSearchAttributes, ensureStack } from '../stack/index.js';
+import { ensureStack } from '../stack/index.js';
 import { connectClient } from '../temporal/connect.js';
+import { ensureSearchAttributes } from '../temporal/search-attributes.js';
 import { connectWorker } from '../worker/connect.js';
 import { webUiWorkflowUrl } from '../temporal/names.js';
 import { createWorker } from '../worker/worker.js';
