@@ -4,11 +4,10 @@
 //
 // - every request takes its turn from the requests and tokens buckets at the current plan's rates;
 // - the requests-per-minute pace is the embedding task queue's rate limit, which the worker sets on
-// the
-//   Temporal server (UpdateTaskQueueConfig: `temporal task-queue config get` shows it, with its reason).
-//   A server without that API gets the rate as a worker option instead, which is read once at start:
-//   there a lowered limit is still kept at once by the requests bucket, and a raised one is reached
-//   after the workers restart (the log says so).
+//   the Temporal server (UpdateTaskQueueConfig: `temporal task-queue config get` shows it, with its
+//   reason). A server without that API gets the rate as a worker option instead, which is read once
+//   at start: there a lowered limit is still kept at once by the requests bucket, and a raised one
+//   is reached after the workers restart (the log says so).
 //
 // Every worker computes the same plan from the same catalog (and, when set, the same environment),
 // so workers setting the queue's rate at once agree.
