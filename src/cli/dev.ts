@@ -147,7 +147,9 @@ async function until(pool: Pool, sql: string, params: unknown[], timeoutMs: numb
 async function proveOneRow(pool: Pool): Promise<{ id: string; ms: number }> {
   const { rows } = await pool.query<{ id: string }>(
     `insert into public.products (name, description, category, price, in_stock)
-     values ('Ridgeline Insulated Jacket', 'A warm, packable jacket for winter hikes and cold summit mornings.', 'outdoor', 189.00, true)
+     values ('Ridgeline Insulated Jacket',
+             'A warm, packable jacket for winter hikes and cold summit mornings.',
+             'outdoor', 189.00, true)
      returning id::text`,
   );
   const id = rows[0]?.id ?? '';
