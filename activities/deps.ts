@@ -1,7 +1,7 @@
 import type { Pool } from '../src/db/pool.js';
 import type { Logger } from '../src/log.js';
 import type { WorkerMetrics } from '../src/metrics/worker.js';
-import type { RatePlan } from '../src/providers/rate-plan.js';
+import type { RatePlan } from '../src/rate-limit/index.js';
 import type { ProviderRegistry } from '../src/providers/types.js';
 
 export interface ActivityDeps {

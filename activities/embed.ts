@@ -3,9 +3,9 @@
 //
 // Requests are as large as the model takes (and no larger than a minute's tokens budget). Under a
 // requests- or tokens-per-minute limit each request first takes its turn from the provider's shared
-// buckets and waits for it (src/providers/rate-buckets.ts); a 429 holds the whole fleet back for as
+// buckets and waits for it (src/rate-limit/buckets.ts); a 429 holds the whole fleet back for as
 // long as the provider asked. The requests-per-minute limit also paces the activities themselves
-// (src/providers/rate-plan.ts). Requests, tokens and waits are counted in the worker's metrics
+// (src/rate-limit/plan.ts). Requests, tokens and waits are counted in the worker's metrics
 // (src/metrics/worker.ts). An input the provider refuses is isolated by bisection
 // (src/providers/isolate.ts); its row goes to embedsync.dead_letters with the error, its staged
 // chunks are dropped, and its staged row becomes 'keep', so the write stage leaves the row's
@@ -21,14 +21,14 @@ import { InvalidInputError, RateLimitedError } from '../src/providers/errors.js'
 import { InputIsolator } from '../src/providers/isolate.js';
 import { modelFacts, type ModelFacts } from '../src/providers/models.js';
 import { nextRequest } from '../src/providers/requests.js';
-import { recordFailure, recordSuccess } from '../src/providers/health.js';
+import { recordFailure, recordSuccess } from '../src/db/provider-health.js';
 import {
   hasBuckets,
   holdBack,
   MAX_TURN_WAIT_MS,
   takeTurn,
   type Buckets,
-} from '../src/providers/rate-buckets.js';
+} from '../src/rate-limit/index.js';
 import { getProvider } from '../src/providers/types.js';
 import type { RequestOutcome } from '../src/metrics/worker.js';
 import type { ActivityDeps } from './deps.js';
@@ -37,7 +37,7 @@ import type { BatchRef, EmbedResult } from './types.js';
 
 export interface EmbedInput extends BatchRef {
   /**
-   * Send one task-queue slot's worth of requests (see src/providers/rate-plan.ts) and report what
+   * Send one task-queue slot's worth of requests (see src/rate-limit/plan.ts) and report what
    * remains; the caller calls again until nothing does. Without it every chunk is embedded in this
    * call.
    */

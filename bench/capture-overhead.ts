@@ -62,7 +62,8 @@ async function run(ctx: BenchContext): Promise<BenchReport> {
   ctx.log(`loading ${settings.rows} rows`);
   await pool.query(
     `insert into ${TABLE} (name, description, category, price)
-     select 'Product ' || g, 'Description ' || g || ': ${DESCRIPTION}', 'outdoor', 10 + g % 300 from generate_series(1, $1::int) g`,
+     select 'Product ' || g, 'Description ' || g || ': ${DESCRIPTION}', 'outdoor', 10 + g % 300
+       from generate_series(1, $1::int) g`,
     [settings.rows],
   );
   await applyProductsPipeline(pool);

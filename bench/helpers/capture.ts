@@ -90,7 +90,8 @@ export async function withNotifyLockWaits<T>(
     while (!done) {
       const { rows } = await pool.query<{ n: number }>(
         `select count(*)::int as n from pg_locks
-          where locktype = 'object' and database = 0 and classid = 'pg_database'::regclass and objid = 0 and not granted`,
+          where locktype = 'object' and database = 0 and classid = 'pg_database'::regclass
+            and objid = 0 and not granted`,
       );
       waiting += rows[0]?.n ?? 0;
       samples += 1;

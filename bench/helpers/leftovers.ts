@@ -64,7 +64,8 @@ export interface WorkerSession {
 export async function workerSessions(pool: Pool): Promise<WorkerSession[]> {
   const { rows } = await pool.query<WorkerSession>(
     `select state, wait_event_type || ':' || wait_event as "waitEvent",
-            round(extract(epoch from clock_timestamp() - query_start)::numeric, 1)::float8 as "querySeconds",
+            round(extract(epoch from clock_timestamp() - query_start)::numeric, 1)::float8
+              as "querySeconds",
             left(regexp_replace(query, '\\s+', ' ', 'g'), 160) as query
        from pg_stat_activity
       where datname = current_database() and application_name = 'embedsync-worker'

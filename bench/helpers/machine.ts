@@ -33,7 +33,8 @@ export async function machineFacts(pool: Pool, temporal: Client): Promise<Machin
     `select extversion as v from pg_extension where extname = 'vector'`,
   );
   const settings = await pool.query<{ name: string; setting: string }>(
-    'select name, current_setting(name) as setting from pg_settings where name = any($1::text[]) order by name',
+    `select name, current_setting(name) as setting from pg_settings
+      where name = any($1::text[]) order by name`,
     [SETTINGS],
   );
   const info = await temporal.workflowService.getSystemInfo({}).catch(() => undefined);

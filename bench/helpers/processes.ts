@@ -49,6 +49,10 @@ export function startService(
       TEMPORAL_ADDRESS: env.temporalAddress,
       TEMPORAL_NAMESPACE: env.temporalNamespace,
       EMBEDSYNC_TASK_QUEUE: env.taskQueue,
+      // No /metrics: the rate-limit benchmark's two workers (or a worker already running here)
+      // would contend for the default port, and a worker that cannot serve it exits.
+      EMBEDSYNC_WORKER_METRICS_PORT: '0',
+      EMBEDSYNC_POLLER_METRICS_PORT: '0',
       LOG_LEVEL: 'info',
       LOG_FORMAT: 'json',
     },

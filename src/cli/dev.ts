@@ -12,8 +12,9 @@ import { createProductsTable, demoProducts, insertDemoProducts } from '../demo/p
 import { createLogger } from '../log.js';
 import { Poller } from '../poller/poller.js';
 import { createProviders } from '../providers/index.js';
-import { ensureSearchAttributes, ensureStack } from '../stack/index.js';
+import { ensureStack } from '../stack/index.js';
 import { connectClient } from '../temporal/connect.js';
+import { ensureSearchAttributes } from '../temporal/search-attributes.js';
 import { connectWorker } from '../worker/connect.js';
 import { webUiWorkflowUrl } from '../temporal/names.js';
 import { createWorker } from '../worker/worker.js';
@@ -146,7 +147,9 @@ async function until(pool: Pool, sql: string, params: unknown[], timeoutMs: numb
 async function proveOneRow(pool: Pool): Promise<{ id: string; ms: number }> {
   const { rows } = await pool.query<{ id: string }>(
     `insert into public.products (name, description, category, price, in_stock)
-     values ('Ridgeline Insulated Jacket', 'A warm, packable jacket for winter hikes and cold summit mornings.', 'outdoor', 189.00, true)
+     values ('Ridgeline Insulated Jacket',
+             'A warm, packable jacket for winter hikes and cold summit mornings.',
+             'outdoor', 189.00, true)
      returning id::text`,
   );
   const id = rows[0]?.id ?? '';

@@ -5,8 +5,8 @@ import { migrate } from '../db/migrator.js';
 import { createPool } from '../db/pool.js';
 import { createLogger } from '../log.js';
 import { Poller, DEFAULT_POLLER_OPTIONS } from '../poller/poller.js';
-import { ensureSearchAttributes } from '../stack/index.js';
 import { connectClient, temporalAddress } from '../temporal/connect.js';
+import { ensureSearchAttributes } from '../temporal/search-attributes.js';
 import { databaseUrl, metricsPortError, runMain } from './common.js';
 
 const opts = new Command('embedsync poller')

@@ -1,5 +1,5 @@
 // Sizing requests: as many inputs as the model takes in one call, and no more tokens than the model
-// takes per request or the rate plan allows (src/providers/rate-plan.ts). An input alone always
+// takes per request or the rate plan allows (src/rate-limit/plan.ts). An input alone always
 // fits.
 
 export interface RequestLimits {

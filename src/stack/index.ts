@@ -3,6 +3,7 @@
 import { mkdirSync } from 'node:fs';
 import { Connection } from '@temporalio/client';
 import { LOCAL_DEFAULTS, localDatabaseUrl, type Env } from '../config/env.js';
+import { hasSearchAttributes } from '../temporal/search-attributes.js';
 import { withStackLock } from './lock.js';
 import { stackPaths } from './paths.js';
 import {
@@ -21,13 +22,11 @@ import {
   LOCAL_TEMPORAL_ADDRESS,
   LOCAL_TEMPORAL_UI_URL,
   localTemporalPid,
-  SEARCH_ATTRIBUTES,
   startLocalTemporal,
   stopLocalTemporal,
   waitForTemporal,
 } from './temporal.js';
 
-export { ensureSearchAttributes, SEARCH_ATTRIBUTES } from './temporal.js';
 export { StackError } from './run.js';
 export { stackPaths, type StackPaths } from './paths.js';
 
@@ -205,9 +204,7 @@ export async function stackStatus(env: Env): Promise<StackStatus> {
       const listed = await connection.operatorService
         .listSearchAttributes({ namespace: env.temporalNamespace })
         .catch(() => undefined);
-      searchAttributes = listed
-        ? Object.keys(SEARCH_ATTRIBUTES).every((n) => n in (listed.customAttributes ?? {}))
-        : undefined;
+      searchAttributes = listed ? hasSearchAttributes(listed.customAttributes ?? {}) : undefined;
       await connection.close();
     }
   }

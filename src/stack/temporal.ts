@@ -1,4 +1,5 @@
-// The local Temporal: the `temporal` CLI's dev server, plus the search attributes embedsync needs.
+// The local Temporal: the `temporal` CLI's dev server, started with the search attributes embedsync
+// needs.
 import { spawn } from 'node:child_process';
 import {
   closeSync,
@@ -13,10 +14,12 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Connection } from '@temporalio/client';
-import { encodeSearchAttributeIndexedValueType } from '@temporalio/common/lib/search-attributes.js';
-import type { SearchAttributeType } from '@temporalio/common';
 import { LOCAL_DEFAULTS } from '../config/env.js';
-import { SEARCH_ATTRIBUTES as SEARCH_ATTRIBUTE_KEYS } from '../temporal/names.js';
+import {
+  ensureSearchAttributes,
+  SearchAttributeError,
+  searchAttributeFlags,
+} from '../temporal/search-attributes.js';
 import type { StackPaths } from './paths.js';
 import {
   fileSize,
@@ -31,13 +34,6 @@ import {
   waitFor,
   type LogLine,
 } from './run.js';
-
-/**
- * The typed search attributes that make embedsync's workflows filterable in the Web UI, by name.
- */
-export const SEARCH_ATTRIBUTES: Readonly<Record<string, SearchAttributeType>> = Object.fromEntries(
-  SEARCH_ATTRIBUTE_KEYS.map((k) => [k.name, k.type]),
-);
 
 /** Later CLI versions carry a `replace` directive that `go install` refuses. */
 export const TEMPORAL_CLI_MODULE = 'github.com/temporalio/cli/cmd/temporal@v1.5.1';
@@ -108,41 +104,6 @@ export async function ensureTemporalCli(
   return cli;
 }
 
-/**
- * Registers embedsync's search attributes on a namespace where they are missing; returns the ones
- * added.
- */
-export async function ensureSearchAttributes(
-  connection: Connection,
-  namespace: string,
-): Promise<string[]> {
-  const listed = await connection.operatorService.listSearchAttributes({ namespace });
-  const existing = { ...listed.systemAttributes, ...listed.customAttributes };
-  const searchAttributes: Record<
-    string,
-    NonNullable<ReturnType<typeof encodeSearchAttributeIndexedValueType>>
-  > = {};
-  for (const [name, type] of Object.entries(SEARCH_ATTRIBUTES)) {
-    const want = encodeSearchAttributeIndexedValueType(type);
-    const have = existing[name];
-    if (want === undefined) throw new StackError(`unknown search attribute type ${type}`);
-    if (have === undefined) searchAttributes[name] = want;
-    else if (have !== want)
-      throw new StackError(
-        `search attribute ${name} on namespace ${namespace} has another type than ${type}; it cannot be changed in place`,
-      );
-  }
-  const missing = Object.keys(searchAttributes);
-  if (missing.length === 0) return [];
-  try {
-    await connection.operatorService.addSearchAttributes({ namespace, searchAttributes });
-  } catch (err) {
-    // ALREADY_EXISTS: another process registered them first.
-    if ((err as { code?: number }).code !== 6) throw err;
-  }
-  return missing;
-}
-
 /** Ready means: the port answers, the namespace is usable, and the search attributes exist. */
 export async function waitForTemporal(
   address: string,
@@ -167,7 +128,10 @@ export async function waitForTemporal(
             }
             throw err;
           });
-        await ensureSearchAttributes(connection, namespace);
+        await ensureSearchAttributes(connection, namespace).catch((err: unknown) => {
+          // Waiting will not change an attribute's type: a verdict, as a StackError is.
+          throw err instanceof SearchAttributeError ? new StackError(err.message) : err;
+        });
         return true;
       } finally {
         await connection.close();
@@ -200,7 +164,7 @@ export async function startLocalTemporal(
     String(LOCAL_DEFAULTS.temporalUiPort),
     '--db-filename',
     paths.temporalDb,
-    ...Object.keys(SEARCH_ATTRIBUTES).flatMap((name) => ['--search-attribute', `${name}=Keyword`]),
+    ...searchAttributeFlags(),
     ...(namespace === 'default' ? [] : ['--namespace', namespace]),
     // Activities on the workflow's own task queue go straight back to the worker that asked for
     // them, saving a round trip per stage (p50 sync latency 646 → 389 ms at 5 rows/s in the

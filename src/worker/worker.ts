@@ -1,7 +1,7 @@
 // A worker process: the sync task queue (workflows and the database stages) plus one embedding task
 // queue per provider, sharing one connection.
 //
-// Each embedding queue is paced to its provider's rate plan (src/worker/rate-plans.ts): the
+// Each embedding queue is paced to its provider's rate plan (src/rate-limit/task-queues.ts): the
 // strictest requests- and tokens-per-minute declared by the environment
 // (EMBEDSYNC_<PROVIDER>_REQUESTS_PER_MINUTE, …) or by any pipeline of the provider in the catalog,
 // followed as they change.
@@ -14,7 +14,7 @@ import { createWorkerMetrics, type WorkerMetrics } from '../metrics/worker.js';
 import type { ProviderRegistry } from '../providers/types.js';
 import { embedTaskQueue } from '../temporal/names.js';
 import { workflowBundle } from './bundle.js';
-import { RatePlans } from './rate-plans.js';
+import { RatePlans } from '../rate-limit/index.js';
 import { temporalSdkMetricsUrl } from './runtime.js';
 
 export interface WorkerDeps {
@@ -26,7 +26,7 @@ export interface WorkerDeps {
   log: Logger;
   /** Where the workflow bundle is cached. */
   cacheDir: string;
-  /** How often the rate limits are re-read from the catalog (default src/worker/rate-plans.ts). */
+  /** How often the rate limits are re-read from the catalog (default src/rate-limit/task-queues.ts). */
   rateRefreshMs?: number;
 }
 

@@ -4,7 +4,7 @@
 // however slow the machine is.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { holdBack, MAX_TURN_WAIT_MS, takeTurn } from '../../src/providers/rate-buckets.js';
+import { holdBack, MAX_TURN_WAIT_MS, takeTurn } from '../../src/rate-limit/index.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 
 let db: TestDatabase;

@@ -6,7 +6,7 @@ import { describe, it } from 'node:test';
 import { parse } from 'yaml';
 import { LOCAL_DEFAULTS, METRICS_DEFAULTS, readEnv } from '../../src/config/env.js';
 import { REPO_ROOT } from '../../src/stack/paths.js';
-import { SEARCH_ATTRIBUTES } from '../../src/stack/temporal.js';
+import { searchAttributeFlags } from '../../src/temporal/search-attributes.js';
 
 interface Service {
   image?: string;
@@ -82,9 +82,7 @@ describe('docker-compose.yml', () => {
 
   it('registers the search attributes the workflows are tagged with, as Keyword', () => {
     const registered = flagValues(service('temporal').command ?? [], '--search-attribute').sort();
-    const expected = Object.keys(SEARCH_ATTRIBUTES)
-      .map((name) => `${name}=Keyword`)
-      .sort();
+    const expected = flagValues(searchAttributeFlags(), '--search-attribute').sort();
     assert.deepEqual(registered, expected);
   });
 

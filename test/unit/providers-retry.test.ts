@@ -16,7 +16,7 @@ import {
   RequestRefusedError,
 } from '../../src/providers/errors.js';
 import { InputIsolator } from '../../src/providers/isolate.js';
-import { planProviderQueue, samePlan } from '../../src/providers/rate-plan.js';
+import { planProviderQueue, samePlan } from '../../src/rate-limit/index.js';
 import { nextRequest } from '../../src/providers/requests.js';
 import {
   parseResetDuration,

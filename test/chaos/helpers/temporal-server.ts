@@ -6,11 +6,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { readEnv } from '../../../src/config/env.js';
 import { stackPaths } from '../../../src/stack/paths.js';
-import {
-  findTemporalCli,
-  SEARCH_ATTRIBUTES,
-  waitForTemporal,
-} from '../../../src/stack/temporal.js';
+import { findTemporalCli, waitForTemporal } from '../../../src/stack/temporal.js';
+import { searchAttributeFlags } from '../../../src/temporal/search-attributes.js';
 import { freePort, removeOnExit, type Child } from './processes.js';
 import type { Scene } from './scene.js';
 
@@ -43,7 +40,7 @@ export async function startTemporalServer(scene: Scene): Promise<TemporalServer>
     '--headless',
     '--db-filename',
     join(dir, 'temporal.db'),
-    ...Object.keys(SEARCH_ATTRIBUTES).flatMap((name) => ['--search-attribute', `${name}=Keyword`]),
+    ...searchAttributeFlags(),
     ...(namespace === 'default' ? [] : ['--namespace', namespace]),
     '--log-level',
     'warn',

@@ -1,8 +1,10 @@
 // The provider's requests- and tokens-per-minute buckets, shared by every worker through the
-// database (sql/000004_rate_buckets.sql, with the clock of sql/000010_rate_bucket_clock.sql). Each
-// call is one short statement; the row locks are held only inside it.
+// database: the table embedsync.rate_buckets and the functions embedsync.take_turn and
+// embedsync.hold_back, defined in sql/000004_rate_buckets.sql and redefined with an optional
+// clock in sql/000010_rate_bucket_clock.sql. Each call is one short statement; the row locks are
+// held only inside it.
 import type { Pool } from '../db/pool.js';
-import type { BucketRate, RatePlan } from './rate-plan.js';
+import type { BucketRate, RatePlan } from './plan.js';
 
 /**
  * The longest a request waits for its turn inside an activity; beyond it the activity backs off.

@@ -1,22 +1,21 @@
-// Each worker keeps its providers' rate plans (src/providers/rate-plan.ts) in step with the limits
+// Each worker keeps its providers' rate plans (src/rate-limit/plan.ts) in step with the limits
 // the environment and the catalog's pipelines declare, re-reading the catalog every few seconds, so
 // a changed limit takes effect without restarting anything:
 //
 // - every request takes its turn from the requests and tokens buckets at the current plan's rates;
 // - the requests-per-minute pace is the embedding task queue's rate limit, which the worker sets on
-// the
-//   Temporal server (UpdateTaskQueueConfig: `temporal task-queue config get` shows it, with its reason).
-//   A server without that API gets the rate as a worker option instead, which is read once at start:
-//   there a lowered limit is still kept at once by the requests bucket, and a raised one is reached
-//   after the workers restart (the log says so).
+//   the Temporal server (UpdateTaskQueueConfig: `temporal task-queue config get` shows it, with its
+//   reason). A server without that API gets the rate as a worker option instead, which is read once
+//   at start: there a lowered limit is still kept at once by the requests bucket, and a raised one
+//   is reached after the workers restart (the log says so).
 //
 // Every worker computes the same plan from the same catalog (and, when set, the same environment),
 // so workers setting the queue's rate at once agree.
 import proto from '@temporalio/proto';
 import { listPipelines } from '../db/catalog.js';
-import { planProviderQueue, samePlan, type RatePlan } from '../providers/rate-plan.js';
+import { planProviderQueue, samePlan, type RatePlan } from './plan.js';
 import { embedTaskQueue } from '../temporal/names.js';
-import type { WorkerDeps } from './worker.js';
+import type { WorkerDeps } from '../worker/worker.js';
 
 const { TaskQueueType } = proto.temporal.api.enums.v1;
 

@@ -2,18 +2,18 @@
 // tokens-per-minute budgets without overrunning either, however many workers share them.
 //
 // - Requests per minute: the provider's embedding task queue is limited to so many activities per
-//   second, which the Temporal server enforces across every worker of the queue. A paced embed activity
-//   sends one request (a few, for models that take one text per call). The server spreads that rate
-//   over the queue's partitions, which let their tasks go in bursts; so each request also takes its
-//   turn from the provider's requests bucket in the database, which keeps the pace exact.
+//   second, which the Temporal server enforces across every worker of the queue. A paced embed
+//   activity sends one request (a few, for models that take one text per call). The server spreads
+//   that rate over the queue's partitions, which let their tasks go in bursts; so each request also
+//   takes its turn from the provider's requests bucket in the database, which keeps the pace exact.
 // - Tokens per minute: every request first takes its tokens from the provider's tokens bucket in
-// the
-//   database (sql/000004_rate_buckets.sql), which all workers share, and waits its turn when the bucket
-//   is empty. So requests can be as large as the model takes: a request's size does not decide the pace.
+//   the database (sql/000004_rate_buckets.sql), which all workers share, and waits its turn when the
+//   bucket is empty. So requests can be as large as the model takes: a request's size does not
+//   decide the pace.
 import type { ProviderRateLimit } from '../config/env.js';
 import type { PipelineConfig } from '../config/pipeline.js';
-import { modelFacts } from './models.js';
-import type { EmbeddingProvider } from './types.js';
+import { modelFacts } from '../providers/models.js';
+import type { EmbeddingProvider } from '../providers/types.js';
 
 export interface RatePlan {
   /** The limits in force: the strictest of the environment's and every pipeline's. */

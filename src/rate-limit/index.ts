@@ -1,0 +1,21 @@
+// Rate limiting: how embedding requests fill each provider's requests- and tokens-per-minute
+// budgets without overrunning them, however many workers share them (for users: README.md,
+// "Rate limits").
+//
+// - plan.ts: from the limits the environment and the pipelines declare, a provider's plan: its
+//   embedding task queue's activities per second, the largest request, the buckets' rates. Pure.
+// - buckets.ts: every request takes its turn from the provider's requests and tokens buckets in
+//   Postgres (sql/000004_rate_buckets.sql, sql/000010_rate_bucket_clock.sql), shared by all
+//   workers.
+// - task-queues.ts: each worker keeps the plans in step with the catalog and sets the embedding
+//   task queues' rate on the Temporal server, which enforces it across all workers.
+export { planProviderQueue, samePlan, type BucketRate, type RatePlan } from './plan.js';
+export {
+  hasBuckets,
+  holdBack,
+  MAX_TURN_WAIT_MS,
+  takeTurn,
+  type Buckets,
+  type Turn,
+} from './buckets.js';
+export { RATE_PLAN_REFRESH_MS, RatePlans, type RatePlansDeps } from './task-queues.js';
