@@ -5,7 +5,7 @@ import { chunkDocument } from '../chunking/document.js';
 import { getPipeline } from '../db/catalog.js';
 import { qualified } from '../db/ident.js';
 import type { Pool } from '../db/pool.js';
-import { keyMatches, keysetPage, keyText, readSourceRows } from '../db/source.js';
+import { keyMatches, readKeyPage, readSourceRows } from '../db/source.js';
 
 export interface VerifyReport {
   pipeline: string;
@@ -48,14 +48,8 @@ export async function verifyPipeline(
 
   let after: string | null = null;
   for (;;) {
-    const keyset = keysetPage(p, 's', '$1');
-    const { rows: page }: { rows: { pk: string }[] } = await pool.query<{ pk: string }>(
-      `select ${keyText(p, 's')} as pk from ${source} s
-        where $1::text is null or ${keyset.after} order by ${keyset.orderBy} limit $2`,
-      [after, pageSize],
-    );
-    if (page.length === 0) break;
-    const keys = page.map((r) => r.pk);
+    const keys = await readKeyPage(pool, p, after, pageSize);
+    if (keys.length === 0) break;
     after = keys[keys.length - 1] ?? null;
     const rows = await readSourceRows(pool, p, keys);
     const { rows: stored } = await pool.query<{
@@ -65,8 +59,10 @@ export async function verifyPipeline(
       generations: number[];
       metadata: string[];
     }>(
-      `select pk, array_agg(chunk order by chunk_index) as chunks, array_agg(distinct content_hash) as hashes,
-              array_agg(distinct generation) as generations, array_agg(distinct metadata::text) as metadata
+      `select pk, array_agg(chunk order by chunk_index) as chunks,
+              array_agg(distinct content_hash) as hashes,
+              array_agg(distinct generation) as generations,
+              array_agg(distinct metadata::text) as metadata
          from ${vectors} where pk = any($1::text[]) group by pk`,
       [keys],
     );
