@@ -16,6 +16,7 @@ import { toSql } from 'pgvector';
 import { countCharacters, countTokens, estimateTokens } from '../src/chunking/tokens.js';
 import type { EmbeddingConfig } from '../src/config/pipeline.js';
 import { atGeneration, getPipeline } from '../src/db/catalog.js';
+import { recordRefusedRows } from '../src/db/dead-letters.js';
 import { withTransaction, type Pool } from '../src/db/pool.js';
 import { InvalidInputError, RateLimitedError } from '../src/providers/errors.js';
 import { InputIsolator } from '../src/providers/isolate.js';
@@ -274,15 +275,7 @@ async function deadLetter(
 ): Promise<void> {
   const keys = [...failures.keys()];
   await withTransaction(pool, async (client) => {
-    await client.query(
-      `insert into embedsync.dead_letters (pipeline, pk, generation, content_hash, error)
-       select $1, s.pk, s.generation, s.content_hash, e.error
-         from embedsync.staged_rows s join unnest($3::text[], $4::text[]) as e(pk, error) on e.pk = s.pk
-        where s.batch_id = $2
-       on conflict (pipeline, pk, content_hash)
-         do update set error = excluded.error, generation = excluded.generation, failed_at = now()`,
-      [pipeline, batchId, keys, keys.map((k) => failures.get(k) ?? '')],
-    );
+    await recordRefusedRows(client, pipeline, batchId, failures);
     await client.query(
       'delete from embedsync.staged_chunks where batch_id = $1 and pk = any($2::text[])',
       [batchId, keys],

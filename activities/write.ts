@@ -7,6 +7,7 @@
 // table is never locked.
 import { clearBatchFailures } from '../src/db/batch-failures.js';
 import { atGeneration, getPipeline } from '../src/db/catalog.js';
+import { clearDeadLetters } from '../src/db/dead-letters.js';
 import { qualified } from '../src/db/ident.js';
 import { withTransaction, type PoolClient } from '../src/db/pool.js';
 import { keyMatches, readSourceRows } from '../src/db/source.js';
@@ -112,13 +113,10 @@ export function createWriteBatch(deps: ActivityDeps) {
           }
           // Keys now in step are no longer dead letters: embedded, or gone, or found unchanged after
           // a whole-batch failure. A row refused in this very batch is 'keep' and keeps its letter.
-          if (replace.length + remove.length + keep.length > 0) {
-            await client.query(
-              `delete from embedsync.dead_letters
-              where pipeline = $1 and (pk = any($2::text[]) or (pk = any($3::text[]) and content_hash = ''))`,
-              [p.name, [...replace, ...remove], keep],
-            );
-          }
+          await clearDeadLetters(client, p.name, {
+            allOf: [...replace, ...remove],
+            batchFailuresOf: keep,
+          });
           if (keep.length > 0) {
             const updated = await client.query(
               `update ${table} v set metadata = s.metadata

@@ -5,6 +5,7 @@ import { chunkDocument } from '../chunking/document.js';
 import { getPipeline } from '../db/catalog.js';
 import { qualified } from '../db/ident.js';
 import type { Pool } from '../db/pool.js';
+import { deadLetteredKeys } from '../db/dead-letters.js';
 import { keyMatches, readKeyPage, readSourceRows } from '../db/source.js';
 
 export interface VerifyReport {
@@ -92,10 +93,6 @@ export async function verifyPipeline(
       where not exists (select 1 from ${source} s where ${keyMatches(p, 's', 'v.pk')}) order by 1`,
   );
   report.orphaned = orphans.map((r) => r.pk);
-  const { rows: letters } = await pool.query<{ pk: string }>(
-    'select distinct pk from embedsync.dead_letters where pipeline = $1 and pk = any($2::text[]) order by 1',
-    [name, [...report.missing, ...report.stale]],
-  );
-  report.deadLettered = letters.map((r) => r.pk);
+  report.deadLettered = await deadLetteredKeys(pool, name, [...report.missing, ...report.stale]);
   return report;
 }
