@@ -4,6 +4,7 @@ import { Context } from '@temporalio/activity';
 import { clearBatchFailures, clearBatchFailuresByPrefix } from '../src/db/batch-failures.js';
 import { getPipeline } from '../src/db/catalog.js';
 import { countKeysAfter, countSourceRows, readKeyPage } from '../src/db/source.js';
+import { clearBatchesByPrefix } from '../src/db/staging.js';
 import type { ActivityDeps } from './deps.js';
 import { classified } from './errors.js';
 import type { CheckpointResult } from './types.js';
@@ -144,12 +145,7 @@ export function createBackfillActivities(deps: ActivityDeps) {
         `update embedsync.pipelines set held_state = 'active' where name = $1 and held_state = 'backfilling'`,
         [pipeline],
       );
-      await pool.query(`delete from embedsync.staged_chunks where starts_with(batch_id, $1)`, [
-        batchPrefix,
-      ]);
-      await pool.query(`delete from embedsync.staged_rows where starts_with(batch_id, $1)`, [
-        batchPrefix,
-      ]);
+      await clearBatchesByPrefix(pool, batchPrefix);
       // Its batches and its own stages (scan, checkpoint: recorded under the workflow id) have
       // ended.
       await clearBatchFailuresByPrefix(pool, pipeline, batchPrefix);

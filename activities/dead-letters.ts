@@ -7,6 +7,7 @@ import { Context } from '@temporalio/activity';
 import { clearBatchFailures, clearBatchFailuresByPrefix } from '../src/db/batch-failures.js';
 import { recordFailedBatch } from '../src/db/dead-letters.js';
 import { withTransaction } from '../src/db/pool.js';
+import { clearSyncBatches } from '../src/db/staging.js';
 import type { ActivityDeps } from './deps.js';
 
 export interface FailedBatch {
@@ -24,9 +25,7 @@ export function createDeadLetterActivities({ pool, log }: ActivityDeps) {
       const workflowId = Context.current().info.workflowExecution.workflowId;
       await withTransaction(pool, async (client) => {
         await recordFailedBatch(client, pipeline, keys, generation, error);
-        const batches = `batch_id = $1 or starts_with(batch_id, $1 || ':g')`;
-        await client.query(`delete from embedsync.staged_chunks where ${batches}`, [workflowId]);
-        await client.query(`delete from embedsync.staged_rows where ${batches}`, [workflowId]);
+        await clearSyncBatches(client, workflowId);
         // The batch has ended: it is a dead letter now, no longer stuck.
         await clearBatchFailures(client, pipeline, workflowId);
         await clearBatchFailuresByPrefix(client, pipeline, `${workflowId}:g`);
