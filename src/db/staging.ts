@@ -2,7 +2,39 @@
 // They carry a batch's texts and vectors between its stages, keyed by batch id, so that nothing
 // but keys and counts crosses the Temporal boundary. Fetch stages rows, chunk stages their chunks,
 // embed stores vectors on them, write moves them into the vector table; then the batch is cleared.
+import type { StagedForWrite, StagedRow } from '../batch/decide.js';
+import type { Pipeline } from './catalog.js';
 import type { Queryable } from './pool.js';
+import { vectorTable } from './vectors.js';
+
+/** The batch's staged rows go: a retried fetch starts afresh, a dropped generation stages none. */
+export async function clearStagedRows(db: Queryable, batchId: string): Promise<void> {
+  await db.query('delete from embedsync.staged_rows where batch_id = $1', [batchId]);
+}
+
+export async function insertStagedRows(
+  db: Queryable,
+  batchId: string,
+  generation: number,
+  rows: readonly StagedRow[],
+): Promise<void> {
+  await db.query(
+    `insert into embedsync.staged_rows
+       (batch_id, pk, action, document, context, content_hash, generation)
+     select $1, s.pk, s.action, s.document, s.context, s.hash, $2
+       from unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[])
+         as s(pk, action, document, context, hash)`,
+    [
+      batchId,
+      generation,
+      rows.map((r) => r.pk),
+      rows.map((r) => r.action),
+      rows.map((r) => r.document),
+      rows.map((r) => r.context),
+      rows.map((r) => r.contentHash),
+    ],
+  );
+}
 
 /** The staged rows whose content changed: they are to be chunked. */
 export async function readRowsToChunk(
@@ -100,6 +132,51 @@ export async function markRowsKept(
       where batch_id = $1 and pk = any($2::text[])`,
     [batchId, keys],
   );
+}
+
+export async function readRowsToWrite(db: Queryable, batchId: string): Promise<StagedForWrite[]> {
+  const { rows } = await db.query<StagedForWrite>(
+    `select pk, action, content_hash as "contentHash", generation
+       from embedsync.staged_rows where batch_id = $1`,
+    [batchId],
+  );
+  return rows;
+}
+
+/**
+ * Writes the staged chunks of `rows` into the pipeline's vector table, with each row's hash and
+ * metadata and the batch's generation: one statement, so the vectors never leave Postgres. Returns
+ * how many chunks were written.
+ */
+export async function writeStagedChunks(
+  db: Queryable,
+  p: Pick<Pipeline, 'vectorSchema' | 'vectorTable'>,
+  batchId: string,
+  generation: number,
+  rows: readonly { pk: string; contentHash: string; metadata: string }[],
+): Promise<number> {
+  const { rowCount } = await db.query(
+    `insert into ${vectorTable(p)}
+       (pk, chunk_index, embedding, chunk, metadata, content_hash, generation)
+     select c.pk, c.chunk_index, c.embedding, c.chunk, s.metadata, s.hash, $2
+       from embedsync.staged_chunks c
+       join unnest($3::text[], $4::jsonb[], $5::text[]) as s(pk, metadata, hash) on s.pk = c.pk
+      where c.batch_id = $1`,
+    [
+      batchId,
+      generation,
+      rows.map((r) => r.pk),
+      rows.map((r) => r.metadata),
+      rows.map((r) => r.contentHash),
+    ],
+  );
+  return rowCount ?? 0;
+}
+
+/** The batch has ended: what it staged goes. */
+export async function clearBatch(db: Queryable, batchId: string): Promise<void> {
+  await db.query('delete from embedsync.staged_chunks where batch_id = $1', [batchId]);
+  await db.query('delete from embedsync.staged_rows where batch_id = $1', [batchId]);
 }
 
 /** A sync's batches: `<workflow id>`, and `<workflow id>:g<generation>` during a re-embed. */
