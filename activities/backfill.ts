@@ -3,8 +3,8 @@
 import { Context } from '@temporalio/activity';
 import { clearBatchFailures, clearBatchFailuresByPrefix } from '../src/db/batch-failures.js';
 import { getPipeline } from '../src/db/catalog.js';
-import { qualified } from '../src/db/ident.js';
-import { keysetPage, keyText } from '../src/db/source.js';
+import { countKeysAfter, countSourceRows, readKeyPage } from '../src/db/source.js';
+import { clearBatchesByPrefix } from '../src/db/staging.js';
 import type { ActivityDeps } from './deps.js';
 import { classified } from './errors.js';
 import type { CheckpointResult } from './types.js';
@@ -53,28 +53,13 @@ export function createBackfillActivities(deps: ActivityDeps) {
   const { pool, log } = deps;
   // A walk follows a renamed source table like a sync does (activities/schema.ts).
   const countRows = (pipeline: string): Promise<number> =>
-    followingSchemaChanges(deps, pipeline, async () => {
-      const p = await getPipeline(pool, pipeline);
-      const { rows } = await pool.query<{ n: number }>(
-        `select count(*) as n from ${qualified(p.sourceSchema, p.sourceTable)}`,
-      );
-      return rows[0]?.n ?? 0;
-    });
-  // Up to `cap` keys after the cursor, walking the primary key index alone: cheap however big the
-  // table.
-  const countKeysAfter = (pipeline: string, after: string | null, cap: number): Promise<number> =>
-    followingSchemaChanges(deps, pipeline, async () => {
-      const p = await getPipeline(pool, pipeline);
-      const page = keysetPage(p, 's', '$1');
-      const { rows } = await pool.query<{ n: number }>(
-        `select count(*)::int as n from (
-         select 1 from ${qualified(p.sourceSchema, p.sourceTable)} s
-          where $1::text is null or ${page.after}
-          order by ${page.orderBy} limit $2) ahead`,
-        [after, cap],
-      );
-      return rows[0]?.n ?? 0;
-    });
+    followingSchemaChanges(deps, pipeline, async () =>
+      countSourceRows(pool, await getPipeline(pool, pipeline)),
+    );
+  const countAhead = (pipeline: string, after: string | null, cap: number): Promise<number> =>
+    followingSchemaChanges(deps, pipeline, async () =>
+      countKeysAfter(pool, await getPipeline(pool, pipeline), after, cap),
+    );
   return {
     /** How many rows the pipeline's source has. */
     async countSourceRows({ pipeline }: { pipeline: string }): Promise<number> {
@@ -102,17 +87,9 @@ export function createBackfillActivities(deps: ActivityDeps) {
     /** The next page of source keys after `after`, in primary key order (keyset: never OFFSET). */
     async scanKeys({ pipeline, after, limit }: ScanInput): Promise<string[]> {
       return classified(() =>
-        followingSchemaChanges(deps, pipeline, async () => {
-          const p = await getPipeline(pool, pipeline);
-          const page = keysetPage(p, 's', '$1');
-          const { rows } = await pool.query<{ pk: string }>(
-            `select ${keyText(p, 's')} as pk from ${qualified(p.sourceSchema, p.sourceTable)} s
-            where $1::text is null or ${page.after}
-            order by ${page.orderBy} limit $2`,
-            [after, limit],
-          );
-          return rows.map((r) => r.pk);
-        }),
+        followingSchemaChanges(deps, pipeline, async () =>
+          readKeyPage(pool, await getPipeline(pool, pipeline), after, limit),
+        ),
       );
     },
 
@@ -125,7 +102,7 @@ export function createBackfillActivities(deps: ActivityDeps) {
       const { pipeline, cursor, processed, tokens, countAhead: cap = 0 } = input;
       const estimate = input.total ?? processed;
       return classified(async () => {
-        const ahead = cap > 0 ? await countKeysAfter(pipeline, cursor, cap) : 0;
+        const ahead = cap > 0 ? await countAhead(pipeline, cursor, cap) : 0;
         const next =
           cap > 0
             ? totalAfterCount(estimate, processed, ahead, cap)
@@ -168,12 +145,7 @@ export function createBackfillActivities(deps: ActivityDeps) {
         `update embedsync.pipelines set held_state = 'active' where name = $1 and held_state = 'backfilling'`,
         [pipeline],
       );
-      await pool.query(`delete from embedsync.staged_chunks where starts_with(batch_id, $1)`, [
-        batchPrefix,
-      ]);
-      await pool.query(`delete from embedsync.staged_rows where starts_with(batch_id, $1)`, [
-        batchPrefix,
-      ]);
+      await clearBatchesByPrefix(pool, batchPrefix);
       // Its batches and its own stages (scan, checkpoint: recorded under the workflow id) have
       // ended.
       await clearBatchFailuresByPrefix(pool, pipeline, batchPrefix);

@@ -1,11 +1,13 @@
-// A batch that failed for good (quota exhausted, credentials refused, …) must not lose its changes:
-// its outbox rows are gone, so its keys are recorded as dead letters, where `npx embedsync status`
-// counts them. The poller sends them round again, less and less often (src/poller/dead-letters.ts),
-// and `npx embedsync verify --requeue` at once. What the batch had staged is of no more use: a
-// retry reads the rows afresh, under a batch of its own.
+// A batch that failed for good (quota exhausted, credentials refused, …) must not lose its
+// changes: its outbox rows are gone, so its keys are recorded as dead letters, where
+// `npx embedsync status` counts them. The poller sends them round again, less and less often
+// (src/db/dead-letters.ts), and `npx embedsync verify --requeue` at once. What the batch had
+// staged is of no more use: a retry reads the rows afresh, under a batch of its own.
 import { Context } from '@temporalio/activity';
 import { clearBatchFailures, clearBatchFailuresByPrefix } from '../src/db/batch-failures.js';
+import { recordFailedBatch } from '../src/db/dead-letters.js';
 import { withTransaction } from '../src/db/pool.js';
+import { clearSyncBatches } from '../src/db/staging.js';
 import type { ActivityDeps } from './deps.js';
 
 export interface FailedBatch {
@@ -22,18 +24,8 @@ export function createDeadLetterActivities({ pool, log }: ActivityDeps) {
       // re-embed.
       const workflowId = Context.current().info.workflowExecution.workflowId;
       await withTransaction(pool, async (client) => {
-        // content_hash '' marks a whole-batch failure: the row's content was never read.
-        await client.query(
-          `insert into embedsync.dead_letters (pipeline, pk, generation, content_hash, error)
-           select $1, k, coalesce($3, p.generation), '', $4
-             from unnest($2::text[]) as k cross join embedsync.pipelines p where p.name = $1
-           on conflict (pipeline, pk, content_hash)
-             do update set error = excluded.error, failed_at = now(), attempts = embedsync.dead_letters.attempts + 1`,
-          [pipeline, keys, generation ?? null, error.slice(0, 2000)],
-        );
-        const batches = `batch_id = $1 or starts_with(batch_id, $1 || ':g')`;
-        await client.query(`delete from embedsync.staged_chunks where ${batches}`, [workflowId]);
-        await client.query(`delete from embedsync.staged_rows where ${batches}`, [workflowId]);
+        await recordFailedBatch(client, pipeline, keys, generation, error);
+        await clearSyncBatches(client, workflowId);
         // The batch has ended: it is a dead letter now, no longer stuck.
         await clearBatchFailures(client, pipeline, workflowId);
         await clearBatchFailuresByPrefix(client, pipeline, `${workflowId}:g`);

@@ -16,7 +16,9 @@ import { toSql } from 'pgvector';
 import { countCharacters, countTokens, estimateTokens } from '../src/chunking/tokens.js';
 import type { EmbeddingConfig } from '../src/config/pipeline.js';
 import { atGeneration, getPipeline } from '../src/db/catalog.js';
+import { recordRefusedRows } from '../src/db/dead-letters.js';
 import { withTransaction, type Pool } from '../src/db/pool.js';
+import { markRowsKept, readStagedChunks, storeVectors } from '../src/db/staging.js';
 import { InvalidInputError, RateLimitedError } from '../src/providers/errors.js';
 import { InputIsolator } from '../src/providers/isolate.js';
 import { modelFacts, type ModelFacts } from '../src/providers/models.js';
@@ -155,7 +157,11 @@ export function createEmbedBatch({ pool, providers, log, rates, metrics }: Activ
         if (wrong || vectors.length !== chunks.length)
           await failed(new DimensionMismatchError(embedding.dimensions, wrong?.length ?? -1));
         await health(recordSuccess(pool, p.name));
-        await storeVectors(pool, batchId, chunks, vectors);
+        await storeVectors(pool, batchId, {
+          pk: chunks.map((c) => c.pk),
+          index: chunks.map((c) => c.chunk_index),
+          vectors: vectors.map((v) => toSql(v) as string),
+        });
         result.embedded += chunks.length;
         result.tokens += tokens;
         metrics?.tokensEmbedded.inc({ pipeline: p.name, provider: provider.name }, tokens);
@@ -224,11 +230,7 @@ async function stagedChunks(
   embedding: EmbeddingConfig,
   facts: ModelFacts,
 ): Promise<{ pending: PendingChunk[]; embedded: number }> {
-  const { rows } = await pool.query<{ pk: string; chunk_index: number; chunk: string | null }>(
-    `select pk, chunk_index, case when embedding is null then chunk end as chunk
-       from embedsync.staged_chunks where batch_id = $1 order by pk, chunk_index`,
-    [batchId],
-  );
+  const rows = await readStagedChunks(pool, batchId);
   const pending: PendingChunk[] = [];
   for (const r of rows) {
     if (r.chunk === null) continue;
@@ -246,25 +248,6 @@ async function stagedChunks(
   return { pending, embedded: rows.length - pending.length };
 }
 
-async function storeVectors(
-  pool: Pool,
-  batchId: string,
-  chunks: PendingChunk[],
-  vectors: number[][],
-): Promise<void> {
-  await pool.query(
-    `update embedsync.staged_chunks c set embedding = s.embedding::vector
-       from unnest($2::text[], $3::int[], $4::text[]) as s(pk, i, embedding)
-      where c.batch_id = $1 and c.pk = s.pk and c.chunk_index = s.i`,
-    [
-      batchId,
-      chunks.map((c) => c.pk),
-      chunks.map((c) => c.chunk_index),
-      vectors.map((v) => toSql(v) as string),
-    ],
-  );
-}
-
 /** Records refused rows and takes them out of the batch, in one transaction. */
 async function deadLetter(
   pool: Pool,
@@ -272,24 +255,8 @@ async function deadLetter(
   batchId: string,
   failures: Map<string, string>,
 ): Promise<void> {
-  const keys = [...failures.keys()];
   await withTransaction(pool, async (client) => {
-    await client.query(
-      `insert into embedsync.dead_letters (pipeline, pk, generation, content_hash, error)
-       select $1, s.pk, s.generation, s.content_hash, e.error
-         from embedsync.staged_rows s join unnest($3::text[], $4::text[]) as e(pk, error) on e.pk = s.pk
-        where s.batch_id = $2
-       on conflict (pipeline, pk, content_hash)
-         do update set error = excluded.error, generation = excluded.generation, failed_at = now()`,
-      [pipeline, batchId, keys, keys.map((k) => failures.get(k) ?? '')],
-    );
-    await client.query(
-      'delete from embedsync.staged_chunks where batch_id = $1 and pk = any($2::text[])',
-      [batchId, keys],
-    );
-    await client.query(
-      `update embedsync.staged_rows set action = 'keep', document = null where batch_id = $1 and pk = any($2::text[])`,
-      [batchId, keys],
-    );
+    await recordRefusedRows(client, pipeline, batchId, failures);
+    await markRowsKept(client, batchId, [...failures.keys()]);
   });
 }

@@ -14,7 +14,8 @@ import {
   viewName,
 } from '../src/capture/vector-table.js';
 import { qualified, quoteIdent } from '../src/db/ident.js';
-import { CATALOG_LOCK, requeueFailedBatchesNow } from '../src/db/pipeline-state.js';
+import { requeueFailedBatchesNow } from '../src/db/dead-letters.js';
+import { CATALOG_LOCK } from '../src/db/pipeline-state.js';
 import { withTransaction, type PoolClient } from '../src/db/pool.js';
 import type { ActivityDeps } from './deps.js';
 import { classified } from './errors.js';

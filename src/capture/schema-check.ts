@@ -5,13 +5,8 @@
 // catalog query for all pipelines, and a transaction only for those whose verdict changes
 // something.
 import { getPipeline, type KeyColumn } from '../db/catalog.js';
-import {
-  CATALOG_LOCK,
-  holdPipeline,
-  isHeld,
-  releasePipeline,
-  requeueFailedBatchesNow,
-} from '../db/pipeline-state.js';
+import { requeueFailedBatchesNow } from '../db/dead-letters.js';
+import { CATALOG_LOCK, holdPipeline, isHeld, releasePipeline } from '../db/pipeline-state.js';
 import { withTransaction, type Pool, type PoolClient } from '../db/pool.js';
 import type { Logger } from '../log.js';
 import type { PipelineConfig } from '../config/pipeline.js';

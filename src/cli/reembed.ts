@@ -5,7 +5,7 @@ import { Command } from 'commander';
 import { DEFAULT_WINDOW, NothingToReembedError, startReembed } from '../backfill/start.js';
 import { checkSourceSchemas } from '../capture/schema-check.js';
 import { getPipeline, instanceId, resolvePipeline } from '../db/catalog.js';
-import { countSourceRows } from '../status/index.js';
+import { countSourceRows } from '../db/source.js';
 import { webUiWorkflowUrl } from '../temporal/names.js';
 import { positiveInt, runMain, UserError } from './common.js';
 import {

@@ -1,9 +1,8 @@
 // embedsync.batch_failures and its view embedsync.stuck_batches (sql/000009): every query of that
 // table. Activities record each failed attempt of a batch's stage and clear it when the stage
-// succeeds or the batch ends; status and verify read the stuck ones.
-import type { Pool, PoolClient } from './pool.js';
-
-type Queryable = Pick<Pool | PoolClient, 'query'>;
+// succeeds or the batch ends; status and verify read the stuck ones (and which keys they hold:
+// src/db/staging.ts).
+import type { Queryable } from './pool.js';
 
 const MAX_ERROR_LENGTH = 2000;
 
@@ -27,15 +26,17 @@ export async function recordStageFailure(db: Queryable, f: StageFailure): Promis
   // Leftovers of workflows that stopped running are of no use once expired: trimmed as failures
   // arrive.
   await db.query(
-    'delete from embedsync.batch_failures where last_failed_at < now() - embedsync.batch_failure_expiry()',
+    `delete from embedsync.batch_failures
+      where last_failed_at < now() - embedsync.batch_failure_expiry()`,
   );
   const { rows } = await db.query<{ stuck: boolean }>(
     `insert into embedsync.batch_failures as f
        (pipeline, batch_id, stage, workflow_id, run_id, attempts, error_class, last_error, retryable)
      select $1, $2, $3, $4, $5, $6, $7, $8, $9 from embedsync.pipelines where name = $1
      on conflict (pipeline, batch_id, stage) do update
-       set workflow_id = excluded.workflow_id, run_id = excluded.run_id, attempts = excluded.attempts,
-           error_class = excluded.error_class, last_error = excluded.last_error, retryable = excluded.retryable,
+       set workflow_id = excluded.workflow_id, run_id = excluded.run_id,
+           attempts = excluded.attempts, error_class = excluded.error_class,
+           last_error = excluded.last_error, retryable = excluded.retryable,
            last_failed_at = now(),
            first_failed_at = case when excluded.attempts <= 1 then now() else f.first_failed_at end
      returning attempts = embedsync.stuck_after_attempts() as stuck`,
@@ -131,32 +132,6 @@ export async function readStuckBatches(db: Queryable, pipeline?: string): Promis
       where $1::text is null or pipeline = $1
       order by pipeline, since, batch_id, stage`,
     [pipeline ?? null],
-  );
-  return rows;
-}
-
-/** How many of `keys` are staged in a stuck batch of the pipeline, by stage and error. */
-export interface StuckKeys {
-  stage: string;
-  lastError: string;
-  retryable: boolean;
-  keys: number;
-}
-
-export async function stuckKeys(
-  db: Queryable,
-  pipeline: string,
-  keys: string[],
-): Promise<StuckKeys[]> {
-  if (keys.length === 0) return [];
-  const { rows } = await db.query<StuckKeys>(
-    `select b.stage, b.last_error as "lastError", b.retryable, count(distinct r.pk)::int as keys
-       from embedsync.stuck_batches b
-       join embedsync.staged_rows r on r.batch_id = b.batch_id
-      where b.pipeline = $1 and r.pk = any($2::text[])
-      group by b.stage, b.last_error, b.retryable
-      order by keys desc`,
-    [pipeline, keys],
   );
   return rows;
 }

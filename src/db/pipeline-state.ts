@@ -72,23 +72,6 @@ export async function releasePipeline(
   return rows[0]?.state;
 }
 
-/**
- * Sends the keys of the pipeline's failed batches round again now, instead of after their backoff
- * (src/poller/dead-letters.ts): called when what made them fail (the table's shape, the live
- * generation's columns) has just been put right.
- */
-export async function requeueFailedBatchesNow(client: PoolClient, name: string): Promise<number> {
-  const { rowCount } = await client.query(
-    `with due as (
-       update embedsync.dead_letters d set requeued_at = now()
-        where pipeline = $1 and content_hash = '' and coalesce(requeued_at, failed_at) <= failed_at
-       returning pipeline, pk)
-     insert into embedsync.outbox (pipeline, pk, op) select pipeline, pk, 'U' from due`,
-    [name],
-  );
-  return rowCount ?? 0;
-}
-
 export interface HoldFacts {
   stateReason: string | null;
   stateSince: Date | null;

@@ -2,6 +2,8 @@ import pg from 'pg';
 
 export type Pool = pg.Pool;
 export type PoolClient = pg.PoolClient;
+/** Either: a query that needs no transaction of its own runs on whichever it is given. */
+export type Queryable = Pick<Pool | PoolClient, 'query'>;
 
 // int8 comes back as a string by default; the counts and outbox ids here fit in a double.
 pg.types.setTypeParser(pg.types.builtins.INT8, (v) => Number(v));

@@ -1,10 +1,12 @@
-// Reading a pipeline's source rows by key, and turning them into the document that gets embedded.
-// The fetch and write stages both use this, so the content hash means the same thing in both.
+// Every query of a pipeline's source table (the user's): reading rows by key and turning them into
+// the document that gets embedded (fetch and write both use it, so the content hash means the same
+// thing in both), counting rows, and paging through keys in key order. Identifiers are quoted by
+// src/db/ident.ts.
 import { createHash } from 'node:crypto';
 import { embedColumns, embeddingFingerprint, type PipelineConfig } from '../config/pipeline.js';
 import type { Pipeline } from './catalog.js';
 import { qualified, quoteIdent, quoteLiteral } from './ident.js';
-import type { Pool, PoolClient } from './pool.js';
+import type { Pool, PoolClient, Queryable } from './pool.js';
 
 /**
  * SQL for a row's primary key as text: the value for one column, a JSON array for several. Only
@@ -35,18 +37,17 @@ export function keyMatches(p: Pick<Pipeline, 'primaryKey'>, alias: string, key: 
  * Keyset paging: SQL true for rows after the key held in the text expression `key`, and their
  * order.
  */
-export function keysetPage(
+function keysetPage(
   p: Pick<Pipeline, 'primaryKey'>,
   alias: string,
   key: string,
 ): { after: string; orderBy: string } {
   const cols = p.primaryKey.map((k) => `${alias}.${quoteIdent(k.name)}`);
   const [only, ...rest] = p.primaryKey;
-  const after =
-    only && rest.length === 0
-      ? `${cols[0]} > (${key})::${only.type}`
-      : `(${cols.join(', ')}) > (${p.primaryKey.map((k, i) => `((${key})::jsonb ->> ${i})::${k.type}`).join(', ')})`;
-  return { after, orderBy: cols.join(', ') };
+  if (only && rest.length === 0)
+    return { after: `${cols[0]} > (${key})::${only.type}`, orderBy: cols.join(', ') };
+  const vals = p.primaryKey.map((k, i) => `((${key})::jsonb ->> ${i})::${k.type}`);
+  return { after: `(${cols.join(', ')}) > (${vals.join(', ')})`, orderBy: cols.join(', ') };
 }
 
 /** SQL for the metadata object kept beside each vector. */
@@ -120,4 +121,56 @@ export async function readSourceRows(
       metadata: r.metadata ?? '{}',
     };
   });
+}
+
+/** How many rows the source table has. */
+export async function countSourceRows(
+  db: Queryable,
+  p: Pick<Pipeline, 'sourceSchema' | 'sourceTable'>,
+): Promise<number> {
+  const { rows } = await db.query<{ n: number }>(
+    `select count(*) as n from ${qualified(p.sourceSchema, p.sourceTable)}`,
+  );
+  return rows[0]?.n ?? 0;
+}
+
+/**
+ * The next page of keys after `after` (null: from the start), in primary key order: keyset, never
+ * OFFSET, so every page costs the same however far the walk has gone.
+ */
+export async function readKeyPage(
+  db: Queryable,
+  p: Pipeline,
+  after: string | null,
+  limit: number,
+): Promise<string[]> {
+  const page = keysetPage(p, 's', '$1');
+  const { rows } = await db.query<{ pk: string }>(
+    `select ${keyText(p, 's')} as pk from ${qualified(p.sourceSchema, p.sourceTable)} s
+      where $1::text is null or ${page.after}
+      order by ${page.orderBy} limit $2`,
+    [after, limit],
+  );
+  return rows.map((r) => r.pk);
+}
+
+/**
+ * How many keys come after `after`, counting up to `cap`: walks the primary key index alone, so it
+ * is cheap however big the table.
+ */
+export async function countKeysAfter(
+  db: Queryable,
+  p: Pipeline,
+  after: string | null,
+  cap: number,
+): Promise<number> {
+  const page = keysetPage(p, 's', '$1');
+  const { rows } = await db.query<{ n: number }>(
+    `select count(*)::int as n from (
+       select 1 from ${qualified(p.sourceSchema, p.sourceTable)} s
+        where $1::text is null or ${page.after}
+        order by ${page.orderBy} limit $2) ahead`,
+    [after, cap],
+  );
+  return rows[0]?.n ?? 0;
 }

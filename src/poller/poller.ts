@@ -3,6 +3,11 @@
 import { WorkflowExecutionAlreadyStartedError, type Client } from '@temporalio/client';
 import pg from 'pg';
 import { instanceId, listPipelines, type Pipeline } from '../db/catalog.js';
+import {
+  DEFAULT_DEAD_LETTER_RETRY,
+  requeueFailedBatches,
+  type DeadLetterRetry,
+} from '../db/dead-letters.js';
 import type { Pool } from '../db/pool.js';
 import type { Logger } from '../log.js';
 import { checkSourceSchemas } from '../capture/schema-check.js';
@@ -13,11 +18,6 @@ import type { PipelineConfig } from '../config/pipeline.js';
 import { createCatalogMetrics, type CatalogMetrics } from '../metrics/catalog.js';
 import { serveMetrics, type MetricsListen, type MetricsServer } from '../metrics/server.js';
 import { claimOutboxBatch, deleteClaimed } from './claim.js';
-import {
-  DEFAULT_DEAD_LETTER_RETRY,
-  requeueFailedBatches,
-  type DeadLetterRetry,
-} from './dead-letters.js';
 import { planBatches, type PlannedBatch } from './plan.js';
 
 export interface PollerOptions {
@@ -27,7 +27,7 @@ export interface PollerOptions {
   fallbackIntervalMs: number;
   /**
    * How often to look for failed batches' dead letters whose wait is over
-   * (src/poller/dead-letters.ts).
+   * (src/db/dead-letters.ts).
    */
   deadLetterCheckMs: number;
   deadLetterRetry: DeadLetterRetry;

@@ -1,8 +1,6 @@
-// The SQL behind the operator commands: the status view, the sync pause switch, and counting a
-// source table. Identifiers reach SQL only through the quoting helper.
+// The SQL behind the operator commands: the status view and the sync pause switch. (Counting a
+// source table is src/db/source.ts's.)
 import { NOTIFY_CHANNEL } from '../capture/triggers.js';
-import type { Pipeline } from '../db/catalog.js';
-import { qualified } from '../db/ident.js';
 import type { Pool } from '../db/pool.js';
 
 /** One row of embedsync.pipeline_status (sql/000002_progress.sql), in the code's words. */
@@ -47,17 +45,20 @@ export interface PipelineFacts {
 export async function readPipelineFacts(pool: Pool, pipeline?: string): Promise<PipelineFacts[]> {
   const { rows } = await pool.query<PipelineFacts>(
     `select pipeline, source_table as "sourceTable", vector_table as "vectorTable", state,
-            sync_paused as "syncPaused", generation, pending_generation as "pendingGeneration", provider, model, dimensions,
+            sync_paused as "syncPaused", generation, pending_generation as "pendingGeneration",
+            provider, model, dimensions,
             synced_rows as "syncedRows", total_rows as "totalRows",
             last_synced_at as "lastSyncedAt",
             tokens_used as "tokensUsed", outbox_backlog as "outboxBacklog",
             extract(epoch from oldest_change_age)::float8 as "oldestChangeSeconds",
             dead_letters as "deadLetters",
-            provider_failures_in_a_row as "providerFailuresInARow", provider_last_error as "providerLastError",
-            provider_last_error_at as "providerLastErrorAt", provider_last_success_at as "providerLastSuccessAt",
+            provider_failures_in_a_row as "providerFailuresInARow",
+            provider_last_error as "providerLastError",
+            provider_last_error_at as "providerLastErrorAt",
+            provider_last_success_at as "providerLastSuccessAt",
             requests_per_minute as "requestsPerMinute", tokens_per_minute as "tokensPerMinute",
-            (select h.last_error_retryable from embedsync.provider_health h where h.pipeline = s.pipeline)
-              as "providerLastErrorRetryable"
+            (select h.last_error_retryable from embedsync.provider_health h
+              where h.pipeline = s.pipeline) as "providerLastErrorRetryable"
        from embedsync.pipeline_status s
       where $1::text is null or pipeline = $1
       order by pipeline`,
@@ -76,17 +77,11 @@ export async function setSyncPaused(
   paused: boolean,
 ): Promise<boolean> {
   const { rowCount } = await pool.query(
-    `update embedsync.pipelines set sync_paused = $2, updated_at = now() where name = $1 and sync_paused <> $2`,
+    `update embedsync.pipelines set sync_paused = $2, updated_at = now()
+      where name = $1 and sync_paused <> $2`,
     [pipeline, paused],
   );
   const changed = (rowCount ?? 0) > 0;
   if (changed && !paused) await pool.query('select pg_notify($1, $2)', [NOTIFY_CHANNEL, pipeline]);
   return changed;
-}
-
-export async function countSourceRows(pool: Pool, p: Pipeline): Promise<number> {
-  const { rows } = await pool.query<{ n: number }>(
-    `select count(*) as n from ${qualified(p.sourceSchema, p.sourceTable)}`,
-  );
-  return rows[0]?.n ?? 0;
 }

@@ -1,7 +1,8 @@
 // What verify --requeue must say before sending keys round again: a stage that keeps failing fails
 // them the same way, so requeueing alone repairs nothing until its cause is fixed.
-import { readStuckBatches, stuckKeys } from '../db/batch-failures.js';
+import { readStuckBatches } from '../db/batch-failures.js';
 import type { Pool } from '../db/pool.js';
+import { stuckKeys } from '../db/staging.js';
 
 export interface StuckWarning {
   stage: string;

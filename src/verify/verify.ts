@@ -5,7 +5,8 @@ import { chunkDocument } from '../chunking/document.js';
 import { getPipeline } from '../db/catalog.js';
 import { qualified } from '../db/ident.js';
 import type { Pool } from '../db/pool.js';
-import { keyMatches, keysetPage, keyText, readSourceRows } from '../db/source.js';
+import { deadLetteredKeys } from '../db/dead-letters.js';
+import { keyMatches, readKeyPage, readSourceRows } from '../db/source.js';
 
 export interface VerifyReport {
   pipeline: string;
@@ -48,14 +49,8 @@ export async function verifyPipeline(
 
   let after: string | null = null;
   for (;;) {
-    const keyset = keysetPage(p, 's', '$1');
-    const { rows: page }: { rows: { pk: string }[] } = await pool.query<{ pk: string }>(
-      `select ${keyText(p, 's')} as pk from ${source} s
-        where $1::text is null or ${keyset.after} order by ${keyset.orderBy} limit $2`,
-      [after, pageSize],
-    );
-    if (page.length === 0) break;
-    const keys = page.map((r) => r.pk);
+    const keys = await readKeyPage(pool, p, after, pageSize);
+    if (keys.length === 0) break;
     after = keys[keys.length - 1] ?? null;
     const rows = await readSourceRows(pool, p, keys);
     const { rows: stored } = await pool.query<{
@@ -65,8 +60,10 @@ export async function verifyPipeline(
       generations: number[];
       metadata: string[];
     }>(
-      `select pk, array_agg(chunk order by chunk_index) as chunks, array_agg(distinct content_hash) as hashes,
-              array_agg(distinct generation) as generations, array_agg(distinct metadata::text) as metadata
+      `select pk, array_agg(chunk order by chunk_index) as chunks,
+              array_agg(distinct content_hash) as hashes,
+              array_agg(distinct generation) as generations,
+              array_agg(distinct metadata::text) as metadata
          from ${vectors} where pk = any($1::text[]) group by pk`,
       [keys],
     );
@@ -96,10 +93,6 @@ export async function verifyPipeline(
       where not exists (select 1 from ${source} s where ${keyMatches(p, 's', 'v.pk')}) order by 1`,
   );
   report.orphaned = orphans.map((r) => r.pk);
-  const { rows: letters } = await pool.query<{ pk: string }>(
-    'select distinct pk from embedsync.dead_letters where pipeline = $1 and pk = any($2::text[]) order by 1',
-    [name, [...report.missing, ...report.stale]],
-  );
-  report.deadLettered = letters.map((r) => r.pk);
+  report.deadLettered = await deadLetteredKeys(pool, name, [...report.missing, ...report.stale]);
   return report;
 }

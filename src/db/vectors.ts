@@ -1,0 +1,65 @@
+// A pipeline's vector table, as the sync stages read and write it: fetch reads each key's chunk 0
+// to see whether its content changed, write replaces, deletes and refreshes rows inside its
+// compare-and-set transaction. (The staged chunks are written into it by src/db/staging.ts, in one
+// statement; search, verify and the re-embed's DDL keep their own queries.)
+import type { EmbeddedHead } from '../batch/decide.js';
+import type { Pipeline } from './catalog.js';
+import { qualified } from './ident.js';
+import type { Queryable } from './pool.js';
+import { keyMatches } from './source.js';
+
+type VectorTable = Pick<Pipeline, 'vectorSchema' | 'vectorTable'>;
+
+/** The vector table of `p`, quoted. */
+export const vectorTable = (p: VectorTable): string => qualified(p.vectorSchema, p.vectorTable);
+
+/** The content hash and generation of each key's vectors now (chunk 0 stands for the row). */
+export async function readEmbeddedHeads(
+  db: Queryable,
+  p: VectorTable,
+  keys: readonly string[],
+): Promise<Map<string, EmbeddedHead>> {
+  const { rows } = await db.query<EmbeddedHead & { pk: string }>(
+    `select pk, content_hash as "contentHash", generation from ${vectorTable(p)}
+      where pk = any($1::text[]) and chunk_index = 0`,
+    [keys],
+  );
+  return new Map(rows.map((r) => [r.pk, r]));
+}
+
+/** All chunks of these keys. */
+export async function deleteVectors(
+  db: Queryable,
+  p: VectorTable,
+  keys: readonly string[],
+): Promise<void> {
+  await db.query(`delete from ${vectorTable(p)} where pk = any($1::text[])`, [keys]);
+}
+
+/** Sets each key's metadata on its chunks where it differs; returns how many chunks changed. */
+export async function updateMetadata(
+  db: Queryable,
+  p: VectorTable,
+  rows: readonly { pk: string; metadata: string }[],
+): Promise<number> {
+  const { rowCount } = await db.query(
+    `update ${vectorTable(p)} v set metadata = s.metadata
+       from unnest($1::text[], $2::jsonb[]) as s(pk, metadata)
+      where v.pk = s.pk and v.metadata is distinct from s.metadata`,
+    [rows.map((r) => r.pk), rows.map((r) => r.metadata)],
+  );
+  return rowCount ?? 0;
+}
+
+/**
+ * After a TRUNCATE: vectors whose source row no longer exists. Returns how many chunks went. The
+ * caller holds the pipeline's exclusive lock.
+ */
+export async function sweepDeleted(db: Queryable, p: Pipeline): Promise<number> {
+  const { rowCount } = await db.query(
+    `delete from ${vectorTable(p)} v
+      where not exists (select 1 from ${qualified(p.sourceSchema, p.sourceTable)} s
+                         where ${keyMatches(p, 's', 'v.pk')})`,
+  );
+  return rowCount ?? 0;
+}
