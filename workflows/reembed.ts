@@ -4,7 +4,7 @@
 // ends.
 import { CancellationScope, continueAsNew, isCancellation } from '@temporalio/workflow';
 import { groupDigits } from './progress.js';
-import { control, TableWalk, type WalkOptions, type WalkState } from './walk.js';
+import { activities, TableWalk, type WalkOptions, type WalkState } from './walk.js';
 
 export interface ReembedInput extends WalkOptions {
   generation: number;
@@ -29,9 +29,9 @@ export async function reembed(input: ReembedInput): Promise<ReembedResult> {
   try {
     if (!input.state) {
       const prepare = `Create the swap table of ${pipeline} for generation ${generation}`;
-      await control.prepareSwap.executeWithOptions({ summary: prepare }, [swap]);
+      await activities.prepareSwap.executeWithOptions({ summary: prepare }, [swap]);
       const count = `Count the rows of ${pipeline}`;
-      walk.state.total = await control.countSourceRows.executeWithOptions({ summary: count }, [
+      walk.state.total = await activities.countSourceRows.executeWithOptions({ summary: count }, [
         { pipeline },
       ]);
     }
@@ -39,13 +39,13 @@ export async function reembed(input: ReembedInput): Promise<ReembedResult> {
     walk.phase = 'finishing';
     walk.showDetails();
     const { processed, total, tokens } = walk.state;
-    await control.cutOverSwap.executeWithOptions(
+    await activities.cutOverSwap.executeWithOptions(
       {
         summary: `Swap generation ${generation} of ${pipeline} in: rename the tables in one transaction`,
       },
       [swap],
     );
-    await control.finishBackfill.executeWithOptions(
+    await activities.finishBackfill.executeWithOptions(
       {
         summary: `Finish the re-embed of ${pipeline} at ${groupDigits(processed)} rows; clear its staged batches`,
       },
@@ -56,7 +56,7 @@ export async function reembed(input: ReembedInput): Promise<ReembedResult> {
   } catch (err) {
     if (isCancellation(err)) {
       await CancellationScope.nonCancellable(() =>
-        control.abandonSwap.executeWithOptions(
+        activities.abandonSwap.executeWithOptions(
           {
             summary: `Abandon generation ${generation} of ${pipeline} (cancelled): drop its swap table`,
           },
