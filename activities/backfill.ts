@@ -4,6 +4,7 @@ import { Context } from '@temporalio/activity';
 import { clearBatchFailures, clearBatchFailuresByPrefix } from '../src/db/batch-failures.js';
 import { getPipeline } from '../src/db/catalog.js';
 import { qualified } from '../src/db/ident.js';
+import { changeState } from '../src/db/pipeline-state.js';
 import { keysetPage, keyText } from '../src/db/source.js';
 import type { ActivityDeps } from './deps.js';
 import { classified } from './errors.js';
@@ -86,14 +87,11 @@ export function createBackfillActivities(deps: ActivityDeps) {
       return classified(async () => {
         const total = await countRows(pipeline);
         await pool.query(
-          // A re-embed's 'swapping' must survive a backfill started meanwhile: generations depend
-          // on it.
-          `update embedsync.pipelines
-              set state = case when state = 'active' then 'backfilling' else state end,
-                  total_rows = $2, synced_rows = 0, updated_at = now()
+          `update embedsync.pipelines set total_rows = $2, synced_rows = 0, updated_at = now()
             where name = $1`,
           [pipeline, total],
         );
+        await changeState(pool, pipeline, { name: 'backfillStarted' });
         log.info({ pipeline, total }, 'backfill started');
         return total;
       });
@@ -151,23 +149,15 @@ export function createBackfillActivities(deps: ActivityDeps) {
       batchPrefix,
       processed,
     }: FinishInput): Promise<void> {
-      // Only a backfill's own state is undone: a re-embed's cut-over has already set the state it
-      // leaves.
-      await pool.query(
-        `update embedsync.pipelines set state = 'active', updated_at = now() where name = $1 and state = 'backfilling'`,
-        [pipeline],
-      );
+      // Only a backfill's own state is undone (a held pipeline's underneath the hold): a re-embed's
+      // cut-over has already set the state it leaves.
+      await changeState(pool, pipeline, { name: 'backfillFinished' });
       if (outcome === 'completed' && processed !== undefined) {
         await pool.query(
           `update embedsync.pipelines set synced_rows = $2, total_rows = $2 where name = $1`,
           [pipeline, processed],
         );
       }
-      // A held pipeline returns to active, not to the backfill that is now over.
-      await pool.query(
-        `update embedsync.pipelines set held_state = 'active' where name = $1 and held_state = 'backfilling'`,
-        [pipeline],
-      );
       await pool.query(`delete from embedsync.staged_chunks where starts_with(batch_id, $1)`, [
         batchPrefix,
       ]);

@@ -14,7 +14,7 @@ import {
   viewName,
 } from '../src/capture/vector-table.js';
 import { qualified, quoteIdent } from '../src/db/ident.js';
-import { CATALOG_LOCK, requeueFailedBatchesNow } from '../src/db/pipeline-state.js';
+import { CATALOG_LOCK, changeState, requeueFailedBatchesNow } from '../src/db/pipeline-state.js';
 import { withTransaction, type PoolClient } from '../src/db/pool.js';
 import type { ActivityDeps } from './deps.js';
 import { classified } from './errors.js';
@@ -55,12 +55,7 @@ export function createSwapActivities({ pool, log }: ActivityDeps) {
           }
           for (const sql of createVectorTableSql(swap)) await client.query(sql);
           // From a hold too: a re-embed is the fix for columns only the live generation reads.
-          await client.query(
-            `update embedsync.pipelines
-                set state = 'swapping', held_state = null, state_reason = null, updated_at = now()
-              where name = $1`,
-            [pipeline],
-          );
+          await changeState(client, pipeline, { name: 'reembedStarted' }, { required: true });
           const swapping = await inSchema(client, pipeline, log);
           // Changes to the pending config's columns must be captured from now on.
           for (const sql of installCaptureSql(swapping)) await client.query(sql);
@@ -92,10 +87,11 @@ export function createSwapActivities({ pool, log }: ActivityDeps) {
           await client.query(
             `update embedsync.pipelines
                 set config = pending_config, generation = pending_generation, pending_config = null,
-                    pending_generation = null, state = 'active', updated_at = now()
+                    pending_generation = null, updated_at = now()
               where name = $1`,
             [pipeline],
           );
+          await changeState(client, pipeline, { name: 'reembedFinished' }, { required: true });
           // Capture now watches what the new generation reads, and nothing its predecessor alone
           // read.
           const captured: Pipeline = {
@@ -122,10 +118,7 @@ export function createSwapActivities({ pool, log }: ActivityDeps) {
         await client.query(
           `drop table if exists ${qualified(p.vectorSchema, swapTableName(p.vectorTable))}`,
         );
-        await client.query(
-          `update embedsync.pipelines set state = 'pending_rebackfill', updated_at = now() where name = $1`,
-          [pipeline],
-        );
+        await changeState(client, pipeline, { name: 'reembedAbandoned' });
       });
     },
   };
