@@ -143,32 +143,38 @@ export function createBackfillActivities(deps: ActivityDeps) {
      * Leaves the pipeline consistent however the backfill ended, and clears what its batches
      * staged.
      */
-    async finishBackfill({
-      pipeline,
-      outcome,
-      batchPrefix,
-      processed,
-    }: FinishInput): Promise<void> {
-      // Only a backfill's own state is undone (a held pipeline's underneath the hold): a re-embed's
-      // cut-over has already set the state it leaves.
-      await changeState(pool, pipeline, { name: 'backfillFinished' });
-      if (outcome === 'completed' && processed !== undefined) {
-        await pool.query(
-          `update embedsync.pipelines set synced_rows = $2, total_rows = $2 where name = $1`,
-          [pipeline, processed],
-        );
-      }
-      await pool.query(`delete from embedsync.staged_chunks where starts_with(batch_id, $1)`, [
-        batchPrefix,
-      ]);
-      await pool.query(`delete from embedsync.staged_rows where starts_with(batch_id, $1)`, [
-        batchPrefix,
-      ]);
-      // Its batches and its own stages (scan, checkpoint: recorded under the workflow id) have
-      // ended.
-      await clearBatchFailuresByPrefix(pool, pipeline, batchPrefix);
-      await clearBatchFailures(pool, pipeline, Context.current().info.workflowExecution.workflowId);
-      log.info({ pipeline, outcome }, 'backfill finished');
+    async finishBackfill(input: FinishInput): Promise<void> {
+      // Only a backfill's own state is undone (a held pipeline's underneath the hold). Re-embeds
+      // started before they had a finish of their own end here too: their swap already set the
+      // state, which this then leaves as it is.
+      await changeState(pool, input.pipeline, { name: 'backfillFinished' });
+      await endWalk(deps, input);
+      log.info({ pipeline: input.pipeline, outcome: input.outcome }, 'backfill finished');
     },
   };
+}
+
+/**
+ * What a table walk (backfill or re-embed) leaves when it ends: its counters if it completed,
+ * nothing staged by its batches, no failures recorded for them or for its own stages.
+ */
+export async function endWalk(
+  { pool }: ActivityDeps,
+  { pipeline, outcome, batchPrefix, processed }: FinishInput,
+): Promise<void> {
+  if (outcome === 'completed' && processed !== undefined) {
+    await pool.query(
+      `update embedsync.pipelines set synced_rows = $2, total_rows = $2 where name = $1`,
+      [pipeline, processed],
+    );
+  }
+  await pool.query(`delete from embedsync.staged_chunks where starts_with(batch_id, $1)`, [
+    batchPrefix,
+  ]);
+  await pool.query(`delete from embedsync.staged_rows where starts_with(batch_id, $1)`, [
+    batchPrefix,
+  ]);
+  // Its batches and its own stages (scan, checkpoint: recorded under the workflow id) have ended.
+  await clearBatchFailuresByPrefix(pool, pipeline, batchPrefix);
+  await clearBatchFailures(pool, pipeline, Context.current().info.workflowExecution.workflowId);
 }

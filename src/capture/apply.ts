@@ -176,7 +176,7 @@ function planChange(
 ): { next: Pipeline; event?: StateEvent } {
   const reembed = embeddingFingerprint(existing.config) !== embeddingFingerprint(candidate.config);
   if (
-    existing.state === 'swapping' &&
+    existing.state === 'reembedding' &&
     !sameConfig(existing.pendingConfig, reembed ? candidate.config : null)
   ) {
     throw new ConfigError(
@@ -184,9 +184,9 @@ function planChange(
       `a re-embed of "${candidate.name}" to generation ${existing.pendingGeneration} is running; let it finish (or cancel it) before changing the config again`,
     );
   }
-  const withdrawn = !reembed && existing.state === 'pending_rebackfill';
+  const withdrawn = !reembed && existing.state === 'reembed_pending';
   // The same change applied again while its re-embed runs leaves the re-embed as it is.
-  const due = reembed && existing.state !== 'swapping';
+  const due = reembed && existing.state !== 'reembedding';
   const event: StateEvent | undefined = withdrawn
     ? { name: 'reembedWithdrawn' }
     : due

@@ -140,7 +140,7 @@ export interface CheckOptions {
   log?: Logger;
   pipeline?: string;
   /**
-   * Wait for an apply or a swap under way (default); else leave a pipeline that needs acting on to
+   * Wait for an apply or a re-embed step under way (default); else leave a pipeline that needs acting on to
    * the next look.
    */
   wait?: boolean;

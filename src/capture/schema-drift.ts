@@ -101,7 +101,7 @@ export function judgeSchema(p: CatalogSource, live: LiveTable | undefined): Sche
   for (const c of readColumns(p)) {
     // A re-embed under way is the fix for columns only the live generation reads: its cut-over
     // drops them.
-    if (p.baseState === 'swapping' && !c.pending) continue;
+    if (p.baseState === 'reembedding' && !c.pending) continue;
     const now = byName.get(c.column);
     const column = `column "${c.column}" of ${table}`;
     if (now) {

@@ -86,7 +86,7 @@ export const swapTableName = (vectorTable: string): string => `${vectorTable}_sw
  */
 export function atGeneration(p: Pipeline, generation: number | undefined): Pipeline | undefined {
   if (generation === undefined || generation === p.generation) return p;
-  if (generation === p.pendingGeneration && p.pendingConfig && p.state === 'swapping') {
+  if (generation === p.pendingGeneration && p.pendingConfig && p.state === 'reembedding') {
     return { ...p, config: p.pendingConfig, generation, vectorTable: swapTableName(p.vectorTable) };
   }
   return undefined;

@@ -5,7 +5,7 @@
 import type { Pool, PoolClient } from './pool.js';
 
 /** What a pipeline does: follow changes, and maybe walk its whole table. */
-export const BASE_STATES = ['active', 'backfilling', 'pending_rebackfill', 'swapping'] as const;
+export const BASE_STATES = ['active', 'backfilling', 'reembed_pending', 'reembedding'] as const;
 export type BaseState = (typeof BASE_STATES)[number];
 
 /**
@@ -96,17 +96,15 @@ function nextBase(state: BaseState, event: StateEventName): BaseState | undefine
       return state === 'backfilling' ? 'active' : undefined;
     case 'reembedDue':
       // A running re-embed of the same change is left running (apply refuses another change).
-      return state === 'swapping' ? undefined : 'pending_rebackfill';
+      return state === 'reembedding' ? undefined : 'reembed_pending';
     case 'reembedWithdrawn':
-      return state === 'pending_rebackfill' ? 'active' : undefined;
+      return state === 'reembed_pending' ? 'active' : undefined;
     case 'reembedStarted':
-      return 'swapping';
+      return 'reembedding';
     case 'reembedFinished':
-      return state === 'swapping' ? 'active' : undefined;
+      return state === 'reembedding' ? 'active' : undefined;
     case 'reembedAbandoned':
-      return state === 'swapping' || state === 'pending_rebackfill'
-        ? 'pending_rebackfill'
-        : undefined;
+      return state === 'reembedding' || state === 'reembed_pending' ? 'reembed_pending' : undefined;
     case 'held':
     case 'released':
       return undefined;
@@ -128,7 +126,7 @@ export function nextState(pipeline: string, from: StateAndHold, event: StateEven
   if (event.name === 'released') {
     return from.heldState === null ? refuse() : { state: from.heldState, heldState: null };
   }
-  if (event.name === 'reembedStarted') return { state: 'swapping', heldState: null };
+  if (event.name === 'reembedStarted') return { state: 'reembedding', heldState: null };
   if (from.heldState === null) {
     const state = nextBase(from.state, event.name) ?? refuse();
     return { state, heldState: null };

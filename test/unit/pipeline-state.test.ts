@@ -30,19 +30,19 @@ const EVENTS: [string, StateEvent][] = [
 // Every standing × every event: where it goes, or '-' where the event is refused (nothing changes).
 // prettier-ignore
 const TABLE: Record<string, string[]> = {
-  //                        backfillStarted  backfillFinished       reembedDue                           reembedWithdrawn         reembedStarted reembedFinished reembedAbandoned                     held schema_changed                 held source_missing                 released
-  'active':                ['backfilling',   '-',                   'pending_rebackfill',                '-',                     'swapping',    '-',            '-',                                 'schema_changed/active',             'source_missing/active',             '-'],
-  'backfilling':           ['-',             'active',              'pending_rebackfill',                '-',                     'swapping',    '-',            '-',                                 'schema_changed/backfilling',        'source_missing/backfilling',        '-'],
-  'pending_rebackfill':    ['-',             '-',                   'pending_rebackfill',                'active',                'swapping',    '-',            'pending_rebackfill',                'schema_changed/pending_rebackfill', 'source_missing/pending_rebackfill', '-'],
-  'swapping':              ['-',             '-',                   '-',                                 '-',                     'swapping',    'active',       'pending_rebackfill',                'schema_changed/swapping',           'source_missing/swapping',           '-'],
-  'schema_changed/active':             ['-', '-',                   'schema_changed/pending_rebackfill', '-',                     'swapping',    '-',            '-',                                 'schema_changed/active',             'source_missing/active',             'active'],
-  'schema_changed/backfilling':        ['-', 'schema_changed/active', 'schema_changed/pending_rebackfill', '-',                   'swapping',    '-',            '-',                                 'schema_changed/backfilling',        'source_missing/backfilling',        'backfilling'],
-  'schema_changed/pending_rebackfill': ['-', '-',                   'schema_changed/pending_rebackfill', 'schema_changed/active', 'swapping',    '-',            'schema_changed/pending_rebackfill', 'schema_changed/pending_rebackfill', 'source_missing/pending_rebackfill', 'pending_rebackfill'],
-  'schema_changed/swapping':           ['-', '-',                   '-',                                 '-',                     'swapping',    '-',            'schema_changed/pending_rebackfill', 'schema_changed/swapping',           'source_missing/swapping',           'swapping'],
-  'source_missing/active':             ['-', '-',                   'source_missing/pending_rebackfill', '-',                     'swapping',    '-',            '-',                                 'schema_changed/active',             'source_missing/active',             'active'],
-  'source_missing/backfilling':        ['-', 'source_missing/active', 'source_missing/pending_rebackfill', '-',                   'swapping',    '-',            '-',                                 'schema_changed/backfilling',        'source_missing/backfilling',        'backfilling'],
-  'source_missing/pending_rebackfill': ['-', '-',                   'source_missing/pending_rebackfill', 'source_missing/active', 'swapping',    '-',            'source_missing/pending_rebackfill', 'schema_changed/pending_rebackfill', 'source_missing/pending_rebackfill', 'pending_rebackfill'],
-  'source_missing/swapping':           ['-', '-',                   '-',                                 '-',                     'swapping',    '-',            'source_missing/pending_rebackfill', 'schema_changed/swapping',           'source_missing/swapping',           'swapping'],
+  //                                   backfillStarted backfillFinished         reembedDue                        reembedWithdrawn         reembedStarted reembedFinished reembedAbandoned                  held schema_changed               held source_missing               released
+  'active':                          ['backfilling',  '-',                     'reembed_pending',                '-',                     'reembedding', '-',            '-',                              'schema_changed/active',          'source_missing/active',          '-'],
+  'backfilling':                     ['-',            'active',                'reembed_pending',                '-',                     'reembedding', '-',            '-',                              'schema_changed/backfilling',     'source_missing/backfilling',     '-'],
+  'reembed_pending':                 ['-',            '-',                     'reembed_pending',                'active',                'reembedding', '-',            'reembed_pending',                'schema_changed/reembed_pending', 'source_missing/reembed_pending', '-'],
+  'reembedding':                     ['-',            '-',                     '-',                              '-',                     'reembedding', 'active',       'reembed_pending',                'schema_changed/reembedding',     'source_missing/reembedding',     '-'],
+  'schema_changed/active':           ['-',            '-',                     'schema_changed/reembed_pending', '-',                     'reembedding', '-',            '-',                              'schema_changed/active',          'source_missing/active',          'active'],
+  'schema_changed/backfilling':      ['-',            'schema_changed/active', 'schema_changed/reembed_pending', '-',                     'reembedding', '-',            '-',                              'schema_changed/backfilling',     'source_missing/backfilling',     'backfilling'],
+  'schema_changed/reembed_pending':  ['-',            '-',                     'schema_changed/reembed_pending', 'schema_changed/active', 'reembedding', '-',            'schema_changed/reembed_pending', 'schema_changed/reembed_pending', 'source_missing/reembed_pending', 'reembed_pending'],
+  'schema_changed/reembedding':      ['-',            '-',                     '-',                              '-',                     'reembedding', '-',            'schema_changed/reembed_pending', 'schema_changed/reembedding',     'source_missing/reembedding',     'reembedding'],
+  'source_missing/active':           ['-',            '-',                     'source_missing/reembed_pending', '-',                     'reembedding', '-',            '-',                              'schema_changed/active',          'source_missing/active',          'active'],
+  'source_missing/backfilling':      ['-',            'source_missing/active', 'source_missing/reembed_pending', '-',                     'reembedding', '-',            '-',                              'schema_changed/backfilling',     'source_missing/backfilling',     'backfilling'],
+  'source_missing/reembed_pending':  ['-',            '-',                     'source_missing/reembed_pending', 'source_missing/active', 'reembedding', '-',            'source_missing/reembed_pending', 'schema_changed/reembed_pending', 'source_missing/reembed_pending', 'reembed_pending'],
+  'source_missing/reembedding':      ['-',            '-',                     '-',                              '-',                     'reembedding', '-',            'source_missing/reembed_pending', 'schema_changed/reembedding',     'source_missing/reembedding',     'reembedding'],
 };
 
 function outcome(from: StateAndHold, event: StateEvent): string {
@@ -110,7 +110,7 @@ describe('pipeline state machine', () => {
   it('a re-embed starting lifts a hold: it is the fix for columns only the live generation reads', () => {
     for (const from of ALL_STANDINGS)
       assert.deepEqual(nextState('p', from, { name: 'reembedStarted' }), {
-        state: 'swapping',
+        state: 'reembedding',
         heldState: null,
       });
   });
