@@ -126,7 +126,7 @@ export function createReembedActivities(deps: ActivityDeps) {
       });
     },
 
-    /** The re-embed's end, its generation live (the swap moved the state): clears what it staged. */
+    /** The re-embed's end, its generation live (the swap set the state): clears what it staged. */
     async finishReembed(input: FinishInput): Promise<void> {
       await endWalk(deps, input);
       log.info({ pipeline: input.pipeline, outcome: input.outcome }, 're-embed finished');

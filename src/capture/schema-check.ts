@@ -140,8 +140,8 @@ export interface CheckOptions {
   log?: Logger;
   pipeline?: string;
   /**
-   * Wait for an apply or a re-embed step under way (default); else leave a pipeline that needs acting on to
-   * the next look.
+   * Wait for an apply or a re-embed step under way (default); else leave a pipeline that needs
+   * acting on to the next look.
    */
   wait?: boolean;
 }

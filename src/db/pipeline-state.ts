@@ -40,13 +40,16 @@ export type StateEvent =
   | { name: 'reembedDue' }
   /** Apply: the config no longer needs a re-embed; the pending generation is dropped. */
   | { name: 'reembedWithdrawn' }
-  /** A re-embed builds the pending generation (from a hold too: it is the fix for columns only the live one reads). */
+  /**
+   * A re-embed builds the pending generation; from a hold too, which it lifts: it is the fix for
+   * columns only the live generation reads.
+   */
   | { name: 'reembedStarted' }
   /** The pending generation was swapped in: it is the live one. */
   | { name: 'reembedFinished' }
   /** The re-embed was cancelled: the config change stays pending. */
   | { name: 'reembedAbandoned' }
-  /** The schema check holds the pipeline (or changes why); `reason` says what changed and the fix. */
+  /** The schema check holds the pipeline (or changes why); `reason`: what changed, and the fix. */
   | { name: 'held'; hold: HeldState; reason: string }
   /** The source table is in shape again: back to the state the hold kept. */
   | { name: 'released' };
@@ -175,7 +178,7 @@ const CHANGE_STATE_SQL = `
   returning p.state, p.held_state as "heldState"`;
 
 export interface ChangeOptions {
-  /** Throw StateTransitionError when the event does not apply (default: leave the pipeline as it is). */
+  /** Throw StateTransitionError when the event does not apply (default: leave the pipeline be). */
   required?: boolean;
 }
 
@@ -217,9 +220,11 @@ export async function baseState(
   db: Pool | PoolClient,
   name: string,
 ): Promise<BaseState | undefined> {
+  // As the state statement sees it: a hold recorded without the state it keeps holds 'active'.
   const { rows } = await db.query<{ state: BaseState }>(
-    'select coalesce(held_state, state) as state from embedsync.pipelines where name = $1',
-    [name],
+    `select case when state = any($2::text[]) then coalesce(held_state, 'active') else state end as state
+       from embedsync.pipelines where name = $1`,
+    [name, HELD_STATES],
   );
   return rows[0]?.state;
 }

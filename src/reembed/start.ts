@@ -1,4 +1,4 @@
-// Starting (or attaching to) the re-embed of a pipeline's pending config, for the CLI and the tests.
+// Starting (or attaching to) the re-embed of a pipeline's pending config: for the CLI and tests.
 import { WorkflowIdConflictPolicy, type Client, type WorkflowHandle } from '@temporalio/client';
 import { DEFAULT_WINDOW, ownHandle, type BackfillOptions } from '../backfill/start.js';
 import type { Pipeline } from '../db/catalog.js';

@@ -27,7 +27,7 @@ const EVENTS: [string, StateEvent][] = [
   ['released', { name: 'released' }],
 ];
 
-// Every standing × every event: where it goes, or '-' where the event is refused (nothing changes).
+// Every standing × every event: where it goes, or '-' where the event is refused (nothing moves).
 // prettier-ignore
 const TABLE: Record<string, string[]> = {
   //                                   backfillStarted backfillFinished         reembedDue                        reembedWithdrawn         reembedStarted reembedFinished reembedAbandoned                  held schema_changed               held source_missing               released
