@@ -3,6 +3,7 @@
 import { Context } from '@temporalio/activity';
 import { clearBatchFailures, clearBatchFailuresByPrefix } from '../src/db/batch-failures.js';
 import { getPipeline } from '../src/db/catalog.js';
+import { changeState } from '../src/db/pipeline-state.js';
 import { countKeysAfter, countSourceRows, readKeyPage } from '../src/db/source.js';
 import { clearBatchesByPrefix } from '../src/db/staging.js';
 import type { ActivityDeps } from './deps.js';
@@ -71,14 +72,11 @@ export function createBackfillActivities(deps: ActivityDeps) {
       return classified(async () => {
         const total = await countRows(pipeline);
         await pool.query(
-          // A re-embed's 'swapping' must survive a backfill started meanwhile: generations depend
-          // on it.
-          `update embedsync.pipelines
-              set state = case when state = 'active' then 'backfilling' else state end,
-                  total_rows = $2, synced_rows = 0, updated_at = now()
+          `update embedsync.pipelines set total_rows = $2, synced_rows = 0, updated_at = now()
             where name = $1`,
           [pipeline, total],
         );
+        await changeState(pool, pipeline, { name: 'backfillStarted' });
         log.info({ pipeline, total }, 'backfill started');
         return total;
       });
@@ -122,35 +120,33 @@ export function createBackfillActivities(deps: ActivityDeps) {
      * Leaves the pipeline consistent however the backfill ended, and clears what its batches
      * staged.
      */
-    async finishBackfill({
-      pipeline,
-      outcome,
-      batchPrefix,
-      processed,
-    }: FinishInput): Promise<void> {
-      // Only a backfill's own state is undone: a re-embed's cut-over has already set the state it
-      // leaves.
-      await pool.query(
-        `update embedsync.pipelines set state = 'active', updated_at = now() where name = $1 and state = 'backfilling'`,
-        [pipeline],
-      );
-      if (outcome === 'completed' && processed !== undefined) {
-        await pool.query(
-          `update embedsync.pipelines set synced_rows = $2, total_rows = $2 where name = $1`,
-          [pipeline, processed],
-        );
-      }
-      // A held pipeline returns to active, not to the backfill that is now over.
-      await pool.query(
-        `update embedsync.pipelines set held_state = 'active' where name = $1 and held_state = 'backfilling'`,
-        [pipeline],
-      );
-      await clearBatchesByPrefix(pool, batchPrefix);
-      // Its batches and its own stages (scan, checkpoint: recorded under the workflow id) have
-      // ended.
-      await clearBatchFailuresByPrefix(pool, pipeline, batchPrefix);
-      await clearBatchFailures(pool, pipeline, Context.current().info.workflowExecution.workflowId);
-      log.info({ pipeline, outcome }, 'backfill finished');
+    async finishBackfill(input: FinishInput): Promise<void> {
+      // Only a backfill's own state is undone (a held pipeline's underneath the hold). Re-embeds
+      // started before they had a finish of their own end here too: their swap already set the
+      // state, which this then leaves as it is.
+      await changeState(pool, input.pipeline, { name: 'backfillFinished' });
+      await endWalk(deps, input);
+      log.info({ pipeline: input.pipeline, outcome: input.outcome }, 'backfill finished');
     },
   };
+}
+
+/**
+ * What a table walk (backfill or re-embed) leaves when it ends: its counters if it completed,
+ * nothing staged by its batches, no failures recorded for them or for its own stages.
+ */
+export async function endWalk(
+  { pool }: ActivityDeps,
+  { pipeline, outcome, batchPrefix, processed }: FinishInput,
+): Promise<void> {
+  if (outcome === 'completed' && processed !== undefined) {
+    await pool.query(
+      `update embedsync.pipelines set synced_rows = $2, total_rows = $2 where name = $1`,
+      [pipeline, processed],
+    );
+  }
+  await clearBatchesByPrefix(pool, batchPrefix);
+  // Its batches and its own stages (scan, checkpoint: recorded under the workflow id) have ended.
+  await clearBatchFailuresByPrefix(pool, pipeline, batchPrefix);
+  await clearBatchFailures(pool, pipeline, Context.current().info.workflowExecution.workflowId);
 }

@@ -4,6 +4,7 @@ import { ApplicationFailure, Context } from '@temporalio/activity';
 import { isSchemaError, SchemaChangedError } from '../src/capture/schema-check.js';
 import { ConfigError } from '../src/config/pipeline.js';
 import { PipelineNotFoundError } from '../src/db/catalog.js';
+import { StateTransitionError } from '../src/db/pipeline-state.js';
 import {
   InvalidInputError,
   ModelUnavailableError,
@@ -30,9 +31,10 @@ export class DimensionMismatchError extends Error {
 
 // Retrying sends the same request to the same answer: no quota, bad credentials, an unknown model,
 // wrong dimensions, a request the provider refuses whatever its inputs, a source table that lost a
-// column.
+// column, a pipeline in a state the step does not apply to.
 const NON_RETRYABLE = [
   PipelineNotFoundError,
+  StateTransitionError,
   ProviderNotConfiguredError,
   DimensionMismatchError,
   ConfigError,

@@ -17,9 +17,14 @@ const STAGES: Record<string, string> = {
   scanKeys: 'scan',
   checkpointBackfill: 'checkpoint',
   finishBackfill: 'finish',
-  prepareSwap: 'prepare swap',
-  cutOverSwap: 'cut over',
-  abandonSwap: 'abandon swap',
+  prepareReembed: 'prepare re-embed',
+  swapInGeneration: 'swap',
+  abandonReembed: 'abandon re-embed',
+  finishReembed: 'finish',
+  // The same steps under the names re-embeds started before scheduled them by.
+  prepareSwap: 'prepare re-embed',
+  cutOverSwap: 'swap',
+  abandonSwap: 'abandon re-embed',
   deadLetterBatch: 'dead-letter',
 };
 

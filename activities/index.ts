@@ -6,7 +6,7 @@ import type { ActivityDeps } from './deps.js';
 import { createEmbedBatch } from './embed.js';
 import { createFetchBatch } from './fetch.js';
 import { recordingFailures } from './failures.js';
-import { createSwapActivities } from './swap.js';
+import { createReembedActivities } from './reembed.js';
 import { createWriteBatch } from './write.js';
 
 export type { ActivityDeps } from './deps.js';
@@ -19,7 +19,7 @@ export function createActivities(deps: ActivityDeps) {
     chunkBatch: createChunkBatch(deps),
     writeBatch: createWriteBatch(deps),
     ...createBackfillActivities(deps),
-    ...createSwapActivities(deps),
+    ...createReembedActivities(deps),
     ...createDeadLetterActivities(deps),
   });
 }

@@ -2,7 +2,7 @@
 // same content are skipped by fetch, so a resumed or repeated backfill never pays for them again.
 import { CancellationScope, continueAsNew, isCancellation } from '@temporalio/workflow';
 import { groupDigits } from './progress.js';
-import { control, TableWalk, type WalkOptions, type WalkState } from './walk.js';
+import { activities, TableWalk, type WalkOptions, type WalkState } from './walk.js';
 
 export interface BackfillInput extends Omit<WalkOptions, 'generation'> {
   /** Carried across continue-as-new; absent on the first run. */
@@ -26,7 +26,7 @@ export async function backfill(input: BackfillInput): Promise<BackfillResult> {
   try {
     if (!input.state) {
       const summary = `Count the rows of ${pipeline}`;
-      walk.state.total = await control.startBackfill.executeWithOptions({ summary }, [
+      walk.state.total = await activities.startBackfill.executeWithOptions({ summary }, [
         { pipeline },
       ]);
     }
@@ -34,7 +34,7 @@ export async function backfill(input: BackfillInput): Promise<BackfillResult> {
     walk.phase = 'finishing';
     walk.showDetails();
     const { processed, total, tokens } = walk.state;
-    await control.finishBackfill.executeWithOptions(
+    await activities.finishBackfill.executeWithOptions(
       {
         summary: `Finish the backfill of ${pipeline} at ${groupDigits(processed)} rows; clear its staged batches`,
       },
@@ -45,7 +45,7 @@ export async function backfill(input: BackfillInput): Promise<BackfillResult> {
   } catch (err) {
     if (isCancellation(err)) {
       await CancellationScope.nonCancellable(() =>
-        control.finishBackfill.executeWithOptions(
+        activities.finishBackfill.executeWithOptions(
           { summary: `Stop the backfill of ${pipeline} (cancelled); clear its staged batches` },
           [{ pipeline, outcome: 'cancelled', batchPrefix }],
         ),

@@ -6,7 +6,7 @@ import { groupDigits } from './progress.js';
 // Database stages retry until the database is back: a change is never given up on for an outage.
 // The activities heartbeat every few seconds, so a lost attempt (worker killed, task dropped) is
 // retried after the heartbeat timeout; start-to-close only bounds a slow but live one.
-const db = proxyActivities<Activities>({
+const activities = proxyActivities<Activities>({
   startToCloseTimeout: '10 minutes',
   heartbeatTimeout: '15 seconds',
   retry: { initialInterval: '500ms', backoffCoefficient: 2, maximumInterval: '1 minute' },
@@ -42,16 +42,17 @@ export async function processBatch(batch: Batch, embedTaskQueue: string): Promis
   });
   // Summaries are what the Web UI shows for each activity of the batch.
   const of = `${batch.pipeline}${batch.generation === undefined ? '' : ` (generation ${batch.generation})`}`;
-  const fetched = await db.fetchBatch.executeWithOptions(
+  const fetched = await activities.fetchBatch.executeWithOptions(
     { summary: `Read ${rows(batch.keys.length)} of ${of}` },
     [{ ...ref, keys: batch.keys }],
   );
   let embedded = 0;
   let tokens = 0;
   if (fetched.embed > 0) {
-    await db.chunkBatch.executeWithOptions({ summary: `Chunk ${rows(fetched.embed)} of ${of}` }, [
-      ref,
-    ]);
+    await activities.chunkBatch.executeWithOptions(
+      { summary: `Chunk ${rows(fetched.embed)} of ${of}` },
+      [ref],
+    );
     // One paced call per rate-limit slot: the server limits activities per second on the provider's
     // queue, so each call sends one slot's worth of requests and says how much remains.
     const summary = `Embed the chunks of ${rows(fetched.embed)} of ${of}`;
@@ -67,7 +68,7 @@ export async function processBatch(batch: Batch, embedTaskQueue: string): Promis
     ? `Remove vectors of truncated rows of ${of}`
     : writeSummary(fetched, of);
   const measured = batch.enqueuedAt === undefined ? {} : { enqueuedAt: batch.enqueuedAt };
-  const written = await db.writeBatch.executeWithOptions({ summary }, [
+  const written = await activities.writeBatch.executeWithOptions({ summary }, [
     { ...ref, sweep: batch.sweep, ...measured },
   ]);
   return { ...written, embedded, tokens };

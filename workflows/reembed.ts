@@ -2,9 +2,9 @@
 // then swaps it in with one short transaction (DESIGN decision 8). Changes that arrive meanwhile
 // are written to both tables by the sync workflows, so the swap table is caught up when the walk
 // ends.
-import { CancellationScope, continueAsNew, isCancellation } from '@temporalio/workflow';
+import { CancellationScope, continueAsNew, isCancellation, patched } from '@temporalio/workflow';
 import { groupDigits } from './progress.js';
-import { control, TableWalk, type WalkOptions, type WalkState } from './walk.js';
+import { activities, TableWalk, type WalkOptions, type WalkState } from './walk.js';
 
 export interface ReembedInput extends WalkOptions {
   generation: number;
@@ -21,17 +21,38 @@ export interface ReembedResult {
   pausedSeconds: number;
 }
 
+/**
+ * The re-embed's steps. Runs recorded before they had names of their own replay with the old ones
+ * (prepareSwap, cutOverSwap, abandonSwap, and the backfill's finish), which the worker still
+ * registers.
+ */
+function reembedSteps() {
+  if (patched('reembed-steps')) {
+    const { prepareReembed, swapInGeneration, abandonReembed, finishReembed } = activities;
+    return {
+      prepare: prepareReembed,
+      swap: swapInGeneration,
+      abandon: abandonReembed,
+      finish: finishReembed,
+    };
+  }
+  const { prepareSwap, cutOverSwap, abandonSwap, finishBackfill } = activities;
+  return { prepare: prepareSwap, swap: cutOverSwap, abandon: abandonSwap, finish: finishBackfill };
+}
+
 export async function reembed(input: ReembedInput): Promise<ReembedResult> {
   const { pipeline, generation } = input;
+  // The workflow id's prefix: swap:<pipeline>:<generation> (src/temporal/names.ts).
   const batchPrefix = `swap:${pipeline}:${generation}:`;
   const walk = new TableWalk(input, batchPrefix, input.state);
-  const swap = { pipeline, generation };
+  const steps = reembedSteps();
+  const ref = { pipeline, generation };
   try {
     if (!input.state) {
-      const prepare = `Create the swap table of ${pipeline} for generation ${generation}`;
-      await control.prepareSwap.executeWithOptions({ summary: prepare }, [swap]);
+      const prepare = `Prepare the re-embed of ${pipeline} as generation ${generation}: create its swap table`;
+      await steps.prepare.executeWithOptions({ summary: prepare }, [ref]);
       const count = `Count the rows of ${pipeline}`;
-      walk.state.total = await control.countSourceRows.executeWithOptions({ summary: count }, [
+      walk.state.total = await activities.countSourceRows.executeWithOptions({ summary: count }, [
         { pipeline },
       ]);
     }
@@ -39,13 +60,13 @@ export async function reembed(input: ReembedInput): Promise<ReembedResult> {
     walk.phase = 'finishing';
     walk.showDetails();
     const { processed, total, tokens } = walk.state;
-    await control.cutOverSwap.executeWithOptions(
+    await steps.swap.executeWithOptions(
       {
         summary: `Swap generation ${generation} of ${pipeline} in: rename the tables in one transaction`,
       },
-      [swap],
+      [ref],
     );
-    await control.finishBackfill.executeWithOptions(
+    await steps.finish.executeWithOptions(
       {
         summary: `Finish the re-embed of ${pipeline} at ${groupDigits(processed)} rows; clear its staged batches`,
       },
@@ -56,11 +77,11 @@ export async function reembed(input: ReembedInput): Promise<ReembedResult> {
   } catch (err) {
     if (isCancellation(err)) {
       await CancellationScope.nonCancellable(() =>
-        control.abandonSwap.executeWithOptions(
+        steps.abandon.executeWithOptions(
           {
-            summary: `Abandon generation ${generation} of ${pipeline} (cancelled): drop its swap table`,
+            summary: `Abandon the re-embed of ${pipeline} as generation ${generation} (cancelled): drop its swap table`,
           },
-          [swap],
+          [ref],
         ),
       );
     }

@@ -38,7 +38,8 @@ export interface SyncResult extends WriteResult {
   tokens: number;
 }
 
-const record = proxyActivities<Activities>({
+// Keeping a failed batch's keys as dead letters: the one activity a sync calls outside its batch.
+const activities = proxyActivities<Activities>({
   startToCloseTimeout: '1 minute',
   retry: { maximumInterval: '1 minute' },
 });
@@ -55,7 +56,7 @@ export async function syncChanges(input: SyncInput): Promise<SyncResult> {
     ) {
       const n = input.keys.length;
       const keys = `${groupDigits(n)} ${n === 1 ? 'key' : 'keys'} of ${input.pipeline}`;
-      await record.deadLetterBatch.executeWithOptions(
+      await activities.deadLetterBatch.executeWithOptions(
         { summary: `Keep ${keys} as dead letters: ${clip(err.cause.message, 80)}` },
         [{ pipeline: input.pipeline, keys: input.keys, error: err.cause.message }],
       );

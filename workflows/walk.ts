@@ -59,7 +59,8 @@ export interface WalkState {
  */
 const COUNT_AHEAD_PAGES = 4;
 
-export const control = proxyActivities<Activities>({
+// The walk's own database stages (scan, checkpoint, start and finish), retried like a batch's.
+export const activities = proxyActivities<Activities>({
   startToCloseTimeout: '10 minutes',
   heartbeatTimeout: '15 seconds',
   retry: { initialInterval: '500ms', backoffCoefficient: 2, maximumInterval: '1 minute' },
@@ -163,7 +164,7 @@ export class TableWalk {
       const limit = batchSize * window;
       const after =
         this.state.cursor === null ? 'from the start' : `after ${clip(this.state.cursor)}`;
-      const keys = await control.scanKeys.executeWithOptions(
+      const keys = await activities.scanKeys.executeWithOptions(
         { summary: `Find the next ${groupDigits(limit)} keys of ${pipeline} ${after}` },
         [{ pipeline, after: this.state.cursor, limit }],
       );
@@ -195,7 +196,7 @@ export class TableWalk {
       this.state.tokens += tokens;
       const { cursor, processed, total } = this.state;
       const checkpoint: CheckpointResult | undefined =
-        await control.checkpointBackfill.executeWithOptions(
+        await activities.checkpointBackfill.executeWithOptions(
           { summary: `Checkpoint ${pipeline} at ${groupDigits(processed)} rows` },
           [{ pipeline, cursor, processed, tokens, total, countAhead: COUNT_AHEAD_PAGES * limit }],
         );

@@ -1,4 +1,5 @@
-// Starting (or attaching to) a pipeline's backfill, for the CLI, the dev command and the tests.
+// Starting (or attaching to) a pipeline's backfill, for the CLI, the dev command and the tests; and
+// what every whole-table walk's start shares (the re-embed's is src/reembed/start.ts).
 import { WorkflowIdConflictPolicy, type Client, type WorkflowHandle } from '@temporalio/client';
 import type { Pipeline } from '../db/catalog.js';
 import {
@@ -6,9 +7,8 @@ import {
   EMBED_PIPELINE,
   backfillWorkflowId,
   embedTaskQueue,
-  swapWorkflowId,
 } from '../temporal/names.js';
-import type { backfill, BackfillInput, reembed, ReembedInput } from '../../workflows/index.js';
+import type { backfill, BackfillInput } from '../../workflows/index.js';
 
 /**
  * Batches a backfill or re-embed keeps in flight. On a 2-core machine running the worker,
@@ -63,48 +63,13 @@ export async function startBackfill(
 }
 
 /**
- * Starts (or attaches to) the re-embed of the pipeline's pending config:
- * `swap:<pipeline>:<generation>`.
- */
-export async function startReembed(
-  client: Client,
-  p: Pipeline,
-  options: BackfillOptions,
-): Promise<WorkflowHandle<typeof reembed>> {
-  if (!p.pendingConfig || p.pendingGeneration === null) {
-    throw new NothingToReembedError(p.name);
-  }
-  const e = p.pendingConfig.embedding;
-  const input: ReembedInput = {
-    pipeline: p.name,
-    generation: p.pendingGeneration,
-    embedTaskQueue: embedTaskQueue(options.taskQueue, e.provider),
-    batchSize: options.batchSize ?? p.pendingConfig.batchSize,
-    window: options.window ?? DEFAULT_WINDOW,
-    ...(options.maxHistoryEvents ? { maxHistoryEvents: options.maxHistoryEvents } : {}),
-  };
-  return ownHandle(
-    await client.workflow.start<typeof reembed>('reembed', {
-      taskQueue: options.taskQueue,
-      workflowId: swapWorkflowId(p.name, p.pendingGeneration),
-      workflowIdConflictPolicy: WorkflowIdConflictPolicy.USE_EXISTING,
-      args: [input],
-      typedSearchAttributes: [
-        { key: EMBED_PIPELINE, value: p.name },
-        { key: EMBED_KIND, value: 'swap' },
-      ],
-      staticSummary: `Re-embed ${p.name} as generation ${p.pendingGeneration}: ${options.rows.toLocaleString('en-US')} rows, ${e.model}, ${e.dimensions} dims`,
-      memo: { instanceId: options.instanceId },
-    }),
-    options.instanceId,
-  );
-}
-
-/**
  * Starting attaches to a running workflow of the same id; make sure it is this database's. Two
  * databases sharing a namespace would otherwise attach to each other's backfills.
  */
-async function ownHandle<H extends WorkflowHandle>(handle: H, instanceId: string): Promise<H> {
+export async function ownHandle<H extends WorkflowHandle>(
+  handle: H,
+  instanceId: string,
+): Promise<H> {
   const { memo } = await handle.describe();
   const owner = memo?.instanceId;
   if (owner !== instanceId) throw new ForeignWorkflowError(handle.workflowId, String(owner));
@@ -120,14 +85,5 @@ export class ForeignWorkflowError extends Error {
       `workflow ${workflowId} is running for another database (instance ${owner}) in this Temporal namespace; give each deployment a namespace of its own`,
     );
     this.name = 'ForeignWorkflowError';
-  }
-}
-
-export class NothingToReembedError extends Error {
-  constructor(readonly pipeline: string) {
-    super(
-      `pipeline "${pipeline}" has no pending config change to re-embed: change its embedding config and apply the file first`,
-    );
-    this.name = 'NothingToReembedError';
   }
 }

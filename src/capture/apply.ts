@@ -10,7 +10,15 @@ import {
 import { findPipeline, getPipeline, type Pipeline } from '../db/catalog.js';
 import { parseTableName, qualified } from '../db/ident.js';
 import { withTransaction, type Pool, type PoolClient } from '../db/pool.js';
-import { baseState, CATALOG_LOCK, isHeld } from '../db/pipeline-state.js';
+import {
+  baseState,
+  CATALOG_LOCK,
+  changeState,
+  INITIAL_STATE,
+  nextState,
+  type BaseState,
+  type StateEvent,
+} from '../db/pipeline-state.js';
 import { checkEmbeddingModel } from '../providers/models.js';
 import { inspectTable, isEmbeddable, vectorColumnType, type TableInfo } from './inspect.js';
 import { currentSourceTable, reconcileSource } from './schema-check.js';
@@ -62,12 +70,11 @@ async function applyOne(client: PoolClient, config: PipelineConfig): Promise<App
   const vector = config.vectorTable
     ? parseTableName(config.vectorTable)
     : { schema, table: `${config.name}_embeddings` };
-  // A held pipeline is planned from the state it returns to; the schema check below decides whether
-  // it does.
-  const held = existing && isHeld(existing.state) ? existing.state : undefined;
+  // A held pipeline is planned from the state it returns to (the hold stays); the schema check below
+  // decides whether it does.
   const base = existing && {
     ...existing,
-    state: (await baseState(client, existing.name)) ?? existing.state,
+    state: (await baseState(client, existing.name)) ?? INITIAL_STATE,
   };
   const candidate: Pipeline = {
     name: config.name,
@@ -79,23 +86,24 @@ async function applyOne(client: PoolClient, config: PipelineConfig): Promise<App
     config,
     generation: existing?.generation ?? 1,
     syncPaused: existing?.syncPaused ?? false,
-    state: existing?.state ?? 'active',
+    state: existing?.state ?? INITIAL_STATE,
     pendingConfig: null,
     pendingGeneration: null,
   };
   if (existing) checkChange(existing, candidate);
   await checkVectorTable(client, candidate, existing);
-  const next = base ? planChange(base, candidate) : candidate;
+  const { next, event } = base ? planChange(base, candidate) : { next: candidate };
 
+  // A new pipeline starts in the state column's default; an existing one moves by its event below.
   await client.query(
     `insert into embedsync.pipelines
        (name, source_schema, source_table, primary_key, vector_schema, vector_table, config, pending_config,
-        pending_generation, state, held_state, source_relid)
-     values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+        pending_generation, source_relid)
+     values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
      on conflict (name) do update
        set config = excluded.config, primary_key = excluded.primary_key, pending_config = excluded.pending_config,
-           pending_generation = excluded.pending_generation, state = excluded.state, held_state = excluded.held_state,
-           source_relid = excluded.source_relid, updated_at = now()`,
+           pending_generation = excluded.pending_generation, source_relid = excluded.source_relid,
+           updated_at = now()`,
     [
       next.name,
       schema,
@@ -106,11 +114,10 @@ async function applyOne(client: PoolClient, config: PipelineConfig): Promise<App
       JSON.stringify(next.config),
       next.pendingConfig && JSON.stringify(next.pendingConfig),
       next.pendingGeneration,
-      held ?? next.state,
-      held ? next.state : null,
       info.relid,
     ],
   );
+  if (event) await changeState(client, next.name, event, { required: true });
   for (const sql of [
     ...createVectorTableSql(next),
     ...createViewSql(next, [...info.columns.keys()]),
@@ -163,10 +170,13 @@ const sameConfig = (a: PipelineConfig | null, b: PipelineConfig | null): boolean
  * pending one until a re-embed builds it in a table of its own and swaps it in. Anything else
  * (metadata, batch size) applies in place.
  */
-function planChange(existing: Pipeline, candidate: Pipeline): Pipeline {
+function planChange(
+  existing: Pipeline & { state: BaseState },
+  candidate: Pipeline,
+): { next: Pipeline; event?: StateEvent } {
   const reembed = embeddingFingerprint(existing.config) !== embeddingFingerprint(candidate.config);
   if (
-    existing.state === 'swapping' &&
+    existing.state === 'reembedding' &&
     !sameConfig(existing.pendingConfig, reembed ? candidate.config : null)
   ) {
     throw new ConfigError(
@@ -174,18 +184,26 @@ function planChange(existing: Pipeline, candidate: Pipeline): Pipeline {
       `a re-embed of "${candidate.name}" to generation ${existing.pendingGeneration} is running; let it finish (or cancel it) before changing the config again`,
     );
   }
-  if (!reembed)
-    return {
-      ...candidate,
-      state: existing.state === 'pending_rebackfill' ? 'active' : existing.state,
-    };
-  return {
-    ...candidate,
-    config: existing.config,
-    pendingConfig: candidate.config,
-    pendingGeneration: existing.pendingGeneration ?? existing.generation + 1,
-    state: existing.state === 'swapping' ? 'swapping' : 'pending_rebackfill',
-  };
+  const withdrawn = !reembed && existing.state === 'reembed_pending';
+  // The same change applied again while its re-embed runs leaves the re-embed as it is.
+  const due = reembed && existing.state !== 'reembedding';
+  const event: StateEvent | undefined = withdrawn
+    ? { name: 'reembedWithdrawn' }
+    : due
+      ? { name: 'reembedDue' }
+      : undefined;
+  const from = { state: existing.state, heldState: null };
+  const state = event ? nextState(existing.name, from, event).state : existing.state;
+  const next: Pipeline = reembed
+    ? {
+        ...candidate,
+        config: existing.config,
+        pendingConfig: candidate.config,
+        pendingGeneration: existing.pendingGeneration ?? existing.generation + 1,
+        state,
+      }
+    : { ...candidate, state };
+  return event ? { next, event } : { next };
 }
 
 function parseSource(config: PipelineConfig): { schema: string; table: string } {

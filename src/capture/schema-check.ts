@@ -6,7 +6,13 @@
 // something.
 import { getPipeline, type KeyColumn } from '../db/catalog.js';
 import { requeueFailedBatchesNow } from '../db/dead-letters.js';
-import { CATALOG_LOCK, holdPipeline, isHeld, releasePipeline } from '../db/pipeline-state.js';
+import {
+  CATALOG_LOCK,
+  changeState,
+  isHeld,
+  type BaseState,
+  type PipelineState,
+} from '../db/pipeline-state.js';
 import { withTransaction, type Pool, type PoolClient } from '../db/pool.js';
 import type { Logger } from '../log.js';
 import type { PipelineConfig } from '../config/pipeline.js';
@@ -21,7 +27,7 @@ import { installCaptureSql } from './triggers.js';
 import { createViewSql } from './vector-table.js';
 
 interface SourceRow extends CatalogSource {
-  state: string;
+  state: PipelineState;
   stateReason: string | null;
   sourceRelid: number | null;
   live: LiveTable | undefined;
@@ -34,8 +40,8 @@ interface Row {
   primary_key: KeyColumn[];
   config: PipelineConfig;
   pending_config: PipelineConfig | null;
-  state: string;
-  base_state: string;
+  state: PipelineState;
+  base_state: BaseState;
   state_reason: string | null;
   source_columns: Record<string, number> | null;
   source_relid: number | null;
@@ -134,8 +140,8 @@ export interface CheckOptions {
   log?: Logger;
   pipeline?: string;
   /**
-   * Wait for an apply or a swap under way (default); else leave a pipeline that needs acting on to
-   * the next look.
+   * Wait for an apply or a re-embed step under way (default); else leave a pipeline that needs
+   * acting on to the next look.
    */
   wait?: boolean;
 }
@@ -210,11 +216,12 @@ export async function reconcileSource(
   let resumed = false;
   if (verdict.hold) {
     if (row.state !== verdict.hold.state || row.stateReason !== verdict.hold.reason) {
-      await holdPipeline(client, pipeline, verdict.hold.state, verdict.hold.reason);
+      const { state: hold, reason } = verdict.hold;
+      await changeState(client, pipeline, { name: 'held', hold, reason });
       changes.push(`${verdict.hold.state}: ${verdict.hold.reason}`);
     }
   } else {
-    const state = await releasePipeline(client, pipeline);
+    const state = (await changeState(client, pipeline, { name: 'released' }))?.state;
     if (state) changes.push(`its source table is in shape again: back to ${state}`);
     resumed = state !== undefined || verdict.renamedTo !== undefined;
   }

@@ -3,7 +3,7 @@
 // on the verdict.
 import { embedColumns, type PipelineConfig } from '../config/pipeline.js';
 import type { KeyColumn } from '../db/catalog.js';
-import type { HeldState } from '../db/pipeline-state.js';
+import type { BaseState, HeldState } from '../db/pipeline-state.js';
 import { isEmbeddable, type ColumnInfo } from './inspect.js';
 
 export interface LiveColumn extends ColumnInfo {
@@ -28,7 +28,7 @@ export interface CatalogSource {
   config: PipelineConfig;
   pendingConfig: PipelineConfig | null;
   /** The state the pipeline is in, or returns to once its hold ends. */
-  baseState: string;
+  baseState: BaseState;
   /** Attribute numbers of the columns read, when the table was last in shape; null before that. */
   sourceColumns: Record<string, number> | null;
 }
@@ -101,7 +101,7 @@ export function judgeSchema(p: CatalogSource, live: LiveTable | undefined): Sche
   for (const c of readColumns(p)) {
     // A re-embed under way is the fix for columns only the live generation reads: its cut-over
     // drops them.
-    if (p.baseState === 'swapping' && !c.pending) continue;
+    if (p.baseState === 'reembedding' && !c.pending) continue;
     const now = byName.get(c.column);
     const column = `column "${c.column}" of ${table}`;
     if (now) {

@@ -2,10 +2,11 @@
 // prefixes, chunking) has been applied, builds the new generation in a table of its own and swaps
 // it in atomically. Search keeps working on the old generation until the swap, and never sees both.
 import { Command } from 'commander';
-import { DEFAULT_WINDOW, NothingToReembedError, startReembed } from '../backfill/start.js';
+import { DEFAULT_WINDOW } from '../backfill/start.js';
 import { checkSourceSchemas } from '../capture/schema-check.js';
 import { getPipeline, instanceId, resolvePipeline } from '../db/catalog.js';
 import { countSourceRows } from '../db/source.js';
+import { NothingToReembedError, startReembed } from '../reembed/start.js';
 import { webUiWorkflowUrl } from '../temporal/names.js';
 import { positiveInt, runMain, UserError } from './common.js';
 import {

@@ -7,6 +7,7 @@
 //   generation    bumps whenever the embedding config changes; every vector row records it
 //   content hash  hash of the exact text sent to the model plus the config's fingerprint
 import type { PipelineConfig } from '../config/pipeline.js';
+import type { PipelineState } from './pipeline-state.js';
 import type { Pool, PoolClient } from './pool.js';
 
 export interface KeyColumn {
@@ -25,7 +26,8 @@ export interface Pipeline {
   config: PipelineConfig;
   generation: number;
   syncPaused: boolean;
-  state: string;
+  /** Written only through the state machine (src/db/pipeline-state.ts). */
+  state: PipelineState;
   /** A changed config waiting for its re-embed, and the generation it will become. */
   pendingConfig: PipelineConfig | null;
   pendingGeneration: number | null;
@@ -54,7 +56,7 @@ interface PipelineRow {
   config: PipelineConfig;
   generation: number;
   sync_paused: boolean;
-  state: string;
+  state: PipelineState;
   pending_config: PipelineConfig | null;
   pending_generation: number | null;
 }
@@ -84,7 +86,7 @@ export const swapTableName = (vectorTable: string): string => `${vectorTable}_sw
  */
 export function atGeneration(p: Pipeline, generation: number | undefined): Pipeline | undefined {
   if (generation === undefined || generation === p.generation) return p;
-  if (generation === p.pendingGeneration && p.pendingConfig && p.state === 'swapping') {
+  if (generation === p.pendingGeneration && p.pendingConfig && p.state === 'reembedding') {
     return { ...p, config: p.pendingConfig, generation, vectorTable: swapTableName(p.vectorTable) };
   }
   return undefined;

@@ -147,7 +147,7 @@ export class Poller {
     ];
     // While a re-embed builds the next generation, every change goes to its table too.
     if (
-      pipeline.state === 'swapping' &&
+      pipeline.state === 'reembedding' &&
       pipeline.pendingConfig &&
       pipeline.pendingGeneration !== null
     ) {

@@ -6,7 +6,7 @@ import type { backfill, reembed } from '../../workflows/index.js';
 import {
   EMBED_KIND,
   backfillWorkflowId,
-  swapWorkflowId,
+  reembedWorkflowId,
   webUiWorkflowUrl,
 } from '../temporal/names.js';
 
@@ -80,7 +80,7 @@ export async function runningBackfill(
 ): Promise<WorkflowHandle<typeof backfill> | undefined> {
   const ids = [
     backfillWorkflowId(pipeline),
-    ...(pendingGeneration ? [swapWorkflowId(pipeline, pendingGeneration)] : []),
+    ...(pendingGeneration ? [reembedWorkflowId(pipeline, pendingGeneration)] : []),
   ];
   for (const id of ids) {
     const handle = client.workflow.getHandle<typeof backfill>(id);

@@ -8,7 +8,8 @@ export const EMBED_PIPELINE = defineSearchAttributeKey(
 export const EMBED_KIND = defineSearchAttributeKey('EmbedKind', SearchAttributeType.KEYWORD);
 export const SEARCH_ATTRIBUTES = [EMBED_PIPELINE, EMBED_KIND] as const;
 
-export type WorkflowKind = 'sync' | 'backfill' | 'swap';
+/** The EmbedKind search attribute (re-embeds started before it was 'reembed' carry 'swap'). */
+export type WorkflowKind = 'sync' | 'backfill' | 'reembed';
 
 /**
  * Embedding activities of one provider share a task queue, so the server can rate-limit them
@@ -24,8 +25,11 @@ export const syncWorkflowId = (pipeline: string, firstOutboxId: number, digest: 
 /** One backfill per pipeline at a time: starting another attaches to the running one. */
 export const backfillWorkflowId = (pipeline: string): string => `backfill:${pipeline}`;
 
-/** The re-embed that builds one generation: swap:products:2. */
-export const swapWorkflowId = (pipeline: string, generation: number): string =>
+/**
+ * The re-embed that builds one generation: swap:products:2. The id keeps the prefix it was first
+ * given, so a running re-embed is still found, and a second start attaches to it.
+ */
+export const reembedWorkflowId = (pipeline: string, generation: number): string =>
   `swap:${pipeline}:${generation}`;
 
 export function webUiWorkflowUrl(uiBase: string, namespace: string, workflowId: string): string {

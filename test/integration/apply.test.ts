@@ -169,7 +169,7 @@ describe('applying pipelines', () => {
         p.pendingGeneration,
         p.state,
       ],
-      [64, 128, 1, 2, 'pending_rebackfill'],
+      [64, 128, 1, 2, 'reembed_pending'],
     );
     // Applying the live config again withdraws the pending change.
     await apply(productsPipeline());
@@ -193,7 +193,7 @@ describe('applying pipelines', () => {
     await apply(productsPipeline());
     await apply(productsPipeline({ embedding: { provider: 'offline', dimensions: 128 } }));
     await db.pool.query(
-      `update embedsync.pipelines set state = 'swapping' where name = 'products'`,
+      `update embedsync.pipelines set state = 'reembedding' where name = 'products'`,
     );
     const err = await refused([
       productsPipeline({ embedding: { provider: 'offline', dimensions: 96 } }),

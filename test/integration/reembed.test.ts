@@ -4,7 +4,8 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { applyPipelines } from '../../src/capture/apply.js';
 import { parsePipelines } from '../../src/config/pipeline.js';
-import { startBackfill, startReembed } from '../../src/backfill/start.js';
+import { startBackfill } from '../../src/backfill/start.js';
+import { startReembed } from '../../src/reembed/start.js';
 import { getPipeline } from '../../src/db/catalog.js';
 import { verifyPipeline } from '../../src/verify/verify.js';
 import { progressQuery } from '../../workflows/definitions.js';
@@ -93,7 +94,7 @@ describe('re-embed by atomic swap', () => {
         p.config.embedding.dimensions,
         p.pendingConfig?.embedding.dimensions,
       ],
-      [1, 2, 'pending_rebackfill', 64, 32],
+      [1, 2, 'reembed_pending', 64, 32],
     );
     // Changes keep flowing to the live generation meanwhile.
     await h.db.pool.query(

@@ -14,6 +14,7 @@ const { History } = proto.temporal.api.history.v1;
 import { Worker } from '@temporalio/worker';
 import { startBackfill } from '../../src/backfill/start.js';
 import { getPipeline } from '../../src/db/catalog.js';
+import { startReembed } from '../../src/reembed/start.js';
 import { workflowBundle } from '../../src/worker/bundle.js';
 import { pauseSignal, progressQuery, resumeSignal } from '../../workflows/definitions.js';
 import {
@@ -166,6 +167,33 @@ describe('workflow determinism', () => {
           History.encode(last.history).finish(),
         );
       }
+    }
+  });
+
+  it('the history of a re-embed, from its first step to its swap and finish, replays without nondeterminism', async () => {
+    const name = uniqueName('reembedded');
+    await h.db.pool.query(
+      `create table ${name} (id bigint primary key, name text, description text)`,
+    );
+    await h.db.pool.query(
+      `insert into ${name} select g, 'Item ' || g, 'Description ' || g from generate_series(1, 300) g`,
+    );
+    const v1 = productsPipeline({ name, source: { table: name }, metadata: [] });
+    await applyPipeline(h, v1);
+    await applyPipeline(h, { ...v1, embedding: { ...v1.embedding, dimensions: 32 } });
+    const p = await getPipeline(h.db.pool, name);
+    const handle = await startReembed(h.client, p, {
+      taskQueue: h.taskQueue,
+      instanceId: h.instanceId,
+      rows: 300,
+      batchSize: 100,
+      window: 2,
+    });
+    assert.equal((await handle.result()).processed, 300);
+    const history = await handle.fetchHistory();
+    assert.deepEqual(await replayAll([{ workflowId: handle.workflowId, history }]), []);
+    if (process.env.EMBEDSYNC_RECORD_HISTORIES === '1') {
+      writeFileSync(path.join(FIXTURES, 'reembed.history.bin'), History.encode(history).finish());
     }
   });
 

@@ -9,7 +9,7 @@ import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import { WorkflowFailedError } from '@temporalio/client';
 import { applyPipelines, removePipeline } from '../../src/capture/apply.js';
-import { startReembed } from '../../src/backfill/start.js';
+import { startReembed } from '../../src/reembed/start.js';
 import { parsePipelines, type PipelineInput } from '../../src/config/pipeline.js';
 import { getPipeline } from '../../src/db/catalog.js';
 import { gatherStatus, type PipelineStatus } from '../../src/status/index.js';

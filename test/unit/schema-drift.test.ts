@@ -167,7 +167,7 @@ describe('judging a source table against its pipeline', () => {
 
   it('while a re-embed runs, only what the pending config reads counts', () => {
     const p = source({
-      baseState: 'swapping',
+      baseState: 'reembedding',
       pendingConfig: config({ embed: { columns: ['title'] } }),
     });
     assert.equal(

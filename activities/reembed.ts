@@ -1,6 +1,6 @@
-// Re-embedding by atomic swap (DESIGN decision 8): the pending generation is built in
-// <vector table>_swap while the live table keeps serving; then one short transaction renames
-// live → old and swap → live, switches the pipeline's generation, and drops old.
+// The re-embed's own steps (DESIGN decision 8): the pending generation is built in
+// <vector table>_swap while the live table keeps serving; then the swap, one short transaction,
+// renames live → old and swap → live, switches the pipeline's generation, and drops old.
 import { ApplicationFailure } from '@temporalio/activity';
 import { atGeneration, getPipeline, swapTableName, type Pipeline } from '../src/db/catalog.js';
 import { inspectTable } from '../src/capture/inspect.js';
@@ -15,26 +15,29 @@ import {
 } from '../src/capture/vector-table.js';
 import { qualified, quoteIdent } from '../src/db/ident.js';
 import { requeueFailedBatchesNow } from '../src/db/dead-letters.js';
-import { CATALOG_LOCK } from '../src/db/pipeline-state.js';
+import { CATALOG_LOCK, changeState } from '../src/db/pipeline-state.js';
 import { withTransaction, type PoolClient } from '../src/db/pool.js';
+import { endWalk, type FinishInput } from './backfill.js';
 import type { ActivityDeps } from './deps.js';
 import { classified } from './errors.js';
 
-export interface SwapRef {
+export interface ReembedRef {
   pipeline: string;
   generation: number;
 }
 
 /**
- * Retrying cannot make a generation pending again: the config moved on, or another swap finished.
+ * Retrying cannot make a generation pending again: the config moved on, or another re-embed
+ * finished.
  */
-const nothingToSwap = (pipeline: string, detail: string): ApplicationFailure =>
-  ApplicationFailure.nonRetryable(`pipeline "${pipeline}": ${detail}`, 'NothingToSwap');
+const nothingToReembed = (pipeline: string, detail: string): ApplicationFailure =>
+  ApplicationFailure.nonRetryable(`pipeline "${pipeline}": ${detail}`, 'NothingToReembed');
 
-export function createSwapActivities({ pool, log }: ActivityDeps) {
-  return {
-    /** Creates the swap table for the pending generation and marks the pipeline as swapping. */
-    async prepareSwap({ pipeline, generation }: SwapRef): Promise<void> {
+export function createReembedActivities(deps: ActivityDeps) {
+  const { pool, log } = deps;
+  const steps = {
+    /** Creates the swap table for the pending generation; the pipeline is reembedding. */
+    async prepareReembed({ pipeline, generation }: ReembedRef): Promise<void> {
       return classified(() =>
         withTransaction(pool, async (client) => {
           // Before the row lock, in the order apply and the schema check take them.
@@ -42,13 +45,13 @@ export function createSwapActivities({ pool, log }: ActivityDeps) {
           const p = await getPipeline(client, pipeline, 'for update');
           if (p.generation === generation) return; // already swapped in: a retry after success
           if (p.pendingGeneration !== generation || !p.pendingConfig) {
-            throw nothingToSwap(
+            throw nothingToReembed(
               pipeline,
               `generation ${generation} is not the pending one (${p.pendingGeneration ?? 'none'})`,
             );
           }
           const swap = { ...p, config: p.pendingConfig, vectorTable: swapTableName(p.vectorTable) };
-          if (p.state !== 'swapping') {
+          if (p.state !== 'reembedding') {
             // Whatever an abandoned attempt left behind is rebuilt from nothing.
             await client.query(
               `drop table if exists ${qualified(p.vectorSchema, swap.vectorTable)}`,
@@ -56,24 +59,20 @@ export function createSwapActivities({ pool, log }: ActivityDeps) {
           }
           for (const sql of createVectorTableSql(swap)) await client.query(sql);
           // From a hold too: a re-embed is the fix for columns only the live generation reads.
-          await client.query(
-            `update embedsync.pipelines
-                set state = 'swapping', held_state = null, state_reason = null, updated_at = now()
-              where name = $1`,
-            [pipeline],
-          );
-          const swapping = await inSchema(client, pipeline, log);
+          await changeState(client, pipeline, { name: 'reembedStarted' }, { required: true });
+          const reembedding = await inSchema(client, pipeline, log);
           // Changes to the pending config's columns must be captured from now on.
-          for (const sql of installCaptureSql(swapping)) await client.query(sql);
+          for (const sql of installCaptureSql(reembedding)) await client.query(sql);
           log.info({ pipeline, generation }, 're-embed started');
         }),
       );
     },
 
     /**
-     * The swap itself, in one transaction: readers block for its duration, never fail, never mix.
+     * The swap, the re-embed's last step, in one transaction: readers block for its duration, never
+     * fail, never mix.
      */
-    async cutOverSwap({ pipeline, generation }: SwapRef): Promise<void> {
+    async swapInGeneration({ pipeline, generation }: ReembedRef): Promise<void> {
       return classified(() =>
         withTransaction(pool, async (client) => {
           await client.query('select pg_advisory_xact_lock($1)', [CATALOG_LOCK]);
@@ -84,7 +83,7 @@ export function createSwapActivities({ pool, log }: ActivityDeps) {
           const p = await inSchema(client, pipeline, log);
           const next = atGeneration(p, generation);
           if (!next || !p.pendingConfig)
-            throw nothingToSwap(pipeline, `generation ${generation} is not being built`);
+            throw nothingToReembed(pipeline, `generation ${generation} is not being built`);
           await renameTables(client, p);
           const info = await inspectTable(client, p.sourceSchema, p.sourceTable);
           const live: Pipeline = { ...p, config: p.pendingConfig, generation };
@@ -93,10 +92,11 @@ export function createSwapActivities({ pool, log }: ActivityDeps) {
           await client.query(
             `update embedsync.pipelines
                 set config = pending_config, generation = pending_generation, pending_config = null,
-                    pending_generation = null, state = 'active', updated_at = now()
+                    pending_generation = null, updated_at = now()
               where name = $1`,
             [pipeline],
           );
+          await changeState(client, pipeline, { name: 'reembedFinished' }, { required: true });
           // Capture now watches what the new generation reads, and nothing its predecessor alone
           // read.
           const captured: Pipeline = {
@@ -116,24 +116,35 @@ export function createSwapActivities({ pool, log }: ActivityDeps) {
     },
 
     /** Gives up a re-embed (cancelled): drops the swap table; the config change stays pending. */
-    async abandonSwap({ pipeline, generation }: SwapRef): Promise<void> {
+    async abandonReembed({ pipeline, generation }: ReembedRef): Promise<void> {
       await withTransaction(pool, async (client) => {
         const p = await getPipeline(client, pipeline, 'for update');
         if (p.pendingGeneration !== generation) return;
         await client.query(
           `drop table if exists ${qualified(p.vectorSchema, swapTableName(p.vectorTable))}`,
         );
-        await client.query(
-          `update embedsync.pipelines set state = 'pending_rebackfill', updated_at = now() where name = $1`,
-          [pipeline],
-        );
+        await changeState(client, pipeline, { name: 'reembedAbandoned' });
       });
     },
+
+    /** The re-embed's end, its generation live (the swap set the state): clears what it staged. */
+    async finishReembed(input: FinishInput): Promise<void> {
+      await endWalk(deps, input);
+      log.info({ pipeline: input.pipeline, outcome: input.outcome }, 're-embed finished');
+    },
+  };
+  return {
+    ...steps,
+    // Re-embeds started before the steps had these names schedule them by their old ones (the
+    // activity types in their histories): registered under both until none of those runs remain.
+    prepareSwap: (ref: ReembedRef) => steps.prepareReembed(ref),
+    cutOverSwap: (ref: ReembedRef) => steps.swapInGeneration(ref),
+    abandonSwap: (ref: ReembedRef) => steps.abandonReembed(ref),
   };
 }
 
 /**
- * The pipeline after the schema check (a renamed source table followed); fails the swap if it is
+ * The pipeline after the schema check (a renamed source table followed); fails the step if it is
  * held.
  */
 async function inSchema(
@@ -158,7 +169,7 @@ async function renameTables(client: PoolClient, p: Pipeline): Promise<void> {
     `alter table ${qualified(p.vectorSchema, swap)} rename to ${quoteIdent(live)}`,
   );
   await client.query(`drop table ${qualified(p.vectorSchema, old)}`);
-  // Index names follow the table's, so the next swap can build its own under the usual names.
+  // Index names follow the table's, so the next re-embed can build its own under the usual names.
   await client.query(
     `alter index ${schema}.${quoteIdent(pkeyName(swap))} rename to ${quoteIdent(pkeyName(live))}`,
   );
