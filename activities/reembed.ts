@@ -1,4 +1,4 @@
-// The re-embed's own steps (DESIGN decision 8): the pending generation is built in
+// The re-embed's own steps (docs/architecture.md, decision 8): the pending generation is built in
 // <vector table>_swap while the live table keeps serving; then the swap, one short transaction,
 // renames live → old and swap → live, switches the pipeline's generation, and drops old.
 import { ApplicationFailure } from '@temporalio/activity';

@@ -1,4 +1,4 @@
--- Whole-table work: where a backfill is, and how far it got (DESIGN decision 7).
+-- Whole-table work: where a backfill is, and how far it got (docs/architecture.md, decision 7).
 alter table embedsync.pipelines
   add column synced_rows     bigint not null default 0,
   add column total_rows      bigint,

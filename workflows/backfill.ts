@@ -1,5 +1,6 @@
-// backfill: embeds a pipeline's existing rows (DESIGN decision 7). Rows already embedded with the
-// same content are skipped by fetch, so a resumed or repeated backfill never pays for them again.
+// backfill: embeds a pipeline's existing rows (docs/architecture.md, decision 7). Rows already
+// embedded with the same content are skipped by fetch, so a resumed or repeated backfill never pays
+// for them again.
 import { CancellationScope, continueAsNew, isCancellation } from '@temporalio/workflow';
 import { groupDigits } from './progress.js';
 import { activities, TableWalk, type WalkOptions, type WalkState } from './walk.js';

@@ -1,7 +1,7 @@
 // reembed: builds the pending generation in <vector table>_swap while the live table keeps serving,
-// then swaps it in with one short transaction (DESIGN decision 8). Changes that arrive meanwhile
-// are written to both tables by the sync workflows, so the swap table is caught up when the walk
-// ends.
+// then swaps it in with one short transaction (docs/architecture.md, decision 8). Changes that
+// arrive meanwhile are written to both tables by the sync workflows, so the swap table is caught up
+// when the walk ends.
 import { CancellationScope, continueAsNew, isCancellation, patched } from '@temporalio/workflow';
 import { groupDigits } from './progress.js';
 import { activities, TableWalk, type WalkOptions, type WalkState } from './walk.js';

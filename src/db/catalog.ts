@@ -1,4 +1,4 @@
-// Terminology (see DESIGN.md):
+// Terminology (docs/architecture.md, "Words"):
 //   pipeline      one source table + one embedding config + one vector table
 //   source table  the user's table; embedsync only adds triggers to it
 //   vector table  one row per chunk of each source row

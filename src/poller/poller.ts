@@ -1,5 +1,6 @@
-// The poller: outbox → Temporal. Claim, start, delete, in one transaction (DESIGN decision 4).
-// A crash before commit leaves the rows for the next claim; several pollers may run at once.
+// The poller: outbox → Temporal. Claim, start, delete, in one transaction (docs/architecture.md,
+// decision 4). A crash before commit leaves the rows for the next claim; several pollers may run at
+// once.
 import { WorkflowExecutionAlreadyStartedError, type Client } from '@temporalio/client';
 import pg from 'pg';
 import { instanceId, listPipelines, type Pipeline } from '../db/catalog.js';
