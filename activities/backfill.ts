@@ -1,6 +1,5 @@
 // The backfill's own activities: count, page through keys, checkpoint, finish. The batches
 // themselves go through the same four stages as change sync.
-import { Context } from '@temporalio/activity';
 import { clearBatchFailures, clearBatchFailuresByPrefix } from '../src/db/batch-failures.js';
 import { getPipeline } from '../src/db/catalog.js';
 import { changeState } from '../src/db/pipeline-state.js';
@@ -10,6 +9,7 @@ import type { ActivityDeps } from './deps.js';
 import { classified } from './errors.js';
 import type { CheckpointResult } from './types.js';
 import { followingSchemaChanges } from './schema.js';
+import { callingWorkflow } from './workflow.js';
 
 export interface ScanInput {
   pipeline: string;
@@ -148,5 +148,5 @@ export async function endWalk(
   await clearBatchesByPrefix(pool, batchPrefix);
   // Its batches and its own stages (scan, checkpoint: recorded under the workflow id) have ended.
   await clearBatchFailuresByPrefix(pool, pipeline, batchPrefix);
-  await clearBatchFailures(pool, pipeline, Context.current().info.workflowExecution.workflowId);
+  await clearBatchFailures(pool, pipeline, callingWorkflow().workflowId);
 }

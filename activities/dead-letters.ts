@@ -3,12 +3,12 @@
 // `npx embedsync status` counts them. The poller sends them round again, less and less often
 // (src/db/dead-letters.ts), and `npx embedsync verify --requeue` at once. What the batch had
 // staged is of no more use: a retry reads the rows afresh, under a batch of its own.
-import { Context } from '@temporalio/activity';
 import { clearBatchFailures, clearBatchFailuresByPrefix } from '../src/db/batch-failures.js';
 import { recordFailedBatch } from '../src/db/dead-letters.js';
 import { withTransaction } from '../src/db/pool.js';
 import { clearSyncBatches } from '../src/db/staging.js';
 import type { ActivityDeps } from './deps.js';
+import { callingWorkflow } from './workflow.js';
 
 export interface FailedBatch {
   pipeline: string;
@@ -22,7 +22,7 @@ export function createDeadLetterActivities({ pool, log }: ActivityDeps) {
     async deadLetterBatch({ pipeline, keys, generation, error }: FailedBatch): Promise<void> {
       // A sync's batches are named after its workflow: `<id>`, and `<id>:g<generation>` during a
       // re-embed.
-      const workflowId = Context.current().info.workflowExecution.workflowId;
+      const workflowId = callingWorkflow().workflowId;
       await withTransaction(pool, async (client) => {
         await recordFailedBatch(client, pipeline, keys, generation, error);
         await clearSyncBatches(client, workflowId);

@@ -5,6 +5,7 @@
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import { clearStageFailure, recordStageFailure } from '../src/db/batch-failures.js';
 import type { ActivityDeps } from './deps.js';
+import { callingWorkflow } from './workflow.js';
 
 /** The stage each activity is, in the words status uses. */
 const STAGES: Record<string, string> = {
@@ -65,7 +66,7 @@ export function recordingFailures<T extends Record<string, Activity>>(
         // transaction.
         if (pipeline && info.attempt > 1) {
           const batchId =
-            typeof ref?.batchId === 'string' ? ref.batchId : info.workflowExecution.workflowId;
+            typeof ref?.batchId === 'string' ? ref.batchId : callingWorkflow().workflowId;
           await clearStageFailure(pool, pipeline, batchId, STAGES[name] ?? name).catch(
             (err: unknown) =>
               log.warn(
@@ -101,7 +102,7 @@ async function record(
     (err instanceof ApplicationFailure && err.nextRetryDelay != null)
   )
     return;
-  const { workflowId, runId } = info.workflowExecution;
+  const { workflowId, runId } = callingWorkflow();
   const batchId = typeof batchRef === 'string' ? batchRef : workflowId;
   const failure = {
     pipeline,

@@ -61,11 +61,23 @@ Environment: DATABASE_URL, TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, EMBEDSYNC_TASK_
 `;
 }
 
-// tsx registers itself through module.register, which Node has had since 20.6.
-const [major = 0, minor = 0] = process.versions.node.split('.').map(Number);
-if (major < 20 || (major === 20 && minor < 6)) {
+// The floor is package.json's engines.node (">=22.13"). An older system Node is usual and fine
+// under npm: `npm ci` installs the project's own Node 24 (optionalDependencies), which `npm run` and
+// `npx` put first on PATH. Checked before tsx or any command is loaded, so an old Node says so here
+// rather than failing somewhere inside them.
+const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'));
+const floor = pkg.engines.node.replace(/^>=\s*/, '');
+const older = (have, need) => {
+  const [a = 0, b = 0] = have.split('.').map(Number);
+  const [x = 0, y = 0] = need.split('.').map(Number);
+  return a < x || (a === x && b < y);
+};
+if (older(process.versions.node, floor)) {
   process.stderr.write(
-    `embedsync: needs Node.js 20.6 or later; this is ${process.versions.node}\n`,
+    `embedsync: needs Node.js ${floor} or later; this is Node.js ${process.versions.node} (${process.execPath}).\n` +
+      'After `npm ci`, which installs Node 24 for this project, run it through npm: ' +
+      '`npx embedsync …`, `npm run …`, or `node_modules/.bin/node bin/embedsync.js …`. ' +
+      'Or install Node.js 24.\n',
   );
   process.exit(1);
 }
@@ -79,7 +91,6 @@ if (
 ) {
   process.stdout.write(help());
 } else if (command === '--version' || command === '-V') {
-  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'));
   process.stdout.write(`${pkg.version}\n`);
 } else {
   // `embedsync help status` is `embedsync status --help`.

@@ -5,10 +5,10 @@
 //   tsx test/run.ts --loaded unit integration
 //                                         (npm run test:loaded: the same while the CPUs are kept busy)
 //   tsx test/run.ts test/integration/search.test.ts …   (single files)
-// A test file that runs longer than its suite's FILE_TIMEOUT_MIN (or
-// EMBEDSYNC_TEST_FILE_TIMEOUT_MS) is stopped and fails, named, and the run goes on; should one
-// outlive that by WATCHDOG_GRACE_MS, the whole run is stopped with the files still running.
-import { existsSync, readdirSync } from 'node:fs';
+// A test that runs longer than its suite's FILE_TIMEOUT_MIN (or EMBEDSYNC_TEST_FILE_TIMEOUT_MS)
+// fails, named, its file is stopped, and the run goes on; should a file outlive that limit by
+// WATCHDOG_GRACE_MS, the whole run is stopped with the files still running.
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { run } from 'node:test';
@@ -17,6 +17,24 @@ import { readEnv } from '../src/config/env.js';
 import { ensureStack, type LocalStack } from '../src/stack/index.js';
 import { startCpuHog, type CpuHog } from './helpers/cpu-hog.js';
 import { killChildren } from './helpers/descendants.js';
+
+// `npm test` runs this on the project's own Node 24 (package.json's optionalDependencies); run by
+// hand with an older system node, it says so before starting anything.
+const { engines } = JSON.parse(
+  readFileSync(new URL('../package.json', import.meta.url), 'utf8'),
+) as {
+  engines: { node: string };
+};
+const floor = engines.node.replace(/^>=\s*/, '');
+const [major = 0, minor = 0] = process.versions.node.split('.').map(Number);
+const [needMajor = 0, needMinor = 0] = floor.split('.').map(Number);
+if (major < needMajor || (major === needMajor && minor < needMinor)) {
+  console.error(
+    `the tests need Node.js ${floor} or later; this is ${process.versions.node} (${process.execPath}). ` +
+      'Run them with `npm test` after `npm ci`, which brings the project its Node 24.',
+  );
+  process.exit(1);
+}
 
 const SUITES = ['unit', 'integration', 'chaos'];
 // Integration files each use a database and task queue of their own, so they can run side by side;
@@ -121,10 +139,17 @@ async function runFiles(paths: string[], concurrency: number): Promise<number> {
   });
   stream.on('test:fail', (d: FileEvent) => {
     failed = true;
-    // Node sends a file that ran out of time SIGTERM; one that ignores it (a worker's shutdown
-    // handler waiting on a hung test) is killed, with what it spawned.
-    const file = ofFile(d);
-    if (file && d.details?.error?.failureType === 'testTimeoutFailure') killChildren(file);
+    // The time limit is each test's (node gives it to the file's process as --test-timeout). A test
+    // that ran out of time may have left what it awaited running (a worker's shutdown waiting on a
+    // hung test), which would keep its file's process alive: the file is stopped there, with what it
+    // spawned, and fails by name.
+    if (d.file && d.details?.error?.failureType === 'testTimeoutFailure') {
+      killChildren(d.file);
+      const limit = `${FILE_TIMEOUT_MS / 1000} s`;
+      console.error(
+        `# stopped ${path.relative(process.cwd(), d.file)}: "${d.name}" ran past ${limit}`,
+      );
+    }
   });
   const watchdog = setInterval(() => {
     const limit = Date.now() - FILE_TIMEOUT_MS - WATCHDOG_GRACE_MS;

