@@ -38,7 +38,7 @@ const envSchema = z.object({
   DATABASE_URL: z.string().min(1).optional(),
   TEMPORAL_ADDRESS: z.string().min(1).optional(),
   TEMPORAL_NAMESPACE: z.string().min(1).default(LOCAL_DEFAULTS.temporalNamespace),
-  TEMPORAL_UI_URL: z.string().url().optional(),
+  TEMPORAL_UI_URL: z.url().optional(),
   EMBEDSYNC_TASK_QUEUE: z.string().min(1).default(LOCAL_DEFAULTS.taskQueue),
   EMBEDSYNC_CONFIG: z.string().min(1).optional(),
   EMBEDSYNC_HOME: z.string().min(1).default(LOCAL_DEFAULTS.home),

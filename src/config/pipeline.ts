@@ -130,7 +130,7 @@ export const pipelineSchema = z
       })
       .strict()
       .refine((c) => c.overlap < c.size / 2, {
-        message: 'overlap must be less than half of size',
+        error: 'overlap must be less than half of size',
         path: ['overlap'],
       })
       .default({ size: 2000, overlap: 200 }),
