@@ -9,6 +9,7 @@ import {
 } from '../config/pipeline.js';
 import { findPipeline, getPipeline, type Pipeline } from '../db/catalog.js';
 import { parseTableName, qualified } from '../db/ident.js';
+import { dropQueuedChanges } from '../db/outbox.js';
 import { withTransaction, type Pool, type PoolClient } from '../db/pool.js';
 import {
   baseState,
@@ -312,7 +313,7 @@ export async function removePipeline(
       ? { sourceSchema: now.schema, sourceTable: now.table }
       : { sourceSchema: p.sourceSchema, sourceTable: p.sourceTable };
     for (const sql of removeCaptureSql({ ...p, ...source })) await client.query(sql);
-    await client.query('delete from embedsync.outbox where pipeline = $1', [name]);
+    await dropQueuedChanges(client, name);
     await client.query('delete from embedsync.pipelines where name = $1', [name]);
     if (options.dropVectorTable) {
       await client.query(`drop view if exists ${qualified(p.vectorSchema, viewName(p))}`);

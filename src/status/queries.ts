@@ -1,6 +1,6 @@
 // The SQL behind the operator commands: the status view and the sync pause switch. (Counting a
 // source table is src/db/source.ts's.)
-import { NOTIFY_CHANNEL } from '../capture/triggers.js';
+import { wakePollers } from '../db/outbox.js';
 import type { Pool } from '../db/pool.js';
 
 /** One row of embedsync.pipeline_status (sql/000002_progress.sql), in the code's words. */
@@ -82,6 +82,6 @@ export async function setSyncPaused(
     [pipeline, paused],
   );
   const changed = (rowCount ?? 0) > 0;
-  if (changed && !paused) await pool.query('select pg_notify($1, $2)', [NOTIFY_CHANNEL, pipeline]);
+  if (changed && !paused) await wakePollers(pool, pipeline);
   return changed;
 }
