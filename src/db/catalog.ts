@@ -214,7 +214,7 @@ export async function deletePipeline(db: Queryable, name: string): Promise<void>
   await db.query('delete from embedsync.pipelines where name = $1', [name]);
 }
 
-/** The source table was renamed or moved: the pipeline follows it (docs/architecture.md, decision 12). */
+/** A renamed or moved source table is followed (docs/architecture.md, decision 12). */
 export async function followRenamedSource(
   db: Queryable,
   pipeline: string,

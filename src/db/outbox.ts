@@ -1,8 +1,8 @@
-// embedsync.outbox (sql/000001): every query of that table. The capture functions insert into it in
-// the user's transaction (src/capture/triggers.ts builds them from OUTBOX_INSERT); the poller claims,
-// starts and deletes (docs/architecture.md, decision 4). Claimed rows stay locked (and invisible to
-// other pollers, which skip them) until the transaction that starts their workflows commits or
-// rolls back.
+// embedsync.outbox (sql/000001): every query of that table. The capture functions insert into it
+// in the user's transaction (src/capture/triggers.ts builds them from OUTBOX_INSERT); the poller
+// claims, starts and deletes (docs/architecture.md, decision 4). Claimed rows stay locked (and
+// invisible to other pollers, which skip them) until the transaction that starts their workflows
+// commits or rolls back.
 import { HELD_STATES } from './pipeline-state.js';
 import type { PoolClient, Queryable } from './pool.js';
 

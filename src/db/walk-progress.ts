@@ -42,7 +42,7 @@ export async function recordCheckpoint(
   );
 }
 
-/** A completed walk went through `processed` rows: that is the total, whatever was counted first. */
+/** A completed walk went through `processed` rows: the total, whatever was counted first. */
 export async function recordWalkCompleted(
   db: Queryable,
   pipeline: string,
