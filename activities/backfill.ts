@@ -5,6 +5,11 @@ import { getPipeline } from '../src/db/catalog.js';
 import { changeState } from '../src/db/pipeline-state.js';
 import { countKeysAfter, countSourceRows, readKeyPage } from '../src/db/source.js';
 import { clearBatchesByPrefix } from '../src/db/staging.js';
+import {
+  recordCheckpoint,
+  recordWalkCompleted,
+  resetWalkProgress,
+} from '../src/db/walk-progress.js';
 import type { ActivityDeps } from './deps.js';
 import { classified } from './errors.js';
 import type { CheckpointResult } from './types.js';
@@ -71,11 +76,7 @@ export function createBackfillActivities(deps: ActivityDeps) {
     async startBackfill({ pipeline }: { pipeline: string }): Promise<number> {
       return classified(async () => {
         const total = await countRows(pipeline);
-        await pool.query(
-          `update embedsync.pipelines set total_rows = $2, synced_rows = 0, updated_at = now()
-            where name = $1`,
-          [pipeline, total],
-        );
+        await resetWalkProgress(pool, pipeline, total);
         await changeState(pool, pipeline, { name: 'backfillStarted' });
         log.info({ pipeline, total }, 'backfill started');
         return total;
@@ -105,13 +106,7 @@ export function createBackfillActivities(deps: ActivityDeps) {
           cap > 0
             ? totalAfterCount(estimate, processed, ahead, cap)
             : Math.max(estimate, processed);
-        await pool.query(
-          `update embedsync.pipelines
-              set backfill_cursor = $2, synced_rows = $3, tokens_used = tokens_used + $4, total_rows = $5,
-                  last_synced_at = now()
-            where name = $1`,
-          [pipeline, cursor, processed, tokens, next],
-        );
+        await recordCheckpoint(pool, pipeline, { cursor, processed, tokens, total: next });
         return { ahead, total: next };
       });
     },
@@ -140,10 +135,7 @@ export async function endWalk(
   { pipeline, outcome, batchPrefix, processed }: FinishInput,
 ): Promise<void> {
   if (outcome === 'completed' && processed !== undefined) {
-    await pool.query(
-      `update embedsync.pipelines set synced_rows = $2, total_rows = $2 where name = $1`,
-      [pipeline, processed],
-    );
+    await recordWalkCompleted(pool, pipeline, processed);
   }
   await clearBatchesByPrefix(pool, batchPrefix);
   // Its batches and its own stages (scan, checkpoint: recorded under the workflow id) have ended.

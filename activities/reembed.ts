@@ -2,7 +2,13 @@
 // <vector table>_swap while the live table keeps serving; then the swap, one short transaction,
 // renames live → old and swap → live, switches the pipeline's generation, and drops old.
 import { ApplicationFailure } from '@temporalio/activity';
-import { atGeneration, getPipeline, swapTableName, type Pipeline } from '../src/db/catalog.js';
+import {
+  atGeneration,
+  getPipeline,
+  swapTableName,
+  switchGeneration,
+  type Pipeline,
+} from '../src/db/catalog.js';
 import { inspectTable } from '../src/capture/inspect.js';
 import { reconcileSource, SchemaChangedError } from '../src/capture/schema-check.js';
 import { installCaptureSql } from '../src/capture/triggers.js';
@@ -89,13 +95,7 @@ export function createReembedActivities(deps: ActivityDeps) {
           const live: Pipeline = { ...p, config: p.pendingConfig, generation };
           for (const sql of createViewSql(live, [...(info?.columns.keys() ?? [])]))
             await client.query(sql);
-          await client.query(
-            `update embedsync.pipelines
-                set config = pending_config, generation = pending_generation, pending_config = null,
-                    pending_generation = null, updated_at = now()
-              where name = $1`,
-            [pipeline],
-          );
+          await switchGeneration(client, pipeline);
           await changeState(client, pipeline, { name: 'reembedFinished' }, { required: true });
           // Capture now watches what the new generation reads, and nothing its predecessor alone
           // read.

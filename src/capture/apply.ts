@@ -7,8 +7,16 @@ import {
   ConfigError,
   type PipelineConfig,
 } from '../config/pipeline.js';
-import { findPipeline, getPipeline, type Pipeline } from '../db/catalog.js';
+import {
+  deletePipeline,
+  findPipeline,
+  getPipeline,
+  upsertPipeline,
+  vectorTableOwner,
+  type Pipeline,
+} from '../db/catalog.js';
 import { parseTableName, qualified } from '../db/ident.js';
+import { dropQueuedChanges } from '../db/outbox.js';
 import { withTransaction, type Pool, type PoolClient } from '../db/pool.js';
 import {
   baseState,
@@ -95,28 +103,7 @@ async function applyOne(client: PoolClient, config: PipelineConfig): Promise<App
   const { next, event } = base ? planChange(base, candidate) : { next: candidate };
 
   // A new pipeline starts in the state column's default; an existing one moves by its event below.
-  await client.query(
-    `insert into embedsync.pipelines
-       (name, source_schema, source_table, primary_key, vector_schema, vector_table, config, pending_config,
-        pending_generation, source_relid)
-     values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-     on conflict (name) do update
-       set config = excluded.config, primary_key = excluded.primary_key, pending_config = excluded.pending_config,
-           pending_generation = excluded.pending_generation, source_relid = excluded.source_relid,
-           updated_at = now()`,
-    [
-      next.name,
-      schema,
-      table,
-      JSON.stringify(primaryKey),
-      vector.schema,
-      vector.table,
-      JSON.stringify(next.config),
-      next.pendingConfig && JSON.stringify(next.pendingConfig),
-      next.pendingGeneration,
-      info.relid,
-    ],
-  );
+  await upsertPipeline(client, next, info.relid);
   if (event) await changeState(client, next.name, event, { required: true });
   for (const sql of [
     ...createVectorTableSql(next),
@@ -274,14 +261,11 @@ async function checkVectorTable(
   p: Pipeline,
   existing: Pipeline | undefined,
 ): Promise<void> {
-  const owner = await client.query<{ name: string }>(
-    'select name from embedsync.pipelines where vector_schema = $1 and vector_table = $2 and name <> $3',
-    [p.vectorSchema, p.vectorTable, p.name],
-  );
-  if (owner.rows[0])
+  const owner = await vectorTableOwner(client, p.vectorSchema, p.vectorTable, p.name);
+  if (owner)
     throw new ConfigError(
       'vectorTable',
-      `${p.vectorSchema}.${p.vectorTable} already belongs to pipeline "${owner.rows[0].name}"`,
+      `${p.vectorSchema}.${p.vectorTable} already belongs to pipeline "${owner}"`,
     );
   const type = await vectorColumnType(client, p.vectorSchema, p.vectorTable);
   if (type === undefined || existing) return;
@@ -312,8 +296,8 @@ export async function removePipeline(
       ? { sourceSchema: now.schema, sourceTable: now.table }
       : { sourceSchema: p.sourceSchema, sourceTable: p.sourceTable };
     for (const sql of removeCaptureSql({ ...p, ...source })) await client.query(sql);
-    await client.query('delete from embedsync.outbox where pipeline = $1', [name]);
-    await client.query('delete from embedsync.pipelines where name = $1', [name]);
+    await dropQueuedChanges(client, name);
+    await deletePipeline(client, name);
     if (options.dropVectorTable) {
       await client.query(`drop view if exists ${qualified(p.vectorSchema, viewName(p))}`);
       await client.query(`drop table if exists ${qualified(p.vectorSchema, p.vectorTable)}`);

@@ -4,7 +4,12 @@
 // shape resumes. The poller runs it every few seconds and status before it shows anything: one
 // catalog query for all pipelines, and a transaction only for those whose verdict changes
 // something.
-import { getPipeline, type KeyColumn } from '../db/catalog.js';
+import {
+  followRenamedSource,
+  getPipeline,
+  recordSourceIdentity,
+  type KeyColumn,
+} from '../db/catalog.js';
 import { requeueFailedBatchesNow } from '../db/dead-letters.js';
 import {
   CATALOG_LOCK,
@@ -57,6 +62,9 @@ interface Row {
 const SOURCE_OID = `coalesce(p.source_relid,
   to_regclass(quote_ident(p.source_schema) || '.' || quote_ident(p.source_table))::oid)`;
 
+// The schema check's own read: each pipeline joined with its source table as pg_catalog has it now
+// (columns, primary key), one query for all pipelines. It only reads the catalog; what the check
+// writes there goes through src/db/catalog.ts and the state machine.
 const SOURCES_SQL = `
   select p.name, p.source_schema, p.source_table, p.primary_key, p.config, p.pending_config, p.state,
          coalesce(p.held_state, p.state) as base_state, p.state_reason, p.source_columns, p.source_relid,
@@ -197,10 +205,7 @@ export async function reconcileSource(
   const { live } = row;
   if (verdict.renamedTo) {
     const { schema, table } = verdict.renamedTo;
-    await client.query(
-      'update embedsync.pipelines set source_schema = $2, source_table = $3, updated_at = now() where name = $1',
-      [pipeline, schema, table],
-    );
+    await followRenamedSource(client, pipeline, { schema, table });
     changes.push(
       `follows its source table, renamed from ${row.sourceSchema}.${row.sourceTable} to ${schema}.${table}`,
     );
@@ -208,9 +213,11 @@ export async function reconcileSource(
   if (live) {
     // The oid always; the columns' numbers only while they are all there, so a renamed one is still
     // known.
-    await client.query(
-      'update embedsync.pipelines set source_relid = $2, source_columns = coalesce($3, source_columns) where name = $1',
-      [pipeline, live.relid, verdict.hold ? null : JSON.stringify(verdict.columns ?? {})],
+    await recordSourceIdentity(
+      client,
+      pipeline,
+      live.relid,
+      verdict.hold ? null : (verdict.columns ?? {}),
     );
   }
   let resumed = false;

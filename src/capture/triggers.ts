@@ -9,11 +9,9 @@
 import { embedColumns } from '../config/pipeline.js';
 import type { Pipeline } from '../db/catalog.js';
 import { qualified, quoteIdent, quoteLiteral } from '../db/ident.js';
+import { OUTBOX_INSERT } from '../db/outbox.js';
 import { KEY_TEXT_SETTINGS } from '../db/pool.js';
 import { keyText } from '../db/source.js';
-
-/** Still listened to by the poller: `verify --requeue` and operators can wake it at once. */
-export const NOTIFY_CHANNEL = 'embedsync_outbox';
 
 type Event = 'insert' | 'update' | 'delete' | 'truncate';
 const EVENTS: readonly Event[] = ['insert', 'update', 'delete', 'truncate'];
@@ -22,7 +20,6 @@ const functionName = (pipeline: string, event: Event): string =>
   qualified('embedsync', `capture_${pipeline}_${event}`);
 const triggerName = (pipeline: string, event: Event): string =>
   quoteIdent(`embedsync_${pipeline}_${event}`);
-const OUTBOX = 'insert into embedsync.outbox (pipeline, pk, op)';
 
 /**
  * Columns whose change must reach the vector table: what is embedded and what is kept as metadata,
@@ -72,9 +69,9 @@ function fastPath(p: Pipeline, event: Exclude<Event, 'truncate'>): string {
   const name = quoteLiteral(p.name);
   switch (event) {
     case 'insert':
-      return `${OUTBOX} select ${name}, ${keyText(p, 'n')}, 'I' from new_rows n;`;
+      return `${OUTBOX_INSERT} select ${name}, ${keyText(p, 'n')}, 'I' from new_rows n;`;
     case 'delete':
-      return `${OUTBOX} select ${name}, ${keyText(p, 'o')}, 'D' from old_rows o;`;
+      return `${OUTBOX_INSERT} select ${name}, ${keyText(p, 'o')}, 'D' from old_rows o;`;
     case 'update': {
       const sameKey = p.primaryKey
         .map((k) => `o.${quoteIdent(k.name)} = n.${quoteIdent(k.name)}`)
@@ -87,7 +84,7 @@ function fastPath(p: Pipeline, event: Exclude<Event, 'truncate'>): string {
         .map((c) => `o.${quoteIdent(c)}::text`)
         .join(', ')})`;
       // A key that changed is a delete of the old key and an insert of the new one.
-      return `${OUTBOX}
+      return `${OUTBOX_INSERT}
         select ${name}, ${keyText(p, 'n')}, 'U'
           from new_rows n left join old_rows o on ${sameKey}
          where o.${firstKey} is null or ${changed}
@@ -114,10 +111,10 @@ function fallback(p: Pipeline, event: Exclude<Event, 'truncate'>): string {
           from (select to_jsonb(t) as r from ${rows} t) j where ${hasKey(p, 'j.r')}`;
   const statement =
     event === 'insert'
-      ? `${OUTBOX} ${keys('new_rows', 'I')};`
+      ? `${OUTBOX_INSERT} ${keys('new_rows', 'I')};`
       : event === 'delete'
-        ? `${OUTBOX} ${keys('old_rows', 'D')};`
-        : `${OUTBOX}
+        ? `${OUTBOX_INSERT} ${keys('old_rows', 'D')};`
+        : `${OUTBOX_INSERT}
         with n as (${keys('new_rows', 'U')}), o as (${keys('old_rows', 'D')})
         select * from n
         union all
@@ -130,7 +127,7 @@ function fallback(p: Pipeline, event: Exclude<Event, 'truncate'>): string {
 }
 
 function body(p: Pipeline, event: Event): string {
-  if (event === 'truncate') return `${OUTBOX} values (${quoteLiteral(p.name)}, '*', 'T');`;
+  if (event === 'truncate') return `${OUTBOX_INSERT} values (${quoteLiteral(p.name)}, '*', 'T');`;
   const keys = p.primaryKey.map((k) => k.name);
   const named = event === 'update' ? [...new Set([...keys, ...watchedColumns(p)])] : keys;
   return `if ${columnsPresent(named)} then

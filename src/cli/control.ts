@@ -3,14 +3,9 @@
 // (they accumulate), and signals its running backfill to hold before its next page.
 import { Command } from 'commander';
 import type { Env } from '../config/env.js';
-import { resolvePipeline, type Pipeline } from '../db/catalog.js';
+import { resolvePipeline, setSyncPaused, type Pipeline } from '../db/catalog.js';
 import type { Pool } from '../db/pool.js';
-import {
-  queryProgress,
-  readPipelineFacts,
-  runningBackfill,
-  setSyncPaused,
-} from '../status/index.js';
+import { queryProgress, readPipelineFacts, runningBackfill } from '../status/index.js';
 import { webUiWorkflowUrl } from '../temporal/names.js';
 import { pauseSignal, resumeSignal } from '../../workflows/definitions.js';
 import { runMain, UserError } from './common.js';

@@ -7,8 +7,9 @@
 //   generation    bumps whenever the embedding config changes; every vector row records it
 //   content hash  hash of the exact text sent to the model plus the config's fingerprint
 import type { PipelineConfig } from '../config/pipeline.js';
+import { wakePollers } from './outbox.js';
 import type { PipelineState } from './pipeline-state.js';
-import type { Pool, PoolClient } from './pool.js';
+import type { Pool, PoolClient, Queryable } from './pool.js';
 
 export interface KeyColumn {
   name: string;
@@ -155,4 +156,118 @@ export async function resolvePipeline(
     );
   }
   throw new PipelineNotFoundError(tableOrName);
+}
+
+/** The pipeline other than `except` whose vector table this is, if any. */
+export async function vectorTableOwner(
+  db: Queryable,
+  schema: string,
+  table: string,
+  except: string,
+): Promise<string | undefined> {
+  const { rows } = await db.query<{ name: string }>(
+    'select name from embedsync.pipelines where vector_schema = $1 and vector_table = $2 and name <> $3',
+    [schema, table, except],
+  );
+  return rows[0]?.name;
+}
+
+// The catalog's writes. The state columns are the state machine's (src/db/pipeline-state.ts); the
+// table walk's counters are src/db/walk-progress.ts's.
+
+/**
+ * Records an applied pipeline: a new one starts in the state column's default, an existing one
+ * keeps its state (apply moves it by an event) and its source table's name (the schema check
+ * follows renames).
+ */
+export async function upsertPipeline(
+  db: Queryable,
+  p: Pipeline,
+  sourceRelid: number,
+): Promise<void> {
+  await db.query(
+    `insert into embedsync.pipelines
+       (name, source_schema, source_table, primary_key, vector_schema, vector_table, config, pending_config,
+        pending_generation, source_relid)
+     values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+     on conflict (name) do update
+       set config = excluded.config, primary_key = excluded.primary_key, pending_config = excluded.pending_config,
+           pending_generation = excluded.pending_generation, source_relid = excluded.source_relid,
+           updated_at = now()`,
+    [
+      p.name,
+      p.sourceSchema,
+      p.sourceTable,
+      JSON.stringify(p.primaryKey),
+      p.vectorSchema,
+      p.vectorTable,
+      JSON.stringify(p.config),
+      p.pendingConfig && JSON.stringify(p.pendingConfig),
+      p.pendingGeneration,
+      sourceRelid,
+    ],
+  );
+}
+
+/** The pipeline's catalog row; removing its capture and queued changes is the caller's. */
+export async function deletePipeline(db: Queryable, name: string): Promise<void> {
+  await db.query('delete from embedsync.pipelines where name = $1', [name]);
+}
+
+/** A renamed or moved source table is followed (docs/architecture.md, decision 12). */
+export async function followRenamedSource(
+  db: Queryable,
+  pipeline: string,
+  to: { schema: string; table: string },
+): Promise<void> {
+  await db.query(
+    'update embedsync.pipelines set source_schema = $2, source_table = $3, updated_at = now() where name = $1',
+    [pipeline, to.schema, to.table],
+  );
+}
+
+/**
+ * The source table's oid, and its columns' numbers (null keeps the ones recorded, so a renamed
+ * column is still known).
+ */
+export async function recordSourceIdentity(
+  db: Queryable,
+  pipeline: string,
+  relid: number,
+  columns: Record<string, number> | null,
+): Promise<void> {
+  await db.query(
+    'update embedsync.pipelines set source_relid = $2, source_columns = coalesce($3, source_columns) where name = $1',
+    [pipeline, relid, columns && JSON.stringify(columns)],
+  );
+}
+
+/**
+ * Sets the pipeline's sync pause; false when it already was in that state. Resuming wakes the
+ * pollers at once: the changes that accumulated meanwhile are waiting.
+ */
+export async function setSyncPaused(
+  pool: Pool,
+  pipeline: string,
+  paused: boolean,
+): Promise<boolean> {
+  const { rowCount } = await pool.query(
+    `update embedsync.pipelines set sync_paused = $2, updated_at = now()
+      where name = $1 and sync_paused <> $2`,
+    [pipeline, paused],
+  );
+  const changed = (rowCount ?? 0) > 0;
+  if (changed && !paused) await wakePollers(pool, pipeline);
+  return changed;
+}
+
+/** The re-embed's swap: the pending generation and its config become the live ones. */
+export async function switchGeneration(db: Queryable, pipeline: string): Promise<void> {
+  await db.query(
+    `update embedsync.pipelines
+        set config = pending_config, generation = pending_generation, pending_config = null,
+            pending_generation = null, updated_at = now()
+      where name = $1`,
+    [pipeline],
+  );
 }

@@ -2,7 +2,9 @@
 // the provider refused (with the content hash it was refused for) or a key of a batch that failed
 // for good (content hash ''). Write clears letters once their key is in step again; failed
 // batches' keys go back into the outbox after a wait that doubles with each failure, or at once
-// when what made them fail has been put right.
+// when what made them fail has been put right. That move is one statement (the letters marked and
+// their keys queued commit together), so it lives here, inserting with the outbox's OUTBOX_INSERT.
+import { OUTBOX_INSERT } from './outbox.js';
 import { HELD_STATES } from './pipeline-state.js';
 import type { Queryable } from './pool.js';
 
@@ -113,7 +115,7 @@ export async function requeueFailedBatches(
                        where p.name = d.pipeline and not p.sync_paused
                          and p.state <> all($3::text[]))
        returning pipeline, pk),
-     queued as (insert into embedsync.outbox (pipeline, pk, op)
+     queued as (${OUTBOX_INSERT}
                 select pipeline, pk, 'U' from due returning pipeline)
      select pipeline, count(*)::int as n from queued group by pipeline`,
     [retry.firstAfterMs, retry.maxAfterMs, HELD_STATES],
@@ -132,7 +134,7 @@ export async function requeueFailedBatchesNow(db: Queryable, pipeline: string): 
        update embedsync.dead_letters d set requeued_at = now()
         where pipeline = $1 and content_hash = '' and coalesce(requeued_at, failed_at) <= failed_at
        returning pipeline, pk)
-     insert into embedsync.outbox (pipeline, pk, op) select pipeline, pk, 'U' from due`,
+     ${OUTBOX_INSERT} select pipeline, pk, 'U' from due`,
     [pipeline],
   );
   return rowCount ?? 0;

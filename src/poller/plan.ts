@@ -1,7 +1,7 @@
 // Turning claimed outbox rows into sync batches: pure, so it is tested without a database.
 import { createHash } from 'node:crypto';
 import { syncWorkflowId } from '../temporal/names.js';
-import type { OutboxRow } from './claim.js';
+import type { OutboxRow } from '../db/outbox.js';
 
 export interface PlannedBatch {
   workflowId: string;

@@ -9,16 +9,15 @@ import {
   requeueFailedBatches,
   type DeadLetterRetry,
 } from '../db/dead-letters.js';
+import { claimOutboxBatch, deleteClaimed, NOTIFY_CHANNEL } from '../db/outbox.js';
 import type { Pool } from '../db/pool.js';
 import type { Logger } from '../log.js';
 import { checkSourceSchemas } from '../capture/schema-check.js';
-import { NOTIFY_CHANNEL } from '../capture/triggers.js';
 import { EMBED_KIND, EMBED_PIPELINE, embedTaskQueue } from '../temporal/names.js';
 import type { SyncInput, SyncTarget, syncChanges } from '../../workflows/index.js';
 import type { PipelineConfig } from '../config/pipeline.js';
 import { createCatalogMetrics, type CatalogMetrics } from '../metrics/catalog.js';
 import { serveMetrics, type MetricsListen, type MetricsServer } from '../metrics/server.js';
-import { claimOutboxBatch, deleteClaimed } from './claim.js';
 import { planBatches, type PlannedBatch } from './plan.js';
 
 export interface PollerOptions {

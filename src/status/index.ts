@@ -9,7 +9,7 @@ import { readPipelineFacts, type PipelineFacts } from './queries.js';
 import { readStuck, type StuckBatchStatus } from './stuck.js';
 import { pipelineWorkflows, type PipelineWorkflows, type WebUi } from './temporal.js';
 
-export { readPipelineFacts, setSyncPaused, type PipelineFacts } from './queries.js';
+export { readPipelineFacts, type PipelineFacts } from './queries.js';
 export * from './temporal.js';
 export { oneLine, readStuck, type StuckBatchStatus } from './stuck.js';
 

@@ -1,6 +1,5 @@
-// The SQL behind the operator commands: the status view and the sync pause switch. (Counting a
-// source table is src/db/source.ts's.)
-import { NOTIFY_CHANNEL } from '../capture/triggers.js';
+// The SQL behind status: the embedsync.pipeline_status view. (Counting a source table is
+// src/db/source.ts's; the sync pause switch is the catalog's, src/db/catalog.ts.)
 import type { Pool } from '../db/pool.js';
 
 /** One row of embedsync.pipeline_status (sql/000002_progress.sql), in the code's words. */
@@ -65,23 +64,4 @@ export async function readPipelineFacts(pool: Pool, pipeline?: string): Promise<
     [pipeline ?? null],
   );
   return rows;
-}
-
-/**
- * Sets the pipeline's sync pause; false when it already was in that state. Resuming wakes the
- * pollers at once: the changes that accumulated meanwhile are waiting.
- */
-export async function setSyncPaused(
-  pool: Pool,
-  pipeline: string,
-  paused: boolean,
-): Promise<boolean> {
-  const { rowCount } = await pool.query(
-    `update embedsync.pipelines set sync_paused = $2, updated_at = now()
-      where name = $1 and sync_paused <> $2`,
-    [pipeline, paused],
-  );
-  const changed = (rowCount ?? 0) > 0;
-  if (changed && !paused) await pool.query('select pg_notify($1, $2)', [NOTIFY_CHANNEL, pipeline]);
-  return changed;
 }

@@ -1,9 +1,9 @@
 // Puts the keys verify reported back into the outbox, so the ordinary sync path repairs them: the
 // safety net for changes made while the triggers were off (a restore, a bulk load with triggers
 // disabled, a write made behind embedsync's back).
-import { NOTIFY_CHANNEL } from '../capture/triggers.js';
 import { getPipeline } from '../db/catalog.js';
 import { qualified } from '../db/ident.js';
+import { enqueueKeys, wakePollers } from '../db/outbox.js';
 import { withTransaction, type Pool } from '../db/pool.js';
 import type { VerifyReport } from './verify.js';
 
@@ -12,13 +12,11 @@ import type { VerifyReport } from './verify.js';
  * row's existence either way) and wakes the pollers. Returns how many changes were queued.
  */
 export async function requeueReport(pool: Pool, report: VerifyReport): Promise<number> {
-  const keys = [...report.missing, ...report.stale, ...report.orphaned];
-  if (keys.length === 0) return 0;
-  const ops = [
-    ...report.missing.map(() => 'U'),
-    ...report.stale.map(() => 'U'),
-    ...report.orphaned.map(() => 'D'),
+  const changes = [
+    ...[...report.missing, ...report.stale].map((pk) => ({ pk, op: 'U' as const })),
+    ...report.orphaned.map((pk) => ({ pk, op: 'D' as const })),
   ];
+  if (changes.length === 0) return 0;
   const p = await getPipeline(pool, report.pipeline);
   return withTransaction(pool, async (client) => {
     // The sync re-embeds a row only when chunk 0's content hash differs from the row's: a row whose
@@ -31,13 +29,9 @@ export async function requeueReport(pool: Pool, report: VerifyReport): Promise<n
         [report.staleContent],
       );
     }
-    const { rowCount } = await client.query(
-      `insert into embedsync.outbox (pipeline, pk, op)
-       select $1, k.pk, k.op::"char" from unnest($2::text[], $3::text[]) with ordinality as k(pk, op, n) order by k.n`,
-      [report.pipeline, keys, ops],
-    );
-    // Delivered at commit, like the triggers' own notifications.
-    await client.query('select pg_notify($1, $2)', [NOTIFY_CHANNEL, report.pipeline]);
-    return rowCount ?? 0;
+    const queued = await enqueueKeys(client, report.pipeline, changes);
+    // Delivered at commit, when the queued changes can be claimed.
+    await wakePollers(client, report.pipeline);
+    return queued;
   });
 }

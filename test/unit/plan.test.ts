@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { OutboxRow } from '../../src/poller/claim.js';
+import type { OutboxRow } from '../../src/db/outbox.js';
 import { planBatches } from '../../src/poller/plan.js';
 
 // Ids commit out of order, so a row's enqueued_at need not follow its id: here it runs backwards.
