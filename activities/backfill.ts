@@ -35,7 +35,7 @@ export interface CheckpointInput {
 }
 export interface FinishInput {
   pipeline: string;
-  outcome: 'completed' | 'cancelled';
+  outcome: 'completed' | 'cancelled' | 'failed';
   batchPrefix: string;
   /** Rows the completed walk went through: the total, whatever was counted at the start. */
   processed?: number;
@@ -120,7 +120,9 @@ export function createBackfillActivities(deps: ActivityDeps) {
       // started before they had a finish of their own end here too: their swap already set the
       // state, which this then leaves as it is.
       await changeState(pool, input.pipeline, { name: 'backfillFinished' });
-      await endWalk(deps, input);
+      // A failed walk keeps its failed batch, staged and recorded, so status shows what failed and
+      // where; the next backfill of the pipeline clears both when it ends.
+      if (input.outcome !== 'failed') await endWalk(deps, input);
       log.info({ pipeline: input.pipeline, outcome: input.outcome }, 'backfill finished');
     },
   };

@@ -1,7 +1,13 @@
 // backfill: embeds a pipeline's existing rows (docs/architecture.md, decision 7). Rows already
 // embedded with the same content are skipped by fetch, so a resumed or repeated backfill never pays
 // for them again.
-import { CancellationScope, continueAsNew, isCancellation } from '@temporalio/workflow';
+import {
+  CancellationScope,
+  ContinueAsNew,
+  continueAsNew,
+  isCancellation,
+  patched,
+} from '@temporalio/workflow';
 import { groupDigits } from './progress.js';
 import { activities, TableWalk, type WalkOptions, type WalkState } from './walk.js';
 
@@ -50,6 +56,13 @@ export async function backfill(input: BackfillInput): Promise<BackfillResult> {
           { summary: `Stop the backfill of ${pipeline} (cancelled); clear its staged batches` },
           [{ pipeline, outcome: 'cancelled', batchPrefix }],
         ),
+      );
+    } else if (!(err instanceof ContinueAsNew) && patched('backfill-ends-when-it-fails')) {
+      // A batch failed for good (quota, credentials, dimensions): the pipeline must not stay
+      // backfilling with no backfill running. Runs that failed before this returned nothing here.
+      await activities.finishBackfill.executeWithOptions(
+        { summary: `End the failed backfill of ${pipeline}: the pipeline is active again` },
+        [{ pipeline, outcome: 'failed', batchPrefix }],
       );
     }
     throw err;

@@ -2,10 +2,12 @@
 // what goes on the wire, how failures are retried or not, and what reaches the vector tables.
 import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, it } from 'node:test';
-import type { ApplicationFailure } from '@temporalio/client';
+import { WorkflowFailedError, type ApplicationFailure } from '@temporalio/client';
+import { startBackfill } from '../../src/backfill/start.js';
 import { applyPipelines } from '../../src/capture/apply.js';
 import { countTokens } from '../../src/chunking/tokens.js';
 import { ConfigError, parsePipelines } from '../../src/config/pipeline.js';
+import { getPipeline, instanceId, setSyncPaused } from '../../src/db/catalog.js';
 import { readPipelineFacts } from '../../src/status/index.js';
 import { seriesValue } from '../helpers/metrics.js';
 import { waitFor } from '../helpers/wait.js';
@@ -321,5 +323,32 @@ describe('embedding providers through their SDKs', () => {
       `select 1 from embedsync.pipelines where name = 'refused'`,
     );
     assert.equal(rows.length, 0);
+  });
+
+  it('a backfill whose batch fails for good ends: the pipeline is active again, the failure on record', async () => {
+    h.mock.inject({ kind: 'quota' }, Infinity);
+    // Paused, so that only the backfill meets the row.
+    await setSyncPaused(h.db.pool, 'oa', true);
+    try {
+      await insert('oa', 'Stove', 'Folding camp stove');
+      const handle = await startBackfill(h.client, await getPipeline(h.db.pool, 'oa'), {
+        taskQueue: h.taskQueue,
+        instanceId: await instanceId(h.db.pool),
+        rows: 0,
+      });
+      await assert.rejects(handle.result(), (err: unknown) => err instanceof WorkflowFailedError);
+      const { rows } = await h.db.pool.query<{ state: string }>(
+        `select state from embedsync.pipelines where name = 'oa'`,
+      );
+      assert.equal(rows[0]?.state, 'active');
+      // What failed, and where, stays on record for status until the next backfill ends.
+      const failures = await h.db.pool.query<{ stage: string; error_class: string }>(
+        `select stage, error_class from embedsync.batch_failures
+          where pipeline = 'oa' and starts_with(batch_id, 'backfill:oa:')`,
+      );
+      assert.deepEqual(failures.rows, [{ stage: 'embed', error_class: 'QuotaExhaustedError' }]);
+    } finally {
+      await setSyncPaused(h.db.pool, 'oa', false);
+    }
   });
 });
