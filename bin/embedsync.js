@@ -4,6 +4,7 @@
 // process, so Ctrl-C and SIGTERM reach it directly and it stops as gracefully as it was written to.
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { belowNodeFloor, NODE_FLOOR } from './node-floor.js';
 
 /**
  * What a user types → the module in src/cli/ and, for modules with several commands, its
@@ -61,20 +62,13 @@ Environment: DATABASE_URL, TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, EMBEDSYNC_TASK_
 `;
 }
 
-// The floor is package.json's engines.node (">=22.13"). An older system Node is usual and fine
+// The floor is package.json's engines.node (bin/node-floor.js). An older system Node is usual and fine
 // under npm: `npm ci` installs the project's own Node 24 (optionalDependencies), which `npm run` and
 // `npx` put first on PATH. Checked before tsx or any command is loaded, so an old Node says so here
 // rather than failing somewhere inside them.
-const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'));
-const floor = pkg.engines.node.replace(/^>=\s*/, '');
-const older = (have, need) => {
-  const [a = 0, b = 0] = have.split('.').map(Number);
-  const [x = 0, y = 0] = need.split('.').map(Number);
-  return a < x || (a === x && b < y);
-};
-if (older(process.versions.node, floor)) {
+if (belowNodeFloor()) {
   process.stderr.write(
-    `embedsync: needs Node.js ${floor} or later; this is Node.js ${process.versions.node} (${process.execPath}).\n` +
+    `embedsync: needs Node.js ${NODE_FLOOR} or later; this is Node.js ${process.versions.node} (${process.execPath}).\n` +
       'After `npm ci`, which installs Node 24 for this project, run it through npm: ' +
       '`npx embedsync …`, `npm run …`, or `node_modules/.bin/node bin/embedsync.js …`. ' +
       'Or install Node.js 24.\n',
@@ -91,6 +85,7 @@ if (
 ) {
   process.stdout.write(help());
 } else if (command === '--version' || command === '-V') {
+  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'));
   process.stdout.write(`${pkg.version}\n`);
 } else {
   // `embedsync help status` is `embedsync status --help`.

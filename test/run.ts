@@ -8,29 +8,22 @@
 // A test that runs longer than its suite's FILE_TIMEOUT_MIN (or EMBEDSYNC_TEST_FILE_TIMEOUT_MS)
 // fails, named, its file is stopped, and the run goes on; should a file outlive that limit by
 // WATCHDOG_GRACE_MS, the whole run is stopped with the files still running.
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { run } from 'node:test';
 import { spec, tap } from 'node:test/reporters';
 import { readEnv } from '../src/config/env.js';
 import { ensureStack, type LocalStack } from '../src/stack/index.js';
+import { belowNodeFloor, NODE_FLOOR } from '../bin/node-floor.js';
 import { startCpuHog, type CpuHog } from './helpers/cpu-hog.js';
 import { killChildren } from './helpers/descendants.js';
 
 // `npm test` runs this on the project's own Node 24 (package.json's optionalDependencies); run by
 // hand with an older system node, it says so before starting anything.
-const { engines } = JSON.parse(
-  readFileSync(new URL('../package.json', import.meta.url), 'utf8'),
-) as {
-  engines: { node: string };
-};
-const floor = engines.node.replace(/^>=\s*/, '');
-const [major = 0, minor = 0] = process.versions.node.split('.').map(Number);
-const [needMajor = 0, needMinor = 0] = floor.split('.').map(Number);
-if (major < needMajor || (major === needMajor && minor < needMinor)) {
+if (belowNodeFloor()) {
   console.error(
-    `the tests need Node.js ${floor} or later; this is ${process.versions.node} (${process.execPath}). ` +
+    `the tests need Node.js ${NODE_FLOOR} or later; this is ${process.versions.node} (${process.execPath}). ` +
       'Run them with `npm test` after `npm ci`, which brings the project its Node 24.',
   );
   process.exit(1);
