@@ -34,7 +34,13 @@ import {
 import { getProvider } from '../src/providers/types.js';
 import type { RequestOutcome } from '../src/metrics/worker.js';
 import type { ActivityDeps } from './deps.js';
-import { classified, DimensionMismatchError, isRetryable, requestOutcome } from './errors.js';
+import {
+  classified,
+  DimensionMismatchError,
+  heartbeat,
+  isRetryable,
+  requestOutcome,
+} from './errors.js';
 import type { BatchRef, EmbedResult } from './types.js';
 
 export interface EmbedInput extends BatchRef {
@@ -44,6 +50,13 @@ export interface EmbedInput extends BatchRef {
    * call.
    */
   paced?: boolean;
+  /**
+   * Run as a local activity, in the workflow's own task: the requests bypass the provider's task
+   * queue, so the call declines (embeds nothing, `declined`) where the queue's rate paces them (a
+   * requests-per-minute limit) or this worker does not host the provider. The token and request
+   * buckets in Postgres still apply.
+   */
+  local?: boolean;
 }
 
 export interface EmbedBatchResult extends EmbedResult {
@@ -51,6 +64,8 @@ export interface EmbedBatchResult extends EmbedResult {
   remaining: number;
   /** Source rows this call set aside in embedsync.dead_letters. */
   deadLettered: number;
+  /** A local call that left the batch to the provider's task queue (see EmbedInput.local). */
+  declined?: boolean;
 }
 
 interface PendingChunk {
@@ -81,6 +96,8 @@ export function createEmbedBatch({ pool, providers, log, rates, metrics }: Activ
       const p = atGeneration(await getPipeline(pool, pipeline), input.generation);
       if (!p) return result;
       const embedding = p.config.embedding;
+      if (input.local && !hostsUnpaced(providers, rates, embedding.provider))
+        return { ...result, declined: true };
       const provider = getProvider(providers, embedding.provider);
       const facts = modelFacts(embedding);
       const { pending, embedded } = await stagedChunks(pool, batchId, embedding, facts);
@@ -137,7 +154,7 @@ export function createEmbedBatch({ pool, providers, log, rates, metrics }: Activ
           embedding,
           signal: ctx.cancellationSignal,
         });
-        const heartbeat = setInterval(() => ctx.heartbeat(result), HEARTBEAT_EVERY_MS);
+        const beat = setInterval(() => heartbeat(ctx, result), HEARTBEAT_EVERY_MS);
         const counted = (outcome: RequestOutcome): void =>
           metrics?.providerRequests.inc({ pipeline: p.name, provider: provider.name, outcome });
         const { vectors, tokens } = await request
@@ -152,7 +169,7 @@ export function createEmbedBatch({ pool, providers, log, rates, metrics }: Activ
               return failed(err);
             },
           )
-          .finally(() => clearInterval(heartbeat));
+          .finally(() => clearInterval(beat));
         const wrong = vectors.find((v) => v.length !== embedding.dimensions);
         if (wrong || vectors.length !== chunks.length)
           await failed(new DimensionMismatchError(embedding.dimensions, wrong?.length ?? -1));
@@ -165,7 +182,7 @@ export function createEmbedBatch({ pool, providers, log, rates, metrics }: Activ
         result.embedded += chunks.length;
         result.tokens += tokens;
         metrics?.tokensEmbedded.inc({ pipeline: p.name, provider: provider.name }, tokens);
-        ctx.heartbeat(result);
+        heartbeat(ctx, result);
       };
       let queue = pending;
       const isolator = new InputIsolator(send, embedded, () => queue);
@@ -198,6 +215,15 @@ export function createEmbedBatch({ pool, providers, log, rates, metrics }: Activ
       return result;
     });
   };
+}
+
+/** Whether a local call may embed for `provider` here: hosted, and not paced by its queue's rate. */
+function hostsUnpaced(
+  providers: ActivityDeps['providers'],
+  rates: ActivityDeps['rates'],
+  provider: string,
+): boolean {
+  return providers.has(provider) && rates?.plan(provider)?.activitiesPerSecond === undefined;
 }
 
 /**

@@ -96,7 +96,7 @@ export async function classified<T>(fn: () => Promise<T>): Promise<T> {
   // short heartbeat timeout rather than its long start-to-close timeout (which a big write may
   // need).
   const context = Context.current();
-  const beat = setInterval(() => context.heartbeat(), HEARTBEAT_EVERY_MS);
+  const beat = setInterval(() => heartbeat(context), HEARTBEAT_EVERY_MS);
   try {
     return await fn();
   } catch (err) {
@@ -107,3 +107,11 @@ export async function classified<T>(fn: () => Promise<T>): Promise<T> {
 }
 
 const HEARTBEAT_EVERY_MS = 3000;
+
+/**
+ * Heartbeats an activity on a task queue. A local activity has no heartbeat to send: the workflow
+ * task it runs in is what times out when its worker is lost.
+ */
+export function heartbeat(context: Context, details?: unknown): void {
+  if (!context.info.isLocal) context.heartbeat(details);
+}

@@ -18,6 +18,8 @@ export function createActivities(deps: ActivityDeps) {
     fetchBatch: createFetchBatch(deps),
     chunkBatch: createChunkBatch(deps),
     writeBatch: createWriteBatch(deps),
+    // For a sync's local embed (workflows/batch.ts); paced embeds run on the provider's queue.
+    embedBatch: createEmbedBatch(deps),
     ...createBackfillActivities(deps),
     ...createReembedActivities(deps),
     ...createDeadLetterActivities(deps),

@@ -1,6 +1,18 @@
 // One batch through the four stages: fetch → chunk → embed → write. Shared by sync and backfill.
-import { proxyActivities } from '@temporalio/workflow';
-import type { Activities, EmbedActivities, FetchResult, WriteResult } from '../activities/index.js';
+import {
+  ActivityFailure,
+  ApplicationFailure,
+  proxyActivities,
+  proxyLocalActivities,
+} from '@temporalio/workflow';
+import type {
+  Activities,
+  BatchRef,
+  EmbedActivities,
+  EmbedResult,
+  FetchResult,
+  WriteResult,
+} from '../activities/index.js';
 import { groupDigits } from './progress.js';
 
 // Database stages retry until the database is back: a change is never given up on for an outage.
@@ -9,6 +21,14 @@ import { groupDigits } from './progress.js';
 const activities = proxyActivities<Activities>({
   startToCloseTimeout: '10 minutes',
   heartbeatTimeout: '15 seconds',
+  retry: { initialInterval: '500ms', backoffCoefficient: 2, maximumInterval: '1 minute' },
+});
+
+// The same stages as local activities, run by the worker that runs the workflow, in its workflow
+// task: no server round trip between stages (docs/architecture.md, decision 2). A lost attempt
+// (worker killed) is re-run when the workflow task times out and another worker replays it.
+const local = proxyLocalActivities<Activities>({
+  startToCloseTimeout: '10 minutes',
   retry: { initialInterval: '500ms', backoffCoefficient: 2, maximumInterval: '1 minute' },
 });
 
@@ -28,50 +48,112 @@ export interface Batch {
   enqueuedAt?: string;
 }
 
-export async function processBatch(batch: Batch, embedTaskQueue: string): Promise<BatchOutcome> {
+export interface BatchOptions {
+  /**
+   * Run fetch, chunk and write as local activities, and embed too unless the provider's requests are
+   * paced by its task queue (a sync's path; a walk keeps its batches on the task queues).
+   */
+  local?: boolean;
+}
+
+export async function processBatch(
+  batch: Batch,
+  embedTaskQueue: string,
+  options: BatchOptions = {},
+): Promise<BatchOutcome> {
+  const isLocal = options.local === true;
+  const stages = isLocal ? local : activities;
+  const settled = <T>(type: string, result: Promise<T>): Promise<T> =>
+    isLocal ? asActivityFailure(type, result) : result;
   const ref = {
     pipeline: batch.pipeline,
     batchId: batch.batchId,
     ...(batch.generation === undefined ? {} : { generation: batch.generation }),
   };
+  // Summaries are what the Web UI shows for each activity of the batch.
+  const of = `${batch.pipeline}${batch.generation === undefined ? '' : ` (generation ${batch.generation})`}`;
+  const fetched = await settled(
+    'fetchBatch',
+    stages.fetchBatch.executeWithOptions({ summary: `Read ${rows(batch.keys.length)} of ${of}` }, [
+      { ...ref, keys: batch.keys },
+    ]),
+  );
+  let embedded = { embedded: 0, tokens: 0 };
+  if (fetched.embed > 0) {
+    await settled(
+      'chunkBatch',
+      stages.chunkBatch.executeWithOptions({ summary: `Chunk ${rows(fetched.embed)} of ${of}` }, [
+        ref,
+      ]),
+    );
+    const summary = `Embed the chunks of ${rows(fetched.embed)} of ${of}`;
+    embedded = await embedStage(ref, summary, embedTaskQueue, isLocal);
+  }
+  const summary = batch.sweep
+    ? `Remove vectors of truncated rows of ${of}`
+    : writeSummary(fetched, of);
+  const measured = batch.enqueuedAt === undefined ? {} : { enqueuedAt: batch.enqueuedAt };
+  const written = await settled(
+    'writeBatch',
+    stages.writeBatch.executeWithOptions({ summary }, [
+      { ...ref, sweep: batch.sweep, ...measured },
+    ]),
+  );
+  return { ...written, ...embedded };
+}
+
+/** The embed stage: here when it may be, else paced on the provider's task queue. */
+async function embedStage(
+  ref: BatchRef,
+  summary: string,
+  embedTaskQueue: string,
+  isLocal: boolean,
+): Promise<{ embedded: number; tokens: number }> {
+  const counts = { embedded: 0, tokens: 0 };
+  const add = (result: EmbedResult): void => {
+    counts.embedded += result.embedded;
+    counts.tokens += result.tokens;
+  };
+  if (isLocal) {
+    // In the workflow task, unless the provider's requests are paced by its task queue's rate or
+    // the provider is not hosted by this worker: then the call declines, embedding nothing.
+    const here = await asActivityFailure(
+      'embedBatch',
+      local.embedBatch.executeWithOptions({ summary }, [{ ...ref, local: true }]),
+    );
+    add(here);
+    if (!here.declined) return counts;
+  }
   const { embedBatch } = proxyActivities<EmbedActivities>({
     taskQueue: embedTaskQueue,
     startToCloseTimeout: '10 minutes',
     heartbeatTimeout: '30 seconds',
     retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '2 minutes' },
   });
-  // Summaries are what the Web UI shows for each activity of the batch.
-  const of = `${batch.pipeline}${batch.generation === undefined ? '' : ` (generation ${batch.generation})`}`;
-  const fetched = await activities.fetchBatch.executeWithOptions(
-    { summary: `Read ${rows(batch.keys.length)} of ${of}` },
-    [{ ...ref, keys: batch.keys }],
-  );
-  let embedded = 0;
-  let tokens = 0;
-  if (fetched.embed > 0) {
-    await activities.chunkBatch.executeWithOptions(
-      { summary: `Chunk ${rows(fetched.embed)} of ${of}` },
-      [ref],
-    );
-    // One paced call per rate-limit slot: the server limits activities per second on the provider's
-    // queue, so each call sends one slot's worth of requests and says how much remains.
-    const summary = `Embed the chunks of ${rows(fetched.embed)} of ${of}`;
-    for (;;) {
-      const result = await embedBatch.executeWithOptions({ summary }, [{ ...ref, paced: true }]);
-      embedded += result.embedded;
-      tokens += result.tokens;
-      // Histories from before pacing carry no `remaining`: those calls embedded everything.
-      if (!result.remaining) break;
-    }
+  // One paced call per rate-limit slot: the server limits activities per second on the provider's
+  // queue, so each call sends one slot's worth of requests and says how much remains.
+  for (;;) {
+    const result = await embedBatch.executeWithOptions({ summary }, [{ ...ref, paced: true }]);
+    add(result);
+    // Histories from before pacing carry no `remaining`: those calls embedded everything.
+    if (!result.remaining) return counts;
   }
-  const summary = batch.sweep
-    ? `Remove vectors of truncated rows of ${of}`
-    : writeSummary(fetched, of);
-  const measured = batch.enqueuedAt === undefined ? {} : { enqueuedAt: batch.enqueuedAt };
-  const written = await activities.writeBatch.executeWithOptions({ summary }, [
-    { ...ref, sweep: batch.sweep, ...measured },
-  ]);
-  return { ...written, embedded, tokens };
+}
+
+/**
+ * A local activity's failure reaches the workflow bare, an activity's on a task queue inside an
+ * ActivityFailure: wrapped alike, so that a sync keeps the keys of a batch that failed for good
+ * (workflows/sync.ts) and its failure reads the same whichever way its stages ran.
+ */
+async function asActivityFailure<T>(activityType: string, result: Promise<T>): Promise<T> {
+  try {
+    return await result;
+  } catch (err) {
+    if (!(err instanceof ApplicationFailure)) throw err;
+    const retryState = err.nonRetryable ? 'NON_RETRYABLE_FAILURE' : 'MAXIMUM_ATTEMPTS_REACHED';
+    const message = 'Local activity failed';
+    throw new ActivityFailure(message, activityType, undefined, retryState, undefined, err);
+  }
 }
 
 const rows = (n: number, what = ''): string =>

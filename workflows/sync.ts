@@ -3,6 +3,7 @@
 import {
   ActivityFailure,
   ApplicationFailure,
+  patched,
   proxyActivities,
   workflowInfo,
 } from '@temporalio/workflow';
@@ -70,8 +71,12 @@ async function sync(input: SyncInput): Promise<SyncResult> {
   const base = { pipeline: input.pipeline, keys: input.keys, sweep: input.sweep };
   // Only the live table's write measures latency, so a sync counts once during a re-embed too.
   const measured = input.enqueuedAt === undefined ? {} : { enqueuedAt: input.enqueuedAt };
+  // The stages as local activities, in the workflow's own task (docs/architecture.md, decision 2);
+  // syncs started before ran them as activities on the task queues and replay that way.
+  const options = { local: patched('sync-local-stages') };
   if (!input.targets || input.targets.length === 0) {
-    const outcome = await processBatch({ ...base, ...measured, batchId: id }, input.embedTaskQueue);
+    const batch = { ...base, ...measured, batchId: id };
+    const outcome = await processBatch(batch, input.embedTaskQueue, options);
     return { ...outcome, keys: input.keys.length };
   }
   // During a re-embed, each change is written to the live table and to the one being built.
@@ -79,7 +84,7 @@ async function sync(input: SyncInput): Promise<SyncResult> {
     input.targets.map((t, i) => {
       const batchId = i === 0 ? id : `${id}:g${t.generation}`;
       const batch = { ...base, ...(i === 0 ? measured : {}), batchId, generation: t.generation };
-      return processBatch(batch, t.embedTaskQueue);
+      return processBatch(batch, t.embedTaskQueue, options);
     }),
   );
   const live = outcomes[0] as BatchOutcome;

@@ -1,7 +1,9 @@
 // Where the time of a sync goes, read back from the workflows' own histories: for a sample of the
 // sync workflows, the moments each stage started and finished, set against the commit and sighting
 // of each key the workflow carried. Temporal's event times and our clock are the same machine's
-// clock.
+// clock. A sync whose stages ran as activities on the task queues shows each one's started and
+// completed events; one whose stages ran as local activities shows, in each stage's marker, the
+// wall-clock time it was scheduled, so each stage is timed from its schedule to the next one's.
 import type { Client, WorkflowHandle } from '@temporalio/client';
 import { defaultPayloadConverter } from '@temporalio/common';
 import { tsToMs } from '@temporalio/common/lib/time.js';
@@ -15,18 +17,31 @@ type HistoryEvent = NonNullable<History['events']>[number];
 const STAGES = ['fetchBatch', 'chunkBatch', 'embedBatch', 'writeBatch'] as const;
 
 /** Consecutive moments in the life of one key; each segment is the time between two of them. */
-const SEGMENTS = [
-  'commit → workflow started (outbox, poller, start call)',
-  'workflow started → fetch started (first workflow task)',
-  'fetch running',
-  'fetch done → chunk started',
-  'chunk running',
-  'chunk done → embed started (embed task queue)',
-  'embed running',
-  'embed done → write started',
-  'write running',
-  'write done → seen by the watcher',
-] as const;
+const SEGMENTS = {
+  queued: [
+    'commit → workflow started (outbox, poller, start call)',
+    'workflow started → fetch started (first workflow task)',
+    'fetch running',
+    'fetch done → chunk started',
+    'chunk running',
+    'chunk done → embed started (embed task queue)',
+    'embed running',
+    'embed done → write started',
+    'write running',
+    'write done → seen by the watcher',
+  ],
+  local: [
+    'commit → workflow started (outbox, poller, start call)',
+    'workflow started → workflow task started',
+    'workflow task started → fetch scheduled (local)',
+    'fetch (local activity)',
+    'chunk (local activity)',
+    'embed (local activity)',
+    'write scheduled → seen by the watcher (write and commit)',
+  ],
+} as const;
+
+type Shape = keyof typeof SEGMENTS;
 
 export interface Breakdown {
   workflows: number;
@@ -42,8 +57,9 @@ export interface Breakdown {
 }
 
 interface Timeline {
+  shape: Shape;
   keys: string[];
-  /** workflow started, then started/completed of each stage in order. */
+  /** The moments between the commit and the sighting, in the order of the shape's segments. */
   moments: number[];
 }
 
@@ -78,25 +94,30 @@ export async function syncBreakdown(
     }
   }
   const byPk = new Map(sightings.map((s) => [s.pk, s]));
-  const samples: number[][] = SEGMENTS.map(() => []);
+  const samples = { queued: SEGMENTS.queued.map(() => []), local: SEGMENTS.local.map(() => []) };
   for (const t of timelines) {
+    const into: number[][] = samples[t.shape];
     for (const pk of t.keys) {
       const s = byPk.get(pk);
       if (!s) continue;
       const moments = [s.committedAt, ...t.moments, s.visibleAt];
-      for (let j = 0; j < SEGMENTS.length; j += 1)
-        samples[j]?.push((moments[j + 1] ?? 0) - (moments[j] ?? 0));
+      for (let j = 0; j < into.length; j += 1)
+        into[j]?.push((moments[j + 1] ?? 0) - (moments[j] ?? 0));
     }
   }
+  // The segments of whichever shape the sampled syncs had (both, while old syncs finish).
+  const shapes = (['queued', 'local'] as const).filter((shape) => samples[shape][0]?.length);
   return {
     workflows: ids.length,
     sampled: timelines.length,
     keysPerWorkflow: roundAll(distribution(timelines.map((t) => t.keys.length))),
     timeouts,
-    segments: SEGMENTS.map((segment, j) => ({
-      segment,
-      ms: roundAll(distribution(samples[j] ?? [])),
-    })),
+    segments: shapes.flatMap((shape) =>
+      SEGMENTS[shape].map((segment, j) => ({
+        segment,
+        ms: roundAll(distribution(samples[shape][j] ?? [])),
+      })),
+    ),
   };
 }
 
@@ -107,7 +128,10 @@ function timeline(events: readonly HistoryEvent[]): Timeline | undefined {
   const startedEvent = events.find((e) => e.workflowExecutionStartedEventAttributes);
   const payload = startedEvent?.workflowExecutionStartedEventAttributes?.input?.payloads?.[0];
   if (!startedEvent || !payload) return undefined;
-  const input = defaultPayloadConverter.fromPayload<SyncInput>(payload);
+  const keys = defaultPayloadConverter.fromPayload<SyncInput>(payload).keys;
+  const workflowStarted = tsToMs(startedEvent.eventTime);
+  const local = localStages(events);
+  if (local) return { shape: 'local', keys, moments: [workflowStarted, ...local] };
   const stageOf = new Map<string, string>();
   const started = new Map<string, number>();
   const completed = new Map<string, number>();
@@ -120,12 +144,45 @@ function timeline(events: readonly HistoryEvent[]): Timeline | undefined {
     const c = e.activityTaskCompletedEventAttributes;
     if (c) completed.set(stageOf.get(String(c.scheduledEventId)) ?? '', at);
   }
-  const moments = [tsToMs(startedEvent.eventTime)];
+  const moments = [workflowStarted];
   for (const stage of STAGES) {
     const s = started.get(stage);
     const c = completed.get(stage);
     if (s === undefined || c === undefined) return undefined;
     moments.push(s, c);
   }
-  return { keys: input.keys, moments };
+  return { shape: 'queued', keys, moments };
+}
+
+/**
+ * First workflow task started, then when each local stage was scheduled (its marker's
+ * original_schedule_time, the worker's wall clock); undefined without a marker for every stage.
+ */
+function localStages(events: readonly HistoryEvent[]): number[] | undefined {
+  const taskStarted = events.find((e) => e.workflowTaskStartedEventAttributes);
+  const scheduled = new Map<string, number>();
+  for (const e of events) {
+    const marker = e.markerRecordedEventAttributes;
+    const data = marker?.markerName === 'core_local_activity' ? marker.details?.data : undefined;
+    const payload = data?.payloads?.[0];
+    if (!payload) continue;
+    const facts = defaultPayloadConverter.fromPayload<LocalActivityMarker>(payload);
+    const at = facts.original_schedule_time;
+    if (at && !scheduled.has(facts.activity_type))
+      scheduled.set(facts.activity_type, at.seconds * 1000 + at.nanos / 1e6);
+  }
+  if (!taskStarted || scheduled.size === 0) return undefined;
+  const moments = [tsToMs(taskStarted.eventTime)];
+  for (const stage of STAGES) {
+    const at = scheduled.get(stage);
+    if (at === undefined) return undefined;
+    moments.push(at);
+  }
+  return moments;
+}
+
+/** What the Temporal SDK's core records in a local activity's marker (its `data` detail). */
+interface LocalActivityMarker {
+  activity_type: string;
+  original_schedule_time?: { seconds: number; nanos: number } | null;
 }

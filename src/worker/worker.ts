@@ -1,5 +1,5 @@
-// A worker process: the sync task queue (workflows and the database stages) plus one embedding task
-// queue per provider, sharing one connection.
+// A worker process: the sync task queue (workflows, the database stages, and a sync's stages as
+// local activities) plus one embedding task queue per provider, sharing one connection.
 //
 // Each embedding queue is paced to its provider's rate plan (src/rate-limit/task-queues.ts): the
 // strictest requests- and tokens-per-minute declared by the environment
@@ -47,15 +47,17 @@ export interface EmbedsyncWorker {
 export async function createWorker(deps: WorkerDeps): Promise<EmbedsyncWorker> {
   const metrics = createWorkerMetrics();
   const activityDeps = { pool: deps.pool, providers: deps.providers, log: deps.log, metrics };
+  const rates = new RatePlans({ ...deps, refreshMs: deps.rateRefreshMs });
+  await rates.start();
+  // With the rate plans: a sync's embed runs here as a local activity when its provider's queue
+  // does not pace it (workflows/batch.ts).
   const main = await Worker.create({
     connection: deps.connection,
     namespace: deps.namespace,
     taskQueue: deps.taskQueue,
     workflowBundle: await workflowBundle(deps.cacheDir),
-    activities: createActivities(activityDeps),
+    activities: createActivities({ ...activityDeps, rates }),
   });
-  const rates = new RatePlans({ ...deps, refreshMs: deps.rateRefreshMs });
-  await rates.start();
   const embed = await Promise.all(
     [...deps.providers.values()].map((provider) => {
       // Only where the server takes no queue rate by API: a worker option, fixed until restart.

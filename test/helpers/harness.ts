@@ -12,6 +12,7 @@ import { parsePipelines, type PipelineInput } from '../../src/config/pipeline.js
 import { createLogger, type Logger } from '../../src/log.js';
 import { Poller, type PollerOptions } from '../../src/poller/poller.js';
 import { OfflineProvider } from '../../src/providers/offline.js';
+import type { ProviderRateLimit } from '../../src/config/env.js';
 import type { EmbeddingProvider, EmbedRequest, EmbedResponse } from '../../src/providers/types.js';
 import { connectClient } from '../../src/temporal/connect.js';
 import { ensureSearchAttributes } from '../../src/temporal/search-attributes.js';
@@ -25,6 +26,8 @@ import { terminateRunning } from './temporal.js';
 export class CountingProvider implements EmbeddingProvider {
   readonly name = 'offline';
   readonly maxInputsPerRequest = 256;
+  /** A limit as the environment would declare it; read by a worker when it starts. */
+  rateLimit: ProviderRateLimit | undefined;
   requests = 0;
   texts = 0;
   /** Tokens the provider reported. */

@@ -139,6 +139,16 @@ describe('metrics', () => {
   });
 
   it("the worker's scrape carries the Temporal SDK's worker metrics", async () => {
+    // A sync's stages run as local activities; a backfill's run on the task queue: run one, so
+    // that the worker has recorded both kinds.
+    const name = uniqueName('crate');
+    await h.db.pool.query(
+      `create table ${name} (id bigint primary key, name text, description text)`,
+    );
+    await h.db.pool.query(`insert into ${name} values (1, 'Crate', 'A wooden crate')`);
+    await applyPipeline(h, productsPipeline({ name, source: { table: name }, metadata: [] }));
+    const options = { taskQueue: h.taskQueue, instanceId: h.instanceId, rows: 1 };
+    await (await startBackfill(h.client, await getPipeline(h.db.pool, name), options)).result();
     // Every SDK and process metric the dashboard charts, under the name the SDK really uses. The
     // SDK exports a metric once it first records it (a workflow completing just after its write,
     // say).
@@ -161,6 +171,10 @@ describe('metrics', () => {
       assert.fail(`the dashboard charts ${missing.join(', ')}, which the worker does not export`),
     );
     assert.ok(has(samples, 'temporal_activity_execution_latency_count'), 'activity latency');
+    assert.ok(
+      has(samples, 'temporal_local_activity_execution_latency_count'),
+      'local activity latency',
+    );
     assert.ok(
       samples.some((s) => s.name.startsWith('temporal_workflow_task_')),
       'workflow task metrics',

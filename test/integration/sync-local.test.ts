@@ -1,0 +1,166 @@
+// A sync's stages run as local activities, in the workflow's own task, and still show in the Web UI
+// as markers with their summaries; a retried stage reuses what was staged, and a provider paced by
+// its task queue's rate is still called through that queue.
+import assert from 'node:assert/strict';
+import { after, before, beforeEach, describe, it } from 'node:test';
+import { defaultPayloadConverter } from '@temporalio/common';
+import { embedTaskQueue } from '../../src/temporal/names.js';
+import type { SyncInput } from '../../workflows/index.js';
+import {
+  applyPipeline,
+  PRODUCTS_TABLE,
+  productsPipeline,
+  startHarness,
+  type Harness,
+} from '../helpers/harness.js';
+import { waitFor } from '../helpers/wait.js';
+
+let h: Harness;
+
+type Events = NonNullable<Awaited<ReturnType<typeof syncHistory>>['events']>;
+
+interface Stage {
+  type: string;
+  attempt: number;
+  summary: string;
+}
+
+/** The history of the completed sync that carried the key `pk` of `pipeline`. */
+async function syncHistory(pipeline: string, pk: string) {
+  const query = `TaskQueue = "${h.taskQueue}" AND EmbedPipeline = "${pipeline}" AND ExecutionStatus = "Completed"`;
+  return waitFor(`the sync of ${pipeline} key ${pk} to complete`, async () => {
+    for await (const w of h.client.workflow.list({ query })) {
+      const history = await h.client.workflow.getHandle(w.workflowId, w.runId).fetchHistory();
+      const input = history.events?.[0]?.workflowExecutionStartedEventAttributes?.input;
+      const payload = input?.payloads?.[0];
+      const keys = payload ? defaultPayloadConverter.fromPayload<SyncInput>(payload).keys : [];
+      if (keys.includes(pk)) return history;
+    }
+    return undefined;
+  });
+}
+
+/** The local activities a history recorded, in order, as the Web UI lists them. */
+function localStages(events: Events): Stage[] {
+  return events.flatMap((e) => {
+    const marker = e.markerRecordedEventAttributes;
+    const data =
+      marker?.markerName === 'core_local_activity' && marker.details?.data?.payloads?.[0];
+    if (!data) return [];
+    const facts = defaultPayloadConverter.fromPayload<{ activity_type: string; attempt: number }>(
+      data,
+    );
+    const summary = e.userMetadata?.summary;
+    return [
+      {
+        type: facts.activity_type,
+        attempt: facts.attempt,
+        summary: summary ? defaultPayloadConverter.fromPayload<string>(summary) : '',
+      },
+    ];
+  });
+}
+
+/** Activities scheduled on a task queue: their types and queues. */
+const queuedActivities = (events: Events): string[] =>
+  events.flatMap((e) => {
+    const a = e.activityTaskScheduledEventAttributes;
+    return a ? [`${a.activityType?.name ?? ''} on ${a.taskQueue?.name ?? ''}`] : [];
+  });
+
+async function insertRow(table: string, name: string): Promise<string> {
+  const { rows } = await h.db.pool.query<{ id: string }>(
+    `insert into ${table} (name, description) values ($1, 'A description of ' || $1) returning id::text`,
+    [name],
+  );
+  return rows[0]?.id ?? '';
+}
+
+async function vectorRow(table: string, pk: string): Promise<void> {
+  await waitFor(`the vector row of ${pk}`, async () => {
+    const { rowCount } = await h.db.pool.query(`select 1 from ${table} where pk = $1`, [pk]);
+    return (rowCount ?? 0) > 0;
+  });
+}
+
+describe('the stages of a sync as local activities', () => {
+  before(async () => {
+    h = await startHarness('local');
+    await h.db.pool.query(PRODUCTS_TABLE);
+    await applyPipeline(h, productsPipeline());
+  });
+  after(async () => h.stop());
+  beforeEach(() => h.provider.reset());
+
+  it('a sync runs fetch, chunk, embed and write in its own workflow task, each shown with its summary', async () => {
+    const pk = await insertRow('products', 'Alpine Tent');
+    await vectorRow('public.products_embeddings', pk);
+    const events = (await syncHistory('products', pk)).events ?? [];
+    assert.deepEqual(queuedActivities(events), [], 'no activity went through a task queue');
+    assert.deepEqual(localStages(events), [
+      { type: 'fetchBatch', attempt: 1, summary: 'Read 1 row of products (generation 1)' },
+      { type: 'chunkBatch', attempt: 1, summary: 'Chunk 1 row of products (generation 1)' },
+      {
+        type: 'embedBatch',
+        attempt: 1,
+        summary: 'Embed the chunks of 1 row of products (generation 1)',
+      },
+      {
+        type: 'writeBatch',
+        attempt: 1,
+        summary: 'Write 1 changed row in the vector table of products (generation 1)',
+      },
+    ]);
+    assert.equal(h.provider.texts, 1);
+  });
+
+  it('a write that fails once is retried in place and the provider is not paid again', async () => {
+    // The vector table refuses the first write it gets (a sequence is not rolled back with it).
+    await h.db.pool.query(`
+      create sequence write_attempts;
+      create function refuse_first_write() returns trigger language plpgsql as $$
+      begin
+        if nextval('write_attempts') = 1 then raise exception 'the first write is refused'; end if;
+        return null;
+      end $$;
+      create trigger refuse_first_write before insert on public.products_embeddings
+        for each statement execute function refuse_first_write()`);
+    try {
+      const pk = await insertRow('products', 'Kettle');
+      await vectorRow('public.products_embeddings', pk);
+      const stages = localStages((await syncHistory('products', pk)).events ?? []);
+      const write = stages.find((s) => s.type === 'writeBatch');
+      assert.ok(write && write.attempt >= 2, `the write was not retried: ${JSON.stringify(write)}`);
+      assert.equal(h.provider.texts, 1, 'the text was embedded once');
+    } finally {
+      await h.db.pool.query(
+        'drop trigger refuse_first_write on public.products_embeddings; drop function refuse_first_write(); drop sequence write_attempts',
+      );
+    }
+  });
+
+  it('where the queue paces the provider, the sync embeds through the provider queue and the rest stays local', async () => {
+    // A requests-per-minute limit is kept by the embedding queue's rate, which a local call would
+    // bypass: the local embed declines and the paced loop runs on the queue.
+    h.provider.rateLimit = { requestsPerMinute: 6000 };
+    await h.stopWorker();
+    await h.startWorker();
+    try {
+      const pk = await insertRow('products', 'Desk Lamp');
+      await vectorRow('public.products_embeddings', pk);
+      const events = (await syncHistory('products', pk)).events ?? [];
+      assert.deepEqual(queuedActivities(events), [
+        `embedBatch on ${embedTaskQueue(h.taskQueue, 'offline')}`,
+      ]);
+      assert.deepEqual(
+        localStages(events).map((s) => s.type),
+        ['fetchBatch', 'chunkBatch', 'embedBatch', 'writeBatch'],
+      );
+      assert.equal(h.provider.texts, 1, 'the text was embedded once');
+    } finally {
+      h.provider.rateLimit = undefined;
+      await h.stopWorker();
+      await h.startWorker();
+    }
+  });
+});
