@@ -21,9 +21,15 @@ const opts = new Command('embedsync poller')
   )
   .option(
     '--interval <ms>',
-    'how often to look for changes (a NOTIFY on embedsync_outbox wakes it sooner)',
+    'how often to look for changes while none are flowing (a NOTIFY on embedsync_outbox wakes it sooner)',
     (v) => Number.parseInt(v, 10),
     DEFAULT_POLLER_OPTIONS.fallbackIntervalMs,
+  )
+  .option(
+    '--busy-interval <ms>',
+    'how soon to look again after a look that found changes (doubling while none come, up to --interval)',
+    (v) => Number.parseInt(v, 10),
+    DEFAULT_POLLER_OPTIONS.busyIntervalMs,
   )
   .addHelpText(
     'after',
@@ -38,7 +44,7 @@ Metrics (Prometheus: outbox backlog, dead letters, backfill progress, read from 
                         address to listen on (default 0.0.0.0: reachable by a Prometheus elsewhere)`,
   )
   .parse()
-  .opts<{ claimLimit: number; interval: number }>();
+  .opts<{ claimLimit: number; interval: number; busyInterval: number }>();
 
 runMain(async (env) => {
   const log = createLogger(env, 'poller');
@@ -49,7 +55,11 @@ runMain(async (env) => {
   await ensureSearchAttributes(connection, env.temporalNamespace);
   const poller = new Poller(
     { pool, databaseUrl: url, temporal, taskQueue: env.taskQueue, log },
-    { claimLimit: opts.claimLimit, fallbackIntervalMs: opts.interval },
+    {
+      claimLimit: opts.claimLimit,
+      fallbackIntervalMs: opts.interval,
+      busyIntervalMs: opts.busyInterval,
+    },
   );
   const metricsPort = env.metrics.pollerPort;
   const metrics =

@@ -18,13 +18,22 @@ import type { SyncInput, SyncTarget, syncChanges } from '../../workflows/index.j
 import type { PipelineConfig } from '../config/pipeline.js';
 import { createCatalogMetrics, type CatalogMetrics } from '../metrics/catalog.js';
 import { serveMetrics, type MetricsListen, type MetricsServer } from '../metrics/server.js';
+import { nextPollDelay } from './pace.js';
 import { planBatches, type PlannedBatch } from './plan.js';
 
 export interface PollerOptions {
   /** Most outbox rows one claim takes. */
   claimLimit: number;
-  /** How often to look for changes; a NOTIFY on embedsync_outbox wakes it sooner. */
+  /**
+   * How often to look for changes while none are flowing (the longest wait between looks); a NOTIFY
+   * on embedsync_outbox wakes it sooner.
+   */
   fallbackIntervalMs: number;
+  /**
+   * How soon to look again after a look that found changes; each look that finds none doubles the
+   * wait, up to fallbackIntervalMs (src/poller/pace.ts).
+   */
+  busyIntervalMs: number;
   /**
    * How often to look for failed batches' dead letters whose wait is over
    * (src/db/dead-letters.ts).
@@ -41,6 +50,7 @@ export interface PollerOptions {
 export const DEFAULT_POLLER_OPTIONS: PollerOptions = {
   claimLimit: 2000,
   fallbackIntervalMs: 100,
+  busyIntervalMs: 10,
   deadLetterCheckMs: 30_000,
   deadLetterRetry: DEFAULT_DEAD_LETTER_RETRY,
   schemaCheckMs: 3000,
@@ -53,6 +63,8 @@ export interface PollerDeps {
   temporal: Client;
   taskQueue: string;
   log: Logger;
+  /** How the loop waits between looks (default: a timer); tests pass their own to see the waits. */
+  sleep?: (ms: number) => Promise<void>;
 }
 
 export class Poller {
@@ -190,6 +202,11 @@ export class Poller {
 
   private async run(): Promise<void> {
     let backoff = 0;
+    let delay = this.options.fallbackIntervalMs;
+    const pace = {
+      busyIntervalMs: this.options.busyIntervalMs,
+      idleIntervalMs: this.options.fallbackIntervalMs,
+    };
     let deadLettersCheckedAt = 0;
     let schemasCheckedAt = 0;
     while (!this.stopped) {
@@ -216,8 +233,9 @@ export class Poller {
         await this.sleep(backoff);
         continue;
       }
-      if (claimed < this.options.claimLimit && !this.notified)
-        await this.sleep(this.options.fallbackIntervalMs);
+      // A full claim leaves more behind, and a NOTIFY says more is there: look again at once.
+      delay = nextPollDelay(delay, claimed, pace);
+      if (claimed < this.options.claimLimit && !this.notified) await this.sleep(delay);
     }
   }
 
@@ -249,12 +267,13 @@ export class Poller {
 
   private sleep(ms: number): Promise<void> {
     return new Promise((resolve) => {
-      const timer = setTimeout(done, ms);
+      const timer = this.deps.sleep ? undefined : setTimeout(done, ms);
       function done() {
         clearTimeout(timer);
         resolve();
       }
       this.wake = done;
+      void this.deps.sleep?.(ms).then(done);
     });
   }
 
