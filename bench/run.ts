@@ -72,6 +72,10 @@ const program = new Command('bench')
     "rate-limit: words (one token each) in each row's description (16)",
     positive('--text-tokens'),
   )
+  .option(
+    '--separate-poller',
+    'sync-latency: run the poller as a process of its own, not beside the worker (so no eager workflow start)',
+  )
   .showHelpAfterError()
   .parse();
 

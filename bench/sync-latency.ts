@@ -38,6 +38,7 @@ export const syncLatency: Benchmark = {
 async function run(ctx: BenchContext): Promise<BenchReport> {
   const duration = ctx.options.duration ?? DEFAULTS.duration;
   const rate = ctx.options.rate ?? DEFAULTS.rate;
+  const separate = ctx.options.separatePoller ?? false;
   const { db } = ctx;
   await applyProductsPipeline(db.pool);
   const pipeline = await getPipeline(db.pool, 'products');
@@ -63,9 +64,12 @@ async function run(ctx: BenchContext): Promise<BenchReport> {
   });
   const forgetLeftovers = onInterrupt(() => terminateLeftovers(client, taskQueue));
   try {
+    // As deployed for the lowest latency: the poller beside the worker (`embedsync worker
+    // --poller`), starting syncs eagerly on it; or, asked for, as a process of its own.
     services.push(
-      startService('worker', serviceEnv, logDir),
-      startService('poller', serviceEnv, logDir),
+      ...(separate
+        ? [startService('worker', serviceEnv, logDir), startService('poller', serviceEnv, logDir)]
+        : [startService('worker', serviceEnv, logDir, ['--poller'])]),
     );
     await Promise.all(services.map((s) => s.ready));
     await watcher.start();
@@ -96,7 +100,7 @@ async function run(ctx: BenchContext): Promise<BenchReport> {
     ctx.log(`offering ${rate} inserts/s for ${duration} s`);
     const pids = {
       worker: services[0]?.pid,
-      poller: services[1]?.pid,
+      ...(separate ? { poller: services[1]?.pid } : {}),
       'load generator and watcher': process.pid,
     };
     const cpuBefore = sampleCpu(pids);
@@ -114,6 +118,7 @@ async function run(ctx: BenchContext): Promise<BenchReport> {
     return syncLatencyReport({
       rate,
       duration,
+      separatePoller: separate,
       warmupRows: WARMUP_ROWS,
       drainTimeoutMs: DRAIN_TIMEOUT_MS,
       load,

@@ -11,6 +11,7 @@ import type { Sighting } from './watcher.js';
 export interface SyncMeasurement {
   rate: number;
   duration: number;
+  separatePoller: boolean;
   warmupRows: number;
   drainTimeoutMs: number;
   load: OpenLoopResult;
@@ -35,8 +36,9 @@ export function syncLatencyReport(m: SyncMeasurement): BenchReport {
     settings: {
       duration: m.duration,
       rate: m.rate,
-      services:
-        'worker and poller as child processes (src/cli/worker.ts, src/cli/poller.ts), default options',
+      services: m.separatePoller
+        ? 'worker and poller as child processes (src/cli/worker.ts, src/cli/poller.ts), default options'
+        : 'a worker with its poller beside it as a child process (src/cli/worker.ts --poller: eager workflow start), default options',
       pipeline: 'examples/products.yaml',
     },
     figures: [

@@ -12,6 +12,8 @@ export interface BenchOptions {
   rounds?: number;
   /** Rows of the bulk UPDATE. */
   rows?: number;
+  /** sync-latency: the poller as a process of its own instead of beside the worker. */
+  separatePoller?: boolean;
 }
 
 export interface BenchContext {

@@ -2,6 +2,7 @@
 // server (installing what is missing), loads a demo products table with a pipeline, runs a worker
 // and a poller, proves a row goes through, and says where to look. Ctrl-C stops what it started.
 import path from 'node:path';
+import { Client } from '@temporalio/client';
 import { Command } from 'commander';
 import { applyPipelines } from '../capture/apply.js';
 import { loadPipelineFile } from '../config/load.js';
@@ -72,13 +73,17 @@ runMain(async (env) => {
     cacheDir: path.resolve(env.home, 'cache'),
   });
   const running = worker.run();
-  const poller = new Poller({
-    pool,
-    databaseUrl: stack.databaseUrl,
-    temporal: client,
-    taskQueue: env.taskQueue,
-    log,
-  });
+  // On the worker's connection, so that each sync starts eagerly on this worker.
+  const poller = new Poller(
+    {
+      pool,
+      databaseUrl: stack.databaseUrl,
+      temporal: new Client({ connection: workerConnection, namespace: stack.temporalNamespace }),
+      taskQueue: env.taskQueue,
+      log,
+    },
+    { eagerStart: true },
+  );
   poller.start();
 
   if (created && opts.rows > 0) {

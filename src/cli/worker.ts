@@ -1,19 +1,26 @@
 // npx embedsync worker: runs the Temporal worker against DATABASE_URL and TEMPORAL_ADDRESS until
 // SIGTERM.
 import path from 'node:path';
+import { Client } from '@temporalio/client';
 import { Command } from 'commander';
 import { migrate } from '../db/migrator.js';
 import { createPool } from '../db/pool.js';
 import { createLogger } from '../log.js';
+import { Poller } from '../poller/poller.js';
 import { createProviders } from '../providers/index.js';
 import { temporalAddress } from '../temporal/connect.js';
+import { ensureSearchAttributes } from '../temporal/search-attributes.js';
 import { connectWorker } from '../worker/connect.js';
 import { createWorker } from '../worker/worker.js';
 import { databaseUrl, metricsPortError, runMain } from './common.js';
 
-new Command('embedsync worker')
+const opts = new Command('embedsync worker')
   .description(
     'Run an embedsync worker: the sync workflows, their database stages, and the embedding activities.',
+  )
+  .option(
+    '--poller',
+    'also run a poller in this process; it starts each sync eagerly on this worker (no task queue round trip: the lowest latency)',
   )
   .addHelpText(
     'after',
@@ -41,9 +48,13 @@ Providers (credentials only from the environment):
                         ones); give every worker the same. Changes in the pipelines are followed
                         within 5 s, without a restart.
 
+With --poller, the poller's metrics are served on EMBEDSYNC_POLLER_METRICS_PORT (see
+\`embedsync poller --help\`).
+
 Stops gracefully on SIGTERM or SIGINT: running activities finish first.`,
   )
-  .parse();
+  .parse()
+  .opts<{ poller?: boolean }>();
 
 runMain(async (env) => {
   const log = createLogger(env, 'worker');
@@ -72,10 +83,36 @@ runMain(async (env) => {
     taskQueue: env.taskQueue,
   };
   log.info({ ...where, metrics }, 'worker running');
+  // Beside the worker, on its connection: the server can hand each started sync's first workflow
+  // task back in the start call's reply (eager workflow start).
+  let poller: Poller | undefined;
+  if (opts.poller) {
+    await ensureSearchAttributes(connection, env.temporalNamespace);
+    const temporal = new Client({ connection, namespace: env.temporalNamespace });
+    const url = databaseUrl(env);
+    poller = new Poller(
+      { pool, databaseUrl: url, temporal, taskQueue: env.taskQueue, log },
+      { eagerStart: true },
+    );
+    const port = env.metrics.pollerPort;
+    const pollerMetrics =
+      port === 0
+        ? undefined
+        : await poller
+            .serveMetrics({ host: env.metrics.host, port })
+            .catch(metricsPortError('EMBEDSYNC_POLLER_METRICS_PORT'));
+    poller.start();
+    // Stops claiming at once; the claim in progress commits or rolls back first.
+    const stopping = poller;
+    for (const signal of ['SIGTERM', 'SIGINT'] as const)
+      process.once(signal, () => void stopping.stop());
+    log.info({ ...where, metrics: pollerMetrics }, 'poller running beside the worker');
+  }
   try {
     // The SDK shuts the workers down on SIGINT/SIGTERM; run() resolves once they have drained.
     await worker.run();
   } finally {
+    await poller?.stop();
     await connection.close();
     await pool.end();
     log.info('worker stopped');

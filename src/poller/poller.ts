@@ -45,6 +45,13 @@ export interface PollerOptions {
    * (src/capture/schema-check.ts).
    */
   schemaCheckMs: number;
+  /**
+   * Ask the server to hand each sync's first workflow task straight back to a worker of this
+   * process (eager workflow start), skipping the task queue's round trip. Needs a client on that
+   * worker's NativeConnection (`embedsync worker --poller`); when the worker has no free slot, the
+   * server queues the task as usual.
+   */
+  eagerStart: boolean;
 }
 
 export const DEFAULT_POLLER_OPTIONS: PollerOptions = {
@@ -54,6 +61,7 @@ export const DEFAULT_POLLER_OPTIONS: PollerOptions = {
   deadLetterCheckMs: 30_000,
   deadLetterRetry: DEFAULT_DEAD_LETTER_RETRY,
   schemaCheckMs: 3000,
+  eagerStart: false,
 };
 
 export interface PollerDeps {
@@ -179,6 +187,7 @@ export class Poller {
     try {
       await this.deps.temporal.workflow.start<typeof syncChanges>('syncChanges', {
         taskQueue: this.deps.taskQueue,
+        ...(this.options.eagerStart ? { requestEagerStart: true } : {}),
         workflowId: batch.workflowId,
         args: [input],
         typedSearchAttributes: [

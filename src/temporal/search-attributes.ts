@@ -45,7 +45,7 @@ export const hasSearchAttributes = (customAttributes: Readonly<Record<string, un
  * added.
  */
 export async function ensureSearchAttributes(
-  connection: Connection,
+  connection: Pick<Connection, 'operatorService'>,
   namespace: string,
 ): Promise<string[]> {
   const listed = await connection.operatorService.listSearchAttributes({ namespace });

@@ -63,6 +63,8 @@ export interface Harness {
   pollers: Poller[];
   /** The running worker (after startWorker). */
   worker(): EmbedsyncWorker;
+  /** The worker's connection: a client on it may have the server start workflows eagerly here. */
+  workerConnection(): NativeConnection;
   startPoller(options?: Partial<PollerOptions>): Poller;
   stopWorker(): Promise<void>;
   startWorker(): Promise<void>;
@@ -115,6 +117,10 @@ export async function startHarness(
       worker() {
         if (!worker) throw new Error('the worker is not running');
         return worker;
+      },
+      workerConnection() {
+        if (!workerConnection) throw new Error('the worker has not connected');
+        return workerConnection;
       },
       startPoller(options = {}) {
         const poller = new Poller(

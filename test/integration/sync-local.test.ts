@@ -1,9 +1,12 @@
 // A sync's stages run as local activities, in the workflow's own task, and still show in the Web UI
 // as markers with their summaries; a retried stage reuses what was staged, and a provider paced by
-// its task queue's rate is still called through that queue.
+// its task queue's rate is still called through that queue. A poller beside the worker has the
+// server hand each sync's first workflow task straight to it (eager workflow start).
 import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, it } from 'node:test';
+import { Client } from '@temporalio/client';
 import { defaultPayloadConverter } from '@temporalio/common';
+import { Poller } from '../../src/poller/poller.js';
 import { embedTaskQueue } from '../../src/temporal/names.js';
 import type { SyncInput } from '../../workflows/index.js';
 import {
@@ -162,5 +165,36 @@ describe('the stages of a sync as local activities', () => {
       await h.stopWorker();
       await h.startWorker();
     }
+  });
+
+  it('a poller beside the worker has each sync started eagerly on it, and the sync converges', async () => {
+    const client = new Client({
+      connection: h.workerConnection(),
+      namespace: h.client.options.namespace,
+    });
+    const eager: boolean[] = [];
+    const start = client.workflow.start.bind(client.workflow);
+    client.workflow.start = async (...args: Parameters<typeof start>) => {
+      const handle = await start(...args);
+      eager.push(handle.eagerlyStarted);
+      return handle;
+    };
+    await Promise.all(h.pollers.splice(0).map((p) => p.stop()));
+    const poller = new Poller(
+      {
+        pool: h.db.pool,
+        databaseUrl: h.db.url,
+        temporal: client,
+        taskQueue: h.taskQueue,
+        log: h.log,
+      },
+      { eagerStart: true },
+    );
+    h.pollers.push(poller);
+    poller.start();
+    const pk = await insertRow('products', 'Wool Socks');
+    await vectorRow('public.products_embeddings', pk);
+    assert.deepEqual(eager, [true], 'the server handed the sync to this worker in its start call');
+    assert.equal(h.provider.texts, 1);
   });
 });
