@@ -4,6 +4,7 @@ import {
   ApplicationFailure,
   proxyActivities,
   proxyLocalActivities,
+  TimeoutFailure,
 } from '@temporalio/workflow';
 import type {
   Activities,
@@ -14,6 +15,9 @@ import type {
   WriteResult,
 } from '../activities/index.js';
 import { groupDigits } from './progress.js';
+
+/** Attempts of a stage as a local activity before it goes on as an activity on the task queue. */
+export const LOCAL_ATTEMPTS = 3;
 
 // Database stages retry until the database is back: a change is never given up on for an outage.
 // The activities heartbeat every few seconds, so a lost attempt (worker killed, task dropped) is
@@ -26,10 +30,11 @@ const activities = proxyActivities<Activities>({
 
 // The same stages as local activities, run by the worker that runs the workflow, in its workflow
 // task: no server round trip between stages (docs/architecture.md, decision 2). A lost attempt
-// (worker killed) is re-run when the workflow task times out and another worker replays it.
+// (worker killed) is re-run when the workflow task times out and another worker replays it. A few
+// quick attempts only: a stage still failing after them goes on as an activity (localFirst).
 const local = proxyLocalActivities<Activities>({
   startToCloseTimeout: '10 minutes',
-  retry: { initialInterval: '500ms', backoffCoefficient: 2, maximumInterval: '1 minute' },
+  retry: { initialInterval: '500ms', backoffCoefficient: 2, maximumAttempts: LOCAL_ATTEMPTS },
 });
 
 export interface BatchOutcome extends WriteResult {
@@ -62,9 +67,8 @@ export async function processBatch(
   options: BatchOptions = {},
 ): Promise<BatchOutcome> {
   const isLocal = options.local === true;
-  const stages = isLocal ? local : activities;
-  const settled = <T>(type: string, result: Promise<T>): Promise<T> =>
-    isLocal ? asActivityFailure(type, result) : result;
+  const run = <T>(type: string, here: () => Promise<T>, queued: () => Promise<T>): Promise<T> =>
+    isLocal ? localFirst(type, here, queued) : queued();
   const ref = {
     pipeline: batch.pipeline,
     batchId: batch.batchId,
@@ -72,32 +76,33 @@ export async function processBatch(
   };
   // Summaries are what the Web UI shows for each activity of the batch.
   const of = `${batch.pipeline}${batch.generation === undefined ? '' : ` (generation ${batch.generation})`}`;
-  const fetched = await settled(
+  const read = { summary: `Read ${rows(batch.keys.length)} of ${of}` };
+  const toFetch = { ...ref, keys: batch.keys };
+  const fetched = await run(
     'fetchBatch',
-    stages.fetchBatch.executeWithOptions({ summary: `Read ${rows(batch.keys.length)} of ${of}` }, [
-      { ...ref, keys: batch.keys },
-    ]),
+    () => local.fetchBatch.executeWithOptions(read, [toFetch]),
+    () => activities.fetchBatch.executeWithOptions(read, [toFetch]),
   );
   let embedded = { embedded: 0, tokens: 0 };
   if (fetched.embed > 0) {
-    await settled(
+    const chunk = { summary: `Chunk ${rows(fetched.embed)} of ${of}` };
+    await run(
       'chunkBatch',
-      stages.chunkBatch.executeWithOptions({ summary: `Chunk ${rows(fetched.embed)} of ${of}` }, [
-        ref,
-      ]),
+      () => local.chunkBatch.executeWithOptions(chunk, [ref]),
+      () => activities.chunkBatch.executeWithOptions(chunk, [ref]),
     );
     const summary = `Embed the chunks of ${rows(fetched.embed)} of ${of}`;
     embedded = await embedStage(ref, summary, embedTaskQueue, isLocal);
   }
-  const summary = batch.sweep
-    ? `Remove vectors of truncated rows of ${of}`
-    : writeSummary(fetched, of);
+  const write = {
+    summary: batch.sweep ? `Remove vectors of truncated rows of ${of}` : writeSummary(fetched, of),
+  };
   const measured = batch.enqueuedAt === undefined ? {} : { enqueuedAt: batch.enqueuedAt };
-  const written = await settled(
+  const toWrite = { ...ref, sweep: batch.sweep, ...measured };
+  const written = await run(
     'writeBatch',
-    stages.writeBatch.executeWithOptions({ summary }, [
-      { ...ref, sweep: batch.sweep, ...measured },
-    ]),
+    () => local.writeBatch.executeWithOptions(write, [toWrite]),
+    () => activities.writeBatch.executeWithOptions(write, [toWrite]),
   );
   return { ...written, ...embedded };
 }
@@ -117,9 +122,11 @@ async function embedStage(
   if (isLocal) {
     // In the workflow task, unless the provider's requests are paced by its task queue's rate or
     // the provider is not hosted by this worker: then the call declines, embedding nothing.
-    const here = await asActivityFailure(
+    const here = await localFirst(
       'embedBatch',
-      local.embedBatch.executeWithOptions({ summary }, [{ ...ref, local: true }]),
+      () => local.embedBatch.executeWithOptions({ summary }, [{ ...ref, local: true }]),
+      // Still failing here: the paced loop on the provider's queue takes over.
+      () => Promise.resolve({ ...NOTHING_EMBEDDED, declined: true }),
     );
     add(here);
     if (!here.declined) return counts;
@@ -140,19 +147,33 @@ async function embedStage(
   }
 }
 
+const NOTHING_EMBEDDED = { embedded: 0, tokens: 0, requests: 0, remaining: 0, deadLettered: 0 };
+
 /**
- * A local activity's failure reaches the workflow bare, an activity's on a task queue inside an
- * ActivityFailure: wrapped alike, so that a sync keeps the keys of a batch that failed for good
+ * Runs a stage as a local activity. One still failing after its LOCAL_ATTEMPTS (the database or
+ * the provider is out) goes on as an activity on the task queue, whose retries add nothing to the
+ * history however long the outage lasts (a local activity waiting to retry keeps its workflow task
+ * alive by completing it, a few events every 8 s). A failure that is not retried fails the stage
+ * as it would on the queue: a local activity's reaches the workflow without its ActivityFailure,
+ * which is added here, so that a sync keeps the keys of a batch that failed for good
  * (workflows/sync.ts) and its failure reads the same whichever way its stages ran.
  */
-async function asActivityFailure<T>(activityType: string, result: Promise<T>): Promise<T> {
+async function localFirst<T>(
+  activityType: string,
+  here: () => Promise<T>,
+  queued: () => Promise<T>,
+): Promise<T> {
   try {
-    return await result;
+    return await here();
   } catch (err) {
-    if (!(err instanceof ApplicationFailure)) throw err;
-    const retryState = err.nonRetryable ? 'NON_RETRYABLE_FAILURE' : 'MAXIMUM_ATTEMPTS_REACHED';
-    const message = 'Local activity failed';
-    throw new ActivityFailure(message, activityType, undefined, retryState, undefined, err);
+    if (err instanceof ApplicationFailure && err.nonRetryable) {
+      const state = 'NON_RETRYABLE_FAILURE';
+      const message = 'Local activity failed';
+      throw new ActivityFailure(message, activityType, undefined, state, undefined, err);
+    }
+    const timedOut = err instanceof ActivityFailure && err.cause instanceof TimeoutFailure;
+    if (err instanceof ApplicationFailure || timedOut) return queued();
+    throw err;
   }
 }
 

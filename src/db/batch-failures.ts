@@ -19,8 +19,10 @@ export interface StageFailure {
 }
 
 /**
- * One failed attempt. A first attempt starts the count afresh (a new run of the stage). True when
- * this attempt made the stage stuck (embedsync.stuck_after_attempts() failures in a row).
+ * One failed attempt. A first attempt starts the count afresh (a new run of the stage), except
+ * after failures of the same workflow run's stage: a sync's stage that goes on from its local
+ * attempts to the task queue (workflows/batch.ts) keeps counting. True when this attempt made the
+ * stage stuck (embedsync.stuck_after_attempts() failures in a row).
  */
 export async function recordStageFailure(db: Queryable, f: StageFailure): Promise<boolean> {
   // Leftovers of workflows that stopped running are of no use once expired: trimmed as failures
@@ -35,10 +37,13 @@ export async function recordStageFailure(db: Queryable, f: StageFailure): Promis
      select $1, $2, $3, $4, $5, $6, $7, $8, $9 from embedsync.pipelines where name = $1
      on conflict (pipeline, batch_id, stage) do update
        set workflow_id = excluded.workflow_id, run_id = excluded.run_id,
-           attempts = excluded.attempts, error_class = excluded.error_class,
+           attempts = case when f.run_id = excluded.run_id and excluded.attempts <= f.attempts
+                           then f.attempts + 1 else excluded.attempts end,
+           error_class = excluded.error_class,
            last_error = excluded.last_error, retryable = excluded.retryable,
            last_failed_at = now(),
-           first_failed_at = case when excluded.attempts <= 1 then now() else f.first_failed_at end
+           first_failed_at = case when excluded.attempts <= 1 and f.run_id <> excluded.run_id
+                                  then now() else f.first_failed_at end
      returning attempts = embedsync.stuck_after_attempts() as stuck`,
     [
       f.pipeline,

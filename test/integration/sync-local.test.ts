@@ -1,5 +1,6 @@
 // A sync's stages run as local activities, in the workflow's own task, and still show in the Web UI
-// as markers with their summaries; a retried stage reuses what was staged, and a provider paced by
+// as markers with their summaries; a retried stage reuses what was staged (and one still failing
+// after a few local attempts goes on as an activity on the task queue), and a provider paced by
 // its task queue's rate is still called through that queue. A poller beside the worker has the
 // server hand each sync's first workflow task straight to it (eager workflow start).
 import assert from 'node:assert/strict';
@@ -8,6 +9,7 @@ import { Client } from '@temporalio/client';
 import { defaultPayloadConverter } from '@temporalio/common';
 import { Poller } from '../../src/poller/poller.js';
 import { embedTaskQueue } from '../../src/temporal/names.js';
+import { LOCAL_ATTEMPTS } from '../../workflows/batch.js';
 import type { SyncInput } from '../../workflows/index.js';
 import {
   applyPipeline,
@@ -86,6 +88,26 @@ async function vectorRow(table: string, pk: string): Promise<void> {
   });
 }
 
+/** Runs `body` while the vector table refuses its first `n` writes (a sequence is not rolled back). */
+async function refuseWrites(n: number, body: () => Promise<void>): Promise<void> {
+  await h.db.pool.query(`
+    create sequence write_attempts;
+    create function refuse_writes() returns trigger language plpgsql as $$
+    begin
+      if nextval('write_attempts') <= ${n} then raise exception 'the write is refused'; end if;
+      return null;
+    end $$;
+    create trigger refuse_writes before insert on public.products_embeddings
+      for each statement execute function refuse_writes()`);
+  try {
+    await body();
+  } finally {
+    await h.db.pool.query(
+      'drop trigger refuse_writes on public.products_embeddings; drop function refuse_writes(); drop sequence write_attempts',
+    );
+  }
+}
+
 describe('the stages of a sync as local activities', () => {
   before(async () => {
     h = await startHarness('local');
@@ -118,28 +140,27 @@ describe('the stages of a sync as local activities', () => {
   });
 
   it('a write that fails once is retried in place and the provider is not paid again', async () => {
-    // The vector table refuses the first write it gets (a sequence is not rolled back with it).
-    await h.db.pool.query(`
-      create sequence write_attempts;
-      create function refuse_first_write() returns trigger language plpgsql as $$
-      begin
-        if nextval('write_attempts') = 1 then raise exception 'the first write is refused'; end if;
-        return null;
-      end $$;
-      create trigger refuse_first_write before insert on public.products_embeddings
-        for each statement execute function refuse_first_write()`);
-    try {
+    await refuseWrites(1, async () => {
       const pk = await insertRow('products', 'Kettle');
       await vectorRow('public.products_embeddings', pk);
-      const stages = localStages((await syncHistory('products', pk)).events ?? []);
-      const write = stages.find((s) => s.type === 'writeBatch');
-      assert.ok(write && write.attempt >= 2, `the write was not retried: ${JSON.stringify(write)}`);
+      const events = (await syncHistory('products', pk)).events ?? [];
+      const write = localStages(events).find((s) => s.type === 'writeBatch');
+      assert.equal(write?.attempt, 2, 'the write was retried as a local activity');
+      assert.deepEqual(queuedActivities(events), []);
       assert.equal(h.provider.texts, 1, 'the text was embedded once');
-    } finally {
-      await h.db.pool.query(
-        'drop trigger refuse_first_write on public.products_embeddings; drop function refuse_first_write(); drop sequence write_attempts',
-      );
-    }
+    });
+  });
+
+  it('a write still failing after its local attempts goes on as an activity on the task queue, and the provider is not paid again', async () => {
+    await refuseWrites(LOCAL_ATTEMPTS, async () => {
+      const pk = await insertRow('products', 'Teapot');
+      await vectorRow('public.products_embeddings', pk);
+      const events = (await syncHistory('products', pk)).events ?? [];
+      const write = localStages(events).find((s) => s.type === 'writeBatch');
+      assert.equal(write?.attempt, LOCAL_ATTEMPTS, 'the local attempts were used up');
+      assert.deepEqual(queuedActivities(events), [`writeBatch on ${h.taskQueue}`]);
+      assert.equal(h.provider.texts, 1, 'the text was embedded once');
+    });
   });
 
   it('where the queue paces the provider, the sync embeds through the provider queue and the rest stays local', async () => {
