@@ -86,12 +86,17 @@ runMain(async (env) => {
   // Beside the worker, on its connection: the server can hand each started sync's first workflow
   // task back in the start call's reply (eager workflow start).
   let poller: Poller | undefined;
-  if (opts.poller) {
+  // Connections of its own, as a poller process has: its claim, held open across the start call,
+  // never waits behind the stages for one.
+  const pollerPool = opts.poller
+    ? createPool(databaseUrl(env), { max: 4, applicationName: 'embedsync-poller' })
+    : undefined;
+  if (pollerPool) {
     await ensureSearchAttributes(connection, env.temporalNamespace);
     const temporal = new Client({ connection, namespace: env.temporalNamespace });
     const url = databaseUrl(env);
     poller = new Poller(
-      { pool, databaseUrl: url, temporal, taskQueue: env.taskQueue, log },
+      { pool: pollerPool, databaseUrl: url, temporal, taskQueue: env.taskQueue, log },
       { eagerStart: true },
     );
     const port = env.metrics.pollerPort;
@@ -115,6 +120,7 @@ runMain(async (env) => {
     await poller?.stop();
     await connection.close();
     await pool.end();
+    await pollerPool?.end();
     log.info('worker stopped');
   }
 });
