@@ -58,9 +58,19 @@ async function createVectorizer(pool: Pool, table: string, baseUrl: string): Pro
   return { id, queue: q.rows[0]?.queue ?? '', store: `public.${table}_embeddings` };
 }
 
-const queueEmpty = async (pool: Pool, v: Vectorizer): Promise<boolean> =>
-  (await pool.query<{ empty: boolean }>(`select not exists (select 1 from ${v.queue}) as empty`))
-    .rows[0]?.empty ?? false;
+/** Whether the queue is empty; throws if the worker that should empty it has exited. */
+async function queueEmpty(pool: Pool, v: Vectorizer, worker: Service): Promise<boolean> {
+  const { rows } = await pool.query<{ empty: boolean }>(
+    `select not exists (select 1 from ${v.queue}) as empty`,
+  );
+  if (rows[0]?.empty) return true;
+  try {
+    if (worker.pid !== undefined) process.kill(worker.pid, 0);
+  } catch {
+    throw new Error(`pgai's worker exited with work queued:\n${worker.tail()}`);
+  }
+  return false;
+}
 
 /**
  * A table of `rows` rows and a pgai worker polling every second; the body creates the vectorizer.
@@ -106,7 +116,7 @@ export async function pgaiBackfill(
     const started = now();
     const v = await createVectorizer(pool, run.table, pc.mock.openaiBaseURL);
     // The queue rows are deleted in the transaction that writes their vectors.
-    if (!(await waitUntil(() => queueEmpty(pool, v), QUEUE_TIMEOUT_MS, 200)))
+    if (!(await waitUntil(() => queueEmpty(pool, v, worker), QUEUE_TIMEOUT_MS, 200)))
       throw new Error(`pgai's queue was not empty after ${QUEUE_TIMEOUT_MS / 1000} s`);
     const embedded = now();
     await pool.query(`create index on ${v.store} using hnsw (embedding vector_cosine_ops)`);
@@ -139,9 +149,9 @@ export async function pgaiLive(
   run: { table: string; rows: number; rate: number; duration: number; metadataRows: number },
 ): Promise<LiveMeasure> {
   const { pool, url } = pc.pgaiDb;
-  return withWorker(pc, { ...run, concurrency: 1 }, async () => {
+  return withWorker(pc, { ...run, concurrency: 1 }, async (worker) => {
     const v = await createVectorizer(pool, run.table, pc.mock.openaiBaseURL);
-    if (!(await waitUntil(() => queueEmpty(pool, v), QUEUE_TIMEOUT_MS, 200)))
+    if (!(await waitUntil(() => queueEmpty(pool, v, worker), QUEUE_TIMEOUT_MS, 200)))
       throw new Error(`pgai's queue was not empty after ${QUEUE_TIMEOUT_MS / 1000} s`);
     // The watcher asks for text keys and chunk 0, as embedsync's vector table has them.
     const seen = `public.${run.table}_seen`;
@@ -155,7 +165,7 @@ export async function pgaiLive(
       run.metadataRows,
     ]);
     // pgai queues the rows whatever column changed; done once its queue is empty again.
-    const done = await waitUntil(() => queueEmpty(pool, v), METADATA_TIMEOUT_MS, 200);
+    const done = await waitUntil(() => queueEmpty(pool, v, worker), METADATA_TIMEOUT_MS, 200);
     return {
       system: 'pgai' as const,
       ...latency,
