@@ -252,14 +252,21 @@ export function peersReport(s: PeerSettings, m: PeerMeasures): BenchReport {
       { title: 'Side by side', columns: ['figure', 'embedsync', 'pgai', 'embedsync ÷ pgai'], rows },
     ],
     data: {
-      backfills: m.backfills,
-      rateLimited: m.rateLimited,
-      live: m.live,
+      backfills: rounded(m.backfills),
+      rateLimited: rounded(m.rateLimited),
+      live: rounded(m.live),
       load: m.load,
       pgaiRequirements: m.requirements,
     },
     notes: notes(s),
   };
+}
+
+/** The measurements with every number cut to 3 decimals, for the results file. */
+function rounded<T>(value: T): T {
+  return JSON.parse(
+    JSON.stringify(value, (_k, v: unknown) => (typeof v === 'number' ? round(v, 3) : v)),
+  ) as T;
 }
 
 function notes(s: PeerSettings): string[] {
