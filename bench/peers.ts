@@ -63,6 +63,8 @@ async function run(ctx: BenchContext): Promise<BenchReport> {
     metadataRows: DEFAULTS.metadataRows,
     parts: o.only?.length ? o.only : [...PARTS],
   };
+  if (!Number.isInteger(settings.workers) || !Number.isInteger(settings.pgaiConcurrency))
+    throw new Error('--workers and --pgai-concurrency must be whole numbers');
   if (settings.pgaiConcurrency > 10)
     throw new Error('--pgai-concurrency must be at most 10 (pgai’s worker refuses more)');
   const loadAtStart = os.loadavg()[0] ?? 0;
