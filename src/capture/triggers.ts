@@ -9,9 +9,8 @@
 import { embedColumns } from '../config/pipeline.js';
 import type { Pipeline } from '../db/catalog.js';
 import { qualified, quoteIdent, quoteLiteral } from '../db/ident.js';
-import { OUTBOX_INSERT } from '../db/outbox.js';
-import { KEY_TEXT_SETTINGS } from '../db/pool.js';
-import { keyText } from '../db/source.js';
+import { OUTBOX_INSERT, outboxKeysInsert } from '../db/outbox.js';
+import { keyText, keyTextSettings } from '../db/source.js';
 
 type Event = 'insert' | 'update' | 'delete' | 'truncate';
 const EVENTS: readonly Event[] = ['insert', 'update', 'delete', 'truncate'];
@@ -64,14 +63,19 @@ function keyTextFromJson(p: Pick<Pipeline, 'primaryKey'>, r: string): string {
 const hasKey = (p: Pick<Pipeline, 'primaryKey'>, r: string): string =>
   `${r} ?& array[${p.primaryKey.map((k) => quoteLiteral(k.name)).join(', ')}]`;
 
-/** The usual statement: names the columns it reads, and is planned only when it first runs. */
+/**
+ * The usual statement: names the columns it reads, and is planned only when it first runs. It queues
+ * the statement's keys as one outbox row per operation (outboxKeysInsert), however many rows changed.
+ */
 function fastPath(p: Pipeline, event: Exclude<Event, 'truncate'>): string {
   const name = quoteLiteral(p.name);
+  const keys = (alias: string, filter = ''): string =>
+    `pg_catalog.array_agg(${keyText(p, alias)})${filter && ` filter (where ${filter})`}`;
   switch (event) {
     case 'insert':
-      return `${OUTBOX_INSERT} select ${name}, ${keyText(p, 'n')}, 'I' from new_rows n;`;
+      return `${outboxKeysInsert(name, `select ${keys('n')} as keys, 'I'::"char" as op from new_rows n`)};`;
     case 'delete':
-      return `${OUTBOX_INSERT} select ${name}, ${keyText(p, 'o')}, 'D' from old_rows o;`;
+      return `${outboxKeysInsert(name, `select ${keys('o')} as keys, 'D'::"char" as op from old_rows o`)};`;
     case 'update': {
       const sameKey = p.primaryKey
         .map((k) => `o.${quoteIdent(k.name)} = n.${quoteIdent(k.name)}`)
@@ -83,15 +87,16 @@ function fastPath(p: Pipeline, event: Exclude<Event, 'truncate'>): string {
       const changed = `(${watched.map((c) => `n.${quoteIdent(c)}::text`).join(', ')}) is distinct from (${watched
         .map((c) => `o.${quoteIdent(c)}::text`)
         .join(', ')})`;
-      // A key that changed is a delete of the old key and an insert of the new one.
-      return `${OUTBOX_INSERT}
-        select ${name}, ${keyText(p, 'n')}, 'U'
-          from new_rows n left join old_rows o on ${sameKey}
-         where o.${firstKey} is null or ${changed}
-        union all
-        select ${name}, ${keyText(p, 'o')}, 'D'
-          from old_rows o
-         where not exists (select 1 from new_rows n where ${sameKey});`;
+      // One pass over both transition tables. A key that changed is a delete of the old key and an
+      // insert of the new one.
+      return `${outboxKeysInsert(
+        name,
+        `select k.keys, k.op
+           from (select ${keys('n', `n.${firstKey} is not null and (o.${firstKey} is null or ${changed})`)} as changed,
+                        ${keys('o', `n.${firstKey} is null`)} as gone
+                   from new_rows n full join old_rows o on ${sameKey}) a
+          cross join lateral (values (a.changed, 'U'::"char"), (a.gone, 'D'::"char")) as k(keys, op)`,
+      )};`;
     }
   }
 }
@@ -137,16 +142,21 @@ function body(p: Pipeline, event: Event): string {
   end if;`;
 }
 
-// Keys become text under the same settings as everywhere else (see KEY_TEXT_SETTINGS).
-const settingClauses = (): string =>
-  Object.entries(KEY_TEXT_SETTINGS)
-    .map(([k, v]) => `set ${k} = ${quoteLiteral(v)}`)
-    .join(' ');
+// Keys become text under the same settings as everywhere else (see KEY_TEXT_SETTINGS), those the
+// key's types depend on: each setting is saved and restored on every call. The UPDATE's join is
+// planned without statistics (transition tables have none), so a large statement's estimate goes
+// past jit_above_cost and compiling took longer than the join itself.
+function settingClauses(p: Pipeline, event: Event): string {
+  const settings = { ...keyTextSettings(p), ...(event === 'update' ? { jit: 'off' } : {}) };
+  return Object.entries(settings)
+    .map(([k, v]) => ` set ${k} = ${quoteLiteral(v)}`)
+    .join('');
+}
 
 function functionSql(p: Pipeline, event: Event): string {
   return `
 create or replace function ${functionName(p.name, event)}() returns trigger
-language plpgsql security definer set search_path = pg_catalog, pg_temp ${settingClauses()} as $capture$
+language plpgsql security definer set search_path = pg_catalog, pg_temp${settingClauses(p, event)} as $capture$
 begin
   ${body(p, event)}
   return null;

@@ -49,7 +49,8 @@ async function setPaused(name: string, paused: boolean): Promise<void> {
 
 async function outbox(name: string): Promise<string[]> {
   const { rows } = await h.db.pool.query<{ change: string }>(
-    `select op::text || ' ' || pk as change from embedsync.outbox where pipeline = $1 order by id`,
+    `select op::text || ' ' || pk as change from embedsync.outbox_keys where pipeline = $1
+      order by id, position`,
     [name],
   );
   return rows.map((r) => r.change);

@@ -124,10 +124,11 @@ describe('change sync', () => {
         `insert into products (name, description, category, price)
          select 'Item ' || g, 'Description of item ' || g, 'bulk', g from generate_series(1, 2000) g`,
       );
-      const { rows } = await client.query<{ n: number }>(
-        'select count(*)::int as n from embedsync.outbox',
+      // One outbox row for the statement, holding its 2,000 keys.
+      const { rows } = await client.query<{ rows: number; keys: number }>(
+        'select count(*)::int as rows, sum(cardinality(pks))::int as keys from embedsync.outbox',
       );
-      assert.equal(rows[0]?.n, 2000);
+      assert.deepEqual(rows[0], { rows: 1, keys: 2000 });
       await client.query('commit');
     } finally {
       client.release();
