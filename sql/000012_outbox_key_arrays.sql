@@ -58,3 +58,76 @@ select p.name                                   as pipeline,
   left join embedsync.provider_health h on h.pipeline = p.name
   left join (select pipeline, count(distinct batch_id) as stuck_batches, min(since) as stuck_since
                from embedsync.stuck_batches group by pipeline) s on s.pipeline = p.name;
+
+-- The capture functions' column probe (src/capture/triggers.ts) cost about as much as their outbox
+-- insert on a single-row write. Where an event trigger can watch the DDL (creating one needs a
+-- superuser), it turns the probe on for a pipeline in the very transaction that drops or renames a
+-- column its capture names, before any write can call the capture again; until then the functions
+-- skip the probe. Without the event trigger they probe on every call, as before.
+
+-- The columns each pipeline's capture functions name: its key and the columns it watches.
+create table embedsync.capture_columns (
+  pipeline text primary key references embedsync.pipelines (name) on delete cascade,
+  columns  name[] not null
+);
+
+-- Whether a pipeline's capture functions may skip the probe: both event triggers below are on in
+-- every session (ENABLE ALWAYS), and every column the functions name exists now.
+create function embedsync.capture_guarded(pipeline text) returns boolean
+language sql stable set search_path = pg_catalog, pg_temp as $$
+  select (select count(*) from pg_event_trigger
+           where evtname in ('embedsync_capture_guard', 'embedsync_capture_guard_drop')
+             and evtenabled = 'A') = 2
+     and exists (select 1
+                   from embedsync.capture_columns c
+                   join embedsync.pipelines p on p.name = c.pipeline
+                  where c.pipeline = $1
+                    and (select count(*) from pg_attribute a
+                          where a.attrelid = p.source_relid and a.attnum > 0 and not a.attisdropped
+                            and a.attname = any (c.columns)) = cardinality(c.columns))
+$$;
+
+-- Turns the probe on or off in a pipeline's capture functions.
+create function embedsync.probe_capture(pipeline text, probe boolean) returns void
+language plpgsql set search_path = pg_catalog, pg_temp as $$
+declare
+  event text;
+begin
+  foreach event in array array['insert', 'update', 'delete'] loop
+    execute format('alter function embedsync.%I() %s', 'capture_' || pipeline || '_' || event,
+                   case when probe then 'set embedsync.capture_probe = on'
+                        else 'reset embedsync.capture_probe' end);
+  end loop;
+end $$;
+
+-- After a command that may have dropped or renamed a column: every pipeline that lost a column its
+-- capture names probes from now on. Never fails the command.
+create function embedsync.guard_capture() returns event_trigger
+language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
+declare
+  pipeline text;
+begin
+  for pipeline in select c.pipeline from embedsync.capture_columns c
+                   where not embedsync.capture_guarded(c.pipeline) loop
+    perform embedsync.probe_capture(pipeline, true);
+  end loop;
+exception when others then
+  raise warning 'embedsync could not check its capture functions after %: %', tg_tag, sqlerrm;
+end $$;
+
+do $$
+begin
+  if (select rolsuper from pg_roles where rolname = current_user) then
+    -- Renames (and drops) of columns …
+    create event trigger embedsync_capture_guard on ddl_command_end
+      when tag in ('ALTER TABLE', 'ALTER FOREIGN TABLE', 'ALTER TYPE')
+      execute function embedsync.guard_capture();
+    -- … and every command that drops anything, a column with DROP TYPE … CASCADE among them.
+    create event trigger embedsync_capture_guard_drop on sql_drop
+      execute function embedsync.guard_capture();
+    -- Also under session_replication_role = replica, where the capture's own triggers do not fire
+    -- but DDL still changes the table.
+    alter event trigger embedsync_capture_guard enable always;
+    alter event trigger embedsync_capture_guard_drop enable always;
+  end if;
+end $$;

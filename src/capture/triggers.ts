@@ -5,7 +5,8 @@
 // looks every 100 ms instead, an index probe when the outbox is empty. The functions are SECURITY
 // DEFINER so the user's roles need no rights on the embedsync schema. Nothing in them depends on
 // the content of a row; a column dropped or renamed under them takes them to a path that names no
-// column, and a retyped one still compares as text: they cannot make a user's write fail.
+// column (found by a probe that event triggers switch on only when needed), and a retyped one still
+// compares as text: they cannot make a user's write fail.
 import { embedColumns } from '../config/pipeline.js';
 import type { Pipeline } from '../db/catalog.js';
 import { qualified, quoteIdent, quoteLiteral } from '../db/ident.js';
@@ -32,7 +33,8 @@ export function watchedColumns(p: Pick<Pipeline, 'config' | 'pendingConfig'>): s
 }
 
 // The fast path names the source columns, so a dropped or renamed one would make it fail to plan;
-// each function first checks, with one probe by TG_RELID, that every column it names still exists.
+// a function that may meet one first checks, with one probe by TG_RELID, that every column it names
+// still exists.
 const columnsPresent = (columns: readonly string[]): string =>
   `(select count(*) from pg_catalog.pg_attribute
       where attrelid = TG_RELID and attnum > 0 and not attisdropped
@@ -131,11 +133,21 @@ function fallback(p: Pipeline, event: Exclude<Event, 'truncate'>): string {
     end;`;
 }
 
+/** The key and the columns the pipeline watches: what the UPDATE's fast path names. */
+const namedColumns = (p: Pipeline): string[] => [
+  ...new Set([...p.primaryKey.map((k) => k.name), ...watchedColumns(p)]),
+];
+
+// The probe runs only where the function carries `embedsync.capture_probe = on`: always, unless
+// event triggers turn it on in the transaction that drops or renames a column it names (sql/000012).
+// A setting read in a variable's default is a simple expression; the probe is a query.
 function body(p: Pipeline, event: Event): string {
   if (event === 'truncate') return `${OUTBOX_INSERT} values (${quoteLiteral(p.name)}, '*', 'T');`;
-  const keys = p.primaryKey.map((k) => k.name);
-  const named = event === 'update' ? [...new Set([...keys, ...watchedColumns(p)])] : keys;
-  return `if ${columnsPresent(named)} then
+  const named = event === 'update' ? namedColumns(p) : p.primaryKey.map((k) => k.name);
+  return `if not fast then
+    fast := ${columnsPresent(named)};
+  end if;
+  if fast then
     ${fastPath(p, event)}
   else
     ${fallback(p, event)}
@@ -157,6 +169,8 @@ function functionSql(p: Pipeline, event: Event): string {
   return `
 create or replace function ${functionName(p.name, event)}() returns trigger
 language plpgsql security definer set search_path = pg_catalog, pg_temp${settingClauses(p, event)} as $capture$
+declare
+  fast boolean := pg_catalog.current_setting('embedsync.capture_probe', true) is distinct from 'on';
 begin
   ${body(p, event)}
   return null;
@@ -178,20 +192,33 @@ function triggerSql(p: Pipeline, event: Event): string {
     for each statement execute function ${functionName(p.name, event)}()`;
 }
 
-/** Statements that (re)install the capture; run them inside the caller's transaction. */
+/**
+ * Statements that (re)install the capture; run them inside the caller's transaction. The functions
+ * probe for their columns unless the event triggers guard them and the columns are there now.
+ */
 export function installCaptureSql(p: Pipeline): string[] {
-  return EVENTS.flatMap((event) => [
-    functionSql(p, event),
-    `drop trigger if exists ${triggerName(p.name, event)} on ${qualified(p.sourceSchema, p.sourceTable)}`,
-    triggerSql(p, event),
-  ]);
+  const name = quoteLiteral(p.name);
+  const columns = `array[${namedColumns(p).map(quoteLiteral).join(', ')}]::name[]`;
+  return [
+    `insert into embedsync.capture_columns (pipeline, columns) values (${name}, ${columns})
+       on conflict (pipeline) do update set columns = excluded.columns`,
+    ...EVENTS.flatMap((event) => [
+      functionSql(p, event),
+      `drop trigger if exists ${triggerName(p.name, event)} on ${qualified(p.sourceSchema, p.sourceTable)}`,
+      triggerSql(p, event),
+    ]),
+    `select embedsync.probe_capture(${name}, not embedsync.capture_guarded(${name}))`,
+  ];
 }
 
 export function removeCaptureSql(
   p: Pick<Pipeline, 'name' | 'sourceSchema' | 'sourceTable'>,
 ): string[] {
-  return EVENTS.flatMap((event) => [
-    `drop trigger if exists ${triggerName(p.name, event)} on ${qualified(p.sourceSchema, p.sourceTable)}`,
-    `drop function if exists ${functionName(p.name, event)}()`,
-  ]);
+  return [
+    `delete from embedsync.capture_columns where pipeline = ${quoteLiteral(p.name)}`,
+    ...EVENTS.flatMap((event) => [
+      `drop trigger if exists ${triggerName(p.name, event)} on ${qualified(p.sourceSchema, p.sourceTable)}`,
+      `drop function if exists ${functionName(p.name, event)}()`,
+    ]),
+  ];
 }
