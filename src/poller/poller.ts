@@ -22,7 +22,7 @@ import { nextPollDelay } from './pace.js';
 import { planBatches, type PlannedBatch } from './plan.js';
 
 export interface PollerOptions {
-  /** Most outbox rows one claim takes. */
+  /** Most keys one claim takes (a statement's row of many keys may be taken in parts). */
   claimLimit: number;
   /**
    * How often to look for changes while none are flowing (the longest wait between looks); a NOTIFY
@@ -117,7 +117,7 @@ export class Poller {
     await this.metricsServer?.close();
   }
 
-  /** Claims once and starts the workflows; returns how many outbox rows it handled. */
+  /** Claims once and starts the workflows; returns how many keys it handled. */
   async pollOnce(): Promise<number> {
     const client = await this.deps.pool.connect();
     try {
@@ -144,10 +144,7 @@ export class Poller {
       await Promise.all(
         batches.map((b) => this.startBatch(b, pipelines.get(b.pipeline) as Pipeline)),
       );
-      await deleteClaimed(
-        client,
-        rows.map((r) => r.id),
-      );
+      await deleteClaimed(client, rows);
       await client.query('commit');
       this.deps.log.debug({ rows: rows.length, batches: batches.length }, 'claimed outbox rows');
       return rows.length;
