@@ -63,3 +63,31 @@ export async function sweepDeleted(db: Queryable, p: Pipeline): Promise<number> 
   );
   return rowCount ?? 0;
 }
+
+/** New chunks with their vectors (pgvector's text form), as a walk's batch writes them. */
+export interface ChunkColumns {
+  pk: string[];
+  index: number[];
+  chunk: string[];
+  vector: string[];
+  metadata: string[];
+  contentHash: string[];
+}
+
+/** Inserts chunks in one statement; the caller has deleted the keys' old ones. */
+export async function insertChunks(
+  db: Queryable,
+  p: VectorTable,
+  generation: number,
+  c: ChunkColumns,
+): Promise<number> {
+  const { rowCount } = await db.query(
+    `insert into ${vectorTable(p)}
+       (pk, chunk_index, embedding, chunk, metadata, content_hash, generation)
+     select s.pk, s.i, s.e::vector, s.chunk, s.metadata, s.hash, $7
+       from unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::jsonb[], $6::text[])
+         as s(pk, i, e, chunk, metadata, hash)`,
+    [c.pk, c.index, c.vector, c.chunk, c.metadata, c.contentHash, generation],
+  );
+  return rowCount ?? 0;
+}
