@@ -56,7 +56,7 @@ interface Piece {
   id: string;
   size: number;
   tokens: number;
-  vector?: string;
+  vector?: number[];
   /** Its vector is in embedsync.staged_chunks. */
   staged?: boolean;
 }
@@ -130,7 +130,9 @@ export function createWalkBatch(deps: ActivityDeps) {
             const tokens =
               call.facts.unit === 'tokens' ? size : estimateTokens(p.config.embedding, chunk);
             const before = earlier.get(id);
-            const vector = before?.chunk === chunk ? before.vector : undefined;
+            // pgvector's text form is a JSON array.
+            const vector =
+              before?.chunk === chunk ? (JSON.parse(before.vector) as number[]) : undefined;
             const known = vector ? { vector, staged: true } : {};
             return { pk: row.pk, index, chunk, id, size, tokens, ...known };
           });
@@ -150,7 +152,7 @@ export function createWalkBatch(deps: ActivityDeps) {
             pk: mine.map((x) => x.pk),
             index: mine.map((x) => x.index),
             chunk: mine.map((x) => x.chunk),
-            vector: mine.map((x) => x.vector ?? ''),
+            vector: mine.map((x) => toSql(x.vector ?? []) as string),
           });
           for (const x of mine) x.staged = true;
           for (const r of rowsToStage) r.staged ||= r.pieces.some((x) => x.staged);
@@ -158,7 +160,7 @@ export function createWalkBatch(deps: ActivityDeps) {
         const send = async (inputs: Piece[]): Promise<void> => {
           result.requests += 1;
           const { vectors, tokens } = await call.send(inputs);
-          inputs.forEach((x, i) => (x.vector = toSql(vectors[i]) as string));
+          inputs.forEach((x, i) => (x.vector = vectors[i]));
           result.embedded += inputs.length;
           result.tokens += tokens;
           const touched = [...new Set(inputs.map((x) => x.pk))].flatMap((pk) => {
@@ -283,7 +285,7 @@ async function writeRows(
           c.pk.push(r.pk);
           c.index.push(x.index);
           c.chunk.push(x.chunk);
-          c.vector.push(x.vector ?? '');
+          c.vector.push(x.vector ?? []);
           c.metadata.push(r.metadata);
           c.contentHash.push(r.contentHash);
         }

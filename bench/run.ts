@@ -59,13 +59,18 @@ const program = new Command('bench')
   )
   .option(
     '--window <n>',
-    'backfill, rate-limit: batches in flight at once (4)',
+    'backfill, rate-limit: batches in flight at once (8)',
     positive('--window'),
   )
   .option(
     '--batch-size <n>',
-    'backfill, rate-limit: source keys per batch (200, the pipeline default)',
+    "backfill, rate-limit: source keys per batch (a walk's default: 500)",
     positive('--batch-size'),
+  )
+  .option(
+    '--workers <n>',
+    'backfill: also run the larger table with this many workers, against one (1: not)',
+    positive('--workers'),
   )
   .option(
     '--text-tokens <n>',

@@ -1,5 +1,6 @@
-// Walking a whole table: keyset pages of primary keys, a bounded window of batches in flight,
-// a checkpoint after every page, pause/resume signals, a progress query, continue-as-new.
+// Walking a whole table: keyset pages of primary keys, a window of batches in flight that slides,
+// checkpoints as batches finish, pause/resume signals, a progress query, continue-as-new, and the
+// vector table's HNSW index built at the end if the walk left it out.
 // Shared by the backfill and the re-embed (which walks the table for the pending generation).
 import {
   condition,

@@ -42,10 +42,12 @@ async function begin(
   extra: { maxHistoryEvents?: number; window?: number } = {},
 ): Promise<WorkflowHandle<typeof backfill>> {
   const p = await getPipeline(h.db.pool, name);
+  // The pipeline's batch size (a walk's default is larger), so that the pages here stay small.
   return startBackfill(h.client, p, {
     taskQueue: h.taskQueue,
     instanceId: h.instanceId,
     rows: 0,
+    batchSize: p.config.batchSize,
     ...extra,
   });
 }

@@ -57,6 +57,7 @@ async function begin(name: string, window = 2): Promise<WorkflowHandle<typeof ba
     instanceId: h.instanceId,
     rows: 0,
     window,
+    batchSize: p.config.batchSize,
   });
 }
 
