@@ -144,9 +144,7 @@ export function createWalkBatch(deps: ActivityDeps) {
         if (ready.length > 0) await write(ready);
 
         const stage = async (rowsToStage: RowToWrite[]): Promise<void> => {
-          const mine = rowsToStage
-            .flatMap((r) => (r.staged ? [] : r.pieces))
-            .filter((x) => x.vector);
+          const mine = rowsToStage.flatMap((r) => r.pieces.filter((x) => x.vector && !x.staged));
           if (mine.length === 0) return;
           await stageVectors(pool, batchId, {
             pk: mine.map((x) => x.pk),
