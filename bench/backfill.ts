@@ -21,7 +21,7 @@ import { activitySeconds, runSizes, type RunSize } from './helpers/histories.js'
 import { onInterrupt } from './helpers/interrupt.js';
 import { terminateLeftovers } from './helpers/leftovers.js';
 import { sampleMemory, thin, type MemoryUse } from './helpers/memory.js';
-import { samplePostgresCpu } from './helpers/postgres-cpu.js';
+import { samplePostgresCpu } from './helpers/database-cpu.js';
 import { startService, type Service } from './helpers/processes.js';
 import { round } from './helpers/stats.js';
 import type {

@@ -1,4 +1,4 @@
-// What a benchmark cost PostgreSQL: the CPU (user + system, from /proc) of every server process
+// What a benchmark cost PostgreSQL in its own database: the CPU (user + system, from /proc) of every server process
 // that served the benchmark's database while it ran — its connections and their parallel workers,
 // found in pg_stat_activity as they come — so other databases' work on the same server does not
 // count. Needs the server on this machine; elsewhere the figure is absent.
