@@ -14,10 +14,17 @@ import { machineFacts } from './helpers/machine.js';
 import { handleInterrupts, onInterrupt } from './helpers/interrupt.js';
 import { printable, writeResult, writeSummary, type ResultFile } from './helpers/results.js';
 import type { Benchmark, BenchOptions } from './helpers/types.js';
+import { PARTS, peers } from './peers.js';
 import { rateLimit } from './rate-limit.js';
 import { syncLatency } from './sync-latency.js';
 
-const BENCHMARKS: readonly Benchmark[] = [syncLatency, captureOverhead, backfillBench, rateLimit];
+const BENCHMARKS: readonly Benchmark[] = [
+  syncLatency,
+  captureOverhead,
+  backfillBench,
+  rateLimit,
+  peers,
+];
 
 const positive =
   (name: string) =>
@@ -38,10 +45,14 @@ const program = new Command('bench')
   )
   .option(
     '--duration <s>',
-    'seconds of load: the whole sync-latency run (60), each pgbench run of capture-overhead (10)',
+    'seconds of load: the whole sync-latency run (60), each pgbench run of capture-overhead (10), each latency run of peers (20)',
     positive('--duration'),
   )
-  .option('--rate <n>', 'sync-latency: inserts offered per second (50)', positive('--rate'))
+  .option(
+    '--rate <n>',
+    'sync-latency: inserts offered per second (50); peers: in its latency runs (10)',
+    positive('--rate'),
+  )
   .option(
     '--clients <n>',
     'capture-overhead: concurrent pgbench connections (4)',
@@ -49,12 +60,12 @@ const program = new Command('bench')
   )
   .option(
     '--rounds <n>',
-    'capture-overhead: repetitions of each measurement, median reported (5)',
+    'capture-overhead: repetitions of each measurement, median reported (5); peers: alternations of the two systems (2)',
     positive('--rounds'),
   )
   .option(
     '--rows <n>',
-    'capture-overhead: rows in the table and in the bulk UPDATE; backfill: rows of the larger table; rate-limit: rows backfilled (100000)',
+    'capture-overhead: rows in the table and in the bulk UPDATE; backfill: rows of the larger table; rate-limit: rows backfilled (100000); peers: rows of each backfill (20000)',
     positive('--rows'),
   )
   .option(
@@ -76,6 +87,29 @@ const program = new Command('bench')
     '--text-tokens <n>',
     "rate-limit: words (one token each) in each row's description (16)",
     positive('--text-tokens'),
+  )
+  .option(
+    '--only <parts>',
+    `peers: which parts to run, comma-separated: ${PARTS.join(', ')} (all)`,
+    (value: string) => {
+      const parts = value.split(',').map((p) => p.trim());
+      const unknown = parts.filter((p) => !(PARTS as readonly string[]).includes(p));
+      if (unknown.length > 0)
+        throw new InvalidArgumentError(
+          `choose from ${PARTS.join(', ')} (not ${unknown.join(', ')})`,
+        );
+      return parts;
+    },
+  )
+  .option(
+    '--workers <n>',
+    'peers: embedsync workers in the second backfill pair and the rate-limited runs (2)',
+    positive('--workers'),
+  )
+  .option(
+    '--pgai-concurrency <n>',
+    "peers: pgai worker's --concurrency in the second backfill pair and the rate-limited runs (4; at most 10)",
+    positive('--pgai-concurrency'),
   )
   .showHelpAfterError()
   .parse();
@@ -119,6 +153,7 @@ try {
       const machine = await machineFacts(db.pool, client);
       const report = await benchmark.run({
         db,
+        adminDatabaseUrl: stack.adminDatabaseUrl,
         temporal: { address: stack.temporalAddress, namespace: stack.temporalNamespace },
         options,
         log: (line) => log(`${benchmark.name}: ${line}`),

@@ -108,7 +108,8 @@ export function startService(
   };
 }
 
-async function stopChild(
+/** SIGTERM, then SIGKILL after graceMs; resolves once the process has closed its output. */
+export async function stopChild(
   child: ChildProcess,
   exited: Promise<void>,
   graceMs: number,

@@ -17,6 +17,8 @@ export interface BenchOptions {
 export interface BenchContext {
   /** A fresh database, migrated, with an empty public.products; dropped after the run. */
   db: BenchDatabase;
+  /** The same server's maintenance database, for a benchmark that needs a second database. */
+  adminDatabaseUrl: string;
   temporal: { address: string; namespace: string };
   options: BenchOptions;
   log(line: string): void;
