@@ -78,11 +78,7 @@ const program = new Command('bench')
     "backfill, rate-limit: source keys per batch (a walk's default: 500)",
     positive('--batch-size'),
   )
-  .option(
-    '--workers <n>',
-    'backfill: also run the larger table with this many workers, against one (1: not)',
-    positive('--workers'),
-  )
+
   .option(
     '--text-tokens <n>',
     "rate-limit: words (one token each) in each row's description (16)",
@@ -103,7 +99,7 @@ const program = new Command('bench')
   )
   .option(
     '--workers <n>',
-    'peers: embedsync workers in the second backfill pair and the rate-limited runs (2)',
+    'peers: embedsync workers in the second backfill pair and the rate-limited runs (2); backfill: also run the larger table with this many workers, against one (1: not)',
     positive('--workers'),
   )
   .option(

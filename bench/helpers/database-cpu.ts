@@ -1,7 +1,8 @@
-// What a benchmark cost PostgreSQL in its own database: the CPU (user + system, from /proc) of every server process
-// that served the benchmark's database while it ran — its connections and their parallel workers,
-// found in pg_stat_activity as they come — so other databases' work on the same server does not
-// count. Needs the server on this machine; elsewhere the figure is absent.
+// What a benchmark cost PostgreSQL in its own database: the CPU (user + system, from /proc) of every
+// server process that served the benchmark's database while it ran — its connections and their
+// parallel workers, found in pg_stat_activity as they come — so other databases' work on the same
+// server does not count (bench/helpers/postgres-cpu.ts measures the whole server instead). Needs the
+// server on this machine; elsewhere the figure is absent.
 import { readFileSync } from 'node:fs';
 import type { Pool } from '../../src/db/pool.js';
 
