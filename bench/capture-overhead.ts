@@ -6,7 +6,7 @@ import { captureReport, type Sample } from './helpers/capture-report.js';
 import {
   captureNotifies,
   MODE_LABEL,
-  outboxRows,
+  outboxKeys,
   setCapture,
   settle,
   withNotifyLockWaits,
@@ -131,7 +131,7 @@ async function compare(
       b.checkpointed = (await settle(b.pool, TABLE)) && b.checkpointed;
       b.runs += 1;
       const { value, notifyLockWaiters } = await measure(mode);
-      const enqueued = await outboxRows(b.pool);
+      const enqueued = await outboxKeys(b.pool);
       b.ctx.log(
         `${what}, round ${n}, ${MODE_LABEL[mode]}: ${round(value, 1)} (outbox +${enqueued})`,
       );

@@ -60,9 +60,10 @@ export async function settle(pool: Pool, table: string): Promise<boolean> {
   }
 }
 
-export async function outboxRows(pool: Pool): Promise<number> {
+/** Keys queued, however many per outbox row. */
+export async function outboxKeys(pool: Pool): Promise<number> {
   const { rows } = await pool.query<{ n: number }>(
-    'select count(*)::int as n from embedsync.outbox',
+    'select count(*)::int as n from embedsync.outbox_keys',
   );
   return rows[0]?.n ?? 0;
 }

@@ -5,13 +5,13 @@
 // looks every 100 ms instead, an index probe when the outbox is empty. The functions are SECURITY
 // DEFINER so the user's roles need no rights on the embedsync schema. Nothing in them depends on
 // the content of a row; a column dropped or renamed under them takes them to a path that names no
-// column, and a retyped one still compares as text: they cannot make a user's write fail.
+// column (found by a probe that event triggers switch on only when needed), and a retyped one still
+// compares as text: they cannot make a user's write fail.
 import { embedColumns } from '../config/pipeline.js';
 import type { Pipeline } from '../db/catalog.js';
 import { qualified, quoteIdent, quoteLiteral } from '../db/ident.js';
-import { OUTBOX_INSERT } from '../db/outbox.js';
-import { KEY_TEXT_SETTINGS } from '../db/pool.js';
-import { keyText } from '../db/source.js';
+import { OUTBOX_INSERT, outboxKeysInsert } from '../db/outbox.js';
+import { keyText, keyTextSettings } from '../db/source.js';
 
 type Event = 'insert' | 'update' | 'delete' | 'truncate';
 const EVENTS: readonly Event[] = ['insert', 'update', 'delete', 'truncate'];
@@ -33,7 +33,8 @@ export function watchedColumns(p: Pick<Pipeline, 'config' | 'pendingConfig'>): s
 }
 
 // The fast path names the source columns, so a dropped or renamed one would make it fail to plan;
-// each function first checks, with one probe by TG_RELID, that every column it names still exists.
+// a function that may meet one first checks, with one probe by TG_RELID, that every column it names
+// still exists.
 const columnsPresent = (columns: readonly string[]): string =>
   `(select count(*) from pg_catalog.pg_attribute
       where attrelid = TG_RELID and attnum > 0 and not attisdropped
@@ -64,14 +65,19 @@ function keyTextFromJson(p: Pick<Pipeline, 'primaryKey'>, r: string): string {
 const hasKey = (p: Pick<Pipeline, 'primaryKey'>, r: string): string =>
   `${r} ?& array[${p.primaryKey.map((k) => quoteLiteral(k.name)).join(', ')}]`;
 
-/** The usual statement: names the columns it reads, and is planned only when it first runs. */
+/**
+ * The usual statement: names the columns it reads, and is planned only when it first runs. It queues
+ * the statement's keys as one outbox row per operation (outboxKeysInsert), however many rows changed.
+ */
 function fastPath(p: Pipeline, event: Exclude<Event, 'truncate'>): string {
   const name = quoteLiteral(p.name);
+  const keys = (alias: string, filter = ''): string =>
+    `pg_catalog.array_agg(${keyText(p, alias)})${filter && ` filter (where ${filter})`}`;
   switch (event) {
     case 'insert':
-      return `${OUTBOX_INSERT} select ${name}, ${keyText(p, 'n')}, 'I' from new_rows n;`;
+      return `${outboxKeysInsert(name, `select ${keys('n')} as keys, 'I'::"char" as op from new_rows n`)};`;
     case 'delete':
-      return `${OUTBOX_INSERT} select ${name}, ${keyText(p, 'o')}, 'D' from old_rows o;`;
+      return `${outboxKeysInsert(name, `select ${keys('o')} as keys, 'D'::"char" as op from old_rows o`)};`;
     case 'update': {
       const sameKey = p.primaryKey
         .map((k) => `o.${quoteIdent(k.name)} = n.${quoteIdent(k.name)}`)
@@ -83,15 +89,16 @@ function fastPath(p: Pipeline, event: Exclude<Event, 'truncate'>): string {
       const changed = `(${watched.map((c) => `n.${quoteIdent(c)}::text`).join(', ')}) is distinct from (${watched
         .map((c) => `o.${quoteIdent(c)}::text`)
         .join(', ')})`;
-      // A key that changed is a delete of the old key and an insert of the new one.
-      return `${OUTBOX_INSERT}
-        select ${name}, ${keyText(p, 'n')}, 'U'
-          from new_rows n left join old_rows o on ${sameKey}
-         where o.${firstKey} is null or ${changed}
-        union all
-        select ${name}, ${keyText(p, 'o')}, 'D'
-          from old_rows o
-         where not exists (select 1 from new_rows n where ${sameKey});`;
+      // One pass over both transition tables. A key that changed is a delete of the old key and an
+      // insert of the new one.
+      return `${outboxKeysInsert(
+        name,
+        `select k.keys, k.op
+           from (select ${keys('n', `n.${firstKey} is not null and (o.${firstKey} is null or ${changed})`)} as changed,
+                        ${keys('o', `n.${firstKey} is null`)} as gone
+                   from new_rows n full join old_rows o on ${sameKey}) a
+          cross join lateral (values (a.changed, 'U'::"char"), (a.gone, 'D'::"char")) as k(keys, op)`,
+      )};`;
     }
   }
 }
@@ -126,27 +133,44 @@ function fallback(p: Pipeline, event: Exclude<Event, 'truncate'>): string {
     end;`;
 }
 
+/** The key and the columns the pipeline watches: what the UPDATE's fast path names. */
+const namedColumns = (p: Pipeline): string[] => [
+  ...new Set([...p.primaryKey.map((k) => k.name), ...watchedColumns(p)]),
+];
+
+// The probe runs only where the function carries `embedsync.capture_probe = on`: always, unless
+// event triggers turn it on in the transaction that drops or renames a column it names (sql/000012).
+// A setting read in a variable's default is a simple expression; the probe is a query.
 function body(p: Pipeline, event: Event): string {
   if (event === 'truncate') return `${OUTBOX_INSERT} values (${quoteLiteral(p.name)}, '*', 'T');`;
-  const keys = p.primaryKey.map((k) => k.name);
-  const named = event === 'update' ? [...new Set([...keys, ...watchedColumns(p)])] : keys;
-  return `if ${columnsPresent(named)} then
+  const named = event === 'update' ? namedColumns(p) : p.primaryKey.map((k) => k.name);
+  return `if not fast then
+    fast := ${columnsPresent(named)};
+  end if;
+  if fast then
     ${fastPath(p, event)}
   else
     ${fallback(p, event)}
   end if;`;
 }
 
-// Keys become text under the same settings as everywhere else (see KEY_TEXT_SETTINGS).
-const settingClauses = (): string =>
-  Object.entries(KEY_TEXT_SETTINGS)
-    .map(([k, v]) => `set ${k} = ${quoteLiteral(v)}`)
-    .join(' ');
+// Keys become text under the same settings as everywhere else (see KEY_TEXT_SETTINGS), those the
+// key's types depend on: each setting is saved and restored on every call. The UPDATE's join is
+// planned without statistics (transition tables have none), so a large statement's estimate goes
+// past jit_above_cost and compiling took longer than the join itself.
+function settingClauses(p: Pipeline, event: Event): string {
+  const settings = { ...keyTextSettings(p), ...(event === 'update' ? { jit: 'off' } : {}) };
+  return Object.entries(settings)
+    .map(([k, v]) => ` set ${k} = ${quoteLiteral(v)}`)
+    .join('');
+}
 
 function functionSql(p: Pipeline, event: Event): string {
   return `
 create or replace function ${functionName(p.name, event)}() returns trigger
-language plpgsql security definer set search_path = pg_catalog, pg_temp ${settingClauses()} as $capture$
+language plpgsql security definer set search_path = pg_catalog, pg_temp${settingClauses(p, event)} as $capture$
+declare
+  fast boolean := pg_catalog.current_setting('embedsync.capture_probe', true) is distinct from 'on';
 begin
   ${body(p, event)}
   return null;
@@ -168,20 +192,33 @@ function triggerSql(p: Pipeline, event: Event): string {
     for each statement execute function ${functionName(p.name, event)}()`;
 }
 
-/** Statements that (re)install the capture; run them inside the caller's transaction. */
+/**
+ * Statements that (re)install the capture; run them inside the caller's transaction. The functions
+ * probe for their columns unless the event triggers guard them and the columns are there now.
+ */
 export function installCaptureSql(p: Pipeline): string[] {
-  return EVENTS.flatMap((event) => [
-    functionSql(p, event),
-    `drop trigger if exists ${triggerName(p.name, event)} on ${qualified(p.sourceSchema, p.sourceTable)}`,
-    triggerSql(p, event),
-  ]);
+  const name = quoteLiteral(p.name);
+  const columns = `array[${namedColumns(p).map(quoteLiteral).join(', ')}]::name[]`;
+  return [
+    `insert into embedsync.capture_columns (pipeline, columns) values (${name}, ${columns})
+       on conflict (pipeline) do update set columns = excluded.columns`,
+    ...EVENTS.flatMap((event) => [
+      functionSql(p, event),
+      `drop trigger if exists ${triggerName(p.name, event)} on ${qualified(p.sourceSchema, p.sourceTable)}`,
+      triggerSql(p, event),
+    ]),
+    `select embedsync.probe_capture(${name}, not embedsync.capture_guarded(${name}))`,
+  ];
 }
 
 export function removeCaptureSql(
   p: Pick<Pipeline, 'name' | 'sourceSchema' | 'sourceTable'>,
 ): string[] {
-  return EVENTS.flatMap((event) => [
-    `drop trigger if exists ${triggerName(p.name, event)} on ${qualified(p.sourceSchema, p.sourceTable)}`,
-    `drop function if exists ${functionName(p.name, event)}()`,
-  ]);
+  return [
+    `delete from embedsync.capture_columns where pipeline = ${quoteLiteral(p.name)}`,
+    ...EVENTS.flatMap((event) => [
+      `drop trigger if exists ${triggerName(p.name, event)} on ${qualified(p.sourceSchema, p.sourceTable)}`,
+      `drop function if exists ${functionName(p.name, event)}()`,
+    ]),
+  ];
 }

@@ -15,7 +15,7 @@ const opts = new Command('embedsync poller')
   )
   .option(
     '--claim-limit <n>',
-    'most outbox rows one claim takes',
+    'most keys one claim takes',
     (v) => Number.parseInt(v, 10),
     DEFAULT_POLLER_OPTIONS.claimLimit,
   )

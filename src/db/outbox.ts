@@ -1,48 +1,106 @@
-// embedsync.outbox (sql/000001): every query of that table. The capture functions insert into it
-// in the user's transaction (src/capture/triggers.ts builds them from OUTBOX_INSERT); the poller
-// claims, starts and deletes (docs/architecture.md, decision 4). Claimed rows stay locked (and
-// invisible to other pollers, which skip them) until the transaction that starts their workflows
-// commits or rolls back.
+// embedsync.outbox (sql/000001, 000012): every query of that table. The capture functions insert into
+// it in the user's transaction (src/capture/triggers.ts builds them from outboxKeysInsert): one row
+// per statement and operation, its keys in `pks`, or in `pk` when there is one. The poller claims,
+// starts and deletes (docs/architecture.md, decision 4). Claimed rows stay locked (and invisible to
+// other pollers, which skip them) until the transaction that starts their workflows commits or rolls
+// back.
 import { HELD_STATES } from './pipeline-state.js';
 import type { PoolClient, Queryable } from './pool.js';
 
 /** Still listened to by the poller: `verify --requeue`, a resume and operators wake it at once. */
 export const NOTIFY_CHANNEL = 'embedsync_outbox';
 
-/** How every change enters the outbox; followed by the rows' `select` or `values`. */
+/** How a single change enters the outbox; followed by the rows' `select` or `values`. */
 export const OUTBOX_INSERT = 'insert into embedsync.outbox (pipeline, pk, op)';
+
+/**
+ * How a statement's changes enter the outbox: one row per operation, however many rows it changed.
+ * `keys` is SQL yielding rows of (keys text[], op "char"); a null or empty array queues nothing, and a
+ * lone key goes in `pk` as OUTBOX_INSERT would put it. Names are qualified: it runs in SECURITY
+ * DEFINER functions.
+ */
+export const outboxKeysInsert = (pipeline: string, keys: string): string =>
+  `insert into embedsync.outbox (pipeline, pk, pks, op)
+    select ${pipeline},
+           case when pg_catalog.cardinality(k.keys) operator(pg_catalog.=) 1 then k.keys[1] end,
+           case when pg_catalog.cardinality(k.keys) operator(pg_catalog.>) 1 then k.keys end,
+           k.op
+      from (${keys}) k
+     where pg_catalog.cardinality(k.keys) operator(pg_catalog.>) 0`;
 
 /** Insert, update, delete, truncate ('*' as the key). */
 export type OutboxOp = 'I' | 'U' | 'D' | 'T';
 
+/** One claimed change: a key of an outbox row. */
 export interface OutboxRow {
   id: number;
   pipeline: string;
   pk: string;
   op: OutboxOp;
   enqueuedAt: Date;
+  /** For a key of a row of several (`pks`): its place among them, from 1, and how many there are. */
+  part?: { index: number; of: number };
 }
 
 /**
- * Oldest changes first, skipping pipelines whose sync is paused or held (their source table changed
- * shape: src/capture/schema-check.ts). No cursor: ids commit out of order.
+ * Oldest changes first, at most `limit` keys, skipping pipelines whose sync is paused or held (their
+ * source table changed shape: src/capture/schema-check.ts). A row of many keys may be taken in part:
+ * its first keys, the rest left for the next claim (deleteClaimed). No cursor: ids commit out of
+ * order.
  */
 export async function claimOutboxBatch(client: PoolClient, limit: number): Promise<OutboxRow[]> {
-  const { rows } = await client.query<OutboxRow>(
-    `select o.id, o.pipeline, o.pk, o.op, o.enqueued_at as "enqueuedAt"
-       from embedsync.outbox o
-      where not exists (select 1 from embedsync.pipelines p
-                         where p.name = o.pipeline and (p.sync_paused or p.state = any($2::text[])))
-      order by o.id
-      limit $1
-        for update of o skip locked`,
+  const { rows } = await client.query<{
+    id: number;
+    pipeline: string;
+    pk: string;
+    op: OutboxOp;
+    enqueuedAt: Date;
+    index: number | null;
+    of: number | null;
+  }>(
+    `with claimed as (
+       select o.id, o.pipeline, o.pk, o.pks, o.op, o.enqueued_at
+         from embedsync.outbox o
+        where not exists (select 1 from embedsync.pipelines p
+                           where p.name = o.pipeline and (p.sync_paused or p.state = any($2::text[])))
+        order by o.id
+        limit $1::int
+          for update of o skip locked)
+     select c.id, c.pipeline, coalesce(k.pk, c.pk) as pk, c.op, c.enqueued_at as "enqueuedAt",
+            k.index::int as index, cardinality(c.pks) as of
+       from claimed c
+       left join lateral unnest(c.pks[1:$1::int]) with ordinality as k(pk, index) on true
+      order by c.id, k.index
+      limit $1::int`,
     [limit, HELD_STATES],
   );
-  return rows;
+  return rows.map(({ index, of, ...change }) =>
+    index === null || of === null ? change : { ...change, part: { index, of } },
+  );
 }
 
-export async function deleteClaimed(client: PoolClient, ids: number[]): Promise<void> {
-  await client.query('delete from embedsync.outbox where id = any($1::bigint[])', [ids]);
+/**
+ * Deletes the rows a claim took, once their workflows have started; a row of which the claim took
+ * only the first keys keeps the others, for the next claim.
+ */
+export async function deleteClaimed(
+  client: PoolClient,
+  claimed: readonly OutboxRow[],
+): Promise<void> {
+  // Keys are claimed from the first on, so the last one taken says how many.
+  const last = new Map<number, { index: number; of: number }>();
+  for (const c of claimed)
+    if (c.part && c.part.index > (last.get(c.id)?.index ?? 0)) last.set(c.id, c.part);
+  const partly = [...last].filter(([, p]) => p.index < p.of);
+  const kept = new Set(partly.map(([id]) => id));
+  const whole = [...new Set(claimed.map((c) => c.id))].filter((id) => !kept.has(id));
+  await client.query('delete from embedsync.outbox where id = any($1::bigint[])', [whole]);
+  if (partly.length === 0) return;
+  await client.query(
+    `update embedsync.outbox o set pks = o.pks[t.taken + 1:]
+       from unnest($1::bigint[], $2::int[]) as t(id, taken) where o.id = t.id`,
+    [partly.map(([id]) => id), partly.map(([, p]) => p.index)],
+  );
 }
 
 /** Queues changes of the pipeline's keys, in the order given; returns how many were queued. */

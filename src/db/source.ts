@@ -6,16 +6,48 @@ import { createHash } from 'node:crypto';
 import { embedColumns, embeddingFingerprint, type PipelineConfig } from '../config/pipeline.js';
 import type { Pipeline } from './catalog.js';
 import { qualified, quoteIdent, quoteLiteral } from './ident.js';
-import type { Pool, PoolClient, Queryable } from './pool.js';
+import { KEY_TEXT_SETTINGS, type Pool, type PoolClient, type Queryable } from './pool.js';
 
 /**
  * SQL for a row's primary key as text: the value for one column, a JSON array for several. Only
- * canonical under KEY_TEXT_SETTINGS, which the capture functions and embedsync's pool connections
- * set.
+ * canonical under KEY_TEXT_SETTINGS, which embedsync's pool connections set, and the capture
+ * functions as far as the key's types need them (keyTextSettings).
  */
 export function keyText(p: Pick<Pipeline, 'primaryKey'>, alias: string): string {
   const cols = p.primaryKey.map((k) => `${alias}.${quoteIdent(k.name)}`);
   return cols.length === 1 ? `${cols[0]}::text` : `jsonb_build_array(${cols.join(', ')})::text`;
+}
+
+// Which of KEY_TEXT_SETTINGS a key type's text (and its JSON, in a composite key) depends on, by
+// its format_type() name. A type not listed (a domain, an enum, an array, anything of a user's) is
+// taken to depend on all of them.
+const SETTINGS_BY_TYPE: readonly (readonly [RegExp, readonly string[]])[] = [
+  [
+    /^(smallint|integer|bigint|numeric(\(\d+(,\d+)?\))?|text|character( varying)?(\(\d+\))?|"char"|name|uuid|boolean|oid)$/,
+    [],
+  ],
+  [/^timestamp(\(\d\))? with time zone$/, ['TimeZone', 'DateStyle']],
+  [
+    /^(timestamp(\(\d\))? without time zone|date|time(\(\d\))? with(out)? time zone)$/,
+    ['DateStyle'],
+  ],
+  [/^interval\b/, ['IntervalStyle']],
+  [/^(real|double precision)$/, ['extra_float_digits']],
+  [/^bytea$/, ['bytea_output']],
+];
+
+/**
+ * The KEY_TEXT_SETTINGS a pipeline's key text depends on: what its capture functions must set. Each
+ * setting a function carries costs a save and restore on every call, so a bigint key sets none.
+ */
+export function keyTextSettings(p: Pick<Pipeline, 'primaryKey'>): Record<string, string> {
+  const names = new Set(
+    p.primaryKey.flatMap(
+      (k) =>
+        SETTINGS_BY_TYPE.find(([type]) => type.test(k.type))?.[1] ?? Object.keys(KEY_TEXT_SETTINGS),
+    ),
+  );
+  return Object.fromEntries(Object.entries(KEY_TEXT_SETTINGS).filter(([name]) => names.has(name)));
 }
 
 /**

@@ -16,8 +16,10 @@ export interface PlannedBatch {
 
 /**
  * One batch per pipeline per `batchSize` distinct keys. The workflow id is derived from the exact
- * set of outbox ids, so re-claiming the same rows after a crash names the same workflow ("already
- * started" is then success), while a different set of rows can never be mistaken for it.
+ * set of outbox ids (and, for the keys of a row of several, the keys themselves: such a row may be
+ * split over batches and claims), so re-claiming the same rows after a crash names the same
+ * workflow ("already started" is then success), while a different set of rows can never be
+ * mistaken for it.
  */
 export function planBatches(
   rows: readonly OutboxRow[],
@@ -68,9 +70,10 @@ function makeBatch(
   sweep: boolean,
   rows: OutboxRow[],
 ): PlannedBatch {
-  const sorted = rows.map((r) => r.id).sort((a, b) => a - b);
+  const sorted = [...new Set(rows.map((r) => r.id))].sort((a, b) => a - b);
+  const parts = rows.filter((r) => r.part).map((r) => r.pk);
   const digest = createHash('sha1')
-    .update(`${instanceId}:${sorted.join(',')}`)
+    .update(`${instanceId}:${sorted.join(',')}${parts.length > 0 ? `:${parts.join(',')}` : ''}`)
     .digest('hex')
     .slice(0, 8);
   const enqueuedAt = new Date(Math.min(...rows.map((r) => r.enqueuedAt.getTime())));

@@ -21,7 +21,7 @@ import { serveMetrics, type MetricsListen, type MetricsServer } from '../metrics
 import { planBatches, type PlannedBatch } from './plan.js';
 
 export interface PollerOptions {
-  /** Most outbox rows one claim takes. */
+  /** Most keys one claim takes (a statement's row of many keys may be taken in parts). */
   claimLimit: number;
   /** How often to look for changes; a NOTIFY on embedsync_outbox wakes it sooner. */
   fallbackIntervalMs: number;
@@ -97,7 +97,7 @@ export class Poller {
     await this.metricsServer?.close();
   }
 
-  /** Claims once and starts the workflows; returns how many outbox rows it handled. */
+  /** Claims once and starts the workflows; returns how many keys it handled. */
   async pollOnce(): Promise<number> {
     const client = await this.deps.pool.connect();
     try {
@@ -124,10 +124,7 @@ export class Poller {
       await Promise.all(
         batches.map((b) => this.startBatch(b, pipelines.get(b.pipeline) as Pipeline)),
       );
-      await deleteClaimed(
-        client,
-        rows.map((r) => r.id),
-      );
+      await deleteClaimed(client, rows);
       await client.query('commit');
       this.deps.log.debug({ rows: rows.length, batches: batches.length }, 'claimed outbox rows');
       return rows.length;

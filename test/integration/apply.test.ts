@@ -43,7 +43,7 @@ async function installed(): Promise<{ pipelines: number; triggers: number; table
 
 async function outbox(): Promise<{ pk: string; op: string }[]> {
   const { rows } = await db.pool.query<{ pk: string; op: string }>(
-    'select pk, op from embedsync.outbox order by id',
+    'select pk, op from embedsync.outbox_keys order by id, position',
   );
   return rows;
 }

@@ -205,7 +205,7 @@ describe('one key text per row', () => {
         { pk: c, chunk: 'gamma' },
       ]);
       const queued = await h.db.pool.query<{ pk: string }>(
-        'select pk from embedsync.outbox where pipeline = $1',
+        'select pk from embedsync.outbox_keys where pipeline = $1',
         [name],
       );
       assert.deepEqual(queued.rows, [{ pk: a }]);

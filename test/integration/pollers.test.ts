@@ -184,7 +184,8 @@ describe('pollers', () => {
     await h.db.pool.query(`
       create table public.captured (id bigint, pk text, op "char");
       create function public.record_captured() returns trigger language plpgsql as $$
-      begin insert into public.captured select id, pk, op from new_rows; return null; end $$;
+      begin insert into public.captured select id, k.pk, op from new_rows, unnest(coalesce(pks, array[pk])) k(pk);
+        return null; end $$;
       create trigger record_captured after insert on embedsync.outbox
         referencing new table as new_rows for each statement execute function public.record_captured();`);
   });
@@ -313,7 +314,9 @@ describe('pollers', () => {
       const { rows } = await h.db.pool.query<{ id: string }>(
         `insert into products (name, description, category) select 'Crash ' || g, 'Claimed by a poller that dies ' || g, 'crash' from generate_series(1, 5) g returning id::text`,
       );
-      const outbox = 'select count(*)::int as n from embedsync.outbox';
+      // The statement's five keys are one outbox row.
+      assert.equal(await count('select count(*)::int as n from embedsync.outbox'), 1);
+      const outbox = 'select count(*)::int as n from embedsync.outbox_keys';
       assert.equal(await count(outbox), 5);
 
       await assert.rejects(doomed.pollOnce());
@@ -355,6 +358,58 @@ describe('pollers', () => {
       );
     } finally {
       await doomedPool.end();
+      if (!workerBack) await h.startWorker();
+    }
+  });
+  it("a statement's row of many keys is claimed in parts of the claim limit, each key started once", async () => {
+    await converged();
+    await h.stopWorker();
+    let workerBack = false;
+    const attempts: StartAttempt[] = [];
+    const poller = new Poller(
+      {
+        pool: h.db.pool,
+        databaseUrl: h.db.url,
+        temporal: recordingClient('small', attempts),
+        taskQueue: h.taskQueue,
+        log: h.log,
+      },
+      { claimLimit: 2 },
+    );
+    try {
+      const { rows } = await h.db.pool.query<{ id: string }>(
+        `insert into products (name, description, category) select 'Part ' || g, 'Claimed two at a time ' || g, 'parts' from generate_series(1, 5) g returning id::text`,
+      );
+      const keys = (): Promise<number> =>
+        count(`select count(*)::int as n from embedsync.outbox_keys where pipeline = 'products'`);
+      const backlog = (): Promise<number> =>
+        count(
+          `select outbox_backlog::int as n from embedsync.pipeline_status where pipeline = 'products'`,
+        );
+      assert.equal(await backlog(), 5, 'the status backlog counts keys, not outbox rows');
+      const handled: number[] = [];
+      for (let n = await poller.pollOnce(); n > 0; n = await poller.pollOnce()) {
+        handled.push(n);
+        assert.equal(await backlog(), await keys());
+      }
+      assert.deepEqual(handled, [2, 2, 1]);
+      assert.equal(await keys(), 0);
+      const started = attempts.flatMap((a) => a.keys).sort();
+      assert.deepEqual(
+        started,
+        rows.map((r) => r.id).sort(),
+        'every key started once, in a workflow of its own claim',
+      );
+      assert.deepEqual(
+        attempts.map((a) => a.outcome),
+        ['started', 'started', 'started'],
+      );
+
+      await h.startWorker();
+      workerBack = true;
+      await converged(attempts);
+      assert.equal(h.provider.texts, 5, 'each row embedded once');
+    } finally {
       if (!workerBack) await h.startWorker();
     }
   });

@@ -6,6 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import { removePipeline } from '../../src/capture/apply.js';
 import { quoteIdent } from '../../src/db/ident.js';
 import { verifyPipeline } from '../../src/verify/verify.js';
+import type { PipelineInput } from '../../src/config/pipeline.js';
 import { applyPipeline, startHarness, uniqueName, type Harness } from '../helpers/harness.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -23,13 +24,7 @@ async function withPipeline(test: (f: Fixture) => Promise<void>): Promise<void> 
   await h.db.pool.query(`create table ${quoteIdent(table)} (
     id bigint primary key, title text, body text, price numeric(10, 2), notes text, extra integer)`);
   try {
-    await applyPipeline(h, {
-      name,
-      source: { table: `public.${table}` },
-      embed: { columns: ['title', 'body'] },
-      metadata: ['price'],
-      embedding: { provider: 'offline', model: 'feature-hash-v1', dimensions: 32 },
-    });
+    await applyPipeline(h, pipelineConfig({ name, table }));
     await h.db.pool.query(`insert into ${quoteIdent(table)}
       values (1, 'Kettle', 'Stovetop', 40, 'n', 1), (2, 'Tent', 'Two-person', 249, 'n', 2)`);
     await converged(name);
@@ -38,6 +33,26 @@ async function withPipeline(test: (f: Fixture) => Promise<void>): Promise<void> 
     await removePipeline(h.db.pool, name, { dropVectorTable: true });
     await h.db.pool.query(`drop table if exists ${quoteIdent(table)}`);
   }
+}
+
+const pipelineConfig = (f: Fixture): PipelineInput => ({
+  name: f.name,
+  source: { table: `public.${f.table}` },
+  embed: { columns: ['title', 'body'] },
+  metadata: ['price'],
+  embedding: { provider: 'offline', model: 'feature-hash-v1', dimensions: 32 },
+});
+
+/** Whether each of the pipeline's insert, update and delete capture functions probes its columns. */
+async function probing(name: string): Promise<boolean[]> {
+  const { rows } = await h.db.pool.query<{ probing: boolean }>(
+    `select coalesce('embedsync.capture_probe=on' = any (p.proconfig), false) as probing
+       from unnest(array['insert', 'update', 'delete']) with ordinality as e(event, n)
+       join pg_proc p on p.oid = ('embedsync.' || quote_ident('capture_' || $1 || '_' || e.event))::regproc
+      order by e.n`,
+    [name],
+  );
+  return rows.map((r) => r.probing);
 }
 
 async function setPaused(name: string, paused: boolean): Promise<void> {
@@ -49,7 +64,8 @@ async function setPaused(name: string, paused: boolean): Promise<void> {
 
 async function outbox(name: string): Promise<string[]> {
   const { rows } = await h.db.pool.query<{ change: string }>(
-    `select op::text || ' ' || pk as change from embedsync.outbox where pipeline = $1 order by id`,
+    `select op::text || ' ' || pk as change from embedsync.outbox_keys where pipeline = $1
+      order by id, position`,
     [name],
   );
   return rows.map((r) => r.change);
@@ -187,6 +203,72 @@ describe('capture under schema changes', () => {
         'the new content',
         async () => (await chunks(f.name, '1'))[0] === 'Big kettle\nElectric',
       );
+    });
+  });
+
+  it('the capture skips its column probe until a column it names goes, from the DDL on', async () => {
+    await withPipeline(async (f) => {
+      const t = quoteIdent(f.table);
+      assert.deepEqual(await probing(f.name), [false, false, false]);
+      // A column the pipeline does not read: no probe needed.
+      await h.db.pool.query(`alter table ${t} drop column notes`);
+      assert.deepEqual(await probing(f.name), [false, false, false]);
+      await setPaused(f.name, true);
+      const session = await h.db.pool.connect();
+      try {
+        // The write in the DDL's own transaction already meets a capture that probes.
+        await session.query('begin');
+        await session.query(`update ${t} set body = 'Electric' where id = 1`);
+        await session.query(`alter table ${t} drop column body cascade`);
+        await session.query(`update ${t} set title = 'Big kettle' where id = 1`);
+        await session.query('commit');
+      } finally {
+        session.release();
+      }
+      assert.deepEqual(await probing(f.name), [true, true, true]);
+      assert.deepEqual(await outbox(f.name), ['U 1', 'U 1']);
+      // Applied again once the table has its columns, the capture skips the probe again.
+      await h.db.pool.query(`alter table ${t} add column body text`);
+      await applyPipeline(h, pipelineConfig(f));
+      assert.deepEqual(await probing(f.name), [false, false, false]);
+    });
+  });
+
+  it('a column dropped with its type (DROP DOMAIN … CASCADE) leaves writes working', async () => {
+    await withPipeline(async (f) => {
+      const t = quoteIdent(f.table);
+      const domain = quoteIdent(`${f.name}_text`);
+      await h.db.pool.query(`drop view ${quoteIdent(`${f.name}_embeddings_view`)}`);
+      await h.db.pool.query(`create domain public.${domain} as text`);
+      await h.db.pool.query(`alter table ${t} alter column body type public.${domain}`);
+      await h.db.pool.query(`drop domain public.${domain} cascade`);
+      assert.deepEqual(await probing(f.name), [true, true, true]);
+      assert.deepEqual(await writeAfterChange(f, 'title', 'Big kettle'), ['I 3', 'U 1', 'D 2']);
+    });
+  });
+
+  it('without the event triggers (creating them needs a superuser) the capture probes on every call', async () => {
+    await withPipeline(async (f) => {
+      const guards = `embedsync_capture_guard, embedsync_capture_guard_drop`;
+      await h.db.pool.query(
+        guards
+          .split(', ')
+          .map((g) => `alter event trigger ${g} disable`)
+          .join('; '),
+      );
+      try {
+        await applyPipeline(h, pipelineConfig(f));
+        assert.deepEqual(await probing(f.name), [true, true, true]);
+        await h.db.pool.query(`alter table ${quoteIdent(f.table)} rename column body to content`);
+        assert.deepEqual(await writeAfterChange(f, 'content', 'Electric'), ['I 3', 'U 1', 'D 2']);
+      } finally {
+        await h.db.pool.query(
+          guards
+            .split(', ')
+            .map((g) => `alter event trigger ${g} enable always`)
+            .join('; '),
+        );
+      }
     });
   });
 

@@ -146,7 +146,7 @@ async function cli(command: string, ...args: string[]): Promise<string> {
 
 async function queued(name: string): Promise<string[]> {
   const { rows } = await h.db.pool.query<{ pk: string }>(
-    'select pk from embedsync.outbox where pipeline = $1 order by id',
+    'select pk from embedsync.outbox_keys where pipeline = $1 order by id, position',
     [name],
   );
   return rows.map((r) => r.pk);

@@ -59,6 +59,41 @@ describe('planning batches from claimed outbox rows', () => {
     assert.match(first ?? '', /^sync:a:5-[0-9a-f]{8}$/);
   });
 
+  it("splits a statement's row of many keys over batches, each named apart, its id counted once", () => {
+    const keys = ['k1', 'k2', 'k3', 'k4', 'k5'];
+    const part = (pk: string, index: number): OutboxRow => ({
+      ...row(9, 'a', pk, 'U'),
+      part: { index, of: 7 },
+    });
+    const batches = planBatches(
+      [...keys.map((k, i) => part(k, i + 1)), row(10, 'a', 'k1')],
+      size(2),
+      'i',
+    );
+    assert.deepEqual(
+      batches.map((b) => b.keys),
+      [['k1', 'k2'], ['k3', 'k4'], ['k5']],
+    );
+    assert.deepEqual(
+      batches.map((b) => b.outboxIds),
+      [[9, 10], [9], [9]],
+    );
+    assert.equal(new Set(batches.map((b) => b.workflowId)).size, 3);
+    // The same keys claimed again after a crash name the same workflows.
+    const again = planBatches(
+      [...keys.map((k, i) => part(k, i + 1)), row(10, 'a', 'k1')],
+      size(2),
+      'i',
+    );
+    assert.deepEqual(
+      again.map((b) => b.workflowId),
+      batches.map((b) => b.workflowId),
+    );
+    // The rest of the row, claimed next, is a batch of its own.
+    const rest = planBatches([part('k6', 1), part('k7', 2)], size(2), 'i');
+    assert.ok(!batches.some((b) => b.workflowId === rest[0]?.workflowId));
+  });
+
   it('two databases sharing a namespace never produce the same workflow id', () => {
     const one = planBatches([row(1, 'a', 'x')], size(10), 'instance-1')[0]?.workflowId;
     const two = planBatches([row(1, 'a', 'x')], size(10), 'instance-2')[0]?.workflowId;
