@@ -1,6 +1,7 @@
 // The backfill's own activities: count, page through keys, checkpoint, finish. The batches
 // themselves go through the same four stages as change sync.
 import { clearBatchFailures, clearBatchFailuresByPrefix } from '../src/db/batch-failures.js';
+import { deferIndexIfEmpty } from '../src/capture/vector-index.js';
 import { getPipeline } from '../src/db/catalog.js';
 import { changeState } from '../src/db/pipeline-state.js';
 import { countKeysAfter, countSourceRows, readKeyPage } from '../src/db/source.js';
@@ -72,13 +73,17 @@ export function createBackfillActivities(deps: ActivityDeps) {
       return classified(() => countRows(pipeline));
     },
 
-    /** Marks the pipeline as backfilling and returns how many rows its source has. */
+    /**
+     * Marks the pipeline as backfilling and returns how many rows its source has. A first backfill
+     * (an empty vector table) loads without the HNSW index; the walk builds it at its end.
+     */
     async startBackfill({ pipeline }: { pipeline: string }): Promise<number> {
       return classified(async () => {
         const total = await countRows(pipeline);
         await resetWalkProgress(pool, pipeline, total);
         await changeState(pool, pipeline, { name: 'backfillStarted' });
-        log.info({ pipeline, total }, 'backfill started');
+        const deferred = await deferIndexIfEmpty(pool, await getPipeline(pool, pipeline));
+        log.info({ pipeline, total, indexDeferred: deferred }, 'backfill started');
         return total;
       });
     },

@@ -19,28 +19,12 @@ import { atGeneration, getPipeline } from '../src/db/catalog.js';
 import { recordRefusedRows } from '../src/db/dead-letters.js';
 import { withTransaction, type Pool } from '../src/db/pool.js';
 import { markRowsKept, readStagedChunks, storeVectors } from '../src/db/staging.js';
-import { InvalidInputError, RateLimitedError } from '../src/providers/errors.js';
 import { InputIsolator } from '../src/providers/isolate.js';
-import { modelFacts, type ModelFacts } from '../src/providers/models.js';
+import type { ModelFacts } from '../src/providers/models.js';
 import { nextRequest } from '../src/providers/requests.js';
-import { recordFailure, recordSuccess } from '../src/db/provider-health.js';
-import {
-  hasBuckets,
-  holdBack,
-  MAX_TURN_WAIT_MS,
-  takeTurn,
-  type Buckets,
-} from '../src/rate-limit/index.js';
-import { getProvider } from '../src/providers/types.js';
-import type { RequestOutcome } from '../src/metrics/worker.js';
 import type { ActivityDeps } from './deps.js';
-import {
-  classified,
-  DimensionMismatchError,
-  heartbeat,
-  isRetryable,
-  requestOutcome,
-} from './errors.js';
+import { classified, heartbeat } from './errors.js';
+import { providerCall } from './provider-call.js';
 import type { BatchRef, EmbedResult } from './types.js';
 
 export interface EmbedInput extends BatchRef {
@@ -77,10 +61,8 @@ interface PendingChunk {
   size: number;
 }
 
-// Heartbeats while a request is in flight, so a slow provider is not mistaken for a dead worker.
-const HEARTBEAT_EVERY_MS = 5000;
-
-export function createEmbedBatch({ pool, providers, log, rates, metrics }: ActivityDeps) {
+export function createEmbedBatch(deps: ActivityDeps) {
+  const { pool, log, providers, rates } = deps;
   return async function embedBatch(input: EmbedInput): Promise<EmbedBatchResult> {
     return classified(async () => {
       const { pipeline, batchId } = input;
@@ -95,85 +77,16 @@ export function createEmbedBatch({ pool, providers, log, rates, metrics }: Activ
       // The generation's config (a re-embed's pending one); none if that generation is gone.
       const p = atGeneration(await getPipeline(pool, pipeline), input.generation);
       if (!p) return result;
-      const embedding = p.config.embedding;
-      if (input.local && !hostsUnpaced(providers, rates, embedding.provider))
+      if (input.local && !hostsUnpaced(providers, rates, p.config.embedding.provider))
         return { ...result, declined: true };
-      const provider = getProvider(providers, embedding.provider);
-      const facts = modelFacts(embedding);
+      const call = providerCall(deps, p, () => heartbeat(ctx, result));
+      const { provider, facts, plan, limits } = call;
+      const embedding = p.config.embedding;
       const { pending, embedded } = await stagedChunks(pool, batchId, embedding, facts);
-      const plan = rates?.plan(provider.name);
-      const limits = {
-        maxInputs: Math.min(provider.maxInputsPerRequest, facts.maxInputsPerRequest),
-        maxTokens: Math.min(facts.maxTokensPerRequest, plan?.tokensPerRequest ?? Infinity),
-      };
       const maxRequests = input.paced ? (plan?.requestsPerActivity ?? 1) : Infinity;
-
-      const buckets = hasBuckets(plan) ? plan : undefined;
-      // Keeping the provider's record must never fail the batch.
-      const health = (recording: Promise<void>) =>
-        recording.catch((err: unknown) =>
-          log.warn({ err, pipeline }, "could not record the provider's health"),
-        );
-      const failed = async (err: unknown): Promise<never> => {
-        if (err instanceof RateLimitedError && buckets && err.retryAfterMs !== undefined)
-          await holdBack(pool, provider.name, err.retryAfterMs, buckets);
-        // A refused input is the input's fault; a cancelled request is nobody's.
-        if (
-          err instanceof Error &&
-          !(err instanceof InvalidInputError) &&
-          !ctx.cancellationSignal.aborted
-        ) {
-          await health(recordFailure(pool, p.name, err, isRetryable(err)));
-        }
-        throw err;
-      };
       const send = async (chunks: PendingChunk[]): Promise<void> => {
-        // Longer than the model takes (chunking should have prevented it): never sent to be cut
-        // short.
-        if (chunks.some((c) => c.size > facts.maxInputSize)) {
-          throw new InvalidInputError(
-            provider.name,
-            `a chunk is longer than ${embedding.model} takes (${facts.maxInputSize} ${facts.unit}); it was not sent, so it could not be cut short`,
-          );
-        }
-        if (buckets) {
-          const waitMs = await awaitTurn(
-            pool,
-            provider.name,
-            chunks.reduce((sum, c) => sum + c.tokens, 0),
-            buckets,
-          );
-          metrics?.rateBucketWait.observe({ provider: provider.name }, waitMs / 1000);
-        }
         result.requests += 1;
-        const request = provider.embed({
-          model: embedding.model,
-          dimensions: embedding.dimensions,
-          inputType: 'document',
-          texts: chunks.map((c) => c.chunk),
-          embedding,
-          signal: ctx.cancellationSignal,
-        });
-        const beat = setInterval(() => heartbeat(ctx, result), HEARTBEAT_EVERY_MS);
-        const counted = (outcome: RequestOutcome): void =>
-          metrics?.providerRequests.inc({ pipeline: p.name, provider: provider.name, outcome });
-        const { vectors, tokens } = await request
-          .then(
-            (response) => {
-              counted('ok');
-              return response;
-            },
-            (err: unknown) => {
-              // A request this activity cancelled got no answer to count.
-              if (!ctx.cancellationSignal.aborted) counted(requestOutcome(err));
-              return failed(err);
-            },
-          )
-          .finally(() => clearInterval(beat));
-        const wrong = vectors.find((v) => v.length !== embedding.dimensions);
-        if (wrong || vectors.length !== chunks.length)
-          await failed(new DimensionMismatchError(embedding.dimensions, wrong?.length ?? -1));
-        await health(recordSuccess(pool, p.name));
+        const { vectors, tokens } = await call.send(chunks);
         await storeVectors(pool, batchId, {
           pk: chunks.map((c) => c.pk),
           index: chunks.map((c) => c.chunk_index),
@@ -181,7 +94,6 @@ export function createEmbedBatch({ pool, providers, log, rates, metrics }: Activ
         });
         result.embedded += chunks.length;
         result.tokens += tokens;
-        metrics?.tokensEmbedded.inc({ pipeline: p.name, provider: provider.name }, tokens);
         heartbeat(ctx, result);
       };
       let queue = pending;
@@ -224,29 +136,6 @@ function hostsUnpaced(
   provider: string,
 ): boolean {
   return providers.has(provider) && rates?.plan(provider)?.activitiesPerSecond === undefined;
-}
-
-/**
- * Waits for the request's turn in the provider's shared buckets. A turn further off than an
- * activity should wait is not taken: the activity backs off (retried after that delay) instead.
- */
-async function awaitTurn(
-  pool: Pool,
-  provider: string,
-  tokens: number,
-  buckets: Buckets,
-): Promise<number> {
-  const turn = await takeTurn(pool, provider, tokens, buckets);
-  if (!turn.taken) {
-    throw new RateLimitedError(
-      provider,
-      `the rate budget is taken for the next ${Math.round((turn.retryAfterMs + MAX_TURN_WAIT_MS) / 1000)} s; backing off`,
-      turn.retryAfterMs,
-    );
-  }
-  // Cancellable; the activity heartbeats meanwhile (classified).
-  if (turn.waitMs > 0) await Context.current().sleep(turn.waitMs);
-  return turn.waitMs;
 }
 
 /** The chunks still to embed, with their size in the model's unit and their token estimate. */

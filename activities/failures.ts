@@ -13,6 +13,8 @@ const STAGES: Record<string, string> = {
   chunkBatch: 'chunk',
   embedBatch: 'embed',
   writeBatch: 'write',
+  walkBatch: 'walk batch',
+  buildVectorIndex: 'index',
   countSourceRows: 'count',
   startBackfill: 'start',
   scanKeys: 'scan',

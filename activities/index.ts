@@ -7,6 +7,8 @@ import { createEmbedBatch } from './embed.js';
 import { createFetchBatch } from './fetch.js';
 import { recordingFailures } from './failures.js';
 import { createReembedActivities } from './reembed.js';
+import { createVectorIndexActivities } from './vector-index.js';
+import { createWalkBatch } from './walk-batch.js';
 import { createWriteBatch } from './write.js';
 
 export type { ActivityDeps } from './deps.js';
@@ -22,15 +24,20 @@ export function createActivities(deps: ActivityDeps) {
     embedBatch: createEmbedBatch(deps),
     ...createBackfillActivities(deps),
     ...createReembedActivities(deps),
+    ...createVectorIndexActivities(deps),
     ...createDeadLetterActivities(deps),
   });
 }
 
 /**
- * Embedding runs on a task queue of its own per provider, so its rate can be limited server-side.
+ * Embedding runs on a task queue of its own per provider, so its rate can be limited server-side:
+ * the batch stage, and a table walk's batch, which embeds and writes in one activity.
  */
 export function createEmbedActivities(deps: ActivityDeps) {
-  return recordingFailures(deps, { embedBatch: createEmbedBatch(deps) });
+  return recordingFailures(deps, {
+    embedBatch: createEmbedBatch(deps),
+    walkBatch: createWalkBatch(deps),
+  });
 }
 
 export type Activities = ReturnType<typeof createActivities>;

@@ -13,6 +13,7 @@ import { inspectTable } from '../src/capture/inspect.js';
 import { reconcileSource, SchemaChangedError } from '../src/capture/schema-check.js';
 import { installCaptureSql } from '../src/capture/triggers.js';
 import {
+  createHnswIndexSql,
   createVectorTableSql,
   createViewSql,
   hnswName,
@@ -63,7 +64,9 @@ export function createReembedActivities(deps: ActivityDeps) {
               `drop table if exists ${qualified(p.vectorSchema, swap.vectorTable)}`,
             );
           }
-          for (const sql of createVectorTableSql(swap)) await client.query(sql);
+          // Filled by the walk: its HNSW index is built once the walk is through
+          // (buildVectorIndex), not maintained row by row.
+          for (const sql of createVectorTableSql(swap, { index: false })) await client.query(sql);
           // From a hold too: a re-embed is the fix for columns only the live generation reads.
           await changeState(client, pipeline, { name: 'reembedStarted' }, { required: true });
           const reembedding = await inSchema(client, pipeline, log);
@@ -90,6 +93,8 @@ export function createReembedActivities(deps: ActivityDeps) {
           const next = atGeneration(p, generation);
           if (!next || !p.pendingConfig)
             throw nothingToReembed(pipeline, `generation ${generation} is not being built`);
+          // Never swap in a table without its index: a walk that skipped building it builds it here.
+          await client.query(createHnswIndexSql(next));
           await renameTables(client, p);
           const info = await inspectTable(client, p.sourceSchema, p.sourceTable);
           const live: Pipeline = { ...p, config: p.pendingConfig, generation };

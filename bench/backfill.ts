@@ -1,7 +1,8 @@
-// Backfill: how fast the existing rows of a table are embedded, what the worker's memory does as
-// the table grows, and how large the backfill's workflow histories get. Offline provider, so the
+// Backfill: how fast the existing rows of a table are embedded (until the vector table's HNSW index
+// exists too), what it costs PostgreSQL, what the worker's memory does as the table grows, how large
+// the backfill's workflow histories get, and what a second worker adds. Offline provider, so the
 // figures are embedsync's own cost (database, Temporal, worker), not a provider's.
-import { DEFAULT_WINDOW } from '../src/backfill/start.js';
+import { DEFAULT_WINDOW, WALK_BATCH_SIZE } from '../src/backfill/start.js';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -16,10 +17,11 @@ import {
   type TimedBackfill,
 } from './helpers/backfill-run.js';
 import { cpuBetween, sampleCpu, type CpuUse } from './helpers/cpu.js';
-import { runSizes, type RunSize } from './helpers/histories.js';
+import { activitySeconds, runSizes, type RunSize } from './helpers/histories.js';
 import { onInterrupt } from './helpers/interrupt.js';
 import { terminateLeftovers } from './helpers/leftovers.js';
 import { sampleMemory, thin, type MemoryUse } from './helpers/memory.js';
+import { samplePostgresCpu } from './helpers/database-cpu.js';
 import { startService, type Service } from './helpers/processes.js';
 import { round } from './helpers/stats.js';
 import type {
@@ -34,23 +36,36 @@ import type {
 interface BackfillBenchOptions extends BenchOptions {
   window?: number;
   batchSize?: number;
+  workers?: number;
 }
 
-// The product's own defaults (startBackfill's window, the pipeline's batchSize): 8 / 500 was no
-// faster here.
-const DEFAULTS = { rows: 100_000, smallRows: 10_000, window: DEFAULT_WINDOW, batchSize: 200 };
+// The product's own defaults (startBackfill's window, a walk's batch size for the demo pipeline).
+const DEFAULTS = {
+  rows: 100_000,
+  smallRows: 10_000,
+  window: DEFAULT_WINDOW,
+  batchSize: WALK_BATCH_SIZE,
+  workers: 1,
+};
+// Three times pgai's vectorizer at its best on the peer benchmark (~950 rows/s); a second worker
+// adding at least 70 %.
 const AIMS = {
-  rowsPerSecond: 2000,
+  rowsPerSecond: 3000,
   historyBytes: 4 * 2 ** 20,
   historyEvents: 10_000,
   rssGrowth: 1.25,
+  workerScaling: 1.7,
 };
 
 interface Round {
   rows: number;
+  workers: number;
   backfill: TimedBackfill;
+  /** Seconds the walk's HNSW index build took, at its end. */
+  indexSeconds: number | undefined;
   memory: MemoryUse | undefined;
   cpu: CpuUse | undefined;
+  postgresCpuSeconds: number | undefined;
   runs: RunSize[];
   listedRuns: number;
 }
@@ -67,26 +82,32 @@ async function run(ctx: BenchContext): Promise<BenchReport> {
   const smallRows = Math.min(DEFAULTS.smallRows, Math.max(1, Math.floor(rows / 10)));
   const window = options.window ?? DEFAULTS.window;
   const batchSize = options.batchSize ?? DEFAULTS.batchSize;
+  const workers = options.workers ?? DEFAULTS.workers;
   const rounds: Round[] = [];
-  for (const n of [smallRows, rows]) {
+  // One worker on both sizes; then, with --workers, the larger size again with that many.
+  const plan: [number, number][] = [
+    [smallRows, 1],
+    [rows, 1],
+    ...(workers > 1 ? [[rows, workers] as [number, number]] : []),
+  ];
+  for (const [n, w] of plan) {
     ctx.log(`${n} rows: filling the table`);
-    rounds.push(await runRound(ctx, n, window, batchSize));
+    rounds.push(await runRound(ctx, { rows: n, workers: w, window, batchSize }));
     const r = rounds[rounds.length - 1];
     if (r)
       ctx.log(
-        `${n} rows: ${round(r.backfill.seconds)} s, ${Math.round(r.backfill.rowsPerSecond)} rows/s, worker peak RSS ${r.memory?.peakMiB ?? '?'} MiB, ${r.runs.length} runs`,
+        `${n} rows, ${w} worker(s): ${round(r.backfill.seconds)} s, ${Math.round(r.backfill.rowsPerSecond)} rows/s (index build ${r.indexSeconds ?? '?'} s), PostgreSQL CPU ${r.postgresCpuSeconds ?? '?'} s, worker peak RSS ${r.memory?.peakMiB ?? '?'} MiB, ${r.runs.length} runs`,
       );
   }
-  return report(rounds, { rows, smallRows, window, batchSize });
+  return report(rounds, { rows, smallRows, window, batchSize, workers });
 }
 
 async function runRound(
   ctx: BenchContext,
-  rows: number,
-  window: number,
-  batchSize: number,
+  settings: { rows: number; workers: number; window: number; batchSize: number },
 ): Promise<Round> {
-  const table = `backfill_${rows}`;
+  const { rows, workers, window, batchSize } = settings;
+  const table = `backfill_${rows}_${workers}w`;
   const products = demoProducts(500);
   await fillSourceTable(ctx.db.pool, table, rows, (i) => {
     const p = products[i % products.length] ?? { name: 'Item', description: '' };
@@ -107,21 +128,34 @@ async function runRound(
     temporalNamespace: ctx.temporal.namespace,
   });
   const forgetLeftovers = onInterrupt(() => terminateLeftovers(client, taskQueue));
-  let worker: Service | undefined;
+  const services: Service[] = [];
   let ok = false;
   try {
-    worker = startService('worker', serviceEnv(ctx, taskQueue), logDir);
-    await worker.ready;
-    ctx.log(`${rows} rows: backfill with window ${window}, batch size ${batchSize}`);
-    const stopMemory = sampleMemory(worker.pid);
-    const pids = { worker: worker.pid, 'benchmark process': process.pid };
+    for (let w = 0; w < workers; w++) {
+      const dir = workers === 1 ? logDir : await mkdtemp(path.join(logDir, `worker-${w}-`));
+      services.push(startService('worker', serviceEnv(ctx, taskQueue), dir));
+    }
+    await Promise.all(services.map((s) => s.ready));
+    const [worker] = services;
+    ctx.log(
+      `${rows} rows: backfill with window ${window}, batch size ${batchSize}, ${workers} worker(s)`,
+    );
+    const stopMemory = sampleMemory(worker?.pid);
+    const pids = {
+      ...Object.fromEntries(
+        services.map((s, i) => [i === 0 ? 'worker' : `worker ${i + 1}`, s.pid]),
+      ),
+      'benchmark process': process.pid,
+    };
     const cpuBefore = sampleCpu(pids);
+    const stopPostgresCpu = await samplePostgresCpu(ctx.db.pool);
     const backfill = await timeBackfill(client, ctx.db.pool, table, {
       taskQueue,
       rows,
       window,
       batchSize,
     });
+    const postgresCpuSeconds = await stopPostgresCpu();
     const cpu = cpuBetween(cpuBefore, sampleCpu(pids));
     const memory = stopMemory();
     const { count } = (
@@ -134,10 +168,21 @@ async function runRound(
         `the backfill reported ${backfill.result.processed} rows but ${count} of ${rows} have vectors`,
       );
     const { runs, listed } = await runSizes(client, backfill.workflowId, backfill.firstRunId);
+    const indexSeconds = await activitySeconds(client, backfill.workflowId, 'buildVectorIndex');
     ok = true;
-    return { rows, backfill, memory, cpu, runs, listedRuns: listed };
+    return {
+      rows,
+      workers,
+      backfill,
+      indexSeconds,
+      memory,
+      cpu,
+      postgresCpuSeconds,
+      runs,
+      listedRuns: listed,
+    };
   } finally {
-    await worker?.stop();
+    await Promise.all(services.map((s) => s.stop()));
     await terminateLeftovers(client, taskQueue).catch(() => []);
     forgetLeftovers();
     await connection.close();
@@ -150,27 +195,52 @@ const mib = (bytes: number): string => `${round(bytes / 2 ** 20, 2)} MiB`;
 
 function report(
   rounds: Round[],
-  settings: { rows: number; smallRows: number; window: number; batchSize: number },
+  settings: {
+    rows: number;
+    smallRows: number;
+    window: number;
+    batchSize: number;
+    workers: number;
+  },
 ): BenchReport {
-  const [small, large] = rounds;
+  const [small, large, more] = rounds;
   if (!small || !large) throw new Error('both table sizes must have run');
   const largest = (r: Round, by: 'events' | 'bytes'): number =>
     Math.max(...r.runs.map((x) => x[by]));
-  const events = Math.max(largest(small, 'events'), largest(large, 'events'));
-  const bytes = Math.max(largest(small, 'bytes'), largest(large, 'bytes'));
+  const events = Math.max(...rounds.map((r) => largest(r, 'events')));
+  const bytes = Math.max(...rounds.map((r) => largest(r, 'bytes')));
   const growth =
     small.memory && large.memory ? large.memory.peakMiB / small.memory.peakMiB : Number.NaN;
+  const perThousand = (r: Round): string =>
+    r.postgresCpuSeconds === undefined
+      ? '?'
+      : `${round((r.postgresCpuSeconds / r.rows) * 1000, 3)} s (${round(r.postgresCpuSeconds, 1)} s in all)`;
+  const scaling = more ? more.backfill.rowsPerSecond / large.backfill.rowsPerSecond : undefined;
   const figures: Figure[] = [
     {
-      label: `rows/s, ${large.rows.toLocaleString('en-US')} rows`,
-      value: `${Math.round(large.backfill.rowsPerSecond)} (${round(large.backfill.seconds)} s)`,
-      aim: `≥ ${AIMS.rowsPerSecond}`,
+      label: `rows/s, ${large.rows.toLocaleString('en-US')} rows, until the HNSW index exists`,
+      value: `${Math.round(large.backfill.rowsPerSecond)} (${round(large.backfill.seconds)} s, of which the index build ${large.indexSeconds ?? '?'} s)`,
+      aim: `≥ ${AIMS.rowsPerSecond.toLocaleString('en-US')}`,
       met: large.backfill.rowsPerSecond >= AIMS.rowsPerSecond,
     },
     {
       label: `rows/s, ${small.rows.toLocaleString('en-US')} rows`,
       value: `${Math.round(small.backfill.rowsPerSecond)} (${round(small.backfill.seconds)} s)`,
     },
+    {
+      label: `PostgreSQL CPU per 1,000 rows, ${large.rows.toLocaleString('en-US')} rows`,
+      value: perThousand(large),
+    },
+    ...(more && scaling !== undefined
+      ? [
+          {
+            label: `${more.workers} workers against 1, ${more.rows.toLocaleString('en-US')} rows`,
+            value: `× ${round(scaling, 2)} (${Math.round(more.backfill.rowsPerSecond)} rows/s)`,
+            aim: `≥ × ${AIMS.workerScaling}`,
+            met: scaling >= AIMS.workerScaling,
+          },
+        ]
+      : []),
     {
       label: `worker peak RSS, ${small.rows.toLocaleString('en-US')} → ${large.rows.toLocaleString('en-US')} rows`,
       value: `${small.memory?.peakMiB ?? '?'} → ${large.memory?.peakMiB ?? '?'} MiB (× ${round(growth, 2)})`,
@@ -202,16 +272,18 @@ function report(
       window: settings.window,
       batchSize: settings.batchSize,
       provider: 'offline feature-hash-v1, 256 dimensions',
-      workers: 1,
+      workers: settings.workers,
     },
     figures,
     tables: [
       {
-        title: 'Each table size',
+        title: 'Each round',
         columns: [
           'rows',
-          'seconds',
+          'workers',
+          'seconds (index build)',
           'rows/s',
+          'PostgreSQL CPU per 1,000 rows',
           'RSS start → peak → end (MiB)',
           'runs',
           'largest run (events / bytes)',
@@ -219,8 +291,10 @@ function report(
         ],
         rows: rounds.map((r) => [
           r.rows.toLocaleString('en-US'),
-          String(round(r.backfill.seconds)),
+          String(r.workers),
+          `${round(r.backfill.seconds)} (${r.indexSeconds ?? '?'})`,
           String(Math.round(r.backfill.rowsPerSecond)),
+          perThousand(r),
           r.memory ? `${r.memory.startMiB} → ${r.memory.peakMiB} → ${r.memory.endMiB}` : '?',
           String(r.runs.length),
           `${largest(r, 'events')} / ${mib(largest(r, 'bytes'))}`,
@@ -231,8 +305,11 @@ function report(
     data: {
       rounds: rounds.map((r) => ({
         rows: r.rows,
+        workers: r.workers,
         seconds: round(r.backfill.seconds, 2),
+        indexSeconds: r.indexSeconds ?? null,
         rowsPerSecond: round(r.backfill.rowsPerSecond),
+        postgresCpuSeconds: r.postgresCpuSeconds ?? null,
         result: r.backfill.result,
         memory: r.memory ? { ...r.memory, samples: thin(r.memory.samples) } : null,
         cpu: r.cpu ?? null,
@@ -242,9 +319,11 @@ function report(
     },
     notes: [
       'Rows are inserted before the pipeline is applied, so the backfill alone embeds them; every row is checked to have a vector afterwards.',
-      'Time runs from the start request to the completion of the workflow’s last run. One worker process, started as `npm run worker` starts it, pid sampled from /proc every 200 ms (VmRSS, and the kernel’s VmHWM for peaks between samples).',
-      'Each table size has its own pipeline, table and freshly started worker, the smaller first.',
-      `The worker, PostgreSQL and the Temporal dev server share the machine's ${os.cpus().length} CPUs (and any other work on it): rows/s is bounded by all three together.`,
+      'Time runs from the start request to the completion of the workflow’s last run, which builds the vector table’s HNSW index (left out while the empty table filled) before it completes: the time is until every row has its vector and the index exists.',
+      'PostgreSQL CPU: user + system time, from /proc, of every server process serving the benchmark’s database during the backfill (connections and parallel workers, found in pg_stat_activity every 100 ms).',
+      'Worker processes are started as `npm run worker` starts them; the first one’s pid is sampled from /proc every 200 ms (VmRSS, and the kernel’s VmHWM for peaks between samples).',
+      'Each round has its own pipeline, table and freshly started workers: the smaller size first, then the larger, then (with --workers) the larger again with that many workers.',
+      `The workers, PostgreSQL and the Temporal dev server share the machine's ${os.cpus().length} CPUs (and any other work on it): rows/s is bounded by all of them together.`,
     ],
   };
 }

@@ -70,14 +70,15 @@ const program = new Command('bench')
   )
   .option(
     '--window <n>',
-    'backfill, rate-limit: batches in flight at once (4)',
+    'backfill, rate-limit: batches in flight at once (8)',
     positive('--window'),
   )
   .option(
     '--batch-size <n>',
-    'backfill, rate-limit: source keys per batch (200, the pipeline default)',
+    "backfill, rate-limit: source keys per batch (a walk's default: 500)",
     positive('--batch-size'),
   )
+
   .option(
     '--text-tokens <n>',
     "rate-limit: words (one token each) in each row's description (16)",
@@ -98,7 +99,7 @@ const program = new Command('bench')
   )
   .option(
     '--workers <n>',
-    'peers: embedsync workers in the second backfill pair and the rate-limited runs (2)',
+    'peers: embedsync workers in the second backfill pair and the rate-limited runs (2); backfill: also run the larger table with this many workers, against one (1: not)',
     positive('--workers'),
   )
   .option(

@@ -38,6 +38,7 @@ export async function backfill(input: BackfillInput): Promise<BackfillResult> {
       ]);
     }
     await walk.walk((state) => continueAsNew<typeof backfill>({ ...input, state }));
+    await walk.buildIndex();
     walk.phase = 'finishing';
     walk.showDetails();
     const { processed, total, tokens } = walk.state;
@@ -51,15 +52,17 @@ export async function backfill(input: BackfillInput): Promise<BackfillResult> {
     return { processed, total, tokens, ...walk.times() };
   } catch (err) {
     if (isCancellation(err)) {
-      await CancellationScope.nonCancellable(() =>
-        activities.finishBackfill.executeWithOptions(
+      await CancellationScope.nonCancellable(async () => {
+        await walk.buildIndex();
+        await activities.finishBackfill.executeWithOptions(
           { summary: `Stop the backfill of ${pipeline} (cancelled); clear its staged batches` },
           [{ pipeline, outcome: 'cancelled', batchPrefix }],
-        ),
-      );
+        );
+      });
     } else if (!(err instanceof ContinueAsNew) && patched('backfill-ends-when-it-fails')) {
       // A batch failed for good (quota, credentials, dimensions): the pipeline must not stay
       // backfilling with no backfill running. Runs that failed before this returned nothing here.
+      await walk.buildIndex();
       await activities.finishBackfill.executeWithOptions(
         { summary: `End the failed backfill of ${pipeline}: the pipeline is active again` },
         [{ pipeline, outcome: 'failed', batchPrefix }],

@@ -7,9 +7,10 @@ export const resumeSignal = defineSignal('resume');
 export interface BackfillProgress {
   /**
    * pausing: asked to pause, letting the batches in flight finish; paused: holding, nothing in
-   * flight.
+   * flight. indexing: every row is written; the vector table's HNSW index, left out while the walk
+   * filled an empty table, is being built.
    */
-  phase: 'counting' | 'running' | 'pausing' | 'paused' | 'finishing' | 'done';
+  phase: 'counting' | 'running' | 'pausing' | 'paused' | 'indexing' | 'finishing' | 'done';
   processed: number;
   total: number | null;
   /** Rows per second of running time (pauses excluded); null until a page has finished. */

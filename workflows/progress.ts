@@ -120,6 +120,8 @@ export function walkDetails(
       return `Paused at ${where}`;
     case 'pausing':
       return `Pausing at ${where}: letting the batches in flight finish`;
+    case 'indexing':
+      return `${where}: building the HNSW index of the vector table`;
     case 'finishing':
     case 'done':
       return `${where}: finishing`;

@@ -57,6 +57,7 @@ export async function reembed(input: ReembedInput): Promise<ReembedResult> {
       ]);
     }
     await walk.walk((state) => continueAsNew<typeof reembed>({ ...input, state }));
+    await walk.buildIndex();
     walk.phase = 'finishing';
     walk.showDetails();
     const { processed, total, tokens } = walk.state;

@@ -42,3 +42,33 @@ export async function runSizes(
     if (wf.workflowId === workflowId) listed += 1;
   return { runs, listed };
 }
+
+/**
+ * Seconds the last run of a workflow spent in the activities of one type, from each one's first
+ * attempt's start to its completion; undefined if it ran none.
+ */
+export async function activitySeconds(
+  client: Client,
+  workflowId: string,
+  activityType: string,
+): Promise<number | undefined> {
+  const history = await client.workflow.getHandle(workflowId).fetchHistory();
+  const scheduled = new Set<string>();
+  const started = new Map<string, number>();
+  let total: number | undefined;
+  const at = (e: HistoryEvent): number =>
+    Number(e.eventTime?.seconds ?? 0) * 1000 + Math.round((e.eventTime?.nanos ?? 0) / 1e6);
+  for (const e of history.events ?? []) {
+    const id = String(e.eventId ?? '');
+    if (e.activityTaskScheduledEventAttributes?.activityType?.name === activityType)
+      scheduled.add(id);
+    const start = e.activityTaskStartedEventAttributes;
+    if (start && scheduled.has(String(start.scheduledEventId ?? ''))) {
+      started.set(String(start.scheduledEventId ?? ''), at(e));
+    }
+    const done = e.activityTaskCompletedEventAttributes;
+    const from = done ? started.get(String(done.scheduledEventId ?? '')) : undefined;
+    if (from !== undefined) total = (total ?? 0) + (at(e) - from) / 1000;
+  }
+  return total === undefined ? undefined : Math.round(total * 10) / 10;
+}

@@ -17,6 +17,16 @@ import type { backfill, BackfillInput } from '../../workflows/index.js';
  */
 export const DEFAULT_WINDOW = 8;
 
+/**
+ * Keys in a walk's batch, at least: a walk's batch is one activity that embeds and writes its rows,
+ * so larger batches mean fewer activities, transactions and requests for the same rows (OpenAI
+ * takes 2,048 inputs a request). A pipeline's larger batchSize is kept.
+ */
+export const WALK_BATCH_SIZE = 500;
+
+/** The batch size of a walk over a pipeline whose config has this batchSize. */
+export const walkBatchSize = (batchSize: number): number => Math.max(batchSize, WALK_BATCH_SIZE);
+
 export interface BackfillOptions {
   taskQueue: string;
   /**
@@ -40,7 +50,7 @@ export async function startBackfill(
   const input: BackfillInput = {
     pipeline: p.name,
     embedTaskQueue: embedTaskQueue(options.taskQueue, e.provider),
-    batchSize: options.batchSize ?? p.config.batchSize,
+    batchSize: options.batchSize ?? walkBatchSize(p.config.batchSize),
     window: options.window ?? DEFAULT_WINDOW,
     ...(options.maxHistoryEvents ? { maxHistoryEvents: options.maxHistoryEvents } : {}),
   };

@@ -15,12 +15,18 @@ export const hnswName = (table: string): string => `${table}_hnsw`;
 
 const VIEW_COLUMNS = ['chunk_index', 'chunk', 'embedding', 'embedded_at'];
 
-/** The table and its HNSW cosine index, for the pipeline's (or a generation's) vector table. */
+type VectorTableOf = Pick<Pipeline, 'vectorSchema' | 'vectorTable' | 'config'>;
+
+/**
+ * The table and its HNSW cosine index, for the pipeline's (or a generation's) vector table. A table
+ * a walk is about to fill may be made without the index, which is built once the walk ends
+ * (src/capture/vector-index.ts).
+ */
 export function createVectorTableSql(
-  p: Pick<Pipeline, 'vectorSchema' | 'vectorTable' | 'config'>,
+  p: VectorTableOf,
+  options: { index?: boolean } = {},
 ): string[] {
   const table = qualified(p.vectorSchema, p.vectorTable);
-  const ops = p.config.vectorType === 'halfvec' ? 'halfvec_cosine_ops' : 'vector_cosine_ops';
   return [
     `create table if not exists ${table} (
        pk           text not null,
@@ -32,8 +38,18 @@ export function createVectorTableSql(
        generation   integer not null,
        embedded_at  timestamptz not null default now(),
        constraint ${quoteIdent(pkeyName(p.vectorTable))} primary key (pk, chunk_index))`,
-    `create index if not exists ${quoteIdent(hnswName(p.vectorTable))} on ${table} using hnsw (embedding ${ops})`,
+    ...(options.index === false ? [] : [createHnswIndexSql(p)]),
   ];
+}
+
+/** The HNSW cosine index; concurrently, writes to the table go on while it is built. */
+export function createHnswIndexSql(
+  p: VectorTableOf,
+  options: { concurrently?: boolean } = {},
+): string {
+  const ops = p.config.vectorType === 'halfvec' ? 'halfvec_cosine_ops' : 'vector_cosine_ops';
+  const how = options.concurrently ? 'concurrently ' : '';
+  return `create index ${how}if not exists ${quoteIdent(hnswName(p.vectorTable))} on ${qualified(p.vectorSchema, p.vectorTable)} using hnsw (embedding ${ops})`;
 }
 
 /**

@@ -26,7 +26,7 @@ const opts = new Command('embedsync backfill')
   .requiredOption('-t, --table <pipeline>', 'a pipeline name, or a source table one pipeline syncs')
   .option(
     '--batch-size <n>',
-    "source keys per batch (default: the pipeline's batchSize)",
+    "source keys per batch (default: the pipeline's batchSize, at least 500)",
     positiveInt,
   )
   .option('--window <n>', `batches in flight at once (default ${DEFAULT_WINDOW})`, positiveInt)

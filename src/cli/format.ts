@@ -37,6 +37,8 @@ export function progressText(pipeline: string, p: BackfillProgress, fallbackTota
       return `${head}, pausing once the batches in flight finish`;
     case 'paused':
       return `${head}, paused (npx embedsync resume --table ${pipeline})`;
+    case 'indexing':
+      return `${head}, building the vector table's HNSW index`;
     case 'finishing':
     case 'done':
       return `${head}, finishing`;

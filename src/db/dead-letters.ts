@@ -52,6 +52,47 @@ export async function recordRefusedRows(
   );
 }
 
+/** Rows a walk's batch found refused, with the content the provider refused. */
+export async function recordRefusedContent(
+  db: Queryable,
+  pipeline: string,
+  generation: number,
+  refused: readonly { pk: string; contentHash: string; error: string }[],
+): Promise<void> {
+  if (refused.length === 0) return;
+  await db.query(
+    `insert into embedsync.dead_letters (pipeline, pk, generation, content_hash, error)
+     select $1, e.pk, $2, e.hash, e.error from unnest($3::text[], $4::text[], $5::text[]) as e(pk, hash, error)
+     on conflict (pipeline, pk, content_hash)
+       do update set error = excluded.error, generation = excluded.generation, failed_at = now()`,
+    [
+      pipeline,
+      generation,
+      refused.map((r) => r.pk),
+      refused.map((r) => r.contentHash),
+      refused.map((r) => r.error.slice(0, MAX_ERROR_LENGTH)),
+    ],
+  );
+}
+
+/**
+ * Of `keys`, each one's content the provider refused for this generation: a walk does not send it
+ * again (it is tried again when the content changes, like a sync).
+ */
+export async function refusedContent(
+  db: Queryable,
+  pipeline: string,
+  generation: number,
+  keys: readonly string[],
+): Promise<Set<string>> {
+  const { rows } = await db.query<{ pk: string; hash: string }>(
+    `select pk, content_hash as hash from embedsync.dead_letters
+      where pipeline = $1 and generation = $2 and pk = any($3::text[]) and content_hash <> ''`,
+    [pipeline, generation, keys],
+  );
+  return new Set(rows.map((r) => `${r.pk}\u0000${r.hash}`));
+}
+
 /** Letters no longer true: all of `allOf`'s, and the whole-batch failures of `batchFailuresOf`. */
 export async function clearDeadLetters(
   db: Queryable,

@@ -217,3 +217,45 @@ export async function stuckKeys(
   );
   return rows;
 }
+
+/**
+ * A walk's batch stages only the vectors of a row it could not write yet (its chunks span several
+ * requests), so that a retry pays for none of them again; these are read, written and cleared here.
+ */
+export async function readStagedVectors(
+  db: Queryable,
+  batchId: string,
+): Promise<Map<string, { chunk: string; vector: string }>> {
+  const { rows } = await db.query<{ pk: string; i: number; chunk: string; vector: string }>(
+    `select pk, chunk_index as i, chunk, embedding::text as vector from embedsync.staged_chunks
+      where batch_id = $1 and embedding is not null`,
+    [batchId],
+  );
+  return new Map(rows.map((r) => [`${r.pk}\u0000${r.i}`, { chunk: r.chunk, vector: r.vector }]));
+}
+
+export async function stageVectors(
+  db: Queryable,
+  batchId: string,
+  c: { pk: string[]; index: number[]; chunk: string[]; vector: string[] },
+): Promise<void> {
+  await db.query(
+    `insert into embedsync.staged_chunks (batch_id, pk, chunk_index, chunk, embedding)
+     select $1, s.pk, s.i, s.chunk, s.e::vector
+       from unnest($2::text[], $3::int[], $4::text[], $5::text[]) as s(pk, i, chunk, e)
+     on conflict (batch_id, pk, chunk_index) do update
+       set chunk = excluded.chunk, embedding = excluded.embedding`,
+    [batchId, c.pk, c.index, c.chunk, c.vector],
+  );
+}
+
+export async function clearStagedVectors(
+  db: Queryable,
+  batchId: string,
+  keys: readonly string[],
+): Promise<void> {
+  await db.query(
+    'delete from embedsync.staged_chunks where batch_id = $1 and pk = any($2::text[])',
+    [batchId, keys],
+  );
+}

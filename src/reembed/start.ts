@@ -1,6 +1,11 @@
 // Starting (or attaching to) the re-embed of a pipeline's pending config: for the CLI and tests.
 import { WorkflowIdConflictPolicy, type Client, type WorkflowHandle } from '@temporalio/client';
-import { DEFAULT_WINDOW, ownHandle, type BackfillOptions } from '../backfill/start.js';
+import {
+  DEFAULT_WINDOW,
+  ownHandle,
+  walkBatchSize,
+  type BackfillOptions,
+} from '../backfill/start.js';
 import type { Pipeline } from '../db/catalog.js';
 import {
   EMBED_KIND,
@@ -27,7 +32,7 @@ export async function startReembed(
     pipeline: p.name,
     generation: p.pendingGeneration,
     embedTaskQueue: embedTaskQueue(options.taskQueue, e.provider),
-    batchSize: options.batchSize ?? p.pendingConfig.batchSize,
+    batchSize: options.batchSize ?? walkBatchSize(p.pendingConfig.batchSize),
     window: options.window ?? DEFAULT_WINDOW,
     ...(options.maxHistoryEvents ? { maxHistoryEvents: options.maxHistoryEvents } : {}),
   };

@@ -346,7 +346,10 @@ describe('embedding providers through their SDKs', () => {
         `select stage, error_class from embedsync.batch_failures
           where pipeline = 'oa' and starts_with(batch_id, 'backfill:oa:')`,
       );
-      assert.deepEqual(failures.rows, [{ stage: 'embed', error_class: 'QuotaExhaustedError' }]);
+      // A walk's batch is one activity: read, chunk, embed and write.
+      assert.deepEqual(failures.rows, [
+        { stage: 'walk batch', error_class: 'QuotaExhaustedError' },
+      ]);
     } finally {
       await setSyncPaused(h.db.pool, 'oa', false);
     }

@@ -284,8 +284,8 @@ describe('stuck batches', () => {
       await h.db.pool.query(`insert into gadgets (name, description) values ('Widget', $1)`, [
         `Has ${WRONG_DIMENSIONS}`,
       ]);
-      // A sync batch dead-letters its keys; a backfill fails for good at embed and stays stuck
-      // there.
+      // A sync batch dead-letters its keys; a backfill fails for good in its walk batch (read,
+      // chunk, embed, write in one activity) and stays stuck there.
       await waitFor(
         'the dead letter',
         async () =>
@@ -305,7 +305,7 @@ describe('stuck batches', () => {
       assert.equal(p.providerLastErrorRetryable, false);
       assert.ok(p.providerFailuresInARow >= 1);
       const [stuck] = p.stuck;
-      assert.equal(stuck?.stage, 'embed');
+      assert.equal(stuck?.stage, 'walk batch');
       assert.equal(stuck?.retryable, false);
       assert.equal(stuck?.errorClass, 'DimensionMismatchError');
 
@@ -315,7 +315,7 @@ describe('stuck batches', () => {
       assert.match(text.stdout, /^ +provider .*not retried.*DimensionMismatchError/m);
       assert.match(
         text.stdout,
-        /at embed: failed, not retried \(1 attempt\).*DimensionMismatchError/,
+        /at walk batch: failed, not retried \(1 attempt\).*DimensionMismatchError/,
       );
     } finally {
       h.provider.embed = embed;

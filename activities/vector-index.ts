@@ -1,0 +1,31 @@
+// Building a vector table's HNSW index once a walk has filled it (src/capture/vector-index.ts):
+// after a backfill or re-embed that started on an empty table, however it ended.
+import { buildIndex } from '../src/capture/vector-index.js';
+import { atGeneration, getPipeline } from '../src/db/catalog.js';
+import type { ActivityDeps } from './deps.js';
+import { classified } from './errors.js';
+
+export interface IndexInput {
+  pipeline: string;
+  /** Absent: the live generation's table; a re-embed's pending one: its swap table. */
+  generation?: number;
+}
+
+export function createVectorIndexActivities({ pool, log }: ActivityDeps) {
+  return {
+    /** Builds the HNSW index if the table lacks it; returns whether it did. */
+    async buildVectorIndex({ pipeline, generation }: IndexInput): Promise<boolean> {
+      return classified(async () => {
+        const p = atGeneration(await getPipeline(pool, pipeline), generation);
+        if (!p) return false; // that generation is gone, and its table with it
+        const started = performance.now();
+        const built = await buildIndex(pool, p);
+        if (built) {
+          const seconds = Math.round((performance.now() - started) / 100) / 10;
+          log.info({ pipeline, table: p.vectorTable, seconds }, 'vector index built');
+        }
+        return built;
+      });
+    },
+  };
+}

@@ -1,0 +1,95 @@
+// A vector table's HNSW index during a table walk (docs/architecture.md, decision 14). Maintained
+// row by row, the index cost a first backfill most of its database CPU; pgvector's own advice is to
+// load first and build the index after. So a walk that starts on an empty vector table drops the
+// index, and every end of a walk (done, cancelled, failed) builds it again, concurrently, so the
+// sync writes that go on meanwhile are never blocked.
+import type { Pipeline } from '../db/catalog.js';
+import { qualified, quoteIdent, quoteLiteral } from '../db/ident.js';
+import type { Pool, Queryable } from '../db/pool.js';
+import { createHnswIndexSql, hnswName } from './vector-table.js';
+
+type VectorTableOf = Pick<Pipeline, 'vectorSchema' | 'vectorTable' | 'config'>;
+
+/**
+ * The build's maintenance_work_mem: room for the whole graph (about twice the table), so pgvector
+ * never falls back to inserting what does not fit one tuple at a time. Measured on 1,000,000 rows of
+ * 256 dimensions (a 1.3 GB table): with 1 GB the graph filled it at two thirds of the rows and the
+ * rest crawled. Bounded by what a shared server can spare for one session, for a while; a server
+ * that cannot grant it (shared memory for a parallel build) gets the build at its own setting.
+ */
+const BUILD_MEMORY_MIN = 64 * 2 ** 20;
+const BUILD_MEMORY_MAX = 4 * 2 ** 30;
+
+/** Drops the HNSW index if the vector table is empty: a walk is about to fill it. */
+export async function deferIndexIfEmpty(db: Queryable, p: VectorTableOf): Promise<boolean> {
+  const table = qualified(p.vectorSchema, p.vectorTable);
+  const { rows } = await db.query<{ empty: boolean }>(
+    `select not exists (select 1 from ${table}) as empty`,
+  );
+  if (!rows[0]?.empty) return false;
+  await db.query(`drop index if exists ${qualified(p.vectorSchema, hnswName(p.vectorTable))}`);
+  return true;
+}
+
+/** Whether the table has a valid HNSW index under its usual name. */
+export async function hasValidIndex(db: Queryable, p: VectorTableOf): Promise<boolean> {
+  const { rows } = await db.query<{ valid: boolean }>(
+    `select i.indisvalid as valid from pg_index i
+      where i.indexrelid = to_regclass($1)`,
+    [`${quoteIdent(p.vectorSchema)}.${quoteIdent(hnswName(p.vectorTable))}`],
+  );
+  return rows[0]?.valid === true;
+}
+
+/**
+ * Builds the HNSW index if the table has no valid one (a no-op otherwise), concurrently: writes go
+ * on. Returns whether it built one. `CREATE INDEX CONCURRENTLY` cannot run in a transaction, so it
+ * takes a connection of its own, whose settings it resets before handing it back (or drops it).
+ */
+export async function buildIndex(pool: Pool, p: VectorTableOf): Promise<boolean> {
+  if (await hasValidIndex(pool, p)) return false;
+  try {
+    await build(pool, p, true);
+  } catch (err) {
+    // Insufficient resources (SQLSTATE class 53): the server's own setting, once more.
+    if (!(err instanceof Error && 'code' in err && String(err.code).startsWith('53'))) throw err;
+    await build(pool, p, false);
+  }
+  return true;
+}
+
+async function build(pool: Pool, p: VectorTableOf, raised: boolean): Promise<void> {
+  const index = qualified(p.vectorSchema, hnswName(p.vectorTable));
+  const table = qualified(p.vectorSchema, p.vectorTable);
+  const client = await pool.connect();
+  let broken = false;
+  try {
+    // An earlier build cut short leaves an invalid index under the name.
+    await client.query(`drop index concurrently if exists ${index}`);
+    if (raised) {
+      const { rows } = await client.query<{ bytes: string }>(
+        `select pg_table_size(${quoteLiteral(table)}::regclass)::text as bytes`,
+      );
+      const wanted = Math.min(
+        Math.max(2 * Number(rows[0]?.bytes ?? 0), BUILD_MEMORY_MIN),
+        BUILD_MEMORY_MAX,
+      );
+      // Never lower what the server already grants.
+      await client.query(
+        `select set_config('maintenance_work_mem',
+                  greatest($1::bigint, pg_size_bytes(current_setting('maintenance_work_mem')) / 1024)::text || 'kB',
+                  false)`,
+        [Math.ceil(wanted / 1024)],
+      );
+    }
+    // A worker that dies mid-build stops it soon after, instead of leaving it to run for nothing.
+    await client.query(`set client_connection_check_interval = '5s'`);
+    await client.query(createHnswIndexSql(p, { concurrently: true }));
+    await client.query('reset maintenance_work_mem; reset client_connection_check_interval');
+  } catch (err) {
+    broken = true;
+    throw err;
+  } finally {
+    client.release(broken);
+  }
+}
