@@ -142,11 +142,11 @@ export function peersReport(s: PeerSettings, m: PeerMeasures): BenchReport {
       'HNSW index (its time is in the rows/s above)',
       es.every((x) => x.indexDuringLoad)
         ? 'maintained during the load'
-        : `ready ${spread(
+        : `left out during the load, built at its end in ${spread(
             es.map((x) => x.indexSeconds),
             1,
             ' s',
-          )} after the workflow completed`,
+          )}`,
       `none kept; built after the load in ${spread(
         pg.map((x) => x.indexSeconds),
         1,
