@@ -12,4 +12,9 @@ export interface ActivityDeps {
   rates?: { plan(provider: string): RatePlan | undefined };
   /** Where the activities count what they do (src/metrics/worker.ts); none: nothing is counted. */
   metrics?: Omit<WorkerMetrics, 'registry'>;
+  /**
+   * The most maintenance_work_mem an HNSW build after a walk may take, in bytes (0: the server's own
+   * setting); default DEFAULT_INDEX_BUILD_MEMORY (src/capture/vector-index.ts).
+   */
+  indexBuildMemory?: number;
 }

@@ -11,7 +11,7 @@ export interface IndexInput {
   generation?: number;
 }
 
-export function createVectorIndexActivities({ pool, log }: ActivityDeps) {
+export function createVectorIndexActivities({ pool, log, indexBuildMemory }: ActivityDeps) {
   return {
     /** Builds the HNSW index if the table lacks it; returns whether it did. */
     async buildVectorIndex({ pipeline, generation }: IndexInput): Promise<boolean> {
@@ -19,7 +19,7 @@ export function createVectorIndexActivities({ pool, log }: ActivityDeps) {
         const p = atGeneration(await getPipeline(pool, pipeline), generation);
         if (!p) return false; // that generation is gone, and its table with it
         const started = performance.now();
-        const built = await buildIndex(pool, p);
+        const built = await buildIndex(pool, p, indexBuildMemory);
         if (built) {
           const seconds = Math.round((performance.now() - started) / 100) / 10;
           log.info({ pipeline, table: p.vectorTable, seconds }, 'vector index built');

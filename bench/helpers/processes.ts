@@ -55,6 +55,8 @@ export function startService(
       EMBEDSYNC_POLLER_METRICS_PORT: '0',
       LOG_LEVEL: 'info',
       LOG_FORMAT: 'json',
+      // Room for a million rows' HNSW graph (bench/README.md); the default is for smaller servers.
+      EMBEDSYNC_INDEX_BUILD_MEMORY: process.env.EMBEDSYNC_INDEX_BUILD_MEMORY ?? '4GB',
     },
   });
   const logFile = path.join(logDir, `${cli}.log`);

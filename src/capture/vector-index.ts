@@ -14,11 +14,13 @@ type VectorTableOf = Pick<Pipeline, 'vectorSchema' | 'vectorTable' | 'config'>;
  * The build's maintenance_work_mem: room for the whole graph (about twice the table), so pgvector
  * never falls back to inserting what does not fit one tuple at a time. Measured on 1,000,000 rows of
  * 256 dimensions (a 1.3 GB table): with 1 GB the graph filled it at two thirds of the rows and the
- * rest crawled. Bounded by what a shared server can spare for one session, for a while; a server
- * that cannot grant it (shared memory for a parallel build) gets the build at its own setting.
+ * rest ran about 7× slower. Bounded by what the server can spare for one session for a while: the
+ * operator's EMBEDSYNC_INDEX_BUILD_MEMORY, 1 GB unless set (a small server must not run out of
+ * memory for an index build it did not ask for). A server that cannot grant it (shared memory for a
+ * parallel build) gets the build at its own setting.
  */
 const BUILD_MEMORY_MIN = 64 * 2 ** 20;
-const BUILD_MEMORY_MAX = 4 * 2 ** 30;
+export const DEFAULT_INDEX_BUILD_MEMORY = 2 ** 30;
 
 /** Drops the HNSW index if the vector table is empty: a walk is about to fill it. */
 export async function deferIndexIfEmpty(db: Queryable, p: VectorTableOf): Promise<boolean> {
@@ -46,19 +48,24 @@ export async function hasValidIndex(db: Queryable, p: VectorTableOf): Promise<bo
  * on. Returns whether it built one. `CREATE INDEX CONCURRENTLY` cannot run in a transaction, so it
  * takes a connection of its own, whose settings it resets before handing it back (or drops it).
  */
-export async function buildIndex(pool: Pool, p: VectorTableOf): Promise<boolean> {
+export async function buildIndex(
+  pool: Pool,
+  p: VectorTableOf,
+  maxMemory = DEFAULT_INDEX_BUILD_MEMORY,
+): Promise<boolean> {
   if (await hasValidIndex(pool, p)) return false;
   try {
-    await build(pool, p, true);
+    await build(pool, p, maxMemory);
   } catch (err) {
     // Insufficient resources (SQLSTATE class 53): the server's own setting, once more.
     if (!(err instanceof Error && 'code' in err && String(err.code).startsWith('53'))) throw err;
-    await build(pool, p, false);
+    await build(pool, p, 0);
   }
   return true;
 }
 
-async function build(pool: Pool, p: VectorTableOf, raised: boolean): Promise<void> {
+/** `maxMemory` 0: the server's own maintenance_work_mem. */
+async function build(pool: Pool, p: VectorTableOf, maxMemory: number): Promise<void> {
   const index = qualified(p.vectorSchema, hnswName(p.vectorTable));
   const table = qualified(p.vectorSchema, p.vectorTable);
   const client = await pool.connect();
@@ -66,13 +73,13 @@ async function build(pool: Pool, p: VectorTableOf, raised: boolean): Promise<voi
   try {
     // An earlier build cut short leaves an invalid index under the name.
     await client.query(`drop index concurrently if exists ${index}`);
-    if (raised) {
+    if (maxMemory > 0) {
       const { rows } = await client.query<{ bytes: string }>(
         `select pg_table_size(${quoteLiteral(table)}::regclass)::text as bytes`,
       );
       const wanted = Math.min(
-        Math.max(2 * Number(rows[0]?.bytes ?? 0), BUILD_MEMORY_MIN),
-        BUILD_MEMORY_MAX,
+        Math.max(2 * Number(rows[0]?.bytes ?? 0), Math.min(BUILD_MEMORY_MIN, maxMemory)),
+        maxMemory,
       );
       // Never lower what the server already grants.
       await client.query(

@@ -71,6 +71,7 @@ runMain(async (env) => {
     providers: createProviders(),
     log,
     cacheDir: path.resolve(env.home, 'cache'),
+    indexBuildMemory: env.indexBuildMemory,
   });
   const running = worker.run();
   // On the worker's connection, so that each sync starts eagerly on this worker.

@@ -31,6 +31,9 @@ Environment:
   TEMPORAL_NAMESPACE    (default "default")
   EMBEDSYNC_TASK_QUEUE  (default "embedsync"); give each deployment sharing a namespace its own
   LOG_LEVEL, LOG_FORMAT json|pretty
+  EMBEDSYNC_INDEX_BUILD_MEMORY
+                        most maintenance_work_mem the HNSW build after a first backfill may take
+                        (default 1GB; 0: the server's own setting)
 
 Metrics (Prometheus; the Temporal SDK's worker metrics come in the same scrape):
   EMBEDSYNC_WORKER_METRICS_PORT
@@ -70,6 +73,7 @@ runMain(async (env) => {
     providers: createProviders(),
     log,
     cacheDir: path.resolve(env.home, 'cache'),
+    indexBuildMemory: env.indexBuildMemory,
   });
   const metrics =
     metricsPort === 0

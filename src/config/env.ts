@@ -46,6 +46,13 @@ const envSchema = z.object({
   LOG_FORMAT: z.enum(['json', 'pretty']).optional(),
   NODE_ENV: z.string().optional(),
   EMBEDSYNC_METRICS_HOST: z.string().min(1).default(METRICS_DEFAULTS.host),
+  EMBEDSYNC_INDEX_BUILD_MEMORY: z
+    .string()
+    .regex(
+      /^\d+\s*(kB|MB|GB|TB)?$/,
+      "a PostgreSQL memory size such as 1GB or 512MB (0: the server's own setting)",
+    )
+    .default('1GB'),
   EMBEDSYNC_WORKER_METRICS_PORT: port.default(METRICS_DEFAULTS.workerPort),
   EMBEDSYNC_POLLER_METRICS_PORT: port.default(METRICS_DEFAULTS.pollerPort),
 });
@@ -64,6 +71,19 @@ export interface Env {
   logFormat: 'json' | 'pretty';
   /** Where the worker's and the poller's /metrics listen; a port of 0 turns that endpoint off. */
   metrics: { host: string; workerPort: number; pollerPort: number };
+  /**
+   * The most maintenance_work_mem the HNSW build after a first backfill or re-embed may take, in
+   * bytes (0: the server's own setting). See src/capture/vector-index.ts.
+   */
+  indexBuildMemory: number;
+}
+
+const MEMORY_UNITS = { B: 1, kB: 2 ** 10, MB: 2 ** 20, GB: 2 ** 30, TB: 2 ** 40 } as const;
+
+/** A PostgreSQL memory size ('512MB', '4GB'; a bare number is bytes) in bytes. */
+export function memoryBytes(size: string): number {
+  const [, n = '0', unit = 'B'] = /^(\d+)\s*(kB|MB|GB|TB)?$/.exec(size) ?? [];
+  return Number(n) * MEMORY_UNITS[unit as keyof typeof MEMORY_UNITS];
 }
 
 export function readEnv(source: NodeJS.ProcessEnv = process.env): Env {
@@ -91,6 +111,7 @@ export function readEnv(source: NodeJS.ProcessEnv = process.env): Env {
       workerPort: e.EMBEDSYNC_WORKER_METRICS_PORT,
       pollerPort: e.EMBEDSYNC_POLLER_METRICS_PORT,
     },
+    indexBuildMemory: memoryBytes(e.EMBEDSYNC_INDEX_BUILD_MEMORY),
   };
 }
 

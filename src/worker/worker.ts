@@ -28,6 +28,8 @@ export interface WorkerDeps {
   cacheDir: string;
   /** How often the rate limits are re-read from the catalog (default src/rate-limit/task-queues.ts). */
   rateRefreshMs?: number;
+  /** The most memory an HNSW build after a walk may take, in bytes (see ActivityDeps). */
+  indexBuildMemory?: number;
 }
 
 export interface EmbedsyncWorker {
@@ -46,7 +48,13 @@ export interface EmbedsyncWorker {
 
 export async function createWorker(deps: WorkerDeps): Promise<EmbedsyncWorker> {
   const metrics = createWorkerMetrics();
-  const activityDeps = { pool: deps.pool, providers: deps.providers, log: deps.log, metrics };
+  const activityDeps = {
+    pool: deps.pool,
+    providers: deps.providers,
+    log: deps.log,
+    metrics,
+    ...(deps.indexBuildMemory === undefined ? {} : { indexBuildMemory: deps.indexBuildMemory }),
+  };
   const rates = new RatePlans({ ...deps, refreshMs: deps.rateRefreshMs });
   await rates.start();
   // With the rate plans: a sync's embed runs here as a local activity when its provider's queue

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ConfigError, embeddingFingerprint, parsePipelines } from '../../src/config/pipeline.js';
+import { readEnv } from '../../src/config/env.js';
 
 const valid = {
   name: 'products',
@@ -135,5 +136,21 @@ describe('pipeline config', () => {
       }),
     ) as typeof base;
     assert.equal(embeddingFingerprint(reordered), embeddingFingerprint(base));
+  });
+});
+
+describe('EMBEDSYNC_INDEX_BUILD_MEMORY', () => {
+  it('is 1 GB unless set, and reads PostgreSQL memory sizes', () => {
+    assert.equal(readEnv({}).indexBuildMemory, 2 ** 30);
+    assert.equal(readEnv({ EMBEDSYNC_INDEX_BUILD_MEMORY: '4GB' }).indexBuildMemory, 4 * 2 ** 30);
+    assert.equal(readEnv({ EMBEDSYNC_INDEX_BUILD_MEMORY: '512MB' }).indexBuildMemory, 2 ** 29);
+    assert.equal(readEnv({ EMBEDSYNC_INDEX_BUILD_MEMORY: '0' }).indexBuildMemory, 0);
+  });
+
+  it('names the variable when it is not a size', () => {
+    assert.throws(
+      () => readEnv({ EMBEDSYNC_INDEX_BUILD_MEMORY: 'lots' }),
+      /EMBEDSYNC_INDEX_BUILD_MEMORY: a PostgreSQL memory size/,
+    );
   });
 });
