@@ -9,6 +9,7 @@ import { decideWrite } from '../src/batch/decide.js';
 import { clearBatchFailures } from '../src/db/batch-failures.js';
 import { atGeneration, getPipeline } from '../src/db/catalog.js';
 import { clearDeadLetters } from '../src/db/dead-letters.js';
+import { lockKeys, lockPipeline } from '../src/db/key-locks.js';
 import { withTransaction, type PoolClient } from '../src/db/pool.js';
 import { readSourceRows } from '../src/db/source.js';
 import { clearBatch, readRowsToWrite, writeStagedChunks } from '../src/db/staging.js';
@@ -116,23 +117,4 @@ async function latencyClock(
 async function clearStaging(client: PoolClient, pipeline: string, batchId: string): Promise<void> {
   await clearBatch(client, batchId);
   await clearBatchFailures(client, pipeline, batchId);
-}
-
-async function lockPipeline(
-  client: PoolClient,
-  pipeline: string,
-  mode: 'shared' | 'exclusive',
-): Promise<void> {
-  const fn = mode === 'shared' ? 'pg_advisory_xact_lock_shared' : 'pg_advisory_xact_lock';
-  await client.query(`select ${fn}(hashtextextended('embedsync:' || $1, 0))`, [pipeline]);
-}
-
-/** Key locks are taken in one order (by hash) so that two batches sharing keys cannot deadlock. */
-async function lockKeys(client: PoolClient, pipeline: string, keys: string[]): Promise<void> {
-  if (keys.length === 0) return;
-  await client.query(
-    `select pg_advisory_xact_lock(hashtext('embedsync:' || $1), h)
-       from (select distinct hashtext(k) as h from unnest($2::text[]) as k order by 1) as ordered`,
-    [pipeline, keys],
-  );
 }
