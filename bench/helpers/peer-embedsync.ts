@@ -87,9 +87,12 @@ async function withServices<T>(
   const forget = onInterrupt(() => terminateLeftovers(pc.client, taskQueue));
   const services: Service[] = [];
   try {
-    for (let w = 0; w < workers; w++)
-      services.push(startService('worker', env, await mkdtemp(path.join(dir, 'worker-'))));
-    if (poller) services.push(startService('poller', env, dir));
+    // The poller runs beside the first worker (`worker --poller`), as deployed for the lowest
+    // latency: it starts each sync eagerly on that worker.
+    for (let w = 0; w < workers; w++) {
+      const args = poller && w === 0 ? ['--poller'] : [];
+      services.push(startService('worker', env, await mkdtemp(path.join(dir, 'worker-')), args));
+    }
     await Promise.all(services.map((s) => s.ready));
     return await body(services, taskQueue);
   } finally {

@@ -27,9 +27,15 @@ const opts = new Command('embedsync poller')
   )
   .option(
     '--busy-interval <ms>',
-    'how soon to look again after a look that found changes (doubling while none come, up to --interval)',
+    'how soon to look again after a look that found changes, for --busy-hold ms (then doubling while none come, up to --interval)',
     (v) => Number.parseInt(v, 10),
     DEFAULT_POLLER_OPTIONS.busyIntervalMs,
+  )
+  .option(
+    '--busy-hold <ms>',
+    'how long to keep looking at the busy interval after the last look that found changes',
+    (v) => Number.parseInt(v, 10),
+    DEFAULT_POLLER_OPTIONS.busyHoldMs,
   )
   .addHelpText(
     'after',
@@ -44,7 +50,7 @@ Metrics (Prometheus: outbox backlog, dead letters, backfill progress, read from 
                         address to listen on (default 0.0.0.0: reachable by a Prometheus elsewhere)`,
   )
   .parse()
-  .opts<{ claimLimit: number; interval: number; busyInterval: number }>();
+  .opts<{ claimLimit: number; interval: number; busyInterval: number; busyHold: number }>();
 
 runMain(async (env) => {
   const log = createLogger(env, 'poller');
@@ -59,6 +65,7 @@ runMain(async (env) => {
       claimLimit: opts.claimLimit,
       fallbackIntervalMs: opts.interval,
       busyIntervalMs: opts.busyInterval,
+      busyHoldMs: opts.busyHold,
     },
   );
   const metricsPort = env.metrics.pollerPort;

@@ -4,15 +4,28 @@
 // often; once they stop it backs off to its idle interval.
 
 export interface PollPace {
-  /** The wait after a look that found changes. */
+  /** The wait after a look that found changes, and while the busy hold lasts. */
   busyIntervalMs: number;
-  /** The longest wait: each look that finds nothing doubles the wait, up to this. */
+  /**
+   * How long, in busy waits after the last look that found changes, the poller keeps looking at the
+   * busy interval before it backs off: changes arriving a few per second each find it looking.
+   */
+  busyHoldMs: number;
+  /** The longest wait: past the hold, each look that finds nothing doubles the wait, up to this. */
   idleIntervalMs: number;
 }
 
-/** The wait before the next look, after a look that waited `previousMs` and found `claimed` rows. */
-export function nextPollDelay(previousMs: number, claimed: number, pace: PollPace): number {
+/**
+ * The wait before the next look, after a look that waited `previousMs` and found `claimed` rows;
+ * `emptyLooks` is how many looks in a row (this one included) found nothing.
+ */
+export function nextPollDelay(
+  previousMs: number,
+  claimed: number,
+  pace: PollPace,
+  emptyLooks = claimed > 0 ? 0 : Infinity,
+): number {
   const busy = Math.min(pace.busyIntervalMs, pace.idleIntervalMs);
-  if (claimed > 0) return busy;
+  if (claimed > 0 || emptyLooks * busy <= pace.busyHoldMs) return busy;
   return Math.min(Math.max(previousMs * 2, busy), pace.idleIntervalMs);
 }

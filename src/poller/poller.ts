@@ -30,10 +30,15 @@ export interface PollerOptions {
    */
   fallbackIntervalMs: number;
   /**
-   * How soon to look again after a look that found changes; each look that finds none doubles the
-   * wait, up to fallbackIntervalMs (src/poller/pace.ts).
+   * How soon to look again after a look that found changes; past the busy hold, each look that finds
+   * none doubles the wait, up to fallbackIntervalMs (src/poller/pace.ts).
    */
   busyIntervalMs: number;
+  /**
+   * How long (counted in busy waits, not on the clock) the poller keeps to the busy interval after
+   * the last look that found changes, before it backs off (src/poller/pace.ts).
+   */
+  busyHoldMs: number;
   /**
    * How often to look for failed batches' dead letters whose wait is over
    * (src/db/dead-letters.ts).
@@ -58,6 +63,7 @@ export const DEFAULT_POLLER_OPTIONS: PollerOptions = {
   claimLimit: 2000,
   fallbackIntervalMs: 100,
   busyIntervalMs: 10,
+  busyHoldMs: 250,
   deadLetterCheckMs: 30_000,
   deadLetterRetry: DEFAULT_DEAD_LETTER_RETRY,
   schemaCheckMs: 3000,
@@ -209,8 +215,10 @@ export class Poller {
   private async run(): Promise<void> {
     let backoff = 0;
     let delay = this.options.fallbackIntervalMs;
+    let emptyLooks = Infinity;
     const pace = {
       busyIntervalMs: this.options.busyIntervalMs,
+      busyHoldMs: this.options.busyHoldMs,
       idleIntervalMs: this.options.fallbackIntervalMs,
     };
     let deadLettersCheckedAt = 0;
@@ -240,7 +248,8 @@ export class Poller {
         continue;
       }
       // A full claim leaves more behind, and a NOTIFY says more is there: look again at once.
-      delay = nextPollDelay(delay, claimed, pace);
+      emptyLooks = claimed > 0 ? 0 : emptyLooks + 1;
+      delay = nextPollDelay(delay, claimed, pace, emptyLooks);
       if (claimed < this.options.claimLimit && !this.notified) await this.sleep(delay);
     }
   }

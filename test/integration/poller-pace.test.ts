@@ -39,7 +39,7 @@ describe('the poller pace', () => {
           await delay(2);
         },
       },
-      { busyIntervalMs: 10, fallbackIntervalMs: 1000 },
+      { busyIntervalMs: 10, busyHoldMs: 30, fallbackIntervalMs: 1000 },
     );
     h.pollers.push(poller);
     poller.start();
@@ -56,13 +56,16 @@ describe('the poller pace', () => {
 
     const since = waits.slice(before);
     const busy = since.indexOf(10);
-    // Before the change: idle looks. The look that claimed it: the busy interval. Then each empty
-    // look doubles the wait until the idle interval.
+    // Before the change: idle looks. The look that claimed it and three empty ones (the 30 ms
+    // hold): the busy interval. Then each empty look doubles the wait until the idle interval.
     assert.ok(
       since.slice(0, busy).every((ms) => ms === 1000),
       `idle waits before the change: ${since.slice(0, busy).join(', ')}`,
     );
-    assert.deepEqual(since.slice(busy, busy + 8), [10, 20, 40, 80, 160, 320, 640, 1000]);
+    assert.deepEqual(
+      since.slice(busy, busy + 11),
+      [10, 10, 10, 10, 20, 40, 80, 160, 320, 640, 1000],
+    );
     await waitFor('the vector row', async () => {
       const { rowCount } = await h.db.pool.query('select 1 from public.products_embeddings');
       return (rowCount ?? 0) > 0;
