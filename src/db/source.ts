@@ -122,11 +122,12 @@ export function buildContext(config: PipelineConfig, values: readonly (string | 
 }
 
 export function contentHash(config: PipelineConfig, document: string): string {
-  return createHash('sha256')
-    .update(embeddingFingerprint(config))
-    .update('\0')
-    .update(document)
-    .digest('hex');
+  return hashWithFingerprint(embeddingFingerprint(config), document);
+}
+
+/** contentHash with the config's fingerprint already computed (once per batch, not per row). */
+function hashWithFingerprint(fingerprint: string, document: string): string {
+  return createHash('sha256').update(fingerprint).update('\0').update(document).digest('hex');
 }
 
 /** Reads the rows with these keys; keys with no row are simply absent from the result. */
@@ -141,6 +142,7 @@ export async function readSourceRows(
       from unnest($1::text[]) as k(pk)
       join ${qualified(p.sourceSchema, p.sourceTable)} s on ${keyMatches(p, 's', 'k.pk')}`;
   const { rows } = await db.query<Record<string, string | null>>(sql, [keys]);
+  const fingerprint = embeddingFingerprint(p.config);
   return rows.map((r) => {
     const values = embedColumns(p.config).map((_, i) => r[`c${i}`] ?? null);
     const document = buildDocument(p.config, values);
@@ -149,7 +151,7 @@ export async function readSourceRows(
       pk: r.pk ?? '',
       document,
       context,
-      contentHash: contentHash(p.config, document),
+      contentHash: hashWithFingerprint(fingerprint, document),
       metadata: r.metadata ?? '{}',
     };
   });
