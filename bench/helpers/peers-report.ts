@@ -116,25 +116,20 @@ export function peersReport(s: PeerSettings, m: PeerMeasures): BenchReport {
         ratio(median(es), median(pg)),
       ]);
     }
-    for (const p of pairs) {
-      const es = cpu('embedsync', p.es, 'postgresCpuS');
-      const pg = cpu('pgai', p.pg, 'postgresCpuS');
-      rows.push([
-        `PostgreSQL CPU per 1,000 rows, ${p.es} vs ${p.pg}`,
-        spread(es, 2, ' s'),
-        spread(pg, 2, ' s'),
-        ratio(median(es), median(pg)),
-      ]);
-    }
-    for (const p of pairs) {
-      const es = cpu('embedsync', p.es, 'workerCpuS');
-      const pg = cpu('pgai', p.pg, 'workerCpuS');
-      rows.push([
-        `worker CPU per 1,000 rows, ${p.es} vs ${p.pg}`,
-        spread(es, 2, ' s'),
-        spread(pg, 2, ' s'),
-        ratio(median(es), median(pg)),
-      ]);
+    for (const [field, whose] of [
+      ['postgresCpuS', 'PostgreSQL'],
+      ['workerCpuS', 'worker'],
+    ] as const) {
+      for (const p of pairs) {
+        const es = cpu('embedsync', p.es, field);
+        const pg = cpu('pgai', p.pg, field);
+        rows.push([
+          `${whose} CPU per 1,000 rows, ${p.es} vs ${p.pg}`,
+          spread(es, 2, ' s'),
+          spread(pg, 2, ' s'),
+          ratio(median(es), median(pg)),
+        ]);
+      }
     }
     const es = group(m.backfills, 'embedsync', pairs[1]?.es ?? '');
     const pg = group(m.backfills, 'pgai', pairs[1]?.pg ?? '');
