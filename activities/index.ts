@@ -1,5 +1,6 @@
 // The activities of embedsync, built by a factory so tests can inject their own pool and providers.
 import { createBackfillActivities } from './backfill.js';
+import { createBatchBackfillActivities } from './batch-backfill.js';
 import { createChunkBatch } from './chunk.js';
 import { createDeadLetterActivities } from './dead-letters.js';
 import type { ActivityDeps } from './deps.js';
@@ -23,6 +24,7 @@ export function createActivities(deps: ActivityDeps) {
     // For a sync's local embed (workflows/batch.ts); paced embeds run on the provider's queue.
     embedBatch: createEmbedBatch(deps),
     ...createBackfillActivities(deps),
+    ...createBatchBackfillActivities(deps),
     ...createReembedActivities(deps),
     ...createVectorIndexActivities(deps),
     ...createDeadLetterActivities(deps),

@@ -49,7 +49,7 @@ export interface WalkBatchResult extends WriteResult, EmbedResult {
 }
 
 /** One chunk of a row to embed; `vector` once it has one. */
-interface Piece {
+export interface Piece {
   pk: string;
   index: number;
   chunk: string;
@@ -240,7 +240,7 @@ export function createWalkBatch(deps: ActivityDeps) {
  * lock and the keys' locks, each row is written only if its source row still has the content it was
  * read with (decideWrite); a changed or gone row is left to the sync its change queued.
  */
-async function writeRows(
+export async function writeRows(
   { pool, metrics }: ActivityDeps,
   read: Pipeline,
   batchId: string,

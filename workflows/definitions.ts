@@ -29,6 +29,22 @@ export interface BackfillProgress {
   paused: boolean;
   /** The last key written: the backfill resumes after it. */
   cursor: string | null;
+  /** A batch-mode backfill's parts (workflows/batch-backfill.ts); absent for a walk. */
+  parts?: BatchPartsProgress;
+}
+
+/** A batch-mode backfill's parts, counted. */
+export interface BatchPartsProgress {
+  /** Sent to the provider's Batch API so far. */
+  submitted: number;
+  /** Of those, running at the provider now. */
+  inProgress: number;
+  /** Written into the vector table. */
+  completed: number;
+  /** Request lines (rows) the provider refused, dead-lettered. */
+  failedLines: number;
+  /** Tokens the written parts paid for, at the batch price. */
+  tokens: number;
 }
 
 export const progressQuery = defineQuery<BackfillProgress>('progress');

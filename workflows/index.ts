@@ -5,3 +5,9 @@ export { backfill } from './backfill.js';
 export type { BackfillInput, BackfillResult, BackfillState } from './backfill.js';
 export { reembed } from './reembed.js';
 export type { ReembedInput, ReembedResult } from './reembed.js';
+export { batchBackfill } from './batch-backfill.js';
+export type {
+  BatchBackfillInput,
+  BatchBackfillResult,
+  BatchBackfillState,
+} from './batch-backfill.js';

@@ -8,7 +8,13 @@ import {
   backfillWorkflowId,
   embedTaskQueue,
 } from '../temporal/names.js';
-import type { backfill, BackfillInput } from '../../workflows/index.js';
+import type {
+  backfill,
+  BackfillInput,
+  batchBackfill,
+  BatchBackfillInput,
+} from '../../workflows/index.js';
+import { BatchNotOfferedError } from '../providers/openai-batch.js';
 
 /**
  * Batches a backfill or re-embed keeps in flight. On a 2-core machine running the worker,
@@ -66,6 +72,69 @@ export async function startBackfill(
         { key: EMBED_KIND, value: 'backfill' },
       ],
       staticSummary: `Backfill ${p.name}: ${options.rows.toLocaleString('en-US')} rows, ${e.model}, ${e.dimensions} dims`,
+      memo: { instanceId: options.instanceId },
+    }),
+    options.instanceId,
+  );
+}
+
+/**
+ * The enqueued-token limit a batch backfill keeps under when neither the pipeline nor the command
+ * says: OpenAI's lowest tier for its embedding models. Set yours (the account's limits page) with
+ * `backfill.enqueuedTokens` or `--enqueued-tokens`.
+ */
+export const DEFAULT_ENQUEUED_TOKENS = 3_000_000;
+/** Seconds between polls of a batch backfill's provider batches. */
+export const DEFAULT_POLL_SECONDS = 60;
+
+export interface BatchBackfillOptions {
+  taskQueue: string;
+  instanceId: string;
+  rows: number;
+  enqueuedTokens?: number;
+  /** Tokens per part (default: the whole enqueued-token limit: parts run in turn). */
+  partTokens?: number;
+  partInputs?: number;
+  pollSeconds?: number;
+  maxHistoryEvents?: number;
+}
+
+/** Whether a backfill of this pipeline runs in batch mode: the command's word, else the config's. */
+export const batchMode = (p: Pipeline, flag: boolean | undefined): boolean =>
+  flag ?? p.config.backfill?.mode === 'batch';
+
+/**
+ * Starts (or attaches to) a backfill through the provider's Batch API. Same workflow id as an
+ * online backfill: one backfill per pipeline at a time, whichever its mode.
+ */
+export async function startBatchBackfill(
+  client: Client,
+  p: Pipeline,
+  options: BatchBackfillOptions,
+): Promise<WorkflowHandle<typeof batchBackfill>> {
+  const e = p.config.embedding;
+  if (e.provider !== 'openai') throw new BatchNotOfferedError(p.name, e.provider);
+  const configured = p.config.backfill;
+  const input: BatchBackfillInput = {
+    pipeline: p.name,
+    enqueuedTokenLimit:
+      options.enqueuedTokens ?? configured?.enqueuedTokens ?? DEFAULT_ENQUEUED_TOKENS,
+    pollSeconds: options.pollSeconds ?? configured?.pollSeconds ?? DEFAULT_POLL_SECONDS,
+    ...(options.partTokens ? { partTokens: options.partTokens } : {}),
+    ...(options.partInputs ? { partInputs: options.partInputs } : {}),
+    ...(options.maxHistoryEvents ? { maxHistoryEvents: options.maxHistoryEvents } : {}),
+  };
+  return ownHandle(
+    await client.workflow.start<typeof batchBackfill>('batchBackfill', {
+      taskQueue: options.taskQueue,
+      workflowId: backfillWorkflowId(p.name),
+      workflowIdConflictPolicy: WorkflowIdConflictPolicy.USE_EXISTING,
+      args: [input],
+      typedSearchAttributes: [
+        { key: EMBED_PIPELINE, value: p.name },
+        { key: EMBED_KIND, value: 'backfill' },
+      ],
+      staticSummary: `Backfill ${p.name} in batch mode (OpenAI Batch API): ${options.rows.toLocaleString('en-US')} rows, ${e.model}, ${e.dimensions} dims`,
       memo: { instanceId: options.instanceId },
     }),
     options.instanceId,

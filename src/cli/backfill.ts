@@ -2,7 +2,14 @@
 // workflow, and watches it until it is done. A second run attaches to the running backfill instead
 // of starting another; Ctrl-C stops watching, never the backfill.
 import { Command } from 'commander';
-import { DEFAULT_WINDOW, startBackfill } from '../backfill/start.js';
+import {
+  batchMode,
+  DEFAULT_ENQUEUED_TOKENS,
+  DEFAULT_POLL_SECONDS,
+  DEFAULT_WINDOW,
+  startBackfill,
+  startBatchBackfill,
+} from '../backfill/start.js';
 import { checkSourceSchemas } from '../capture/schema-check.js';
 import { getPipeline, instanceId, resolvePipeline } from '../db/catalog.js';
 import { countSourceRows } from '../db/source.js';
@@ -19,7 +26,7 @@ import { plural, ranFor } from './format.js';
 import { catchInterrupt, watchBackfill } from './watch.js';
 
 const opts = new Command('embedsync backfill')
-  .usage('--table <pipeline> [--batch-size <n>] [--window <n>] [--detach]')
+  .usage('--table <pipeline> [--batch] [--batch-size <n>] [--window <n>] [--detach]')
   .description(
     "Embed every existing row of a pipeline's source table: a Temporal workflow that checkpoints, survives restarts and can be paused. Shows its progress until it is done.",
   )
@@ -31,19 +38,49 @@ const opts = new Command('embedsync backfill')
   )
   .option('--window <n>', `batches in flight at once (default ${DEFAULT_WINDOW})`, positiveInt)
   .option('--detach', 'start the backfill (or find the running one) and return at once')
+  .option(
+    '--batch',
+    "batch mode: through OpenAI's Batch API at half the price, done within 24 hours (default: the pipeline's backfill.mode)",
+  )
+  .option('--no-batch', "online, whatever the pipeline's backfill.mode says")
+  .option(
+    '--enqueued-tokens <n>',
+    `batch mode: the account's enqueued-token limit for the model (default: the pipeline's backfill.enqueuedTokens, else ${DEFAULT_ENQUEUED_TOKENS.toLocaleString('en-US')})`,
+    positiveInt,
+  )
+  .option(
+    '--poll-seconds <n>',
+    `batch mode: seconds between polls of the provider's batches (default ${DEFAULT_POLL_SECONDS})`,
+    positiveInt,
+  )
   .addHelpText(
     'after',
     `
 Examples:
   npx embedsync backfill --table products
   npx embedsync backfill --table products --detach --window 8
+  npx embedsync backfill --table products --batch --enqueued-tokens 3000000
 
 Rows whose vectors already match their content are checked, not embedded again, so running a
 backfill twice costs little. Ctrl-C while watching leaves the backfill running; run the same command
-again to watch it, and \`npx embedsync pause --table <pipeline>\` to hold it.`,
+again to watch it, and \`npx embedsync pause --table <pipeline>\` to hold it.
+
+Batch mode cuts the table into parts (50,000 inputs, 200 MB and the enqueued-token limit each),
+submits a part only while the parts in flight leave room for it under the limit, polls them and
+writes their vectors as they complete. Pausing stops new parts; cancelling the workflow
+(\`temporal workflow cancel --workflow-id backfill:<pipeline>\`) cancels the provider's batches too.
+Only OpenAI pipelines have it.`,
   )
   .parse()
-  .opts<{ table: string; batchSize?: number; window?: number; detach?: boolean }>();
+  .opts<{
+    table: string;
+    batchSize?: number;
+    window?: number;
+    detach?: boolean;
+    batch?: boolean;
+    enqueuedTokens?: number;
+    pollSeconds?: number;
+  }>();
 
 runMain(async (env) => {
   const pool = await openDatabase(env, 'embedsync-backfill');
@@ -64,14 +101,25 @@ runMain(async (env) => {
         `${p.name} is paused: resume it first (npx embedsync resume --table ${p.name}), then backfill`,
       );
     }
+    const batch = batchMode(p, opts.batch);
+    const provider = p.config.embedding.provider;
+    if (batch && !running && provider !== 'openai')
+      throw new UserError(
+        `${p.name} embeds with ${provider}: batch mode needs OpenAI's Batch API (Bedrock's batch inference needs S3 buckets and an IAM role; see the README); run the backfill without --batch`,
+      );
     const rows = running ? 0 : await countSourceRows(pool, p);
-    const handle = await startBackfill(client, p, {
-      taskQueue: env.taskQueue,
-      instanceId: await instanceId(pool),
-      rows,
-      ...(opts.batchSize ? { batchSize: opts.batchSize } : {}),
-      ...(opts.window ? { window: opts.window } : {}),
-    });
+    const common = { taskQueue: env.taskQueue, instanceId: await instanceId(pool), rows };
+    const handle = batch
+      ? await startBatchBackfill(client, p, {
+          ...common,
+          ...(opts.enqueuedTokens ? { enqueuedTokens: opts.enqueuedTokens } : {}),
+          ...(opts.pollSeconds ? { pollSeconds: opts.pollSeconds } : {}),
+        })
+      : await startBackfill(client, p, {
+          ...common,
+          ...(opts.batchSize ? { batchSize: opts.batchSize } : {}),
+          ...(opts.window ? { window: opts.window } : {}),
+        });
     const url = webUiWorkflowUrl(temporalUiUrl(env), env.temporalNamespace, handle.workflowId);
     // Caught before the line a user may answer with Ctrl-C is printed, not once watching has begun.
     const interrupt = catchInterrupt();
@@ -84,8 +132,9 @@ runMain(async (env) => {
         `${p.name}: a backfill is already running${opts.detach ? '' : '; following it'}${ignored}`,
       );
     } else {
+      const mode = batch ? ' in batch mode (OpenAI Batch API, half price, within 24 h)' : '';
       console.log(
-        `${p.name}: backfill started for ${plural(rows, 'row')} of ${p.sourceSchema}.${p.sourceTable}`,
+        `${p.name}: backfill started${mode} for ${plural(rows, 'row')} of ${p.sourceSchema}.${p.sourceTable}`,
       );
     }
     if (opts.detach) {

@@ -1,5 +1,5 @@
 // How the commands print numbers, durations and backfill progress, so every command reads alike.
-import type { BackfillProgress } from '../../workflows/definitions.js';
+import type { BackfillProgress, BatchPartsProgress } from '../../workflows/definitions.js';
 
 export const count = (n: number): string => Math.round(n).toLocaleString('en-US');
 
@@ -43,8 +43,15 @@ export function progressText(pipeline: string, p: BackfillProgress, fallbackTota
     case 'done':
       return `${head}, finishing`;
     default:
+      if (p.parts) return `${head}, ${partsText(p.parts)}`;
       return `${head}, ${rate(p.rowsPerSecond)}, ETA ${p.etaSeconds === null ? '…' : duration(p.etaSeconds)}`;
   }
+}
+
+/** A batch-mode backfill's parts: "batch mode: 3 parts submitted, 1 in progress, 2 completed". */
+export function partsText(parts: BatchPartsProgress): string {
+  const refused = parts.failedLines > 0 ? `, ${plural(parts.failedLines, 'row')} refused` : '';
+  return `batch mode: ${plural(parts.submitted, 'part')} submitted, ${count(parts.inProgress)} in progress, ${count(parts.completed)} completed${refused}`;
 }
 
 /**

@@ -143,9 +143,31 @@ export const pipelineSchema = z
      * limits.
      */
     batchSize: z.number().int().min(1).max(2000).default(200),
+    /** How whole-table work (backfill) runs by default; `--batch` / `--no-batch` override it. */
+    backfill: z
+      .object({
+        /**
+         * batch: through OpenAI's Batch API, at half the online price, done within 24 hours
+         * (docs/architecture.md, decision 15).
+         */
+        mode: z.enum(['online', 'batch']).default('online'),
+        /** The account's enqueued-token limit for the model (OpenAI's batch queue limit). */
+        enqueuedTokens: z.number().int().min(1).optional(),
+        /** Seconds between polls of the provider's batches. */
+        pollSeconds: z.number().int().min(1).max(3600).optional(),
+      })
+      .strict()
+      .optional(),
   })
   .strict()
   .superRefine((p, ctx) => {
+    if (p.backfill?.mode === 'batch' && p.embedding.provider !== 'openai') {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['backfill', 'mode'],
+        message: `pipeline ${p.name} embeds with ${p.embedding.provider}: batch mode needs OpenAI's Batch API (embedding.provider: openai)`,
+      });
+    }
     // The repeated context is the head of the document, so only leading columns can be repeated.
     const repeats = p.embed.columns.map((c) => typeof c !== 'string' && c.repeat);
     const firstPlain = repeats.indexOf(false);

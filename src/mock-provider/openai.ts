@@ -14,7 +14,7 @@ const MAX_INPUTS = 2048;
 const MAX_TOKENS_PER_INPUT = 8192;
 const MAX_TOKENS_PER_REQUEST = 300_000;
 
-const error = (
+export const error = (
   status: number,
   message: string,
   type: string,
@@ -34,7 +34,10 @@ const mask = (key: string): string =>
     ? '****'
     : `${key.slice(0, 3)}${'*'.repeat(Math.min(20, key.length - 7))}${key.slice(-4)}`;
 
-function authorize(ctx: MockContext, authorization: string | undefined): MockReply | undefined {
+export function authorize(
+  ctx: MockContext,
+  authorization: string | undefined,
+): MockReply | undefined {
   const key = /^Bearer (.+)$/.exec(authorization ?? '')?.[1];
   if (!key) {
     return error(

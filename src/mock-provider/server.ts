@@ -18,6 +18,7 @@ import {
 import { createServer as createNetServer, type AddressInfo, type Socket } from 'node:net';
 import { awsError, handleBedrock } from './bedrock.js';
 import { formatReset, TokenBucket } from './limits.js';
+import { MockBatches } from './batches.js';
 import { handleOpenAI } from './openai.js';
 import type {
   MockContext,
@@ -35,8 +36,12 @@ export interface MockProvider {
   /** http://127.0.0.1:<port>/v1 — the OpenAI baseURL. */
   openaiBaseURL: string;
   port: number;
-  /** Every request answered, in order. */
+  /**
+   * Every request answered, in order; a batch's lines (with `batch` set) once it has completed.
+   */
   requests: RecordedRequest[];
+  /** OpenAI's Files and Batches: what was created, and the inputs completed batches billed. */
+  batches: MockBatches;
   /** Knobs; changes apply to the next request. */
   options: MockProviderOptions;
   /**
@@ -54,7 +59,7 @@ const MAX_BODY_BYTES = 64 * 1024 * 1024;
 type Request = IncomingMessage | Http2ServerRequest;
 type Response = ServerResponse | Http2ServerResponse;
 
-async function readJson(req: Request): Promise<unknown> {
+async function readBody(req: Request): Promise<Buffer> {
   const parts: Buffer[] = [];
   let size = 0;
   for await (const part of req) {
@@ -62,16 +67,20 @@ async function readJson(req: Request): Promise<unknown> {
     if (size > MAX_BODY_BYTES) throw new Error('request body too large');
     parts.push(part as Buffer);
   }
-  const text = Buffer.concat(parts).toString('utf8');
+  return Buffer.concat(parts);
+}
+
+async function readJson(req: Request): Promise<unknown> {
+  const text = (await readBody(req)).toString('utf8');
   return text === '' ? {} : (JSON.parse(text) as unknown);
 }
 
-function send(res: Response, reply: MockReply): void {
+function send(res: Response, reply: MockReply & { raw?: string }): void {
   // Set one by one: writeHead's HTTP/1 and HTTP/2 overloads do not unite into one callable type.
   res.statusCode = reply.status;
   const headers = { 'content-type': 'application/json', ...reply.headers };
   for (const [name, value] of Object.entries(headers)) res.setHeader(name, value);
-  res.end(JSON.stringify(reply.body));
+  res.end(reply.raw ?? JSON.stringify(reply.body));
 }
 
 export async function startMockProvider(
@@ -81,7 +90,8 @@ export async function startMockProvider(
   const faults: { fault: MockFault; times: number }[] = [];
   const buckets = new Map<string, { requests?: TokenBucket; tokens?: TokenBucket }>();
   const requests: RecordedRequest[] = [];
-  const mock = { options, requests } as MockProvider;
+  const batches = new MockBatches();
+  const mock = { options, requests, batches } as MockProvider;
 
   const context: Omit<MockContext, 'options' | 'record'> = {
     takeFault() {
@@ -128,6 +138,23 @@ export async function startMockProvider(
         const url = new URL(req.url ?? '/', 'http://localhost');
         if (req.method === 'GET' && url.pathname === '/health')
           return send(res, { status: 200, body: { ok: true } });
+        if (MockBatches.handles(url.pathname)) {
+          const batchCtx: MockContext = {
+            ...context,
+            options: mock.options,
+            record: (r) => requests.push({ at: Date.now(), path: '/v1/embeddings', ...r }),
+          };
+          return send(
+            res,
+            await batches.handle(batchCtx, {
+              method: req.method ?? 'GET',
+              path: url.pathname,
+              query: url.searchParams,
+              headers: req.headers,
+              body: await readBody(req),
+            }),
+          );
+        }
         const bedrock = /^\/model\/([^/]+)\/invoke$/.exec(url.pathname);
         const openai = url.pathname === '/v1/embeddings' || url.pathname === '/embeddings';
         if (req.method !== 'POST' || (!bedrock && !openai))
@@ -215,6 +242,7 @@ export async function startMockProvider(
       requests.length = 0;
       faults.length = 0;
       buckets.clear();
+      batches.reset();
     },
     close: () =>
       new Promise<void>((resolve) => {

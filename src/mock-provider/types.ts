@@ -24,6 +24,25 @@ export interface MockProviderOptions {
   errorRate?: number;
   /** Models an OpenAI-compatible server might serve beyond OpenAI's own: name → dimensions. */
   models?: Record<string, number>;
+  /** OpenAI's Batch API (src/mock-provider/batches.ts). Lines with poisonMarker fail. */
+  batch?: MockBatchOptions;
+}
+
+export interface MockBatchOptions {
+  /** How long after creation a batch may complete (default 0: at the next reads). */
+  completionMs?: number;
+  /** The clock completionMs is measured on (default Date.now): tests move it by hand. */
+  clock?: () => number;
+  /**
+   * The account's enqueued-token limit per model: a batch created while the tokens of those still
+   * in flight and its own pass it fails with token_limit_exceeded.
+   */
+  enqueuedTokenLimit?: number;
+  /**
+   * Create the next this many batches but answer their create call with a 500, as a client killed
+   * before the reply arrived would see it.
+   */
+  loseCreateReplies?: number;
 }
 
 export type MockFault =
@@ -49,6 +68,8 @@ export interface RecordedRequest {
   region?: string;
   /** What the request asked for: dimensions, encoding_format, input_type, … */
   params: Record<string, unknown>;
+  /** The batch this was a line of (OpenAI's Batch API), answered when the batch completed. */
+  batch?: string;
 }
 
 export interface MockReply {

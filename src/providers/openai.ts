@@ -73,8 +73,9 @@ export class OpenAIProvider implements EmbeddingProvider {
   }
 
   // One client per server and key variable. The key is read here, from the environment, and kept
-  // only inside the client; no config, workflow input or log line ever holds it.
-  private client(config: OpenAIEmbeddingConfig): { client: OpenAI; apiKey: string | undefined } {
+  // only inside the client; no config, workflow input or log line ever holds it. The Batch API's
+  // calls (openai-batch.ts) share it.
+  client(config: OpenAIEmbeddingConfig): { client: OpenAI; apiKey: string | undefined } {
     const baseURL = config.baseURL ?? this.rateLimit.baseURL ?? DEFAULT_BASE_URL;
     const cacheKey = `${baseURL}\n${config.apiKeyEnv}`;
     let entry = this.clients.get(cacheKey);
@@ -108,7 +109,8 @@ function decode(embedding: number[] | string): number[] {
   return Array.from(new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4));
 }
 
-function translate(err: unknown, secrets: (string | undefined)[]): Error {
+/** The SDK's error in embedsync's terms (errors.ts), its message scrubbed of the key. */
+export function translate(err: unknown, secrets: (string | undefined)[]): Error {
   const message = (text: string): string => scrub(text, secrets);
   if (err instanceof OpenAI.APIConnectionError)
     return new ProviderUnavailableError(

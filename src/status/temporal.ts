@@ -2,7 +2,7 @@
 // sends) and where its backfill is (the workflow's own progress query).
 import { WorkflowNotFoundError, type Client, type WorkflowHandle } from '@temporalio/client';
 import { progressQuery, type BackfillProgress } from '../../workflows/definitions.js';
-import type { backfill, reembed } from '../../workflows/index.js';
+import type { backfill, batchBackfill, reembed } from '../../workflows/index.js';
 import {
   EMBED_KIND,
   backfillWorkflowId,
@@ -11,9 +11,13 @@ import {
 } from '../temporal/names.js';
 
 /**
- * A backfill or a re-embed: both walk the table, answer the progress query and take pause/resume.
+ * A backfill (online or batch mode) or a re-embed: all answer the progress query and take
+ * pause/resume.
  */
-export type TableWalkHandle = WorkflowHandle<typeof backfill> | WorkflowHandle<typeof reembed>;
+export type TableWalkHandle =
+  | WorkflowHandle<typeof backfill>
+  | WorkflowHandle<typeof batchBackfill>
+  | WorkflowHandle<typeof reembed>;
 
 export interface WebUi {
   base: string;

@@ -94,7 +94,12 @@ export async function openTestSession(
  */
 export async function startHarness(
   label: string,
-  opts: { pollers?: number; temporalMetrics?: boolean } = {},
+  opts: {
+    pollers?: number;
+    temporalMetrics?: boolean;
+    /** Providers the worker serves besides the counting offline one (OpenAI against a mock, …). */
+    providers?: EmbeddingProvider[];
+  } = {},
 ): Promise<Harness> {
   const env = readEnv();
   const log = createLogger({ logLevel: env.logLevel, logFormat: 'json' }, `test-${label}`);
@@ -140,7 +145,10 @@ export async function startHarness(
           namespace: env.temporalNamespace,
           taskQueue,
           pool: db.pool,
-          providers: new Map([[provider.name, provider]]),
+          providers: new Map([
+            [provider.name, provider],
+            ...(opts.providers ?? []).map((p) => [p.name, p] as const),
+          ]),
           log,
           cacheDir: path.join(os.tmpdir(), 'embedsync-test-cache'),
         });

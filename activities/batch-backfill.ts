@@ -1,0 +1,447 @@
+// A batch-mode backfill's activities (docs/architecture.md, decision 15): submit a part of the
+// table to the provider's Batch API, poll its batch, write its output, cancel what is in flight.
+// Reading and chunking rows are the walk's (src/db/source.ts, decideFetch, chunkDocument), and
+// writing is the walk's compare-and-set write (writeRows), so a row changed since its part was
+// submitted is left to the sync its change queued.
+import { ApplicationFailure } from '@temporalio/activity';
+import {
+  addSize,
+  customId,
+  EMPTY_PART,
+  fits,
+  PART_METADATA_KEY,
+  partLimits,
+  partName,
+  rowOf,
+  type PartSize,
+} from '../src/batch/parts.js';
+import { decideFetch, type StagedRow } from '../src/batch/decide.js';
+import { chunkDocument } from '../src/chunking/document.js';
+import { countTokens } from '../src/chunking/tokens.js';
+import type { OpenAIEmbeddingConfig } from '../src/config/pipeline.js';
+import {
+  clearEarlierParts,
+  markEnded,
+  markSubmitted,
+  markWritten,
+  nextAttempt,
+  readPart,
+  recordPart,
+  recordPoll,
+  unfinishedParts,
+  type BatchPart,
+} from '../src/db/batch-parts.js';
+import { atGeneration, getPipeline, instanceId, type Pipeline } from '../src/db/catalog.js';
+import { recordRefusedContent, refusedContent } from '../src/db/dead-letters.js';
+import { readKeyPage, readSourceRows } from '../src/db/source.js';
+import { readEmbeddedHeads } from '../src/db/vectors.js';
+import {
+  BatchNotOfferedError,
+  OpenAIBatches,
+  requestLine,
+  type BatchOutputLine,
+  type BatchPhase,
+} from '../src/providers/openai-batch.js';
+import { ProviderRejectedError } from '../src/providers/errors.js';
+import { getProvider } from '../src/providers/types.js';
+import type { ActivityDeps } from './deps.js';
+import { classified } from './errors.js';
+import { followingSchemaChanges } from './schema.js';
+import { writeRows, type Piece, type WalkBatchResult } from './walk-batch.js';
+
+/** Keys read at a time while a part is gathered. */
+const SCAN_PAGE = 1000;
+/** Output lines written per transaction. */
+const WRITE_ROWS = 500;
+
+export interface PartRef {
+  pipeline: string;
+  /** The backfill that owns the part (stable across continue-as-new). */
+  backfill: string;
+  part: number;
+}
+
+export interface SubmitPartInput extends PartRef {
+  /** The last key an earlier part went through; null: from the start. */
+  after: string | null;
+  /** Tokens this part may carry (the room left under the enqueued-token limit). */
+  maxTokens: number;
+  /** Inputs this part may carry, at most OpenAI's 50,000. */
+  maxInputs?: number;
+}
+
+export interface SubmitPartResult {
+  /** Rows sent (0: the scan found nothing to embed and no batch was made). */
+  rows: number;
+  inputs: number;
+  tokens: number;
+  /** Keys the scan went through, rows already in step included. */
+  scanned: number;
+  cursor: string | null;
+  /** The scan reached the end of the table. */
+  exhausted: boolean;
+}
+
+export interface PollPartResult {
+  phase: BatchPhase;
+  status: string;
+  total: number;
+  completed: number;
+  failed: number;
+  /** Why a failed batch failed (OpenAI's code, such as token_limit_exceeded). */
+  errorCode?: string;
+  errorMessage?: string;
+}
+
+export interface WritePartResult {
+  written: number;
+  stale: number;
+  deadLettered: number;
+  tokens: number;
+}
+
+export function createBatchBackfillActivities(deps: ActivityDeps) {
+  const { pool, log } = deps;
+
+  const batchesFor = (p: Pipeline): OpenAIBatches => {
+    const e = p.config.embedding;
+    if (e.provider !== 'openai') throw new BatchNotOfferedError(p.name, e.provider);
+    return new OpenAIBatches(getProvider(deps.providers, 'openai'), e);
+  };
+
+  /** Sends a recorded part: finds the batch an earlier attempt made, or creates it. */
+  const send = async (p: Pipeline, part: BatchPart, lines: string[] | undefined): Promise<void> => {
+    const api = batchesFor(p);
+    const name = partName(await instanceId(pool), part.backfill, part.part, part.attempt);
+    // Listed back to a minute before it was recorded: the database's and the provider's clocks
+    // differ a little.
+    const found = await api.find(PART_METADATA_KEY, name, part.recordedAt - 60);
+    if (found) {
+      log.info({ pipeline: p.name, part: name, batch: found.id }, "found the part's batch");
+      await markSubmitted(pool, part.backfill, part.part, found.id, found.status);
+      return;
+    }
+    const body = lines ?? (await requestLines(p, part, api.config));
+    const batch = await api.submit(body, { [PART_METADATA_KEY]: name, pipeline: p.name });
+    await markSubmitted(pool, part.backfill, part.part, batch.id, batch.status);
+    log.info({ pipeline: p.name, part: name, batch: batch.id }, 'batch created');
+  };
+
+  /** Request lines for a part recorded by an attempt that may not have sent it. */
+  const requestLines = async (
+    p: Pipeline,
+    part: BatchPart,
+    config: OpenAIEmbeddingConfig,
+  ): Promise<string[]> => {
+    const rows = new Map((await readSourceRows(pool, p, part.keys)).map((r) => [r.pk, r]));
+    const lines: string[] = [];
+    const hashes: string[] = [];
+    const keys: string[] = [];
+    for (const key of part.keys) {
+      const row = rows.get(key);
+      if (!row) continue; // gone since: its delete is synced
+      const chunks = chunkDocument(p.config, row.document, row.context);
+      lines.push(requestLine(config, customId(keys.length), chunks));
+      keys.push(key);
+      hashes.push(row.contentHash);
+    }
+    // No batch was made for the earlier record: this read is what the batch will carry.
+    await recordPart(pool, { ...part, keys, contentHashes: hashes });
+    return lines;
+  };
+
+  return {
+    /**
+     * Gathers the next part after `after` (rows whose vectors are not in step, up to the limits),
+     * records it, then creates its provider batch. A retry finds its record and the batch the
+     * earlier attempt made, so no part is ever paid for twice.
+     */
+    async submitBatchPart(input: SubmitPartInput): Promise<SubmitPartResult> {
+      const { pipeline, backfill, part } = input;
+      return classified(() =>
+        followingSchemaChanges(deps, pipeline, async () => {
+          const p = await getPipeline(pool, pipeline);
+          const api = batchesFor(p);
+          const earlier = await readPart(pool, backfill, part);
+          if (earlier) {
+            if (earlier.status === 'recorded') await send(p, earlier, undefined);
+            return resultOf(earlier, input.after);
+          }
+          if (part === 0) await clearEarlierParts(pool, pipeline, backfill);
+          const limits = partLimits(input.maxTokens, input.maxInputs);
+          let held: PartSize = EMPTY_PART;
+          const keys: string[] = [];
+          const hashes: string[] = [];
+          const lines: string[] = [];
+          let cursor = input.after;
+          let scanned = 0;
+          let exhausted = false;
+          scan: for (;;) {
+            const page = await readKeyPage(pool, p, cursor, SCAN_PAGE);
+            const rows = await readSourceRows(pool, p, page);
+            const heads = await readEmbeddedHeads(
+              pool,
+              p,
+              rows.map((r) => r.pk),
+            );
+            const decided = new Map(
+              decideFetch(page, rows, heads, p.generation).map((r) => [r.pk, r]),
+            );
+            const refused = await refusedContent(pool, p.name, p.generation, page);
+            for (const key of page) {
+              const row = decided.get(key);
+              const embed =
+                row?.action === 'embed' && !refused.has(`${key}\u0000${row.contentHash ?? ''}`);
+              if (row && embed) {
+                const chunks = chunkDocument(p.config, row.document ?? '', row.context);
+                const line = requestLine(api.config, customId(keys.length), chunks);
+                const size: PartSize = {
+                  inputs: chunks.length,
+                  tokens: chunks.reduce((sum, c) => sum + countTokens(c), 0),
+                  bytes: Buffer.byteLength(line) + 1,
+                };
+                if (!fits(held, size, limits)) break scan;
+                held = addSize(held, size);
+                keys.push(key);
+                hashes.push(row.contentHash ?? '');
+                lines.push(line);
+              }
+              cursor = key;
+              scanned += 1;
+            }
+            if (page.length < SCAN_PAGE) {
+              exhausted = true;
+              break;
+            }
+          }
+          const record = {
+            backfill,
+            part,
+            pipeline,
+            generation: p.generation,
+            keys,
+            contentHashes: hashes,
+            cursor,
+            scanned,
+            inputs: held.inputs,
+            tokens: held.tokens,
+          };
+          const result = { rows: keys.length, inputs: held.inputs, tokens: held.tokens };
+          if (keys.length === 0) return { ...result, scanned, cursor, exhausted };
+          // Recorded before the batch exists: a kill from here on is found by the retry.
+          await recordPart(pool, record);
+          const recorded = await readPart(pool, backfill, part);
+          if (recorded) await send(p, recorded, lines);
+          return { ...result, scanned, cursor, exhausted };
+        }),
+      );
+    },
+
+    /** The part's batch as the provider has it now. */
+    async pollBatchPart({ backfill, part, pipeline }: PartRef): Promise<PollPartResult> {
+      return classified(async () => {
+        const p = await getPipeline(pool, pipeline);
+        const recorded = await readPart(pool, backfill, part);
+        if (!recorded?.providerBatchId)
+          throw ApplicationFailure.nonRetryable(`part ${part} of ${backfill} has no batch`);
+        const batch = await batchesFor(p).retrieve(recorded.providerBatchId);
+        await recordPoll(pool, backfill, part, {
+          providerStatus: batch.status,
+          completed: batch.counts.completed,
+          failed: batch.counts.failed,
+        });
+        const [first] = batch.errors;
+        return {
+          phase: batch.phase,
+          status: batch.status,
+          ...batch.counts,
+          ...(first ? { errorCode: first.code, errorMessage: first.message } : {}),
+        };
+      });
+    },
+
+    /**
+     * The provider refused the part's batch for the account's enqueued-token limit: it is sent
+     * again, as a new attempt, once the workflow finds room.
+     */
+    async resubmitBatchPart({ backfill, part, pipeline }: PartRef): Promise<void> {
+      return classified(async () => {
+        await nextAttempt(pool, backfill, part);
+        const recorded = await readPart(pool, backfill, part);
+        if (recorded?.status === 'recorded')
+          await send(await getPipeline(pool, pipeline), recorded, undefined);
+      });
+    },
+
+    /** The part's batch failed for good (or expired with nothing to write): recorded as failed. */
+    async failBatchPart(input: PartRef & { error: string }): Promise<void> {
+      return classified(() => markEnded(pool, input.backfill, input.part, 'failed', input.error));
+    },
+
+    /**
+     * Reads the part's output and error files and writes the vectors (compare-and-set, as a walk's
+     * batch), dead-letters the lines that failed, and counts what was paid once.
+     */
+    async writeBatchPart({ backfill, part, pipeline }: PartRef): Promise<WritePartResult> {
+      return classified(() =>
+        followingSchemaChanges(deps, pipeline, async () => {
+          const recorded = await readPart(pool, backfill, part);
+          if (!recorded?.providerBatchId)
+            throw ApplicationFailure.nonRetryable(`part ${part} of ${backfill} has no batch`);
+          if (recorded.status === 'written') {
+            const { written, stale, deadLettered, paidTokens: tokens } = recorded;
+            return { written, stale, deadLettered, tokens };
+          }
+          const p = atGeneration(await getPipeline(pool, pipeline), recorded.generation);
+          const api = batchesFor(await getPipeline(pool, pipeline));
+          const batch = await api.retrieve(recorded.providerBatchId);
+          const result: WalkBatchResult = {
+            written: 0,
+            metadataUpdated: 0,
+            deleted: 0,
+            stale: 0,
+            swept: 0,
+            embedded: 0,
+            tokens: 0,
+            requests: 0,
+            remaining: 0,
+            deadLettered: 0,
+          };
+          const letters: { pk: string; contentHash: string; error: string }[] = [];
+          const place = (line: BatchOutputLine): number | undefined => {
+            const i = rowOf(line.customId);
+            return i !== undefined && i < recorded.keys.length ? i : undefined;
+          };
+          if (batch.outputFileId) {
+            let pending: BatchOutputLine[] = [];
+            const flush = async (): Promise<void> => {
+              if (p) await writeOutput(deps, p, recorded, pending, result);
+              else result.stale += pending.length; // that generation is gone
+              pending = [];
+            };
+            for await (const line of api.lines(batch.outputFileId)) {
+              if (place(line) === undefined) continue;
+              result.tokens += line.tokens;
+              pending.push(line);
+              if (pending.length >= WRITE_ROWS) await flush();
+            }
+            await flush();
+          }
+          if (batch.errorFileId) {
+            for await (const line of api.lines(batch.errorFileId)) {
+              const i = place(line);
+              if (i === undefined) continue;
+              letters.push({
+                pk: recorded.keys[i] ?? '',
+                contentHash: recorded.contentHashes[i] ?? '',
+                error: line.error ?? 'the provider refused the request',
+              });
+            }
+            await recordRefusedContent(pool, pipeline, recorded.generation, letters);
+            if (letters.length > 0)
+              log.warn(
+                { pipeline, part: `${backfill}/${part}`, keys: letters.map((l) => l.pk) },
+                'rows the provider refused in a batch were set aside in embedsync.dead_letters',
+              );
+          }
+          const outcome = {
+            written: result.written,
+            stale: result.stale,
+            deadLettered: letters.length,
+            paidTokens: result.tokens,
+          };
+          await markWritten(pool, backfill, part, outcome);
+          // Its files are no longer needed; the provider keeps them otherwise.
+          for (const id of [batch.outputFileId, batch.errorFileId]) {
+            if (id) await api.deleteFile(id).catch(() => undefined);
+          }
+          return { ...outcome, tokens: outcome.paidTokens };
+        }),
+      );
+    },
+
+    /**
+     * Cancels the provider's batches of every part of the backfill still in flight, and marks
+     * them cancelled. A batch already over cannot be cancelled; that is fine.
+     */
+    async cancelBatchParts({ pipeline, backfill }: Omit<PartRef, 'part'>): Promise<number> {
+      return classified(async () => {
+        const p = await getPipeline(pool, pipeline);
+        let cancelled = 0;
+        for (const part of await unfinishedParts(pool, backfill)) {
+          if (part.providerBatchId) {
+            try {
+              await batchesFor(p).cancel(part.providerBatchId);
+              cancelled += 1;
+            } catch (err) {
+              if (!(err instanceof ProviderRejectedError) && !isConflict(err)) throw err;
+            }
+          }
+          await markEnded(pool, backfill, part.part, 'cancelled', 'the backfill was cancelled');
+        }
+        log.info({ pipeline, backfill, cancelled }, 'batch backfill cancelled');
+        return cancelled;
+      });
+    },
+  };
+}
+
+/** A 409 (the batch is already over) comes back as a provider-unavailable error; its text says. */
+const isConflict = (err: unknown): boolean =>
+  err instanceof Error &&
+  /Cannot cancel a batch|status '(completed|failed|cancelled|expired)'/.test(err.message);
+
+function resultOf(part: BatchPart, after: string | null): SubmitPartResult {
+  return {
+    rows: part.keys.length,
+    inputs: part.inputs,
+    tokens: part.tokens,
+    scanned: part.scanned,
+    cursor: part.cursor ?? after,
+    // Only an empty part ever ends the scan in the record's absence; a recorded one has a next.
+    exhausted: false,
+  };
+}
+
+/**
+ * Writes a group of output lines: each row whose source still has the content it was submitted
+ * with gets its chunks (chunked again from that same content) and their vectors.
+ */
+async function writeOutput(
+  deps: ActivityDeps,
+  p: Pipeline,
+  part: BatchPart,
+  lines: readonly BatchOutputLine[],
+  result: WalkBatchResult,
+): Promise<void> {
+  const at = lines.map((l) => rowOf(l.customId) ?? -1);
+  const keys = at.map((i) => part.keys[i] ?? '');
+  const current = new Map((await readSourceRows(deps.pool, p, keys)).map((r) => [r.pk, r]));
+  const rows: { row: StagedRow; pieces: Piece[] }[] = [];
+  lines.forEach((line, n) => {
+    const i = at[n] ?? -1;
+    const pk = part.keys[i] ?? '';
+    const hash = part.contentHashes[i] ?? '';
+    const source = current.get(pk);
+    const chunks = source ? chunkDocument(p.config, source.document, source.context) : [];
+    // Changed or gone since it was submitted: its change is already queued for a sync.
+    if (!source || source.contentHash !== hash || chunks.length !== line.vectors?.length) {
+      result.stale += 1;
+      return;
+    }
+    const vectors = line.vectors;
+    rows.push({
+      row: { pk, action: 'embed', document: null, context: null, contentHash: hash },
+      pieces: chunks.map((chunk, index) => ({
+        pk,
+        index,
+        chunk,
+        id: `${pk}\u0000${index}`,
+        size: 0,
+        tokens: 0,
+        vector: vectors[index] ?? [],
+      })),
+    });
+  });
+  if (rows.length > 0) await writeRows(deps, p, `batch:${part.backfill}`, rows, result);
+}

@@ -1,0 +1,279 @@
+// Batch-mode backfills through the real openai client against the mock's Files and Batches APIs:
+// the table is cut into parts under the enqueued-token limit, failed lines become dead letters, a
+// worker stopped while the workflow waits or while it writes costs nothing more, a lost reply to
+// the batch's creation finds that batch instead of paying for another, and pause and cancel hold.
+import assert from 'node:assert/strict';
+import { after, before, beforeEach, describe, it } from 'node:test';
+import type { WorkflowHandle } from '@temporalio/client';
+import { startBatchBackfill, type BatchBackfillOptions } from '../../src/backfill/start.js';
+import { getPipeline } from '../../src/db/catalog.js';
+import { startMockProvider, type MockProvider } from '../../src/mock-provider/server.js';
+import { OpenAIProvider } from '../../src/providers/openai.js';
+import { pauseSignal, progressQuery, resumeSignal } from '../../workflows/definitions.js';
+import type { batchBackfill } from '../../workflows/index.js';
+import { applyPipeline, startHarness, uniqueName, type Harness } from '../helpers/harness.js';
+import { waitFor } from '../helpers/wait.js';
+
+let h: Harness;
+let mock: MockProvider;
+/** The mock's batch clock: batches complete only once a test moves it past their delay. */
+let now = 0;
+const COMPLETION_MS = 60_000;
+const POISON = 'REFUSE-THIS-ROW';
+
+/** A fresh table of `rows` rows, one of them (id `poisoned`) refused by the provider. */
+async function freshTable(base: string, rows: number, poisoned?: number): Promise<string> {
+  const name = uniqueName(base);
+  await h.db.pool.query(`create table ${name} (id bigint primary key, name text, body text)`);
+  await h.db.pool.query(
+    `insert into ${name} select g, 'Item ' || g,
+            'Row ' || g || ' of ${name}, embedded through the batch API, ' || md5(g::text)
+       from generate_series(1, $1::int) g`,
+    [rows],
+  );
+  if (poisoned !== undefined)
+    await h.db.pool.query(`update ${name} set body = body || ' ${POISON}' where id = $1`, [
+      poisoned,
+    ]);
+  await applyPipeline(h, {
+    name,
+    source: { table: name },
+    embed: { columns: ['name', 'body'] },
+    embedding: {
+      provider: 'openai',
+      model: 'text-embedding-3-small',
+      dimensions: 64,
+      baseURL: mock.openaiBaseURL,
+    },
+  });
+  return name;
+}
+
+async function begin(
+  name: string,
+  options: Partial<BatchBackfillOptions> = {},
+): Promise<WorkflowHandle<typeof batchBackfill>> {
+  return startBatchBackfill(h.client, await getPipeline(h.db.pool, name), {
+    taskQueue: h.taskQueue,
+    instanceId: h.instanceId,
+    rows: 0,
+    pollSeconds: 1,
+    enqueuedTokens: 10_000_000,
+    ...options,
+  });
+}
+
+async function count(sql: string, params: unknown[] = []): Promise<number> {
+  const { rows } = await h.db.pool.query<{ n: number }>(sql, params);
+  return rows[0]?.n ?? 0;
+}
+
+/** Rows with vectors, each text billed by a completed batch, and texts billed more than once. */
+async function outcome(name: string) {
+  const mine = mock.batches.paidInputs.filter((t) => t.includes(` of ${name}, `));
+  const twice = mine.filter((t, i) => mine.indexOf(t) !== i);
+  return {
+    embedded: await count(`select count(distinct pk)::int as n from ${name}_embeddings`),
+    paid: mine.length,
+    twice,
+  };
+}
+
+const batchesOf = (name: string) =>
+  mock.batches.created.filter((b) => b.metadata?.pipeline === name);
+
+describe('batch-mode backfills', () => {
+  before(async () => {
+    mock = await startMockProvider({
+      poisonMarker: POISON,
+      batch: { completionMs: COMPLETION_MS, clock: () => now },
+    });
+    h = await startHarness('batch_backfill', {
+      pollers: 0,
+      providers: [new OpenAIProvider({ baseURL: mock.openaiBaseURL })],
+    });
+  });
+  after(async () => {
+    await h?.stop();
+    await mock?.close();
+  });
+  beforeEach(() => {
+    now = 0;
+    mock.options.batch = { completionMs: COMPLETION_MS, clock: () => now };
+  });
+
+  it('a backfill of 3,000 rows completes at the batch price, one refused line dead-lettered', async () => {
+    const name = await freshTable('batch_done', 3000, 42);
+    mock.options.batch = { completionMs: 0, clock: () => now };
+    const handle = await begin(name);
+    const result = await handle.result();
+    assert.equal(result.processed, 3000);
+    assert.equal(result.deadLettered, 1);
+    const o = await outcome(name);
+    assert.equal(o.embedded, 2999);
+    assert.equal(o.paid, 2999, 'each row paid once, the refused one not at all');
+    assert.deepEqual(o.twice, []);
+    assert.ok(result.tokens > 0);
+    const online = mock.requests.filter((r) => r.batch === undefined && r.model !== '');
+    assert.equal(online.length, 0, 'nothing was embedded online');
+    const letters = await h.db.pool.query<{ pk: string; error: string }>(
+      'select pk, error from embedsync.dead_letters where pipeline = $1',
+      [name],
+    );
+    assert.deepEqual(
+      letters.rows.map((r) => r.pk),
+      ['42'],
+    );
+    assert.match(letters.rows[0]?.error ?? '', /input/);
+    const parts = await h.db.pool.query<{ status: string; written: number }>(
+      'select status, written from embedsync.batch_parts where pipeline = $1',
+      [name],
+    );
+    assert.deepEqual(
+      parts.rows.map((r) => r.status),
+      ['written'],
+    );
+    const state = await h.db.pool.query<{ state: string }>(
+      'select state from embedsync.pipelines where name = $1',
+      [name],
+    );
+    assert.equal(state.rows[0]?.state, 'active');
+  });
+
+  it('the enqueued-token limit cuts the table into parts submitted in turn', async () => {
+    const name = await freshTable('batch_parts', 2000);
+    // About 30 tokens a row: four or more parts under 16,000 tokens.
+    mock.options.batch = { completionMs: 0, clock: () => now, enqueuedTokenLimit: 16_000 };
+    const result = await begin(name, { enqueuedTokens: 16_000 }).then((x) => x.result());
+    assert.equal(result.processed, 2000);
+    const batches = batchesOf(name);
+    assert.ok(batches.length >= 4, `${batches.length} parts`);
+    assert.ok(
+      batches.every((b) => b.status === 'completed'),
+      'no part was refused for the limit',
+    );
+    // In turn: each part was created after the one before had completed.
+    for (let i = 1; i < batches.length; i += 1) {
+      const before = batches[i - 1];
+      assert.ok(before?.completed_at !== null);
+    }
+    const o = await outcome(name);
+    assert.equal(o.embedded, 2000);
+    assert.deepEqual(o.twice, []);
+  });
+
+  it('a part refused for the enqueued-token limit is submitted again once there is room', async () => {
+    const name = await freshTable('batch_refused', 1200);
+    // The workflow believes in twice the room the account has: its second part is refused.
+    mock.options.batch = { completionMs: 0, clock: () => now, enqueuedTokenLimit: 16_000 };
+    const handle = await begin(name, { enqueuedTokens: 32_000, partTokens: 16_000 });
+    const result = await handle.result();
+    assert.equal(result.processed, 1200);
+    const batches = batchesOf(name);
+    const refused = batches.filter((b) => b.errors?.data[0]?.code === 'token_limit_exceeded');
+    assert.ok(refused.length >= 1, 'a part was refused for the limit');
+    const o = await outcome(name);
+    assert.equal(o.embedded, 1200);
+    assert.equal(o.paid, 1200);
+    assert.deepEqual(o.twice, []);
+  });
+
+  it('a lost reply to the batch creation finds that batch instead of paying for a second one', async () => {
+    const name = await freshTable('batch_lost', 500);
+    mock.options.batch = { completionMs: 0, clock: () => now, loseCreateReplies: 1 };
+    const result = await begin(name).then((x) => x.result());
+    assert.equal(result.processed, 500);
+    assert.equal(batchesOf(name).length, 1, 'one batch created');
+    const o = await outcome(name);
+    assert.equal(o.paid, 500);
+    assert.deepEqual(o.twice, []);
+  });
+
+  it('a worker stopped while the workflow waits, and one stopped while it writes, pay nothing more', async () => {
+    const name = await freshTable('batch_killed', 1500);
+    const handle = await begin(name);
+    await waitFor('the part submitted', () => Promise.resolve(batchesOf(name).length === 1));
+    // Waiting on a timer: the worker goes, and a new one takes over.
+    await h.stopWorker();
+    await h.startWorker();
+    await waitFor('the new worker polling', async () => {
+      const p = await handle.query(progressQuery);
+      return p.parts?.inProgress === 1;
+    });
+    // Writing: the write of row 1,200 (its second group) waits on the row's key lock while the
+    // worker is stopped; its connection is ended so the attempt dies there.
+    const holder = await h.db.pool.connect();
+    try {
+      await holder.query('begin');
+      await holder.query(
+        `select pg_advisory_xact_lock(hashtext('embedsync:' || $1), hashtext('1200'))`,
+        [name],
+      );
+      now += COMPLETION_MS;
+      await waitFor('the write blocked on the lock', async () => {
+        const n = await count(
+          `select count(*)::int as n from pg_locks
+            where locktype = 'advisory' and not granted
+              and database = (select oid from pg_database where datname = current_database())`,
+        );
+        return n > 0;
+      });
+      const written = await count(`select count(distinct pk)::int as n from ${name}_embeddings`);
+      assert.ok(written >= 500 && written < 1500, `${written} rows written before the stop`);
+      const stopping = h.stopWorker();
+      await h.db.pool.query(
+        `select pg_terminate_backend(pid) from pg_locks
+          where locktype = 'advisory' and not granted and pid <> pg_backend_pid()
+            and database = (select oid from pg_database where datname = current_database())`,
+      );
+      await stopping;
+      await holder.query('commit');
+    } finally {
+      await holder.query('rollback').catch(() => undefined);
+      holder.release();
+    }
+    await h.startWorker();
+    const result = await handle.result();
+    assert.equal(result.processed, 1500);
+    assert.equal(batchesOf(name).length, 1, 'one batch for the part, whatever was stopped');
+    const o = await outcome(name);
+    assert.equal(o.embedded, 1500);
+    assert.equal(o.paid, 1500);
+    assert.deepEqual(o.twice, []);
+  });
+
+  it('pause stops new parts; cancel cancels the provider batch in flight', async () => {
+    const name = await freshTable('batch_paused', 1000);
+    const handle = await begin(name, { enqueuedTokens: 12_000 });
+    await waitFor('a part submitted', () => Promise.resolve(batchesOf(name).length === 1));
+    await handle.signal(pauseSignal);
+    await waitFor('pausing', async () => (await handle.query(progressQuery)).phase === 'pausing');
+    now += COMPLETION_MS;
+    await waitFor('paused', async () => (await handle.query(progressQuery)).phase === 'paused');
+    const paused = await handle.query(progressQuery);
+    assert.equal(paused.parts?.completed, 1);
+    assert.equal(batchesOf(name).length, 1, 'no part submitted while paused');
+    await handle.signal(resumeSignal);
+    await waitFor('the next part submitted', () => Promise.resolve(batchesOf(name).length === 2));
+    await handle.cancel();
+    await assert.rejects(handle.result());
+    const last = batchesOf(name)[1];
+    assert.ok(
+      last?.status === 'cancelling' || last?.status === 'cancelled',
+      `the provider batch is ${last?.status}`,
+    );
+    const parts = await h.db.pool.query<{ status: string }>(
+      'select status from embedsync.batch_parts where pipeline = $1 order by part',
+      [name],
+    );
+    assert.deepEqual(
+      parts.rows.map((r) => r.status),
+      ['written', 'cancelled'],
+    );
+    const state = await h.db.pool.query<{ state: string }>(
+      'select state from embedsync.pipelines where name = $1',
+      [name],
+    );
+    assert.equal(state.rows[0]?.state, 'active');
+  });
+});
