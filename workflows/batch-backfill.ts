@@ -19,6 +19,7 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
+import { nextPartBudget } from '../src/batch/parts.js';
 import {
   pauseSignal,
   progressQuery,
@@ -158,13 +159,8 @@ export async function batchBackfill(input: BatchBackfillInput): Promise<BatchBac
 
   const part = (n: number) => ({ pipeline, backfill: state.backfill, part: n });
   const inFlightTokens = (): number => state.inFlight.reduce((sum, p) => sum + p.tokens, 0);
-  const room = (): number => {
-    const limit = input.enqueuedTokenLimit;
-    const wanted = Math.min(input.partTokens ?? limit, limit);
-    const used = inFlightTokens();
-    if (used === 0) return wanted;
-    return limit - used >= wanted ? wanted : 0;
-  };
+  const room = (): number =>
+    nextPartBudget(inFlightTokens(), input.enqueuedTokenLimit, input.partTokens);
 
   const buildIndex = async (): Promise<void> => {
     phase = 'indexing';

@@ -1,6 +1,11 @@
 // How a batch-mode backfill cuts a table into parts and names their request lines: pure, so the
-// limits are tested without a provider (docs/architecture.md, decision 15).
-import { MAX_BATCH_FILE_BYTES, MAX_BATCH_INPUTS } from '../providers/openai-batch.js';
+// limits are tested without a provider (docs/architecture.md, decision 15). The workflow imports it
+// too, to decide when the next part may go.
+
+/** Most inputs one /v1/embeddings batch file may carry, across all its lines (OpenAI's limit). */
+export const MAX_BATCH_INPUTS = 50_000;
+/** Largest batch input file OpenAI takes. */
+export const MAX_BATCH_FILE_BYTES = 200 * 1024 * 1024;
 
 export interface PartSize {
   /** Texts to embed (a row's chunks). */

@@ -8,11 +8,6 @@ import { modelFacts, reducesDimensions } from './models.js';
 import { OpenAIProvider, translate } from './openai.js';
 import type { EmbeddingProvider } from './types.js';
 
-/** Most inputs one /v1/embeddings batch file may carry, across all its lines (OpenAI's limit). */
-export const MAX_BATCH_INPUTS = 50_000;
-/** Largest batch input file OpenAI takes. */
-export const MAX_BATCH_FILE_BYTES = 200 * 1024 * 1024;
-
 /** A batch's state in embedsync's terms: still running, done (with files), or over without output. */
 export type BatchPhase = 'running' | 'completed' | 'failed' | 'cancelled' | 'expired';
 
