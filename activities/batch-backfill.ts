@@ -33,7 +33,9 @@ import {
 } from '../src/db/batch-parts.js';
 import { atGeneration, getPipeline, instanceId, type Pipeline } from '../src/db/catalog.js';
 import { recordRefusedContent, refusedContent } from '../src/db/dead-letters.js';
+import { withTransaction } from '../src/db/pool.js';
 import { readKeyPage, readSourceRows } from '../src/db/source.js';
+import { recordSpend } from '../src/db/token-ledger.js';
 import { readEmbeddedHeads } from '../src/db/vectors.js';
 import {
   BatchNotOfferedError,
@@ -308,6 +310,7 @@ export function createBatchBackfillActivities(deps: ActivityDeps) {
             deadLettered: 0,
           };
           const letters: { pk: string; contentHash: string; error: string }[] = [];
+          let paidTexts = 0;
           const place = (line: BatchOutputLine): number | undefined => {
             const i = rowOf(line.customId);
             return i !== undefined && i < recorded.keys.length ? i : undefined;
@@ -322,6 +325,7 @@ export function createBatchBackfillActivities(deps: ActivityDeps) {
             for await (const line of api.lines(batch.outputFileId)) {
               if (place(line) === undefined) continue;
               result.tokens += line.tokens;
+              paidTexts += line.vectors?.length ?? 0;
               pending.push(line);
               if (pending.length >= WRITE_ROWS) await flush();
             }
@@ -350,7 +354,23 @@ export function createBatchBackfillActivities(deps: ActivityDeps) {
             deadLettered: letters.length,
             paidTokens: result.tokens,
           };
-          await markWritten(pool, backfill, part, outcome);
+          // What the batch paid is counted once: with the part marked written, in one transaction,
+          // so a write retried after a kill adds nothing to the ledger.
+          const e = api.config;
+          await withTransaction(pool, async (client) => {
+            if (!(await markWritten(client, backfill, part, outcome))) return;
+            await recordSpend(client, {
+              pipeline,
+              generation: recorded.generation,
+              mode: 'batch',
+              provider: e.provider,
+              model: e.model,
+              tokens: result.tokens,
+              requests: batch.counts.completed,
+              texts: paidTexts,
+              reused: 0,
+            });
+          });
           // Its files are no longer needed; the provider keeps them otherwise.
           for (const id of [batch.outputFileId, batch.errorFileId]) {
             if (id) await api.deleteFile(id).catch(() => undefined);

@@ -79,6 +79,16 @@ async function outcome(name: string) {
   };
 }
 
+/** What the token ledger holds for the pipeline's batch mode. */
+async function ledger(name: string): Promise<{ tokens: number; texts: number }> {
+  const { rows } = await h.db.pool.query<{ tokens: number; texts: number }>(
+    `select coalesce(sum(tokens), 0)::int as tokens, coalesce(sum(texts), 0)::int as texts
+       from embedsync.token_ledger where pipeline = $1 and mode = 'batch'`,
+    [name],
+  );
+  return rows[0] ?? { tokens: 0, texts: 0 };
+}
+
 const batchesOf = (name: string) =>
   mock.batches.created.filter((b) => b.metadata?.pipeline === name);
 
@@ -114,6 +124,7 @@ describe('batch-mode backfills', () => {
     assert.equal(o.paid, 2999, 'each row paid once, the refused one not at all');
     assert.deepEqual(o.twice, []);
     assert.ok(result.tokens > 0);
+    assert.deepEqual(await ledger(name), { tokens: result.tokens, texts: 2999 });
     const online = mock.requests.filter((r) => r.batch === undefined && r.model !== '');
     assert.equal(online.length, 0, 'nothing was embedded online');
     const letters = await h.db.pool.query<{ pk: string; error: string }>(
@@ -152,10 +163,10 @@ describe('batch-mode backfills', () => {
       batches.every((b) => b.status === 'completed'),
       'no part was refused for the limit',
     );
-    // In turn: each part was created after the one before had completed.
+    // In turn: each part was created once the one before had completed (seconds, as OpenAI says).
     for (let i = 1; i < batches.length; i += 1) {
-      const before = batches[i - 1];
-      assert.ok(before?.completed_at !== null);
+      const [before, next] = [batches[i - 1], batches[i]];
+      assert.ok((next?.created_at ?? 0) >= (before?.completed_at ?? Infinity), `part ${i}`);
     }
     const o = await outcome(name);
     assert.equal(o.embedded, 2000);
@@ -240,6 +251,7 @@ describe('batch-mode backfills', () => {
     assert.equal(o.embedded, 1500);
     assert.equal(o.paid, 1500);
     assert.deepEqual(o.twice, []);
+    assert.equal((await ledger(name)).texts, 1500, 'the ledger counts the part once');
   });
 
   it('pause stops new parts; cancel cancels the provider batch in flight', async () => {
