@@ -8,6 +8,7 @@ import { readEnv } from '../src/config/env.js';
 import { ensureStack } from '../src/stack/index.js';
 import { connectClient } from '../src/temporal/connect.js';
 import { backfillBench } from './backfill.js';
+import { batchBench } from './batch.js';
 import { captureOverhead } from './capture-overhead.js';
 import { createBenchDatabase } from './helpers/database.js';
 import { machineFacts } from './helpers/machine.js';
@@ -24,6 +25,7 @@ const BENCHMARKS: readonly Benchmark[] = [
   backfillBench,
   rateLimit,
   peers,
+  batchBench,
 ];
 
 const positive =
@@ -65,7 +67,7 @@ const program = new Command('bench')
   )
   .option(
     '--rows <n>',
-    'capture-overhead: rows in the table and in the bulk UPDATE; backfill: rows of the larger table; rate-limit: rows backfilled (100000); peers: rows of each backfill (20000)',
+    'capture-overhead: rows in the table and in the bulk UPDATE; backfill: rows of the larger table; rate-limit, batch: rows backfilled (100000); peers: rows of each backfill (20000)',
     positive('--rows'),
   )
   .option(
@@ -106,6 +108,16 @@ const program = new Command('bench')
     '--pgai-concurrency <n>',
     "peers: pgai worker's --concurrency in the second backfill pair and the rate-limited runs (4; at most 10)",
     positive('--pgai-concurrency'),
+  )
+  .option(
+    '--poll-seconds <n>',
+    "batch: seconds between the workflow's polls of its provider batches (2)",
+    positive('--poll-seconds'),
+  )
+  .option(
+    '--enqueued-tokens <n>',
+    'batch: the enqueued-token limit the mock enforces and the backfill keeps under (3000000)',
+    positive('--enqueued-tokens'),
   )
   .option(
     '--separate-poller',
