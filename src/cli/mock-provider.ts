@@ -11,7 +11,7 @@ const count = (value: string): number => {
 
 const program = new Command('embedsync mock-provider')
   .description(
-    'Serve OpenAI POST /v1/embeddings and Bedrock POST /model/{modelId}/invoke on 127.0.0.1.',
+    'Serve OpenAI POST /v1/embeddings (and its Files and Batches APIs) and Bedrock POST /model/{modelId}/invoke on 127.0.0.1.',
   )
   .option('--port <n>', 'port to listen on (default: any free port)', count, 0)
   .option('--latency-ms <n>', 'delay before every answer', count)
@@ -26,13 +26,28 @@ const program = new Command('embedsync mock-provider')
   .option('--poison <marker>', 'refuse inputs containing this text as invalid')
   .option('--api-key <key>', 'accept only this OpenAI key (default: any)')
   .option('--model <name=dimensions...>', 'extra models an OpenAI-compatible server would serve')
+  .option(
+    '--batch-completion-ms <n>',
+    'Batch API: how long after its creation a batch may complete (default 0: at the next polls)',
+    count,
+  )
+  .option(
+    '--enqueued-token-limit <n>',
+    'Batch API: enqueued tokens per model; a batch created beyond it fails with token_limit_exceeded',
+    count,
+  )
   .addHelpText(
     'after',
     `
 Point embedsync at it:
   OpenAI:   embedding.baseURL: http://127.0.0.1:<port>/v1   (or OPENAI_BASE_URL), any OPENAI_API_KEY
   Bedrock:  AWS_ENDPOINT_URL_BEDROCK_RUNTIME=http://127.0.0.1:<port> (or embedding.endpoint), any
-            AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, AWS_REGION=us-east-1`,
+            AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, AWS_REGION=us-east-1
+
+Batch API (npx embedsync backfill --table <pipeline> --batch):
+  POST /v1/files, GET /v1/files/{id}[/content], DELETE /v1/files/{id}, POST /v1/batches,
+  GET /v1/batches[/{id}], POST /v1/batches/{id}/cancel. A batch goes validating, in_progress,
+  finalizing, completed as it is polled; lines with the --poison marker fail into its error file.`,
   )
   .parse();
 
@@ -46,6 +61,8 @@ const opts = program.opts<{
   poison?: string;
   apiKey?: string;
   model?: string[];
+  batchCompletionMs?: number;
+  enqueuedTokenLimit?: number;
 }>();
 
 if (!['retry-after', 'retry-after-ms', 'reset-headers'].includes(opts.retryHint))
@@ -67,6 +84,12 @@ const options: MockProviderOptions = {
   poisonMarker: opts.poison,
   apiKey: opts.apiKey,
   models,
+  batch: {
+    ...(opts.batchCompletionMs === undefined ? {} : { completionMs: opts.batchCompletionMs }),
+    ...(opts.enqueuedTokenLimit === undefined
+      ? {}
+      : { enqueuedTokenLimit: opts.enqueuedTokenLimit }),
+  },
 };
 
 const mock = await startMockProvider(options, opts.port);
