@@ -61,6 +61,8 @@ export interface PartRef {
   /** The backfill that owns the part (stable across continue-as-new). */
   backfill: string;
   part: number;
+  /** A re-embed's pending generation (its swap table); absent: the live one. */
+  generation?: number;
 }
 
 export interface SubmitPartInput extends PartRef {
@@ -104,6 +106,12 @@ export interface WritePartResult {
 
 export function createBatchBackfillActivities(deps: ActivityDeps) {
   const { pool, log } = deps;
+
+  /** The pipeline as the generation sees it; the live one if that generation is gone. */
+  const pipelineAt = async (name: string, generation: number | undefined): Promise<Pipeline> => {
+    const live = await getPipeline(pool, name);
+    return atGeneration(live, generation) ?? live;
+  };
 
   const batchesFor = (p: Pipeline): OpenAIBatches => {
     const e = p.config.embedding;
@@ -159,10 +167,20 @@ export function createBatchBackfillActivities(deps: ActivityDeps) {
      * earlier attempt made, so no part is ever paid for twice.
      */
     async submitBatchPart(input: SubmitPartInput): Promise<SubmitPartResult> {
-      const { pipeline, backfill, part } = input;
+      const { pipeline, backfill, part, generation } = input;
       return classified(() =>
         followingSchemaChanges(deps, pipeline, async () => {
-          const p = await getPipeline(pool, pipeline);
+          const p = atGeneration(await getPipeline(pool, pipeline), generation);
+          // That generation is gone (its re-embed was abandoned): nothing more to send for it.
+          if (!p)
+            return {
+              rows: 0,
+              inputs: 0,
+              tokens: 0,
+              scanned: 0,
+              cursor: input.after,
+              exhausted: true,
+            };
           const api = batchesFor(p);
           const earlier = await readPart(pool, backfill, part);
           if (earlier) {
@@ -240,9 +258,14 @@ export function createBatchBackfillActivities(deps: ActivityDeps) {
     },
 
     /** The part's batch as the provider has it now. */
-    async pollBatchPart({ backfill, part, pipeline }: PartRef): Promise<PollPartResult> {
+    async pollBatchPart({
+      backfill,
+      part,
+      pipeline,
+      generation,
+    }: PartRef): Promise<PollPartResult> {
       return classified(async () => {
-        const p = await getPipeline(pool, pipeline);
+        const p = await pipelineAt(pipeline, generation);
         const recorded = await readPart(pool, backfill, part);
         if (!recorded?.providerBatchId)
           throw ApplicationFailure.nonRetryable(`part ${part} of ${backfill} has no batch`);
@@ -266,12 +289,12 @@ export function createBatchBackfillActivities(deps: ActivityDeps) {
      * The provider refused the part's batch for the account's enqueued-token limit: it is sent
      * again, as a new attempt, once the workflow finds room.
      */
-    async resubmitBatchPart({ backfill, part, pipeline }: PartRef): Promise<void> {
+    async resubmitBatchPart({ backfill, part, pipeline, generation }: PartRef): Promise<void> {
       return classified(async () => {
         await nextAttempt(pool, backfill, part);
         const recorded = await readPart(pool, backfill, part);
         if (recorded?.status === 'recorded')
-          await send(await getPipeline(pool, pipeline), recorded, undefined);
+          await send(await pipelineAt(pipeline, generation), recorded, undefined);
       });
     },
 
@@ -294,8 +317,9 @@ export function createBatchBackfillActivities(deps: ActivityDeps) {
             const { written, stale, deadLettered, paidTokens: tokens } = recorded;
             return { written, stale, deadLettered, tokens };
           }
-          const p = atGeneration(await getPipeline(pool, pipeline), recorded.generation);
-          const api = batchesFor(await getPipeline(pool, pipeline));
+          const live = await getPipeline(pool, pipeline);
+          const p = atGeneration(live, recorded.generation);
+          const api = batchesFor(p ?? live);
           const batch = await api.retrieve(recorded.providerBatchId);
           const result: WalkBatchResult = {
             written: 0,
@@ -384,9 +408,13 @@ export function createBatchBackfillActivities(deps: ActivityDeps) {
      * Cancels the provider's batches of every part of the backfill still in flight, and marks
      * them cancelled. A batch already over cannot be cancelled; that is fine.
      */
-    async cancelBatchParts({ pipeline, backfill }: Omit<PartRef, 'part'>): Promise<number> {
+    async cancelBatchParts({
+      pipeline,
+      backfill,
+      generation,
+    }: Omit<PartRef, 'part'>): Promise<number> {
       return classified(async () => {
-        const p = await getPipeline(pool, pipeline);
+        const p = await pipelineAt(pipeline, generation);
         let cancelled = 0;
         for (const part of await unfinishedParts(pool, backfill)) {
           if (part.providerBatchId) {

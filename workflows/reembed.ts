@@ -2,13 +2,24 @@
 // then swaps it in with one short transaction (docs/architecture.md, decision 8). Changes that
 // arrive meanwhile are written to both tables by the sync workflows, so the swap table is caught up
 // when the walk ends.
-import { CancellationScope, continueAsNew, isCancellation, patched } from '@temporalio/workflow';
+import {
+  CancellationScope,
+  ContinueAsNew,
+  continueAsNew,
+  isCancellation,
+  patched,
+} from '@temporalio/workflow';
+import { BatchParts, type BatchPartsOptions, type BatchPartsState } from './batch-parts.js';
 import { groupDigits } from './progress.js';
 import { activities, TableWalk, type WalkOptions, type WalkState } from './walk.js';
 
 export interface ReembedInput extends WalkOptions {
   generation: number;
   state?: WalkState;
+  /** Batch mode: the table goes through the provider's Batch API instead of a walk. */
+  batch?: Omit<BatchPartsOptions, 'pipeline' | 'generation'>;
+  /** Batch mode's state, carried across continue-as-new. */
+  batchState?: BatchPartsState;
 }
 
 export interface ReembedResult {
@@ -45,22 +56,36 @@ export async function reembed(input: ReembedInput): Promise<ReembedResult> {
   // The workflow id's prefix: swap:<pipeline>:<generation> (src/temporal/names.ts).
   const batchPrefix = `swap:${pipeline}:${generation}:`;
   const walk = new TableWalk(input, batchPrefix, input.state);
+  // Runs started before batch mode carry no `batch` and never ask (decision 15).
+  const work =
+    input.batch && patched('reembed-batch-mode')
+      ? new BatchParts({ ...input.batch, pipeline, generation }, input.batchState)
+      : undefined;
   const steps = reembedSteps();
   const ref = { pipeline, generation };
   try {
-    if (!input.state) {
+    if (!input.state && !input.batchState) {
       const prepare = `Prepare the re-embed of ${pipeline} as generation ${generation}: create its swap table`;
       await steps.prepare.executeWithOptions({ summary: prepare }, [ref]);
       const count = `Count the rows of ${pipeline}`;
-      walk.state.total = await activities.countSourceRows.executeWithOptions({ summary: count }, [
+      const total = await activities.countSourceRows.executeWithOptions({ summary: count }, [
         { pipeline },
       ]);
+      if (work) work.state.total = total;
+      else walk.state.total = total;
     }
-    await walk.walk((state) => continueAsNew<typeof reembed>({ ...input, state }));
-    await walk.buildIndex();
-    walk.phase = 'finishing';
-    walk.showDetails();
-    const { processed, total, tokens } = walk.state;
+    if (work) {
+      await work.run((batchState) => continueAsNew<typeof reembed>({ ...input, batchState }));
+      await work.buildIndex();
+      work.phase = 'finishing';
+      work.showDetails();
+    } else {
+      await walk.walk((state) => continueAsNew<typeof reembed>({ ...input, state }));
+      await walk.buildIndex();
+      walk.phase = 'finishing';
+      walk.showDetails();
+    }
+    const { processed, total, tokens } = work ? work.state : walk.state;
     await steps.swap.executeWithOptions(
       {
         summary: `Swap generation ${generation} of ${pipeline} in: rename the tables in one transaction`,
@@ -73,9 +98,18 @@ export async function reembed(input: ReembedInput): Promise<ReembedResult> {
       },
       [{ pipeline, outcome: 'completed', batchPrefix, processed }],
     );
+    if (work) {
+      work.phase = 'done';
+      const { runningSeconds } = work.progress(Date.now());
+      return { generation, processed, total, tokens, runningSeconds, pausedSeconds: 0 };
+    }
     walk.phase = 'done';
     return { generation, processed, total, tokens, ...walk.times() };
   } catch (err) {
+    if (work && !(err instanceof ContinueAsNew)) {
+      // The provider's batches in flight stop being paid for, whatever ended the re-embed.
+      await CancellationScope.nonCancellable(() => work.cancelInFlight());
+    }
     if (isCancellation(err)) {
       await CancellationScope.nonCancellable(() =>
         steps.abandon.executeWithOptions(

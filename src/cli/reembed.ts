@@ -2,7 +2,12 @@
 // prefixes, chunking) has been applied, builds the new generation in a table of its own and swaps
 // it in atomically. Search keeps working on the old generation until the swap, and never sees both.
 import { Command } from 'commander';
-import { DEFAULT_WINDOW } from '../backfill/start.js';
+import {
+  batchMode,
+  DEFAULT_ENQUEUED_TOKENS,
+  DEFAULT_POLL_SECONDS,
+  DEFAULT_WINDOW,
+} from '../backfill/start.js';
 import { checkSourceSchemas } from '../capture/schema-check.js';
 import { getPipeline, instanceId, resolvePipeline } from '../db/catalog.js';
 import { countSourceRows } from '../db/source.js';
@@ -19,7 +24,7 @@ import { plural, ranFor } from './format.js';
 import { catchInterrupt, watchBackfill } from './watch.js';
 
 const opts = new Command('embedsync reembed')
-  .usage('--table <pipeline> [--batch-size <n>] [--window <n>] [--detach]')
+  .usage('--table <pipeline> [--batch] [--batch-size <n>] [--window <n>] [--detach]')
   .description(
     'Re-embed a pipeline whose embedding config changed: build the new generation beside the live one, then swap it in atomically.',
   )
@@ -31,18 +36,42 @@ const opts = new Command('embedsync reembed')
   )
   .option('--window <n>', `batches in flight at once (default ${DEFAULT_WINDOW})`, positiveInt)
   .option('--detach', 'start the re-embed (or find the running one) and return at once')
+  .option(
+    '--batch',
+    "batch mode: through OpenAI's Batch API at half the price, done within 24 hours (default: the new config's backfill.mode)",
+  )
+  .option('--no-batch', "online, whatever the new config's backfill.mode says")
+  .option(
+    '--enqueued-tokens <n>',
+    `batch mode: the account's enqueued-token limit for the model (default: backfill.enqueuedTokens, else ${DEFAULT_ENQUEUED_TOKENS.toLocaleString('en-US')})`,
+    positiveInt,
+  )
+  .option(
+    '--poll-seconds <n>',
+    `batch mode: seconds between polls of the provider's batches (default ${DEFAULT_POLL_SECONDS})`,
+    positiveInt,
+  )
   .addHelpText(
     'after',
     `
 Examples:
   npx embedsync apply --config embedsync.yaml   # says "re-embed pending" for a changed model or columns
   npx embedsync reembed --table products
+  npx embedsync reembed --table products --batch   # OpenAI's Batch API: half price, within 24 h
 
 While it runs, changes are written to both generations; pause and resume it like a backfill
 (npx embedsync pause / resume --table products). Ctrl-C stops watching, never the re-embed.`,
   )
   .parse()
-  .opts<{ table: string; batchSize?: number; window?: number; detach?: boolean }>();
+  .opts<{
+    table: string;
+    batchSize?: number;
+    window?: number;
+    detach?: boolean;
+    batch?: boolean;
+    enqueuedTokens?: number;
+    pollSeconds?: number;
+  }>();
 
 runMain(async (env) => {
   const pool = await openDatabase(env, 'embedsync-reembed');
@@ -54,6 +83,13 @@ runMain(async (env) => {
     const p = await getPipeline(pool, named.name);
     if (!p.pendingConfig || p.pendingGeneration === null)
       throw new UserError(new NothingToReembedError(p.name).message);
+    const next = { ...p, config: p.pendingConfig };
+    const batch = batchMode(next, opts.batch);
+    const provider = p.pendingConfig.embedding.provider;
+    if (batch && provider !== 'openai')
+      throw new UserError(
+        `${p.name} embeds with ${provider}: batch mode needs OpenAI's Batch API (Bedrock's batch inference needs S3 buckets and an IAM role; see the README); run the re-embed without --batch`,
+      );
     session = await connectTemporal(env);
     const { client } = session;
     const rows = await countSourceRows(pool, p);
@@ -63,6 +99,14 @@ runMain(async (env) => {
       rows,
       ...(opts.batchSize ? { batchSize: opts.batchSize } : {}),
       ...(opts.window ? { window: opts.window } : {}),
+      ...(batch
+        ? {
+            batch: {
+              ...(opts.enqueuedTokens ? { enqueuedTokens: opts.enqueuedTokens } : {}),
+              ...(opts.pollSeconds ? { pollSeconds: opts.pollSeconds } : {}),
+            },
+          }
+        : {}),
     });
     const url = webUiWorkflowUrl(temporalUiUrl(env), env.temporalNamespace, handle.workflowId);
     // Caught before the line a user may answer with Ctrl-C is printed, not once watching has begun.

@@ -19,6 +19,7 @@ import {
   temporalUiUrl,
   type TemporalSession,
 } from './connections.js';
+import type { PartCounts } from '../db/batch-parts.js';
 import { count, duration, percent, plural, progressText } from './format.js';
 
 const opts = new Command('embedsync status')
@@ -180,6 +181,7 @@ function describe(p: PipelineStatus, reachable: boolean): string {
       : '0',
   );
   row('tokens used', count(p.tokensUsed));
+  if (p.batchParts) row('batch parts', batchPartsText(p.batchParts));
   row('provider', providerHealth(p));
   stuck.lines.forEach((text, i) => row(i === 0 ? 'stuck' : '', i === 0 ? text : `  ${text}`));
   row('rate limits', rateLimits(p));
@@ -201,4 +203,14 @@ function describe(p: PipelineStatus, reachable: boolean): string {
     );
   }
   return lines.join('\n');
+}
+
+/** The latest batch-mode backfill's parts, as the database has them (Temporal not needed). */
+function batchPartsText(c: PartCounts): string {
+  const ended = [
+    ...(c.failed ? [`${count(c.failed)} failed`] : []),
+    ...(c.cancelled ? [`${count(c.cancelled)} cancelled`] : []),
+  ];
+  const lines = `${count(c.completedLines)} lines done, ${count(c.failedLines)} refused`;
+  return `${plural(c.submitted, 'part')} submitted, ${count(c.inProgress)} in progress, ${count(c.completed)} completed${ended.length ? `, ${ended.join(', ')}` : ''} (${lines}; ${count(c.paidTokens)} tokens at the batch price)`;
 }

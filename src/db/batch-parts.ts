@@ -183,16 +183,21 @@ export async function unfinishedParts(db: Queryable, backfill: string): Promise<
   return rows;
 }
 
-/** A new batch backfill of the pipeline: the parts of its earlier ones are history. */
+/**
+ * A new batch backfill of the pipeline: the parts of its earlier ones are history once over (a
+ * re-embed's and a backfill's may run side by side), or a week old (a run terminated outright).
+ */
 export async function clearEarlierParts(
   db: Queryable,
   pipeline: string,
   backfill: string,
 ): Promise<void> {
-  await db.query(`delete from embedsync.batch_parts where pipeline = $1 and backfill <> $2`, [
-    pipeline,
-    backfill,
-  ]);
+  await db.query(
+    `delete from embedsync.batch_parts
+      where pipeline = $1 and backfill <> $2
+        and (status in ('written', 'failed', 'cancelled') or recorded_at < now() - interval '7 days')`,
+    [pipeline, backfill],
+  );
 }
 
 export interface PartCounts {

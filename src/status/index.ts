@@ -3,6 +3,7 @@
 // wait on Temporal.
 import type { Client } from '@temporalio/client';
 import { checkSourceSchemas } from '../capture/schema-check.js';
+import { partCounts, type PartCounts } from '../db/batch-parts.js';
 import { readStateReasons, type HoldFacts } from '../db/pipeline-state.js';
 import type { Pool } from '../db/pool.js';
 import { readPipelineFacts, type PipelineFacts } from './queries.js';
@@ -21,6 +22,8 @@ export interface PipelineStatus extends PipelineFacts, HoldFacts {
    * for good).
    */
   stuck: StuckBatchStatus[];
+  /** The parts of its latest batch-mode backfill, from the database; null if it never had one. */
+  batchParts: PartCounts | null;
 }
 
 export interface StatusReport {
@@ -50,6 +53,7 @@ export async function gatherStatus(
   const { client } = temporal;
   let error = temporal.error;
   const stuck = await readStuck(pool, temporal, error === undefined ? client : undefined, pipeline);
+  const parts = await partCounts(pool);
   const pipelines: PipelineStatus[] = [];
   for (const f of facts) {
     let workflows: PipelineWorkflows | null = null;
@@ -66,6 +70,7 @@ export async function gatherStatus(
       ...(reasons.get(f.pipeline) ?? { stateReason: null, stateSince: null }),
       workflows,
       stuck: stuck.get(f.pipeline) ?? [],
+      batchParts: parts.get(f.pipeline) ?? null,
     });
   }
   return {

@@ -6,7 +6,9 @@ import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import type { WorkflowHandle } from '@temporalio/client';
 import { startBatchBackfill, type BatchBackfillOptions } from '../../src/backfill/start.js';
+import { partCounts } from '../../src/db/batch-parts.js';
 import { getPipeline } from '../../src/db/catalog.js';
+import { startReembed } from '../../src/reembed/start.js';
 import { startMockProvider, type MockProvider } from '../../src/mock-provider/server.js';
 import { OpenAIProvider } from '../../src/providers/openai.js';
 import { pauseSignal, progressQuery, resumeSignal } from '../../workflows/definitions.js';
@@ -20,6 +22,19 @@ let mock: MockProvider;
 let now = 0;
 const COMPLETION_MS = 60_000;
 const POISON = 'REFUSE-THIS-ROW';
+
+/** The pipeline over a test table, at `dimensions`. */
+const pipelineOf = (name: string, dimensions = 64) => ({
+  name,
+  source: { table: name },
+  embed: { columns: ['name', 'body'] },
+  embedding: {
+    provider: 'openai' as const,
+    model: 'text-embedding-3-small',
+    dimensions,
+    baseURL: mock.openaiBaseURL,
+  },
+});
 
 /** A fresh table of `rows` rows, one of them (id `poisoned`) refused by the provider. */
 async function freshTable(base: string, rows: number, poisoned?: number): Promise<string> {
@@ -35,17 +50,7 @@ async function freshTable(base: string, rows: number, poisoned?: number): Promis
     await h.db.pool.query(`update ${name} set body = body || ' ${POISON}' where id = $1`, [
       poisoned,
     ]);
-  await applyPipeline(h, {
-    name,
-    source: { table: name },
-    embed: { columns: ['name', 'body'] },
-    embedding: {
-      provider: 'openai',
-      model: 'text-embedding-3-small',
-      dimensions: 64,
-      baseURL: mock.openaiBaseURL,
-    },
-  });
+  await applyPipeline(h, pipelineOf(name));
   return name;
 }
 
@@ -282,10 +287,42 @@ describe('batch-mode backfills', () => {
       parts.rows.map((r) => r.status),
       ['written', 'cancelled'],
     );
+    const counted = (await partCounts(h.db.pool)).get(name);
+    assert.equal(counted?.submitted, 2);
+    assert.equal(counted?.completed, 1);
+    assert.equal(counted?.cancelled, 1);
+    assert.equal(counted?.inProgress, 0);
     const state = await h.db.pool.query<{ state: string }>(
       'select state from embedsync.pipelines where name = $1',
       [name],
     );
     assert.equal(state.rows[0]?.state, 'active');
+  });
+
+  it('a re-embed in batch mode builds the new generation through the Batch API and swaps it in', async () => {
+    const name = await freshTable('batch_reembed', 800);
+    mock.options.batch = { completionMs: 0, clock: () => now };
+    await (await begin(name)).result();
+    await applyPipeline(h, pipelineOf(name, 32));
+    const p = await getPipeline(h.db.pool, name);
+    assert.equal(p.state, 'reembed_pending');
+    const handle = await startReembed(h.client, p, {
+      taskQueue: h.taskQueue,
+      instanceId: h.instanceId,
+      rows: 0,
+      batch: { pollSeconds: 1, enqueuedTokens: 10_000_000 },
+    });
+    const result = await handle.result();
+    assert.equal(result.processed, 800);
+    const dims = await h.db.pool.query<{ d: number; n: number }>(
+      `select vector_dims(embedding) as d, count(distinct pk)::int as n from ${name}_embeddings group by 1`,
+    );
+    assert.deepEqual(dims.rows, [{ d: 32, n: 800 }]);
+    assert.equal(batchesOf(name).length, 2, 'one batch for the backfill, one for the re-embed');
+    const o = await outcome(name);
+    assert.equal(o.paid, 1600, 'each row paid once per generation');
+    const after = await getPipeline(h.db.pool, name);
+    assert.equal(after.state, 'active');
+    assert.equal(after.generation, p.pendingGeneration);
   });
 });
