@@ -406,29 +406,39 @@ export function createBatchBackfillActivities(deps: ActivityDeps) {
 
     /**
      * Cancels the provider's batches of every part of the backfill still in flight, and marks
-     * them cancelled. A batch already over cannot be cancelled; that is fine.
+     * them cancelled. A part whose batch has already completed is paid for: it is left for the
+     * workflow to write (its number is returned) rather than thrown away.
      */
     async cancelBatchParts({
       pipeline,
       backfill,
       generation,
-    }: Omit<PartRef, 'part'>): Promise<number> {
+    }: Omit<PartRef, 'part'>): Promise<{ cancelled: number; completed: number[] }> {
       return classified(async () => {
-        const p = await pipelineAt(pipeline, generation);
+        const api = batchesFor(await pipelineAt(pipeline, generation));
         let cancelled = 0;
+        const completed: number[] = [];
         for (const part of await unfinishedParts(pool, backfill)) {
           if (part.providerBatchId) {
-            try {
-              await batchesFor(p).cancel(part.providerBatchId);
-              cancelled += 1;
-            } catch (err) {
-              if (!(err instanceof ProviderRejectedError) && !isConflict(err)) throw err;
+            const batch = await api.retrieve(part.providerBatchId);
+            if (batch.phase === 'completed') {
+              completed.push(part.part);
+              continue;
+            }
+            if (batch.phase === 'running' && batch.status !== 'cancelling') {
+              try {
+                await api.cancel(part.providerBatchId);
+                cancelled += 1;
+              } catch (err) {
+                // Over meanwhile: nothing left to cancel.
+                if (!(err instanceof ProviderRejectedError) && !isConflict(err)) throw err;
+              }
             }
           }
           await markEnded(pool, backfill, part.part, 'cancelled', 'the backfill was cancelled');
         }
-        log.info({ pipeline, backfill, cancelled }, 'batch backfill cancelled');
-        return cancelled;
+        log.info({ pipeline, backfill, cancelled, completed }, 'batch backfill cancelled');
+        return { cancelled, completed };
       });
     },
   };

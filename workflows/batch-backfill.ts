@@ -69,7 +69,7 @@ export async function batchBackfill(input: BatchBackfillInput): Promise<BatchBac
       // However it ends, the provider's batches in flight stop being paid for, the pipeline is
       // active again and has its index.
       await CancellationScope.nonCancellable(async () => {
-        await work.cancelInFlight();
+        await work.cancelInFlight(true);
         await work.buildIndex();
         await activities.finishBackfill.executeWithOptions(
           { summary: `Stop the batch backfill of ${pipeline} (${outcome})` },

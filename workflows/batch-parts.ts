@@ -299,17 +299,29 @@ export class BatchParts {
     this.phase = phase;
   }
 
-  /** Cancels the provider's batches still in flight: for every way the work ends but completing. */
-  async cancelInFlight(): Promise<void> {
-    await steps.cancelBatchParts.executeWithOptions(
-      { summary: `Cancel the provider's batches of ${this.options.pipeline} still in flight` },
+  /**
+   * Cancels the provider's batches still in flight: for every way the work ends but completing.
+   * Parts the provider had already completed are paid for, so they are written (`write`) rather
+   * than thrown away; a re-embed being abandoned has nowhere to write them.
+   */
+  async cancelInFlight(write: boolean): Promise<void> {
+    const { pipeline, generation } = this.options;
+    const { completed } = await steps.cancelBatchParts.executeWithOptions(
+      { summary: `Cancel the provider's batches of ${pipeline} still in flight` },
       [
         {
-          pipeline: this.options.pipeline,
+          pipeline,
           backfill: this.state.backfill,
-          ...(this.options.generation === undefined ? {} : { generation: this.options.generation }),
+          ...(generation === undefined ? {} : { generation }),
         },
       ],
     );
+    if (!write) return;
+    for (const part of completed) {
+      await steps.writeBatchPart.executeWithOptions(
+        { summary: `Write part ${part} of ${pipeline}, completed and paid for before the end` },
+        [this.ref(part)],
+      );
+    }
   }
 }

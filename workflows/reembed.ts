@@ -108,7 +108,7 @@ export async function reembed(input: ReembedInput): Promise<ReembedResult> {
   } catch (err) {
     if (work && !(err instanceof ContinueAsNew)) {
       // The provider's batches in flight stop being paid for, whatever ended the re-embed.
-      await CancellationScope.nonCancellable(() => work.cancelInFlight());
+      await CancellationScope.nonCancellable(() => work.cancelInFlight(false));
     }
     if (isCancellation(err)) {
       await CancellationScope.nonCancellable(() =>
