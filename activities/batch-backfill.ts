@@ -119,13 +119,16 @@ export function createBatchBackfillActivities(deps: ActivityDeps) {
     return new OpenAIBatches(getProvider(deps.providers, 'openai'), e);
   };
 
-  /** Sends a recorded part: finds the batch an earlier attempt made, or creates it. */
+  /**
+   * Sends a recorded part. `lines`: it was recorded by this very attempt, so no batch can exist
+   * for it yet; otherwise an earlier attempt may have made one, which is looked for first.
+   */
   const send = async (p: Pipeline, part: BatchPart, lines: string[] | undefined): Promise<void> => {
     const api = batchesFor(p);
     const name = partName(await instanceId(pool), part.backfill, part.part, part.attempt);
     // Listed back to a minute before it was recorded: the database's and the provider's clocks
     // differ a little.
-    const found = await api.find(PART_METADATA_KEY, name, part.recordedAt - 60);
+    const found = lines ? undefined : await api.find(PART_METADATA_KEY, name, part.recordedAt - 60);
     if (found) {
       log.info({ pipeline: p.name, part: name, batch: found.id }, "found the part's batch");
       await markSubmitted(pool, part.backfill, part.part, found.id, found.status);

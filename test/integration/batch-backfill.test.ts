@@ -3,8 +3,14 @@
 // worker stopped while the workflow waits or while it writes costs nothing more, a lost reply to
 // the batch's creation finds that batch instead of paying for another, and pause and cancel hold.
 import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import type { WorkflowHandle } from '@temporalio/client';
+import proto from '@temporalio/proto';
+import { Worker } from '@temporalio/worker';
 import { startBatchBackfill, type BatchBackfillOptions } from '../../src/backfill/start.js';
 import { partCounts } from '../../src/db/batch-parts.js';
 import { getPipeline } from '../../src/db/catalog.js';
@@ -15,6 +21,26 @@ import { pauseSignal, progressQuery, resumeSignal } from '../../workflows/defini
 import type { batchBackfill } from '../../workflows/index.js';
 import { applyPipeline, startHarness, uniqueName, type Harness } from '../helpers/harness.js';
 import { waitFor } from '../helpers/wait.js';
+import { workflowBundle } from '../../src/worker/bundle.js';
+
+const { History } = proto.temporal.api.history.v1;
+const FIXTURES = fileURLToPath(new URL('../fixtures/histories/', import.meta.url));
+
+/**
+ * Replays a finished workflow's history against today's code; with EMBEDSYNC_RECORD_HISTORIES=1
+ * also records it as a fixture that test/integration/replay.test.ts replays from then on.
+ */
+async function replays(handle: WorkflowHandle, fixture: string): Promise<string[]> {
+  const history = await handle.fetchHistory();
+  const bundle = await workflowBundle(path.join(os.tmpdir(), 'embedsync-test-cache'));
+  const failures: string[] = [];
+  const histories = [{ workflowId: handle.workflowId, history }];
+  for await (const result of Worker.runReplayHistories({ workflowBundle: bundle }, histories))
+    if (result.error) failures.push(String(result.error));
+  if (process.env.EMBEDSYNC_RECORD_HISTORIES === '1')
+    writeFileSync(path.join(FIXTURES, fixture), History.encode(history).finish());
+  return failures;
+}
 
 let h: Harness;
 let mock: MockProvider;
@@ -154,6 +180,7 @@ describe('batch-mode backfills', () => {
       [name],
     );
     assert.equal(state.rows[0]?.state, 'active');
+    assert.deepEqual(await replays(handle, 'batch-backfill.history.bin'), []);
   });
 
   it('the enqueued-token limit cuts the table into parts submitted in turn', async () => {
@@ -324,5 +351,6 @@ describe('batch-mode backfills', () => {
     const after = await getPipeline(h.db.pool, name);
     assert.equal(after.state, 'active');
     assert.equal(after.generation, p.pendingGeneration);
+    assert.deepEqual(await replays(handle, 'batch-reembed.history.bin'), []);
   });
 });
