@@ -103,7 +103,7 @@ runMain(async (env) => {
     }
     const batch = batchMode(p, opts.batch);
     const provider = p.config.embedding.provider;
-    if (batch && !running && provider !== 'openai')
+    if (batch && provider !== 'openai')
       throw new UserError(
         `${p.name} embeds with ${provider}: batch mode needs OpenAI's Batch API (Bedrock's batch inference needs S3 buckets and an IAM role; see the README); run the backfill without --batch`,
       );

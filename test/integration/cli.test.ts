@@ -152,6 +152,13 @@ describe('operator commands', () => {
     for (const r of runs) assertOneLineError(r, /^embedsync: no pipeline named "nonesuch"/);
   });
 
+  it('--batch on a pipeline whose provider has no Batch API is one line naming both', async () => {
+    assertOneLineError(
+      await cli('backfill', ['--table', 'products', '--batch']),
+      /^embedsync: \S+ embeds with offline: batch mode needs OpenAI's Batch API/,
+    );
+  });
+
   it('a backfill of a small table completes and prints a one-line summary', async () => {
     const r = await cli('backfill', ['--table', 'products']);
     assert.equal(r.code, 0, r.stderr);
