@@ -286,6 +286,30 @@ describe('batch-mode backfills', () => {
     assert.equal((await ledger(name)).texts, 1500, 'the ledger counts the part once');
   });
 
+  it('a row changed while its part is at the provider syncs online, and the part leaves it be', async () => {
+    const name = await freshTable('batch_changed', 300);
+    const poller = h.startPoller();
+    try {
+      const handle = await begin(name);
+      await waitFor('the part submitted', () => Promise.resolve(batchesOf(name).length === 1));
+      await h.db.pool.query(`update ${name} set body = 'changed while batched' where id = 7`);
+      const changed = `select count(*)::int as n from ${name}_embeddings
+                        where pk = '7' and chunk like '%changed while batched%'`;
+      await waitFor('the change synced online', async () => (await count(changed)) === 1);
+      now += COMPLETION_MS;
+      assert.equal((await handle.result()).processed, 300);
+      assert.equal(await count(changed), 1, "the batch's older vector did not replace it");
+      const parts = await h.db.pool.query<{ stale: number; written: number }>(
+        'select stale, written from embedsync.batch_parts where pipeline = $1',
+        [name],
+      );
+      assert.deepEqual(parts.rows, [{ stale: 1, written: 299 }]);
+      assert.equal(await count(`select count(distinct pk)::int as n from ${name}_embeddings`), 300);
+    } finally {
+      await poller.stop();
+    }
+  });
+
   it('pause stops new parts; cancel cancels the provider batch in flight', async () => {
     const name = await freshTable('batch_paused', 1000);
     const handle = await begin(name, { enqueuedTokens: 12_000 });
