@@ -1,8 +1,7 @@
 // A batch-mode backfill's activities (docs/architecture.md, decision 15): submit a part of the
-// table to the provider's Batch API, poll its batch, write its output, cancel what is in flight.
-// Reading and chunking rows are the walk's (src/db/source.ts, decideFetch, chunkDocument), and
-// writing is the walk's compare-and-set write (writeRows), so a row changed since its part was
-// submitted is left to the sync its change queued.
+// table to the provider's Batch API, poll its batch, cancel what is in flight; writing a completed
+// part is activities/batch-write.ts. Reading and chunking rows are the walk's (src/db/source.ts,
+// decideFetch, chunkDocument).
 import { ApplicationFailure } from '@temporalio/activity';
 import {
   addSize,
@@ -12,10 +11,9 @@ import {
   PART_METADATA_KEY,
   partLimits,
   partName,
-  rowOf,
   type PartSize,
 } from '../src/batch/parts.js';
-import { decideFetch, type StagedRow } from '../src/batch/decide.js';
+import { decideFetch } from '../src/batch/decide.js';
 import { chunkDocument } from '../src/chunking/document.js';
 import { countTokens } from '../src/chunking/tokens.js';
 import type { OpenAIEmbeddingConfig } from '../src/config/pipeline.js';
@@ -23,7 +21,6 @@ import {
   clearEarlierParts,
   markEnded,
   markSubmitted,
-  markWritten,
   nextAttempt,
   readPart,
   recordPart,
@@ -32,38 +29,19 @@ import {
   type BatchPart,
 } from '../src/db/batch-parts.js';
 import { atGeneration, getPipeline, instanceId, type Pipeline } from '../src/db/catalog.js';
-import { recordRefusedContent, refusedContent } from '../src/db/dead-letters.js';
-import { withTransaction } from '../src/db/pool.js';
+import { refusedContent } from '../src/db/dead-letters.js';
 import { readKeyPage, readSourceRows } from '../src/db/source.js';
-import { recordSpend } from '../src/db/token-ledger.js';
 import { readEmbeddedHeads } from '../src/db/vectors.js';
-import {
-  BatchNotOfferedError,
-  OpenAIBatches,
-  requestLine,
-  type BatchOutputLine,
-  type BatchPhase,
-} from '../src/providers/openai-batch.js';
+import { requestLine, type BatchPhase } from '../src/providers/openai-batch.js';
 import { ProviderRejectedError } from '../src/providers/errors.js';
-import { getProvider } from '../src/providers/types.js';
 import type { ActivityDeps } from './deps.js';
 import { classified } from './errors.js';
 import { followingSchemaChanges } from './schema.js';
-import { writeRows, type Piece, type WalkBatchResult } from './walk-batch.js';
+import { batchContext, type PartRef } from './batch-api.js';
+import { createBatchWrite } from './batch-write.js';
 
 /** Keys read at a time while a part is gathered. */
 const SCAN_PAGE = 1000;
-/** Output lines written per transaction. */
-const WRITE_ROWS = 500;
-
-export interface PartRef {
-  pipeline: string;
-  /** The backfill that owns the part (stable across continue-as-new). */
-  backfill: string;
-  part: number;
-  /** A re-embed's pending generation (its swap table); absent: the live one. */
-  generation?: number;
-}
 
 export interface SubmitPartInput extends PartRef {
   /** The last key an earlier part went through; null: from the start. */
@@ -97,27 +75,9 @@ export interface PollPartResult {
   errorMessage?: string;
 }
 
-export interface WritePartResult {
-  written: number;
-  stale: number;
-  deadLettered: number;
-  tokens: number;
-}
-
 export function createBatchBackfillActivities(deps: ActivityDeps) {
   const { pool, log } = deps;
-
-  /** The pipeline as the generation sees it; the live one if that generation is gone. */
-  const pipelineAt = async (name: string, generation: number | undefined): Promise<Pipeline> => {
-    const live = await getPipeline(pool, name);
-    return atGeneration(live, generation) ?? live;
-  };
-
-  const batchesFor = (p: Pipeline): OpenAIBatches => {
-    const e = p.config.embedding;
-    if (e.provider !== 'openai') throw new BatchNotOfferedError(p.name, e.provider);
-    return new OpenAIBatches(getProvider(deps.providers, 'openai'), e);
-  };
+  const { pipelineAt, batchesFor } = batchContext(deps);
 
   /**
    * Sends a recorded part. `lines`: it was recorded by this very attempt, so no batch can exist
@@ -164,6 +124,8 @@ export function createBatchBackfillActivities(deps: ActivityDeps) {
   };
 
   return {
+    ...createBatchWrite(deps),
+
     /**
      * Gathers the next part after `after` (rows whose vectors are not in step, up to the limits),
      * records it, then creates its provider batch. A retry finds its record and the batch the
@@ -307,107 +269,6 @@ export function createBatchBackfillActivities(deps: ActivityDeps) {
     },
 
     /**
-     * Reads the part's output and error files and writes the vectors (compare-and-set, as a walk's
-     * batch), dead-letters the lines that failed, and counts what was paid once.
-     */
-    async writeBatchPart({ backfill, part, pipeline }: PartRef): Promise<WritePartResult> {
-      return classified(() =>
-        followingSchemaChanges(deps, pipeline, async () => {
-          const recorded = await readPart(pool, backfill, part);
-          if (!recorded?.providerBatchId)
-            throw ApplicationFailure.nonRetryable(`part ${part} of ${backfill} has no batch`);
-          if (recorded.status === 'written') {
-            const { written, stale, deadLettered, paidTokens: tokens } = recorded;
-            return { written, stale, deadLettered, tokens };
-          }
-          const live = await getPipeline(pool, pipeline);
-          const p = atGeneration(live, recorded.generation);
-          const api = batchesFor(p ?? live);
-          const batch = await api.retrieve(recorded.providerBatchId);
-          const result: WalkBatchResult = {
-            written: 0,
-            metadataUpdated: 0,
-            deleted: 0,
-            stale: 0,
-            swept: 0,
-            embedded: 0,
-            tokens: 0,
-            requests: 0,
-            remaining: 0,
-            deadLettered: 0,
-          };
-          const letters: { pk: string; contentHash: string; error: string }[] = [];
-          let paidTexts = 0;
-          const place = (line: BatchOutputLine): number | undefined => {
-            const i = rowOf(line.customId);
-            return i !== undefined && i < recorded.keys.length ? i : undefined;
-          };
-          if (batch.outputFileId) {
-            let pending: BatchOutputLine[] = [];
-            const flush = async (): Promise<void> => {
-              if (p) await writeOutput(deps, p, recorded, pending, result);
-              else result.stale += pending.length; // that generation is gone
-              pending = [];
-            };
-            for await (const line of api.lines(batch.outputFileId)) {
-              if (place(line) === undefined) continue;
-              result.tokens += line.tokens;
-              paidTexts += line.vectors?.length ?? 0;
-              pending.push(line);
-              if (pending.length >= WRITE_ROWS) await flush();
-            }
-            await flush();
-          }
-          if (batch.errorFileId) {
-            for await (const line of api.lines(batch.errorFileId)) {
-              const i = place(line);
-              if (i === undefined) continue;
-              letters.push({
-                pk: recorded.keys[i] ?? '',
-                contentHash: recorded.contentHashes[i] ?? '',
-                error: line.error ?? 'the provider refused the request',
-              });
-            }
-            await recordRefusedContent(pool, pipeline, recorded.generation, letters);
-            if (letters.length > 0)
-              log.warn(
-                { pipeline, part: `${backfill}/${part}`, keys: letters.map((l) => l.pk) },
-                'rows the provider refused in a batch were set aside in embedsync.dead_letters',
-              );
-          }
-          const outcome = {
-            written: result.written,
-            stale: result.stale,
-            deadLettered: letters.length,
-            paidTokens: result.tokens,
-          };
-          // What the batch paid is counted once: with the part marked written, in one transaction,
-          // so a write retried after a kill adds nothing to the ledger.
-          const e = api.config;
-          await withTransaction(pool, async (client) => {
-            if (!(await markWritten(client, backfill, part, outcome))) return;
-            await recordSpend(client, {
-              pipeline,
-              generation: recorded.generation,
-              mode: 'batch',
-              provider: e.provider,
-              model: e.model,
-              tokens: result.tokens,
-              requests: batch.counts.completed,
-              texts: paidTexts,
-              reused: 0,
-            });
-          });
-          // Its files are no longer needed; the provider keeps them otherwise.
-          for (const id of [batch.outputFileId, batch.errorFileId]) {
-            if (id) await api.deleteFile(id).catch(() => undefined);
-          }
-          return { ...outcome, tokens: outcome.paidTokens };
-        }),
-      );
-    },
-
-    /**
      * Cancels the provider's batches of every part of the backfill still in flight, and marks
      * them cancelled. A part whose batch has already completed is paid for: it is left for the
      * workflow to write (its number is returned) rather than thrown away.
@@ -462,47 +323,4 @@ function resultOf(part: BatchPart, after: string | null): SubmitPartResult {
     // Only an empty part ever ends the scan in the record's absence; a recorded one has a next.
     exhausted: false,
   };
-}
-
-/**
- * Writes a group of output lines: each row whose source still has the content it was submitted
- * with gets its chunks (chunked again from that same content) and their vectors.
- */
-async function writeOutput(
-  deps: ActivityDeps,
-  p: Pipeline,
-  part: BatchPart,
-  lines: readonly BatchOutputLine[],
-  result: WalkBatchResult,
-): Promise<void> {
-  const at = lines.map((l) => rowOf(l.customId) ?? -1);
-  const keys = at.map((i) => part.keys[i] ?? '');
-  const current = new Map((await readSourceRows(deps.pool, p, keys)).map((r) => [r.pk, r]));
-  const rows: { row: StagedRow; pieces: Piece[] }[] = [];
-  lines.forEach((line, n) => {
-    const i = at[n] ?? -1;
-    const pk = part.keys[i] ?? '';
-    const hash = part.contentHashes[i] ?? '';
-    const source = current.get(pk);
-    const chunks = source ? chunkDocument(p.config, source.document, source.context) : [];
-    // Changed or gone since it was submitted: its change is already queued for a sync.
-    if (!source || source.contentHash !== hash || chunks.length !== line.vectors?.length) {
-      result.stale += 1;
-      return;
-    }
-    const vectors = line.vectors;
-    rows.push({
-      row: { pk, action: 'embed', document: null, context: null, contentHash: hash },
-      pieces: chunks.map((chunk, index) => ({
-        pk,
-        index,
-        chunk,
-        id: `${pk}\u0000${index}`,
-        size: 0,
-        tokens: 0,
-        vector: vectors[index] ?? [],
-      })),
-    });
-  });
-  if (rows.length > 0) await writeRows(deps, p, `batch:${part.backfill}`, rows, result);
 }

@@ -5,7 +5,8 @@
 // paced call, reads the rows again and finds those already written unchanged: nothing is paid for
 // twice. Only a row whose chunks span several requests has its first vectors staged until the rest
 // arrive. Runs on the provider's task queue, so the queue's pacing and the shared token buckets
-// hold for it as for any embed.
+// hold for it as for any embed. A batch-mode backfill writes its parts with the same writeRows
+// (activities/batch-write.ts).
 import { Context } from '@temporalio/activity';
 import { toSql } from 'pgvector';
 import { decideFetch, decideWrite, type StagedRow } from '../src/batch/decide.js';

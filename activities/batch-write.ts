@@ -1,0 +1,180 @@
+// Writing a completed batch part (docs/architecture.md, decision 15): its output file streamed, each
+// row whose source still has the content it was submitted with chunked again from that content and
+// written through the walk's compare-and-set write (writeRows), the error file's lines
+// dead-lettered, and the tokens added to the ledger once, with the part marked written.
+import { ApplicationFailure } from '@temporalio/activity';
+import { rowOf } from '../src/batch/parts.js';
+import type { StagedRow } from '../src/batch/decide.js';
+import { chunkDocument } from '../src/chunking/document.js';
+import { markWritten, readPart, type BatchPart } from '../src/db/batch-parts.js';
+import { atGeneration, getPipeline, type Pipeline } from '../src/db/catalog.js';
+import { recordRefusedContent } from '../src/db/dead-letters.js';
+import { withTransaction } from '../src/db/pool.js';
+import { readSourceRows } from '../src/db/source.js';
+import { recordSpend } from '../src/db/token-ledger.js';
+import type { BatchOutputLine } from '../src/providers/openai-batch.js';
+import { batchContext, type PartRef } from './batch-api.js';
+import type { ActivityDeps } from './deps.js';
+import { classified } from './errors.js';
+import { followingSchemaChanges } from './schema.js';
+import { writeRows, type Piece, type WalkBatchResult } from './walk-batch.js';
+
+/** Output lines written per transaction. */
+const WRITE_ROWS = 500;
+
+export interface WritePartResult {
+  written: number;
+  stale: number;
+  deadLettered: number;
+  tokens: number;
+}
+
+export function createBatchWrite(deps: ActivityDeps) {
+  const { pool, log } = deps;
+  const { batchesFor } = batchContext(deps);
+  return {
+    /**
+     * Reads the part's output and error files and writes the vectors (compare-and-set, as a walk's
+     * batch), dead-letters the lines that failed, and counts what was paid once.
+     */
+    async writeBatchPart({ backfill, part, pipeline }: PartRef): Promise<WritePartResult> {
+      return classified(() =>
+        followingSchemaChanges(deps, pipeline, async () => {
+          const recorded = await readPart(pool, backfill, part);
+          if (!recorded?.providerBatchId)
+            throw ApplicationFailure.nonRetryable(`part ${part} of ${backfill} has no batch`);
+          if (recorded.status === 'written') {
+            const { written, stale, deadLettered, paidTokens: tokens } = recorded;
+            return { written, stale, deadLettered, tokens };
+          }
+          const live = await getPipeline(pool, pipeline);
+          const p = atGeneration(live, recorded.generation);
+          const api = batchesFor(p ?? live);
+          const batch = await api.retrieve(recorded.providerBatchId);
+          const result: WalkBatchResult = {
+            written: 0,
+            metadataUpdated: 0,
+            deleted: 0,
+            stale: 0,
+            swept: 0,
+            embedded: 0,
+            tokens: 0,
+            requests: 0,
+            remaining: 0,
+            deadLettered: 0,
+          };
+          const letters: { pk: string; contentHash: string; error: string }[] = [];
+          let paidTexts = 0;
+          const place = (line: BatchOutputLine): number | undefined => {
+            const i = rowOf(line.customId);
+            return i !== undefined && i < recorded.keys.length ? i : undefined;
+          };
+          if (batch.outputFileId) {
+            let pending: BatchOutputLine[] = [];
+            const flush = async (): Promise<void> => {
+              if (p) await writeOutput(deps, p, recorded, pending, result);
+              else result.stale += pending.length; // that generation is gone
+              pending = [];
+            };
+            for await (const line of api.lines(batch.outputFileId)) {
+              if (place(line) === undefined) continue;
+              result.tokens += line.tokens;
+              paidTexts += line.vectors?.length ?? 0;
+              pending.push(line);
+              if (pending.length >= WRITE_ROWS) await flush();
+            }
+            await flush();
+          }
+          if (batch.errorFileId) {
+            for await (const line of api.lines(batch.errorFileId)) {
+              const i = place(line);
+              if (i === undefined) continue;
+              letters.push({
+                pk: recorded.keys[i] ?? '',
+                contentHash: recorded.contentHashes[i] ?? '',
+                error: line.error ?? 'the provider refused the request',
+              });
+            }
+            await recordRefusedContent(pool, pipeline, recorded.generation, letters);
+            if (letters.length > 0)
+              log.warn(
+                { pipeline, part: `${backfill}/${part}`, keys: letters.map((l) => l.pk) },
+                'rows the provider refused in a batch were set aside in embedsync.dead_letters',
+              );
+          }
+          const outcome = {
+            written: result.written,
+            stale: result.stale,
+            deadLettered: letters.length,
+            paidTokens: result.tokens,
+          };
+          // What the batch paid is counted once: with the part marked written, in one transaction,
+          // so a write retried after a kill adds nothing to the ledger.
+          const e = api.config;
+          await withTransaction(pool, async (client) => {
+            if (!(await markWritten(client, backfill, part, outcome))) return;
+            await recordSpend(client, {
+              pipeline,
+              generation: recorded.generation,
+              mode: 'batch',
+              provider: e.provider,
+              model: e.model,
+              tokens: result.tokens,
+              requests: batch.counts.completed,
+              texts: paidTexts,
+              reused: 0,
+            });
+          });
+          // Its files are no longer needed; the provider keeps them otherwise.
+          for (const id of [batch.outputFileId, batch.errorFileId]) {
+            if (id) await api.deleteFile(id).catch(() => undefined);
+          }
+          return { ...outcome, tokens: outcome.paidTokens };
+        }),
+      );
+    },
+  };
+}
+
+/**
+ * Writes a group of output lines: each row whose source still has the content it was submitted
+ * with gets its chunks (chunked again from that same content) and their vectors.
+ */
+async function writeOutput(
+  deps: ActivityDeps,
+  p: Pipeline,
+  part: BatchPart,
+  lines: readonly BatchOutputLine[],
+  result: WalkBatchResult,
+): Promise<void> {
+  const at = lines.map((l) => rowOf(l.customId) ?? -1);
+  const keys = at.map((i) => part.keys[i] ?? '');
+  const current = new Map((await readSourceRows(deps.pool, p, keys)).map((r) => [r.pk, r]));
+  const rows: { row: StagedRow; pieces: Piece[] }[] = [];
+  lines.forEach((line, n) => {
+    const i = at[n] ?? -1;
+    const pk = part.keys[i] ?? '';
+    const hash = part.contentHashes[i] ?? '';
+    const source = current.get(pk);
+    const chunks = source ? chunkDocument(p.config, source.document, source.context) : [];
+    // Changed or gone since it was submitted: its change is already queued for a sync.
+    if (!source || source.contentHash !== hash || chunks.length !== line.vectors?.length) {
+      result.stale += 1;
+      return;
+    }
+    const vectors = line.vectors;
+    rows.push({
+      row: { pk, action: 'embed', document: null, context: null, contentHash: hash },
+      pieces: chunks.map((chunk, index) => ({
+        pk,
+        index,
+        chunk,
+        id: `${pk}\u0000${index}`,
+        size: 0,
+        tokens: 0,
+        vector: vectors[index] ?? [],
+      })),
+    });
+  });
+  if (rows.length > 0) await writeRows(deps, p, `batch:${part.backfill}`, rows, result);
+}
