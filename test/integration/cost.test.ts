@@ -60,10 +60,20 @@ async function insertRows(table: string, n: number, words = 12): Promise<void> {
   }
 }
 
-async function estimate(pipeline: string, kind: WalkKind): Promise<CostEstimate> {
+async function estimate(
+  pipeline: string,
+  kind: WalkKind,
+  rateLimit?: { requestsPerMinute: number; tokensPerMinute: number },
+): Promise<CostEstimate> {
   const p = await getPipeline(h.db.pool, pipeline);
-  const provider = createProviders().get('openai');
-  assert.ok(provider);
+  const openaiProvider = createProviders().get('openai');
+  assert.ok(openaiProvider);
+  // The environment's limits (EMBEDSYNC_OPENAI_*_PER_MINUTE), as a worker's provider has them.
+  const provider = {
+    name: openaiProvider.name,
+    maxInputsPerRequest: openaiProvider.maxInputsPerRequest,
+    rateLimit: rateLimit ?? openaiProvider.rateLimit,
+  };
   const configs = (await listPipelines(h.db.pool)).flatMap((x) =>
     x.pendingConfig ? [x.config, x.pendingConfig] : [x.config],
   );
@@ -169,6 +179,15 @@ describe('cost: the dry run, the token ledger and status against what the provid
     assert.equal(dry.tokens, shared + own);
     assert.equal(dry.chunkTokens, 2 * shared + own);
     assert.equal(h.mock.requests.length, 0);
+
+    // Under declared limits: one request (both texts fit), so the tokens budget decides.
+    const limited = await estimate('twins', 'backfill', {
+      requestsPerMinute: 60,
+      tokensPerMinute: 600,
+    });
+    assert.deepEqual(limited.limits, { requestsPerMinute: 60, tokensPerMinute: 600 });
+    assert.equal(limited.requests, 1);
+    assert.equal(limited.minutes, (shared + own) / 600);
   });
 
   it('the ledger equals the mock’s count after change sync, a backfill and a re-embed', async () => {
