@@ -9,6 +9,7 @@ import {
   DEFAULT_WINDOW,
   startBackfill,
   startBatchBackfill,
+  walkBatchSize,
 } from '../backfill/start.js';
 import { checkSourceSchemas } from '../capture/schema-check.js';
 import { getPipeline, instanceId, resolvePipeline } from '../db/catalog.js';
@@ -16,6 +17,7 @@ import { countSourceRows } from '../db/source.js';
 import { runningBackfill } from '../status/index.js';
 import { webUiWorkflowUrl } from '../temporal/names.js';
 import { positiveInt, runMain, UserError } from './common.js';
+import { dryRun } from './dry-run.js';
 import {
   connectTemporal,
   openDatabase,
@@ -26,7 +28,9 @@ import { plural, ranFor } from './format.js';
 import { catchInterrupt, watchBackfill } from './watch.js';
 
 const opts = new Command('embedsync backfill')
-  .usage('--table <pipeline> [--batch] [--batch-size <n>] [--window <n>] [--detach]')
+  .usage(
+    '--table <pipeline> [--batch] [--batch-size <n>] [--window <n>] [--detach] [--dry-run [--json]]',
+  )
   .description(
     "Embed every existing row of a pipeline's source table: a Temporal workflow that checkpoints, survives restarts and can be paused. Shows its progress until it is done.",
   )
@@ -53,6 +57,11 @@ const opts = new Command('embedsync backfill')
     `batch mode: seconds between polls of the provider's batches (default ${DEFAULT_POLL_SECONDS})`,
     positiveInt,
   )
+  .option(
+    '--dry-run',
+    'start nothing, send nothing: count the rows, chunks and tokens it would embed, its price and how long the rate limits make it take',
+  )
+  .option('--json', 'with --dry-run: print the estimate as JSON')
   .addHelpText(
     'after',
     `
@@ -60,6 +69,7 @@ Examples:
   npx embedsync backfill --table products
   npx embedsync backfill --table products --detach --window 8
   npx embedsync backfill --table products --batch --enqueued-tokens 3000000
+  npx embedsync backfill --table products --dry-run   # what it would cost, before it starts
 
 Rows whose vectors already match their content are checked, not embedded again, so running a
 backfill twice costs little. Ctrl-C while watching leaves the backfill running; run the same command
@@ -80,6 +90,8 @@ Only OpenAI pipelines have it.`,
     batch?: boolean;
     enqueuedTokens?: number;
     pollSeconds?: number;
+    dryRun?: boolean;
+    json?: boolean;
   }>();
 
 runMain(async (env) => {
@@ -93,6 +105,12 @@ runMain(async (env) => {
     const hold = check?.verdict.hold;
     if (hold) throw new UserError(`${named.name} is ${hold.state}: ${hold.reason}`);
     const p = await getPipeline(pool, named.name);
+    if (opts.dryRun) {
+      const batchSize = opts.batchSize ?? walkBatchSize(p.config.batchSize);
+      await dryRun(pool, p, { kind: 'backfill', batchSize, json: opts.json === true });
+      return;
+    }
+    if (opts.json) throw new UserError('--json goes with --dry-run');
     session = await connectTemporal(env);
     const { client } = session;
     const running = await runningBackfill(client, p.name);

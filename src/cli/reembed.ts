@@ -7,6 +7,7 @@ import {
   DEFAULT_ENQUEUED_TOKENS,
   DEFAULT_POLL_SECONDS,
   DEFAULT_WINDOW,
+  walkBatchSize,
 } from '../backfill/start.js';
 import { checkSourceSchemas } from '../capture/schema-check.js';
 import { getPipeline, instanceId, resolvePipeline } from '../db/catalog.js';
@@ -14,6 +15,7 @@ import { countSourceRows } from '../db/source.js';
 import { NothingToReembedError, startReembed } from '../reembed/start.js';
 import { webUiWorkflowUrl } from '../temporal/names.js';
 import { positiveInt, runMain, UserError } from './common.js';
+import { dryRun } from './dry-run.js';
 import {
   connectTemporal,
   openDatabase,
@@ -24,7 +26,9 @@ import { plural, ranFor } from './format.js';
 import { catchInterrupt, watchBackfill } from './watch.js';
 
 const opts = new Command('embedsync reembed')
-  .usage('--table <pipeline> [--batch] [--batch-size <n>] [--window <n>] [--detach]')
+  .usage(
+    '--table <pipeline> [--batch] [--batch-size <n>] [--window <n>] [--detach] [--dry-run [--json]]',
+  )
   .description(
     'Re-embed a pipeline whose embedding config changed: build the new generation beside the live one, then swap it in atomically.',
   )
@@ -51,11 +55,17 @@ const opts = new Command('embedsync reembed')
     `batch mode: seconds between polls of the provider's batches (default ${DEFAULT_POLL_SECONDS})`,
     positiveInt,
   )
+  .option(
+    '--dry-run',
+    'start nothing, send nothing: count the rows, chunks and tokens the new config would embed, its price and how long the rate limits make it take',
+  )
+  .option('--json', 'with --dry-run: print the estimate as JSON')
   .addHelpText(
     'after',
     `
 Examples:
   npx embedsync apply --config embedsync.yaml   # says "re-embed pending" for a changed model or columns
+  npx embedsync reembed --table products --dry-run   # what the new generation would cost
   npx embedsync reembed --table products
   npx embedsync reembed --table products --batch   # OpenAI's Batch API: half price, within 24 h
 
@@ -71,6 +81,8 @@ While it runs, changes are written to both generations; pause and resume it like
     batch?: boolean;
     enqueuedTokens?: number;
     pollSeconds?: number;
+    dryRun?: boolean;
+    json?: boolean;
   }>();
 
 runMain(async (env) => {
@@ -90,6 +102,12 @@ runMain(async (env) => {
       throw new UserError(
         `${p.name} embeds with ${provider}: batch mode needs OpenAI's Batch API (Bedrock's batch inference needs S3 buckets and an IAM role; see the README); run the re-embed without --batch`,
       );
+    if (opts.dryRun) {
+      const batchSize = opts.batchSize ?? walkBatchSize(p.pendingConfig.batchSize);
+      await dryRun(pool, p, { kind: 'reembed', batchSize, json: opts.json === true });
+      return;
+    }
+    if (opts.json) throw new UserError('--json goes with --dry-run');
     session = await connectTemporal(env);
     const { client } = session;
     const rows = await countSourceRows(pool, p);

@@ -161,7 +161,7 @@ export const pipelineSchema = z
       .object({
         /**
          * batch: through OpenAI's Batch API, at half the online price, done within 24 hours
-         * (docs/architecture.md, decision 15).
+         * (docs/architecture.md, decision 16).
          */
         mode: z.enum(['online', 'batch']).default('online'),
         /** The account's enqueued-token limit for the model (OpenAI's batch queue limit). */
