@@ -8,7 +8,7 @@ import type { StagedRow } from '../src/batch/decide.js';
 import { chunkDocument } from '../src/chunking/document.js';
 import { markWritten, readPart, type BatchPart } from '../src/db/batch-parts.js';
 import { atGeneration, getPipeline, type Pipeline } from '../src/db/catalog.js';
-import { recordRefusedContent } from '../src/db/dead-letters.js';
+import { recordFailedBatch, recordRefusedContent } from '../src/db/dead-letters.js';
 import { withTransaction } from '../src/db/pool.js';
 import { readSourceRows } from '../src/db/source.js';
 import { recordSpend } from '../src/db/token-ledger.js';
@@ -85,12 +85,21 @@ export function createBatchWrite(deps: ActivityDeps) {
             }
             await flush();
           }
+          // A line the model refused waits for its row's content to change, like a refused input
+          // online; one that did not run (the batch expired first, a timeout) goes round again
+          // through change sync, as a failed batch's keys do.
+          const unrun: string[] = [];
           if (batch.errorFileId) {
             for await (const line of api.lines(batch.errorFileId)) {
               const i = place(line);
               if (i === undefined) continue;
+              const pk = recorded.keys[i] ?? '';
+              if (line.retryable) {
+                unrun.push(pk);
+                continue;
+              }
               letters.push({
-                pk: recorded.keys[i] ?? '',
+                pk,
                 contentHash: recorded.contentHashes[i] ?? '',
                 error: line.error ?? 'the provider refused the request',
               });
@@ -102,10 +111,18 @@ export function createBatchWrite(deps: ActivityDeps) {
                 'rows the provider refused in a batch were set aside in embedsync.dead_letters',
               );
           }
+          if (unrun.length > 0) {
+            const why = `the provider's batch ${batch.id} ended ${batch.status} before these rows ran`;
+            await recordFailedBatch(pool, pipeline, unrun, recorded.generation, why);
+            log.warn(
+              { pipeline, part: `${backfill}/${part}`, rows: unrun.length, status: batch.status },
+              'rows a batch did not run were set aside in embedsync.dead_letters, to go round again',
+            );
+          }
           const outcome = {
             written: result.written,
             stale: result.stale,
-            deadLettered: letters.length,
+            deadLettered: letters.length + unrun.length,
             paidTokens: result.tokens,
           };
           // What the batch paid is counted once: with the part marked written, in one transaction,

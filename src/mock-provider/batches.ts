@@ -304,9 +304,10 @@ export class MockBatches {
       batch.status = 'finalizing';
       batch.finalizing_at = now;
     } else if (batch.status === 'finalizing') {
-      this.complete(ctx, state);
-      batch.status = 'completed';
-      batch.completed_at = now;
+      const expired = this.complete(ctx, state);
+      batch.status = expired ? 'expired' : 'completed';
+      if (expired) batch.expired_at = now;
+      else batch.completed_at = now;
     } else if (batch.status === 'cancelling') {
       // Cancelled before any line ran: nothing to bill, no output.
       batch.status = 'cancelled';
@@ -315,8 +316,11 @@ export class MockBatches {
     return batch;
   }
 
-  /** Runs every line as POST /v1/embeddings would answer it, and writes the output files. */
-  private complete(ctx: MockContext, state: BatchState): void {
+  /**
+   * Runs every line as POST /v1/embeddings would answer it, and writes the output files. Returns
+   * whether the batch's window ran out first (expireAfterLines): the lines after it did not run.
+   */
+  private complete(ctx: MockContext, state: BatchState): boolean {
     const { batch } = state;
     const output: string[] = [];
     const errors: string[] = [];
@@ -327,7 +331,22 @@ export class MockBatches {
       charge: () => ({ ok: true, headers: {} }),
       record: (r) => ctx.record({ ...r, batch: batch.id }),
     };
-    for (const line of state.lines) {
+    const runs = ctx.options.batch?.expireAfterLines ?? Infinity;
+    for (const [n, line] of state.lines.entries()) {
+      if (n >= runs) {
+        errors.push(
+          JSON.stringify({
+            id: newId('batch_req_'),
+            custom_id: line.custom_id,
+            response: null,
+            error: {
+              code: 'batch_expired',
+              message: 'This request could not be executed before the completion window expired.',
+            },
+          }),
+        );
+        continue;
+      }
       const reply = handleOpenAI(lineCtx, state.authorization, line.body);
       const entry = JSON.stringify({
         id: newId('batch_req_'),
@@ -363,6 +382,7 @@ export class MockBatches {
     };
     batch.output_file_id = store(output, `${batch.id}_output.jsonl`);
     batch.error_file_id = store(errors, `${batch.id}_error.jsonl`);
+    return state.lines.length > runs;
   }
 }
 

@@ -43,6 +43,11 @@ export interface MockBatchOptions {
    * before the reply arrived would see it.
    */
   loseCreateReplies?: number;
+  /**
+   * The batch's window runs out after this many lines: the rest go to its error file as
+   * batch_expired, and it ends expired, as OpenAI's do.
+   */
+  expireAfterLines?: number;
 }
 
 export type MockFault =

@@ -33,7 +33,15 @@ export interface BatchOutputLine {
   tokens: number;
   /** Why the line failed (an error file's line). */
   error?: string;
+  /**
+   * The line failed through no fault of its input (the batch expired or was cancelled before it
+   * ran, a timeout, a server error): worth sending again, unlike an input the model refuses.
+   */
+  retryable?: boolean;
 }
+
+/** OpenAI's codes for a line that did not run, and statuses that say nothing of the input. */
+const NOT_RUN = new Set(['batch_expired', 'batch_cancelled', 'request_timeout']);
 
 /** What OpenAI's status means for the workflow (pure). */
 export function batchPhase(status: string): BatchPhase {
@@ -94,7 +102,10 @@ export function parseOutputLine(line: string): BatchOutputLine {
   }
   const message =
     body?.error?.message ?? entry.error?.message ?? `status ${entry.response?.status_code ?? '?'}`;
-  return { customId: entry.custom_id, tokens: 0, error: message };
+  const status = entry.response?.status_code;
+  const retryable =
+    NOT_RUN.has(entry.error?.code ?? '') || status === undefined || status === 429 || status >= 500;
+  return { customId: entry.custom_id, tokens: 0, error: message, retryable };
 }
 
 function decode(embedding: number[] | string): number[] {

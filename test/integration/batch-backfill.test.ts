@@ -13,6 +13,7 @@ import proto from '@temporalio/proto';
 import { Worker } from '@temporalio/worker';
 import { startBatchBackfill, type BatchBackfillOptions } from '../../src/backfill/start.js';
 import { partCounts } from '../../src/db/batch-parts.js';
+import { requeueFailedBatchesNow } from '../../src/db/dead-letters.js';
 import { getPipeline } from '../../src/db/catalog.js';
 import { startReembed } from '../../src/reembed/start.js';
 import { startMockProvider, type MockProvider } from '../../src/mock-provider/server.js';
@@ -308,6 +309,36 @@ describe('batch-mode backfills', () => {
     } finally {
       await poller.stop();
     }
+  });
+
+  it('a batch that expires has what ran written, and the rest go round again through change sync', async () => {
+    const name = await freshTable('batch_expired', 300);
+    mock.options.batch = { completionMs: 0, clock: () => now, expireAfterLines: 100 };
+    const result = await (await begin(name)).result();
+    assert.equal(result.processed, 300);
+    assert.equal(batchesOf(name)[0]?.status, 'expired');
+    const embedded = `select count(distinct pk)::int as n from ${name}_embeddings`;
+    assert.equal(await count(embedded), 100);
+    const letters = `select count(*)::int as n from embedsync.dead_letters
+                      where pipeline = $1 and content_hash = '' and error like '%expired%'`;
+    assert.equal(await count(letters, [name]), 200, 'the rows that did not run wait to go again');
+    // Their wait is over at once here; the poller sends them through change sync, online.
+    await requeueFailedBatchesNow(h.db.pool, name);
+    const poller = h.startPoller();
+    try {
+      await waitFor('every row embedded', async () => (await count(embedded)) === 300, 60_000);
+    } finally {
+      await poller.stop();
+    }
+    const o = await outcome(name);
+    assert.deepEqual(o.twice, [], 'the batch paid for 100 rows, change sync for the other 200');
+    const online = mock.requests.filter(
+      (r) => r.batch === undefined && r.inputs.some((t) => t.includes(` of ${name}, `)),
+    );
+    assert.equal(
+      online.reduce((n, r) => n + r.inputs.length, 0),
+      200,
+    );
   });
 
   it('pause stops new parts; cancel cancels the provider batch in flight', async () => {

@@ -146,7 +146,24 @@ describe('request lines and their names', () => {
         error: null,
       }),
     );
-    assert.deepEqual(failed, { customId: 'row-3', tokens: 0, error: "'$.input[0]' is invalid." });
+    assert.deepEqual(failed, {
+      customId: 'row-3',
+      tokens: 0,
+      error: "'$.input[0]' is invalid.",
+      retryable: false,
+    });
+    const expired = parseOutputLine(
+      JSON.stringify({
+        custom_id: 'row-4',
+        response: null,
+        error: { code: 'batch_expired', message: 'not executed before the window expired' },
+      }),
+    );
+    assert.equal(expired.retryable, true, "a line that never ran is not its input's fault");
+    const overloaded = parseOutputLine(
+      JSON.stringify({ custom_id: 'row-5', response: { status_code: 503, body: {} }, error: null }),
+    );
+    assert.equal(overloaded.retryable, true);
   });
 
   it("maps OpenAI's statuses to running or over", () => {
