@@ -9,12 +9,14 @@ import {
   requeueFailedBatches,
   type DeadLetterRetry,
 } from '../db/dead-letters.js';
+import { pruneTexts } from '../db/embedded-texts.js';
 import { claimOutboxBatch, deleteClaimed, NOTIFY_CHANNEL } from '../db/outbox.js';
 import type { Pool } from '../db/pool.js';
 import type { Logger } from '../log.js';
 import { checkSourceSchemas } from '../capture/schema-check.js';
 import { EMBED_KIND, EMBED_PIPELINE, embedTaskQueue } from '../temporal/names.js';
 import type { SyncInput, SyncTarget, syncChanges } from '../../workflows/index.js';
+import { DEFAULT_TEXT_RETENTION, durationMs } from '../config/env.js';
 import type { PipelineConfig } from '../config/pipeline.js';
 import { createCatalogMetrics, type CatalogMetrics } from '../metrics/catalog.js';
 import { serveMetrics, type MetricsListen, type MetricsServer } from '../metrics/server.js';
@@ -51,6 +53,12 @@ export interface PollerOptions {
    */
   schemaCheckMs: number;
   /**
+   * How long an embedded text's vector stays on record for reuse (EMBEDSYNC_TEXT_RETENTION); the
+   * poller prunes older entries of embedsync.embedded_texts every textPruneMs.
+   */
+  textRetentionMs: number;
+  textPruneMs: number;
+  /**
    * Ask the server to hand each sync's first workflow task straight back to a worker of this
    * process (eager workflow start), skipping the task queue's round trip. Needs a client on that
    * worker's NativeConnection (`embedsync worker --poller`); when the worker has no free slot, the
@@ -67,6 +75,8 @@ export const DEFAULT_POLLER_OPTIONS: PollerOptions = {
   deadLetterCheckMs: 30_000,
   deadLetterRetry: DEFAULT_DEAD_LETTER_RETRY,
   schemaCheckMs: 3000,
+  textRetentionMs: durationMs(DEFAULT_TEXT_RETENTION),
+  textPruneMs: 60_000,
   eagerStart: false,
 };
 
@@ -223,6 +233,7 @@ export class Poller {
     };
     let deadLettersCheckedAt = 0;
     let schemasCheckedAt = 0;
+    let textsPrunedAt = 0;
     while (!this.stopped) {
       if (!this.listener) await this.listen();
       this.notified = false;
@@ -233,6 +244,10 @@ export class Poller {
       if (Date.now() - deadLettersCheckedAt >= this.options.deadLetterCheckMs) {
         deadLettersCheckedAt = Date.now();
         await this.retryDeadLetters();
+      }
+      if (Date.now() - textsPrunedAt >= this.options.textPruneMs) {
+        textsPrunedAt = Date.now();
+        await this.pruneTexts();
       }
       let claimed: number;
       try {
@@ -268,6 +283,26 @@ export class Poller {
         'could not look at the dead letters; trying again later',
       );
     }
+  }
+
+  /** Texts past the retention go, a few thousand per statement so no delete holds many locks. */
+  async pruneTexts(): Promise<number> {
+    const limit = 5000;
+    let pruned = 0;
+    try {
+      for (;;) {
+        const n = await pruneTexts(this.deps.pool, this.options.textRetentionMs, limit);
+        pruned += n;
+        if (n < limit || this.stopped) break;
+      }
+      if (pruned > 0) this.deps.log.debug({ pruned }, 'pruned embedded texts past the retention');
+    } catch (err) {
+      this.deps.log.warn(
+        { err: (err as Error).message },
+        'could not prune the embedded texts; trying again later',
+      );
+    }
+    return pruned;
   }
 
   private async checkSchemas(): Promise<void> {
