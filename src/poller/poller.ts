@@ -1,6 +1,6 @@
-// The poller: outbox → Temporal. Claim, start, delete, in one transaction (docs/architecture.md,
-// decision 4). A crash before commit leaves the rows for the next claim; several pollers may run at
-// once.
+// The poller: outbox → Temporal. Claim and stamp the planned batches in one transaction, start them,
+// delete them (docs/architecture.md, decision 4). A crash before the stamps commit leaves the rows
+// for the next claim, a crash after it the same batches; several pollers may run at once.
 import { WorkflowExecutionAlreadyStartedError, type Client } from '@temporalio/client';
 import pg from 'pg';
 import { instanceId, listPipelines, type Pipeline } from '../db/catalog.js';
@@ -10,7 +10,14 @@ import {
   type DeadLetterRetry,
 } from '../db/dead-letters.js';
 import { pruneTexts } from '../db/embedded-texts.js';
-import { claimOutboxBatch, deleteClaimed, NOTIFY_CHANNEL } from '../db/outbox.js';
+import {
+  claimOutboxBatch,
+  deleteClaimed,
+  deleteStarted,
+  NOTIFY_CHANNEL,
+  restamp,
+  stampBatches,
+} from '../db/outbox.js';
 import type { Pool } from '../db/pool.js';
 import type { Logger } from '../log.js';
 import { checkSourceSchemas } from '../capture/schema-check.js';
@@ -21,7 +28,7 @@ import type { PipelineConfig } from '../config/pipeline.js';
 import { createCatalogMetrics, type CatalogMetrics } from '../metrics/catalog.js';
 import { serveMetrics, type MetricsListen, type MetricsServer } from '../metrics/server.js';
 import { nextPollDelay } from './pace.js';
-import { planBatches, type PlannedBatch } from './plan.js';
+import { planBatches, planStamped, type PlannedBatch } from './plan.js';
 
 export interface PollerOptions {
   /** Most keys one claim takes (a statement's row of many keys may be taken in parts). */
@@ -59,6 +66,11 @@ export interface PollerOptions {
   textRetentionMs: number;
   textPruneMs: number;
   /**
+   * How long the batches a claim stamped are left to the poller that stamped them (it is starting
+   * them) before another claim may start them: longer than a start takes.
+   */
+  stampGraceMs: number;
+  /**
    * Ask the server to hand each sync's first workflow task straight back to a worker of this
    * process (eager workflow start), skipping the task queue's round trip. Needs a client on that
    * worker's NativeConnection (`embedsync worker --poller`); when the worker has no free slot, the
@@ -77,6 +89,7 @@ export const DEFAULT_POLLER_OPTIONS: PollerOptions = {
   schemaCheckMs: 3000,
   textRetentionMs: durationMs(DEFAULT_TEXT_RETENTION),
   textPruneMs: 60_000,
+  stampGraceMs: 10_000,
   eagerStart: false,
 };
 
@@ -133,12 +146,20 @@ export class Poller {
     await this.metricsServer?.close();
   }
 
-  /** Claims once and starts the workflows; returns how many keys it handled. */
+  /**
+   * Claims once and starts the workflows; returns how many keys it handled. The claim records its
+   * batches (stamped with their workflow ids) in the outbox and commits before starting them, so a
+   * crash after that point leaves the same batches, not their rows, to the next claim.
+   */
   async pollOnce(): Promise<number> {
     const client = await this.deps.pool.connect();
     try {
       await client.query('begin');
-      const rows = await claimOutboxBatch(client, this.options.claimLimit);
+      const rows = await claimOutboxBatch(
+        client,
+        this.options.claimLimit,
+        this.options.stampGraceMs,
+      );
       if (rows.length === 0) {
         await client.query('commit');
         return 0;
@@ -152,16 +173,34 @@ export class Poller {
         );
       this.instanceId ??= await instanceId(client);
       const batchSize = (name: string) => pipelines.get(name)?.config.batchSize ?? 200;
-      const batches = planBatches(
-        rows.filter((r) => pipelines.has(r.pipeline)),
+      const live = rows.filter((r) => pipelines.has(r.pipeline));
+      const planned = planBatches(
+        live.filter((r) => r.startedAs === undefined),
         batchSize,
         this.instanceId,
       );
-      await Promise.all(
-        batches.map((b) => this.startBatch(b, pipelines.get(b.pipeline) as Pipeline)),
+      const resumed = planStamped(live);
+      const stamps = [
+        ...(await stampBatches(client, planned)),
+        ...resumed.flatMap((b) => b.outboxIds),
+      ];
+      await restamp(client, stamps.slice(planned.length));
+      await deleteClaimed(
+        client,
+        rows.filter((r) => r.startedAs === undefined || !pipelines.has(r.pipeline)),
       );
-      await deleteClaimed(client, rows);
       await client.query('commit');
+      const batches = [...planned, ...resumed];
+      try {
+        await Promise.all(
+          batches.map((b) => this.startBatch(b, pipelines.get(b.pipeline) as Pipeline)),
+        );
+      } catch (err) {
+        // Free for the very next claim, which starts them under the same ids.
+        await restamp(client, stamps, false).catch(() => undefined);
+        throw err;
+      }
+      await deleteStarted(client, stamps);
       this.deps.log.debug({ rows: rows.length, batches: batches.length }, 'claimed outbox rows');
       return rows.length;
     } catch (err) {

@@ -152,7 +152,7 @@ describe('a text is embedded once', () => {
     assert.ok((await reused('products')) >= 3, 'the ledger counts the texts reused');
   });
 
-  it('a poller killed between starting a workflow and committing its claim: the next claim, with a newer change, pays for the earlier texts once', async () => {
+  it('a poller killed between starting a workflow and committing its claim: the next claim, with a newer change, resumes that workflow and pays for each text once', async () => {
     await converged();
     const doomedApp = `doomed-poller-${process.pid}`;
     const doomedPool = createPool(h.db.url, { max: 2, applicationName: doomedApp });
@@ -181,13 +181,28 @@ describe('a text is embedded once', () => {
       taskQueue: h.taskQueue,
       log: h.log,
     });
-    const healthy = new Poller({
-      pool: h.db.pool,
-      databaseUrl: h.db.url,
-      temporal: h.client,
-      taskQueue: h.taskQueue,
-      log: h.log,
-    });
+    const restarted: string[] = [];
+    const recordStart: WorkflowClientInterceptor = {
+      async startWithDetails(input, next) {
+        restarted.push(input.options.workflowId);
+        return next(input);
+      },
+    };
+    // It claims what the doomed poller stamped at once, as any poller does after the grace.
+    const healthy = new Poller(
+      {
+        pool: h.db.pool,
+        databaseUrl: h.db.url,
+        temporal: new Client({
+          connection: h.client.connection,
+          namespace: h.client.options.namespace,
+          interceptors: { workflow: [recordStart] },
+        }),
+        taskQueue: h.taskQueue,
+        log: h.log,
+      },
+      { stampGraceMs: 0 },
+    );
     // The harness's own poller would claim these rows first: it waits until the end.
     const running = h.pollers.splice(0);
     await Promise.all(running.map((p) => p.stop()));
@@ -203,6 +218,9 @@ describe('a text is embedded once', () => {
           `insert into products (name, description) values ('Reclaimed 206', 'claimed twice 206')`,
         );
         assert.equal(await healthy.pollOnce(), 6);
+        // The doomed claim's batch again, and a batch of the newer change alone.
+        assert.equal(restarted.length, 2);
+        assert.ok(restarted.includes(started[0] ?? ''), 'the same workflow was resumed');
       });
       await converged();
       assertPaidOnce('Product: Reclaimed', 6);

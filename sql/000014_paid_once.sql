@@ -26,3 +26,13 @@ create index embedded_texts_stored_at on embedsync.embedded_texts using brin (st
 
 comment on table embedsync.embedded_texts is
   'Vectors of chunk texts by model settings and text hash, and leases on texts being embedded';
+
+-- A claim's batches, recorded before their workflows start (docs/architecture.md, decision 4): the
+-- poller replaces the rows it claimed with one row per planned batch, stamped with the batch's
+-- workflow id, and commits; then it starts the workflows and deletes the stamped rows. A poller that
+-- dies in between leaves the stamped rows, and the next claim starts (or finds started) the very
+-- same workflows instead of planning new ones from a different set of rows.
+alter table embedsync.outbox
+  add column started_as text,
+  add column started_at timestamptz,
+  add constraint outbox_stamped check ((started_as is null) = (started_at is null));
