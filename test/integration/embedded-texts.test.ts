@@ -243,34 +243,38 @@ describe('a text is embedded once', () => {
       productsPipeline({ name, source: { table: name }, metadata: ['category'], batchSize: 50 }),
     );
     let backfill: Awaited<ReturnType<typeof startBackfill>> | undefined;
-    // Every write waits behind this lock, so the walk's batches and the syncs embed side by side.
+    // Every write waits behind this lock: the walk's batches embed, then the syncs read the very
+    // rows the walk has embedded and not yet written.
     const blocker = await h.db.pool.connect();
     try {
       await blocker.query('begin');
       await lockPipeline(blocker, name, 'exclusive');
-      await withoutWorker(async () => {
-        const p = await getPipeline(h.db.pool, name);
-        backfill = await startBackfill(h.client, p, {
-          taskQueue: h.taskQueue,
-          instanceId: h.instanceId,
-          rows: 300,
-          batchSize: 50,
-        });
-        // Metadata only: each sync reads the very content the walk reads.
-        await h.db.pool.query(`update ${name} set category = 'y'`);
-        await claimed();
+      const p = await getPipeline(h.db.pool, name);
+      backfill = await startBackfill(h.client, p, {
+        taskQueue: h.taskQueue,
+        instanceId: h.instanceId,
+        rows: 300,
+        batchSize: 50,
       });
       await waitFor(
-        'every sync to have its vectors staged, and the walk a batch of its own',
+        "the walk's batches to have their vectors",
         async () =>
-          (await count(
-            'select count(*)::int as n from embedsync.staged_chunks where embedding is not null',
-          )) >= 300 &&
           (await count(
             `select coalesce(sum(texts + reused), 0)::int as n from embedsync.token_ledger
               where pipeline = $1 and mode = 'backfill'`,
             [name],
-          )) >= 50,
+          )) >= 300,
+        60_000,
+      );
+      // Metadata only: each sync reads the content the walk read.
+      await h.db.pool.query(`update ${name} set category = 'y'`);
+      await claimed();
+      await waitFor(
+        'every sync to have its vectors staged',
+        async () =>
+          (await count(
+            'select count(*)::int as n from embedsync.staged_chunks where embedding is not null',
+          )) >= 300,
         60_000,
       );
     } finally {
