@@ -17,4 +17,9 @@ export interface ActivityDeps {
    * setting); default DEFAULT_INDEX_BUILD_MEMORY (src/capture/vector-index.ts).
    */
   indexBuildMemory?: number;
+  /**
+   * How long a batch holds the texts of a request it is embedding (src/db/embedded-texts.ts);
+   * default TEXT_LEASE_MS. Tests shorten it.
+   */
+  textLeaseMs?: number;
 }
