@@ -95,6 +95,17 @@ export async function pruneTexts(q: Queryable, retentionMs: number, limit = 5000
   return rowCount ?? 0;
 }
 
+/** Of these keys, those whose vector is on record (a dry run counts them as reused). */
+export async function knownTexts(q: Queryable, keys: readonly string[]): Promise<Set<string>> {
+  if (keys.length === 0) return new Set();
+  const { rows } = await q.query<{ key: string }>(
+    `select encode(key, 'hex') as key from embedsync.embedded_texts
+      where key = any(select decode(k, 'hex') from unnest($1::text[]) k) and embedding is not null`,
+    [keys],
+  );
+  return new Set(rows.map((r) => r.key));
+}
+
 /** How many texts are on record (for the benchmarks and the tests). */
 export async function countTexts(q: Queryable): Promise<{ known: number; leased: number }> {
   const { rows } = await q.query<{ known: number; leased: number }>(
