@@ -5,6 +5,7 @@ import type { Client } from '@temporalio/client';
 import { checkSourceSchemas } from '../capture/schema-check.js';
 import { readStateReasons, type HoldFacts } from '../db/pipeline-state.js';
 import type { Pool } from '../db/pool.js';
+import { readRateObservations } from '../db/rate-observations.js';
 import { readPipelineFacts, type PipelineFacts } from './queries.js';
 import { readStuck, type StuckBatchStatus } from './stuck.js';
 import { pipelineWorkflows, type PipelineWorkflows, type WebUi } from './temporal.js';
@@ -13,7 +14,23 @@ export { readPipelineFacts, type PipelineFacts } from './queries.js';
 export * from './temporal.js';
 export { oneLine, readStuck, type StuckBatchStatus } from './stuck.js';
 
+/** What the pipeline's provider reported of its budgets for the pipeline's model. */
+export interface LearnedRateLimits {
+  /** The budgets its x-ratelimit-limit-* headers last said; null: it has not said. */
+  requestsPerMinute: number | null;
+  tokensPerMinute: number | null;
+  limitsSeenAt: Date | null;
+  /** Its token count ÷ embedsync's estimate, learned from `answers` answers. */
+  tokenRatio: number;
+  answers: number;
+  /** Of those, 429s; and the times a bucket was lowered to what it said was left. */
+  rateLimited: number;
+  bucketsLowered: number;
+}
+
 export interface PipelineStatus extends PipelineFacts, HoldFacts {
+  /** Null until the provider has answered a paced request or reported its limits. */
+  learnedRateLimits: LearnedRateLimits | null;
   /** Null when Temporal could not be asked. */
   workflows: PipelineWorkflows | null;
   /**
@@ -47,6 +64,7 @@ export async function gatherStatus(
   );
   const facts = await readPipelineFacts(pool, pipeline);
   const reasons = await readStateReasons(pool);
+  const observed = await readRateObservations(pool);
   const { client } = temporal;
   let error = temporal.error;
   const stuck = await readStuck(pool, temporal, error === undefined ? client : undefined, pipeline);
@@ -61,8 +79,20 @@ export async function gatherStatus(
         error = (err as Error).message;
       }
     }
+    const learned = observed.find((o) => o.provider === f.provider && o.model === f.model);
     pipelines.push({
       ...f,
+      learnedRateLimits: learned
+        ? {
+            requestsPerMinute: learned.requestsPerMinute ?? null,
+            tokensPerMinute: learned.tokensPerMinute ?? null,
+            limitsSeenAt: learned.limitsSeenAt,
+            tokenRatio: learned.tokenRatio,
+            answers: learned.answers,
+            rateLimited: learned.rateLimited,
+            bucketsLowered: learned.bucketsLowered,
+          }
+        : null,
       ...(reasons.get(f.pipeline) ?? { stateReason: null, stateSince: null }),
       workflows,
       stuck: stuck.get(f.pipeline) ?? [],
