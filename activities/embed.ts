@@ -79,7 +79,7 @@ export function createEmbedBatch(deps: ActivityDeps) {
       if (!p) return result;
       if (input.local && !hostsUnpaced(providers, rates, p.config.embedding.provider))
         return { ...result, declined: true };
-      const call = providerCall(deps, p, () => heartbeat(ctx, result));
+      const call = providerCall(deps, p, 'sync', () => heartbeat(ctx, result));
       const { provider, facts, plan, limits } = call;
       const embedding = p.config.embedding;
       const { pending, embedded } = await stagedChunks(pool, batchId, embedding, facts);

@@ -8,6 +8,7 @@ import { Context } from '@temporalio/activity';
 import type { Pipeline } from '../src/db/catalog.js';
 import type { Pool } from '../src/db/pool.js';
 import { recordFailure, recordSuccess } from '../src/db/provider-health.js';
+import { recordSpend, type SpendMode } from '../src/db/token-ledger.js';
 import type { RequestOutcome } from '../src/metrics/worker.js';
 import { InvalidInputError, RateLimitedError } from '../src/providers/errors.js';
 import { modelFacts, type ModelFacts } from '../src/providers/models.js';
@@ -50,9 +51,11 @@ type Sent = Pick<Answer, 'estimate' | 'charged' | 'sentAt'>;
 // Heartbeats while a request is in flight, so a slow provider is not mistaken for a dead worker.
 const HEARTBEAT_EVERY_MS = 5000;
 
+/** `mode`: what the tokens are paid for, in the token ledger (src/db/token-ledger.ts). */
 export function providerCall(
   { pool, providers, log, rates, metrics }: ActivityDeps,
   p: Pipeline,
+  mode: SpendMode,
   heartbeat: () => void,
 ): ProviderCall {
   const ctx = Context.current();
@@ -141,6 +144,20 @@ export function providerCall(
     if (wrong || vectors.length !== inputs.length)
       await failed(new DimensionMismatchError(embedding.dimensions, wrong?.length ?? -1));
     await health(recordSuccess(pool, p.name));
+    await recordSpend(pool, {
+      pipeline: p.name,
+      generation: p.generation,
+      mode,
+      provider: provider.name,
+      model: embedding.model,
+      tokens,
+      requests: 1,
+      texts: inputs.length,
+      reused: 0,
+    }).catch((err: unknown) =>
+      // Paid for already: failing here would have a retry pay again.
+      log.warn({ err, pipeline: p.name, tokens }, 'could not record the tokens paid'),
+    );
     metrics?.tokensEmbedded.inc({ pipeline: p.name, provider: provider.name }, tokens);
     return { vectors, tokens };
   };

@@ -87,7 +87,8 @@ export function createWalkBatch(deps: ActivityDeps) {
     await classified(() =>
       followingSchemaChanges(deps, pipeline, async () => {
         const ctx = Context.current();
-        const p = atGeneration(await getPipeline(pool, pipeline), generation);
+        const live = await getPipeline(pool, pipeline);
+        const p = atGeneration(live, generation);
         if (!p) return; // that generation is gone: nothing to write for it
         const rows = await readSourceRows(pool, p, keys);
         const heads = await readEmbeddedHeads(
@@ -115,7 +116,9 @@ export function createWalkBatch(deps: ActivityDeps) {
           writeRows(deps, p, batchId, batch, result);
         if (settled.length > 0) await write(settled);
 
-        const call = providerCall(deps, p, () => ctx.heartbeat(result));
+        // A walk of a generation other than the live one builds a re-embed's.
+        const mode = p.generation === live.generation ? 'backfill' : 'reembed';
+        const call = providerCall(deps, p, mode, () => ctx.heartbeat(result));
         const toEmbed = changed.filter((r) => !isRefused(r));
         const earlier =
           toEmbed.length > 0

@@ -42,6 +42,17 @@ const rateLimits = {
   tokensPerMinute: z.number().int().min(1).optional(),
 };
 
+const pricing = {
+  /**
+   * What the account pays per million input tokens, in US dollars, online and through a batch API;
+   * default the list price (src/providers/prices.ts). Only estimates use it.
+   */
+  price: z
+    .object({ online: z.number().min(0), batch: z.number().min(0).optional() })
+    .strict()
+    .optional(),
+};
+
 const openaiEmbedding = z
   .object({
     provider: z.literal('openai'),
@@ -65,6 +76,7 @@ const openaiEmbedding = z
      */
     maxInputsPerRequest: z.number().int().min(1).max(2048).optional(),
     ...rateLimits,
+    ...pricing,
   })
   .strict();
 
@@ -87,6 +99,7 @@ const bedrockEmbedding = z
     /** A VPC endpoint or a test server instead of the regional Bedrock runtime endpoint. */
     endpoint: z.url().optional(),
     ...rateLimits,
+    ...pricing,
   })
   .strict();
 
@@ -227,6 +240,7 @@ const OPERATIONAL_OPTIONS = new Set([
   'endpoint',
   'requestsPerMinute',
   'tokensPerMinute',
+  'price',
 ]);
 
 function vectorDefining(embedding: EmbeddingConfig): Record<string, unknown> {

@@ -1,0 +1,70 @@
+-- Every token paid to a provider, per pipeline, generation, day (UTC) and mode, with the texts sent
+-- and the texts reused instead of paid for. One row per group, added to after each request, so the
+-- table grows by a few rows a day per pipeline. No foreign key: what was paid stays on record after
+-- its pipeline is removed.
+create table embedsync.token_ledger (
+  pipeline   text   not null,
+  generation int    not null,
+  day        date   not null,
+  -- sync: change sync; backfill, reembed: a table walk; batch: a provider's batch API
+  mode       text   not null check (mode in ('sync', 'backfill', 'reembed', 'batch')),
+  -- The model the generation embedded with, so its price is known after the config moves on.
+  provider   text   not null,
+  model      text   not null,
+  tokens     bigint not null default 0,
+  requests   bigint not null default 0,
+  -- Texts sent to the provider, and texts whose vector was reused instead of paid for again.
+  texts      bigint not null default 0,
+  reused     bigint not null default 0,
+  primary key (pipeline, generation, day, mode)
+);
+
+comment on table embedsync.token_ledger is
+  'Tokens paid per pipeline, generation, UTC day and mode (sync, backfill, reembed, batch)';
+
+-- Tokens paid today, in the last 30 days and in all, beside the rest of a pipeline's state.
+create or replace view embedsync.pipeline_status as
+select p.name                                   as pipeline,
+       p.source_schema || '.' || p.source_table as source_table,
+       p.vector_schema || '.' || p.vector_table as vector_table,
+       p.state,
+       p.sync_paused,
+       p.generation,
+       p.pending_generation,
+       p.config -> 'embedding' ->> 'provider'   as provider,
+       p.config -> 'embedding' ->> 'model'      as model,
+       (p.config -> 'embedding' ->> 'dimensions')::int as dimensions,
+       p.synced_rows,
+       p.total_rows,
+       p.last_synced_at,
+       p.tokens_used,
+       coalesce(o.backlog, 0)                   as outbox_backlog,
+       now() - o.oldest                         as oldest_change_age,
+       coalesce(d.dead_letters, 0)              as dead_letters,
+       coalesce(h.failures_in_a_row, 0)         as provider_failures_in_a_row,
+       h.last_error                             as provider_last_error,
+       h.last_error_at                          as provider_last_error_at,
+       h.last_success_at                        as provider_last_success_at,
+       (p.config -> 'embedding' ->> 'requestsPerMinute')::int as requests_per_minute,
+       (p.config -> 'embedding' ->> 'tokensPerMinute')::int   as tokens_per_minute,
+       coalesce(s.stuck_batches, 0)             as stuck_batches,
+       s.stuck_since,
+       p.state_reason,
+       coalesce(l.tokens_today, 0)              as tokens_today,
+       coalesce(l.tokens_30_days, 0)            as tokens_30_days,
+       coalesce(l.tokens_total, 0)              as tokens_total,
+       coalesce(l.texts_reused, 0)              as texts_reused
+  from embedsync.pipelines p
+  left join (select pipeline, sum(coalesce(cardinality(pks), 1)) as backlog, min(enqueued_at) as oldest
+               from embedsync.outbox group by pipeline) o on o.pipeline = p.name
+  left join (select pipeline, count(*) as dead_letters
+               from embedsync.dead_letters group by pipeline) d on d.pipeline = p.name
+  left join embedsync.provider_health h on h.pipeline = p.name
+  left join (select pipeline, count(distinct batch_id) as stuck_batches, min(since) as stuck_since
+               from embedsync.stuck_batches group by pipeline) s on s.pipeline = p.name
+  left join (select pipeline,
+                    sum(tokens) filter (where day = (now() at time zone 'utc')::date) as tokens_today,
+                    sum(tokens) filter (where day > (now() at time zone 'utc')::date - 30) as tokens_30_days,
+                    sum(tokens) as tokens_total,
+                    sum(reused) as texts_reused
+               from embedsync.token_ledger group by pipeline) l on l.pipeline = p.name;
