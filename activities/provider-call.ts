@@ -124,7 +124,11 @@ export function providerCall(
     const beat = setInterval(heartbeat, HEARTBEAT_EVERY_MS);
     const counted = (outcome: RequestOutcome): void =>
       metrics?.providerRequests.inc({ pipeline: p.name, provider: provider.name, outcome });
-    const { vectors, tokens, limits } = await request
+    const {
+      vectors,
+      tokens,
+      limits: said,
+    } = await request
       .then(
         (response) => {
           counted('ok');
@@ -139,7 +143,8 @@ export function providerCall(
       .finally(() => clearInterval(beat));
     // Nothing to learn where nothing is paced and the provider says nothing of its limits
     // (offline, a local server): those requests keep their latency.
-    if (buckets || limits) await learn({ ...sent, reported: tokens, limits, rateLimited: false });
+    if (buckets || said)
+      await learn({ ...sent, reported: tokens, limits: said, rateLimited: false });
     const wrong = vectors.find((v) => v.length !== embedding.dimensions);
     if (wrong || vectors.length !== inputs.length)
       await failed(new DimensionMismatchError(embedding.dimensions, wrong?.length ?? -1));
