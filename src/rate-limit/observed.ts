@@ -96,17 +96,33 @@ export function allowedLevels(
 export interface LearnedLimits extends ProviderRateLimit {
   provider: string;
   model: string;
+  /** When the provider last reported them. */
+  limitsSeenAt: Date | null;
 }
 
 /**
- * A provider's learned limits: the strictest any of its models reported. The buckets are per
- * provider, so a provider whose models have budgets of their own is paced by the smallest.
+ * How long reported limits stand without being reported again: a pipeline moved to another server
+ * of the same provider name (a baseURL changed) must not be paced by the old one's limits for ever.
+ * Every answer of a server that reports limits renews them.
+ */
+export const LEARNED_LIMITS_STAND_MS = 60 * 60 * 1000;
+
+/**
+ * A provider's learned limits: the strictest any of its models reported within the last
+ * LEARNED_LIMITS_STAND_MS. The buckets are per provider, so a provider whose models have budgets of
+ * their own is paced by the smallest.
  */
 export function providerLearnedLimits(
   rows: readonly LearnedLimits[],
   provider: string,
+  now: number,
 ): ProviderRateLimit {
-  const mine = rows.filter((r) => r.provider === provider);
+  const mine = rows.filter(
+    (r) =>
+      r.provider === provider &&
+      r.limitsSeenAt !== null &&
+      now - r.limitsSeenAt.getTime() <= LEARNED_LIMITS_STAND_MS,
+  );
   const least = (values: (number | undefined)[]): number | undefined => {
     const given = values.filter((v): v is number => v !== undefined && v > 0);
     return given.length > 0 ? Math.min(...given) : undefined;

@@ -126,7 +126,7 @@ export class RatePlans {
       const plan = planProviderQueue(
         provider,
         configs.filter((c) => c.embedding.provider === provider.name),
-        providerLearnedLimits(learned, provider.name),
+        providerLearnedLimits(learned, provider.name, Date.now()),
       );
       const before = this.plans.get(provider.name);
       if (!samePlan(before, plan)) {

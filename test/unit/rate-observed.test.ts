@@ -8,6 +8,7 @@ import { observedLimits } from '../../src/providers/retry-hints.js';
 import {
   allowedLevels,
   chargedTokens,
+  LEARNED_LIMITS_STAND_MS,
   nextTokenRatio,
   providerLearnedLimits,
   RATIO_BOUNDS,
@@ -135,18 +136,39 @@ describe('limits learned from the headers', () => {
     assert.equal(observedLimits(headers({})), undefined);
   });
 
-  it('are the strictest any of the provider’s models reported', () => {
+  it('are the strictest any of the provider’s models reported lately', () => {
+    const now = Date.parse('2030-01-01T12:00:00Z');
+    const seen = (msAgo: number) => new Date(now - msAgo);
     const rows = [
-      { provider: 'openai', model: 'a', requestsPerMinute: 3000, tokensPerMinute: 1_000_000 },
-      { provider: 'openai', model: 'b', requestsPerMinute: 5000, tokensPerMinute: 500_000 },
-      { provider: 'bedrock', model: 'c', requestsPerMinute: 10 },
-      { provider: 'openai', model: 'd' },
+      {
+        provider: 'openai',
+        model: 'a',
+        requestsPerMinute: 3000,
+        tokensPerMinute: 1_000_000,
+        limitsSeenAt: seen(1000),
+      },
+      {
+        provider: 'openai',
+        model: 'b',
+        requestsPerMinute: 5000,
+        tokensPerMinute: 500_000,
+        limitsSeenAt: seen(LEARNED_LIMITS_STAND_MS),
+      },
+      { provider: 'bedrock', model: 'c', requestsPerMinute: 10, limitsSeenAt: seen(0) },
+      { provider: 'openai', model: 'd', limitsSeenAt: null },
+      // Reported by a server this provider no longer talks to, an hour and more ago.
+      {
+        provider: 'openai',
+        model: 'e',
+        requestsPerMinute: 1,
+        limitsSeenAt: seen(LEARNED_LIMITS_STAND_MS + 1),
+      },
     ];
-    assert.deepEqual(providerLearnedLimits(rows, 'openai'), {
+    assert.deepEqual(providerLearnedLimits(rows, 'openai', now), {
       requestsPerMinute: 3000,
       tokensPerMinute: 500_000,
     });
-    assert.deepEqual(providerLearnedLimits(rows, 'cohere'), {
+    assert.deepEqual(providerLearnedLimits(rows, 'cohere', now), {
       requestsPerMinute: undefined,
       tokensPerMinute: undefined,
     });
