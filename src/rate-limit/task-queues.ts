@@ -49,6 +49,7 @@ export class RatePlans {
   private readonly queueRates = new Map<string, number | undefined>();
   private timer: NodeJS.Timeout | undefined;
   private refreshing: Promise<void> | undefined;
+  private stopped = false;
   /** False when the server has no UpdateTaskQueueConfig: the rate is then a worker option. */
   serverPaced = true;
 
@@ -83,6 +84,8 @@ export class RatePlans {
   }
 
   private refreshSoon(): void {
+    // An activity finishing during shutdown must not start a refresh on a closing pool.
+    if (this.stopped) return;
     this.refreshing ??= this.refresh()
       .catch((err: unknown) =>
         this.deps.log.warn(
@@ -103,6 +106,7 @@ export class RatePlans {
   }
 
   async stop(): Promise<void> {
+    this.stopped = true;
     clearInterval(this.timer);
     await this.refreshing;
   }
