@@ -2,13 +2,14 @@
 // workflow, and watches it until it is done. A second run attaches to the running backfill instead
 // of starting another; Ctrl-C stops watching, never the backfill.
 import { Command } from 'commander';
-import { DEFAULT_WINDOW, startBackfill } from '../backfill/start.js';
+import { DEFAULT_WINDOW, startBackfill, walkBatchSize } from '../backfill/start.js';
 import { checkSourceSchemas } from '../capture/schema-check.js';
 import { getPipeline, instanceId, resolvePipeline } from '../db/catalog.js';
 import { countSourceRows } from '../db/source.js';
 import { runningBackfill } from '../status/index.js';
 import { webUiWorkflowUrl } from '../temporal/names.js';
 import { positiveInt, runMain, UserError } from './common.js';
+import { dryRun } from './dry-run.js';
 import {
   connectTemporal,
   openDatabase,
@@ -19,7 +20,7 @@ import { plural, ranFor } from './format.js';
 import { catchInterrupt, watchBackfill } from './watch.js';
 
 const opts = new Command('embedsync backfill')
-  .usage('--table <pipeline> [--batch-size <n>] [--window <n>] [--detach]')
+  .usage('--table <pipeline> [--batch-size <n>] [--window <n>] [--detach] [--dry-run [--json]]')
   .description(
     "Embed every existing row of a pipeline's source table: a Temporal workflow that checkpoints, survives restarts and can be paused. Shows its progress until it is done.",
   )
@@ -31,19 +32,32 @@ const opts = new Command('embedsync backfill')
   )
   .option('--window <n>', `batches in flight at once (default ${DEFAULT_WINDOW})`, positiveInt)
   .option('--detach', 'start the backfill (or find the running one) and return at once')
+  .option(
+    '--dry-run',
+    'start nothing, send nothing: count the rows, chunks and tokens it would embed, its price and how long the rate limits make it take',
+  )
+  .option('--json', 'with --dry-run: print the estimate as JSON')
   .addHelpText(
     'after',
     `
 Examples:
   npx embedsync backfill --table products
   npx embedsync backfill --table products --detach --window 8
+  npx embedsync backfill --table products --dry-run   # what it would cost, before it starts
 
 Rows whose vectors already match their content are checked, not embedded again, so running a
 backfill twice costs little. Ctrl-C while watching leaves the backfill running; run the same command
 again to watch it, and \`npx embedsync pause --table <pipeline>\` to hold it.`,
   )
   .parse()
-  .opts<{ table: string; batchSize?: number; window?: number; detach?: boolean }>();
+  .opts<{
+    table: string;
+    batchSize?: number;
+    window?: number;
+    detach?: boolean;
+    dryRun?: boolean;
+    json?: boolean;
+  }>();
 
 runMain(async (env) => {
   const pool = await openDatabase(env, 'embedsync-backfill');
@@ -56,6 +70,12 @@ runMain(async (env) => {
     const hold = check?.verdict.hold;
     if (hold) throw new UserError(`${named.name} is ${hold.state}: ${hold.reason}`);
     const p = await getPipeline(pool, named.name);
+    if (opts.dryRun) {
+      const batchSize = opts.batchSize ?? walkBatchSize(p.config.batchSize);
+      await dryRun(pool, p, { kind: 'backfill', batchSize, json: opts.json === true });
+      return;
+    }
+    if (opts.json) throw new UserError('--json goes with --dry-run');
     session = await connectTemporal(env);
     const { client } = session;
     const running = await runningBackfill(client, p.name);

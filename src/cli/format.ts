@@ -62,3 +62,12 @@ export function ranFor(r: {
   const perSecond = rate(r.processed / Math.max(r.runningSeconds, 0.001));
   return ` in ${duration(r.runningSeconds)} of running (${perSecond}${paused})`;
 }
+
+/** US dollars: cents from a dollar up, two significant digits below (token prices are small). */
+export function money(dollars: number): string {
+  if (dollars === 0) return '$0';
+  if (dollars >= 1)
+    return `$${dollars.toLocaleString('en-US', { minimumFractionDigits: 2, maximumFractionDigits: 2 })}`;
+  const places = Math.min(12, Math.max(2, 1 - Math.floor(Math.log10(dollars))));
+  return `$${dollars.toFixed(places)}`;
+}

@@ -2,13 +2,14 @@
 // prefixes, chunking) has been applied, builds the new generation in a table of its own and swaps
 // it in atomically. Search keeps working on the old generation until the swap, and never sees both.
 import { Command } from 'commander';
-import { DEFAULT_WINDOW } from '../backfill/start.js';
+import { DEFAULT_WINDOW, walkBatchSize } from '../backfill/start.js';
 import { checkSourceSchemas } from '../capture/schema-check.js';
 import { getPipeline, instanceId, resolvePipeline } from '../db/catalog.js';
 import { countSourceRows } from '../db/source.js';
 import { NothingToReembedError, startReembed } from '../reembed/start.js';
 import { webUiWorkflowUrl } from '../temporal/names.js';
 import { positiveInt, runMain, UserError } from './common.js';
+import { dryRun } from './dry-run.js';
 import {
   connectTemporal,
   openDatabase,
@@ -19,7 +20,7 @@ import { plural, ranFor } from './format.js';
 import { catchInterrupt, watchBackfill } from './watch.js';
 
 const opts = new Command('embedsync reembed')
-  .usage('--table <pipeline> [--batch-size <n>] [--window <n>] [--detach]')
+  .usage('--table <pipeline> [--batch-size <n>] [--window <n>] [--detach] [--dry-run [--json]]')
   .description(
     'Re-embed a pipeline whose embedding config changed: build the new generation beside the live one, then swap it in atomically.',
   )
@@ -31,18 +32,31 @@ const opts = new Command('embedsync reembed')
   )
   .option('--window <n>', `batches in flight at once (default ${DEFAULT_WINDOW})`, positiveInt)
   .option('--detach', 'start the re-embed (or find the running one) and return at once')
+  .option(
+    '--dry-run',
+    'start nothing, send nothing: count the rows, chunks and tokens the new config would embed, its price and how long the rate limits make it take',
+  )
+  .option('--json', 'with --dry-run: print the estimate as JSON')
   .addHelpText(
     'after',
     `
 Examples:
   npx embedsync apply --config embedsync.yaml   # says "re-embed pending" for a changed model or columns
+  npx embedsync reembed --table products --dry-run   # what the new generation would cost
   npx embedsync reembed --table products
 
 While it runs, changes are written to both generations; pause and resume it like a backfill
 (npx embedsync pause / resume --table products). Ctrl-C stops watching, never the re-embed.`,
   )
   .parse()
-  .opts<{ table: string; batchSize?: number; window?: number; detach?: boolean }>();
+  .opts<{
+    table: string;
+    batchSize?: number;
+    window?: number;
+    detach?: boolean;
+    dryRun?: boolean;
+    json?: boolean;
+  }>();
 
 runMain(async (env) => {
   const pool = await openDatabase(env, 'embedsync-reembed');
@@ -54,6 +68,12 @@ runMain(async (env) => {
     const p = await getPipeline(pool, named.name);
     if (!p.pendingConfig || p.pendingGeneration === null)
       throw new UserError(new NothingToReembedError(p.name).message);
+    if (opts.dryRun) {
+      const batchSize = opts.batchSize ?? walkBatchSize(p.pendingConfig.batchSize);
+      await dryRun(pool, p, { kind: 'reembed', batchSize, json: opts.json === true });
+      return;
+    }
+    if (opts.json) throw new UserError('--json goes with --dry-run');
     session = await connectTemporal(env);
     const { client } = session;
     const rows = await countSourceRows(pool, p);

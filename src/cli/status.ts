@@ -19,12 +19,13 @@ import {
   temporalUiUrl,
   type TemporalSession,
 } from './connections.js';
-import { count, duration, percent, plural, progressText } from './format.js';
+import type { PeriodSpend } from '../cost/spend.js';
+import { count, duration, money, percent, plural, progressText } from './format.js';
 
 const opts = new Command('embedsync status')
   .usage('[--table <pipeline>] [--json]')
   .description(
-    'Show each pipeline: state, sync paused or not, backfill progress, outbox backlog, dead letters, tokens, whether its provider is answering, and its running workflows.',
+    'Show each pipeline: state, sync paused or not, rows in sync, backfill progress, outbox backlog, dead letters, tokens paid and their estimated cost, whether its provider is answering, and its running workflows.',
   )
   .option(
     '-t, --table <pipeline>',
@@ -39,6 +40,7 @@ Examples:
   npx embedsync status --table products --json | jq .
 
 The database facts are also a view: select * from embedsync.pipeline_status;
+Tokens paid per day and mode: select * from embedsync.token_ledger;
 If Temporal cannot be reached, the database facts are printed all the same and the command exits 1.`,
   )
   .parse()
@@ -168,6 +170,38 @@ function syncing(p: PipelineStatus): string {
   return `sync HELD${since} (changes wait in the outbox until the source table or the config is fixed)`;
 }
 
+/** Rows whose vectors match their content, whoever wrote them (countSyncedRows). */
+function syncedText(p: PipelineStatus): string {
+  const { rows, of } = p.synced;
+  if (of === null) return `${plural(rows, 'row')} (the source table cannot be read)`;
+  const pct = percent(rows, of);
+  const share = pct ? ` (${pct})` : '';
+  return `${count(rows)} of ${plural(of, 'row')}${share}: vectors with no change or dead letter waiting`;
+}
+
+function spendText(s: PeriodSpend): string {
+  const unpriced = s.unpricedTokens
+    ? ` + ${plural(s.unpricedTokens, 'token')} of an unknown price (declare embedding.price)`
+    : '';
+  const modes = Object.entries(s.byMode).map(([mode, m]) => `${mode} ${count(m.tokens)}`);
+  // By mode only where there is more than one to tell apart.
+  const byMode = modes.length > 1 ? `: ${modes.join(', ')}` : '';
+  return `${plural(s.tokens, 'token')}, ${money(s.cost)}${unpriced}${byMode}`;
+}
+
+/** Tokens paid and their estimated cost: today, the last 30 days, in all (the token ledger). */
+function spendRows(p: PipelineStatus): [string, string][] {
+  const { today, last30Days, total } = p.spend;
+  if (total.tokens === 0 && total.reused === 0) return [['tokens paid', 'none yet']];
+  const rows: [string, string][] = [
+    ['tokens today', spendText(today)],
+    ['last 30 days', spendText(last30Days)],
+    ['tokens total', spendText(total)],
+  ];
+  if (total.reused > 0) rows.push(['texts reused', `${count(total.reused)} (not paid again)`]);
+  return rows;
+}
+
 function describe(p: PipelineStatus, reachable: boolean): string {
   const stuck = stuckSection(p);
   const lines = [`${p.pipeline}  (${p.sourceTable} → ${p.vectorTable})${stuck.headline}`];
@@ -175,14 +209,14 @@ function describe(p: PipelineStatus, reachable: boolean): string {
   row('state', `${p.state}, ${syncing(p)}`);
   if (p.stateReason) row('why', p.stateReason);
   row('model', `${p.provider}/${p.model}, ${p.dimensions} dims, generation ${p.generation}`);
-  const total =
-    p.totalRows === null
-      ? 'no backfill yet'
-      : `${count(p.syncedRows)} of ${count(p.totalRows)} rows (${percent(p.syncedRows, p.totalRows) || '0%'})`;
-  const last = p.lastSyncedAt
-    ? `, last checkpoint ${duration((Date.now() - p.lastSyncedAt.getTime()) / 1000)} ago`
-    : '';
-  row('synced', `${total}${last}`);
+  row('synced', syncedText(p));
+  if (p.totalRows !== null) {
+    const last = p.lastSyncedAt
+      ? `, last checkpoint ${duration((Date.now() - p.lastSyncedAt.getTime()) / 1000)} ago`
+      : '';
+    const walked = `${count(p.syncedRows)} of ${count(p.totalRows)} rows (${percent(p.syncedRows, p.totalRows) || '0%'})`;
+    row('last walk', `${walked}${last}`);
+  }
   const oldest =
     p.oldestChangeSeconds === null ? '' : `, oldest waiting ${duration(p.oldestChangeSeconds)}`;
   row('outbox', `${plural(p.outboxBacklog, 'change')} waiting${oldest}`);
@@ -192,7 +226,7 @@ function describe(p: PipelineStatus, reachable: boolean): string {
       ? `${count(p.deadLetters)} (select * from embedsync.dead_letters where pipeline = '${p.pipeline}')`
       : '0',
   );
-  row('tokens used', count(p.tokensUsed));
+  for (const [label, period] of spendRows(p)) row(label, period);
   row('provider', providerHealth(p));
   stuck.lines.forEach((text, i) => row(i === 0 ? 'stuck' : '', i === 0 ? text : `  ${text}`));
   row('rate limits', rateLimits(p));

@@ -3,14 +3,18 @@
 // wait on Temporal.
 import type { Client } from '@temporalio/client';
 import { checkSourceSchemas } from '../capture/schema-check.js';
+import { priceSpend, type PipelineSpend } from '../cost/spend.js';
+import { findPipeline } from '../db/catalog.js';
 import { readStateReasons, type HoldFacts } from '../db/pipeline-state.js';
 import type { Pool } from '../db/pool.js';
 import { readRateObservations } from '../db/rate-observations.js';
-import { readPipelineFacts, type PipelineFacts } from './queries.js';
+import { countSourceRows } from '../db/source.js';
+import { readLedger } from '../db/token-ledger.js';
+import { countSyncedRows, readPipelineFacts, type PipelineFacts } from './queries.js';
 import { readStuck, type StuckBatchStatus } from './stuck.js';
 import { pipelineWorkflows, type PipelineWorkflows, type WebUi } from './temporal.js';
 
-export { readPipelineFacts, type PipelineFacts } from './queries.js';
+export { countSyncedRows, readPipelineFacts, type PipelineFacts } from './queries.js';
 export * from './temporal.js';
 export { oneLine, readStuck, type StuckBatchStatus } from './stuck.js';
 
@@ -38,6 +42,13 @@ export interface PipelineStatus extends PipelineFacts, HoldFacts {
    * for good).
    */
   stuck: StuckBatchStatus[];
+  /**
+   * Rows whose vectors match their content, whoever wrote them (countSyncedRows), of the rows in the
+   * source table now.
+   */
+  synced: { rows: number; of: number | null };
+  /** Every token paid (the token ledger), priced: today, the last 30 days, in all; by mode. */
+  spend: PipelineSpend;
 }
 
 export interface StatusReport {
@@ -65,6 +76,7 @@ export async function gatherStatus(
   const facts = await readPipelineFacts(pool, pipeline);
   const reasons = await readStateReasons(pool);
   const observed = await readRateObservations(pool);
+  const ledger = await readLedger(pool, pipeline);
   const { client } = temporal;
   let error = temporal.error;
   const stuck = await readStuck(pool, temporal, error === undefined ? client : undefined, pipeline);
@@ -80,8 +92,23 @@ export async function gatherStatus(
       }
     }
     const learned = observed.find((o) => o.provider === f.provider && o.model === f.model);
+    const p = await findPipeline(pool, f.pipeline);
+    const configs = p ? [p.config, ...(p.pendingConfig ? [p.pendingConfig] : [])] : [];
+    const synced = p
+      ? {
+          rows: await countSyncedRows(pool, p),
+          // A source table that is gone (a held pipeline) has no rows to count.
+          of: await countSourceRows(pool, p).catch(() => null),
+        }
+      : { rows: 0, of: null };
+    const spend = priceSpend(
+      ledger.filter((l) => l.pipeline === f.pipeline),
+      configs,
+    );
     pipelines.push({
       ...f,
+      synced,
+      spend,
       learnedRateLimits: learned
         ? {
             requestsPerMinute: learned.requestsPerMinute ?? null,

@@ -1,6 +1,9 @@
-// The SQL behind status: the embedsync.pipeline_status view. (Counting a source table is
-// src/db/source.ts's; the sync pause switch is the catalog's, src/db/catalog.ts.)
+// The SQL behind status: the embedsync.pipeline_status view, and the rows in sync. (Counting a
+// source table is src/db/source.ts's; the sync pause switch is the catalog's, src/db/catalog.ts;
+// the token ledger is src/db/token-ledger.ts's.)
+import type { Pipeline } from '../db/catalog.js';
 import type { Pool } from '../db/pool.js';
+import { vectorTable } from '../db/vectors.js';
 
 /** One row of embedsync.pipeline_status (sql/000002_progress.sql), in the code's words. */
 export interface PipelineFacts {
@@ -15,10 +18,14 @@ export interface PipelineFacts {
   provider: string;
   model: string;
   dimensions: number;
-  /** Rows the last (or running) backfill has been through, and the source's size when it began. */
+  /**
+   * Rows the last (or running) walk has been through, and the source's size when it began: the
+   * walk's progress, not what is in sync (countSyncedRows).
+   */
   syncedRows: number;
   totalRows: number | null;
   lastSyncedAt: Date | null;
+  /** Tokens the walks' checkpoints counted; kept for compatibility: the ledger counts every token. */
   tokensUsed: number;
   outboxBacklog: number;
   /** How long the oldest waiting change has waited; null when nothing waits. */
@@ -64,4 +71,37 @@ export async function readPipelineFacts(pool: Pool, pipeline?: string): Promise<
     [pipeline ?? null],
   );
   return rows;
+}
+
+/**
+ * Rows in sync, whoever wrote their vectors (a walk or change sync): keys with vectors in the live
+ * vector table (a re-embed builds the next generation in a table of its own, so these are all of
+ * the live generation) and neither a change waiting in the outbox nor a dead letter at the live
+ * generation. A TRUNCATE waiting counts every key as waiting. One pass over the vector table's
+ * primary key index; `verify` is what compares content hashes.
+ */
+export async function countSyncedRows(
+  pool: Pool,
+  p: Pick<Pipeline, 'name' | 'generation' | 'vectorSchema' | 'vectorTable'>,
+): Promise<number> {
+  try {
+    const { rows } = await pool.query<{ n: string }>(
+      `with waiting as (
+         select k.pk from embedsync.outbox o
+          cross join lateral unnest(coalesce(o.pks, array[o.pk])) as k(pk)
+          where o.pipeline = $1
+         union
+         select pk from embedsync.dead_letters where pipeline = $1 and generation = $2)
+       select count(*) as n from ${vectorTable(p)} v
+        where v.chunk_index = 0
+          and not exists (select 1 from waiting w where w.pk = v.pk)
+          and not exists (select 1 from embedsync.outbox t where t.pipeline = $1 and t.op = 'T')`,
+      [p.name, p.generation],
+    );
+    return Number(rows[0]?.n ?? 0);
+  } catch (err) {
+    // A vector table not made yet (or dropped by hand) holds no synced rows.
+    if ((err as { code?: string }).code === '42P01') return 0;
+    throw err;
+  }
 }

@@ -351,13 +351,75 @@ describe('operator commands', () => {
     assert.equal(s.workflows?.backfill, null, 'no backfill is running');
     assert.match(s.workflows?.listUrl ?? '', /workflows\?query=EmbedPipeline%20%3D%20%22cli_/);
 
+    // 301 rows (one added by change sync), one of them dead-lettered: 300 in sync.
+    assert.deepEqual(s.synced, { rows: ROWS, of: ROWS + 1 });
+    assert.ok(s.spend.today.tokens >= s.tokensUsed, 'the ledger counts sync as well as walks');
+    assert.deepEqual(Object.keys(s.spend.total.byMode).sort(), ['backfill', 'sync']);
+    assert.equal(s.spend.today.cost, 0, 'the offline model is free');
+
     const text = await cli('status', ['--table', pipeline]);
     assert.equal(text.code, 0, text.stderr);
-    assert.match(text.stdout, /synced +300 of 300 rows \(100%\)/);
+    assert.match(text.stdout, /synced +300 of 301 rows \(99%\): vectors with no change/);
+    assert.match(text.stdout, /last walk +300 of 300 rows \(100%\)/);
+    assert.match(text.stdout, /tokens today +[\d,]+ tokens, \$0: backfill [\d,]+, sync [\d,]+/);
+    assert.doesNotMatch(text.stdout, /tokens used/);
     assert.match(text.stdout, /dead letters +1 /);
     assert.match(text.stdout, /provider +answering \(last success/);
     assert.match(text.stdout, /rate limits +none \(offline provider\)/);
     await h.db.pool.query('delete from embedsync.dead_letters where pipeline = $1', [pipeline]);
+  });
+
+  it('a pipeline synced by change sync alone shows its rows synced and its tokens; its dry run starts nothing', async () => {
+    await h.db.pool.query(
+      `insert into articles (id, name, description) values (201, 'Lamp', 'A desk lamp'), (202, 'Chair', 'An oak chair'), (203, 'Desk', 'A standing desk')`,
+    );
+    await waitFor(
+      'the articles to sync',
+      async () =>
+        (await sql(`select distinct pk from public.${neighbour}_embeddings`)).length === 3 &&
+        (await outboxSize()) === 0,
+    );
+    const r = await cli('status', ['--table', neighbour, '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    const s = json<StatusReportJson>(r).pipelines[0];
+    assert.ok(s);
+    assert.equal(s.totalRows, null, 'no walk has run');
+    assert.deepEqual(s.synced, { rows: 3, of: 3 });
+    const { rows } = await h.db.pool.query<{ tokens: number }>(
+      `select tokens_today::bigint as tokens from embedsync.pipeline_status where pipeline = $1`,
+      [neighbour],
+    );
+    assert.ok((rows[0]?.tokens ?? 0) > 0);
+    assert.equal(s.spend.today.tokens, rows[0]?.tokens);
+    assert.deepEqual(Object.keys(s.spend.today.byMode), ['sync']);
+    const text = await cli('status', ['--table', neighbour]);
+    assert.match(text.stdout, /synced +3 of 3 rows \(100%\)/);
+    assert.doesNotMatch(text.stdout, /last walk|no backfill yet/);
+
+    const dry = await cli('backfill', ['--table', neighbour, '--dry-run']);
+    assert.equal(dry.code, 0, dry.stderr);
+    assert.match(dry.stdout, /nothing was started and nothing sent/);
+    assert.match(dry.stdout, /rows +3 rows in public\.articles; 0 to embed \(3 already match/);
+    assert.match(dry.stdout, /tokens +0, estimated/);
+    // Paused, so the change waits for the walk the dry run describes.
+    assert.equal((await cli('pause', ['--table', neighbour])).code, 0);
+    await h.db.pool.query(`update articles set description = 'A tall oak chair' where id = 202`);
+    const asJson = await cli('backfill', ['--table', neighbour, '--dry-run', '--json']);
+    assert.equal(asJson.code, 0, asJson.stderr);
+    const e = json<{ rows: number; rowsToEmbed: number; tokensEstimated: boolean }>(asJson);
+    assert.deepEqual(
+      { rows: e.rows, rowsToEmbed: e.rowsToEmbed, estimated: e.tokensEstimated },
+      { rows: 3, rowsToEmbed: 1, estimated: true },
+    );
+    const started = await h.client.workflow
+      .getHandle(`backfill:${neighbour}`)
+      .describe()
+      .then(
+        () => true,
+        () => false,
+      );
+    assert.equal(started, false, 'no backfill was started');
+    assert.equal((await cli('resume', ['--table', neighbour])).code, 0);
   });
 
   it("verify exits 1 after vectors are changed behind embedsync's back, and 0 once --requeue has been processed", async () => {
@@ -458,6 +520,14 @@ describe('operator commands', () => {
     assert.equal(applied.code, 0, applied.stderr);
     assert.match(applied.stdout, new RegExp(`${neighbour}: reembed pending`));
     assert.match(applied.stdout, new RegExp(`npx embedsync reembed --table ${neighbour}`));
+    const dry = await cli('reembed', ['--table', neighbour, '--dry-run', '--json']);
+    assert.equal(dry.code, 0, dry.stderr);
+    const e = json<{ kind: string; generation: number; rows: number; rowsToEmbed: number }>(dry);
+    assert.deepEqual(
+      { kind: e.kind, generation: e.generation, toEmbed: e.rowsToEmbed },
+      { kind: 'reembed', generation: 2, toEmbed: 6 },
+    );
+    assert.equal(e.rows, 6, 'every row, at the new config');
     const run = await cli('reembed', ['--table', neighbour]);
     assert.equal(run.code, 0, run.stderr);
     assert.match(run.stdout, /generation 2 is live: \d+ rows/);
@@ -581,6 +651,11 @@ interface StatusJson {
   syncedRows: number;
   totalRows: number | null;
   tokensUsed: number;
+  synced: { rows: number; of: number | null };
+  spend: Record<
+    'today' | 'last30Days' | 'total',
+    { tokens: number; cost: number; byMode: Record<string, { tokens: number; cost: number }> }
+  >;
   outboxBacklog: number;
   oldestChangeSeconds: number | null;
   deadLetters: number;
