@@ -1,4 +1,4 @@
-// What a batch-mode backfill's activities share (docs/architecture.md, decision 16): a part's
+// What a batch-mode backfill's activities share (docs/architecture.md, decision 17): a part's
 // reference, the pipeline as the part's generation sees it, and the Batch API for its config.
 import { atGeneration, getPipeline, type Pipeline } from '../src/db/catalog.js';
 import { BatchNotOfferedError, OpenAIBatches } from '../src/providers/openai-batch.js';

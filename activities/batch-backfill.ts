@@ -1,4 +1,4 @@
-// A batch-mode backfill's activities (docs/architecture.md, decision 16): submit a part of the
+// A batch-mode backfill's activities (docs/architecture.md, decision 17): submit a part of the
 // table to the provider's Batch API, poll its batch, cancel what is in flight; writing a completed
 // part is activities/batch-write.ts. Reading and chunking rows are the walk's (src/db/source.ts,
 // decideFetch, chunkDocument).

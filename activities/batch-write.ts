@@ -1,4 +1,4 @@
-// Writing a completed batch part (docs/architecture.md, decision 16): its output file streamed, each
+// Writing a completed batch part (docs/architecture.md, decision 17): its output file streamed, each
 // row whose source still has the content it was submitted with chunked again from that content and
 // written through the walk's compare-and-set write (writeRows), the error file's lines
 // dead-lettered, and the tokens added to the ledger once, with the part marked written.

@@ -23,6 +23,7 @@ import { InputIsolator } from '../src/providers/isolate.js';
 import type { ModelFacts } from '../src/providers/models.js';
 import { nextRequest } from '../src/providers/requests.js';
 import type { ActivityDeps } from './deps.js';
+import { embedOnce } from './embed-once.js';
 import { classified, heartbeat } from './errors.js';
 import { providerCall } from './provider-call.js';
 import type { BatchRef, EmbedResult } from './types.js';
@@ -81,12 +82,13 @@ export function createEmbedBatch(deps: ActivityDeps) {
         return { ...result, declined: true };
       const call = providerCall(deps, p, 'sync', () => heartbeat(ctx, result));
       const { provider, facts, plan, limits } = call;
+      const sendOnce = embedOnce(deps, p, 'sync', call, () => heartbeat(ctx, result));
       const embedding = p.config.embedding;
       const { pending, embedded } = await stagedChunks(pool, batchId, embedding, facts);
       const maxRequests = input.paced ? (plan?.requestsPerActivity ?? 1) : Infinity;
       const send = async (chunks: PendingChunk[]): Promise<void> => {
         result.requests += 1;
-        const { vectors, tokens } = await call.send(chunks);
+        const { vectors, tokens } = await sendOnce(chunks);
         await storeVectors(pool, batchId, {
           pk: chunks.map((c) => c.pk),
           index: chunks.map((c) => c.chunk_index),

@@ -1,7 +1,8 @@
 // One embedding request as every embedding activity sends it: within the model's size limits, after
 // taking its turn from the provider's shared buckets (src/rate-limit/buckets.ts), heartbeating while
 // in flight, counted in the worker's metrics, and with a 429 holding the whole fleet back for as
-// long as the provider asked. Used by the batch stage (activities/embed.ts) and the walk's batches
+// long as the provider asked; every answer's word on the budgets goes into the shared pacing
+// (src/rate-limit/observe.ts). Used by the batch stage (activities/embed.ts) and the walk's batches
 // (activities/walk-batch.ts); what each does with the vectors is its own.
 import { Context } from '@temporalio/activity';
 import type { Pipeline } from '../src/db/catalog.js';
@@ -14,10 +15,13 @@ import { modelFacts, type ModelFacts } from '../src/providers/models.js';
 import type { RequestLimits } from '../src/providers/requests.js';
 import { getProvider, type EmbeddingProvider } from '../src/providers/types.js';
 import {
+  chargedTokens,
   hasBuckets,
   holdBack,
   MAX_TURN_WAIT_MS,
+  observe,
   takeTurn,
+  type Answer,
   type Buckets,
   type RatePlan,
 } from '../src/rate-limit/index.js';
@@ -40,6 +44,9 @@ export interface ProviderCall {
   /** Sends one request; its vectors, in order, and the tokens the provider counted. */
   send(inputs: readonly RequestInput[]): Promise<{ vectors: number[][]; tokens: number }>;
 }
+
+/** A request as sent: its token estimate, what it was charged, and when it went. */
+type Sent = Pick<Answer, 'estimate' | 'charged' | 'sentAt'>;
 
 // Heartbeats while a request is in flight, so a slow provider is not mistaken for a dead worker.
 const HEARTBEAT_EVERY_MS = 5000;
@@ -66,9 +73,17 @@ export function providerCall(
     recording.catch((err: unknown) =>
       log.warn({ err, pipeline: p.name }, "could not record the provider's health"),
     );
-  const failed = async (err: unknown): Promise<never> => {
+  const learn = (answer: Omit<Answer, 'provider' | 'model' | 'buckets'>) =>
+    observe(pool, { ...answer, provider: provider.name, model: embedding.model, buckets })
+      .then((observed) => rates?.learn?.(observed))
+      .catch((err: unknown) =>
+        log.warn({ err, pipeline: p.name }, "could not record the provider's rate limits"),
+      );
+  const failed = async (err: unknown, sent?: Sent): Promise<never> => {
     if (err instanceof RateLimitedError && buckets && err.retryAfterMs !== undefined)
       await holdBack(pool, provider.name, err.retryAfterMs, buckets);
+    if (err instanceof RateLimitedError && sent)
+      await learn({ ...sent, reported: 0, limits: err.limits, rateLimited: true });
     // A refused input is the input's fault; a cancelled request is nobody's.
     if (
       err instanceof Error &&
@@ -87,11 +102,17 @@ export function providerCall(
         `a chunk is longer than ${embedding.model} takes (${facts.maxInputSize} ${facts.unit}); it was not sent, so it could not be cut short`,
       );
     }
+    const estimate = inputs.reduce((sum, c) => sum + c.tokens, 0);
+    // Charged as the provider counts, as far as its answers have shown.
+    const charged = chargedTokens(
+      estimate,
+      rates?.tokenRatio?.(provider.name, embedding.model) ?? 1,
+    );
     if (buckets) {
-      const tokens = inputs.reduce((sum, c) => sum + c.tokens, 0);
-      const waitMs = await awaitTurn(pool, provider.name, tokens, buckets);
+      const waitMs = await awaitTurn(pool, provider.name, charged, buckets);
       metrics?.rateBucketWait.observe({ provider: provider.name }, waitMs / 1000);
     }
+    const sent: Sent = { estimate, charged: buckets?.tokens ? charged : 0, sentAt: Date.now() };
     const request = provider.embed({
       model: embedding.model,
       dimensions: embedding.dimensions,
@@ -103,7 +124,11 @@ export function providerCall(
     const beat = setInterval(heartbeat, HEARTBEAT_EVERY_MS);
     const counted = (outcome: RequestOutcome): void =>
       metrics?.providerRequests.inc({ pipeline: p.name, provider: provider.name, outcome });
-    const { vectors, tokens } = await request
+    const {
+      vectors,
+      tokens,
+      limits: said,
+    } = await request
       .then(
         (response) => {
           counted('ok');
@@ -112,10 +137,14 @@ export function providerCall(
         (err: unknown) => {
           // A request this activity cancelled got no answer to count.
           if (!ctx.cancellationSignal.aborted) counted(requestOutcome(err));
-          return failed(err);
+          return failed(err, sent);
         },
       )
       .finally(() => clearInterval(beat));
+    // Nothing to learn where nothing is paced and the provider says nothing of its limits
+    // (offline, a local server): those requests keep their latency.
+    if (buckets || said)
+      await learn({ ...sent, reported: tokens, limits: said, rateLimited: false });
     const wrong = vectors.find((v) => v.length !== embedding.dimensions);
     if (wrong || vectors.length !== inputs.length)
       await failed(new DimensionMismatchError(embedding.dimensions, wrong?.length ?? -1));

@@ -28,6 +28,7 @@ import {
 import { InputIsolator } from '../src/providers/isolate.js';
 import { nextRequest } from '../src/providers/requests.js';
 import type { ActivityDeps } from './deps.js';
+import { embedOnce } from './embed-once.js';
 import { classified } from './errors.js';
 import { providerCall } from './provider-call.js';
 import { followingSchemaChanges } from './schema.js';
@@ -120,6 +121,7 @@ export function createWalkBatch(deps: ActivityDeps) {
         // A walk of a generation other than the live one builds a re-embed's.
         const mode = p.generation === live.generation ? 'backfill' : 'reembed';
         const call = providerCall(deps, p, mode, () => ctx.heartbeat(result));
+        const sendOnce = embedOnce(deps, p, mode, call, () => ctx.heartbeat(result));
         const toEmbed = changed.filter((r) => !isRefused(r));
         const earlier =
           toEmbed.length > 0
@@ -161,7 +163,7 @@ export function createWalkBatch(deps: ActivityDeps) {
         };
         const send = async (inputs: Piece[]): Promise<void> => {
           result.requests += 1;
-          const { vectors, tokens } = await call.send(inputs);
+          const { vectors, tokens } = await sendOnce(inputs);
           inputs.forEach((x, i) => (x.vector = vectors[i]));
           result.embedded += inputs.length;
           result.tokens += tokens;

@@ -16,7 +16,7 @@ import { handleInterrupts, onInterrupt } from './helpers/interrupt.js';
 import { printable, writeResult, writeSummary, type ResultFile } from './helpers/results.js';
 import type { Benchmark, BenchOptions } from './helpers/types.js';
 import { PARTS, peers } from './peers.js';
-import { rateLimit } from './rate-limit.js';
+import { rateLimit, RUNS } from './rate-limit.js';
 import { syncLatency } from './sync-latency.js';
 
 const BENCHMARKS: readonly Benchmark[] = [
@@ -85,6 +85,19 @@ const program = new Command('bench')
     '--text-tokens <n>',
     "rate-limit: words (one token each) in each row's description (16)",
     positive('--text-tokens'),
+  )
+  .option(
+    '--runs <names>',
+    `rate-limit: which runs, comma-separated: ${RUNS.join(', ')} (all)`,
+    (value: string) => {
+      const runs = value.split(',').map((r) => r.trim());
+      const unknown = runs.filter((r) => !(RUNS as readonly string[]).includes(r));
+      if (unknown.length > 0)
+        throw new InvalidArgumentError(
+          `choose from ${RUNS.join(', ')} (not ${unknown.join(', ')})`,
+        );
+      return runs;
+    },
   )
   .option(
     '--only <parts>',

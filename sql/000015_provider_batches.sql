@@ -1,6 +1,6 @@
 -- A batch-mode backfill's parts: what each one sent to a provider's Batch API, recorded before the
 -- provider's batch is created so that a retry after a kill finds that batch instead of paying for a
--- second one (docs/architecture.md, decision 16). The keys and the content hashes they were read
+-- second one (docs/architecture.md, decision 17). The keys and the content hashes they were read
 -- with are kept in submission order: a request line's custom_id is the row's place in them.
 create table embedsync.batch_parts (
   -- The backfill that owns the part: stable across its continue-as-new runs.

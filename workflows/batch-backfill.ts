@@ -1,5 +1,5 @@
 // batchBackfill: a backfill through the provider's Batch API, at half the online price within 24
-// hours (docs/architecture.md, decision 16): BatchParts (workflows/batch-parts.ts) submits, polls
+// hours (docs/architecture.md, decision 17): BatchParts (workflows/batch-parts.ts) submits, polls
 // and writes the parts; this starts and finishes it like a backfill and builds the HNSW index at
 // the end like a walk. Same workflow id as an online backfill (backfill:<pipeline>), so pause,
 // resume, status and the progress query work alike.

@@ -1,4 +1,4 @@
-// Whole-table work through the provider's Batch API (docs/architecture.md, decision 16), shared by
+// Whole-table work through the provider's Batch API (docs/architecture.md, decision 17), shared by
 // the batch-mode backfill and re-embed: the table cut into parts, each one provider batch, a new
 // part submitted only while the tokens in flight and its own fit in the account's enqueued-token
 // limit; durable timers between polls (no activity held for hours); each completed part written

@@ -56,7 +56,7 @@ export async function reembed(input: ReembedInput): Promise<ReembedResult> {
   // The workflow id's prefix: swap:<pipeline>:<generation> (src/temporal/names.ts).
   const batchPrefix = `swap:${pipeline}:${generation}:`;
   const walk = new TableWalk(input, batchPrefix, input.state);
-  // Runs started before batch mode carry no `batch` and never ask (decision 16).
+  // Runs started before batch mode carry no `batch` and never ask (decision 17).
   const work =
     input.batch && patched('reembed-batch-mode')
       ? new BatchParts({ ...input.batch, pipeline, generation }, input.batchState)

@@ -1,5 +1,5 @@
 // How a batch-mode backfill cuts a table into parts and names their request lines: pure, so the
-// limits are tested without a provider (docs/architecture.md, decision 16). The workflow imports it
+// limits are tested without a provider (docs/architecture.md, decision 17). The workflow imports it
 // too, to decide when the next part may go.
 
 /** Most inputs one /v1/embeddings batch file may carry, across all its lines (OpenAI's limit). */

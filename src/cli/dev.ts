@@ -83,7 +83,7 @@ runMain(async (env) => {
       taskQueue: env.taskQueue,
       log,
     },
-    { eagerStart: true },
+    { eagerStart: true, textRetentionMs: env.textRetentionMs },
   );
   poller.start();
 

@@ -70,7 +70,8 @@ export function describeEstimate(e: CostEstimate, sourceTable: string): string {
   );
   row(
     'chunks',
-    `${count(e.chunks)}, ${plural(e.distinctTexts, 'distinct text')} (identical texts are paid once)`,
+    `${count(e.chunks)}, ${plural(e.distinctTexts, 'distinct text')} (identical texts are paid once)` +
+      (e.textsOnRecord > 0 ? `; ${count(e.textsOnRecord)} of them on record already, reused` : ''),
   );
   const how = e.tokensEstimated
     ? `estimated at 1 token per 3 characters, as the rate budget counts them: ${e.provider}/${e.model} is measured in characters and its tokenizer is not public`

@@ -2,6 +2,7 @@
 // for your own tests and for the benchmarks. No keys, no costs; vectors are deterministic.
 import { Command, InvalidArgumentError } from 'commander';
 import { startMockProvider, type MockProviderOptions } from '../mock-provider/server.js';
+import { TOKEN_COUNTINGS, type TokenCounting } from '../mock-provider/types.js';
 
 const count = (value: string): number => {
   const n = Number(value);
@@ -17,6 +18,11 @@ const program = new Command('embedsync mock-provider')
   .option('--latency-ms <n>', 'delay before every answer', count)
   .option('--rpm <n>', 'requests per minute per model before 429 / ThrottlingException', count)
   .option('--tpm <n>', 'tokens per minute per model before 429 / ThrottlingException', count)
+  .option(
+    '--token-counting <how>',
+    `how OpenAI requests' tokens are counted, for --tpm and usage.prompt_tokens: ${TOKEN_COUNTINGS.join(' | ')} (UTF-8 bytes ÷ 4, as a provider whose tokenizer differs from embedsync's)`,
+    'cl100k',
+  )
   .option(
     '--retry-hint <kind>',
     'what an OpenAI 429 carries: retry-after | retry-after-ms | reset-headers',
@@ -57,6 +63,7 @@ const opts = program.opts<{
   rpm?: number;
   tpm?: number;
   retryHint: string;
+  tokenCounting: string;
   errorRate?: number;
   poison?: string;
   apiKey?: string;
@@ -67,6 +74,8 @@ const opts = program.opts<{
 
 if (!['retry-after', 'retry-after-ms', 'reset-headers'].includes(opts.retryHint))
   program.error('--retry-hint must be retry-after, retry-after-ms or reset-headers');
+if (!(TOKEN_COUNTINGS as readonly string[]).includes(opts.tokenCounting))
+  program.error(`--token-counting must be ${TOKEN_COUNTINGS.join(' or ')}`);
 const models: Record<string, number> = {};
 for (const m of opts.model ?? []) {
   const [name, dims] = m.split('=');
@@ -80,6 +89,7 @@ const options: MockProviderOptions = {
   requestsPerMinute: opts.rpm,
   tokensPerMinute: opts.tpm,
   retryHint: opts.retryHint as MockProviderOptions['retryHint'],
+  tokenCounting: opts.tokenCounting as TokenCounting,
   errorRate: opts.errorRate,
   poisonMarker: opts.poison,
   apiKey: opts.apiKey,

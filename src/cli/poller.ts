@@ -66,6 +66,7 @@ runMain(async (env) => {
       fallbackIntervalMs: opts.interval,
       busyIntervalMs: opts.busyInterval,
       busyHoldMs: opts.busyHold,
+      textRetentionMs: env.textRetentionMs,
     },
   );
   const metricsPort = env.metrics.pollerPort;

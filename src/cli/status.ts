@@ -129,6 +129,19 @@ function rateLimits(p: PipelineStatus): string {
     : 'none declared by the pipeline';
 }
 
+/** What the provider itself reported, which pacing follows too (the strictest limit applies). */
+function learnedLimits(p: PipelineStatus): string | undefined {
+  const l = p.learnedRateLimits;
+  if (!l) return undefined;
+  const limits = [
+    ...(l.requestsPerMinute === null ? [] : [`${count(l.requestsPerMinute)} requests/min`]),
+    ...(l.tokensPerMinute === null ? [] : [`${count(l.tokensPerMinute)} tokens/min`]),
+  ];
+  const said = limits.length > 0 ? limits.join(', ') : 'no limits reported';
+  const limited = l.rateLimited > 0 ? `, ${count(l.rateLimited)} answered 429` : '';
+  return `${said}; counts ${l.tokenRatio.toFixed(2)}× embedsync's token estimate (${plural(l.answers, 'answer')}${limited}; select * from embedsync.rate_observations)`;
+}
+
 /** How a stuck batch reads: where, how often, since when, why, and its workflow in the Web UI. */
 function stuckBatchLines(b: StuckBatchStatus): string[] {
   const since = duration((Date.now() - b.since.getTime()) / 1000);
@@ -219,6 +232,8 @@ function describe(p: PipelineStatus, reachable: boolean): string {
   row('provider', providerHealth(p));
   stuck.lines.forEach((text, i) => row(i === 0 ? 'stuck' : '', i === 0 ? text : `  ${text}`));
   row('rate limits', rateLimits(p));
+  const learned = learnedLimits(p);
+  if (learned) row('provider says', learned);
   const w = p.workflows;
   if (!w) {
     row('workflows', reachable ? '?' : '(Temporal unreachable)');

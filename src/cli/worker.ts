@@ -101,7 +101,7 @@ runMain(async (env) => {
     const url = databaseUrl(env);
     poller = new Poller(
       { pool: pollerPool, databaseUrl: url, temporal, taskQueue: env.taskQueue, log },
-      { eagerStart: true },
+      { eagerStart: true, textRetentionMs: env.textRetentionMs },
     );
     const port = env.metrics.pollerPort;
     const pollerMetrics =

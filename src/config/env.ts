@@ -29,6 +29,13 @@ export const METRICS_DEFAULTS = {
 export const localDatabaseUrl = (database: string = LOCAL_DEFAULTS.database): string =>
   `postgres://${LOCAL_DEFAULTS.postgresUser}@127.0.0.1:${LOCAL_DEFAULTS.postgresPort}/${database}`;
 
+/**
+ * How long the vector of an embedded text stays on record for reuse (src/db/embedded-texts.ts):
+ * longer than any batch lives (its activities time out after 10 minutes), so batches racing for a
+ * text, or a re-claimed sync, always find it.
+ */
+export const DEFAULT_TEXT_RETENTION = '15min';
+
 // An empty variable is unset (the default), not port 0 (off).
 const port = z.preprocess(
   (v) => (v === '' ? undefined : v),
@@ -53,6 +60,10 @@ const envSchema = z.object({
       "a PostgreSQL memory size such as 1GB or 512MB (0: the server's own setting)",
     )
     .default('1GB'),
+  EMBEDSYNC_TEXT_RETENTION: z
+    .string()
+    .regex(/^\d+\s*(ms|s|min|h|d)$/, 'a duration such as 15min, 2h or 1d')
+    .default(DEFAULT_TEXT_RETENTION),
   EMBEDSYNC_WORKER_METRICS_PORT: port.default(METRICS_DEFAULTS.workerPort),
   EMBEDSYNC_POLLER_METRICS_PORT: port.default(METRICS_DEFAULTS.pollerPort),
 });
@@ -76,6 +87,8 @@ export interface Env {
    * bytes (0: the server's own setting). See src/capture/vector-index.ts.
    */
   indexBuildMemory: number;
+  /** How long an embedded text's vector stays on record for reuse, in milliseconds. */
+  textRetentionMs: number;
 }
 
 const MEMORY_UNITS = { B: 1, kB: 2 ** 10, MB: 2 ** 20, GB: 2 ** 30, TB: 2 ** 40 } as const;
@@ -84,6 +97,14 @@ const MEMORY_UNITS = { B: 1, kB: 2 ** 10, MB: 2 ** 20, GB: 2 ** 30, TB: 2 ** 40 
 export function memoryBytes(size: string): number {
   const [, n = '0', unit = 'B'] = /^(\d+)\s*(kB|MB|GB|TB)?$/.exec(size) ?? [];
   return Number(n) * MEMORY_UNITS[unit as keyof typeof MEMORY_UNITS];
+}
+
+const DURATION_UNITS = { ms: 1, s: 1000, min: 60_000, h: 3_600_000, d: 86_400_000 } as const;
+
+/** A duration ('15min', '2h', '1d', '500ms') in milliseconds. */
+export function durationMs(duration: string): number {
+  const [, n = '0', unit = 'ms'] = /^(\d+)\s*(ms|s|min|h|d)$/.exec(duration) ?? [];
+  return Number(n) * DURATION_UNITS[unit as keyof typeof DURATION_UNITS];
 }
 
 export function readEnv(source: NodeJS.ProcessEnv = process.env): Env {
@@ -112,6 +133,7 @@ export function readEnv(source: NodeJS.ProcessEnv = process.env): Env {
       pollerPort: e.EMBEDSYNC_POLLER_METRICS_PORT,
     },
     indexBuildMemory: memoryBytes(e.EMBEDSYNC_INDEX_BUILD_MEMORY),
+    textRetentionMs: durationMs(e.EMBEDSYNC_TEXT_RETENTION),
   };
 }
 

@@ -161,7 +161,7 @@ export const pipelineSchema = z
       .object({
         /**
          * batch: through OpenAI's Batch API, at half the online price, done within 24 hours
-         * (docs/architecture.md, decision 16).
+         * (docs/architecture.md, decision 17).
          */
         mode: z.enum(['online', 'batch']).default('online'),
         /** The account's enqueued-token limit for the model (OpenAI's batch queue limit). */
@@ -251,6 +251,16 @@ export function embeddingFingerprint(config: PipelineConfig): string {
     vectorType: config.vectorType,
   };
   return createHash('sha256').update(canonicalJson(relevant)).digest('hex').slice(0, 16);
+}
+
+/**
+ * What decides the vector of one text: provider, model, dimensions, normalisation, a compatible
+ * server, and the input type it is sent as. Chunking and columns are left out: they decide which
+ * texts there are, not a text's vector. Two texts equal under equal settings have equal vectors
+ * (src/texts/once.ts).
+ */
+export function vectorSettings(embedding: EmbeddingConfig, inputType = 'document'): string {
+  return canonicalJson({ ...vectorDefining(embedding), inputType });
 }
 
 // Options that change how vectors are fetched, not what they are: changing them needs no re-embed.

@@ -4,13 +4,13 @@
 // sized as the walk sizes them (src/providers/requests.ts). Nothing is sent to a provider and
 // nothing is written but a temporary table of the texts seen, so that identical texts count once
 // however large the table: memory holds one page.
-import { createHash } from 'node:crypto';
 import { decideFetch } from '../batch/decide.js';
 import { chunkDocument } from '../chunking/document.js';
 import { estimateTokens } from '../chunking/tokens.js';
-import type { PipelineConfig } from '../config/pipeline.js';
+import { vectorSettings, type PipelineConfig } from '../config/pipeline.js';
 import { atGeneration, type Pipeline } from '../db/catalog.js';
 import { refusedContent } from '../db/dead-letters.js';
+import { knownTexts } from '../db/embedded-texts.js';
 import type { Pool, PoolClient } from '../db/pool.js';
 import { readKeyPage, readSourceRows } from '../db/source.js';
 import { readEmbeddedHeads } from '../db/vectors.js';
@@ -19,6 +19,7 @@ import { costOf, priceOf, type ModelPrice } from '../providers/prices.js';
 import { nextRequest, type RequestLimits } from '../providers/requests.js';
 import type { EmbeddingProvider } from '../providers/types.js';
 import { planProviderQueue } from '../rate-limit/plan.js';
+import { textKey } from '../texts/once.js';
 
 export type WalkKind = 'backfill' | 'reembed';
 
@@ -49,6 +50,11 @@ export interface CostEstimate {
   /** The chunks of the rows to embed, and how many different texts they are. */
   chunks: number;
   distinctTexts: number;
+  /**
+   * Distinct texts whose vector is on record already (embedsync.embedded_texts, for as long as the
+   * retention keeps it): reused, not paid for, if still there when the walk meets them.
+   */
+  textsOnRecord: number;
   /**
    * Tokens of the distinct texts: what the provider counts. Counted with the model's tokenizer, or
    * estimated (`tokensEstimated`) for models measured in characters, as the rate budget does.
@@ -94,7 +100,15 @@ export async function estimateWalk(
     maxInputs: Math.min(options.provider.maxInputsPerRequest, facts.maxInputsPerRequest),
     maxTokens: Math.min(facts.maxTokensPerRequest, plan.tokensPerRequest),
   };
-  const totals = { rows: 0, rowsToEmbed: 0, chunks: 0, distinctTexts: 0, tokens: 0 };
+  const totals = {
+    rows: 0,
+    rowsToEmbed: 0,
+    chunks: 0,
+    distinctTexts: 0,
+    textsOnRecord: 0,
+    tokens: 0,
+  };
+  const settings = vectorSettings(config.embedding);
   let chunkTokens = 0;
   let requests = 0;
   const client = await pool.connect();
@@ -113,13 +127,20 @@ export async function estimateWalk(
         for (const chunk of chunkDocument(config, row.document ?? '', row.context ?? '')) {
           // The model's tokenizer, or the rate budget's estimate for models measured in characters.
           const tokens = estimateTokens(config.embedding, chunk);
-          pieces.push({ hash: createHash('sha256').update(chunk).digest('hex'), tokens });
+          pieces.push({ hash: textKey(settings, chunk), tokens });
         }
       }
       totals.chunks += pieces.length;
       chunkTokens += pieces.reduce((n, x) => n + x.tokens, 0);
-      const fresh = await seen.add(pieces);
-      totals.distinctTexts += fresh.length;
+      const distinct = await seen.add(pieces);
+      totals.distinctTexts += distinct.length;
+      // A text whose vector is on record is reused by the walk, not sent (decision 16).
+      const known = await knownTexts(
+        client,
+        distinct.map((x) => x.hash),
+      );
+      totals.textsOnRecord += known.size;
+      const fresh = distinct.filter((x) => !known.has(x.hash));
       totals.tokens += fresh.reduce((n, x) => n + x.tokens, 0);
       requests += countRequests(fresh, limits);
       options.onPage?.(totals.rows);

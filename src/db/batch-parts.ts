@@ -1,6 +1,6 @@
 // embedsync.batch_parts (sql/000015): every query of that table. A batch-mode backfill records a
 // part (its keys and their content hashes) before creating the provider's batch, then the batch's
-// id, its status as polled, and what writing its output found (docs/architecture.md, decision 16).
+// id, its status as polled, and what writing its output found (docs/architecture.md, decision 17).
 import type { Queryable } from './pool.js';
 
 export type PartStatus = 'recorded' | 'submitted' | 'written' | 'failed' | 'cancelled';

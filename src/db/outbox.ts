@@ -1,9 +1,9 @@
-// embedsync.outbox (sql/000001, 000012): every query of that table. The capture functions insert into
-// it in the user's transaction (src/capture/triggers.ts builds them from outboxKeysInsert): one row
+// embedsync.outbox (sql/000001, 000012, 000014): every query of that table. The capture functions
+// insert into it in the user's transaction (src/capture/triggers.ts builds them from outboxKeysInsert): one row
 // per statement and operation, its keys in `pks`, or in `pk` when there is one. The poller claims,
-// starts and deletes (docs/architecture.md, decision 4). Claimed rows stay locked (and invisible to
-// other pollers, which skip them) until the transaction that starts their workflows commits or rolls
-// back.
+// stamps its planned batches, starts them and deletes them (docs/architecture.md, decision 4).
+// Claimed rows stay locked (and invisible to other pollers, which skip them) until the claim
+// commits; stamped rows are left to the poller that stamped them for a grace period.
 import { HELD_STATES } from './pipeline-state.js';
 import type { PoolClient, Queryable } from './pool.js';
 
@@ -40,15 +40,23 @@ export interface OutboxRow {
   enqueuedAt: Date;
   /** For a key of a row of several (`pks`): its place among them, from 1, and how many there are. */
   part?: { index: number; of: number };
+  /** A batch an earlier claim planned and stamped (stampBatches): its workflow id. */
+  startedAs?: string;
 }
 
 /**
  * Oldest changes first, at most `limit` keys, skipping pipelines whose sync is paused or held (their
- * source table changed shape: src/capture/schema-check.ts). A row of many keys may be taken in part:
- * its first keys, the rest left for the next claim (deleteClaimed). No cursor: ids commit out of
- * order.
+ * source table changed shape: src/capture/schema-check.ts), and batches another claim stamped less
+ * than `stampGraceMs` ago (it is starting them). A row of many keys may be taken in part: its first
+ * keys, the rest left for the next claim (deleteClaimed); a stamped batch is always taken whole,
+ * past the limit if need be (a poller with a smaller limit may take one). No cursor: ids commit out
+ * of order.
  */
-export async function claimOutboxBatch(client: PoolClient, limit: number): Promise<OutboxRow[]> {
+export async function claimOutboxBatch(
+  client: PoolClient,
+  limit: number,
+  stampGraceMs = 0,
+): Promise<OutboxRow[]> {
   const { rows } = await client.query<{
     id: number;
     pipeline: string;
@@ -57,26 +65,99 @@ export async function claimOutboxBatch(client: PoolClient, limit: number): Promi
     enqueuedAt: Date;
     index: number | null;
     of: number | null;
+    startedAs: string | null;
   }>(
     `with claimed as (
-       select o.id, o.pipeline, o.pk, o.pks, o.op, o.enqueued_at
+       select o.id, o.pipeline, o.pk, o.pks, o.op, o.enqueued_at, o.started_as
          from embedsync.outbox o
         where not exists (select 1 from embedsync.pipelines p
                            where p.name = o.pipeline and (p.sync_paused or p.state = any($2::text[])))
+          and (o.started_at is null or o.started_at < now() - $3 * interval '1 millisecond')
         order by o.id
         limit $1::int
           for update of o skip locked)
-     select c.id, c.pipeline, coalesce(k.pk, c.pk) as pk, c.op, c.enqueued_at as "enqueuedAt",
-            k.index::int as index, cardinality(c.pks) as of
-       from claimed c
-       left join lateral unnest(c.pks[1:$1::int]) with ordinality as k(pk, index) on true
-      order by c.id, k.index
-      limit $1::int`,
-    [limit, HELD_STATES],
+     select id, pipeline, pk, op, "enqueuedAt", index, of, "startedAs"
+       from (select c.id, c.pipeline, coalesce(k.pk, c.pk) as pk, c.op,
+                    c.enqueued_at as "enqueuedAt", k.index::int as index,
+                    cardinality(c.pks) as of, c.started_as as "startedAs",
+                    row_number() over (order by c.id, k.index) as n
+               from claimed c
+               left join lateral unnest(
+                 case when c.started_as is null then c.pks[1:$1::int] else c.pks end)
+                 with ordinality as k(pk, index) on true) taken
+      where n <= $1::int or "startedAs" is not null
+      order by id, index`,
+    [limit, HELD_STATES, stampGraceMs],
   );
-  return rows.map(({ index, of, ...change }) =>
-    index === null || of === null ? change : { ...change, part: { index, of } },
+  return rows.map(({ index, of, startedAs, ...change }) => ({
+    ...change,
+    ...(index === null || of === null ? {} : { part: { index, of } }),
+    ...(startedAs === null ? {} : { startedAs }),
+  }));
+}
+
+/** A planned batch, as stampBatches records it. */
+export interface StampedBatch {
+  workflowId: string;
+  pipeline: string;
+  keys: readonly string[];
+  sweep: boolean;
+  enqueuedAt: Date;
+}
+
+/**
+ * Records each planned batch as one outbox row stamped with its workflow id, before the workflows
+ * start; returns the rows' ids, in order. The claimed rows it stands for are deleted after
+ * (deleteClaimed), in the same transaction.
+ */
+export async function stampBatches(
+  client: PoolClient,
+  batches: readonly StampedBatch[],
+): Promise<number[]> {
+  if (batches.length === 0) return [];
+  const { rows } = await client.query<{ id: number }>(
+    `insert into embedsync.outbox (pipeline, pk, pks, op, enqueued_at, started_as, started_at)
+     select b.pipeline,
+            case when b.sweep then '*' when cardinality(k.keys) = 1 then k.keys[1] end,
+            case when not b.sweep and cardinality(k.keys) > 1 then k.keys end,
+            case when b.sweep then 'T' else 'U' end::"char", b.enqueued_at, b.workflow_id, now()
+       from unnest($1::text[], $2::jsonb[], $3::boolean[], $4::timestamptz[], $5::text[])
+              with ordinality as b(pipeline, keys, sweep, enqueued_at, workflow_id, n)
+      cross join lateral (select array(select jsonb_array_elements_text(b.keys)) as keys) k
+      order by b.n
+     returning id`,
+    [
+      batches.map((b) => b.pipeline),
+      batches.map((b) => JSON.stringify(b.keys)),
+      batches.map((b) => b.sweep),
+      batches.map((b) => b.enqueuedAt.toISOString()),
+      batches.map((b) => b.workflowId),
+    ],
   );
+  return rows.map((r) => r.id);
+}
+
+/**
+ * Stamped rows this claim is starting: stamped now, so no other claim takes them meanwhile; or, a
+ * start having failed (`now` false), free for the very next claim.
+ */
+export async function restamp(
+  client: Queryable,
+  ids: readonly number[],
+  now = true,
+): Promise<void> {
+  if (ids.length === 0) return;
+  await client.query(
+    `update embedsync.outbox set started_at = case when $2 then now() else '-infinity' end
+      where id = any($1::bigint[]) and started_as is not null`,
+    [ids, now],
+  );
+}
+
+/** The stamped rows of batches whose workflows have started. */
+export async function deleteStarted(client: Queryable, ids: readonly number[]): Promise<void> {
+  if (ids.length === 0) return;
+  await client.query('delete from embedsync.outbox where id = any($1::bigint[])', [ids]);
 }
 
 /**

@@ -1,4 +1,14 @@
-// Per-minute budgets as the providers keep them: a bucket that refills continuously.
+// Per-minute budgets as the providers keep them: a bucket that refills continuously; and how the
+// mock counts the tokens they are kept in.
+import { countTokens } from '../chunking/tokens.js';
+import type { TokenCounting } from './types.js';
+
+/** An input's tokens as the mock counts them (MockProviderOptions.tokenCounting). */
+export function mockTokenCount(text: string, counting: TokenCounting = 'cl100k'): number {
+  return counting === 'bytes/4'
+    ? Math.ceil(Buffer.byteLength(text, 'utf8') / 4)
+    : countTokens(text);
+}
 
 export class TokenBucket {
   private level: number;

@@ -1,8 +1,7 @@
 // POST /v1/embeddings as OpenAI answers it: the same bodies, status codes and rate-limit headers.
 import { randomUUID } from 'node:crypto';
-import { countTokens } from '../chunking/tokens.js';
 import { featureHashEmbedding } from '../providers/offline.js';
-import { formatReset } from './limits.js';
+import { formatReset, mockTokenCount } from './limits.js';
 import type { MockContext, MockReply } from './types.js';
 
 const OPENAI_MODELS: Record<string, { dimensions: number; reducible: boolean }> = {
@@ -120,7 +119,7 @@ export function handleOpenAI(
         );
       dimensions = d;
     }
-    const counts = inputs.map(countTokens);
+    const counts = inputs.map((t) => mockTokenCount(t, ctx.options.tokenCounting));
     const tooLong = counts.findIndex((n) => n > MAX_TOKENS_PER_INPUT);
     if (tooLong >= 0) {
       const n = counts[tooLong] ?? 0;

@@ -28,7 +28,8 @@ import type {
   RecordedRequest,
 } from './types.js';
 
-export type { MockFault, MockProviderOptions, RecordedRequest } from './types.js';
+export { mockTokenCount } from './limits.js';
+export type { MockFault, MockProviderOptions, RecordedRequest, TokenCounting } from './types.js';
 
 export interface MockProvider {
   /** http://127.0.0.1:<port> — the Bedrock endpoint. */

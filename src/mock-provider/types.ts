@@ -9,6 +9,13 @@ export interface MockProviderOptions {
    */
   requestsPerMinute?: number;
   tokensPerMinute?: number;
+  /**
+   * How the OpenAI protocol counts an input's tokens, for its budget and for usage.prompt_tokens:
+   * cl100k (default, as OpenAI counts for its own models) or bytes/4 (UTF-8 bytes ÷ 4, rounded up,
+   * as some compatible servers estimate), to stand for a provider that counts differently from
+   * embedsync's tokenizer.
+   */
+  tokenCounting?: TokenCounting;
   /** Which retry hint an OpenAI 429 carries besides the x-ratelimit-* headers. */
   retryHint?: 'retry-after' | 'retry-after-ms' | 'reset-headers';
   /** Inputs containing this text are refused as invalid (400 / ValidationException). */
@@ -49,6 +56,9 @@ export interface MockBatchOptions {
    */
   expireAfterLines?: number;
 }
+
+export type TokenCounting = 'cl100k' | 'bytes/4';
+export const TOKEN_COUNTINGS: readonly TokenCounting[] = ['cl100k', 'bytes/4'];
 
 export type MockFault =
   | { kind: 'server-error'; status?: number }

@@ -80,3 +80,31 @@ function makeBatch(
   const workflowId = syncWorkflowId(pipeline, sorted[0] ?? 0, digest);
   return { workflowId, pipeline, keys, sweep, outboxIds: sorted, enqueuedAt };
 }
+
+/**
+ * The batches an earlier claim stamped (one outbox row each, always claimed whole:
+ * src/db/outbox.ts): the same workflow ids, so a claim after a crash starts or finds started exactly
+ * the work that claim planned.
+ */
+export function planStamped(rows: readonly OutboxRow[]): PlannedBatch[] {
+  const byId = new Map<number, OutboxRow[]>();
+  for (const row of rows) {
+    if (row.startedAs === undefined) continue;
+    byId.set(row.id, [...(byId.get(row.id) ?? []), row]);
+  }
+  const batches: PlannedBatch[] = [];
+  for (const [id, list] of byId) {
+    const first = list[0];
+    if (!first?.startedAs) continue;
+    const sweep = first.op === 'T';
+    batches.push({
+      workflowId: first.startedAs,
+      pipeline: first.pipeline,
+      keys: sweep ? [] : list.map((r) => r.pk),
+      sweep,
+      outboxIds: [id],
+      enqueuedAt: first.enqueuedAt,
+    });
+  }
+  return batches;
+}

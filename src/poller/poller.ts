@@ -1,6 +1,6 @@
-// The poller: outbox → Temporal. Claim, start, delete, in one transaction (docs/architecture.md,
-// decision 4). A crash before commit leaves the rows for the next claim; several pollers may run at
-// once.
+// The poller: outbox → Temporal. Claim and stamp the planned batches in one transaction, start them,
+// delete them (docs/architecture.md, decision 4). A crash before the stamps commit leaves the rows
+// for the next claim, a crash after it the same batches; several pollers may run at once.
 import { WorkflowExecutionAlreadyStartedError, type Client } from '@temporalio/client';
 import pg from 'pg';
 import { instanceId, listPipelines, type Pipeline } from '../db/catalog.js';
@@ -9,17 +9,26 @@ import {
   requeueFailedBatches,
   type DeadLetterRetry,
 } from '../db/dead-letters.js';
-import { claimOutboxBatch, deleteClaimed, NOTIFY_CHANNEL } from '../db/outbox.js';
+import { pruneTexts } from '../db/embedded-texts.js';
+import {
+  claimOutboxBatch,
+  deleteClaimed,
+  deleteStarted,
+  NOTIFY_CHANNEL,
+  restamp,
+  stampBatches,
+} from '../db/outbox.js';
 import type { Pool } from '../db/pool.js';
 import type { Logger } from '../log.js';
 import { checkSourceSchemas } from '../capture/schema-check.js';
 import { EMBED_KIND, EMBED_PIPELINE, embedTaskQueue } from '../temporal/names.js';
 import type { SyncInput, SyncTarget, syncChanges } from '../../workflows/index.js';
+import { DEFAULT_TEXT_RETENTION, durationMs } from '../config/env.js';
 import type { PipelineConfig } from '../config/pipeline.js';
 import { createCatalogMetrics, type CatalogMetrics } from '../metrics/catalog.js';
 import { serveMetrics, type MetricsListen, type MetricsServer } from '../metrics/server.js';
 import { nextPollDelay } from './pace.js';
-import { planBatches, type PlannedBatch } from './plan.js';
+import { planBatches, planStamped, type PlannedBatch } from './plan.js';
 
 export interface PollerOptions {
   /** Most keys one claim takes (a statement's row of many keys may be taken in parts). */
@@ -51,6 +60,17 @@ export interface PollerOptions {
    */
   schemaCheckMs: number;
   /**
+   * How long an embedded text's vector stays on record for reuse (EMBEDSYNC_TEXT_RETENTION); the
+   * poller prunes older entries of embedsync.embedded_texts every textPruneMs.
+   */
+  textRetentionMs: number;
+  textPruneMs: number;
+  /**
+   * How long the batches a claim stamped are left to the poller that stamped them (it is starting
+   * them) before another claim may start them: longer than a start takes.
+   */
+  stampGraceMs: number;
+  /**
    * Ask the server to hand each sync's first workflow task straight back to a worker of this
    * process (eager workflow start), skipping the task queue's round trip. Needs a client on that
    * worker's NativeConnection (`embedsync worker --poller`); when the worker has no free slot, the
@@ -67,6 +87,9 @@ export const DEFAULT_POLLER_OPTIONS: PollerOptions = {
   deadLetterCheckMs: 30_000,
   deadLetterRetry: DEFAULT_DEAD_LETTER_RETRY,
   schemaCheckMs: 3000,
+  textRetentionMs: durationMs(DEFAULT_TEXT_RETENTION),
+  textPruneMs: 60_000,
+  stampGraceMs: 10_000,
   eagerStart: false,
 };
 
@@ -123,12 +146,20 @@ export class Poller {
     await this.metricsServer?.close();
   }
 
-  /** Claims once and starts the workflows; returns how many keys it handled. */
+  /**
+   * Claims once and starts the workflows; returns how many keys it handled. The claim records its
+   * batches (stamped with their workflow ids) in the outbox and commits before starting them, so a
+   * crash after that point leaves the same batches, not their rows, to the next claim.
+   */
   async pollOnce(): Promise<number> {
     const client = await this.deps.pool.connect();
     try {
       await client.query('begin');
-      const rows = await claimOutboxBatch(client, this.options.claimLimit);
+      const rows = await claimOutboxBatch(
+        client,
+        this.options.claimLimit,
+        this.options.stampGraceMs,
+      );
       if (rows.length === 0) {
         await client.query('commit');
         return 0;
@@ -142,16 +173,34 @@ export class Poller {
         );
       this.instanceId ??= await instanceId(client);
       const batchSize = (name: string) => pipelines.get(name)?.config.batchSize ?? 200;
-      const batches = planBatches(
-        rows.filter((r) => pipelines.has(r.pipeline)),
+      const live = rows.filter((r) => pipelines.has(r.pipeline));
+      const planned = planBatches(
+        live.filter((r) => r.startedAs === undefined),
         batchSize,
         this.instanceId,
       );
-      await Promise.all(
-        batches.map((b) => this.startBatch(b, pipelines.get(b.pipeline) as Pipeline)),
+      const resumed = planStamped(live);
+      const stamps = [
+        ...(await stampBatches(client, planned)),
+        ...resumed.flatMap((b) => b.outboxIds),
+      ];
+      await restamp(client, stamps.slice(planned.length));
+      await deleteClaimed(
+        client,
+        rows.filter((r) => r.startedAs === undefined || !pipelines.has(r.pipeline)),
       );
-      await deleteClaimed(client, rows);
       await client.query('commit');
+      const batches = [...planned, ...resumed];
+      try {
+        await Promise.all(
+          batches.map((b) => this.startBatch(b, pipelines.get(b.pipeline) as Pipeline)),
+        );
+      } catch (err) {
+        // Free for the very next claim, which starts them under the same ids.
+        await restamp(client, stamps, false).catch(() => undefined);
+        throw err;
+      }
+      await deleteStarted(client, stamps);
       this.deps.log.debug({ rows: rows.length, batches: batches.length }, 'claimed outbox rows');
       return rows.length;
     } catch (err) {
@@ -223,6 +272,7 @@ export class Poller {
     };
     let deadLettersCheckedAt = 0;
     let schemasCheckedAt = 0;
+    let textsPrunedAt = 0;
     while (!this.stopped) {
       if (!this.listener) await this.listen();
       this.notified = false;
@@ -233,6 +283,10 @@ export class Poller {
       if (Date.now() - deadLettersCheckedAt >= this.options.deadLetterCheckMs) {
         deadLettersCheckedAt = Date.now();
         await this.retryDeadLetters();
+      }
+      if (Date.now() - textsPrunedAt >= this.options.textPruneMs) {
+        textsPrunedAt = Date.now();
+        await this.pruneTexts();
       }
       let claimed: number;
       try {
@@ -268,6 +322,26 @@ export class Poller {
         'could not look at the dead letters; trying again later',
       );
     }
+  }
+
+  /** Texts past the retention go, a few thousand per statement so no delete holds many locks. */
+  async pruneTexts(): Promise<number> {
+    const limit = 5000;
+    let pruned = 0;
+    try {
+      for (;;) {
+        const n = await pruneTexts(this.deps.pool, this.options.textRetentionMs, limit);
+        pruned += n;
+        if (n < limit || this.stopped) break;
+      }
+      if (pruned > 0) this.deps.log.debug({ pruned }, 'pruned embedded texts past the retention');
+    } catch (err) {
+      this.deps.log.warn(
+        { err: (err as Error).message },
+        'could not prune the embedded texts; trying again later',
+      );
+    }
+    return pruned;
   }
 
   private async checkSchemas(): Promise<void> {

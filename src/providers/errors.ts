@@ -1,6 +1,7 @@
 // What can go wrong with a provider, in embedsync's terms. Each provider translates its SDK's
 // errors into these; the embed activity turns them into Temporal failures (activities/errors.ts).
 // Messages are scrubbed of credentials first: they end up in workflow history and logs.
+import type { ObservedLimits } from './types.js';
 
 export abstract class ProviderError extends Error {
   constructor(
@@ -20,6 +21,8 @@ export class RateLimitedError extends ProviderError {
     provider: string,
     message: string,
     readonly retryAfterMs: number | undefined,
+    /** What the 429 said of the provider's budgets (OpenAI's x-ratelimit-* headers). */
+    readonly limits?: ObservedLimits,
   ) {
     super(provider, message);
   }

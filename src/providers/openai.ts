@@ -15,7 +15,12 @@ import {
   scrub,
 } from './errors.js';
 import { modelFacts, reducesDimensions } from './models.js';
-import { explicitRetryDelay, resetDelay, retryDelayFromMessage } from './retry-hints.js';
+import {
+  explicitRetryDelay,
+  observedLimits,
+  resetDelay,
+  retryDelayFromMessage,
+} from './retry-hints.js';
 import type { EmbeddingProvider, EmbedRequest, EmbedResponse } from './types.js';
 
 const DEFAULT_BASE_URL = 'https://api.openai.com/v1';
@@ -37,28 +42,33 @@ export class OpenAIProvider implements EmbeddingProvider {
     const config = this.config(request);
     const facts = modelFacts(config);
     const { client, apiKey } = this.client(config);
-    let response: OpenAI.CreateEmbeddingResponse;
+    // With the answer's headers: their x-ratelimit-* say how much of the budget is left.
+    let answer: { data: OpenAI.CreateEmbeddingResponse; response: Response };
     try {
-      response = await client.embeddings.create(
-        {
-          model: config.model,
-          input: request.texts,
-          // Always sent: without it the SDK asks for base64 and misreads servers that answer with
-          // floats.
-          encoding_format: config.encodingFormat,
-          ...(reducesDimensions(facts, request.dimensions)
-            ? { dimensions: request.dimensions }
-            : {}),
-        },
-        { signal: request.signal },
-      );
+      answer = await client.embeddings
+        .create(
+          {
+            model: config.model,
+            input: request.texts,
+            // Always sent: without it the SDK asks for base64 and misreads servers that answer with
+            // floats.
+            encoding_format: config.encodingFormat,
+            ...(reducesDimensions(facts, request.dimensions)
+              ? { dimensions: request.dimensions }
+              : {}),
+          },
+          { signal: request.signal },
+        )
+        .withResponse();
     } catch (err) {
       throw translate(err, [apiKey]);
     }
+    const { data: response, response: http } = answer;
     const vectors = [...response.data]
       .sort((a, b) => a.index - b.index)
       .map((d) => decode(d.embedding));
-    return { vectors, tokens: response.usage?.prompt_tokens ?? 0 };
+    const limits = observedLimits((name) => http.headers.get(name));
+    return { vectors, tokens: response.usage?.prompt_tokens ?? 0, ...(limits ? { limits } : {}) };
   }
 
   private config(request: EmbedRequest): OpenAIEmbeddingConfig {
@@ -137,6 +147,7 @@ export function translate(err: unknown, secrets: (string | undefined)[]): Error 
       'openai',
       text,
       explicitRetryDelay(header) ?? retryDelayFromMessage(text) ?? resetDelay(header),
+      observedLimits(header),
     );
   }
   if (status === 401 || status === 403) return new ProviderAuthError('openai', text);

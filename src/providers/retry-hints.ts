@@ -1,7 +1,10 @@
-// How long a provider asks us to wait after a 429, from its response headers.
+// How long a provider asks us to wait after a 429, and what it says of its budgets in every answer,
+// from its response headers.
 //   retry-after-ms: 1500                      (OpenAI, non-standard but exact)
 //   retry-after: 2 | Wed, 21 Oct 2026 07:28:00 GMT
 //   x-ratelimit-reset-requests: 1s, x-ratelimit-reset-tokens: 6m0s, 120ms   (OpenAI)
+
+import type { ObservedLimits } from './types.js';
 
 export type HeaderLookup = (name: string) => string | null | undefined;
 
@@ -69,4 +72,26 @@ export function rateLimitDelay(
   if (hintMs !== undefined) return Math.ceil(hintMs + random() * Math.min(hintMs * 0.2, 2000));
   const ceiling = Math.min(60_000, 1000 * 2 ** Math.max(0, attempt - 1));
   return Math.ceil(ceiling / 2 + (random() * ceiling) / 2);
+}
+
+const count = (value: string | null | undefined): number | undefined => {
+  const n = value === null || value === undefined ? NaN : Number(value.trim());
+  return value?.trim() && Number.isFinite(n) && n >= 0 ? n : undefined;
+};
+
+/**
+ * The x-ratelimit-limit-*, -remaining-* and -reset-* headers of an answer (OpenAI sends them with
+ * every one); undefined when there are none.
+ */
+export function observedLimits(header: HeaderLookup): ObservedLimits | undefined {
+  const found: ObservedLimits = {
+    requestsPerMinute: count(header('x-ratelimit-limit-requests')),
+    tokensPerMinute: count(header('x-ratelimit-limit-tokens')),
+    remainingRequests: count(header('x-ratelimit-remaining-requests')),
+    remainingTokens: count(header('x-ratelimit-remaining-tokens')),
+    resetRequestsMs: parseResetDuration(header('x-ratelimit-reset-requests') ?? ''),
+    resetTokensMs: parseResetDuration(header('x-ratelimit-reset-tokens') ?? ''),
+  };
+  const given = Object.entries(found).filter(([, v]) => v !== undefined);
+  return given.length > 0 ? Object.fromEntries(given) : undefined;
 }

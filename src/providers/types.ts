@@ -20,6 +20,24 @@ export interface EmbedResponse {
   vectors: number[][];
   /** Tokens the provider counted (or an estimate where it reports none). */
   tokens: number;
+  /** What the provider said of its rate limits with this answer; none where it says nothing. */
+  limits?: ObservedLimits;
+}
+
+/**
+ * A provider's own word on its requests- and tokens-per-minute budgets, as one answer (a success or
+ * a 429) reported them (OpenAI's x-ratelimit-* headers). Tokens are in the provider's count.
+ */
+export interface ObservedLimits {
+  /** The budget per minute (x-ratelimit-limit-*). */
+  requestsPerMinute?: number;
+  tokensPerMinute?: number;
+  /** What is left of it now (x-ratelimit-remaining-*). */
+  remainingRequests?: number;
+  remainingTokens?: number;
+  /** Milliseconds until the budget is whole again (x-ratelimit-reset-*). */
+  resetRequestsMs?: number;
+  resetTokensMs?: number;
 }
 
 export interface EmbeddingProvider {

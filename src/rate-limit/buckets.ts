@@ -1,7 +1,8 @@
 // The provider's requests- and tokens-per-minute buckets, shared by every worker through the
 // database: the table embedsync.rate_buckets and the functions embedsync.take_turn and
 // embedsync.hold_back, defined in sql/000004_rate_buckets.sql and redefined with an optional
-// clock in sql/000010_rate_bucket_clock.sql. Each call is one short statement; the row locks are
+// clock in sql/000010_rate_bucket_clock.sql, and embedsync.lower_bucket (sql/000016) for what the
+// provider says is left. Each call is one short statement; the row locks are
 // held only inside it.
 import type { Pool } from '../db/pool.js';
 import type { BucketRate, RatePlan } from './plan.js';
@@ -35,7 +36,7 @@ export const hasBuckets = (plan: Buckets | undefined): plan is Buckets =>
  * database's clock unless a caller (a test) gives one.
  */
 function call(
-  fn: 'take_turn' | 'hold_back',
+  fn: 'take_turn' | 'hold_back' | 'lower_bucket',
   args: unknown[],
   now: Date | undefined,
 ): [string, unknown[]] {
@@ -80,4 +81,21 @@ export async function holdBack(
       now,
     ),
   );
+}
+
+/**
+ * The provider said only `level` is left of a budget: the bucket, if it holds more, is lowered to
+ * it. Returns whether it was.
+ */
+export async function lowerBucket(
+  pool: Pool,
+  provider: string,
+  budget: 'requests' | 'tokens',
+  level: number,
+  rate: BucketRate,
+  now?: Date,
+): Promise<boolean> {
+  const args = [provider, budget, rate.perSecond, rate.burst, level];
+  const { rows } = await pool.query<{ result: boolean }>(...call('lower_bucket', args, now));
+  return rows[0]?.result ?? false;
 }

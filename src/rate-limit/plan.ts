@@ -10,14 +10,22 @@
 //   the database (sql/000004_rate_buckets.sql), which all workers share, and waits its turn when the
 //   bucket is empty. So requests can be as large as the model takes: a request's size does not
 //   decide the pace.
+// - The limits are the strictest of those the environment and the pipelines declare and those the
+//   provider itself reports in its answers (learned: src/rate-limit/observed.ts); with none at all,
+//   requests go unpaced.
 import type { ProviderRateLimit } from '../config/env.js';
 import type { PipelineConfig } from '../config/pipeline.js';
 import { modelFacts } from '../providers/models.js';
 import type { EmbeddingProvider } from '../providers/types.js';
 
 export interface RatePlan {
-  /** The limits in force: the strictest of the environment's and every pipeline's. */
+  /**
+   * The limits in force: the strictest of the environment's, every pipeline's and the ones learned
+   * from the provider.
+   */
   limit: ProviderRateLimit;
+  /** The limits the provider reported in its answers, as far as they are known. */
+  learned: ProviderRateLimit;
   /** The queue's activities per second; undefined when no requests-per-minute limit is declared. */
   activitiesPerSecond: number | undefined;
   /** Requests one paced embed activity may send: one task-queue slot's worth. */
@@ -53,6 +61,7 @@ const strictest = (values: (number | undefined)[]): number | undefined => {
 export function planProviderQueue(
   provider: Pick<EmbeddingProvider, 'rateLimit' | 'maxInputsPerRequest'>,
   pipelines: readonly PipelineConfig[],
+  learned: ProviderRateLimit = {},
 ): RatePlan {
   const shapes = pipelines.flatMap((config) => {
     try {
@@ -65,10 +74,12 @@ export function planProviderQueue(
     requestsPerMinute: strictest([
       provider.rateLimit?.requestsPerMinute,
       ...shapes.map((s) => declared(s.config).requestsPerMinute),
+      learned.requestsPerMinute,
     ]),
     tokensPerMinute: strictest([
       provider.rateLimit?.tokensPerMinute,
       ...shapes.map((s) => declared(s.config).tokensPerMinute),
+      learned.tokensPerMinute,
     ]),
   };
   const { requestsPerMinute: rpm, tokensPerMinute: tpm } = limit;
@@ -83,6 +94,7 @@ export function planProviderQueue(
   );
   return {
     limit,
+    learned,
     requestsPerActivity,
     tokensPerRequest,
     activitiesPerSecond: rpm === undefined ? undefined : rpm / 60 / requestsPerActivity,

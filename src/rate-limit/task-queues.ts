@@ -9,10 +9,16 @@
 //   at start: there a lowered limit is still kept at once by the requests bucket, and a raised one
 //   is reached after the workers restart (the log says so).
 //
-// Every worker computes the same plan from the same catalog (and, when set, the same environment),
-// so workers setting the queue's rate at once agree.
+// - the limits the providers reported in their answers and how their token counts compare with
+//   embedsync's estimate (embedsync.rate_observations, src/rate-limit/observe.ts) are read with the
+//   catalog, and taken at once from this worker's own answers.
+//
+// Every worker computes the same plan from the same catalog, observations and (when set)
+// environment, so workers setting the queue's rate at once agree.
 import proto from '@temporalio/proto';
 import { listPipelines } from '../db/catalog.js';
+import { readRateObservations, type RateObservations } from '../db/rate-observations.js';
+import { providerLearnedLimits } from './observed.js';
 import { planProviderQueue, samePlan, type RatePlan } from './plan.js';
 import { embedTaskQueue } from '../temporal/names.js';
 import type { WorkerDeps } from '../worker/worker.js';
@@ -37,10 +43,13 @@ export type RatePlansDeps = Pick<
 
 export class RatePlans {
   private readonly plans = new Map<string, RatePlan>();
+  /** The latest observations per provider+model (key `provider\nmodel`). */
+  private readonly observations = new Map<string, RateObservations>();
   /** Queue rates as last set on the server, per provider (undefined: no limit). */
   private readonly queueRates = new Map<string, number | undefined>();
   private timer: NodeJS.Timeout | undefined;
   private refreshing: Promise<void> | undefined;
+  private stopped = false;
   /** False when the server has no UpdateTaskQueueConfig: the rate is then a worker option. */
   serverPaced = true;
 
@@ -51,25 +60,53 @@ export class RatePlans {
     return this.plans.get(provider);
   }
 
+  /**
+   * The provider's token count ÷ embedsync's estimate for a model, as learned so far (1: nothing
+   * learned).
+   */
+  tokenRatio(provider: string, model: string): number {
+    return this.observations.get(`${provider}\n${model}`)?.tokenRatio ?? 1;
+  }
+
+  /**
+   * This worker's latest answer's observations: the ratio applies at once, and limits the plan does
+   * not have yet are planned for now rather than at the next refresh.
+   */
+  learn(row: RateObservations): void {
+    const key = `${row.provider}\n${row.model}`;
+    const before = this.observations.get(key);
+    this.observations.set(key, row);
+    if (
+      before?.requestsPerMinute !== row.requestsPerMinute ||
+      before?.tokensPerMinute !== row.tokensPerMinute
+    )
+      this.refreshSoon();
+  }
+
+  private refreshSoon(): void {
+    // An activity finishing during shutdown must not start a refresh on a closing pool.
+    if (this.stopped) return;
+    this.refreshing ??= this.refresh()
+      .catch((err: unknown) =>
+        this.deps.log.warn(
+          { err },
+          'could not refresh the rate limits; the previous ones stay in force',
+        ),
+      )
+      .finally(() => {
+        this.refreshing = undefined;
+      });
+  }
+
   /** Reads the limits and sets the queue rates; call once before the workers start. */
   async start(): Promise<void> {
     await this.refresh();
-    this.timer = setInterval(() => {
-      this.refreshing ??= this.refresh()
-        .catch((err: unknown) =>
-          this.deps.log.warn(
-            { err },
-            'could not refresh the rate limits; the previous ones stay in force',
-          ),
-        )
-        .finally(() => {
-          this.refreshing = undefined;
-        });
-    }, this.deps.refreshMs ?? RATE_PLAN_REFRESH_MS);
+    this.timer = setInterval(() => this.refreshSoon(), this.deps.refreshMs ?? RATE_PLAN_REFRESH_MS);
     this.timer.unref();
   }
 
   async stop(): Promise<void> {
+    this.stopped = true;
     clearInterval(this.timer);
     await this.refreshing;
   }
@@ -81,10 +118,19 @@ export class RatePlans {
     const configs = (await listPipelines(pool)).flatMap((p) =>
       p.pendingConfig ? [p.config, p.pendingConfig] : [p.config],
     );
+    const observed = await readRateObservations(pool);
+    // Only rows newer than this worker's own: an answer it took meanwhile must not be undone.
+    for (const row of observed) {
+      const key = `${row.provider}\n${row.model}`;
+      const mine = this.observations.get(key);
+      if (!mine || mine.updatedAt <= row.updatedAt) this.observations.set(key, row);
+    }
+    const learned = [...this.observations.values()];
     for (const provider of providers.values()) {
       const plan = planProviderQueue(
         provider,
         configs.filter((c) => c.embedding.provider === provider.name),
+        providerLearnedLimits(learned, provider.name, Date.now()),
       );
       const before = this.plans.get(provider.name);
       if (!samePlan(before, plan)) {
@@ -94,6 +140,7 @@ export class RatePlans {
             {
               provider: provider.name,
               ...plan.limit,
+              learned: plan.learned,
               activitiesPerSecond: plan.activitiesPerSecond,
               tokensPerRequest: plan.tokensPerRequest,
             },

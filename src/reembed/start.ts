@@ -26,7 +26,7 @@ export async function startReembed(
   client: Client,
   p: Pipeline,
   options: BackfillOptions & {
-    /** Batch mode, through the provider's Batch API (decision 16); absent: a walk. */
+    /** Batch mode, through the provider's Batch API (decision 17); absent: a walk. */
     batch?: { enqueuedTokens?: number; pollSeconds?: number; partTokens?: number };
   },
 ): Promise<WorkflowHandle<typeof reembed>> {

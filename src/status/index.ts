@@ -8,6 +8,7 @@ import { priceSpend, type PipelineSpend } from '../cost/spend.js';
 import { findPipeline } from '../db/catalog.js';
 import { readStateReasons, type HoldFacts } from '../db/pipeline-state.js';
 import type { Pool } from '../db/pool.js';
+import { readRateObservations } from '../db/rate-observations.js';
 import { countSourceRows } from '../db/source.js';
 import { readLedger } from '../db/token-ledger.js';
 import { countSyncedRows, readPipelineFacts, type PipelineFacts } from './queries.js';
@@ -18,7 +19,23 @@ export { countSyncedRows, readPipelineFacts, type PipelineFacts } from './querie
 export * from './temporal.js';
 export { oneLine, readStuck, type StuckBatchStatus } from './stuck.js';
 
+/** What the pipeline's provider reported of its budgets for the pipeline's model. */
+export interface LearnedRateLimits {
+  /** The budgets its x-ratelimit-limit-* headers last said; null: it has not said. */
+  requestsPerMinute: number | null;
+  tokensPerMinute: number | null;
+  limitsSeenAt: Date | null;
+  /** Its token count ÷ embedsync's estimate, learned from `answers` answers. */
+  tokenRatio: number;
+  answers: number;
+  /** Of those, 429s; and the times a bucket was lowered to what it said was left. */
+  rateLimited: number;
+  bucketsLowered: number;
+}
+
 export interface PipelineStatus extends PipelineFacts, HoldFacts {
+  /** Null until the provider has answered a paced request or reported its limits. */
+  learnedRateLimits: LearnedRateLimits | null;
   /** Null when Temporal could not be asked. */
   workflows: PipelineWorkflows | null;
   /**
@@ -61,6 +78,7 @@ export async function gatherStatus(
   );
   const facts = await readPipelineFacts(pool, pipeline);
   const reasons = await readStateReasons(pool);
+  const observed = await readRateObservations(pool);
   const ledger = await readLedger(pool, pipeline);
   const { client } = temporal;
   let error = temporal.error;
@@ -77,6 +95,7 @@ export async function gatherStatus(
         error = (err as Error).message;
       }
     }
+    const learned = observed.find((o) => o.provider === f.provider && o.model === f.model);
     const p = await findPipeline(pool, f.pipeline);
     const configs = p ? [p.config, ...(p.pendingConfig ? [p.pendingConfig] : [])] : [];
     const synced = p
@@ -94,6 +113,17 @@ export async function gatherStatus(
       ...f,
       synced,
       spend,
+      learnedRateLimits: learned
+        ? {
+            requestsPerMinute: learned.requestsPerMinute ?? null,
+            tokensPerMinute: learned.tokensPerMinute ?? null,
+            limitsSeenAt: learned.limitsSeenAt,
+            tokenRatio: learned.tokenRatio,
+            answers: learned.answers,
+            rateLimited: learned.rateLimited,
+            bucketsLowered: learned.bucketsLowered,
+          }
+        : null,
       ...(reasons.get(f.pipeline) ?? { stateReason: null, stateSince: null }),
       workflows,
       stuck: stuck.get(f.pipeline) ?? [],

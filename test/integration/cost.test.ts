@@ -150,9 +150,11 @@ describe('cost: the dry run, the token ledger and status against what the provid
     const sent = h.mock.requests.filter((r) => r.status === 200);
     assert.equal(mockTokens(), dry.tokens, "the dry run's tokens are the provider's");
     assert.equal(mockRequests(), dry.requests);
+    // The changed rows' unchanged leading chunks are on record from the first walk: reused.
+    assert.ok(dry.textsOnRecord > 0, 'texts on record from the first walk');
     assert.equal(
       sent.reduce((n, r) => n + r.inputs.length, 0),
-      dry.chunks,
+      dry.chunks - dry.textsOnRecord,
     );
     const paid = await ledger('walked');
     assert.equal(paid.backfill ?? 0, (before.backfill ?? 0) + dry.tokens);

@@ -184,7 +184,8 @@ describe('pollers', () => {
     await h.db.pool.query(`
       create table public.captured (id bigint, pk text, op "char");
       create function public.record_captured() returns trigger language plpgsql as $$
-      begin insert into public.captured select id, k.pk, op from new_rows, unnest(coalesce(pks, array[pk])) k(pk);
+      begin insert into public.captured select id, k.pk, op from new_rows, unnest(coalesce(pks, array[pk])) k(pk)
+              where started_as is null; -- a claim's own stamped batches are not changes
         return null; end $$;
       create trigger record_captured after insert on embedsync.outbox
         referencing new table as new_rows for each statement execute function public.record_captured();`);
@@ -303,13 +304,17 @@ describe('pollers', () => {
         taskQueue: h.taskQueue,
         log: h.log,
       });
-      const healthy = new Poller({
-        pool: h.db.pool,
-        databaseUrl: h.db.url,
-        temporal: recordingClient('healthy', attempts),
-        taskQueue: h.taskQueue,
-        log: h.log,
-      });
+      // It claims at once what the doomed poller stamped, as any poller does once the grace is over.
+      const healthy = new Poller(
+        {
+          pool: h.db.pool,
+          databaseUrl: h.db.url,
+          temporal: recordingClient('healthy', attempts),
+          taskQueue: h.taskQueue,
+          log: h.log,
+        },
+        { stampGraceMs: 0 },
+      );
 
       const { rows } = await h.db.pool.query<{ id: string }>(
         `insert into products (name, description, category) select 'Crash ' || g, 'Claimed by a poller that dies ' || g, 'crash' from generate_series(1, 5) g returning id::text`,
@@ -356,6 +361,78 @@ describe('pollers', () => {
         ['COMPLETED'],
         'the workflow ran once',
       );
+    } finally {
+      await doomedPool.end();
+      if (!workerBack) await h.startWorker();
+    }
+  });
+  it('a poller killed after recording its batches but before starting them: the next claim starts the very same workflows, once the grace is over', async () => {
+    await converged();
+    await h.stopWorker();
+    let workerBack = false;
+    const attempts: StartAttempt[] = [];
+    const doomedApp = `stamping-poller-${process.pid}`;
+    const doomedPool = createPool(h.db.url, { max: 2, applicationName: doomedApp });
+    try {
+      // It dies as its first start is sent: its batches are recorded, none has started.
+      const dies: WorkflowClientInterceptor = {
+        async startWithDetails() {
+          await h.db.pool.query(
+            `select pg_terminate_backend(pid) from pg_stat_activity where application_name = $1 and datname = current_database()`,
+            [doomedApp],
+          );
+          throw new Error('killed');
+        },
+      };
+      const doomed = new Poller({
+        pool: doomedPool,
+        databaseUrl: h.db.url,
+        temporal: new Client({
+          connection: h.client.connection,
+          namespace: h.client.options.namespace,
+          interceptors: { workflow: [dies] },
+        }),
+        taskQueue: h.taskQueue,
+        log: h.log,
+      });
+      const poller = (grace: number) =>
+        new Poller(
+          {
+            pool: h.db.pool,
+            databaseUrl: h.db.url,
+            temporal: recordingClient('next', attempts),
+            taskQueue: h.taskQueue,
+            log: h.log,
+          },
+          { stampGraceMs: grace, claimLimit: 3 },
+        );
+      await h.db.pool.query(
+        `insert into products (name, description, category) select 'Stamped ' || g, 'Recorded, never started ' || g, 'stamped' from generate_series(1, 5) g`,
+      );
+      await assert.rejects(doomed.pollOnce());
+      const stamped = await h.db.pool.query<{ started_as: string; keys: number }>(
+        `select started_as, coalesce(cardinality(pks), 1)::int as keys from embedsync.outbox order by id`,
+      );
+      assert.equal(stamped.rows.length, 1, 'the claim left one recorded batch');
+      const recorded = stamped.rows[0]?.started_as ?? '';
+      assert.match(recorded, /^sync:products:/);
+      assert.equal(stamped.rows[0]?.keys, 5);
+
+      // Within the grace it is the doomed poller's: another claim leaves it alone.
+      assert.equal(await poller(60_000).pollOnce(), 0);
+      assert.equal(attempts.length, 0, 'a stamped batch was started within its grace');
+      // Then it is anyone's: the same workflow, with all five keys, though the claim limit is 3.
+      await h.db.pool.query(`update embedsync.outbox set started_at = now() - interval '1 minute'`);
+      assert.equal(await poller(60_000).pollOnce(), 5);
+      assert.deepEqual(
+        attempts.map((a) => [a.workflowId, a.outcome, a.keys.length]),
+        [[recorded, 'started', 5]],
+      );
+      assert.equal(await count('select count(*)::int as n from embedsync.outbox'), 0);
+      await h.startWorker();
+      workerBack = true;
+      await converged(attempts);
+      assert.equal(h.provider.texts, 5, 'each row embedded once');
     } finally {
       await doomedPool.end();
       if (!workerBack) await h.startWorker();

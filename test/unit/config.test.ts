@@ -154,3 +154,19 @@ describe('EMBEDSYNC_INDEX_BUILD_MEMORY', () => {
     );
   });
 });
+
+describe('EMBEDSYNC_TEXT_RETENTION', () => {
+  it('is 15 minutes unless set, and reads durations', () => {
+    assert.equal(readEnv({}).textRetentionMs, 15 * 60_000);
+    assert.equal(readEnv({ EMBEDSYNC_TEXT_RETENTION: '2h' }).textRetentionMs, 2 * 3_600_000);
+    assert.equal(readEnv({ EMBEDSYNC_TEXT_RETENTION: '1d' }).textRetentionMs, 86_400_000);
+    assert.equal(readEnv({ EMBEDSYNC_TEXT_RETENTION: '30s' }).textRetentionMs, 30_000);
+  });
+
+  it('names the variable when it is not a duration', () => {
+    assert.throws(
+      () => readEnv({ EMBEDSYNC_TEXT_RETENTION: '15 minutes' }),
+      /EMBEDSYNC_TEXT_RETENTION: a duration such as 15min/,
+    );
+  });
+});

@@ -92,6 +92,7 @@ const estimate = (over: Partial<CostEstimate>): CostEstimate => ({
   rowsSkipped: 10_000,
   chunks: 1_250_000,
   distinctTexts: 1_240_000,
+  textsOnRecord: 0,
   tokens: 180_000_000,
   chunkTokens: 181_000_000,
   tokensEstimated: false,

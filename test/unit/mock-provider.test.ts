@@ -43,6 +43,20 @@ describe('mock provider: OpenAI', () => {
     assert.equal(res.headers.get('x-ratelimit-remaining-requests'), '59');
   });
 
+  it('counts tokens as bytes/4 when told, for usage and for its budget alike', async () => {
+    mock.options.tokenCounting = 'bytes/4';
+    mock.options.tokensPerMinute = 100;
+    const res = await openai({
+      model: 'text-embedding-3-small',
+      input: ['hello world', 'é'], // 11 bytes and 2: 3 + 1
+      encoding_format: 'float',
+    });
+    assert.equal(res.status, 200);
+    const body = (await res.json()) as { usage: { prompt_tokens: number } };
+    assert.equal(body.usage.prompt_tokens, 4);
+    assert.equal(res.headers.get('x-ratelimit-remaining-tokens'), '96');
+  });
+
   it('answers 429 with the real body and a retry hint when a bucket runs dry', async () => {
     mock.options.tokensPerMinute = 10;
     assert.equal(

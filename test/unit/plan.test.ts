@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { OutboxRow } from '../../src/db/outbox.js';
-import { planBatches } from '../../src/poller/plan.js';
+import { planBatches, planStamped } from '../../src/poller/plan.js';
 
 // Ids commit out of order, so a row's enqueued_at need not follow its id: here it runs backwards.
 const row = (id: number, pipeline: string, pk: string, op: OutboxRow['op'] = 'I'): OutboxRow => ({
@@ -108,5 +108,37 @@ describe('planning batches from claimed outbox rows', () => {
     assert.deepEqual(of('a', 'x'), row(3, 'a', 'x').enqueuedAt);
     assert.deepEqual(of('a', 'y'), row(2, 'a', 'y').enqueuedAt);
     assert.deepEqual(of('b', 'z'), row(4, 'b', 'z').enqueuedAt);
+  });
+});
+
+describe('resuming the batches an earlier claim stamped', () => {
+  const stamped = (id: number, keys: string[], startedAs: string, op: OutboxRow['op'] = 'U') =>
+    keys.map((pk, i) => ({
+      ...row(id, 'a', pk, op),
+      startedAs,
+      ...(keys.length > 1 ? { part: { index: i + 1, of: keys.length } } : {}),
+    }));
+
+  it('a stamped row is its batch again, under the workflow id it was stamped with', () => {
+    const batches = planStamped([
+      ...stamped(7, ['x', 'y', 'z'], 'sync:a:3-aaaa'),
+      ...stamped(9, ['w'], 'sync:a:5-bbbb'),
+    ]);
+    assert.deepEqual(
+      batches.map((b) => [b.workflowId, b.keys, b.outboxIds, b.sweep]),
+      [
+        ['sync:a:3-aaaa', ['x', 'y', 'z'], [7], false],
+        ['sync:a:5-bbbb', ['w'], [9], false],
+      ],
+    );
+  });
+
+  it('a stamped sweep is a sweep again', () => {
+    const [sweep] = planStamped(stamped(4, ['*'], 'sync:a:1-cccc', 'T'));
+    assert.deepEqual([sweep?.sweep, sweep?.keys], [true, []]);
+  });
+
+  it('rows no claim stamped are left to planBatches', () => {
+    assert.deepEqual(planStamped([row(1, 'a', 'x'), row(2, 'a', 'y')]), []);
   });
 });

@@ -95,6 +95,32 @@ describe('OpenAI through the openai SDK', () => {
     assert.equal(mock.requests.length, 3, 'the SDK retried on its own');
   });
 
+  it('returns what the server says of its budgets and counts, with every answer and every 429', async () => {
+    mock.options.requestsPerMinute = 60;
+    mock.options.tokensPerMinute = 1000;
+    mock.options.tokenCounting = 'bytes/4';
+    try {
+      const answer = await embed(['river stone maple']); // 17 bytes: 5 tokens counted as bytes/4
+      assert.equal(answer.tokens, 5);
+      assert.deepEqual(answer.limits, {
+        requestsPerMinute: 60,
+        tokensPerMinute: 1000,
+        remainingRequests: 59,
+        remainingTokens: 995,
+        resetRequestsMs: 1000,
+        resetTokensMs: 300,
+      });
+      const err = await embed(['x'.repeat(4000)]).catch((e: unknown) => e);
+      assert.ok(err instanceof RateLimitedError);
+      assert.equal(err.limits?.tokensPerMinute, 1000);
+      assert.ok((err.limits?.remainingTokens ?? Infinity) < 1000);
+    } finally {
+      mock.options.requestsPerMinute = undefined;
+      mock.options.tokensPerMinute = undefined;
+      mock.options.tokenCounting = undefined;
+    }
+  });
+
   it('tells an exhausted quota from a rate limit', async () => {
     mock.inject({ kind: 'quota' });
     await assert.rejects(embed(['a']), QuotaExhaustedError);

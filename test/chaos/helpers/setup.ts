@@ -22,17 +22,23 @@ export async function temporalClient(scene: Scene, address: string): Promise<Cli
   return new Client({ connection, namespace: readEnv().temporalNamespace });
 }
 
-/** The ids of the changes waiting in the outbox now. */
-export async function queuedChanges(pool: Pool): Promise<number[]> {
-  const { rows } = await pool.query<{ id: number }>('select id from embedsync.outbox');
-  return rows.map((r) => r.id);
+/**
+ * The keys whose changes wait in the outbox now, as `pipeline:key`. Keys, not outbox ids: a claim
+ * replaces the rows it takes with its planned batches before it starts them (src/db/outbox.ts).
+ */
+export async function queuedChanges(pool: Pool): Promise<string[]> {
+  const { rows } = await pool.query<{ key: string }>(
+    `select distinct pipeline || ':' || pk as key from embedsync.outbox_keys`,
+  );
+  return rows.map((r) => r.key);
 }
 
-/** Of the given outbox ids, those no longer in the outbox. */
-export async function leftOutbox(pool: Pool, ids: readonly number[]): Promise<number[]> {
-  const { rows } = await pool.query<{ id: number }>(
-    'select q.id from unnest($1::bigint[]) as q(id) where not exists (select 1 from embedsync.outbox o where o.id = q.id)',
-    [ids],
+/** Of the given queued keys (queuedChanges), those no longer in the outbox. */
+export async function leftOutbox(pool: Pool, keys: readonly string[]): Promise<string[]> {
+  const { rows } = await pool.query<{ key: string }>(
+    `select q.key from unnest($1::text[]) as q(key)
+      where not exists (select 1 from embedsync.outbox_keys o where o.pipeline || ':' || o.pk = q.key)`,
+    [keys],
   );
-  return rows.map((r) => r.id);
+  return rows.map((r) => r.key);
 }
