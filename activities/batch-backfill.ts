@@ -13,10 +13,10 @@ import {
   partName,
   type PartSize,
 } from '../src/batch/parts.js';
-import { decideFetch } from '../src/batch/decide.js';
+import { decideFetch, type StagedRow } from '../src/batch/decide.js';
 import { chunkDocument } from '../src/chunking/document.js';
 import { countTokens } from '../src/chunking/tokens.js';
-import type { OpenAIEmbeddingConfig } from '../src/config/pipeline.js';
+import { vectorSettings, type OpenAIEmbeddingConfig } from '../src/config/pipeline.js';
 import {
   clearEarlierParts,
   markEnded,
@@ -30,6 +30,9 @@ import {
 } from '../src/db/batch-parts.js';
 import { atGeneration, getPipeline, instanceId, type Pipeline } from '../src/db/catalog.js';
 import { refusedContent } from '../src/db/dead-letters.js';
+import { readTextVectors } from '../src/db/embedded-texts.js';
+import { recordSpend } from '../src/db/token-ledger.js';
+import { textKey } from '../src/texts/once.js';
 import { readKeyPage, readSourceRows } from '../src/db/source.js';
 import { readEmbeddedHeads } from '../src/db/vectors.js';
 import { requestLine, type BatchPhase } from '../src/providers/openai-batch.js';
@@ -38,7 +41,8 @@ import type { ActivityDeps } from './deps.js';
 import { classified } from './errors.js';
 import { followingSchemaChanges } from './schema.js';
 import { batchContext, type PartRef } from './batch-api.js';
-import { createBatchWrite } from './batch-write.js';
+import { createBatchWrite, emptyResult, piecesOf } from './batch-write.js';
+import { writeRows, type Piece } from './walk-batch.js';
 
 /** Keys read at a time while a part is gathered. */
 const SCAN_PAGE = 1000;
@@ -123,6 +127,27 @@ export function createBatchBackfillActivities(deps: ActivityDeps) {
     return lines;
   };
 
+  /** Writes rows whose every text was on record, and counts those texts as reused. */
+  const writeReused = async (
+    p: Pipeline,
+    backfill: string,
+    rows: { row: StagedRow; pieces: Piece[] }[],
+  ): Promise<void> => {
+    if (rows.length === 0) return;
+    await writeRows(deps, p, `batch:${backfill}`, rows, emptyResult());
+    await recordSpend(pool, {
+      pipeline: p.name,
+      generation: p.generation,
+      mode: 'batch',
+      provider: p.config.embedding.provider,
+      model: p.config.embedding.model,
+      tokens: 0,
+      requests: 0,
+      texts: 0,
+      reused: rows.reduce((n, r) => n + r.pieces.length, 0),
+    });
+  };
+
   return {
     ...createBatchWrite(deps),
 
@@ -147,6 +172,7 @@ export function createBatchBackfillActivities(deps: ActivityDeps) {
               exhausted: true,
             };
           const api = batchesFor(p);
+          const settings = vectorSettings(p.config.embedding);
           const earlier = await readPart(pool, backfill, part);
           if (earlier) {
             if (earlier.status === 'recorded') await send(p, earlier, undefined);
@@ -173,19 +199,39 @@ export function createBatchBackfillActivities(deps: ActivityDeps) {
               decideFetch(page, rows, heads, p.generation).map((r) => [r.pk, r]),
             );
             const refused = await refusedContent(pool, p.name, p.generation, page);
+            const chunksOf = new Map<string, string[]>();
             for (const key of page) {
               const row = decided.get(key);
-              const embed =
-                row?.action === 'embed' && !refused.has(`${key}\u0000${row.contentHash ?? ''}`);
-              if (row && embed) {
-                const chunks = chunkDocument(p.config, row.document ?? '', row.context);
+              if (row?.action !== 'embed' || refused.has(`${key}\u0000${row.contentHash ?? ''}`))
+                continue;
+              chunksOf.set(key, chunkDocument(p.config, row.document ?? '', row.context));
+            }
+            // Texts some batch has paid for already (decision 16) are not sent again: a row whose
+            // every chunk is on record is written from the record now, paying nothing.
+            const textKeys = [...chunksOf.values()].flat().map((c) => textKey(settings, c));
+            const known = await readTextVectors(pool, textKeys);
+            const fromRecord: { row: StagedRow; pieces: Piece[] }[] = [];
+            for (const key of page) {
+              const row = decided.get(key);
+              const chunks = chunksOf.get(key);
+              if (row && chunks) {
+                const vectors = chunks.map((c) => known.get(textKey(settings, c)));
+                if (vectors.every((v) => v !== undefined)) {
+                  fromRecord.push({ row, pieces: piecesOf(key, chunks, vectors) });
+                  cursor = key;
+                  scanned += 1;
+                  continue;
+                }
                 const line = requestLine(api.config, customId(keys.length), chunks);
                 const size: PartSize = {
                   inputs: chunks.length,
                   tokens: chunks.reduce((sum, c) => sum + countTokens(c), 0),
                   bytes: Buffer.byteLength(line) + 1,
                 };
-                if (!fits(held, size, limits)) break scan;
+                if (!fits(held, size, limits)) {
+                  await writeReused(p, backfill, fromRecord);
+                  break scan;
+                }
                 held = addSize(held, size);
                 keys.push(key);
                 hashes.push(row.contentHash ?? '');
@@ -194,6 +240,7 @@ export function createBatchBackfillActivities(deps: ActivityDeps) {
               cursor = key;
               scanned += 1;
             }
+            await writeReused(p, backfill, fromRecord);
             if (page.length < SCAN_PAGE) {
               exhausted = true;
               break;

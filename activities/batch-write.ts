@@ -12,6 +12,10 @@ import { recordFailedBatch, recordRefusedContent } from '../src/db/dead-letters.
 import { withTransaction } from '../src/db/pool.js';
 import { readSourceRows } from '../src/db/source.js';
 import { recordSpend } from '../src/db/token-ledger.js';
+import { recordTexts } from '../src/db/embedded-texts.js';
+import { vectorSettings } from '../src/config/pipeline.js';
+import { textKey } from '../src/texts/once.js';
+import { toSql } from 'pgvector';
 import type { BatchOutputLine } from '../src/providers/openai-batch.js';
 import { batchContext, type PartRef } from './batch-api.js';
 import type { ActivityDeps } from './deps.js';
@@ -51,18 +55,7 @@ export function createBatchWrite(deps: ActivityDeps) {
           const p = atGeneration(live, recorded.generation);
           const api = batchesFor(p ?? live);
           const batch = await api.retrieve(recorded.providerBatchId);
-          const result: WalkBatchResult = {
-            written: 0,
-            metadataUpdated: 0,
-            deleted: 0,
-            stale: 0,
-            swept: 0,
-            embedded: 0,
-            tokens: 0,
-            requests: 0,
-            remaining: 0,
-            deadLettered: 0,
-          };
+          const result = emptyResult();
           const letters: { pk: string; contentHash: string; error: string }[] = [];
           let paidTexts = 0;
           const place = (line: BatchOutputLine): number | undefined => {
@@ -182,16 +175,46 @@ async function writeOutput(
     const vectors = line.vectors;
     rows.push({
       row: { pk, action: 'embed', document: null, context: null, contentHash: hash },
-      pieces: chunks.map((chunk, index) => ({
-        pk,
-        index,
-        chunk,
-        id: `${pk}\u0000${index}`,
-        size: 0,
-        tokens: 0,
-        vector: vectors[index] ?? [],
-      })),
+      pieces: piecesOf(pk, chunks, vectors),
     });
   });
-  if (rows.length > 0) await writeRows(deps, p, `batch:${part.backfill}`, rows, result);
+  if (rows.length === 0) return;
+  await writeRows(deps, p, `batch:${part.backfill}`, rows, result);
+  // On record for any batch to reuse (decision 16): a sync of a row sharing a text pays nothing.
+  const settings = vectorSettings(p.config.embedding);
+  const pieces = rows.flatMap((r) => r.pieces);
+  await recordTexts(deps.pool, {
+    key: pieces.map((x) => textKey(settings, x.chunk)),
+    embedding: pieces.map((x) => toSql(x.vector ?? []) as string),
+  }).catch((err: unknown) =>
+    deps.log.warn({ err, pipeline: p.name }, 'could not record the texts of a batch part'),
+  );
+}
+
+/** A write's counters, all zero. */
+export const emptyResult = (): WalkBatchResult => ({
+  written: 0,
+  metadataUpdated: 0,
+  deleted: 0,
+  stale: 0,
+  swept: 0,
+  embedded: 0,
+  tokens: 0,
+  requests: 0,
+  remaining: 0,
+  deadLettered: 0,
+});
+
+/** A row's chunks with their vectors, as the walk's write takes them. */
+export function piecesOf(
+  pk: string,
+  chunks: readonly string[],
+  vectors: readonly (number[] | string | undefined)[],
+): Piece[] {
+  return chunks.map((chunk, index) => {
+    const v = vectors[index];
+    // The record keeps pgvector's text form, a JSON array.
+    const vector = typeof v === 'string' ? (JSON.parse(v) as number[]) : (v ?? []);
+    return { pk, index, chunk, id: `${pk}\u0000${index}`, size: 0, tokens: 0, vector };
+  });
 }

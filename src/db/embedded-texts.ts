@@ -114,3 +114,40 @@ export async function countTexts(q: Queryable): Promise<{ known: number; leased:
   );
   return rows[0] ?? { known: 0, leased: 0 };
 }
+
+/** The vectors on record (pgvector's text form) of those of these keys that have one. */
+export async function readTextVectors(
+  q: Queryable,
+  keys: readonly string[],
+): Promise<Map<string, string>> {
+  if (keys.length === 0) return new Map();
+  const { rows } = await q.query<{ key: string; embedding: string }>(
+    `select encode(key, 'hex') as key, embedding::text as embedding from embedsync.embedded_texts
+      where key = any(select decode(k, 'hex') from unnest($1::text[]) k) and embedding is not null`,
+    [[...new Set(keys)]],
+  );
+  return new Map(rows.map((r) => [r.key, r.embedding]));
+}
+
+/**
+ * Vectors paid for outside a claim (a provider batch's output): on record for any batch to reuse,
+ * taking the place of a lease on the same text (its holder then finds the vector and pays nothing
+ * more); a vector already on record stays.
+ */
+export async function recordTexts(
+  q: Queryable,
+  texts: { key: string[]; embedding: string[] },
+): Promise<void> {
+  // One row per key (a statement may not update a row twice), in key order (no deadlocks).
+  const byKey = new Map(texts.key.map((k, i) => [k, texts.embedding[i] ?? '']));
+  const keys = [...byKey.keys()].sort();
+  await q.query(
+    `insert into embedsync.embedded_texts as t (key, embedding, stored_at)
+     select decode(s.key, 'hex'), s.embedding::vector, now()
+       from unnest($1::text[], $2::text[]) as s(key, embedding)
+     on conflict (key) do update
+       set embedding = excluded.embedding, holder = null, lease_until = null, stored_at = now()
+       where t.embedding is null`,
+    [keys, keys.map((k) => byKey.get(k))],
+  );
+}

@@ -381,6 +381,29 @@ describe('batch-mode backfills', () => {
     assert.equal(state.rows[0]?.state, 'active');
   });
 
+  it('texts a batch has paid for are on record: a second table of the same texts pays nothing', async () => {
+    const first = await freshTable('batch_first', 300);
+    mock.options.batch = { completionMs: 0, clock: () => now };
+    await (await begin(first)).result();
+    // The same rows under another pipeline with the same model settings.
+    const second = uniqueName('batch_second');
+    await h.db.pool.query(`create table ${second} as select * from ${first}`);
+    await h.db.pool.query(`alter table ${second} add primary key (id)`);
+    await applyPipeline(h, pipelineOf(second));
+    const result = await (await begin(second)).result();
+    assert.equal(result.processed, 300);
+    assert.equal(batchesOf(second).length, 0, 'no batch was needed');
+    assert.equal(await count(`select count(distinct pk)::int as n from ${second}_embeddings`), 300);
+    const reused = await h.db.pool.query<{ reused: number; texts: number }>(
+      `select coalesce(sum(reused), 0)::int as reused, coalesce(sum(texts), 0)::int as texts
+         from embedsync.token_ledger where pipeline = $1`,
+      [second],
+    );
+    assert.deepEqual(reused.rows[0], { reused: 300, texts: 0 });
+    const o = await outcome(first);
+    assert.equal(o.paid, 300, 'each text paid once, by the first table');
+  });
+
   it('a re-embed in batch mode builds the new generation through the Batch API and swaps it in', async () => {
     const name = await freshTable('batch_reembed', 800);
     mock.options.batch = { completionMs: 0, clock: () => now };
