@@ -114,11 +114,12 @@ export function createBatchBackfillActivities(deps: ActivityDeps) {
     const lines: string[] = [];
     const hashes: string[] = [];
     const keys: string[] = [];
+    const inPart = new PartTexts(vectorSettings(p.config.embedding));
     for (const key of part.keys) {
       const row = rows.get(key);
       if (!row) continue; // gone since: its delete is synced
       const chunks = chunkDocument(p.config, row.document, row.context);
-      lines.push(requestLine(config, customId(keys.length), chunks));
+      if (inPart.adds(chunks)) lines.push(requestLine(config, customId(keys.length), chunks));
       keys.push(key);
       hashes.push(row.contentHash);
     }
@@ -184,6 +185,7 @@ export function createBatchBackfillActivities(deps: ActivityDeps) {
           const keys: string[] = [];
           const hashes: string[] = [];
           const lines: string[] = [];
+          const inPart = new PartTexts(settings);
           let cursor = input.after;
           let scanned = 0;
           let exhausted = false;
@@ -222,6 +224,15 @@ export function createBatchBackfillActivities(deps: ActivityDeps) {
                   scanned += 1;
                   continue;
                 }
+                // Every text already in a line of this part: the row rides along without a line of
+                // its own, written from the record once the part's output is (writeBatchPart).
+                if (chunks.length > 0 && inPart.covers(chunks, known)) {
+                  keys.push(key);
+                  hashes.push(row.contentHash ?? '');
+                  cursor = key;
+                  scanned += 1;
+                  continue;
+                }
                 const line = requestLine(api.config, customId(keys.length), chunks);
                 const size: PartSize = {
                   inputs: chunks.length,
@@ -233,6 +244,7 @@ export function createBatchBackfillActivities(deps: ActivityDeps) {
                   break scan;
                 }
                 held = addSize(held, size);
+                inPart.adds(chunks);
                 keys.push(key);
                 hashes.push(row.contentHash ?? '');
                 lines.push(line);
@@ -370,4 +382,30 @@ function resultOf(part: BatchPart, after: string | null): SubmitPartResult {
     // Only an empty part ever ends the scan in the record's absence; a recorded one has a next.
     exhausted: false,
   };
+}
+
+/**
+ * The texts a part's lines carry, so that a row whose every text is carried already (or on record)
+ * gets no line of its own and is not paid for twice. A row with some new texts sends them all: its
+ * line's vectors are its chunks, in order.
+ */
+class PartTexts {
+  private readonly keys = new Set<string>();
+
+  constructor(private readonly settings: string) {}
+
+  /** Whether every chunk is in an earlier line of the part or in `known` (the record). */
+  covers(chunks: readonly string[], known?: ReadonlyMap<string, string>): boolean {
+    return chunks.every((c) => {
+      const key = textKey(this.settings, c);
+      return this.keys.has(key) || known?.has(key) === true;
+    });
+  }
+
+  /** Adds a row's texts to the part's lines; false (nothing added) if it needs no line. */
+  adds(chunks: readonly string[]): boolean {
+    if (chunks.length > 0 && this.covers(chunks)) return false;
+    for (const c of chunks) this.keys.add(textKey(this.settings, c));
+    return true;
+  }
 }

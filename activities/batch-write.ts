@@ -12,7 +12,7 @@ import { recordFailedBatch, recordRefusedContent } from '../src/db/dead-letters.
 import { withTransaction } from '../src/db/pool.js';
 import { readSourceRows } from '../src/db/source.js';
 import { recordSpend } from '../src/db/token-ledger.js';
-import { recordTexts } from '../src/db/embedded-texts.js';
+import { readTextVectors, recordTexts } from '../src/db/embedded-texts.js';
 import { vectorSettings } from '../src/config/pipeline.js';
 import { textKey } from '../src/texts/once.js';
 import { toSql } from 'pgvector';
@@ -58,9 +58,13 @@ export function createBatchWrite(deps: ActivityDeps) {
           const result = emptyResult();
           const letters: { pk: string; contentHash: string; error: string }[] = [];
           let paidTexts = 0;
+          // The rows some line answered, in the output or the error file.
+          const answered = new Set<number>();
           const place = (line: BatchOutputLine): number | undefined => {
             const i = rowOf(line.customId);
-            return i !== undefined && i < recorded.keys.length ? i : undefined;
+            if (i === undefined || i >= recorded.keys.length) return undefined;
+            answered.add(i);
+            return i;
           };
           if (batch.outputFileId) {
             let pending: BatchOutputLine[] = [];
@@ -104,6 +108,15 @@ export function createBatchWrite(deps: ActivityDeps) {
                 'rows the provider refused in a batch were set aside in embedsync.dead_letters',
               );
           }
+          // Rows that rode along without a line of their own: their texts were all in other rows'
+          // lines, now on record. One whose texts are not (their line failed) goes round too.
+          const riders = recorded.keys.flatMap((_, i) => (answered.has(i) ? [] : [i]));
+          let reused = 0;
+          if (p && riders.length > 0) {
+            const written = await writeRiders(deps, p, recorded, riders, result);
+            reused = written.reused;
+            unrun.push(...written.unresolved);
+          }
           if (unrun.length > 0) {
             const why = `the provider's batch ${batch.id} ended ${batch.status} before these rows ran`;
             await recordFailedBatch(pool, pipeline, unrun, recorded.generation, why);
@@ -132,7 +145,7 @@ export function createBatchWrite(deps: ActivityDeps) {
               tokens: result.tokens,
               requests: batch.counts.completed,
               texts: paidTexts,
-              reused: 0,
+              reused,
             });
           });
           // Its files are no longer needed; the provider keeps them otherwise.
@@ -189,6 +202,64 @@ async function writeOutput(
   }).catch((err: unknown) =>
     deps.log.warn({ err, pipeline: p.name }, 'could not record the texts of a batch part'),
   );
+}
+
+/**
+ * Writes the rows of a part that had no line of their own (every text of theirs was in an earlier
+ * row's line) from the record of texts, which the part's output has just filled. Returns the texts
+ * reused, and the keys still in step with the part whose texts are not on record (their line failed
+ * or went stale), which go round again through change sync.
+ */
+async function writeRiders(
+  deps: ActivityDeps,
+  p: Pipeline,
+  part: BatchPart,
+  riders: readonly number[],
+  result: WalkBatchResult,
+): Promise<{ reused: number; unresolved: string[] }> {
+  const settings = vectorSettings(p.config.embedding);
+  const unresolved: string[] = [];
+  let reused = 0;
+  for (let start = 0; start < riders.length; start += WRITE_ROWS) {
+    const at = riders.slice(start, start + WRITE_ROWS);
+    const keys = at.map((i) => part.keys[i] ?? '');
+    const current = new Map((await readSourceRows(deps.pool, p, keys)).map((r) => [r.pk, r]));
+    const chunked = at.flatMap((i) => {
+      const pk = part.keys[i] ?? '';
+      const source = current.get(pk);
+      // Changed or gone since it was submitted: its change is already queued for a sync.
+      if (!source || source.contentHash !== part.contentHashes[i]) {
+        result.stale += 1;
+        return [];
+      }
+      return [
+        {
+          pk,
+          hash: source.contentHash,
+          chunks: chunkDocument(p.config, source.document, source.context),
+        },
+      ];
+    });
+    const known = await readTextVectors(
+      deps.pool,
+      chunked.flatMap((r) => r.chunks.map((c) => textKey(settings, c))),
+    );
+    const rows: { row: StagedRow; pieces: Piece[] }[] = [];
+    for (const r of chunked) {
+      const vectors = r.chunks.map((c) => known.get(textKey(settings, c)));
+      if (vectors.some((v) => v === undefined)) {
+        unresolved.push(r.pk);
+        continue;
+      }
+      reused += r.chunks.length;
+      rows.push({
+        row: { pk: r.pk, action: 'embed', document: null, context: null, contentHash: r.hash },
+        pieces: piecesOf(r.pk, r.chunks, vectors),
+      });
+    }
+    if (rows.length > 0) await writeRows(deps, p, `batch:${part.backfill}`, rows, result);
+  }
+  return { reused, unresolved };
 }
 
 /** A write's counters, all zero. */

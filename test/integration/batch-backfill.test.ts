@@ -404,6 +404,36 @@ describe('batch-mode backfills', () => {
     assert.equal(o.paid, 300, 'each text paid once, by the first table');
   });
 
+  it("rows of one part that share their text pay for it once, written from the part's own output", async () => {
+    const name = uniqueName('batch_twins');
+    await h.db.pool.query(`create table ${name} (id bigint primary key, name text, body text)`);
+    // 200 rows, 20 distinct texts: each text ten times over.
+    await h.db.pool.query(
+      `insert into ${name} select g, 'Item ' || (g % 20),
+              'Shared text ' || (g % 20) || ' of ${name}, ten rows each'
+         from generate_series(1, 200) g`,
+    );
+    await applyPipeline(h, pipelineOf(name));
+    mock.options.batch = { completionMs: 0, clock: () => now };
+    const result = await (await begin(name)).result();
+    assert.equal(result.processed, 200);
+    const o = await outcome(name);
+    assert.equal(o.paid, 20, 'each distinct text paid once');
+    assert.deepEqual(o.twice, []);
+    assert.equal(o.embedded, 200, 'every row has its vector');
+    const { rows } = await h.db.pool.query<{ reused: number; texts: number }>(
+      `select coalesce(sum(reused), 0)::int as reused, coalesce(sum(texts), 0)::int as texts
+         from embedsync.token_ledger where pipeline = $1`,
+      [name],
+    );
+    assert.deepEqual(rows[0], { reused: 180, texts: 20 });
+    const same = await count(
+      `select count(*)::int as n from ${name}_embeddings a join ${name}_embeddings b
+          on a.chunk = b.chunk and a.embedding <> b.embedding`,
+    );
+    assert.equal(same, 0, 'rows of the same text have the same vector');
+  });
+
   it('a re-embed in batch mode builds the new generation through the Batch API and swaps it in', async () => {
     const name = await freshTable('batch_reembed', 800);
     mock.options.batch = { completionMs: 0, clock: () => now };
