@@ -46,8 +46,8 @@ export const addSize = (a: PartSize, b: PartSize): PartSize => ({
 });
 
 /**
- * A request line's custom_id: the row's place in the part's recorded keys (at most one line per row, its
- * chunks the line's inputs in order, so the chunk is the embedding's index).
+ * A request line's custom_id: the row's place in the part's recorded keys (at most one line per
+ * row, its chunks the line's inputs in order, so the chunk is the embedding's index).
  */
 export const customId = (row: number): string => `row-${row}`;
 
