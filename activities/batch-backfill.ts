@@ -41,8 +41,8 @@ import type { ActivityDeps } from './deps.js';
 import { classified } from './errors.js';
 import { followingSchemaChanges } from './schema.js';
 import { batchContext, type PartRef } from './batch-api.js';
-import { createBatchWrite, emptyResult, piecesOf } from './batch-write.js';
-import { writeRows, type Piece } from './walk-batch.js';
+import { createBatchWrite, piecesOf } from './batch-write.js';
+import { emptyResult, writeRows, type Piece } from './walk-batch.js';
 
 /** Keys read at a time while a part is gathered. */
 const SCAN_PAGE = 1000;

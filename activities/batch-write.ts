@@ -21,7 +21,7 @@ import { batchContext, type PartRef } from './batch-api.js';
 import type { ActivityDeps } from './deps.js';
 import { classified } from './errors.js';
 import { followingSchemaChanges } from './schema.js';
-import { writeRows, type Piece, type WalkBatchResult } from './walk-batch.js';
+import { emptyResult, writeRows, type Piece, type WalkBatchResult } from './walk-batch.js';
 
 /** Output lines written per transaction. */
 const WRITE_ROWS = 500;
@@ -261,20 +261,6 @@ async function writeRiders(
   }
   return { reused, unresolved };
 }
-
-/** A write's counters, all zero. */
-export const emptyResult = (): WalkBatchResult => ({
-  written: 0,
-  metadataUpdated: 0,
-  deleted: 0,
-  stale: 0,
-  swept: 0,
-  embedded: 0,
-  tokens: 0,
-  requests: 0,
-  remaining: 0,
-  deadLettered: 0,
-});
 
 /** A row's chunks with their vectors, as the walk's write takes them. */
 export function piecesOf(

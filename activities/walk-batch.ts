@@ -70,22 +70,25 @@ interface RowToWrite {
   staged: boolean;
 }
 
+/** A write's counters, all zero. */
+export const emptyResult = (): WalkBatchResult => ({
+  written: 0,
+  metadataUpdated: 0,
+  deleted: 0,
+  stale: 0,
+  swept: 0,
+  embedded: 0,
+  tokens: 0,
+  requests: 0,
+  remaining: 0,
+  deadLettered: 0,
+});
+
 export function createWalkBatch(deps: ActivityDeps) {
   const { pool, log, metrics } = deps;
   return async function walkBatch(input: WalkBatchInput): Promise<WalkBatchResult> {
     const { pipeline, batchId, keys, generation } = input;
-    const result: WalkBatchResult = {
-      written: 0,
-      metadataUpdated: 0,
-      deleted: 0,
-      stale: 0,
-      swept: 0,
-      embedded: 0,
-      tokens: 0,
-      requests: 0,
-      remaining: 0,
-      deadLettered: 0,
-    };
+    const result = emptyResult();
     await classified(() =>
       followingSchemaChanges(deps, pipeline, async () => {
         const ctx = Context.current();
