@@ -25,6 +25,11 @@ export interface Pgai {
   /** The `pgai` command of the virtual environment. */
   bin: string;
   /**
+   * The environment's Python, which runs `bin`: a virtual environment reached by another path keeps
+   * a shebang naming the path it was made at.
+   */
+  python: string;
+  /**
    * The tokenizer's files the package ships: tiktoken reads them from here instead of downloading
    * them, which an offline machine cannot do.
    */
@@ -117,12 +122,13 @@ export async function ensurePgai(log: (line: string) => void): Promise<PgaiInsta
     await writeFile(done, `${requirements.join('\n')}\n`);
   }
   const { stdout } = await run(path.join(venv, 'bin', 'python'), ['-c', FIND_TIKTOKEN_CACHE]);
-  return { ok: true, pgai: { venv, bin, tiktokenCache: stdout.trim() } };
+  const venvPython = path.join(venv, 'bin', 'python');
+  return { ok: true, pgai: { venv, bin, python: venvPython, tiktokenCache: stdout.trim() } };
 }
 
 /** `pgai install`: the ai schema, its catalog and the vector extension. */
 export async function installPgaiCatalog(pgai: Pgai, databaseUrl: string): Promise<void> {
-  await run(pgai.bin, ['install', '-d', databaseUrl]);
+  await run(pgai.python, [pgai.bin, 'install', '-d', databaseUrl]);
 }
 
 /** The pip requirements the installation used, for the results file. */
@@ -149,8 +155,9 @@ export function startPgaiWorker(
   logFile: string,
 ): Service {
   const child = spawn(
-    pgai.bin,
+    pgai.python,
     [
+      pgai.bin,
       'vectorizer',
       'worker',
       '-d',

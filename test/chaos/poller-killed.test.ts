@@ -3,10 +3,6 @@
 // lost, and no text paid for twice: it reports paid ÷ distinct texts counted at the provider, which
 // no poller kill may raise above 1 (the worker lives, so no reply is lost).
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Pool } from '../../src/db/pool.js';
@@ -19,7 +15,7 @@ import {
 } from './helpers/converge.js';
 import { startPoller, startWorker, uniqueTaskQueue, type Deployment } from './helpers/embedsync.js';
 import { startWriteLoad } from './helpers/load.js';
-import { removeOnExit } from './helpers/processes.js';
+import { embedLogFile, paidPerDistinct } from './helpers/paid.js';
 import { inScene } from './helpers/scene.js';
 import {
   createProductsPipeline,
@@ -65,15 +61,13 @@ describe('a poller killed with SIGKILL', () => {
     inScene(async (scene) => {
       const db = await createTestDatabase('chaos_poller');
       scene.onCleanup(() => db.drop());
-      const dir = await mkdtemp(join(tmpdir(), 'embedsync-chaos-poller-'));
-      removeOnExit(dir);
-      scene.onCleanup(() => rm(dir, { recursive: true, force: true }));
+      const embedLog = await embedLogFile(scene, 'poller');
       await createProductsPipeline(db.pool);
       const deployment: Deployment = {
         databaseUrl: db.url,
         temporalAddress: sharedTemporalAddress(),
         taskQueue: uniqueTaskQueue('poller'),
-        embedLog: join(dir, 'embedded.jsonl'),
+        embedLog,
       };
       const client = await temporalClient(scene, deployment.temporalAddress);
       const worker = await startWorker(scene, deployment);
@@ -123,13 +117,8 @@ describe('a poller killed with SIGKILL', () => {
       assert.ok(state.rows > 100, `only ${state.rows} rows were written`);
 
       // A re-claim after a kill resumes or reuses what the claim before it started (decision 16).
-      const sent = new Map<string, number>();
-      for (const line of readFileSync(deployment.embedLog ?? '', 'utf8').split('\n'))
-        if (line) sent.set(line, (sent.get(line) ?? 0) + 1);
-      const paid = [...sent.values()].reduce((sum, n) => sum + n, 0);
-      t.diagnostic(
-        `paid ÷ distinct texts: ${(paid / sent.size).toFixed(4)} (${paid} paid, ${sent.size} distinct)`,
-      );
-      assert.equal(paid, sent.size, 'texts were paid for more than once');
+      const { paid, distinct, report } = paidPerDistinct(embedLog);
+      t.diagnostic(report);
+      assert.equal(paid, distinct, 'texts were paid for more than once');
     }));
 });

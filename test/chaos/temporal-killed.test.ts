@@ -11,6 +11,7 @@ import {
 } from './helpers/converge.js';
 import { startPoller, startWorker, uniqueTaskQueue, type Deployment } from './helpers/embedsync.js';
 import { startWriteLoad } from './helpers/load.js';
+import { embedLogFile, paidPerDistinct } from './helpers/paid.js';
 import { inScene } from './helpers/scene.js';
 import {
   createProductsPipeline,
@@ -37,6 +38,7 @@ describe('Temporal killed with SIGKILL', () => {
         databaseUrl: db.url,
         temporalAddress: temporal.address,
         taskQueue: uniqueTaskQueue('temporal'),
+        embedLog: await embedLogFile(scene, 'temporal'),
       };
       const worker = await startWorker(scene, deployment);
       const poller = await startPoller(scene, deployment);
@@ -76,5 +78,11 @@ describe('Temporal killed with SIGKILL', () => {
       await assertSyncWorkflowsCompleted(client, deployment.taskQueue);
       assert.ok(worker.running && poller.running, 'the worker and the poller outlived the outage');
       assert.equal(written.failed, 0);
+
+      // The worker lived, so no reply was lost: a workflow task run again after the outage finds
+      // its chunks' vectors staged or on record, and pays nothing more.
+      const { paid, distinct, report } = paidPerDistinct(deployment.embedLog ?? '');
+      t.diagnostic(report);
+      assert.equal(paid, distinct, 'texts were paid for more than once');
     }));
 });

@@ -2,17 +2,13 @@
 // several requests). The backfill must finish with every row embedded, and the chunks already
 // written into the vector table before the kill must not be paid for again.
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { startBackfill } from '../../src/backfill/start.js';
 import { getPipeline, instanceId } from '../../src/db/catalog.js';
 import { createTestDatabase } from '../helpers/db.js';
 import { waitFor } from '../helpers/wait.js';
 import { startWorker, uniqueTaskQueue, type Deployment } from './helpers/embedsync.js';
-import { removeOnExit } from './helpers/processes.js';
+import { embedLogFile, textsSent } from './helpers/paid.js';
 import { inScene } from './helpers/scene.js';
 import { applyPipelines } from '../../src/capture/apply.js';
 import { parsePipelines } from '../../src/config/pipeline.js';
@@ -21,24 +17,12 @@ import { sharedTemporalAddress, temporalClient } from './helpers/setup.js';
 
 const ROWS = 3000;
 
-function textsSent(embedLog: string): Map<string, number> {
-  const sent = new Map<string, number>();
-  for (const line of readFileSync(embedLog, 'utf8').split('\n')) {
-    if (!line) continue;
-    const text = JSON.parse(line) as string;
-    sent.set(text, (sent.get(text) ?? 0) + 1);
-  }
-  return sent;
-}
-
 describe('a worker killed with SIGKILL during a backfill', () => {
   it('the backfill finishes on a new worker and pays again for nothing it had written', () =>
     inScene(async (scene) => {
       const db = await createTestDatabase('chaos_backfill');
       scene.onCleanup(() => db.drop());
-      const dir = await mkdtemp(join(tmpdir(), 'embedsync-chaos-backfill-'));
-      removeOnExit(dir);
-      scene.onCleanup(() => rm(dir, { recursive: true, force: true }));
+      const embedLog = await embedLogFile(scene, 'backfill');
       // A pipeline name of its own: workflow ids (backfill:<pipeline>) are per namespace.
       const name = uniqueName('chaos_backfill');
       await db.pool.query(PRODUCTS_TABLE);
@@ -59,7 +43,7 @@ describe('a worker killed with SIGKILL during a backfill', () => {
         databaseUrl: db.url,
         temporalAddress: sharedTemporalAddress(),
         taskQueue: uniqueTaskQueue('backfill'),
-        embedLog: join(dir, 'embedded.jsonl'),
+        embedLog,
       };
       const client = await temporalClient(scene, deployment.temporalAddress);
       const worker = await startWorker(scene, deployment);
@@ -93,7 +77,7 @@ describe('a worker killed with SIGKILL during a backfill', () => {
         `select count(distinct pk)::int as n from ${vectors}`,
       );
       assert.equal(rows[0]?.n, ROWS);
-      const sent = textsSent(deployment.embedLog ?? '');
+      const sent = textsSent(embedLog);
       const paidTwice = written
         .filter((text) => sent.get(text) !== 1)
         .map((text) => `${sent.get(text) ?? 0}× ${text.slice(0, 60)}`);

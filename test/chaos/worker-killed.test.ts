@@ -3,10 +3,6 @@
 // it reports paid ÷ distinct texts counted at the provider, whose only excess may be the replies of
 // the requests in flight at the kill.
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import type { Pool } from '../../src/db/pool.js';
 import { createTestDatabase } from '../helpers/db.js';
@@ -18,7 +14,7 @@ import {
 } from './helpers/converge.js';
 import { startPoller, startWorker, uniqueTaskQueue, type Deployment } from './helpers/embedsync.js';
 import { startWriteLoad } from './helpers/load.js';
-import { removeOnExit } from './helpers/processes.js';
+import { embedLogFile, textsSent } from './helpers/paid.js';
 import { inScene } from './helpers/scene.js';
 import { createProductsPipeline, sharedTemporalAddress, temporalClient } from './helpers/setup.js';
 
@@ -66,30 +62,18 @@ async function midEmbed(pool: Pool): Promise<string[]> {
   );
 }
 
-function textsSent(embedLog: string): Map<string, number> {
-  const sent = new Map<string, number>();
-  for (const line of readFileSync(embedLog, 'utf8').split('\n')) {
-    if (!line) continue;
-    const text = JSON.parse(line) as string;
-    sent.set(text, (sent.get(text) ?? 0) + 1);
-  }
-  return sent;
-}
-
 describe('a worker killed with SIGKILL', () => {
   it('a worker killed mid-embed loses no change and does not pay again for chunks it had embedded', (t) =>
     inScene(async (scene) => {
       const db = await createTestDatabase('chaos_worker');
       scene.onCleanup(() => db.drop());
-      const dir = await mkdtemp(join(tmpdir(), 'embedsync-chaos-worker-'));
-      removeOnExit(dir);
-      scene.onCleanup(() => rm(dir, { recursive: true, force: true }));
+      const embedLog = await embedLogFile(scene, 'worker');
       await createProductsPipeline(db.pool);
       const deployment: Deployment = {
         databaseUrl: db.url,
         temporalAddress: sharedTemporalAddress(),
         taskQueue: uniqueTaskQueue('worker'),
-        embedLog: join(dir, 'embedded.jsonl'),
+        embedLog,
       };
       const client = await temporalClient(scene, deployment.temporalAddress);
       const worker = await startWorker(scene, deployment);
@@ -126,7 +110,7 @@ describe('a worker killed with SIGKILL', () => {
       );
       assert.equal(written.failed, 0);
 
-      const sent = textsSent(deployment.embedLog ?? '');
+      const sent = textsSent(embedLog);
       assert.ok(paidBeforeKill.length > 0);
       const paidTwice = paidBeforeKill
         .filter((text) => sent.get(text) !== 1)
