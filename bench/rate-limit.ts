@@ -23,6 +23,7 @@ import {
   applyBenchPipeline,
   benchTaskQueue,
   fillSourceTable,
+  forgetEmbeddedTexts,
   serviceEnv,
   timeBackfill,
 } from './helpers/backfill-run.js';
@@ -174,6 +175,7 @@ async function runVariant(
     // What an earlier run learned or left in the buckets is not this run's.
     await ctx.db.pool.query('delete from embedsync.rate_observations');
     await ctx.db.pool.query('delete from embedsync.rate_buckets');
+    await forgetEmbeddedTexts(ctx.db.pool);
     await applyBenchPipeline(ctx.db.pool, table, {
       provider: 'openai',
       model: MODEL,

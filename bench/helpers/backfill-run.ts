@@ -18,6 +18,14 @@ const FILL_ROWS_PER_STATEMENT = 20_000;
  * Creates public.<table> shaped like the demo products table and fills it with rows(i) for i <
  * count.
  */
+/**
+ * Forgets every text embedsync has on record (embedsync.embedded_texts), so the next backfill pays
+ * for its texts as a first load does, not reusing an earlier run's of the same rows.
+ */
+export async function forgetEmbeddedTexts(pool: Pool): Promise<void> {
+  await pool.query('truncate embedsync.embedded_texts');
+}
+
 export async function fillSourceTable(
   pool: Pool,
   table: string,

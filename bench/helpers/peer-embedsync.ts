@@ -8,7 +8,13 @@ import { applyPipelines, removePipeline } from '../../src/capture/apply.js';
 import { pipelineSchema } from '../../src/config/pipeline.js';
 import { getPipeline, type Pipeline } from '../../src/db/catalog.js';
 import { qualified } from '../../src/db/ident.js';
-import { benchTaskQueue, fillSourceTable, serviceEnv, timeBackfill } from './backfill-run.js';
+import {
+  benchTaskQueue,
+  fillSourceTable,
+  forgetEmbeddedTexts,
+  serviceEnv,
+  timeBackfill,
+} from './backfill-run.js';
 import { now } from './clock.js';
 import { activitySeconds } from './histories.js';
 import { onInterrupt } from './interrupt.js';
@@ -68,6 +74,8 @@ async function withPipeline<T>(
   const { pool } = pc.ctx.db;
   try {
     await fillSourceTable(pool, table, rows, productRow);
+    // Each run a first load: the same rows' texts from an earlier run are not on record.
+    await forgetEmbeddedTexts(pool);
     return await body(await applyPeerPipeline(pc, table, rateLimited));
   } finally {
     await removePipeline(pool, table, { dropVectorTable: true }).catch(() => undefined);
