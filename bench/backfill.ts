@@ -12,7 +12,7 @@ import {
   applyBenchPipeline,
   benchTaskQueue,
   fillSourceTable,
-  forgetEmbeddedTexts,
+  forgetEarlierRuns,
   serviceEnv,
   timeBackfill,
   type TimedBackfill,
@@ -115,8 +115,8 @@ async function runRound(
     // The row number keeps every document distinct, as real rows are.
     return { name: `${p.name} #${i}`, description: p.description };
   });
-  // Each round a first load: an earlier round's texts are not on record.
-  await forgetEmbeddedTexts(ctx.db.pool);
+  // Each round as on a fresh database: an earlier round's texts are not on record.
+  await forgetEarlierRuns(ctx.db.pool);
   // The worker reads the catalog when it starts, so the pipeline comes first; its triggers see no
   // rows.
   await applyBenchPipeline(ctx.db.pool, table, {

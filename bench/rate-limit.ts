@@ -23,7 +23,7 @@ import {
   applyBenchPipeline,
   benchTaskQueue,
   fillSourceTable,
-  forgetEmbeddedTexts,
+  forgetEarlierRuns,
   serviceEnv,
   timeBackfill,
 } from './helpers/backfill-run.js';
@@ -172,10 +172,8 @@ async function runVariant(
       name: `Item ${i}`,
       description: rowText(i, textTokens),
     }));
-    // What an earlier run learned or left in the buckets is not this run's.
-    await ctx.db.pool.query('delete from embedsync.rate_observations');
-    await ctx.db.pool.query('delete from embedsync.rate_buckets');
-    await forgetEmbeddedTexts(ctx.db.pool);
+    // What an earlier run learned, left in the buckets or put on record is not this run's.
+    await forgetEarlierRuns(ctx.db.pool);
     await applyBenchPipeline(ctx.db.pool, table, {
       provider: 'openai',
       model: MODEL,

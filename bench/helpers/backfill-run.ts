@@ -19,11 +19,14 @@ const FILL_ROWS_PER_STATEMENT = 20_000;
  * count.
  */
 /**
- * Forgets every text embedsync has on record (embedsync.embedded_texts), so the next backfill pays
- * for its texts as a first load does, not reusing an earlier run's of the same rows.
+ * Forgets what earlier runs left in the database that would change this one: the texts on record
+ * (embedsync.embedded_texts; a run of the same rows would reuse them), and what the provider's
+ * answers taught and the rate buckets hold (a rate-limited run's limits would pace the next).
  */
-export async function forgetEmbeddedTexts(pool: Pool): Promise<void> {
+export async function forgetEarlierRuns(pool: Pool): Promise<void> {
   await pool.query('truncate embedsync.embedded_texts');
+  await pool.query('delete from embedsync.rate_observations');
+  await pool.query('delete from embedsync.rate_buckets');
 }
 
 export async function fillSourceTable(

@@ -11,7 +11,7 @@ import { qualified } from '../../src/db/ident.js';
 import {
   benchTaskQueue,
   fillSourceTable,
-  forgetEmbeddedTexts,
+  forgetEarlierRuns,
   serviceEnv,
   timeBackfill,
 } from './backfill-run.js';
@@ -74,8 +74,8 @@ async function withPipeline<T>(
   const { pool } = pc.ctx.db;
   try {
     await fillSourceTable(pool, table, rows, productRow);
-    // Each run a first load: the same rows' texts from an earlier run are not on record.
-    await forgetEmbeddedTexts(pool);
+    // Each run as on a fresh database: no texts on record, no limits learned from another run.
+    await forgetEarlierRuns(pool);
     return await body(await applyPeerPipeline(pc, table, rateLimited));
   } finally {
     await removePipeline(pool, table, { dropVectorTable: true }).catch(() => undefined);

@@ -73,12 +73,16 @@ export async function recordObservation(
     );
     const next = nextRatio(before[0] ?? { ratio: 1, samples: 0 });
     const limitsSeen = o.requestsPerMinute !== undefined || o.tokensPerMinute !== undefined;
+    // A successful answer that reports no limit at all: the server keeps none now (the pipeline
+    // moved to a server that reports none, or the account's limit was lifted), so none is kept.
+    // A 429 without them says nothing either way.
+    const noneNow = !limitsSeen && !o.rateLimited;
     const { rows } = await client.query<RateObservations>(
       `update embedsync.rate_observations set
          token_ratio = $3, ratio_samples = $4,
-         requests_per_minute = coalesce($5, requests_per_minute),
-         tokens_per_minute = coalesce($6, tokens_per_minute),
-         limits_seen_at = case when $7 then now() else limits_seen_at end,
+         requests_per_minute = case when $13 then null else coalesce($5, requests_per_minute) end,
+         tokens_per_minute = case when $13 then null else coalesce($6, tokens_per_minute) end,
+         limits_seen_at = case when $7 then now() when $13 then null else limits_seen_at end,
          answers = answers + 1, rate_limited = rate_limited + $8::int,
          estimated_tokens = estimated_tokens + $9, charged_tokens = charged_tokens + $10,
          reported_tokens = reported_tokens + $11, buckets_lowered = buckets_lowered + $12,
@@ -98,6 +102,7 @@ export async function recordObservation(
         o.charged,
         o.reported,
         o.lowered,
+        noneNow,
       ],
     );
     await client.query('commit');

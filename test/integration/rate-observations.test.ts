@@ -80,6 +80,14 @@ describe('rate observations', () => {
     await observe(db.pool, answer('q', { limits: { tokensPerMinute: 2_000_000 } }), T0);
     [q] = (await readRateObservations(db.pool)).filter((r) => r.provider === 'q');
     assert.deepEqual([q?.requestsPerMinute, q?.tokensPerMinute], [3000, 2_000_000]);
+    // A successful answer that reports no limit at all: the server keeps none now.
+    await observe(db.pool, answer('q'), T0);
+    [q] = (await readRateObservations(db.pool)).filter((r) => r.provider === 'q');
+    assert.deepEqual(
+      [q?.requestsPerMinute, q?.tokensPerMinute, q?.limitsSeenAt],
+      [undefined, undefined, null],
+      'limits no answer reports any more are not kept',
+    );
   });
 
   it('lower a bucket to what the provider says is left, less what went out while in flight', async () => {
