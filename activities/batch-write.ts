@@ -15,7 +15,6 @@ import { recordSpend } from '../src/db/token-ledger.js';
 import { readTextVectors, recordTexts } from '../src/db/embedded-texts.js';
 import { vectorSettings } from '../src/config/pipeline.js';
 import { textKey } from '../src/texts/once.js';
-import { toSql } from 'pgvector';
 import type { BatchOutputLine } from '../src/providers/openai-batch.js';
 import { batchContext, type PartRef } from './batch-api.js';
 import type { ActivityDeps } from './deps.js';
@@ -198,7 +197,7 @@ async function writeOutput(
   const pieces = rows.flatMap((r) => r.pieces);
   await recordTexts(deps.pool, {
     key: pieces.map((x) => textKey(settings, x.chunk)),
-    embedding: pieces.map((x) => toSql(x.vector ?? []) as string),
+    embedding: pieces.map((x) => x.vector ?? []),
   }).catch((err: unknown) =>
     deps.log.warn({ err, pipeline: p.name }, 'could not record the texts of a batch part'),
   );

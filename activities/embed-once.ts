@@ -6,7 +6,6 @@
 // (activities/embed.ts) and a walk's batch (activities/walk-batch.ts), so a sync, a backfill, a
 // re-embed and a re-claimed sync asking for the same text pay for it once between them.
 import { Context } from '@temporalio/activity';
-import { toSql } from 'pgvector';
 import type { Pipeline } from '../src/db/catalog.js';
 import { claimTexts, releaseTexts, storeTexts, TEXT_LEASE_MS } from '../src/db/embedded-texts.js';
 import { recordSpend, type SpendMode } from '../src/db/token-ledger.js';
@@ -71,7 +70,7 @@ export function embedOnce(
         // expire and a batch waiting for these texts pays for them itself.
         await storeTexts(pool, {
           key: claimed,
-          embedding: response.vectors.map((v) => toSql(v) as string),
+          embedding: response.vectors,
         }).catch(warn('record the vectors of the texts'));
       }
       pending = decision.wait;

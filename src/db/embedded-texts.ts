@@ -4,6 +4,7 @@
 // entries past the retention (pruneTexts). Keys are hex here and bytea in the table.
 import type { TextLook } from '../texts/once.js';
 import type { Queryable } from './pool.js';
+import { encodeVectorArray, vectorTypeOid } from './vectors.js';
 
 /**
  * How long a batch holds the texts of one request: above the longest turn a request waits for in
@@ -51,15 +52,21 @@ export async function claimTexts(
 /** The vectors (pgvector's text form) of texts this batch embedded; their leases end. */
 export async function storeTexts(
   q: Queryable,
-  texts: { key: string[]; embedding: string[] },
+  texts: { key: string[]; embedding: number[][] },
 ): Promise<void> {
   const order = texts.key.map((_, i) => i).sort((a, b) => (texts.key[a]! < texts.key[b]! ? -1 : 1));
+  // In pgvector's binary form, as the vector tables' inserts (insertChunks): parsing them from text
+  // cost PostgreSQL about 0.04 s of CPU per 1,000 texts of 512 dimensions.
+  const vectors = encodeVectorArray(
+    order.map((i) => texts.embedding[i] ?? []),
+    await vectorTypeOid(q),
+  );
   await q.query(
     `update embedsync.embedded_texts t
-        set embedding = s.embedding::vector, holder = null, lease_until = null, stored_at = now()
-       from unnest($1::text[], $2::text[]) as s(key, embedding)
+        set embedding = s.embedding, holder = null, lease_until = null, stored_at = now()
+       from unnest($1::text[], $2::vector[]) as s(key, embedding)
       where t.key = decode(s.key, 'hex')`,
-    [order.map((i) => texts.key[i]), order.map((i) => texts.embedding[i])],
+    [order.map((i) => texts.key[i]), vectors],
   );
 }
 
@@ -136,18 +143,22 @@ export async function readTextVectors(
  */
 export async function recordTexts(
   q: Queryable,
-  texts: { key: string[]; embedding: string[] },
+  texts: { key: string[]; embedding: number[][] },
 ): Promise<void> {
   // One row per key (a statement may not update a row twice), in key order (no deadlocks).
-  const byKey = new Map(texts.key.map((k, i) => [k, texts.embedding[i] ?? '']));
+  const byKey = new Map(texts.key.map((k, i) => [k, texts.embedding[i] ?? []]));
   const keys = [...byKey.keys()].sort();
+  const vectors = encodeVectorArray(
+    keys.map((k) => byKey.get(k) ?? []),
+    await vectorTypeOid(q),
+  );
   await q.query(
     `insert into embedsync.embedded_texts as t (key, embedding, stored_at)
-     select decode(s.key, 'hex'), s.embedding::vector, now()
-       from unnest($1::text[], $2::text[]) as s(key, embedding)
+     select decode(s.key, 'hex'), s.embedding, now()
+       from unnest($1::text[], $2::vector[]) as s(key, embedding)
      on conflict (key) do update
        set embedding = excluded.embedding, holder = null, lease_until = null, stored_at = now()
        where t.embedding is null`,
-    [keys, keys.map((k) => byKey.get(k))],
+    [keys, vectors],
   );
 }

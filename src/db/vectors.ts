@@ -100,7 +100,8 @@ export async function insertChunks(
 // The vector type's oid differs from database to database; a connection stays in one.
 const vectorOids = new WeakMap<object, number>();
 
-async function vectorTypeOid(db: Queryable): Promise<number> {
+/** The vector type's oid in this database, as encodeVectorArray wants it. */
+export async function vectorTypeOid(db: Queryable): Promise<number> {
   const known = vectorOids.get(db);
   if (known !== undefined) return known;
   const { rows } = await db.query<{ oid: number }>(`select 'vector'::regtype::oid::int as oid`);
