@@ -152,6 +152,30 @@ export const pipelineSchema = z
     /** halfvec halves storage and allows HNSW up to 4,000 dimensions (vector: 2,000). */
     vectorType: z.enum(['vector', 'halfvec']).default('vector'),
     /**
+     * Write each row's vector into a column of the source row itself instead of a vector table. One
+     * chunk per row.
+     */
+    destination: z
+      .object({
+        /** A vector(d) or halfvec(d) column of the source table; added by apply when missing. */
+        column: z.string().min(1),
+        /**
+         * Cut a text longer than the model takes to what it takes, and record that it was cut;
+         * otherwise such a row is a dead letter.
+         */
+        truncate: z.boolean().default(false),
+        /** Create an HNSW cosine index on the column (concurrently). */
+        index: z.boolean().default(false),
+      })
+      .strict()
+      .optional(),
+    /**
+     * keep: search serves a row's old vector until the new one is written. clear: a row whose
+     * embedded text changed is invisible to search from the commit of that change until its new
+     * vector is written.
+     */
+    onContentChange: z.enum(['keep', 'clear']).default('keep'),
+    /**
      * Most source keys one sync workflow handles; bounded so keys in history stay far below payload
      * limits.
      */
@@ -193,6 +217,33 @@ export const pipelineSchema = z
         });
       }
     });
+    if (p.destination) {
+      if (p.vectorTable !== undefined) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['vectorTable'],
+          message: `pipeline ${p.name} writes its vectors into the column ${p.destination.column}: leave out vectorTable`,
+        });
+      }
+      if (p.metadata.length > 0) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['metadata'],
+          message: `pipeline ${p.name} writes its vectors into the source row, whose columns are its metadata: leave out metadata`,
+        });
+      }
+      if (
+        [...p.embed.columns.map((c) => (typeof c === 'string' ? c : c.column))].includes(
+          p.destination.column,
+        )
+      ) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['destination', 'column'],
+          message: `${p.destination.column} is embedded by pipeline ${p.name}: the destination must be another column`,
+        });
+      }
+    }
     if (p.vectorType === 'vector' && p.embedding.dimensions > 2000) {
       ctx.addIssue({
         code: 'custom',
@@ -225,6 +276,12 @@ export type EmbeddingConfig = PipelineConfig['embedding'];
 export type OpenAIEmbeddingConfig = Extract<EmbeddingConfig, { provider: 'openai' }>;
 export type BedrockEmbeddingConfig = Extract<EmbeddingConfig, { provider: 'bedrock' }>;
 export type PipelineInput = z.input<typeof pipelineSchema>;
+export type Destination = NonNullable<PipelineConfig['destination']>;
+
+/** The source column a pipeline writes its vectors into, or undefined for a vector table. */
+export function destinationColumn(config: Pick<PipelineConfig, 'destination'>): string | undefined {
+  return config.destination?.column;
+}
 export interface EmbedColumn {
   column: string;
   prefix: string;
