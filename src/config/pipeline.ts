@@ -103,6 +103,31 @@ const bedrockEmbedding = z
   })
   .strict();
 
+// Google's Gemini API (the Developer API, keyed; not Vertex AI) through @google/genai.
+const geminiEmbedding = z
+  .object({
+    provider: z.literal('gemini'),
+    /** gemini-embedding-001 (also written models/gemini-embedding-001). */
+    model: z.string().min(1),
+    dimensions: z.number().int().min(1).max(16_000),
+    /**
+     * The environment variable holding the API key; default GEMINI_API_KEY, else GOOGLE_API_KEY
+     * (the two names Google's SDK reads).
+     */
+    apiKeyEnv: z
+      .string()
+      .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name')
+      .optional(),
+    /**
+     * A proxy or test server instead of https://generativelanguage.googleapis.com; default
+     * GOOGLE_GEMINI_BASE_URL.
+     */
+    baseURL: z.url().optional(),
+    ...rateLimits,
+    ...pricing,
+  })
+  .strict();
+
 export const pipelineSchema = z
   .object({
     name: z
@@ -130,6 +155,7 @@ export const pipelineSchema = z
       offlineEmbedding,
       openaiEmbedding,
       bedrockEmbedding,
+      geminiEmbedding,
     ]),
     chunking: z
       .object({
@@ -275,6 +301,7 @@ export type PipelineConfig = z.infer<typeof pipelineSchema>;
 export type EmbeddingConfig = PipelineConfig['embedding'];
 export type OpenAIEmbeddingConfig = Extract<EmbeddingConfig, { provider: 'openai' }>;
 export type BedrockEmbeddingConfig = Extract<EmbeddingConfig, { provider: 'bedrock' }>;
+export type GeminiEmbeddingConfig = Extract<EmbeddingConfig, { provider: 'gemini' }>;
 export type PipelineInput = z.input<typeof pipelineSchema>;
 export type Destination = NonNullable<PipelineConfig['destination']>;
 

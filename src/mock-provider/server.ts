@@ -2,6 +2,8 @@
 // drive the real SDK clients without keys, costs or a network:
 //   OpenAI:  POST /v1/embeddings              (baseURL http://127.0.0.1:<port>/v1)
 //   Bedrock: POST /model/{modelId}/invoke     (endpoint http://127.0.0.1:<port>)
+//   Gemini:  POST /v1/models/{model}:batchEmbedContents, :embedContent (v1beta too)
+//                                             (baseURL http://127.0.0.1:<port>)
 // Vectors are the offline provider's, so equal texts get equal vectors on every run. One port
 // serves HTTP/1.1 (the OpenAI SDK) and cleartext HTTP/2 (the AWS SDK's default for Bedrock
 // runtime).
@@ -17,6 +19,7 @@ import {
 } from 'node:http2';
 import { createServer as createNetServer, type AddressInfo, type Socket } from 'node:net';
 import { awsError, handleBedrock } from './bedrock.js';
+import { geminiRoute, googleError, handleGemini } from './gemini.js';
 import { formatReset, TokenBucket } from './limits.js';
 import { MockBatches } from './batches.js';
 import { handleOpenAI } from './openai.js';
@@ -32,7 +35,7 @@ export { mockTokenCount } from './limits.js';
 export type { MockFault, MockProviderOptions, RecordedRequest, TokenCounting } from './types.js';
 
 export interface MockProvider {
-  /** http://127.0.0.1:<port> — the Bedrock endpoint. */
+  /** http://127.0.0.1:<port> — the Bedrock endpoint, and the Gemini API's baseURL. */
   url: string;
   /** http://127.0.0.1:<port>/v1 — the OpenAI baseURL. */
   openaiBaseURL: string;
@@ -155,6 +158,29 @@ export async function startMockProvider(
               body: await readBody(req),
             }),
           );
+        }
+        const gemini = req.method === 'POST' ? geminiRoute(url.pathname) : undefined;
+        if (gemini) {
+          const body = await readJson(req);
+          const ctx: MockContext = {
+            ...context,
+            options: mock.options,
+            record: (r) => requests.push({ at: Date.now(), path: url.pathname, ...r }),
+          };
+          if (mock.options.errorRate && Math.random() < mock.options.errorRate)
+            return send(
+              res,
+              googleError(503, 'UNAVAILABLE', 'The service is currently unavailable.'),
+            );
+          const header = req.headers['x-goog-api-key'];
+          const query = url.searchParams.get('key');
+          const key =
+            typeof header === 'string' && header !== ''
+              ? { value: header, in: 'x-goog-api-key' as const }
+              : query
+                ? { value: query, in: 'key' as const }
+                : { value: undefined, in: 'none' as const };
+          return send(res, handleGemini(ctx, gemini, key, body));
         }
         const bedrock = /^\/model\/([^/]+)\/invoke$/.exec(url.pathname);
         const openai = url.pathname === '/v1/embeddings' || url.pathname === '/embeddings';

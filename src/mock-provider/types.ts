@@ -20,11 +20,11 @@ export interface MockProviderOptions {
   retryHint?: 'retry-after' | 'retry-after-ms' | 'reset-headers';
   /** Inputs containing this text are refused as invalid (400 / ValidationException). */
   poisonMarker?: string;
-  /** OpenAI: the only key accepted (default: any non-empty bearer token). */
+  /** OpenAI and Gemini: the only key accepted (default: any non-empty key). */
   apiKey?: string;
   /**
    * Echo a rejected key whole in the 401 body (the real API masks it; some compatible servers do
-   * not).
+   * not); Gemini: quote it in a DebugInfo detail, as Google's does.
    */
   echoKeyInErrors?: boolean;
   /** Fraction of requests answered with a 503. */
@@ -64,14 +64,17 @@ export type MockFault =
   | { kind: 'server-error'; status?: number }
   /** A 429 (ThrottlingException) asking for this delay (default 1 s). */
   | { kind: 'rate-limit'; retryAfterMs?: number }
-  /** OpenAI: 429 insufficient_quota. Bedrock: ServiceQuotaExceededException. */
+  /**
+   * OpenAI: 429 insufficient_quota. Bedrock: ServiceQuotaExceededException. Gemini: 429 on a
+   * per-day quota.
+   */
   | { kind: 'quota' }
   /** Vectors one dimension short. */
   | { kind: 'wrong-dimensions' };
 
 export interface RecordedRequest {
   at: number;
-  api: 'openai' | 'bedrock';
+  api: 'openai' | 'bedrock' | 'gemini';
   /** As sent: Bedrock model ids arrive URL-encoded (amazon.titan-embed-text-v2%3A0). */
   path: string;
   model: string;

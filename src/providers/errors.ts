@@ -64,9 +64,14 @@ export class ProviderUnavailableError extends ProviderError {
   override name = 'ProviderUnavailableError';
 }
 
-// OpenAI keys (sk-…, sk-proj-…) and AWS access key ids. A real server masks all but the ends of a
-// wrong key in its 401 message; a compatible server may echo it whole.
-const KEY_SHAPES = [/\bsk-[A-Za-z0-9_*.-]{6,}/g, /\b(AKIA|ASIA)[A-Z0-9]{16}\b/g];
+// OpenAI keys (sk-…, sk-proj-…), AWS access key ids and Google API keys (AIza…). A real server
+// masks all but the ends of a wrong key in its 401 message; a compatible server may echo it whole,
+// and Google's error details may carry the key it refused.
+const KEY_SHAPES = [
+  /\bsk-[A-Za-z0-9_*.-]{6,}/g,
+  /\b(AKIA|ASIA)[A-Z0-9]{16}\b/g,
+  /\bAIza[0-9A-Za-z_-]{35}/g,
+];
 
 /**
  * Removes credentials from a message: the ones the provider holds, and anything shaped like a key.

@@ -1,5 +1,6 @@
 import { readProviderEnv, type ProviderEnv } from '../config/env.js';
 import { BedrockProvider } from './bedrock.js';
+import { GeminiProvider } from './gemini.js';
 import { OfflineProvider } from './offline.js';
 import { OpenAIProvider } from './openai.js';
 import type { EmbeddingProvider, ProviderRegistry } from './types.js';
@@ -7,9 +8,9 @@ import type { EmbeddingProvider, ProviderRegistry } from './types.js';
 export type { EmbeddingProvider, ProviderRegistry } from './types.js';
 
 /**
- * The providers a worker serves: offline, OpenAI (and compatible servers) and Bedrock. Their
+ * The providers a worker serves: offline, OpenAI (and compatible servers), Bedrock and Gemini. Their
  * settings come from the environment; credentials are read only when a request needs them, so a
- * worker without OpenAI or AWS credentials serves the other providers just the same.
+ * worker without OpenAI, AWS or Google credentials serves the other providers just the same.
  */
 export function createProviders(
   extra: readonly EmbeddingProvider[] = [],
@@ -19,6 +20,7 @@ export function createProviders(
     new OfflineProvider(),
     new OpenAIProvider(env.openai),
     new BedrockProvider(env.bedrock),
+    new GeminiProvider(env.gemini),
     ...extra,
   ];
   return new Map(all.map((p) => [p.name, p]));

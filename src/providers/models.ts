@@ -5,7 +5,7 @@ import { ConfigError, type EmbeddingConfig } from '../config/pipeline.js';
 
 export type SizeUnit = 'tokens' | 'characters';
 export type ModelFamily =
-  'offline' | 'openai' | 'titan-v2' | 'titan-v1' | 'cohere-v3' | 'cohere-v4';
+  'offline' | 'openai' | 'titan-v2' | 'titan-v1' | 'cohere-v3' | 'cohere-v4' | 'gemini';
 
 export type DimensionRule =
   | { kind: 'fixed' }
@@ -113,20 +113,40 @@ const MODELS: readonly ModelFacts[] = [
     unit: 'characters',
     maxInputSize: 100_000,
   },
+  // Gemini API. text-embedding-004 was shut down on 14 January 2026, so only its successor is here.
+  {
+    provider: 'gemini',
+    model: 'gemini-embedding-001',
+    family: 'gemini',
+    nativeDimensions: 3072,
+    // 128 to 3072 (outputDimensionality); Google recommends 768, 1536 or 3072.
+    dimensions: { kind: 'any', min: 128 },
+    // batchEmbedContents takes at most 100 requests. No per-request token limit is documented, so a
+    // request is bounded by 100 inputs of the per-input limit.
+    maxInputsPerRequest: 100,
+    maxTokensPerInput: 2048,
+    maxTokensPerRequest: 100 * 2048,
+    // Google's tokenizer is not public; its docs put a token at about 4 characters.
+    unit: 'characters',
+    maxInputSize: 2048 * CHARS_PER_TOKEN,
+  },
 ];
 
 export const KNOWN_MODELS: ReadonlyMap<string, readonly string[]> = new Map(
-  (['offline', 'openai', 'bedrock'] as const).map((p) => [
+  (['offline', 'openai', 'bedrock', 'gemini'] as const).map((p) => [
     p,
     MODELS.filter((m) => m.provider === p).map((m) => m.model),
   ]),
 );
 
 /**
+ * Gemini's models may be named with their resource prefix ("models/gemini-embedding-001").
  * Bedrock accepts cross-region inference profiles ("us.cohere.embed-v4:0") and ARNs for the same
  * models; the facts are the base model's. cohere.embed-v4 is documented both with and without ":0".
  */
 export function baseModelId(provider: EmbeddingConfig['provider'], model: string): string {
+  // The Gemini API names models as resources (models/gemini-embedding-001); the SDK takes both.
+  if (provider === 'gemini') return model.replace(/^models\//, '');
   if (provider !== 'bedrock') return model;
   const id = model
     .slice(model.lastIndexOf('/') + 1)

@@ -23,6 +23,8 @@ const LIST_PRICES: Readonly<Record<string, ModelPrice>> = {
   'bedrock/cohere.embed-english-v3': { online: 0.1 },
   'bedrock/cohere.embed-multilingual-v3': { online: 0.1 },
   'bedrock/cohere.embed-v4:0': { online: 0.12 },
+  // Gemini's Batch API (half price) is not offered by embedsync.
+  'gemini/gemini-embedding-001': { online: 0.15 },
 };
 
 /** The list price of a provider's model, if known. */
