@@ -73,8 +73,16 @@ export function providerCall(
     recording.catch((err: unknown) =>
       log.warn({ err, pipeline: p.name }, "could not record the provider's health"),
     );
-  const learn = (answer: Omit<Answer, 'provider' | 'model' | 'buckets'>) =>
-    observe(pool, { ...answer, provider: provider.name, model: embedding.model, buckets })
+  const learn = (
+    answer: Omit<Answer, 'provider' | 'model' | 'buckets' | 'limitsOnlyWhenRateLimited'>,
+  ) =>
+    observe(pool, {
+      ...answer,
+      provider: provider.name,
+      model: embedding.model,
+      buckets,
+      limitsOnlyWhenRateLimited: provider.limitsOnlyWhenRateLimited,
+    })
       .then((observed) => rates?.learn?.(observed))
       .catch((err: unknown) =>
         log.warn({ err, pipeline: p.name }, "could not record the provider's rate limits"),

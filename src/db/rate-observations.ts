@@ -15,6 +15,8 @@ export interface Observation {
   requestsPerMinute?: number | undefined;
   tokensPerMinute?: number | undefined;
   rateLimited: boolean;
+  /** The provider states limits only in a 429: a success without them clears nothing. */
+  limitsOnlyWhenRateLimited?: boolean | undefined;
   /** Buckets this answer lowered. */
   lowered: number;
 }
@@ -75,8 +77,9 @@ export async function recordObservation(
     const limitsSeen = o.requestsPerMinute !== undefined || o.tokensPerMinute !== undefined;
     // A successful answer that reports no limit at all: the server keeps none now (the pipeline
     // moved to a server that reports none, or the account's limit was lifted), so none is kept.
-    // A 429 without them says nothing either way.
-    const noneNow = !limitsSeen && !o.rateLimited;
+    // A 429 without them says nothing either way, nor does any answer of a provider that states
+    // its limits only in 429s.
+    const noneNow = !limitsSeen && !o.rateLimited && o.limitsOnlyWhenRateLimited !== true;
     const { rows } = await client.query<RateObservations>(
       `update embedsync.rate_observations set
          token_ratio = $3, ratio_samples = $4,

@@ -80,8 +80,9 @@ export function exhaustedQuota(violations: readonly QuotaViolation[]): QuotaViol
 }
 
 /**
- * What a 429's violated per-minute quotas say of the budgets: their limits, and nothing left of
- * them now. Google sends no rate-limit headers, so this is all it ever says of its limits.
+ * What a 429's violated per-minute quotas say of the budgets: their limits. Google sends no
+ * rate-limit headers, so this is all it ever says of its limits. Nothing is said of what is left:
+ * RetryInfo's delay, which holds every worker back, is its word on when to send again.
  */
 export function limitsFromViolations(
   violations: readonly QuotaViolation[],
@@ -89,14 +90,9 @@ export function limitsFromViolations(
   const limits: ObservedLimits = {};
   for (const v of violations.filter(perMinute)) {
     const value = Number(v.quotaValue);
-    const known = v.quotaValue !== undefined && Number.isFinite(value) && value > 0;
-    if (isTokens(v)) {
-      if (known) limits.tokensPerMinute = Math.min(limits.tokensPerMinute ?? Infinity, value);
-      limits.remainingTokens = 0;
-    } else {
-      if (known) limits.requestsPerMinute = Math.min(limits.requestsPerMinute ?? Infinity, value);
-      limits.remainingRequests = 0;
-    }
+    if (v.quotaValue === undefined || !Number.isFinite(value) || value <= 0) continue;
+    if (isTokens(v)) limits.tokensPerMinute = Math.min(limits.tokensPerMinute ?? Infinity, value);
+    else limits.requestsPerMinute = Math.min(limits.requestsPerMinute ?? Infinity, value);
   }
   return Object.keys(limits).length > 0 ? limits : undefined;
 }

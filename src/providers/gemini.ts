@@ -35,6 +35,8 @@ export class GeminiProvider implements EmbeddingProvider {
   readonly name = 'gemini';
   readonly maxInputsPerRequest = 100;
   readonly rateLimit: ProviderEnv['gemini'];
+  // Google sends no rate-limit headers; a 429's QuotaFailure is where it names its limits.
+  readonly limitsOnlyWhenRateLimited = true;
   private readonly clients = new Map<string, { client: GoogleGenAI; apiKey: string }>();
 
   constructor(env: ProviderEnv['gemini'] = {}) {

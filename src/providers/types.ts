@@ -47,6 +47,11 @@ export interface EmbeddingProvider {
   readonly maxInputsPerRequest: number;
   /** Deployment-wide limits from the environment; pipelines may declare stricter ones. */
   readonly rateLimit?: ProviderRateLimit;
+  /**
+   * The provider states its limits only when it refuses a request (Gemini's 429), so a success
+   * that states none does not mean it keeps none: what was learned stands until it lapses.
+   */
+  readonly limitsOnlyWhenRateLimited?: boolean;
   embed(request: EmbedRequest): Promise<EmbedResponse>;
 }
 

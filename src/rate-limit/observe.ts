@@ -18,6 +18,8 @@ export interface Answer {
   reported: number;
   limits: ObservedLimits | undefined;
   rateLimited: boolean;
+  /** The provider states its limits only in 429s (EmbeddingProvider.limitsOnlyWhenRateLimited). */
+  limitsOnlyWhenRateLimited?: boolean | undefined;
   /** The buckets the request took its turn from; none: it was not paced. */
   buckets: Buckets | undefined;
   /** When the request was sent (ms since the epoch). */
@@ -49,6 +51,7 @@ export async function observe(pool: Pool, answer: Answer, now?: number): Promise
       requestsPerMinute: answer.limits?.requestsPerMinute,
       tokensPerMinute: answer.limits?.tokensPerMinute,
       rateLimited: answer.rateLimited,
+      limitsOnlyWhenRateLimited: answer.limitsOnlyWhenRateLimited,
       lowered,
     },
     (previous) => nextTokenRatio(previous, answer.estimate, answer.reported),

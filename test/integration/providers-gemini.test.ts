@@ -97,6 +97,7 @@ describe('Gemini through @google/genai, end to end', () => {
   beforeEach(() => {
     h.mock.reset();
     h.mock.options.poisonMarker = undefined;
+    h.mock.options.requestsPerMinute = undefined;
   });
 
   it('syncs rows into the vector table: one batchEmbedContents request as RETRIEVAL_DOCUMENT, unit vectors', async () => {
@@ -166,6 +167,27 @@ describe('Gemini through @google/genai, end to end', () => {
       requestsWith('Headlamp').map((r) => r.status),
       [429, 200],
     );
+  });
+
+  it('the per-minute limit a 429 names is learned, and outlives the successes that name none', async () => {
+    // The mock's own budget is far from spent: the injected 429 names the limit all the same.
+    // Half the declared rate, so the pacing it brings costs this file nothing.
+    h.mock.options.requestsPerMinute = 30_000;
+    h.mock.inject({ kind: 'rate-limit', retryAfterMs: 500 });
+    const first = await insert('gm', 'Compass', 'Baseplate compass');
+    await waitFor('the compass', async () => (await chunksOf(h, 'gm', first)).length === 1, 30_000);
+    const second = await insert('gm', 'Map', 'Topographic map');
+    await waitFor('the map', async () => (await chunksOf(h, 'gm', second)).length === 1);
+    assert.deepEqual(
+      h.mock.requests.map((r) => r.status),
+      [429, 200, 200],
+    );
+    const { rows } = await h.db.pool.query<{ rpm: number | null; limited: string }>(
+      `select requests_per_minute as rpm, rate_limited::text as limited
+         from embedsync.rate_observations where provider = 'gemini' and model = 'gemini-embedding-001'`,
+    );
+    assert.equal(rows[0]?.rpm, 30_000);
+    assert.ok(Number(rows[0]?.limited) >= 1);
   });
 
   it('a daily quota is not retried, and the change is kept as a dead letter', async () => {
