@@ -412,6 +412,24 @@ describe('the Gemini model table', () => {
     assert.match(old.message, /known: gemini-embedding-001/);
   });
 
+  it('takes the key by the name of its variable only, never the key itself', () => {
+    const field = (embedding: Record<string, unknown>): string => {
+      try {
+        parsePipelines({
+          pipelines: [pipeline(embedding as unknown as PipelineInput['embedding'])],
+        });
+      } catch (err) {
+        assert.ok(err instanceof ConfigError);
+        return err.message;
+      }
+      assert.fail('accepted');
+    };
+    const base = { provider: 'gemini', model: 'gemini-embedding-001', dimensions: 768 };
+    assert.match(field({ ...base, apiKey: KEY }), /apiKey/);
+    assert.match(field({ ...base, apiKeyEnv: 'not a name' }), /environment variable name/);
+    assert.match(field({ ...base, baseURL: 'nowhere' }), /baseURL/);
+  });
+
   it('reads the Gemini base URL and limits from the environment', () => {
     const env = readProviderEnv({
       GOOGLE_GEMINI_BASE_URL: 'http://127.0.0.1:8080',
