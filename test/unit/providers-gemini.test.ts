@@ -217,6 +217,62 @@ describe('Gemini through the @google/genai SDK', () => {
   });
 });
 
+describe('the mock Gemini API on the wire', () => {
+  interface Answer {
+    error?: { status?: string; message?: string };
+    embedding?: { values?: number[] };
+  }
+  /** An empty key sends none. */
+  const post = async (path: string, body: unknown, key = KEY) => {
+    const response = await fetch(`${mock.url}${path}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...(key ? { 'x-goog-api-key': key } : {}) },
+      body: JSON.stringify(body),
+    });
+    return { status: response.status, body: (await response.json()) as Answer };
+  };
+  const request = (text: string, extra: Record<string, unknown> = {}) => ({
+    model: 'models/gemini-embedding-001',
+    content: { parts: [{ text }] },
+    ...extra,
+  });
+
+  it('answers embedContent with one embedding, and takes the key as ?key= too', async () => {
+    const url = `/v1beta/models/gemini-embedding-001:embedContent?key=${KEY}`;
+    const { status, body } = await post(
+      url,
+      { content: { parts: [{ text: 'tent' }] }, outputDimensionality: 3072 },
+      '',
+    );
+    assert.equal(status, 200);
+    const values = body.embedding?.values ?? [];
+    assert.equal(values.length, 3072);
+    // The full size comes unit length; only reduced ones are shorter.
+    assert.ok(Math.abs(norm(values) - 1) < 1e-9);
+    assert.equal(mock.requests[0]?.params.auth, 'key');
+  });
+
+  it('refuses what Google refuses, as a google.rpc.Status', async () => {
+    const path = '/v1/models/gemini-embedding-001:batchEmbedContents';
+    const unkeyed = await post(path, { requests: [request('a')] }, '');
+    assert.equal(unkeyed.status, 403);
+    assert.equal(unkeyed.body.error?.status, 'PERMISSION_DENIED');
+    const many = await post(path, {
+      requests: Array.from({ length: 101 }, (_, i) => request(`t${i}`)),
+    });
+    assert.equal(many.status, 400);
+    assert.match(many.body.error?.message ?? '', /at most 100 requests can be in one batch/);
+    const task = await post(path, { requests: [request('a', { taskType: 'RETRIEVAL' })] });
+    assert.equal(task.body.error?.status, 'INVALID_ARGUMENT');
+    const small = await post(path, { requests: [request('a', { outputDimensionality: 64 })] });
+    assert.match(small.body.error?.message ?? '', /between 128 and 3072/);
+    const other = await post(path, {
+      requests: [request('a', { model: 'models/text-embedding-004' })],
+    });
+    assert.equal(other.status, 400);
+  });
+});
+
 describe('Gemini errors from the bodies Google sends', () => {
   const body = (error: Record<string, unknown>) => JSON.stringify({ error });
   const quotaFailure = (...violations: Record<string, string>[]) => ({
