@@ -111,8 +111,8 @@ const geminiEmbedding = z
     model: z.string().min(1),
     dimensions: z.number().int().min(1).max(16_000),
     /**
-     * The environment variable holding the API key; default GEMINI_API_KEY, else GOOGLE_API_KEY
-     * (the two names Google's SDK reads).
+     * The environment variable holding the API key; default GOOGLE_API_KEY or GEMINI_API_KEY, the
+     * names Google's SDK reads (GOOGLE_API_KEY first when both are set, as the SDK does).
      */
     apiKeyEnv: z
       .string()

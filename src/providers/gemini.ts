@@ -14,8 +14,11 @@ import type { EmbeddingProvider, EmbedRequest, EmbedResponse, InputType } from '
 // Below the embed activity's heartbeat timeout, so a hung request fails as a timeout and is
 // retried.
 const REQUEST_TIMEOUT_MS = 50_000;
-/** The variables Google's SDK reads the key from, in the order embedsync tries them. */
-export const GEMINI_KEY_VARIABLES = ['GEMINI_API_KEY', 'GOOGLE_API_KEY'] as const;
+/**
+ * The variables Google's SDK reads the key from, in its order: GOOGLE_API_KEY wins when both are
+ * set, as the SDK's own warning then says.
+ */
+export const GEMINI_KEY_VARIABLES = ['GOOGLE_API_KEY', 'GEMINI_API_KEY'] as const;
 
 const TASK_TYPES: Record<InputType, string> = {
   document: 'RETRIEVAL_DOCUMENT',
@@ -90,7 +93,7 @@ export class GeminiProvider implements EmbeddingProvider {
       if (!apiKey)
         throw new ProviderAuthError(
           this.name,
-          `${variables.join(' or ')} is not set: the Gemini API key comes from the environment`,
+          `${variables.length > 1 ? `neither ${variables.join(' nor ')} is set` : `${variables.join('')} is not set`}: the Gemini API key comes from the environment`,
         );
       entry = {
         client: new GoogleGenAI({

@@ -155,24 +155,36 @@ describe('Gemini through the @google/genai SDK', () => {
     assert.ok(mock.requests.every((r) => r.status === 400));
   });
 
-  it('reads GEMINI_API_KEY, else GOOGLE_API_KEY, and names both when neither is set', async () => {
+  it('reads GOOGLE_API_KEY or GEMINI_API_KEY as the SDK does, and names both when neither is set', async () => {
     const keyless = { ...gemini(), apiKeyEnv: undefined };
     const err = await embed(['a'], keyless).catch((e: unknown) => e);
     assert.ok(err instanceof ProviderAuthError);
-    assert.match(err.message, /GEMINI_API_KEY or GOOGLE_API_KEY is not set/);
-    process.env.GOOGLE_API_KEY = KEY;
-    try {
-      const { vectors } = await new GeminiProvider().embed({
-        model: keyless.model,
-        dimensions: keyless.dimensions,
-        inputType: 'document',
-        texts: ['a'],
-        embedding: keyless,
-      });
-      assert.equal(vectors.length, 1);
-    } finally {
-      delete process.env.GOOGLE_API_KEY;
-    }
+    assert.match(err.message, /neither GOOGLE_API_KEY nor GEMINI_API_KEY is set/);
+    // A provider each: clients are kept per key variable, once made.
+    const embedWith = (env: Record<string, string>) => {
+      Object.assign(process.env, env);
+      return new GeminiProvider()
+        .embed({
+          model: keyless.model,
+          dimensions: keyless.dimensions,
+          inputType: 'document',
+          texts: ['a'],
+          embedding: keyless,
+        })
+        .finally(() => {
+          for (const name of Object.keys(env)) delete process.env[name];
+        });
+    };
+    assert.equal((await embedWith({ GEMINI_API_KEY: KEY })).vectors.length, 1);
+    // Both set: GOOGLE_API_KEY, as the SDK warns; the wrong one in GEMINI_API_KEY is not used.
+    assert.equal(
+      (await embedWith({ GOOGLE_API_KEY: KEY, GEMINI_API_KEY: WRONG_KEY })).vectors.length,
+      1,
+    );
+    await assert.rejects(
+      embedWith({ GOOGLE_API_KEY: WRONG_KEY, GEMINI_API_KEY: KEY }),
+      ProviderAuthError,
+    );
   });
 
   it('classifies refused input, unknown models, server errors and an unreachable server', async () => {
