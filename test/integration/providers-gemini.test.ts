@@ -128,6 +128,16 @@ describe('Gemini through @google/genai, end to end', () => {
       assert.equal(n.dims, 768);
       assert.ok(Math.abs(n.norm - 1) < 1e-5, `a stored vector has norm ${n.norm}`);
     }
+    // Gemini counts no tokens for embeddings: the ledger has embedsync's estimate of the texts sent.
+    const { rows: paid } = await h.db.pool.query<{ tokens: string; provider: string }>(
+      `select sum(tokens)::text as tokens, min(provider) as provider
+         from embedsync.token_ledger where pipeline = 'gm'`,
+    );
+    const estimate = (calls[0]?.inputs ?? []).reduce(
+      (sum, t) => sum + Math.ceil(Array.from(t).length / 3),
+      0,
+    );
+    assert.deepEqual(paid[0], { tokens: String(estimate), provider: 'gemini' });
   });
 
   it('search embeds its text as RETRIEVAL_QUERY and finds the row', async () => {
