@@ -149,6 +149,7 @@ export interface ProviderRateLimit {
 export interface ProviderEnv {
   openai: ProviderRateLimit & { baseURL?: string };
   bedrock: ProviderRateLimit & { region?: string; endpoint?: string };
+  voyage: ProviderRateLimit & { baseURL?: string };
 }
 
 const perMinute = z.coerce.number().int().positive().optional();
@@ -162,6 +163,9 @@ const providerEnvSchema = z.object({
   AWS_ENDPOINT_URL_BEDROCK_RUNTIME: z.url().optional(),
   EMBEDSYNC_BEDROCK_REQUESTS_PER_MINUTE: perMinute,
   EMBEDSYNC_BEDROCK_TOKENS_PER_MINUTE: perMinute,
+  VOYAGE_BASE_URL: z.url().optional(),
+  EMBEDSYNC_VOYAGE_REQUESTS_PER_MINUTE: perMinute,
+  EMBEDSYNC_VOYAGE_TOKENS_PER_MINUTE: perMinute,
 });
 
 // Empty variables count as unset: `FOO= npx embedsync worker` should not fail URL validation.
@@ -194,6 +198,11 @@ export function readProviderEnv(source: NodeJS.ProcessEnv = process.env): Provid
       endpoint: e.AWS_ENDPOINT_URL_BEDROCK_RUNTIME,
       requestsPerMinute: e.EMBEDSYNC_BEDROCK_REQUESTS_PER_MINUTE,
       tokensPerMinute: e.EMBEDSYNC_BEDROCK_TOKENS_PER_MINUTE,
+    },
+    voyage: {
+      baseURL: e.VOYAGE_BASE_URL,
+      requestsPerMinute: e.EMBEDSYNC_VOYAGE_REQUESTS_PER_MINUTE,
+      tokensPerMinute: e.EMBEDSYNC_VOYAGE_TOKENS_PER_MINUTE,
     },
   };
 }

@@ -2,14 +2,15 @@ import { readProviderEnv, type ProviderEnv } from '../config/env.js';
 import { BedrockProvider } from './bedrock.js';
 import { OfflineProvider } from './offline.js';
 import { OpenAIProvider } from './openai.js';
+import { VoyageProvider } from './voyage.js';
 import type { EmbeddingProvider, ProviderRegistry } from './types.js';
 
 export type { EmbeddingProvider, ProviderRegistry } from './types.js';
 
 /**
- * The providers a worker serves: offline, OpenAI (and compatible servers) and Bedrock. Their
- * settings come from the environment; credentials are read only when a request needs them, so a
- * worker without OpenAI or AWS credentials serves the other providers just the same.
+ * The providers a worker serves: offline, OpenAI (and compatible servers), Bedrock and Voyage AI.
+ * Their settings come from the environment; credentials are read only when a request needs them, so
+ * a worker without OpenAI, AWS or Voyage credentials serves the other providers just the same.
  */
 export function createProviders(
   extra: readonly EmbeddingProvider[] = [],
@@ -19,6 +20,7 @@ export function createProviders(
     new OfflineProvider(),
     new OpenAIProvider(env.openai),
     new BedrockProvider(env.bedrock),
+    new VoyageProvider(env.voyage),
     ...extra,
   ];
   return new Map(all.map((p) => [p.name, p]));
