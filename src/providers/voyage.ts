@@ -22,7 +22,9 @@ import type { EmbeddingProvider, EmbedRequest, EmbedResponse } from './types.js'
 
 const DEFAULT_BASE_URL = 'https://api.voyageai.com/v1';
 // Below the embed activity's heartbeat timeout, so a hung request fails as a timeout and is
-// retried.
+// retried. The SDK (0.4.0) clears its timeout timer only when an answer arrives: after a connection
+// failure or a cancellation the timer stays armed, harmlessly, for this long, and keeps a process
+// that is otherwise done alive until it fires.
 const REQUEST_TIMEOUT_SECONDS = 50;
 
 export class VoyageProvider implements EmbeddingProvider {
@@ -34,7 +36,10 @@ export class VoyageProvider implements EmbeddingProvider {
     { client: VoyageAIClient; apiKey: string | undefined }
   >();
 
-  constructor(env: ProviderEnv['voyage'] = {}) {
+  constructor(
+    env: ProviderEnv['voyage'] = {},
+    private readonly timeoutSeconds = REQUEST_TIMEOUT_SECONDS,
+  ) {
     this.rateLimit = env;
   }
 
@@ -111,7 +116,7 @@ export class VoyageProvider implements EmbeddingProvider {
           apiKey: apiKey ?? 'none',
           baseUrl,
           maxRetries: 0,
-          timeoutInSeconds: REQUEST_TIMEOUT_SECONDS,
+          timeoutInSeconds: this.timeoutSeconds,
         }),
         apiKey,
       };
