@@ -90,6 +90,9 @@ describe('Voyage AI through its SDK, end to end', () => {
           dimensions: 512,
           baseURL: `${mockUrl}/voyage/v1`,
           apiKeyEnv: 'EMBEDSYNC_TEST_VOYAGE_KEY',
+          // Paced, as a Voyage pipeline should be: Voyage sends no rate-limit headers.
+          requestsPerMinute: 6000,
+          tokensPerMinute: 1_000_000,
         }),
         itemsPipeline('voy_wrong_key', {
           provider: 'voyage',
@@ -105,7 +108,7 @@ describe('Voyage AI through its SDK, end to end', () => {
   after(async () => h.stop());
   beforeEach(() => h.mock.reset());
 
-  it('syncs rows into the vector table as documents, never truncated, the ledger holding Voyage’s count', async () => {
+  it('syncs rows into the vector table as documents, never truncated; the ledger and the rate observations hold Voyage’s count', async () => {
     const a = await insert('voy', 'Alpine tent', 'Two-person tent for storms');
     const b = await insert('voy', 'Kettle', 'Stovetop kettle');
     await waitFor(
@@ -138,6 +141,19 @@ describe('Voyage AI through its SDK, end to end', () => {
       return rows[0]?.tokens === String(counted) ? rows[0] : false;
     });
     assert.equal(ledger.provider, 'voyage');
+    // What every answer teaches the token buckets: Voyage's count against embedsync's estimate (a
+    // token per three characters for a model whose tokenizer is not cl100k).
+    const estimated = sent
+      .flatMap((r) => r.inputs)
+      .reduce((sum, t) => sum + Math.ceil(Array.from(t).length / 3), 0);
+    const learned = await waitFor('the rate observations', async () => {
+      const { rows } = await h.db.pool.query<{ reported: number; estimated: number }>(
+        `select reported_tokens as reported, estimated_tokens as estimated
+           from embedsync.rate_observations where provider = 'voyage' and model = 'voyage-3.5'`,
+      );
+      return rows[0]?.reported === counted ? rows[0] : false;
+    });
+    assert.equal(learned.estimated, estimated);
   });
 
   it('a search embeds its text as a query and finds the row', async () => {

@@ -221,6 +221,59 @@ describe('Voyage AI through the voyageai SDK', () => {
   });
 });
 
+describe('the mock’s Voyage protocol on the wire', () => {
+  const post = async (body: unknown, key = KEY) => {
+    const res = await fetch(`${mock.voyageBaseURL}/embeddings`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    });
+    return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+  };
+
+  it('answers as Voyage does: a list of embeddings by index, the model, usage.total_tokens', async () => {
+    const { status, body } = await post({ input: ['alpha', 'beta'], model: 'voyage-3.5' });
+    assert.equal(status, 200);
+    assert.deepEqual(Object.keys(body).sort(), ['data', 'model', 'object', 'usage']);
+    assert.equal(body.object, 'list');
+    assert.equal(body.model, 'voyage-3.5');
+    assert.deepEqual(body.usage, { total_tokens: countTokens('alpha') + countTokens('beta') });
+    const data = body.data as { object: string; index: number; embedding: number[] }[];
+    assert.deepEqual(
+      data.map((d) => [d.object, d.index, d.embedding.length]),
+      [
+        ['embedding', 0, 1024],
+        ['embedding', 1, 1024],
+      ],
+    );
+  });
+
+  it('truncates by default, as Voyage does, and refuses instead with truncation false', async () => {
+    const long = 'word '.repeat(33_000);
+    assert.equal((await post({ input: [long], model: 'voyage-3.5' })).status, 200);
+    const refused = await post({ input: [long], model: 'voyage-3.5', truncation: false });
+    assert.equal(refused.status, 400);
+    assert.match(String(refused.body.detail), /index 0 .*context window of 32000 tokens/);
+  });
+
+  it('sends base64 float32s when asked, and errors as {detail}', async () => {
+    const { body } = await post({ input: 'gamma', model: 'voyage-3.5', encoding_format: 'base64' });
+    const [item] = body.data as { embedding: string }[];
+    const bytes = Buffer.from(item?.embedding ?? '', 'base64');
+    assert.equal(bytes.byteLength, 1024 * 4);
+    assert.deepEqual(await post({ input: 'x', model: 'voyage-3.5' }, 'pa-other'), {
+      status: 401,
+      body: { detail: 'Provided API key is invalid.' },
+    });
+    const tooMany = await post({ input: Array(1001).fill('x'), model: 'voyage-3.5' });
+    assert.equal(tooMany.status, 400);
+    assert.match(String(tooMany.body.detail), /batch size limit is 1000/);
+    const dims = await post({ input: 'x', model: 'voyage-3.5', output_dimension: 768 });
+    assert.equal(dims.status, 400);
+    assert.match(String(dims.body.detail), /256, 512, 1024, 2048/);
+  });
+});
+
 describe('Voyage errors in embedsync’s terms', () => {
   const sdkError = (status: number, detail: string, headers: Record<string, string> = {}) =>
     new VoyageAIError({
