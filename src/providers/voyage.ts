@@ -33,7 +33,7 @@ export class VoyageProvider implements EmbeddingProvider {
   readonly rateLimit: ProviderEnv['voyage'];
   private readonly clients = new Map<
     string,
-    { client: VoyageAIClient; apiKey: string | undefined }
+    { client: VoyageAIClient; apiKey: string | undefined; baseUrl: string }
   >();
 
   constructor(
@@ -46,7 +46,7 @@ export class VoyageProvider implements EmbeddingProvider {
   async embed(request: EmbedRequest): Promise<EmbedResponse> {
     const config = this.config(request);
     const facts = modelFacts(config);
-    const { client, apiKey } = this.client(config);
+    const { client, apiKey, baseUrl } = this.client(config);
     let answer;
     try {
       answer = await client
@@ -66,7 +66,7 @@ export class VoyageProvider implements EmbeddingProvider {
         )
         .withRawResponse();
     } catch (err) {
-      throw translate(err, [apiKey]);
+      throw translate(err, [apiKey], baseUrl);
     }
     const data = [...(answer.data.data ?? [])].sort((a, b) => (a.index ?? 0) - (b.index ?? 0));
     if (data.length !== request.texts.length || data.some((d) => !Array.isArray(d.embedding)))
@@ -100,6 +100,7 @@ export class VoyageProvider implements EmbeddingProvider {
   private client(config: VoyageEmbeddingConfig): {
     client: VoyageAIClient;
     apiKey: string | undefined;
+    baseUrl: string;
   } {
     const baseUrl = config.baseURL ?? this.rateLimit.baseURL ?? DEFAULT_BASE_URL;
     const cacheKey = `${baseUrl}\n${config.apiKeyEnv}`;
@@ -119,6 +120,7 @@ export class VoyageProvider implements EmbeddingProvider {
           timeoutInSeconds: this.timeoutSeconds,
         }),
         apiKey,
+        baseUrl,
       };
       this.clients.set(cacheKey, entry);
     }
@@ -138,14 +140,21 @@ function detailOf(body: unknown): string {
   return body === undefined ? '' : (JSON.stringify(body) ?? '');
 }
 
-/** The SDK's error in embedsync's terms (errors.ts), its message scrubbed of the key. */
-export function translate(err: unknown, secrets: (string | undefined)[]): Error {
+/**
+ * The SDK's error in embedsync's terms (errors.ts), its message scrubbed of the key. Without an
+ * answer the SDK keeps only fetch's message ("fetch failed"), not its cause, so the server is named.
+ */
+export function translate(
+  err: unknown,
+  secrets: (string | undefined)[],
+  baseUrl = DEFAULT_BASE_URL,
+): Error {
   const message = (text: string): string => scrub(text, secrets);
   if (err instanceof VoyageAITimeoutError)
     return new ProviderUnavailableError('voyage', message(`timed out: ${err.message}`));
   if (!(err instanceof VoyageAIError) || err.statusCode === undefined) {
     const text = err instanceof Error ? err.message : String(err);
-    return new ProviderUnavailableError('voyage', message(`cannot reach the server: ${text}`));
+    return new ProviderUnavailableError('voyage', message(`no answer from ${baseUrl}: ${text}`));
   }
   const status = err.statusCode;
   const detail = detailOf(err.body);

@@ -182,7 +182,8 @@ describe('Voyage AI through the voyageai SDK', () => {
         embedding: unreachable,
       }),
       (err: unknown) =>
-        err instanceof ProviderUnavailableError && /cannot reach the server/.test(err.message),
+        err instanceof ProviderUnavailableError &&
+        err.message === 'no answer from http://127.0.0.1:9/v1: fetch failed',
     );
   });
 
