@@ -1,4 +1,4 @@
-// Voyage AI's embeddings API (POST /v1/embeddings) through its official SDK, `voyageai`. On Node 22+
+// Voyage AI's embeddings API (POST /v1/embeddings) through its official SDK, `voyageai`. On Node 18+
 // the SDK uses the built-in fetch, takes a base URL, and its errors carry the status code, the body
 // and the response headers, which is all the retry classification needs (docs/architecture.md,
 // decision 22). Its own retries are off: the embed activity's retry policy is the one layer that
@@ -23,8 +23,8 @@ import type { EmbeddingProvider, EmbedRequest, EmbedResponse } from './types.js'
 const DEFAULT_BASE_URL = 'https://api.voyageai.com/v1';
 // Below the embed activity's heartbeat timeout, so a hung request fails as a timeout and is
 // retried. The SDK (0.4.0) clears its timeout timer only when an answer arrives: after a connection
-// failure or a cancellation the timer stays armed, harmlessly, for this long, and keeps a process
-// that is otherwise done alive until it fires.
+// failure or a cancellation the timer stays armed for this long, and can delay a stopping process's
+// exit until it fires.
 const REQUEST_TIMEOUT_SECONDS = 50;
 
 export class VoyageProvider implements EmbeddingProvider {
@@ -75,6 +75,7 @@ export class VoyageProvider implements EmbeddingProvider {
         `${config.model} answered ${data.length} embeddings for ${request.texts.length} inputs`,
       );
     const vectors = data.map((d) => d.embedding ?? []);
+    // Voyage sends no x-ratelimit-* headers today; a proxy in front of it that does is heeded.
     const headers = answer.rawResponse.headers;
     const limits = observedLimits((name) => headers.get(name));
     // Voyage counts every request's tokens in usage.total_tokens; a server that does not is
