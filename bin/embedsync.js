@@ -41,7 +41,7 @@ const COMMANDS = {
   'mock-provider': [
     'mock-provider',
     undefined,
-    "a local server speaking OpenAI's, Bedrock's and Gemini's embedding protocols",
+    "a local server speaking OpenAI's, Bedrock's, Gemini's and Voyage AI's embedding protocols",
   ],
 };
 

@@ -1,6 +1,6 @@
-// npx embedsync mock-provider: a local server speaking OpenAI's, Bedrock's and the Gemini API's
-// embedding protocols, for your own tests and for the benchmarks. No keys, no costs; vectors are
-// deterministic.
+// npx embedsync mock-provider: a local server speaking OpenAI's, Bedrock's, the Gemini API's and
+// Voyage AI's embedding protocols, for your own tests and for the benchmarks. No keys, no costs;
+// vectors are deterministic.
 import { Command, InvalidArgumentError } from 'commander';
 import { startMockProvider, type MockProviderOptions } from '../mock-provider/server.js';
 import { TOKEN_COUNTINGS, type TokenCounting } from '../mock-provider/types.js';
@@ -13,7 +13,7 @@ const count = (value: string): number => {
 
 const program = new Command('embedsync mock-provider')
   .description(
-    'Serve OpenAI POST /v1/embeddings (and its Files and Batches APIs), Bedrock POST /model/{modelId}/invoke and the Gemini API POST /v1/models/{model}:batchEmbedContents on 127.0.0.1.',
+    'Serve OpenAI POST /v1/embeddings (and its Files and Batches APIs), Bedrock POST /model/{modelId}/invoke, the Gemini API POST /v1/models/{model}:batchEmbedContents and Voyage AI POST /voyage/v1/embeddings on 127.0.0.1.',
   )
   .option('--port <n>', 'port to listen on (default: any free port)', count, 0)
   .option('--latency-ms <n>', 'delay before every answer', count)
@@ -29,17 +29,17 @@ const program = new Command('embedsync mock-provider')
   )
   .option(
     '--token-counting <how>',
-    `how OpenAI requests' tokens are counted, for --tpm and usage.prompt_tokens: ${TOKEN_COUNTINGS.join(' | ')} (UTF-8 bytes ÷ 4, as a provider whose tokenizer differs from embedsync's)`,
+    `how OpenAI and Voyage requests' tokens are counted, for --tpm and usage: ${TOKEN_COUNTINGS.join(' | ')} (UTF-8 bytes ÷ 4, as a provider whose tokenizer differs from embedsync's)`,
     'cl100k',
   )
   .option(
     '--retry-hint <kind>',
-    'what an OpenAI 429 carries: retry-after | retry-after-ms | reset-headers',
+    'what an OpenAI or Voyage 429 carries: retry-after | retry-after-ms | reset-headers (Voyage: none)',
     'retry-after',
   )
   .option('--error-rate <fraction>', 'fraction of requests answered 503', count)
   .option('--poison <marker>', 'refuse inputs containing this text as invalid')
-  .option('--api-key <key>', 'accept only this OpenAI or Gemini key (default: any)')
+  .option('--api-key <key>', 'accept only this OpenAI, Gemini or Voyage key (default: any)')
   .option('--model <name=dimensions...>', 'extra models an OpenAI-compatible server would serve')
   .option(
     '--batch-completion-ms <n>',
@@ -60,6 +60,8 @@ Point embedsync at it:
             AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, AWS_REGION=us-east-1
   Gemini:   embedding.baseURL: http://127.0.0.1:<port>   (or GOOGLE_GEMINI_BASE_URL), any GEMINI_API_KEY;
             a 429 carries RetryInfo and a per-minute QuotaFailure, --poison answers INVALID_ARGUMENT
+  Voyage:   embedding.baseURL: http://127.0.0.1:<port>/voyage/v1   (or VOYAGE_BASE_URL), any
+            VOYAGE_API_KEY
 
 Batch API (npx embedsync backfill --table <pipeline> --batch):
   POST /v1/files, GET /v1/files/{id}[/content], DELETE /v1/files/{id}, POST /v1/batches,
@@ -118,6 +120,7 @@ process.stdout.write(`mock provider listening on ${mock.url}
   OpenAI baseURL:    ${mock.openaiBaseURL}
   Bedrock endpoint:  ${mock.url}
   Gemini baseURL:    ${mock.url}
+  Voyage baseURL:    ${mock.voyageBaseURL}
 Ctrl-C stops it.
 `);
 const stop = (): void => {

@@ -150,6 +150,7 @@ export interface ProviderEnv {
   openai: ProviderRateLimit & { baseURL?: string };
   bedrock: ProviderRateLimit & { region?: string; endpoint?: string };
   gemini: ProviderRateLimit & { baseURL?: string };
+  voyage: ProviderRateLimit & { baseURL?: string };
 }
 
 const perMinute = z.coerce.number().int().positive().optional();
@@ -167,6 +168,9 @@ const providerEnvSchema = z.object({
   GOOGLE_GEMINI_BASE_URL: z.url().optional(),
   EMBEDSYNC_GEMINI_REQUESTS_PER_MINUTE: perMinute,
   EMBEDSYNC_GEMINI_TOKENS_PER_MINUTE: perMinute,
+  VOYAGE_BASE_URL: z.url().optional(),
+  EMBEDSYNC_VOYAGE_REQUESTS_PER_MINUTE: perMinute,
+  EMBEDSYNC_VOYAGE_TOKENS_PER_MINUTE: perMinute,
 });
 
 // Empty variables count as unset: `FOO= npx embedsync worker` should not fail URL validation.
@@ -204,6 +208,11 @@ export function readProviderEnv(source: NodeJS.ProcessEnv = process.env): Provid
       baseURL: e.GOOGLE_GEMINI_BASE_URL,
       requestsPerMinute: e.EMBEDSYNC_GEMINI_REQUESTS_PER_MINUTE,
       tokensPerMinute: e.EMBEDSYNC_GEMINI_TOKENS_PER_MINUTE,
+    },
+    voyage: {
+      baseURL: e.VOYAGE_BASE_URL,
+      requestsPerMinute: e.EMBEDSYNC_VOYAGE_REQUESTS_PER_MINUTE,
+      tokensPerMinute: e.EMBEDSYNC_VOYAGE_TOKENS_PER_MINUTE,
     },
   };
 }

@@ -128,6 +128,28 @@ const geminiEmbedding = z
   })
   .strict();
 
+// Voyage AI. No truncation option: every request sends `truncation: false`, so an input longer than
+// the model takes is an error (isolated to its row), never silently cut; chunking keeps inputs
+// within the model's limit. Vectors are always float (output_dtype): pgvector stores floats.
+const voyageEmbedding = z
+  .object({
+    provider: z.literal('voyage'),
+    /** voyage-3.5, voyage-3.5-lite, voyage-3-large, voyage-code-3, … (src/providers/models.ts). */
+    model: z.string().min(1),
+    /** 1024 by default; 256, 512 and 2048 are sent as output_dimension. */
+    dimensions: z.number().int().min(1).max(16_000),
+    /** A Voyage-compatible server or a test server; default VOYAGE_BASE_URL or Voyage's. */
+    baseURL: z.url().optional(),
+    /** The environment variable holding the API key. */
+    apiKeyEnv: z
+      .string()
+      .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name')
+      .default('VOYAGE_API_KEY'),
+    ...rateLimits,
+    ...pricing,
+  })
+  .strict();
+
 export const pipelineSchema = z
   .object({
     name: z
@@ -156,6 +178,7 @@ export const pipelineSchema = z
       openaiEmbedding,
       bedrockEmbedding,
       geminiEmbedding,
+      voyageEmbedding,
     ]),
     chunking: z
       .object({
@@ -302,6 +325,7 @@ export type EmbeddingConfig = PipelineConfig['embedding'];
 export type OpenAIEmbeddingConfig = Extract<EmbeddingConfig, { provider: 'openai' }>;
 export type BedrockEmbeddingConfig = Extract<EmbeddingConfig, { provider: 'bedrock' }>;
 export type GeminiEmbeddingConfig = Extract<EmbeddingConfig, { provider: 'gemini' }>;
+export type VoyageEmbeddingConfig = Extract<EmbeddingConfig, { provider: 'voyage' }>;
 export type PipelineInput = z.input<typeof pipelineSchema>;
 export type Destination = NonNullable<PipelineConfig['destination']>;
 

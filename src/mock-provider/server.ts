@@ -4,6 +4,7 @@
 //   Bedrock: POST /model/{modelId}/invoke     (endpoint http://127.0.0.1:<port>)
 //   Gemini:  POST /v1/models/{model}:batchEmbedContents, :embedContent (v1beta too)
 //                                             (baseURL http://127.0.0.1:<port>)
+//   Voyage:  POST /voyage/v1/embeddings       (baseURL http://127.0.0.1:<port>/voyage/v1)
 // Vectors are the offline provider's, so equal texts get equal vectors on every run. One port
 // serves HTTP/1.1 (the OpenAI SDK) and cleartext HTTP/2 (the AWS SDK's default for Bedrock
 // runtime).
@@ -23,6 +24,7 @@ import { geminiRoute, googleError, handleGemini } from './gemini.js';
 import { formatReset, TokenBucket } from './limits.js';
 import { MockBatches } from './batches.js';
 import { handleOpenAI } from './openai.js';
+import { handleVoyage, VOYAGE_PATH } from './voyage.js';
 import type {
   MockContext,
   MockFault,
@@ -39,6 +41,8 @@ export interface MockProvider {
   url: string;
   /** http://127.0.0.1:<port>/v1 — the OpenAI baseURL. */
   openaiBaseURL: string;
+  /** http://127.0.0.1:<port>/voyage/v1 — the Voyage AI baseURL. */
+  voyageBaseURL: string;
   port: number;
   /**
    * Every request answered, in order; a batch's lines (with `batch` set) once it has completed.
@@ -184,7 +188,8 @@ export async function startMockProvider(
         }
         const bedrock = /^\/model\/([^/]+)\/invoke$/.exec(url.pathname);
         const openai = url.pathname === '/v1/embeddings' || url.pathname === '/embeddings';
-        if (req.method !== 'POST' || (!bedrock && !openai))
+        const voyage = url.pathname === VOYAGE_PATH;
+        if (req.method !== 'POST' || (!bedrock && !openai && !voyage))
           return send(res, {
             status: 404,
             body: { message: `no route for ${req.method ?? ''} ${url.pathname}` },
@@ -196,6 +201,7 @@ export async function startMockProvider(
           record: (r) => requests.push({ at: Date.now(), path: url.pathname, ...r }),
         };
         if (mock.options.errorRate && Math.random() < mock.options.errorRate) {
+          if (voyage) return send(res, { status: 503, body: { detail: 'Service unavailable' } });
           return send(
             res,
             openai
@@ -214,6 +220,7 @@ export async function startMockProvider(
           );
         }
         if (openai) return send(res, handleOpenAI(ctx, req.headers.authorization, body));
+        if (voyage) return send(res, handleVoyage(ctx, req.headers.authorization, body));
         return send(
           res,
           handleBedrock(ctx, decodeURIComponent(bedrock?.[1] ?? ''), req.headers, body),
@@ -262,6 +269,7 @@ export async function startMockProvider(
     port: address.port,
     url: `http://127.0.0.1:${address.port}`,
     openaiBaseURL: `http://127.0.0.1:${address.port}/v1`,
+    voyageBaseURL: `http://127.0.0.1:${address.port}/voyage/v1`,
     inject(fault: MockFault, times = 1) {
       faults.push({ fault, times });
     },

@@ -10,17 +10,20 @@ export interface MockProviderOptions {
   requestsPerMinute?: number;
   tokensPerMinute?: number;
   /**
-   * How the OpenAI protocol counts an input's tokens, for its budget and for usage.prompt_tokens:
+   * How the OpenAI and Voyage protocols count an input's tokens, for the budget and for usage:
    * cl100k (default, as OpenAI counts for its own models) or bytes/4 (UTF-8 bytes ÷ 4, rounded up,
    * as some compatible servers estimate), to stand for a provider that counts differently from
    * embedsync's tokenizer.
    */
   tokenCounting?: TokenCounting;
-  /** Which retry hint an OpenAI 429 carries besides the x-ratelimit-* headers. */
+  /**
+   * Which retry hint an OpenAI 429 carries besides the x-ratelimit-* headers; a Voyage 429 carries
+   * retry-after or retry-after-ms, and nothing for reset-headers (Voyage sends no x-ratelimit-*).
+   */
   retryHint?: 'retry-after' | 'retry-after-ms' | 'reset-headers';
   /** Inputs containing this text are refused as invalid (400 / ValidationException). */
   poisonMarker?: string;
-  /** OpenAI and Gemini: the only key accepted (default: any non-empty key). */
+  /** OpenAI, Gemini and Voyage: the only key accepted (default: any non-empty key). */
   apiKey?: string;
   /**
    * Echo a rejected key whole in the 401 body (the real API masks it; some compatible servers do
@@ -66,7 +69,7 @@ export type MockFault =
   | { kind: 'rate-limit'; retryAfterMs?: number }
   /**
    * OpenAI: 429 insufficient_quota. Bedrock: ServiceQuotaExceededException. Gemini: 429 on a
-   * per-day quota.
+   * per-day quota. Voyage: a 429 saying the credits are exhausted.
    */
   | { kind: 'quota' }
   /** Vectors one dimension short. */
@@ -74,7 +77,7 @@ export type MockFault =
 
 export interface RecordedRequest {
   at: number;
-  api: 'openai' | 'bedrock' | 'gemini';
+  api: 'openai' | 'bedrock' | 'gemini' | 'voyage';
   /** As sent: Bedrock model ids arrive URL-encoded (amazon.titan-embed-text-v2%3A0). */
   path: string;
   model: string;

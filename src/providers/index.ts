@@ -3,14 +3,16 @@ import { BedrockProvider } from './bedrock.js';
 import { GeminiProvider } from './gemini.js';
 import { OfflineProvider } from './offline.js';
 import { OpenAIProvider } from './openai.js';
+import { VoyageProvider } from './voyage.js';
 import type { EmbeddingProvider, ProviderRegistry } from './types.js';
 
 export type { EmbeddingProvider, ProviderRegistry } from './types.js';
 
 /**
- * The providers a worker serves: offline, OpenAI (and compatible servers), Bedrock and Gemini. Their
- * settings come from the environment; credentials are read only when a request needs them, so a
- * worker without OpenAI, AWS or Google credentials serves the other providers just the same.
+ * The providers a worker serves: offline, OpenAI (and compatible servers), Bedrock, Gemini and
+ * Voyage AI. Their settings come from the environment; credentials are read only when a request
+ * needs them, so a worker without OpenAI, AWS, Google or Voyage credentials serves the other
+ * providers just the same.
  */
 export function createProviders(
   extra: readonly EmbeddingProvider[] = [],
@@ -21,6 +23,7 @@ export function createProviders(
     new OpenAIProvider(env.openai),
     new BedrockProvider(env.bedrock),
     new GeminiProvider(env.gemini),
+    new VoyageProvider(env.voyage),
     ...extra,
   ];
   return new Map(all.map((p) => [p.name, p]));

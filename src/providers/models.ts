@@ -5,7 +5,7 @@ import { ConfigError, type EmbeddingConfig } from '../config/pipeline.js';
 
 export type SizeUnit = 'tokens' | 'characters';
 export type ModelFamily =
-  'offline' | 'openai' | 'titan-v2' | 'titan-v1' | 'cohere-v3' | 'cohere-v4' | 'gemini';
+  'offline' | 'openai' | 'titan-v2' | 'titan-v1' | 'cohere-v3' | 'cohere-v4' | 'gemini' | 'voyage';
 
 export type DimensionRule =
   | { kind: 'fixed' }
@@ -44,6 +44,25 @@ const openai = (model: string, native: number, dimensions: DimensionRule): Model
   maxTokensPerRequest: 300_000,
   unit: 'tokens',
   maxInputSize: 8191,
+});
+
+// Voyage AI: 32,000 tokens per input, at most 1,000 inputs per request, and a per-request token
+// total that depends on the model. Voyage's tokenizer is not cl100k, so chunks are measured in
+// characters, at most as many as the model takes tokens: ordinary text stays well under one token
+// a character (English runs four to five characters a token), and a chunk that still counts too
+// many is refused by Voyage (truncation is always off) and dead-lettered, never cut. Budgets are
+// kept by the usual estimate, corrected by what Voyage reports in usage.total_tokens.
+const voyage = (model: string, maxTokensPerRequest: number): ModelFacts => ({
+  provider: 'voyage',
+  model,
+  family: 'voyage',
+  nativeDimensions: 1024,
+  dimensions: { kind: 'choice', values: [256, 512, 1024, 2048] },
+  maxInputsPerRequest: 1000,
+  maxTokensPerInput: 32_000,
+  maxTokensPerRequest,
+  unit: 'characters',
+  maxInputSize: 32_000,
 });
 
 const MODELS: readonly ModelFacts[] = [
@@ -130,10 +149,17 @@ const MODELS: readonly ModelFacts[] = [
     unit: 'characters',
     maxInputSize: 2048 * CHARS_PER_TOKEN,
   },
+  voyage('voyage-3.5', 320_000),
+  voyage('voyage-3.5-lite', 1_000_000),
+  voyage('voyage-3-large', 120_000),
+  voyage('voyage-code-3', 120_000),
+  voyage('voyage-4', 320_000),
+  voyage('voyage-4-lite', 1_000_000),
+  voyage('voyage-4-large', 120_000),
 ];
 
 export const KNOWN_MODELS: ReadonlyMap<string, readonly string[]> = new Map(
-  (['offline', 'openai', 'bedrock', 'gemini'] as const).map((p) => [
+  (['offline', 'openai', 'bedrock', 'gemini', 'voyage'] as const).map((p) => [
     p,
     MODELS.filter((m) => m.provider === p).map((m) => m.model),
   ]),

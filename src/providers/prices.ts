@@ -25,6 +25,14 @@ const LIST_PRICES: Readonly<Record<string, ModelPrice>> = {
   'bedrock/cohere.embed-v4:0': { online: 0.12 },
   // Gemini's Batch API (half price) is not offered by embedsync.
   'gemini/gemini-embedding-001': { online: 0.15 },
+  // Voyage's Batch API is not offered by embedsync; its free tokens per account are not counted.
+  'voyage/voyage-3.5': { online: 0.06 },
+  'voyage/voyage-3.5-lite': { online: 0.02 },
+  'voyage/voyage-3-large': { online: 0.18 },
+  'voyage/voyage-code-3': { online: 0.18 },
+  'voyage/voyage-4': { online: 0.06 },
+  'voyage/voyage-4-lite': { online: 0.02 },
+  'voyage/voyage-4-large': { online: 0.12 },
 };
 
 /** The list price of a provider's model, if known. */
