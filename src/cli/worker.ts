@@ -45,10 +45,15 @@ Providers (credentials only from the environment):
   OPENAI_API_KEY        or the variable a pipeline names in embedding.apiKeyEnv
   OPENAI_BASE_URL       an OpenAI-compatible server (Ollama, vLLM, …) when a pipeline sets none
   AWS_REGION, AWS_ENDPOINT_URL_BEDROCK_RUNTIME, and the AWS default credential chain
+  GOOGLE_API_KEY or GEMINI_API_KEY
+                        or the variable a Gemini pipeline names in embedding.apiKeyEnv
+  GOOGLE_GEMINI_BASE_URL
+                        a proxy or test server for the Gemini API when a pipeline sets none
   VOYAGE_API_KEY        or the variable a Voyage pipeline names in embedding.apiKeyEnv
   VOYAGE_BASE_URL       a Voyage-compatible or test server when a pipeline sets none
   EMBEDSYNC_OPENAI_REQUESTS_PER_MINUTE, EMBEDSYNC_OPENAI_TOKENS_PER_MINUTE,
   EMBEDSYNC_BEDROCK_REQUESTS_PER_MINUTE, EMBEDSYNC_BEDROCK_TOKENS_PER_MINUTE,
+  EMBEDSYNC_GEMINI_REQUESTS_PER_MINUTE, EMBEDSYNC_GEMINI_TOKENS_PER_MINUTE,
   EMBEDSYNC_VOYAGE_REQUESTS_PER_MINUTE, EMBEDSYNC_VOYAGE_TOKENS_PER_MINUTE
                         limits for every pipeline of the provider (pipelines may declare stricter
                         ones); give every worker the same. Changes in the pipelines are followed
