@@ -282,6 +282,28 @@ describe('a column of the source table as the destination', () => {
       await client.query('rollback');
       client.release();
     }
+    // The capture's fallback, taken once a column it reads is dropped, compares the whole row but
+    // the destination column.
+    const ddl = await h.db.pool.connect();
+    try {
+      await ddl.query('begin');
+      await ddl.query(`alter table ${t} drop column description`);
+      const queued = async () =>
+        (
+          await ddl.query<{ n: number }>(
+            `select coalesce(sum(coalesce(cardinality(pks), 1)), 0)::int as n
+               from embedsync.outbox where pipeline = $1`,
+            [t],
+          )
+        ).rows[0]?.n;
+      await ddl.query(`update ${t} set embedding = embedding where id <= 10`);
+      assert.equal(await queued(), 0, 'the fallback queues no row for the column write');
+      await ddl.query(`update ${t} set name = name || '!' where id <= 3`);
+      assert.equal(await queued(), 3, 'the fallback still queues a changed row');
+    } finally {
+      await ddl.query('rollback');
+      ddl.release();
+    }
     assert.equal(await outboxOf(t), 0);
     assert.equal(h.provider.texts, paidBefore);
   });
