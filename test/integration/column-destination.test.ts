@@ -12,7 +12,10 @@ import { getPipeline, setSyncPaused } from '../../src/db/catalog.js';
 import { startMockProvider, type MockProvider } from '../../src/mock-provider/server.js';
 import { featureHashEmbedding } from '../../src/providers/offline.js';
 import { OpenAIProvider } from '../../src/providers/openai.js';
+import { checkSourceSchemas } from '../../src/capture/schema-check.js';
+import { estimateWalk } from '../../src/cost/estimate.js';
 import { search } from '../../src/search/search.js';
+import { readPipelineFacts } from '../../src/status/index.js';
 import { countSyncedRows } from '../../src/status/queries.js';
 import { verifyPipeline } from '../../src/verify/verify.js';
 import { pauseSignal, progressQuery, resumeSignal } from '../../workflows/definitions.js';
@@ -461,5 +464,50 @@ describe('a column of the source table as the destination', () => {
       1,
     );
     assert.equal((await verifyPipeline(h.db.pool, cut)).truncated, 1);
+  });
+
+  it('status names the column, a dry run counts one text per row, and a dropped column holds the pipeline', async () => {
+    const t = await freshTable('col_status', { rows: 30 });
+    const [facts] = await readPipelineFacts(h.db.pool, t);
+    assert.equal(facts?.destination, `public.${t}.embedding`);
+    assert.equal(facts?.vectorTable, `public.${t}_embeddings`, 'the record table');
+    const p = await getPipeline(h.db.pool, t);
+    const estimate = await estimateWalk(h.db.pool, p, {
+      kind: 'backfill',
+      batchSize: 10,
+      provider: { name: 'offline', maxInputsPerRequest: 256, rateLimit: undefined },
+      providerConfigs: [p.config],
+    });
+    assert.equal(estimate.rowsToEmbed, 30);
+    assert.equal(estimate.chunks, 30, 'one text per row');
+
+    await h.db.pool.query(`alter table ${t} drop column embedding`);
+    // The user's writes go on; the pipeline waits, saying why.
+    await h.db.pool.query(`update ${t} set description = 'changed' where id = 1`);
+    await checkSourceSchemas(h.db.pool, { pipeline: t });
+    const { rows } = await h.db.pool.query<{ state: string; state_reason: string }>(
+      'select state, state_reason from embedsync.pipelines where name = $1',
+      [t],
+    );
+    assert.equal(rows[0]?.state, 'schema_changed');
+    assert.match(
+      rows[0]?.state_reason ?? '',
+      /column "embedding" of public\.\S+, the pipeline's destination, is gone: run npx embedsync apply/,
+    );
+    // Apply adds it again and lifts the hold; the waiting change is written.
+    await applyPipeline(
+      h,
+      productsPipeline({
+        name: t,
+        source: { table: t },
+        metadata: [],
+        destination: { column: 'embedding' },
+      }),
+    );
+    await waitFor(
+      'row 1 written',
+      async () => holds(await columnOf(t, 1), documentOf('Item 1', 'changed')),
+      60_000,
+    );
   });
 });
