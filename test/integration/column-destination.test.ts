@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
-import { startBackfill } from '../../src/backfill/start.js';
+import { startBackfill, startBatchBackfill } from '../../src/backfill/start.js';
 import { ConfigError } from '../../src/config/pipeline.js';
 import { getPipeline, setSyncPaused } from '../../src/db/catalog.js';
 import { startMockProvider, type MockProvider } from '../../src/mock-provider/server.js';
@@ -509,5 +509,33 @@ describe('a column of the source table as the destination', () => {
       async () => holds(await columnOf(t, 1), documentOf('Item 1', 'changed')),
       60_000,
     );
+  });
+
+  it('a batch-mode backfill writes the column through the same write, a too-long row set aside', async () => {
+    mock.options.batch = { completionMs: 0, clock: () => 0 };
+    const openai = {
+      provider: 'openai' as const,
+      model: 'text-embedding-3-small',
+      dimensions: DIMENSIONS,
+      baseURL: mock.openaiBaseURL,
+    };
+    const t = await freshTable('col_batch', { rows: 40, pipeline: { embedding: openai } });
+    await h.db.pool.query(`update ${t} set description = $1 where id = 40`, ['word '.repeat(9000)]);
+    const handle = await startBatchBackfill(h.client, await getPipeline(h.db.pool, t), {
+      taskQueue: h.taskQueue,
+      instanceId: h.instanceId,
+      rows: 0,
+      pollSeconds: 1,
+      enqueuedTokens: 10_000_000,
+    });
+    await handle.result();
+    assert.equal(
+      await count(`select count(*)::int as n from ${t} where embedding is not null`),
+      39,
+    );
+    const report = await verifyPipeline(h.db.pool, t);
+    assert.deepEqual(report.missing, ['40']);
+    assert.deepEqual(report.deadLettered, ['40']);
+    assert.deepEqual(report.stale, []);
   });
 });
