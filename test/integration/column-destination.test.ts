@@ -358,7 +358,10 @@ describe('a column of the source table as the destination', () => {
   });
 
   it('a backfill fills the column of existing rows, paused and resumed, and verify agrees', async () => {
-    const t = await freshTable('col_backfill', { rows: 1200, pipeline: { batchSize: 100 } });
+    const t = await freshTable('col_backfill', {
+      rows: 1200,
+      pipeline: { batchSize: 100, destination: { column: 'embedding', index: true } },
+    });
     assert.equal(await count(`select count(*)::int as n from ${t} where embedding is not null`), 0);
     const before = await verifyPipeline(h.db.pool, t);
     assert.equal(before.missing.length, 1200, 'verify counts an empty column as missing');
@@ -389,6 +392,12 @@ describe('a column of the source table as the destination', () => {
       1200,
     );
     assertVector(await columnOf(t, 7), documentOf('Item 7', 'Description of item number 7'));
+    // The index, left out while the walk filled an empty column, is built at its end.
+    const index = await h.db.pool.query<{ valid: boolean }>(
+      `select indisvalid as valid from pg_index where indexrelid = to_regclass($1)`,
+      [`${t}_embedding_hnsw`],
+    );
+    assert.deepEqual(index.rows, [{ valid: true }]);
     const report = await verifyPipeline(h.db.pool, t);
     assert.deepEqual([report.missing, report.stale, report.orphaned], [[], [], []]);
     // A column a user empties by hand counts as not embedded again.
