@@ -172,9 +172,10 @@ describe('a write around busy rows', () => {
     let tries = 0;
     await writeAroundBusyRows(
       'p',
-      async () => busy[tries++] ?? 0,
-      async (ms) => {
+      () => Promise.resolve(busy[tries++] ?? 0),
+      (ms) => {
         pauses.push(ms);
+        return Promise.resolve();
       },
     );
     assert.equal(tries, 4);
@@ -187,12 +188,13 @@ describe('a write around busy rows', () => {
     await assert.rejects(
       writeAroundBusyRows(
         'docs',
-        async () => {
+        () => {
           tries += 1;
-          return 2;
+          return Promise.resolve(2);
         },
-        async (ms) => {
+        (ms) => {
           pauses.push(ms);
+          return Promise.resolve();
         },
       ),
       (err: unknown) =>
