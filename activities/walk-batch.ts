@@ -28,6 +28,7 @@ import {
 import { InputIsolator } from '../src/providers/isolate.js';
 import { nextRequest } from '../src/providers/requests.js';
 import type { ActivityDeps } from './deps.js';
+import { staleKeysSettler } from './stale-keys.js';
 import { embedOnce } from './embed-once.js';
 import { classified } from './errors.js';
 import { providerCall } from './provider-call.js';
@@ -259,13 +260,15 @@ export async function writeRows(
   const keys = rows.map((r) => r.row.pk);
   await withTransaction(pool, async (client) => {
     // The generation the rows were read for, if it is still live (or still being built).
-    const p = atGeneration(await getPipeline(client, read.name, 'for share'), read.generation);
+    const locked = await getPipeline(client, read.name, 'for share');
+    const p = atGeneration(locked, read.generation);
     if (!p) {
       result.stale += rows.length;
       return;
     }
     await lockPipeline(client, p.name, 'shared');
     await lockKeys(client, p.name, keys);
+    const settler = await staleKeysSettler(client, locked, p);
     const current = new Map((await readSourceRows(client, p, keys)).map((r) => [r.pk, r]));
     const staged = rows.map(({ row }) => ({
       pk: row.pk,
@@ -303,6 +306,7 @@ export async function writeRows(
     }
     await clearDeadLetters(client, p.name, plan.clearLetters);
     if (plan.keep.length > 0) result.metadataUpdated += await updateMetadata(client, p, plan.keep);
+    await settler.settle(keys, current);
     const stagedKeys = rows.filter((r) => r.staged).map((r) => r.row.pk);
     if (stagedKeys.length > 0) await clearStagedVectors(client, batchId, stagedKeys);
   });

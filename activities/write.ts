@@ -14,6 +14,7 @@ import { withTransaction, type PoolClient } from '../src/db/pool.js';
 import { readSourceRows } from '../src/db/source.js';
 import { clearBatch, readRowsToWrite, writeStagedChunks } from '../src/db/staging.js';
 import { deleteVectors, sweepDeleted, updateMetadata } from '../src/db/vectors.js';
+import { staleKeysSettler } from './stale-keys.js';
 import type { ActivityDeps } from './deps.js';
 import { classified } from './errors.js';
 import type { WriteOutcome } from '../src/metrics/worker.js';
@@ -37,7 +38,8 @@ export function createWriteBatch(deps: ActivityDeps) {
           let chunks = 0;
           // Shared with other writers of the pipeline; a swap takes it for update to switch
           // generations.
-          const p = atGeneration(await getPipeline(client, pipeline, 'for share'), generation);
+          const locked = await getPipeline(client, pipeline, 'for share');
+          const p = atGeneration(locked, generation);
           const staged = await readRowsToWrite(client, batchId);
           if (!p) {
             // The generation this batch was for has been swapped out (or abandoned): nothing to
@@ -48,6 +50,7 @@ export function createWriteBatch(deps: ActivityDeps) {
           const keys = staged.map((r) => r.pk);
           await lockPipeline(client, p.name, sweep ? 'exclusive' : 'shared');
           await lockKeys(client, p.name, keys);
+          const settler = await staleKeysSettler(client, locked, p);
           // Read again under the key locks: the compare-and-set compares with what is there now.
           const current = new Map((await readSourceRows(client, p, keys)).map((r) => [r.pk, r]));
           const plan = decideWrite(staged, current, p.generation);
@@ -64,7 +67,11 @@ export function createWriteBatch(deps: ActivityDeps) {
           await clearDeadLetters(client, p.name, plan.clearLetters);
           if (plan.keep.length > 0)
             result.metadataUpdated = await updateMetadata(client, p, plan.keep);
-          if (sweep) result.swept = await sweepDeleted(client, p);
+          await settler.settle(keys, current);
+          if (sweep) {
+            result.swept = await sweepDeleted(client, p);
+            await settler.sweep();
+          }
           await clearStaging(client, pipeline, batchId);
           log.info({ pipeline, batch: batchId, ...result }, 'batch written');
           const latency =
