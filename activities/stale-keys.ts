@@ -12,7 +12,10 @@ import {
 } from '../src/db/stale-keys.js';
 
 export interface StaleKeysSettler {
-  settle(keys: readonly string[], current: ReadonlyMap<string, { contentHash: string }>): Promise<void>;
+  settle(
+    keys: readonly string[],
+    current: ReadonlyMap<string, { contentHash: string }>,
+  ): Promise<void>;
   /** After a TRUNCATE's sweep. */
   sweep(): Promise<void>;
 }

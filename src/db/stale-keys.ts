@@ -71,9 +71,7 @@ export async function settleStaleKeys(
   if (!clearsOnChange(p.config) || keys.length === 0) return 0;
   const present = keys.filter((k) => current.has(k));
   const heads =
-    present.length > 0
-      ? await readEmbeddedHeads(db, p, present)
-      : new Map<string, EmbeddedHead>();
+    present.length > 0 ? await readEmbeddedHeads(db, p, present) : new Map<string, EmbeddedHead>();
   const settled = keys.filter((k) => {
     const row = current.get(k);
     if (!row) return true;
@@ -93,7 +91,11 @@ export async function settleStaleKeys(
  * After a TRUNCATE's sweep, under the pipeline's exclusive lock: the marks `snapshot` sees of keys
  * no longer in the source table, and of every key (the TRUNCATE's own).
  */
-export async function sweepStaleKeys(db: Queryable, p: Pipeline, snapshot: string): Promise<number> {
+export async function sweepStaleKeys(
+  db: Queryable,
+  p: Pipeline,
+  snapshot: string,
+): Promise<number> {
   const { rowCount } = await db.query(
     `delete from embedsync.stale_keys m
       where m.pipeline = $1 and pg_visible_in_snapshot(m.xid, $2::pg_snapshot)
