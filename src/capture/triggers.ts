@@ -7,7 +7,7 @@
 // the content of a row; a column dropped or renamed under them takes them to a path that names no
 // column (found by a probe that event triggers switch on only when needed), and a retyped one still
 // compares as text: they cannot make a user's write fail.
-import { embedColumns } from '../config/pipeline.js';
+import { destinationColumn, embedColumns } from '../config/pipeline.js';
 import type { Pipeline } from '../db/catalog.js';
 import { qualified, quoteIdent, quoteLiteral } from '../db/ident.js';
 import { OUTBOX_INSERT, outboxKeysInsert } from '../db/outbox.js';
@@ -173,10 +173,77 @@ function fallback(p: Pipeline, event: Exclude<Event, 'truncate'>): string {
     end;`;
 }
 
-/** The key and the columns the pipeline watches: what the UPDATE's fast path names. */
+/**
+ * The key and the columns the pipeline watches: what the UPDATE's fast path names; and, where the
+ * row's vector is cleared, its column.
+ */
 const namedColumns = (p: Pipeline): string[] => [
-  ...new Set([...p.primaryKey.map((k) => k.name), ...watchedColumns(p)]),
+  ...new Set([
+    ...p.primaryKey.map((k) => k.name),
+    ...watchedColumns(p),
+    ...[nulledColumn(p)].flatMap((c) => (c === undefined ? [] : [c])),
+  ]),
 ];
+
+/**
+ * In column mode with clear (decision 19), the vector column a content change sets to NULL in the
+ * user's own row.
+ */
+export function nulledColumn(p: Pick<Pipeline, 'config'>): string | undefined {
+  return p.config.onContentChange === 'clear' ? destinationColumn(p.config) : undefined;
+}
+
+const clearFunctionName = (pipeline: string): string =>
+  qualified('embedsync', `capture_${pipeline}_clear`);
+const clearTriggerName = (pipeline: string): string => quoteIdent(`embedsync_${pipeline}_clear`);
+
+/**
+ * The row-level BEFORE UPDATE function of column mode with clear: when an embedded column changed,
+ * the row's vector becomes NULL in the same statement, so no query finds the row by its old meaning
+ * once the transaction commits; the write of the new vector (which changes no embedded column) is
+ * left alone. SECURITY INVOKER: it reads no table of embedsync's and writes only NEW. Like the
+ * capture functions it names columns only once a probe has found them (decision 3), so a column
+ * dropped or renamed under it makes it do nothing rather than fail the user's write.
+ */
+export function clearColumnFunctionSql(p: Pipeline): string | undefined {
+  const column = nulledColumn(p);
+  if (column === undefined) return undefined;
+  const embedded = [...new Set(embedColumns(p.config).map((e) => e.column))];
+  const changed = `(${embedded.map((c) => `new.${quoteIdent(c)}::text`).join(', ')}) is distinct from (${embedded
+    .map((c) => `old.${quoteIdent(c)}::text`)
+    .join(', ')})`;
+  return `
+create or replace function ${clearFunctionName(p.name)}() returns trigger
+language plpgsql security invoker set search_path = pg_catalog, pg_temp as $clear$
+declare
+  fast boolean := pg_catalog.current_setting('embedsync.capture_probe', true) is distinct from 'on';
+begin
+  if not fast then
+    fast := ${columnsPresent([...embedded, column])};
+  end if;
+  if fast then
+    if ${changed} then
+      new.${quoteIdent(column)} := null;
+    end if;
+  end if;
+  return new;
+end
+$clear$`;
+}
+
+/** Installs the clearing trigger where the pipeline clears a column, and drops it elsewhere. */
+function clearColumnSql(p: Pipeline): string[] {
+  const table = qualified(p.sourceSchema, p.sourceTable);
+  const fn = clearColumnFunctionSql(p);
+  const drop = `drop trigger if exists ${clearTriggerName(p.name)} on ${table}`;
+  if (fn === undefined) return [drop, `drop function if exists ${clearFunctionName(p.name)}()`];
+  return [
+    fn,
+    drop,
+    `create trigger ${clearTriggerName(p.name)} before update on ${table}
+      for each row execute function ${clearFunctionName(p.name)}()`,
+  ];
+}
 
 // The probe runs only where the function carries `embedsync.capture_probe = on`: always, unless
 // event triggers turn it on in the transaction that drops or renames a column it names (sql/000012).
@@ -255,6 +322,7 @@ export function installCaptureSql(p: Pipeline): string[] {
       `drop trigger if exists ${triggerName(p.name, event)} on ${qualified(p.sourceSchema, p.sourceTable)}`,
       triggerSql(p, event),
     ]),
+    ...clearColumnSql(p),
     `select embedsync.probe_capture(${name}, not embedsync.capture_guarded(${name}))`,
   ];
 }
@@ -268,5 +336,7 @@ export function removeCaptureSql(
       `drop trigger if exists ${triggerName(p.name, event)} on ${qualified(p.sourceSchema, p.sourceTable)}`,
       `drop function if exists ${functionName(p.name, event)}()`,
     ]),
+    `drop trigger if exists ${clearTriggerName(p.name)} on ${qualified(p.sourceSchema, p.sourceTable)}`,
+    `drop function if exists ${clearFunctionName(p.name)}()`,
   ];
 }
