@@ -476,6 +476,93 @@ describe('clearing stale vectors, column mode', () => {
     }
   });
 
+  it('end to end: a changed row is not found by its old vector until the sync writes the new one', async () => {
+    await setSyncPaused(h.db.pool, 'docs', false);
+    try {
+      const { rows } = await h.db.pool.query<{ id: string }>(
+        `insert into docs (title, body) values ('Tent care', 'Dry the fly before packing') returning id::text`,
+      );
+      const id = rows[0]?.id ?? '';
+      await converged('docs');
+      const old = await h.db.pool.query<{ v: string }>(
+        'select embedding::text as v from docs where id = $1',
+        [id],
+      );
+      const oldVector = old.rows[0]?.v ?? '';
+      assert.ok(oldVector);
+      assert.ok((await searchKeys('docs', 'Tent care Dry the fly before packing')).includes(id));
+      await heldBack('docs', async () => {
+        await h.db.pool.query(
+          `update docs set body = 'Seal the seams every season' where id = $1`,
+          [id],
+        );
+        // The nearest rows to its old vector, with or without the index, and search: not it.
+        const nearest = await h.db.pool.query<{ id: string }>(
+          'select id::text from docs where embedding is not null order by embedding <=> $1 limit 100',
+          [oldVector],
+        );
+        assert.ok(!nearest.rows.some((r) => r.id === id));
+        const found = await searchKeys('docs', 'Tent care Dry the fly before packing');
+        assert.ok(!found.includes(id), `search returned the changed row: ${found.join(', ')}`);
+      });
+      await converged('docs');
+      assert.equal(await hasVector(id), true);
+      const now = await h.db.pool.query<{ v: string }>(
+        'select embedding::text as v from docs where id = $1',
+        [id],
+      );
+      assert.notEqual(now.rows[0]?.v, oldVector);
+      assert.ok((await searchKeys('docs', 'Tent care Seal the seams every season')).includes(id));
+    } finally {
+      await setSyncPaused(h.db.pool, 'docs', true);
+    }
+  });
+
+  it("concurrent user updates and the column's writes never fail a user transaction", async () => {
+    await setSyncPaused(h.db.pool, 'docs', false);
+    try {
+      const ids: string[] = [];
+      for (let i = 0; i < 5; i += 1) {
+        const { rows } = await h.db.pool.query<{ id: string }>(
+          `insert into docs (title, body) values ($1, 'Pole') returning id::text`,
+          [`Pole ${i}`],
+        );
+        ids.push(rows[0]?.id ?? '');
+      }
+      await converged('docs');
+      const failures: unknown[] = [];
+      await Promise.all(
+        [0, 1, 2, 3].map(async (w) => {
+          const client = await h.db.pool.connect();
+          try {
+            for (let n = 0; n < 25; n += 1) {
+              const keys = [ids[(w + n) % 5], ids[(w + n + 1) % 5]].sort();
+              try {
+                await client.query('begin');
+                for (const k of keys)
+                  await client.query('update docs set body = $2 where id = $1', [
+                    k,
+                    `Pole by writer ${w}, round ${n}`,
+                  ]);
+                await client.query('commit');
+              } catch (err) {
+                failures.push(err);
+                await client.query('rollback').catch(() => undefined);
+              }
+            }
+          } finally {
+            client.release();
+          }
+        }),
+      );
+      assert.deepEqual(failures, []);
+      await converged('docs');
+      for (const id of ids) assert.equal(await hasVector(id), true);
+    } finally {
+      await setSyncPaused(h.db.pool, 'docs', true);
+    }
+  });
+
   it("an embedded column renamed or dropped never fails the user's update", async () => {
     const id = await docWithVector();
     await h.db.pool.query('alter table docs rename column body to content');
