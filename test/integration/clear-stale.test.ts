@@ -9,6 +9,7 @@ import { piecesOf } from '../../activities/batch-write.js';
 import { emptyResult, writeRows } from '../../activities/walk-batch.js';
 import type { ActivityDeps } from '../../activities/deps.js';
 import { removePipeline } from '../../src/capture/apply.js';
+import { startReembed } from '../../src/reembed/start.js';
 import { chunkDocument } from '../../src/chunking/document.js';
 import { getPipeline, setSyncPaused } from '../../src/db/catalog.js';
 import type { Pool } from '../../src/db/pool.js';
@@ -22,6 +23,7 @@ import {
   PRODUCTS_TABLE,
   productsPipeline,
   startHarness,
+  uniqueName,
   type Harness,
 } from '../helpers/harness.js';
 import { waitFor } from '../helpers/wait.js';
@@ -381,6 +383,40 @@ describe('clearing stale vectors, vector-table mode', () => {
       'select count(*)::int as n from products_embeddings_view',
     );
     assert.equal(rows[0]?.n, 1);
+  });
+
+  it("a re-embed's swap settles the marks its new table's vectors answer", async () => {
+    // Workflow ids name the pipeline, and every test file shares the namespace.
+    const name = uniqueName('shelf');
+    const pipeline = (dimensions: number) =>
+      productsPipeline({
+        name,
+        source: { table: `public.${name}` },
+        embedding: { provider: 'offline', model: 'feature-hash-v1', dimensions },
+        onContentChange: 'clear',
+      });
+    await h.db.pool.query(PRODUCTS_TABLE.replace('products', name));
+    await applyPipeline(h, pipeline(64));
+    const id = await insertProduct(name, 'Shelf', 'Pine shelf');
+    await converged(name);
+    await heldBack(name, async () => {
+      await h.db.pool.query(`update ${name} set description = 'Oak shelf' where id = $1`, [id]);
+      assert.equal(await marks(name, id), 1);
+      await applyPipeline(h, pipeline(32));
+      // The re-embed's walk reads the row as it is now; its sync is still held back.
+      const p = await getPipeline(h.db.pool, name);
+      const handle = await startReembed(h.client, p, {
+        taskQueue: h.taskQueue,
+        instanceId: h.instanceId,
+        rows: 1,
+      });
+      assert.equal((await handle.result()).generation, 2);
+      assert.equal(await marks(name, id), 0);
+      assert.deepEqual(await viewChunks(`${name}_embeddings_view`, id), [
+        'Product: Shelf\nOak shelf',
+      ]);
+    });
+    await converged(name);
   });
 
   it('removing the pipeline takes its marks with it', async () => {
