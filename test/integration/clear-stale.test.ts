@@ -17,6 +17,7 @@ import { readSourceRows } from '../../src/db/source.js';
 import { featureHashEmbedding } from '../../src/providers/offline.js';
 import { createProviders } from '../../src/providers/index.js';
 import { search } from '../../src/search/index.js';
+import { gatherStatus } from '../../src/status/index.js';
 import { verifyPipeline } from '../../src/verify/verify.js';
 import {
   applyPipeline,
@@ -86,6 +87,16 @@ async function marks(pipeline: string, pk?: string): Promise<number> {
     [pipeline, pk ?? null],
   );
   return rows[0]?.n ?? -1;
+}
+
+/** What status says is hidden (undefined: the pipeline keeps its old vectors). */
+async function hiddenInStatus(pipeline: string): Promise<number | null | undefined> {
+  const report = await gatherStatus(
+    h.db.pool,
+    { address: '', namespace: '', base: '', client: undefined, error: 'not asked' },
+    pipeline,
+  );
+  return report.pipelines[0]?.hidden;
 }
 
 /** Runs fn with the pipeline's sync paused: its changes wait in the outbox. */
@@ -163,6 +174,7 @@ describe('clearing stale vectors, vector-table mode', () => {
       assert.ok(!found.includes(id), `search returned the changed row: ${found.join(', ')}`);
       assert.ok(found.includes(other), 'an unchanged row is still found');
       assert.equal(await marks('products', id), 1);
+      assert.equal(await hiddenInStatus('products'), 1);
     });
     await waitFor('the new vectors in the view', async () =>
       (await viewChunks('products_embeddings_view', id))[0]?.includes('thermostat'),
@@ -197,6 +209,7 @@ describe('clearing stale vectors, vector-table mode', () => {
         id,
       ]);
       assert.equal(await marks('gadgets'), 0);
+      assert.equal(await hiddenInStatus('gadgets'), undefined);
       assert.deepEqual(await viewChunks('gadgets_embeddings_view', id), [
         'Product: Lamp\nBrass desk lamp',
       ]);
@@ -376,9 +389,11 @@ describe('clearing stale vectors, vector-table mode', () => {
         'select count(*)::int as n from products_embeddings_view',
       );
       assert.equal(rows[0]?.n, 0);
+      assert.equal(await hiddenInStatus('products'), null);
     });
     await converged('products');
     assert.equal(await marks('products'), 0);
+    assert.equal(await hiddenInStatus('products'), 0);
     const { rows } = await h.db.pool.query<{ n: number }>(
       'select count(*)::int as n from products_embeddings_view',
     );
