@@ -56,10 +56,11 @@ export async function readSnapshot(db: Queryable): Promise<string> {
 }
 
 /**
- * After a write to the live generation, in its transaction: the keys among `keys` whose vectors now
- * match their content (`current`, read after `snapshot`), or whose row is gone, lose the marks that
- * `snapshot` sees. A row left with older vectors (refused, a dead letter; dropped as stale) keeps
- * its marks, and so does a change committed after the read. Returns how many marks went.
+ * After a write to the live generation, in its transaction: the keys among `keys` that have no
+ * vectors now, or vectors of their content as read (`current`, read after `snapshot`), lose the
+ * marks `snapshot` sees. A row left with other vectors (refused, a dead letter; dropped as stale,
+ * even a deleted row's, whose key may be inserted again) keeps its marks, and so does a change
+ * committed after the read. Returns how many marks went.
  */
 export async function settleStaleKeys(
   db: Queryable,
@@ -69,14 +70,12 @@ export async function settleStaleKeys(
   snapshot: string,
 ): Promise<number> {
   if (!clearsOnChange(p.config) || keys.length === 0) return 0;
-  const present = keys.filter((k) => current.has(k));
-  const heads =
-    present.length > 0 ? await readEmbeddedHeads(db, p, present) : new Map<string, EmbeddedHead>();
+  const heads: Map<string, EmbeddedHead> = await readEmbeddedHeads(db, p, keys);
   const settled = keys.filter((k) => {
-    const row = current.get(k);
-    if (!row) return true;
     const head = heads.get(k);
-    return head?.contentHash === row.contentHash && head.generation === p.generation;
+    if (!head) return true; // nothing left to serve
+    const row = current.get(k);
+    return head.contentHash === row?.contentHash && head.generation === p.generation;
   });
   if (settled.length === 0) return 0;
   const { rowCount } = await db.query(
