@@ -109,8 +109,9 @@ async function applyOne(client: PoolClient, config: PipelineConfig): Promise<App
   };
   if (existing) checkChange(existing, candidate);
   await checkVectorTable(client, candidate, existing);
-  await prepareDestinationColumn(client, candidate, info);
   const { next, event } = base ? planChange(base, candidate) : { next: candidate };
+  // The live config's column; a pending config's new dimensions wait for its re-embed.
+  await prepareDestinationColumn(client, next, info);
 
   // A new pipeline starts in the state column's default; an existing one moves by its event below.
   await upsertPipeline(client, next, info.relid);
