@@ -23,6 +23,7 @@ import {
 import { qualified, quoteIdent } from '../src/db/ident.js';
 import { requeueFailedBatchesNow } from '../src/db/dead-letters.js';
 import { CATALOG_LOCK, changeState } from '../src/db/pipeline-state.js';
+import { settleAfterSwap } from '../src/db/stale-keys.js';
 import { withTransaction, type PoolClient } from '../src/db/pool.js';
 import { endWalk, type FinishInput } from './backfill.js';
 import type { ActivityDeps } from './deps.js';
@@ -101,6 +102,8 @@ export function createReembedActivities(deps: ActivityDeps) {
           for (const sql of createViewSql(live, [...(info?.columns.keys() ?? [])]))
             await client.query(sql);
           await switchGeneration(client, pipeline);
+          // The marks the re-embed's writes could not settle (decision 19).
+          await settleAfterSwap(client, live);
           await changeState(client, pipeline, { name: 'reembedFinished' }, { required: true });
           // Capture now watches what the new generation reads, and nothing its predecessor alone
           // read.

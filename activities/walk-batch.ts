@@ -29,6 +29,7 @@ import {
 import { InputIsolator } from '../src/providers/isolate.js';
 import { nextRequest } from '../src/providers/requests.js';
 import type { ActivityDeps } from './deps.js';
+import { staleKeysSettler } from './stale-keys.js';
 import { embedOnce } from './embed-once.js';
 import { writeAroundBusyRows } from './busy-rows.js';
 import { columnRows, tooLongRows } from './column-rows.js';
@@ -276,13 +277,15 @@ export async function writeRows(
     withTransaction(pool, async (client) => {
       const keys = left.map((r) => r.row.pk);
       // The generation the rows were read for, if it is still live (or still being built).
-      const p = atGeneration(await getPipeline(client, read.name, 'for share'), read.generation);
+      const locked = await getPipeline(client, read.name, 'for share');
+      const p = atGeneration(locked, read.generation);
       if (!p) {
         result.stale += left.length;
         return 0;
       }
       await lockPipeline(client, p.name, 'shared');
       await lockKeys(client, p.name, keys);
+      const settler = await staleKeysSettler(client, locked, p);
       const { current, busy } = await readRowsForWrite(client, p, keys);
       const ready = left.filter(({ row }) => !busy.has(row.pk));
       const staged = ready.map(({ row }) => ({
@@ -314,6 +317,10 @@ export async function writeRows(
       await clearDeadLetters(client, p.name, plan.clearLetters);
       if (plan.keep.length > 0)
         result.metadataUpdated += await updateMetadata(client, p, plan.keep);
+      await settler.settle(
+        ready.map((r) => r.row.pk),
+        current,
+      );
       const stagedKeys = ready.filter((r) => r.staged).map((r) => r.row.pk);
       if (stagedKeys.length > 0) await clearStagedVectors(client, batchId, stagedKeys);
       left = left.filter(({ row }) => busy.has(row.pk));

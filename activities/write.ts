@@ -26,6 +26,7 @@ import { columnRows } from './column-rows.js';
 import { classified } from './errors.js';
 import type { WriteOutcome } from '../src/metrics/worker.js';
 import { followingSchemaChanges } from './schema.js';
+import { staleKeysSettler } from './stale-keys.js';
 import type { WriteInput, WriteResult } from './types.js';
 
 export function createWriteBatch(deps: ActivityDeps) {
@@ -40,7 +41,8 @@ export function createWriteBatch(deps: ActivityDeps) {
       withTransaction(pool, async (client) => {
         // Shared with other writers of the pipeline; a swap takes it for update to switch
         // generations.
-        const p = atGeneration(await getPipeline(client, pipeline, 'for share'), generation);
+        const locked = await getPipeline(client, pipeline, 'for share');
+        const p = atGeneration(locked, generation);
         const staged = await readRowsToWrite(client, batchId);
         if (!p) {
           // The generation this batch was for has been swapped out (or abandoned): nothing to
@@ -52,6 +54,7 @@ export function createWriteBatch(deps: ActivityDeps) {
         const keys = staged.map((r) => r.pk);
         await lockPipeline(client, p.name, sweep ? 'exclusive' : 'shared');
         await lockKeys(client, p.name, keys);
+        const settler = await staleKeysSettler(client, locked, p);
         // Read again under the key locks: the compare-and-set compares with what is there now.
         const { current, busy } = await readRowsForWrite(client, p, keys);
         const ready = staged.filter((r) => !busy.has(r.pk));
@@ -79,6 +82,10 @@ export function createWriteBatch(deps: ActivityDeps) {
         await clearDeadLetters(client, p.name, plan.clearLetters);
         if (plan.keep.length > 0)
           result.metadataUpdated += await updateMetadata(client, p, plan.keep);
+        await settler.settle(
+          ready.map((r) => r.pk),
+          current,
+        );
         if (busy.size > 0) {
           // Written now: a later try handles only the rows that were busy.
           await clearStagedKeys(
@@ -88,7 +95,10 @@ export function createWriteBatch(deps: ActivityDeps) {
           );
           return busy.size;
         }
-        if (sweep) result.swept = await sweepDeleted(client, p);
+        if (sweep) {
+          result.swept = await sweepDeleted(client, p);
+          await settler.sweep();
+        }
         await clearStaging(client, pipeline, batchId);
         log.info({ pipeline, batch: batchId, ...result }, 'batch written');
         latency = enqueuedAt === undefined ? undefined : await latencyClock(client, enqueuedAt);

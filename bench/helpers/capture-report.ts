@@ -33,13 +33,17 @@ const med = (
  * The median over rounds of each round's own ratio. A round's runs are minutes apart at most, so
  * load from outside that drifts over the benchmark cancels out of each ratio.
  */
-function ratio(samples: readonly Sample[], mode: CaptureMode): number {
+function ratio(
+  samples: readonly Sample[],
+  mode: CaptureMode,
+  base: CaptureMode = 'without',
+): number {
   const perRound = samples
     .filter((s) => s.mode === mode)
     .map(
       (s) =>
         s.value /
-        (samples.find((b) => b.mode === 'without' && b.round === s.round)?.value ?? Number.NaN),
+        (samples.find((b) => b.mode === base && b.round === s.round)?.value ?? Number.NaN),
     );
   return median(perRound.filter(Number.isFinite));
 }
@@ -57,6 +61,15 @@ export function captureReport(m: CaptureMeasurement): BenchReport {
     ? { insert: ratio(m.insert, 'no-notify'), update: ratio(m.update, 'no-notify') }
     : undefined;
   const waiters = med(m.insert, 'with', (s) => s.notifyLockWaiters ?? 0);
+  // onContentChange: clear against the default (keep), where it was measured.
+  const clear = has(m.update, 'clear')
+    ? {
+        update: ratio(m.update, 'clear', 'with'),
+        bulk: ratio(m.bulk, 'clear', 'with'),
+        updateVsWithout: ratio(m.update, 'clear'),
+        bulkVsWithout: ratio(m.bulk, 'clear'),
+      }
+    : undefined;
   return {
     settings: {
       pgbenchSecondsPerRun: o.duration,
@@ -82,6 +95,7 @@ export function captureReport(m: CaptureMeasurement): BenchReport {
         aim: '≤ 1.3×',
         met: ratios.bulk <= 1.3,
       },
+      ...(clear ? clearFigures(m, clear) : []),
       {
         label: `sessions waiting on the NOTIFY commit lock (of ${o.clients}, INSERT with triggers)`,
         value: String(round(waiters, 2)),
@@ -94,6 +108,7 @@ export function captureReport(m: CaptureMeasurement): BenchReport {
       bulk: m.bulk,
       ratios,
       withoutNotify,
+      clear,
       checkpointed: m.checkpointed,
       ...m.extra,
     },
@@ -104,6 +119,11 @@ export function captureReport(m: CaptureMeasurement): BenchReport {
       ...(withoutNotify
         ? [
             '"Minus NOTIFY" is a diagnostic: the pipeline’s own trigger functions with their pg_notify removed, to separate the cost of the cluster-wide lock NOTIFY holds through commit from the outbox insert’s.',
+          ]
+        : []),
+      ...(clear
+        ? [
+            '"Clear" is the same pipeline with onContentChange: clear: its UPDATE capture also inserts one row per changed key into embedsync.stale_keys (decision 19). Its ratios are against the default (keep), per round.',
           ]
         : []),
       'No poller or worker runs: the outbox only grows during a run, as it would while they lag. What is measured is the cost inside the user’s transaction.',
@@ -137,6 +157,29 @@ function tpsFigures(
             value: `${round(noNotify * 100, 1)} %`,
           },
         ]),
+  ];
+}
+
+function clearFigures(
+  m: CaptureMeasurement,
+  r: { update: number; bulk: number; updateVsWithout: number; bulkVsWithout: number },
+): Figure[] {
+  return [
+    {
+      label: 'single-row UPDATE, onContentChange: clear',
+      value: `${round(med(m.update, 'clear'), 0)} tps`,
+    },
+    { label: 'single-row UPDATE, clear / keep', value: `${round(r.update * 100, 1)} %` },
+    {
+      label: 'single-row UPDATE, clear / without triggers',
+      value: `${round(r.updateVsWithout * 100, 1)} %`,
+    },
+    {
+      label: `bulk UPDATE of ${m.settings.rows} rows, onContentChange: clear`,
+      value: `${round(med(m.bulk, 'clear'), 0)} ms`,
+    },
+    { label: 'bulk UPDATE time, clear / keep', value: `${round(r.bulk, 2)}×` },
+    { label: 'bulk UPDATE time, clear / without triggers', value: `${round(r.bulkVsWithout, 2)}×` },
   ];
 }
 

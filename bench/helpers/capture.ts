@@ -4,13 +4,17 @@ import { removeCaptureSql, installCaptureSql } from '../../src/capture/triggers.
 import type { Pipeline } from '../../src/db/catalog.js';
 import { withTransaction, type Pool } from '../../src/db/pool.js';
 
-/** "no-notify" is a diagnostic: the pipeline's own triggers with their pg_notify taken out. */
-export type CaptureMode = 'without' | 'with' | 'no-notify';
+/**
+ * "no-notify" is a diagnostic: the pipeline's own triggers with their pg_notify taken out. "clear"
+ * is the pipeline's triggers with onContentChange: clear, which also mark each changed key.
+ */
+export type CaptureMode = 'without' | 'with' | 'no-notify' | 'clear';
 
 export const MODE_LABEL: Record<CaptureMode, string> = {
   without: 'no triggers',
   with: 'pipeline triggers',
   'no-notify': 'pipeline triggers minus NOTIFY',
+  clear: 'pipeline triggers, onContentChange: clear',
 };
 
 // The wake-up the capture functions end with (src/capture/triggers.ts).
@@ -33,6 +37,11 @@ function captureSql(pipeline: Pipeline, mode: CaptureMode): string[] {
       return installCaptureSql(pipeline);
     case 'no-notify':
       return installCaptureSql(pipeline).map((sql) => sql.replace(NOTIFY_BLOCK, ''));
+    case 'clear':
+      return installCaptureSql({
+        ...pipeline,
+        config: { ...pipeline.config, onContentChange: 'clear' },
+      });
   }
 }
 
@@ -44,13 +53,14 @@ export async function setCapture(pool: Pool, pipeline: Pipeline, mode: CaptureMo
 }
 
 /**
- * Empties the outbox, vacuums the source table and checkpoints: every run starts with the same
+ * Empties the outbox (and the marks of clear), vacuums the source table and checkpoints: every run starts with the same
  * empty outbox, no dead tuples left by the run before, and no checkpoint debt. CHECKPOINT needs a
  * superuser (or pg_checkpoint); without one the runs are still comparable, only noisier. Returns
  * whether it could.
  */
 export async function settle(pool: Pool, table: string): Promise<boolean> {
   await pool.query('truncate embedsync.outbox');
+  await pool.query('truncate embedsync.stale_keys');
   await pool.query(`vacuum (analyze) ${table}`);
   try {
     await pool.query('checkpoint');

@@ -17,6 +17,7 @@ import {
 } from '../db/catalog.js';
 import { parseTableName, qualified } from '../db/ident.js';
 import { dropQueuedChanges } from '../db/outbox.js';
+import { dropStaleKeys, marksChanges } from '../db/stale-keys.js';
 import { withTransaction, type Pool, type PoolClient } from '../db/pool.js';
 import {
   baseState,
@@ -121,6 +122,8 @@ async function applyOne(client: PoolClient, config: PipelineConfig): Promise<App
   ])
     await client.query(sql);
   for (const sql of installCaptureSql(next)) await client.query(sql);
+  // A pipeline that no longer clears keeps no marks (decision 19).
+  if (!marksChanges(next)) await dropStaleKeys(client, next.name);
   // Validated against the live table: lifts a hold the new config fixes, or says what still needs
   // doing.
   const check = await reconcileSource(client, config.name);
@@ -323,6 +326,7 @@ export async function removePipeline(
       : { sourceSchema: p.sourceSchema, sourceTable: p.sourceTable };
     for (const sql of removeCaptureSql({ ...p, ...source })) await client.query(sql);
     await dropQueuedChanges(client, name);
+    await dropStaleKeys(client, name);
     await deletePipeline(client, name);
     if (options.dropVectorTable) {
       await client.query(`drop view if exists ${qualified(p.vectorSchema, viewName(p))}`);

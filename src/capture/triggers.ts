@@ -12,6 +12,7 @@ import type { Pipeline } from '../db/catalog.js';
 import { qualified, quoteIdent, quoteLiteral } from '../db/ident.js';
 import { OUTBOX_INSERT, outboxKeysInsert } from '../db/outbox.js';
 import { keyText, keyTextSettings } from '../db/source.js';
+import { ALL_KEYS, marksChanges, staleKeysInsert } from '../db/stale-keys.js';
 
 type Event = 'insert' | 'update' | 'delete' | 'truncate';
 const EVENTS: readonly Event[] = ['insert', 'update', 'delete', 'truncate'];
@@ -62,6 +63,14 @@ function keyTextFromJson(p: Pick<Pipeline, 'primaryKey'>, r: string): string {
   return `jsonb_build_array(${p.primaryKey.map((k) => `${r} -> ${quoteLiteral(k.name)}`).join(', ')})::text`;
 }
 
+/**
+ * Columns whose change makes a row's vectors stale when the live config clears (decision 19): what
+ * it embeds. A metadata-only change hides nothing.
+ */
+const clearedColumns = (p: Pick<Pipeline, 'config'>): string[] => [
+  ...new Set(embedColumns(p.config).map((e) => e.column)),
+];
+
 const hasKey = (p: Pick<Pipeline, 'primaryKey'>, r: string): string =>
   `${r} ?& array[${p.primaryKey.map((k) => quoteLiteral(k.name)).join(', ')}]`;
 
@@ -76,8 +85,15 @@ function fastPath(p: Pipeline, event: Exclude<Event, 'truncate'>): string {
   switch (event) {
     case 'insert':
       return `${outboxKeysInsert(name, `select ${keys('n')} as keys, 'I'::"char" as op from new_rows n`)};`;
-    case 'delete':
-      return `${outboxKeysInsert(name, `select ${keys('o')} as keys, 'D'::"char" as op from old_rows o`)};`;
+    case 'delete': {
+      // With clear, a deleted key is marked too: a row inserted again under it before the delete is
+      // synced must not meet the old row's vectors.
+      const mark = marksChanges(p)
+        ? `${staleKeysInsert(name, `select ${keyText(p, 'o')} from old_rows o`)};
+    `
+        : '';
+      return `${mark}${outboxKeysInsert(name, `select ${keys('o')} as keys, 'D'::"char" as op from old_rows o`)};`;
+    }
     case 'update': {
       const sameKey = p.primaryKey
         .map((k) => `o.${quoteIdent(k.name)} = n.${quoteIdent(k.name)}`)
@@ -85,20 +101,38 @@ function fastPath(p: Pipeline, event: Exclude<Event, 'truncate'>): string {
       const firstKey = quoteIdent(p.primaryKey[0]?.name ?? '');
       // Compared as text because that is what gets embedded, and every type has a text form
       // (json, for one, has no equality operator); a retyped column still compares.
-      const watched = watchedColumns(p);
-      const changed = `(${watched.map((c) => `n.${quoteIdent(c)}::text`).join(', ')}) is distinct from (${watched
-        .map((c) => `o.${quoteIdent(c)}::text`)
-        .join(', ')})`;
+      const differ = (columns: readonly string[]): string =>
+        `(${columns.map((c) => `n.${quoteIdent(c)}::text`).join(', ')}) is distinct from (${columns
+          .map((c) => `o.${quoteIdent(c)}::text`)
+          .join(', ')})`;
+      const changed = differ(watchedColumns(p));
+      // With clear (decision 19), the keys whose embedded content changed, and those that now hold
+      // another row (a key changed), are marked in the same pass.
+      const cleared = clearedColumns(p);
+      const stale =
+        marksChanges(p) && cleared.length > 0
+          ? `, ${keys('n', `n.${firstKey} is not null and (o.${firstKey} is null or ${differ(cleared)})`)} as stale`
+          : '';
       // One pass over both transition tables. A key that changed is a delete of the old key and an
       // insert of the new one.
-      return `${outboxKeysInsert(
-        name,
-        `select k.keys, k.op
-           from (select ${keys('n', `n.${firstKey} is not null and (o.${firstKey} is null or ${changed})`)} as changed,
-                        ${keys('o', `n.${firstKey} is null`)} as gone
-                   from new_rows n full join old_rows o on ${sameKey}) a
-          cross join lateral (values (a.changed, 'U'::"char"), (a.gone, 'D'::"char")) as k(keys, op)`,
-      )};`;
+      const pass = `select ${keys('n', `n.${firstKey} is not null and (o.${firstKey} is null or ${changed})`)} as changed,
+                        ${keys('o', `n.${firstKey} is null`)} as gone${stale}
+                   from new_rows n full join old_rows o on ${sameKey}`;
+      if (!stale)
+        return `${outboxKeysInsert(
+          name,
+          `select k.keys, k.op
+             from (${pass}) a
+            cross join lateral (values (a.changed, 'U'::"char"), (a.gone, 'D'::"char")) as k(keys, op)`,
+        )};`;
+      return `with a as (${pass}),
+        marked as (${staleKeysInsert(name, 'select pg_catalog.unnest(a.stale) from a')})
+        ${outboxKeysInsert(
+          name,
+          `select k.keys, k.op
+             from a
+            cross join lateral (values (a.changed, 'U'::"char"), (a.gone, 'D'::"char")) as k(keys, op)`,
+        )};`;
     }
   }
 }
@@ -120,6 +154,11 @@ function fallback(p: Pipeline, event: Exclude<Event, 'truncate'>): string {
       without === undefined ? '' : `, j.r - ${quoteLiteral(without)} as rest`
     }
           from (select to_jsonb(t) as r from ${rows} t) j where ${hasKey(p, 'j.r')}`;
+  // With clear, every updated or deleted key is marked: which columns changed is not known here.
+  const mark =
+    event !== 'insert' && marksChanges(p)
+      ? `${staleKeysInsert(name, `select x.pk from (${keys(event === 'update' ? 'new_rows' : 'old_rows', 'U')}) x`)};`
+      : '';
   const statement =
     event === 'insert'
       ? `${OUTBOX_INSERT} ${keys('new_rows', 'I')};`
@@ -140,22 +179,98 @@ function fallback(p: Pipeline, event: Exclude<Event, 'truncate'>): string {
         union all
         select o.pipeline, o.pk, o.op from o where not exists (select 1 from n where n.pk = o.pk);`;
   return `begin
+      ${mark}
       ${statement}
     exception when data_exception then
       null;
     end;`;
 }
 
-/** The key and the columns the pipeline watches: what the UPDATE's fast path names. */
+/**
+ * The key and the columns the pipeline watches: what the UPDATE's fast path names; and, where the
+ * row's vector is cleared, its column.
+ */
 const namedColumns = (p: Pipeline): string[] => [
-  ...new Set([...p.primaryKey.map((k) => k.name), ...watchedColumns(p)]),
+  ...new Set([
+    ...p.primaryKey.map((k) => k.name),
+    ...watchedColumns(p),
+    ...[nulledColumn(p)].flatMap((c) => (c === undefined ? [] : [c])),
+  ]),
 ];
+
+/**
+ * In column mode with clear (decision 19), the vector column a content change sets to NULL in the
+ * user's own row.
+ */
+export function nulledColumn(p: Pick<Pipeline, 'config'>): string | undefined {
+  return p.config.onContentChange === 'clear' ? destinationColumn(p.config) : undefined;
+}
+
+const clearFunctionName = (pipeline: string): string =>
+  qualified('embedsync', `capture_${pipeline}_clear`);
+const clearTriggerName = (pipeline: string): string => quoteIdent(`embedsync_${pipeline}_clear`);
+
+/**
+ * The row-level BEFORE UPDATE function of column mode with clear: when an embedded column changed,
+ * the row's vector becomes NULL in the same statement, so no query finds the row by its old meaning
+ * once the transaction commits; the write of the new vector (which changes no embedded column) is
+ * left alone. SECURITY INVOKER: it reads no table of embedsync's and writes only NEW. Like the
+ * capture functions it names columns only once a probe has found them (decision 3), so a column
+ * dropped or renamed under it makes it do nothing rather than fail the user's write.
+ */
+export function clearColumnFunctionSql(p: Pipeline): string | undefined {
+  const column = nulledColumn(p);
+  if (column === undefined) return undefined;
+  const embedded = [...new Set(embedColumns(p.config).map((e) => e.column))];
+  const changed = `(${embedded.map((c) => `new.${quoteIdent(c)}::text`).join(', ')}) is distinct from (${embedded
+    .map((c) => `old.${quoteIdent(c)}::text`)
+    .join(', ')})`;
+  return `
+create or replace function ${clearFunctionName(p.name)}() returns trigger
+language plpgsql security invoker set search_path = pg_catalog, pg_temp as $clear$
+declare
+  fast boolean := pg_catalog.current_setting('embedsync.capture_probe', true) is distinct from 'on';
+begin
+  if not fast then
+    fast := ${columnsPresent([...embedded, column])};
+  end if;
+  if fast then
+    if ${changed} then
+      new.${quoteIdent(column)} := null;
+    end if;
+  end if;
+  return new;
+end
+$clear$`;
+}
+
+/** Installs the clearing trigger where the pipeline clears a column, and drops it elsewhere. */
+function clearColumnSql(p: Pipeline): string[] {
+  const table = qualified(p.sourceSchema, p.sourceTable);
+  const fn = clearColumnFunctionSql(p);
+  const drop = `drop trigger if exists ${clearTriggerName(p.name)} on ${table}`;
+  if (fn === undefined) return [drop, `drop function if exists ${clearFunctionName(p.name)}()`];
+  return [
+    fn,
+    drop,
+    `create trigger ${clearTriggerName(p.name)} before update on ${table}
+      for each row execute function ${clearFunctionName(p.name)}()`,
+  ];
+}
 
 // The probe runs only where the function carries `embedsync.capture_probe = on`: always, unless
 // event triggers turn it on in the transaction that drops or renames a column it names (sql/000012).
 // A setting read in a variable's default is a simple expression; the probe is a query.
 function body(p: Pipeline, event: Event): string {
-  if (event === 'truncate') return `${OUTBOX_INSERT} values (${quoteLiteral(p.name)}, '*', 'T');`;
+  if (event === 'truncate') {
+    const all = `${quoteLiteral(p.name)}, '${ALL_KEYS}'`;
+    // With clear, every key is marked until the TRUNCATE's sync has swept the vectors.
+    const mark = marksChanges(p)
+      ? `insert into embedsync.stale_keys (pipeline, pk, xid) values (${all}, pg_catalog.pg_current_xact_id());
+  `
+      : '';
+    return `${mark}${OUTBOX_INSERT} values (${all}, 'T');`;
+  }
   const named = event === 'update' ? namedColumns(p) : p.primaryKey.map((k) => k.name);
   return `if not fast then
     fast := ${columnsPresent(named)};
@@ -220,6 +335,7 @@ export function installCaptureSql(p: Pipeline): string[] {
       `drop trigger if exists ${triggerName(p.name, event)} on ${qualified(p.sourceSchema, p.sourceTable)}`,
       triggerSql(p, event),
     ]),
+    ...clearColumnSql(p),
     `select embedsync.probe_capture(${name}, not embedsync.capture_guarded(${name}))`,
   ];
 }
@@ -233,5 +349,7 @@ export function removeCaptureSql(
       `drop trigger if exists ${triggerName(p.name, event)} on ${qualified(p.sourceSchema, p.sourceTable)}`,
       `drop function if exists ${functionName(p.name, event)}()`,
     ]),
+    `drop trigger if exists ${clearTriggerName(p.name)} on ${qualified(p.sourceSchema, p.sourceTable)}`,
+    `drop function if exists ${clearFunctionName(p.name)}()`,
   ];
 }

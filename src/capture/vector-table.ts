@@ -4,6 +4,7 @@ import { destinationColumn } from '../config/pipeline.js';
 import type { Pipeline } from '../db/catalog.js';
 import { qualified, quoteIdent } from '../db/ident.js';
 import { keyMatches } from '../db/source.js';
+import { clearsOnChange, staleKeyFilter } from '../db/stale-keys.js';
 import { watchedColumns } from './triggers.js';
 
 export const vectorColumnSql = (p: Pick<Pipeline, 'config'>): string =>
@@ -97,6 +98,10 @@ export function createViewSql(p: Pipeline, sourceColumns: readonly string[]): st
     `create view ${view} as
        select ${['v.chunk_index', 'v.chunk', 'v.embedding', 'v.embedded_at', ...sourceCols].join(', ')}
          from ${qualified(p.vectorSchema, p.vectorTable)} v
-         join ${qualified(p.sourceSchema, p.sourceTable)} s on ${keyMatches(p, 's', 'v.pk')}`,
+         join ${qualified(p.sourceSchema, p.sourceTable)} s on ${keyMatches(p, 's', 'v.pk')}${
+           // With clear, a changed row's old vectors are left out until its new ones are written
+           // (decision 19).
+           clearsOnChange(p.config) ? `\n        where ${staleKeyFilter(p, 'v')}` : ''
+         }`,
   ];
 }

@@ -211,6 +211,13 @@ function describe(p: PipelineStatus, reachable: boolean): string {
   if (p.stateReason) row('why', p.stateReason);
   row('model', `${p.provider}/${p.model}, ${p.dimensions} dims, generation ${p.generation}`);
   row('synced', syncedText(p));
+  if (p.hidden !== undefined)
+    row(
+      'hidden',
+      p.hidden === null
+        ? 'every row, until the TRUNCATE is synced (onContentChange: clear)'
+        : `${plural(p.hidden, 'row')} whose content changed, until re-embedded (onContentChange: clear)`,
+    );
   if (p.totalRows !== null) {
     const last = p.lastSyncedAt
       ? `, last checkpoint ${duration((Date.now() - p.lastSyncedAt.getTime()) / 1000)} ago`

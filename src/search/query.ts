@@ -6,6 +6,7 @@ import { qualified, quoteIdent, quoteLiteral } from '../db/ident.js';
 import { keyText } from '../db/source.js';
 import type { PoolClient } from '../db/pool.js';
 import { vectorColumnSql } from '../capture/vector-table.js';
+import { clearsOnChange, staleKeyFilter } from '../db/stale-keys.js';
 import { filterSql, type MetadataFilter } from './filters.js';
 
 export interface SearchHit {
@@ -70,7 +71,9 @@ export async function nearestChunks(
   if (writeTarget(p)) return nearestRows(client, p, q);
   const table = qualified(p.vectorSchema, p.vectorTable);
   const filters = filterSql(q.filters, 5);
-  const where = ['generation = $2', ...filters.conditions].join(' and ');
+  // With clear, a row whose content changed is not found by its old vectors (decision 19).
+  const fresh = clearsOnChange(p.config) ? [staleKeyFilter(p, 'v')] : [];
+  const where = ['generation = $2', ...filters.conditions, ...fresh].join(' and ');
   // Materialized, so the planner cannot fold the outer sort into the index scan.
   const best = q.bestChunkPerRow
     ? 'select distinct on (pk) * from candidates order by pk, distance'
@@ -85,7 +88,7 @@ export async function nearestChunks(
   }>(
     `with candidates as materialized (
        select pk, chunk_index, chunk, metadata, embedding <=> $1::${vectorColumnSql(p)} as distance
-         from ${table}
+         from ${table} v
         where ${where}
         order by embedding <=> $1::${vectorColumnSql(p)}
         limit $3)

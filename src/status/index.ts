@@ -10,6 +10,7 @@ import { readStateReasons, type HoldFacts } from '../db/pipeline-state.js';
 import type { Pool } from '../db/pool.js';
 import { readRateObservations } from '../db/rate-observations.js';
 import { countSourceRows } from '../db/source.js';
+import { clearsOnChange, countStaleKeys } from '../db/stale-keys.js';
 import { readLedger } from '../db/token-ledger.js';
 import { countSyncedRows, readPipelineFacts, type PipelineFacts } from './queries.js';
 import { readStuck, type StuckBatchStatus } from './stuck.js';
@@ -50,6 +51,11 @@ export interface PipelineStatus extends PipelineFacts, HoldFacts {
    * source table now.
    */
   synced: { rows: number; of: number | null };
+  /**
+   * With onContentChange: clear (decision 19): rows search leaves out now, their content changed and
+   * their new vectors not yet written (null: every row, after a TRUNCATE). Absent with keep.
+   */
+  hidden?: number | null;
   /** Every token paid (the token ledger), priced: today, the last 30 days, in all; by mode. */
   spend: PipelineSpend;
 }
@@ -105,6 +111,8 @@ export async function gatherStatus(
           of: await countSourceRows(pool, p).catch(() => null),
         }
       : { rows: 0, of: null };
+    const hidden =
+      p && clearsOnChange(p.config) ? { hidden: await countStaleKeys(pool, p.name) } : {};
     const spend = priceSpend(
       ledger.filter((l) => l.pipeline === f.pipeline),
       configs,
@@ -112,6 +120,7 @@ export async function gatherStatus(
     pipelines.push({
       ...f,
       synced,
+      ...hidden,
       spend,
       learnedRateLimits: learned
         ? {
