@@ -3,8 +3,9 @@
 // catalog changes only (no table rewrite) but each takes ACCESS EXCLUSIVE on the user's table, so
 // the callers run these inside withShortLocks (src/db/lock-retry.ts): every wait for that lock is
 // bounded by lock_timeout, and nothing queues the user's queries for longer.
-import { createHash } from 'node:crypto';
-import { qualified, quoteIdent, quoteLiteral } from '../db/ident.js';
+import { destinationColumn, type PipelineConfig } from '../config/pipeline.js';
+import { shadowColumnName, type Pipeline } from '../db/catalog.js';
+import { fitIdent, qualified, quoteIdent, quoteLiteral } from '../db/ident.js';
 import type { Pool, Queryable } from '../db/pool.js';
 
 /** Where a column pipeline's vectors live, and the type a generation stores them in. */
@@ -17,31 +18,27 @@ export interface ColumnTarget {
   dimensions: number;
 }
 
+/** The live column of a column pipeline, typed as `config` stores it; undefined for a vector table. */
+export function columnTarget(
+  p: Pick<Pipeline, 'sourceSchema' | 'sourceTable'>,
+  config: PipelineConfig,
+): ColumnTarget | undefined {
+  const column = destinationColumn(config);
+  if (column === undefined) return undefined;
+  return {
+    schema: p.sourceSchema,
+    table: p.sourceTable,
+    column,
+    vectorType: config.vectorType,
+    dimensions: config.embedding.dimensions,
+  };
+}
+
 /** Whose shadow column it is: the comment on the column says so, for the user and for retries. */
 export interface ShadowOwner {
   pipeline: string;
   generation: number;
 }
-
-/** Postgres cuts identifiers at 63 bytes (NAMEDATALEN - 1); two long names could cut to one. */
-const MAX_IDENT_BYTES = 63;
-
-/**
- * `base` + `suffix`, within 63 bytes: a base too long is cut (at a character) and told apart by a
- * digest of the whole, so the name is never truncated by Postgres into another one.
- */
-export function fitIdent(base: string, suffix: string): string {
-  const whole = `${base}${suffix}`;
-  if (Buffer.byteLength(whole) <= MAX_IDENT_BYTES) return whole;
-  const digest = `_${createHash('sha256').update(base).digest('hex').slice(0, 8)}`;
-  let cut = base;
-  while (Buffer.byteLength(`${cut}${digest}${suffix}`) > MAX_IDENT_BYTES)
-    cut = [...cut].slice(0, -1).join('');
-  return `${cut}${digest}${suffix}`;
-}
-
-/** The pending generation's column: `<column>_next`. */
-export const shadowColumnName = (column: string): string => fitIdent(column, '_next');
 
 /** The HNSW index on a column pipeline's column, named after the table and column. */
 export const columnIndexName = (table: string, column: string): string =>
@@ -114,6 +111,24 @@ async function readColumn(
     [qualified(t.schema, t.table), column],
   );
   return rows[0];
+}
+
+/**
+ * Takes the pipeline's source table ACCESS EXCLUSIVE, found by its oid (a renamed table is still
+ * found), before any weaker lock on it: a transaction that took a weaker one first and then asked
+ * for this could deadlock with a user's transaction reading the table and then writing it.
+ */
+export async function lockSourceTable(db: Queryable, pipeline: string): Promise<void> {
+  const { rows } = await db.query<{ name: string }>(
+    `select format('%I.%I', n.nspname, c.relname) as name
+       from embedsync.pipelines p
+       join pg_class c on c.oid = p.source_relid
+       join pg_namespace n on n.oid = c.relnamespace
+      where p.name = $1`,
+    [pipeline],
+  );
+  // A table gone is the schema check's to report.
+  if (rows[0]) await db.query(`lock table ${rows[0].name} in access exclusive mode`);
 }
 
 /** Takes the table first, so what is read next cannot change before the DDL runs. */

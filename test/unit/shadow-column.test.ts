@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { columnIndexName, fitIdent, shadowColumnName } from '../../src/capture/shadow-column.js';
+import { columnIndexName } from '../../src/capture/shadow-column.js';
+import { shadowColumnName } from '../../src/db/catalog.js';
+import { fitIdent } from '../../src/db/ident.js';
 
 describe('shadow column names', () => {
   it('are <column>_next while that fits in 63 bytes', () => {
