@@ -4,11 +4,14 @@ import { atGeneration, getPipeline } from '../src/db/catalog.js';
 import { withTransaction } from '../src/db/pool.js';
 import {
   deleteChunksBeyond,
+  markRowsKept,
   readRowsToChunk,
   upsertStagedChunks,
   type ChunkColumns,
 } from '../src/db/staging.js';
+import { recordRefusedRows } from '../src/db/dead-letters.js';
 import type { ActivityDeps } from './deps.js';
+import { tooLongRows } from './column-rows.js';
 import { classified } from './errors.js';
 import type { BatchRef, ChunkResult } from './types.js';
 
@@ -21,7 +24,13 @@ export function createChunkBatch({ pool }: ActivityDeps) {
     return classified(async () => {
       const p = atGeneration(await getPipeline(pool, pipeline), generation);
       if (!p) return { rows: 0, chunks: 0 };
-      const rows = await readRowsToChunk(pool, batchId);
+      const all = await readRowsToChunk(pool, batchId);
+      // A column pipeline's text longer than the model takes is refused before it is paid for.
+      const tooLong = tooLongRows(
+        p,
+        all.map((r) => ({ ...r, contentHash: null })),
+      );
+      const rows = all.filter((r) => !tooLong.some((l) => l.pk === r.pk));
       const chunks: ChunkColumns = { pk: [], index: [], text: [] };
       const counts = { pk: [] as string[], n: [] as number[] };
       for (const row of rows) {
@@ -36,6 +45,19 @@ export function createChunkBatch({ pool }: ActivityDeps) {
         counts.n.push(pieces.length);
       }
       await withTransaction(pool, async (client) => {
+        if (tooLong.length > 0) {
+          await recordRefusedRows(
+            client,
+            pipeline,
+            batchId,
+            new Map(tooLong.map((l) => [l.pk, l.error])),
+          );
+          await markRowsKept(
+            client,
+            batchId,
+            tooLong.map((l) => l.pk),
+          );
+        }
         await upsertStagedChunks(client, batchId, chunks);
         await deleteChunksBeyond(client, batchId, counts);
       });

@@ -16,6 +16,7 @@ import { atGeneration, getPipeline, type Pipeline } from '../src/db/catalog.js';
 import { clearDeadLetters, recordRefusedContent, refusedContent } from '../src/db/dead-letters.js';
 import { lockKeys, lockPipeline } from '../src/db/key-locks.js';
 import { withTransaction } from '../src/db/pool.js';
+import { readRowsForWrite, writeColumnRows, writeTarget } from '../src/db/destination.js';
 import { readSourceRows } from '../src/db/source.js';
 import { clearStagedVectors, readStagedVectors, stageVectors } from '../src/db/staging.js';
 import {
@@ -29,6 +30,8 @@ import { InputIsolator } from '../src/providers/isolate.js';
 import { nextRequest } from '../src/providers/requests.js';
 import type { ActivityDeps } from './deps.js';
 import { embedOnce } from './embed-once.js';
+import { writeAroundBusyRows } from './busy-rows.js';
+import { columnRows, tooLongRows } from './column-rows.js';
 import { classified } from './errors.js';
 import { providerCall } from './provider-call.js';
 import { followingSchemaChanges } from './schema.js';
@@ -112,6 +115,16 @@ export function createWalkBatch(deps: ActivityDeps) {
                 p.generation,
                 changed.map((r) => r.pk),
               );
+        // A column pipeline's text longer than the model takes is refused here, before paying.
+        const tooLong = tooLongRows(
+          p,
+          changed.filter((r) => !refused.has(`${r.pk}\u0000${r.contentHash ?? ''}`)),
+        );
+        if (tooLong.length > 0) {
+          await recordRefusedContent(pool, p.name, p.generation, tooLong);
+          for (const l of tooLong) refused.add(`${l.pk}\u0000${l.contentHash}`);
+          result.deadLettered += tooLong.length;
+        }
         const isRefused = (r: StagedRow) => refused.has(`${r.pk}\u0000${r.contentHash ?? ''}`);
         // A row refused with this very content keeps its vectors, like an unchanged one.
         const settled = decided
@@ -247,7 +260,9 @@ export function createWalkBatch(deps: ActivityDeps) {
 /**
  * Writes rows into the vector table in one transaction, compare-and-set: under the pipeline's shared
  * lock and the keys' locks, each row is written only if its source row still has the content it was
- * read with (decideWrite); a changed or gone row is left to the sync its change queued.
+ * read with (decideWrite); a changed or gone row is left to the sync its change queued. A column
+ * pipeline's rows go into their source rows, skipping those a user's transaction holds, which are
+ * tried again shortly (activities/busy-rows.ts).
  */
 export async function writeRows(
   { pool, metrics }: ActivityDeps,
@@ -256,54 +271,79 @@ export async function writeRows(
   rows: readonly { row: StagedRow; pieces?: Piece[]; staged?: boolean }[],
   result: WalkBatchResult,
 ): Promise<void> {
-  const keys = rows.map((r) => r.row.pk);
-  await withTransaction(pool, async (client) => {
-    // The generation the rows were read for, if it is still live (or still being built).
-    const p = atGeneration(await getPipeline(client, read.name, 'for share'), read.generation);
-    if (!p) {
-      result.stale += rows.length;
-      return;
-    }
-    await lockPipeline(client, p.name, 'shared');
-    await lockKeys(client, p.name, keys);
-    const current = new Map((await readSourceRows(client, p, keys)).map((r) => [r.pk, r]));
-    const staged = rows.map(({ row }) => ({
-      pk: row.pk,
-      action: row.action,
-      contentHash: row.contentHash,
-      generation: p.generation,
-    }));
-    const plan = decideWrite(staged, current, p.generation);
-    result.stale += plan.stale;
-    if (plan.deleteVectors.length > 0) await deleteVectors(client, p, plan.deleteVectors);
-    result.deleted += plan.remove.length;
-    if (plan.replace.length > 0) {
-      const pieces = new Map(rows.map((r) => [r.row.pk, r.pieces ?? []]));
-      const c: ChunkColumns = {
-        pk: [],
-        index: [],
-        chunk: [],
-        vector: [],
-        metadata: [],
-        contentHash: [],
-      };
-      for (const r of plan.replace) {
-        for (const x of pieces.get(r.pk) ?? []) {
-          c.pk.push(r.pk);
-          c.index.push(x.index);
-          c.chunk.push(x.chunk);
-          c.vector.push(x.vector ?? []);
-          c.metadata.push(r.metadata);
-          c.contentHash.push(r.contentHash);
-        }
+  let left = rows;
+  const writeOnce = (): Promise<number> =>
+    withTransaction(pool, async (client) => {
+      const keys = left.map((r) => r.row.pk);
+      // The generation the rows were read for, if it is still live (or still being built).
+      const p = atGeneration(await getPipeline(client, read.name, 'for share'), read.generation);
+      if (!p) {
+        result.stale += left.length;
+        return 0;
       }
-      const chunks = await insertChunks(client, p, p.generation, c);
-      result.written += plan.replace.length;
-      metrics?.chunksWritten.inc({ pipeline: p.name }, chunks);
+      await lockPipeline(client, p.name, 'shared');
+      await lockKeys(client, p.name, keys);
+      const { current, busy } = await readRowsForWrite(client, p, keys);
+      const ready = left.filter(({ row }) => !busy.has(row.pk));
+      const staged = ready.map(({ row }) => ({
+        pk: row.pk,
+        action: row.action,
+        contentHash: row.contentHash,
+        generation: p.generation,
+      }));
+      const plan = decideWrite(staged, current, p.generation);
+      result.stale += plan.stale;
+      if (plan.deleteVectors.length > 0) await deleteVectors(client, p, plan.deleteVectors);
+      result.deleted += plan.remove.length;
+      if (plan.replace.length > 0) {
+        const pieces = new Map(ready.map((r) => [r.row.pk, r.pieces ?? []]));
+        const target = writeTarget(p);
+        const chunks = target
+          ? await writeColumnRows(
+              client,
+              p,
+              target,
+              p.generation,
+              columnRows(p, plan.replace, current),
+              { memory: plan.replace.map((r) => pieces.get(r.pk)?.[0]?.vector) },
+            )
+          : await insertChunks(client, p, p.generation, chunkColumns(plan.replace, pieces));
+        result.written += plan.replace.length;
+        metrics?.chunksWritten.inc({ pipeline: p.name }, chunks);
+      }
+      await clearDeadLetters(client, p.name, plan.clearLetters);
+      if (plan.keep.length > 0)
+        result.metadataUpdated += await updateMetadata(client, p, plan.keep);
+      const stagedKeys = ready.filter((r) => r.staged).map((r) => r.row.pk);
+      if (stagedKeys.length > 0) await clearStagedVectors(client, batchId, stagedKeys);
+      left = left.filter(({ row }) => busy.has(row.pk));
+      return busy.size;
+    });
+  await writeAroundBusyRows(read.name, writeOnce);
+}
+
+/** The chunks of the rows to replace, as insertChunks takes them. */
+function chunkColumns(
+  replace: readonly { pk: string; contentHash: string; metadata: string }[],
+  pieces: ReadonlyMap<string, Piece[]>,
+): ChunkColumns {
+  const c: ChunkColumns = {
+    pk: [],
+    index: [],
+    chunk: [],
+    vector: [],
+    metadata: [],
+    contentHash: [],
+  };
+  for (const r of replace) {
+    for (const x of pieces.get(r.pk) ?? []) {
+      c.pk.push(r.pk);
+      c.index.push(x.index);
+      c.chunk.push(x.chunk);
+      c.vector.push(x.vector ?? []);
+      c.metadata.push(r.metadata);
+      c.contentHash.push(r.contentHash);
     }
-    await clearDeadLetters(client, p.name, plan.clearLetters);
-    if (plan.keep.length > 0) result.metadataUpdated += await updateMetadata(client, p, plan.keep);
-    const stagedKeys = rows.filter((r) => r.staged).map((r) => r.row.pk);
-    if (stagedKeys.length > 0) await clearStagedVectors(client, batchId, stagedKeys);
-  });
+  }
+  return c;
 }

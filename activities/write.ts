@@ -4,17 +4,25 @@
 // pipeline's generation) moved on since fetch, this batch's result for the key is dropped: the
 // change that moved it is already in the outbox and a later batch writes it (decideWrite in
 // src/batch/decide.ts). Writers of the same key serialise on an advisory lock, so a stale batch can
-// never overwrite a newer one. The source table is never locked.
+// never overwrite a newer one. A vector table's write never locks the source table; a column
+// pipeline's locks the rows it writes, skipping those a user's transaction holds (decision 18).
 import { decideWrite } from '../src/batch/decide.js';
 import { clearBatchFailures } from '../src/db/batch-failures.js';
 import { atGeneration, getPipeline } from '../src/db/catalog.js';
 import { clearDeadLetters } from '../src/db/dead-letters.js';
 import { lockKeys, lockPipeline } from '../src/db/key-locks.js';
 import { withTransaction, type PoolClient } from '../src/db/pool.js';
-import { readSourceRows } from '../src/db/source.js';
-import { clearBatch, readRowsToWrite, writeStagedChunks } from '../src/db/staging.js';
+import { readRowsForWrite, writeColumnRows, writeTarget } from '../src/db/destination.js';
+import {
+  clearBatch,
+  clearStagedKeys,
+  readRowsToWrite,
+  writeStagedChunks,
+} from '../src/db/staging.js';
 import { deleteVectors, sweepDeleted, updateMetadata } from '../src/db/vectors.js';
 import type { ActivityDeps } from './deps.js';
+import { writeAroundBusyRows } from './busy-rows.js';
+import { columnRows } from './column-rows.js';
 import { classified } from './errors.js';
 import type { WriteOutcome } from '../src/metrics/worker.js';
 import { followingSchemaChanges } from './schema.js';
@@ -24,54 +32,70 @@ export function createWriteBatch(deps: ActivityDeps) {
   const { pool, log, metrics } = deps;
   return async function writeBatch(input: WriteInput): Promise<WriteResult> {
     const { pipeline, batchId, sweep, generation, enqueuedAt } = input;
-    const { result, chunks, latency } = await classified(() =>
-      followingSchemaChanges(deps, pipeline, () =>
-        withTransaction(pool, async (client) => {
-          const result: WriteResult = {
-            written: 0,
-            metadataUpdated: 0,
-            deleted: 0,
-            stale: 0,
-            swept: 0,
-          };
-          let chunks = 0;
-          // Shared with other writers of the pipeline; a swap takes it for update to switch
-          // generations.
-          const p = atGeneration(await getPipeline(client, pipeline, 'for share'), generation);
-          const staged = await readRowsToWrite(client, batchId);
-          if (!p) {
-            // The generation this batch was for has been swapped out (or abandoned): nothing to
-            // write.
-            await clearStaging(client, pipeline, batchId);
-            return { result: { ...result, stale: staged.length }, chunks, latency: undefined };
-          }
-          const keys = staged.map((r) => r.pk);
-          await lockPipeline(client, p.name, sweep ? 'exclusive' : 'shared');
-          await lockKeys(client, p.name, keys);
-          // Read again under the key locks: the compare-and-set compares with what is there now.
-          const current = new Map((await readSourceRows(client, p, keys)).map((r) => [r.pk, r]));
-          const plan = decideWrite(staged, current, p.generation);
-          result.stale = plan.stale;
-
-          if (plan.deleteVectors.length > 0) {
-            await deleteVectors(client, p, plan.deleteVectors);
-            result.deleted = plan.remove.length;
-          }
-          if (plan.replace.length > 0) {
-            chunks = await writeStagedChunks(client, p, batchId, p.generation, plan.replace);
-            result.written = plan.replace.length;
-          }
-          await clearDeadLetters(client, p.name, plan.clearLetters);
-          if (plan.keep.length > 0)
-            result.metadataUpdated = await updateMetadata(client, p, plan.keep);
-          if (sweep) result.swept = await sweepDeleted(client, p);
+    const result: WriteResult = { written: 0, metadataUpdated: 0, deleted: 0, stale: 0, swept: 0 };
+    let chunks = 0;
+    let latency: { seconds(): number } | undefined;
+    // One transaction, or for a column pipeline one per try until no row it needs is busy.
+    const writeOnce = (): Promise<number> =>
+      withTransaction(pool, async (client) => {
+        // Shared with other writers of the pipeline; a swap takes it for update to switch
+        // generations.
+        const p = atGeneration(await getPipeline(client, pipeline, 'for share'), generation);
+        const staged = await readRowsToWrite(client, batchId);
+        if (!p) {
+          // The generation this batch was for has been swapped out (or abandoned): nothing to
+          // write.
           await clearStaging(client, pipeline, batchId);
-          log.info({ pipeline, batch: batchId, ...result }, 'batch written');
-          const latency =
-            enqueuedAt === undefined ? undefined : await latencyClock(client, enqueuedAt);
-          return { result, chunks, latency };
-        }),
-      ),
+          result.stale += staged.length;
+          return 0;
+        }
+        const keys = staged.map((r) => r.pk);
+        await lockPipeline(client, p.name, sweep ? 'exclusive' : 'shared');
+        await lockKeys(client, p.name, keys);
+        // Read again under the key locks: the compare-and-set compares with what is there now.
+        const { current, busy } = await readRowsForWrite(client, p, keys);
+        const ready = staged.filter((r) => !busy.has(r.pk));
+        const plan = decideWrite(ready, current, p.generation);
+        result.stale += plan.stale;
+
+        if (plan.deleteVectors.length > 0) {
+          await deleteVectors(client, p, plan.deleteVectors);
+          result.deleted += plan.remove.length;
+        }
+        if (plan.replace.length > 0) {
+          const target = writeTarget(p);
+          chunks += target
+            ? await writeColumnRows(
+                client,
+                p,
+                target,
+                p.generation,
+                columnRows(p, plan.replace, current),
+                { stagedBatch: batchId },
+              )
+            : await writeStagedChunks(client, p, batchId, p.generation, plan.replace);
+          result.written += plan.replace.length;
+        }
+        await clearDeadLetters(client, p.name, plan.clearLetters);
+        if (plan.keep.length > 0)
+          result.metadataUpdated += await updateMetadata(client, p, plan.keep);
+        if (busy.size > 0) {
+          // Written now: a later try handles only the rows that were busy.
+          await clearStagedKeys(
+            client,
+            batchId,
+            ready.map((r) => r.pk),
+          );
+          return busy.size;
+        }
+        if (sweep) result.swept = await sweepDeleted(client, p);
+        await clearStaging(client, pipeline, batchId);
+        log.info({ pipeline, batch: batchId, ...result }, 'batch written');
+        latency = enqueuedAt === undefined ? undefined : await latencyClock(client, enqueuedAt);
+        return 0;
+      });
+    await classified(() =>
+      followingSchemaChanges(deps, pipeline, () => writeAroundBusyRows(pipeline, writeOnce)),
     );
     if (metrics) {
       for (const [field, outcome] of Object.entries(WRITE_OUTCOMES) as [

@@ -28,6 +28,8 @@ import {
   type StateEvent,
 } from '../db/pipeline-state.js';
 import { checkEmbeddingModel } from '../providers/models.js';
+import { prepareDestinationColumn, wantsColumnIndex } from './destination-column.js';
+import { buildIndex } from './vector-index.js';
 import { inspectTable, isEmbeddable, vectorColumnType, type TableInfo } from './inspect.js';
 import { currentSourceTable, reconcileSource } from './schema-check.js';
 import { installCaptureSql, removeCaptureSql } from './triggers.js';
@@ -46,7 +48,7 @@ export async function applyPipelines(
   pool: Pool,
   configs: readonly PipelineConfig[],
 ): Promise<ApplyResult[]> {
-  return withTransaction(pool, async (client) => {
+  const results = await withTransaction(pool, async (client) => {
     await client.query('select pg_advisory_xact_lock($1)', [CATALOG_LOCK]);
     const results: ApplyResult[] = [];
     for (const [i, config] of configs.entries()) {
@@ -60,6 +62,12 @@ export async function applyPipelines(
     }
     return results;
   });
+  // A column's HNSW index is built concurrently, which no transaction may hold (decision 18).
+  for (const config of configs) {
+    if (!wantsColumnIndex({ config })) continue;
+    await buildIndex(pool, await getPipeline(pool, config.name));
+  }
+  return results;
 }
 
 async function applyOne(client: PoolClient, config: PipelineConfig): Promise<ApplyResult> {
@@ -100,6 +108,7 @@ async function applyOne(client: PoolClient, config: PipelineConfig): Promise<App
   };
   if (existing) checkChange(existing, candidate);
   await checkVectorTable(client, candidate, existing);
+  await prepareDestinationColumn(client, candidate, info);
   const { next, event } = base ? planChange(base, candidate) : { next: candidate };
 
   // A new pipeline starts in the state column's default; an existing one moves by its event below.
@@ -248,6 +257,14 @@ function checkChange(existing: Pipeline, next: Pipeline): void {
       `pipeline "${next.name}" already syncs ${existing.sourceSchema}.${existing.sourceTable}; remove it before pointing it elsewhere`,
     );
   }
+  if (existing.config.destination?.column !== next.config.destination?.column) {
+    const was = existing.config.destination?.column;
+    throw new ConfigError(
+      'destination',
+      `pipeline "${next.name}" writes its vectors to ${was ? `the column ${was}` : `${existing.vectorSchema}.${existing.vectorTable}`}; ` +
+        `its destination cannot change: remove the pipeline and apply it again, then backfill`,
+    );
+  }
   if (existing.vectorSchema !== next.vectorSchema || existing.vectorTable !== next.vectorTable) {
     throw new ConfigError(
       'vectorTable',
@@ -269,6 +286,14 @@ async function checkVectorTable(
     );
   const type = await vectorColumnType(client, p.vectorSchema, p.vectorTable);
   if (type === undefined || existing) return;
+  // A column pipeline's table is a record, without vectors: one left behind is adopted as it is.
+  if (p.config.destination) {
+    if (type === null) return;
+    throw new ConfigError(
+      'vectorTable',
+      `${p.vectorSchema}.${p.vectorTable} already exists as a vector table; a column pipeline keeps its record there: drop it, or name the pipeline otherwise`,
+    );
+  }
   // A table left behind by a removed pipeline is adopted only if its vectors have the same shape.
   if (type !== vectorColumnSql(p)) {
     throw new ConfigError(

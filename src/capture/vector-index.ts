@@ -2,13 +2,26 @@
 // row by row, the index cost a first backfill most of its database CPU; pgvector's own advice is to
 // load first and build the index after. So a walk that starts on an empty vector table drops the
 // index, and every end of a walk (done, cancelled, failed) builds it again, concurrently, so the
-// sync writes that go on meanwhile are never blocked.
+// sync writes that go on meanwhile are never blocked. A column pipeline's index is on the user's
+// column (decision 18): never dropped, built only when the pipeline asks for it.
+import { destinationColumn } from '../config/pipeline.js';
 import type { Pipeline } from '../db/catalog.js';
 import { qualified, quoteIdent, quoteLiteral } from '../db/ident.js';
 import type { Pool, Queryable } from '../db/pool.js';
+import {
+  columnIndexName,
+  columnIndexRegclass,
+  createColumnIndexSql,
+  wantsColumnIndex,
+} from './destination-column.js';
 import { createHnswIndexSql, hnswName } from './vector-table.js';
 
-type VectorTableOf = Pick<Pipeline, 'vectorSchema' | 'vectorTable' | 'config'>;
+type VectorTableOf = Pick<
+  Pipeline,
+  'vectorSchema' | 'vectorTable' | 'config' | 'sourceSchema' | 'sourceTable'
+>;
+const isColumn = (p: Pick<Pipeline, 'config'>): boolean =>
+  destinationColumn(p.config) !== undefined;
 
 /**
  * The build's maintenance_work_mem: room for the whole graph (about twice the table), so pgvector
@@ -24,6 +37,8 @@ export const DEFAULT_INDEX_BUILD_MEMORY = 2 ** 30;
 
 /** Drops the HNSW index if the vector table is empty: a walk is about to fill it. */
 export async function deferIndexIfEmpty(db: Queryable, p: VectorTableOf): Promise<boolean> {
+  // A column's index is the user's table's: left as it is.
+  if (isColumn(p)) return false;
   const table = qualified(p.vectorSchema, p.vectorTable);
   const { rows } = await db.query<{ empty: boolean }>(
     `select not exists (select 1 from ${table}) as empty`,
@@ -38,7 +53,11 @@ export async function hasValidIndex(db: Queryable, p: VectorTableOf): Promise<bo
   const { rows } = await db.query<{ valid: boolean }>(
     `select i.indisvalid as valid from pg_index i
       where i.indexrelid = to_regclass($1)`,
-    [`${quoteIdent(p.vectorSchema)}.${quoteIdent(hnswName(p.vectorTable))}`],
+    [
+      isColumn(p)
+        ? columnIndexRegclass(p)
+        : `${quoteIdent(p.vectorSchema)}.${quoteIdent(hnswName(p.vectorTable))}`,
+    ],
   );
   return rows[0]?.valid === true;
 }
@@ -53,6 +72,7 @@ export async function buildIndex(
   p: VectorTableOf,
   maxMemory = DEFAULT_INDEX_BUILD_MEMORY,
 ): Promise<boolean> {
+  if (isColumn(p) && !wantsColumnIndex(p)) return false;
   if (await hasValidIndex(pool, p)) return false;
   try {
     await build(pool, p, maxMemory);
@@ -66,8 +86,12 @@ export async function buildIndex(
 
 /** `maxMemory` 0: the server's own maintenance_work_mem. */
 async function build(pool: Pool, p: VectorTableOf, maxMemory: number): Promise<void> {
-  const index = qualified(p.vectorSchema, hnswName(p.vectorTable));
-  const table = qualified(p.vectorSchema, p.vectorTable);
+  const index = isColumn(p)
+    ? qualified(p.sourceSchema, columnIndexName(p))
+    : qualified(p.vectorSchema, hnswName(p.vectorTable));
+  const table = isColumn(p)
+    ? qualified(p.sourceSchema, p.sourceTable)
+    : qualified(p.vectorSchema, p.vectorTable);
   const client = await pool.connect();
   let broken = false;
   try {
@@ -91,7 +115,9 @@ async function build(pool: Pool, p: VectorTableOf, maxMemory: number): Promise<v
     }
     // A worker that dies mid-build stops it soon after, instead of leaving it to run for nothing.
     await client.query(`set client_connection_check_interval = '5s'`);
-    await client.query(createHnswIndexSql(p, { concurrently: true }));
+    await client.query(
+      isColumn(p) ? createColumnIndexSql(p) : createHnswIndexSql(p, { concurrently: true }),
+    );
     await client.query('reset maintenance_work_mem; reset client_connection_check_interval');
   } catch (err) {
     broken = true;

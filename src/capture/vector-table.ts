@@ -1,4 +1,6 @@
-// The vector table of a pipeline, its HNSW index and the view that joins it back to the source.
+// The vector table of a pipeline, its HNSW index and the view that joins it back to the source. A
+// column pipeline's table is its record (decision 18): no vector, no index, no view.
+import { destinationColumn } from '../config/pipeline.js';
 import type { Pipeline } from '../db/catalog.js';
 import { qualified, quoteIdent } from '../db/ident.js';
 import { keyMatches } from '../db/source.js';
@@ -18,6 +20,26 @@ const VIEW_COLUMNS = ['chunk_index', 'chunk', 'embedding', 'embedded_at'];
 type VectorTableOf = Pick<Pipeline, 'vectorSchema' | 'vectorTable' | 'config'>;
 
 /**
+ * A column pipeline's record of what was embedded in its column: what readEmbeddedHeads, verify,
+ * status and deletes read by key and hash, with no vector (that is in the source row) and no chunk
+ * text. `truncated`: the row's text was cut to the model's limit (destination.truncate).
+ */
+function createRecordTableSql(p: VectorTableOf): string[] {
+  return [
+    `create table if not exists ${qualified(p.vectorSchema, p.vectorTable)} (
+       pk           text not null,
+       chunk_index  integer not null default 0,
+       chunk        text,
+       metadata     jsonb not null default '{}',
+       content_hash text not null,
+       generation   integer not null,
+       truncated    boolean not null default false,
+       embedded_at  timestamptz not null default now(),
+       constraint ${quoteIdent(pkeyName(p.vectorTable))} primary key (pk, chunk_index))`,
+  ];
+}
+
+/**
  * The table and its HNSW cosine index, for the pipeline's (or a generation's) vector table. A table
  * a walk is about to fill may be made without the index, which is built once the walk ends
  * (src/capture/vector-index.ts).
@@ -26,6 +48,7 @@ export function createVectorTableSql(
   p: VectorTableOf,
   options: { index?: boolean } = {},
 ): string[] {
+  if (destinationColumn(p.config) !== undefined) return createRecordTableSql(p);
   const table = qualified(p.vectorSchema, p.vectorTable);
   return [
     `create table if not exists ${table} (
@@ -59,6 +82,8 @@ export function createHnswIndexSql(
  */
 export function createViewSql(p: Pipeline, sourceColumns: readonly string[]): string[] {
   const view = qualified(p.vectorSchema, viewName(p));
+  // The vector is in the source row: queries read the table itself.
+  if (destinationColumn(p.config) !== undefined) return [`drop view if exists ${view}`];
   const present = new Set(sourceColumns);
   // Without its key the view cannot join; it waits for the next apply.
   if (!p.primaryKey.every((k) => present.has(k.name))) return [`drop view if exists ${view}`];

@@ -259,3 +259,19 @@ export async function clearStagedVectors(
     [batchId, keys],
   );
 }
+
+/** These keys of a batch are done: their staged rows and chunks go, the batch's others stay. */
+export async function clearStagedKeys(
+  db: Queryable,
+  batchId: string,
+  keys: readonly string[],
+): Promise<void> {
+  await db.query(
+    'delete from embedsync.staged_chunks where batch_id = $1 and pk = any($2::text[])',
+    [batchId, keys],
+  );
+  await db.query('delete from embedsync.staged_rows where batch_id = $1 and pk = any($2::text[])', [
+    batchId,
+    keys,
+  ]);
+}

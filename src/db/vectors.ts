@@ -7,18 +7,34 @@ import type { Pipeline } from './catalog.js';
 import { qualified } from './ident.js';
 import type { Queryable } from './pool.js';
 import { keyMatches } from './source.js';
+import { readColumnHeads, writeTarget } from './destination.js';
+import { encodeVectorArray, vectorTypeOid } from './vector-binary.js';
+
+export { encodeVectorArray, vectorTypeOid };
 
 type VectorTable = Pick<Pipeline, 'vectorSchema' | 'vectorTable'>;
+type HeadsOf = Pick<
+  Pipeline,
+  'config' | 'vectorSchema' | 'vectorTable' | 'sourceSchema' | 'sourceTable' | 'primaryKey'
+>;
 
 /** The vector table of `p`, quoted. */
 export const vectorTable = (p: VectorTable): string => qualified(p.vectorSchema, p.vectorTable);
 
-/** The content hash and generation of each key's vectors now (chunk 0 stands for the row). */
+/**
+ * The content hash and generation of each key's vectors now (chunk 0 stands for the row). For a
+ * column pipeline, the record's, of the rows whose column holds a vector.
+ */
 export async function readEmbeddedHeads(
   db: Queryable,
-  p: VectorTable,
+  p: HeadsOf,
   keys: readonly string[],
 ): Promise<Map<string, EmbeddedHead>> {
+  const target = writeTarget(p);
+  if (target) {
+    const heads = await readColumnHeads(db, p, target, keys);
+    return new Map(heads.map((r) => [r.pk, r]));
+  }
   const { rows } = await db.query<EmbeddedHead & { pk: string }>(
     `select pk, content_hash as "contentHash", generation from ${vectorTable(p)}
       where pk = any($1::text[]) and chunk_index = 0`,
@@ -95,39 +111,4 @@ export async function insertChunks(
     [c.pk, c.index, vectors, c.chunk, c.metadata, c.contentHash, generation],
   );
   return rowCount ?? 0;
-}
-
-// The vector type's oid differs from database to database; a connection stays in one.
-const vectorOids = new WeakMap<object, number>();
-
-/** The vector type's oid in this database, as encodeVectorArray wants it. */
-export async function vectorTypeOid(db: Queryable): Promise<number> {
-  const known = vectorOids.get(db);
-  if (known !== undefined) return known;
-  const { rows } = await db.query<{ oid: number }>(`select 'vector'::regtype::oid::int as oid`);
-  const oid = rows[0]?.oid;
-  if (oid === undefined) throw new Error('the vector type is missing');
-  vectorOids.set(db, oid);
-  return oid;
-}
-
-/**
- * A one-dimensional array of vectors in PostgreSQL's binary array format (array_recv), each element
- * in pgvector's binary form (vector_recv): dimensions and a reserved int16, then big-endian float4s.
- */
-export function encodeVectorArray(vectors: readonly (readonly number[])[], oid: number): Buffer {
-  const size = vectors.reduce((n, v) => n + 4 + 4 + 4 * v.length, 20);
-  const out = Buffer.alloc(size);
-  let at = out.writeInt32BE(1, 0); // dimensions of the array
-  at = out.writeInt32BE(0, at); // no nulls
-  at = out.writeInt32BE(oid, at);
-  at = out.writeInt32BE(vectors.length, at);
-  at = out.writeInt32BE(1, at); // lower bound
-  for (const v of vectors) {
-    at = out.writeInt32BE(4 + 4 * v.length, at);
-    at = out.writeInt16BE(v.length, at);
-    at = out.writeInt16BE(0, at);
-    for (const x of v) at = out.writeFloatBE(x, at);
-  }
-  return out;
 }

@@ -1,6 +1,9 @@
 // The nearest-neighbour query on a pipeline's vector table, and the index settings it runs under.
+import { embedColumns } from '../config/pipeline.js';
 import type { Pipeline } from '../db/catalog.js';
-import { qualified } from '../db/ident.js';
+import { writeTarget } from '../db/destination.js';
+import { qualified, quoteIdent, quoteLiteral } from '../db/ident.js';
+import { keyText } from '../db/source.js';
 import type { PoolClient } from '../db/pool.js';
 import { vectorColumnSql } from '../capture/vector-table.js';
 import { filterSql, type MetadataFilter } from './filters.js';
@@ -64,6 +67,7 @@ export async function nearestChunks(
   p: Pipeline,
   q: NearestQuery,
 ): Promise<{ hits: SearchHit[]; candidatesFound: number }> {
+  if (writeTarget(p)) return nearestRows(client, p, q);
   const table = qualified(p.vectorSchema, p.vectorTable);
   const filters = filterSql(q.filters, 5);
   const where = ['generation = $2', ...filters.conditions].join(' and ');
@@ -95,6 +99,49 @@ export async function nearestChunks(
     chunkIndex: r.chunk_index,
     chunk: r.chunk,
     metadata: r.metadata,
+  }));
+  return { hits, candidatesFound: rows[0]?.found ?? 0 };
+}
+
+/**
+ * A column pipeline's nearest rows (docs/architecture.md, decision 18): the source table's own
+ * column, through its own index if it has one; each row is one chunk, its text the document as
+ * embedded (before any cut).
+ */
+async function nearestRows(
+  client: PoolClient,
+  p: Pipeline,
+  q: NearestQuery,
+): Promise<{ hits: SearchHit[]; candidatesFound: number }> {
+  const column = `s.${quoteIdent(writeTarget(p)?.column ?? '')}`;
+  const parts = embedColumns(p.config).map((c) => {
+    const value = `s.${quoteIdent(c.column)}::text`;
+    return `case when btrim(${value}) <> '' then ${quoteLiteral(c.prefix)} || ${value} end`;
+  });
+  const document = `concat_ws(${quoteLiteral(p.config.embed.separator)}, ${parts.join(', ')})`;
+  const { rows } = await client.query<{
+    distance: number;
+    pk: string;
+    chunk: string;
+    found: number;
+  }>(
+    `with candidates as materialized (
+       select ${keyText(p, 's')} as pk, ${document} as chunk,
+              ${column} <=> $1::${vectorColumnSql(p)} as distance
+         from ${qualified(p.sourceSchema, p.sourceTable)} s
+        where ${column} is not null
+        order by ${column} <=> $1::${vectorColumnSql(p)}
+        limit $2)
+     select c.*, (select count(*)::int from candidates) as found
+       from candidates c order by distance, pk limit $3`,
+    [q.vector, q.candidates, q.limit],
+  );
+  const hits = rows.map((r) => ({
+    score: 1 - Number(r.distance),
+    pk: r.pk,
+    chunkIndex: 0,
+    chunk: r.chunk,
+    metadata: {},
   }));
   return { hits, candidatesFound: rows[0]?.found ?? 0 };
 }
