@@ -5,8 +5,9 @@
 // bounded by lock_timeout, and nothing queues the user's queries for longer.
 import { destinationColumn, type PipelineConfig } from '../config/pipeline.js';
 import { shadowColumnName, type Pipeline } from '../db/catalog.js';
-import { fitIdent, qualified, quoteIdent, quoteLiteral } from '../db/ident.js';
-import type { Pool, Queryable } from '../db/pool.js';
+import { qualified, quoteIdent, quoteLiteral } from '../db/ident.js';
+import { indexNameOf } from './destination-column.js';
+import type { Queryable } from '../db/pool.js';
 
 /** Where a column pipeline's vectors live, and the type a generation stores them in. */
 export interface ColumnTarget {
@@ -39,10 +40,6 @@ export interface ShadowOwner {
   pipeline: string;
   generation: number;
 }
-
-/** The HNSW index on a column pipeline's column, named after the table and column. */
-export const columnIndexName = (table: string, column: string): string =>
-  fitIdent(`${table}_${column}`, '_hnsw');
 
 export const columnTypeSql = (t: Pick<ColumnTarget, 'vectorType' | 'dimensions'>): string =>
   `${t.vectorType}(${t.dimensions})`;
@@ -168,27 +165,6 @@ export async function addShadowColumn(
 }
 
 /**
- * The HNSW cosine index on the shadow column, built concurrently (writes go on) on a connection of
- * its own, as CREATE INDEX CONCURRENTLY cannot run in a transaction. Returns whether it built one.
- */
-export async function buildShadowIndex(pool: Pool, t: ColumnTarget): Promise<boolean> {
-  const index = qualified(t.schema, columnIndexName(t.table, shadowColumnName(t.column)));
-  const { rows } = await pool.query<{ valid: boolean }>(
-    'select indisvalid as valid from pg_index where indexrelid = to_regclass($1)',
-    [index],
-  );
-  if (rows[0]?.valid) return false;
-  const ops = t.vectorType === 'halfvec' ? 'halfvec_cosine_ops' : 'vector_cosine_ops';
-  // A build cut short leaves an invalid index under the name.
-  await pool.query(`drop index concurrently if exists ${index}`);
-  await pool.query(
-    `create index concurrently if not exists ${quoteIdent(columnIndexName(t.table, shadowColumnName(t.column)))}
-       on ${qualified(t.schema, t.table)} using hnsw (${quoteIdent(shadowColumnName(t.column))} ${ops})`,
-  );
-  return true;
-}
-
-/**
  * The swap, in the caller's short-locked transaction: drops the live column (its index goes with it),
  * renames the shadow column to the live name and its index to the live index's. Every statement is
  * a catalog change; the table is held ACCESS EXCLUSIVE for their few milliseconds, and queries that
@@ -229,14 +205,14 @@ export async function swapShadowColumn(
   await db.query(
     `comment on column ${table}.${quoteIdent(t.column)} is ${live?.comment ? quoteLiteral(live.comment) : 'null'}`,
   );
-  const shadowIndex = qualified(t.schema, columnIndexName(t.table, shadow));
+  const shadowIndex = qualified(t.schema, indexNameOf(t.table, shadow));
   const { rows } = await db.query<{ found: boolean }>(
     'select to_regclass($1) is not null as found',
     [shadowIndex],
   );
   if (rows[0]?.found) {
     await db.query(
-      `alter index ${shadowIndex} rename to ${quoteIdent(columnIndexName(t.table, t.column))}`,
+      `alter index ${shadowIndex} rename to ${quoteIdent(indexNameOf(t.table, t.column))}`,
     );
   }
 }

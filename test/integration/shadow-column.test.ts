@@ -6,14 +6,13 @@ import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import {
   addShadowColumn,
-  buildShadowIndex,
-  columnIndexName,
   dropShadowColumn,
   LiveColumnPinnedError,
   ShadowColumnTakenError,
   swapShadowColumn,
   type ColumnTarget,
 } from '../../src/capture/shadow-column.js';
+import { indexNameOf } from '../../src/capture/destination-column.js';
 import { LockUnavailableError, withShortLocks } from '../../src/db/lock-retry.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { startQueryLoop, type QueryLoop } from '../helpers/query-loop.js';
@@ -78,7 +77,7 @@ describe('the shadow column of a column re-embed', () => {
     );
     await db.pool.query(`update docs set embedding = ${modelVectorSql(1, 8)}`);
     await db.pool.query(
-      `create index ${columnIndexName('docs', 'embedding')} on docs using hnsw (embedding vector_cosine_ops)`,
+      `create index ${indexNameOf('docs', 'embedding')} on docs using hnsw (embedding vector_cosine_ops)`,
     );
     await db.pool.query(`comment on column docs.embedding is 'the document''s meaning'`);
   });
@@ -230,7 +229,10 @@ describe('the shadow column of a column re-embed', () => {
 
   it('swaps by rename while queries run: none fails, none mixes models, the column and its index follow', async () => {
     await fillShadow(2, 4);
-    assert.equal(await buildShadowIndex(db.pool, target(4)), true);
+    // As a walk's end builds it (buildIndex): concurrently, under the shadow column's own name.
+    await db.pool.query(
+      `create index concurrently ${indexNameOf('docs', 'embedding_next')} on docs using hnsw (embedding_next vector_cosine_ops)`,
+    );
     const models = await swapUnderQueries(4);
     assert.deepEqual([...models.keys()].sort(), ['model 1 (8 dims)', 'model 2 (4 dims)']);
     assert.equal(await columnType('embedding'), 'vector(4)');
@@ -244,7 +246,7 @@ describe('the shadow column of a column re-embed', () => {
               (select count(*)::int from docs where embedding is null) as nulls`,
     );
     assert.deepEqual(rows[0], {
-      index: columnIndexName('docs', 'embedding'),
+      index: indexNameOf('docs', 'embedding'),
       comment: "the document's meaning",
       nulls: 0,
     });

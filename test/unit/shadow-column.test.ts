@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { columnIndexName } from '../../src/capture/shadow-column.js';
+import { indexNameOf } from '../../src/capture/destination-column.js';
 import { shadowColumnName } from '../../src/db/catalog.js';
 import { fitIdent } from '../../src/db/ident.js';
 
 describe('shadow column names', () => {
   it('are <column>_next while that fits in 63 bytes', () => {
     assert.equal(shadowColumnName('embedding'), 'embedding_next');
-    assert.equal(columnIndexName('documents', 'embedding'), 'documents_embedding_hnsw');
+    assert.equal(indexNameOf('documents', 'embedding'), 'documents_embedding_hnsw');
   });
 
   it('cut a long name at a character, keep the suffix, and tell two cuts apart by a digest', () => {
