@@ -111,12 +111,12 @@ export function createReembedActivities(deps: ActivityDeps) {
         const building = atGeneration(await getPipeline(pool, pipeline), generation);
         if (building && destinationColumn(building.config) !== undefined)
           await buildIndex(pool, building, indexBuildMemory);
-        await withShortLocks(pool, what, async (client) => {
+        const swapped = await withShortLocks(pool, what, async (client) => {
           await client.query('select pg_advisory_xact_lock($1)', [CATALOG_LOCK]);
           // FOR UPDATE waits for in-flight writes (they hold the row FOR SHARE) and holds back new
           // ones.
           const locked = await getPipeline(client, pipeline, 'for update');
-          if (locked.generation === generation) return;
+          if (locked.generation === generation) return false;
           const column = locked.pendingConfig && columnTarget(locked, locked.pendingConfig);
           // Before the schema check, whose capture install would take a weaker lock on it first.
           if (column) await lockSourceTable(client, pipeline);
@@ -152,8 +152,12 @@ export function createReembedActivities(deps: ActivityDeps) {
           // Live batches that failed on columns the new generation no longer reads are sent round
           // again now.
           await requeueFailedBatchesNow(client, pipeline);
-          log.info({ pipeline, generation }, 're-embed swapped in');
+          return true;
         });
+        if (swapped.result) {
+          const { attempts, ms } = swapped;
+          log.info({ pipeline, generation, attempts, ms }, 're-embed swapped in');
+        }
       });
     },
 

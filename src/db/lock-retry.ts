@@ -49,14 +49,15 @@ const gaveWay = (err: unknown): err is Error =>
 
 /**
  * Runs fn in one transaction whose lock waits are bounded by lock_timeout; when a lock is not had in
- * time, rolls back and tries again. Returns fn's result and the attempts it took.
+ * time, rolls back and tries again. Returns fn's result, the attempts it took, and how long the last
+ * one lasted.
  */
 export async function withShortLocks<T>(
   pool: Pool,
   what: string,
   fn: (client: PoolClient) => Promise<T>,
   options: LockRetryOptions = {},
-): Promise<{ result: T; attempts: number }> {
+): Promise<{ result: T; attempts: number; ms: number }> {
   const attempts = options.attempts ?? DEFAULT_LOCK_ATTEMPTS;
   const timeout = options.lockTimeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS;
   const backoff = options.backoffMs ?? defaultBackoffMs;
@@ -64,12 +65,14 @@ export async function withShortLocks<T>(
   for (let attempt = 1; ; attempt += 1) {
     let gave: Error;
     const client = await pool.connect();
+    const started = performance.now();
     try {
       await client.query('begin');
       await client.query(`select set_config('lock_timeout', $1, true)`, [`${timeout}ms`]);
       const result = await fn(client);
       await client.query('commit');
-      return { result, attempts: attempt };
+      // The successful attempt's length: the longest its locks can have been held.
+      return { result, attempts: attempt, ms: Math.round(performance.now() - started) };
     } catch (err) {
       await client.query('rollback').catch(() => undefined);
       if (!gaveWay(err)) throw err;
