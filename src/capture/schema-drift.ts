@@ -1,7 +1,7 @@
 // What a source table's DDL means for its pipeline, decided from the catalog row and what
 // pg_catalog says now: pure, so it is tested without a database. src/capture/schema-check.ts acts
 // on the verdict.
-import { embedColumns, type PipelineConfig } from '../config/pipeline.js';
+import { destinationColumn, embedColumns, type PipelineConfig } from '../config/pipeline.js';
 import type { KeyColumn } from '../db/catalog.js';
 import type { BaseState, HeldState } from '../db/pipeline-state.js';
 import { isEmbeddable, type ColumnInfo } from './inspect.js';
@@ -126,6 +126,9 @@ export function judgeSchema(p: CatalogSource, live: LiveTable | undefined): Sche
       problems.push(`${column} is gone: ${fix(p, c, 'remove it from', 'or restore it')}`);
     }
   }
+  const destination = destinationProblem(p, byName, byNumber, table);
+  if (destination.attnum !== undefined) columns[destination.column] = destination.attnum;
+  if (destination.problem) problems.push(destination.problem);
   if (problems.length === 0) {
     const declared = p.primaryKey.map((k) => k.name).join(', ');
     const actual = live.primaryKey.map((k) => k.name).join(', ');
@@ -159,4 +162,43 @@ function fix(
   }
   const then = c.role === 'embed' ? ` and npx embedsync reembed --table ${p.name}` : '';
   return `${edit} the pipeline's ${field} (${otherwise}), then run ${apply}${then}`;
+}
+
+/**
+ * A column pipeline's destination column (decision 18): not read as content, so its changes never
+ * reach the capture, but a write into a column that is gone or holds other vectors would fail, so
+ * the pipeline waits, naming it and the fix.
+ */
+function destinationProblem(
+  p: CatalogSource,
+  byName: ReadonlyMap<string, LiveColumn>,
+  byNumber: ReadonlyMap<number, LiveColumn>,
+  table: string,
+): { column: string; attnum?: number; problem?: string } {
+  const column = destinationColumn(p.config);
+  if (column === undefined) return { column: '' };
+  const name = `column "${column}" of ${table}, the pipeline's destination,`;
+  const apply = 'npx embedsync apply --config <file>';
+  const backfill = `npx embedsync backfill --table ${p.name}`;
+  const want = `${p.config.vectorType}(${p.config.embedding.dimensions})`;
+  const now = byName.get(column);
+  if (now) {
+    if (now.type === want) return { column, attnum: now.attnum };
+    return {
+      column,
+      attnum: now.attnum,
+      problem: `${name} is now ${now.type}, not ${want}: change it back, or drop it and run ${apply} (it adds the column), then ${backfill}`,
+    };
+  }
+  const recorded = p.sourceColumns?.[column];
+  const renamed = recorded === undefined ? undefined : byNumber.get(recorded);
+  if (renamed)
+    return {
+      column,
+      problem: `${name} was renamed to "${renamed.name}": rename it back (a pipeline's destination cannot change)`,
+    };
+  return {
+    column,
+    problem: `${name} is gone: run ${apply} (it adds the column again), then ${backfill}`,
+  };
 }

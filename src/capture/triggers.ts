@@ -7,7 +7,7 @@
 // the content of a row; a column dropped or renamed under them takes them to a path that names no
 // column (found by a probe that event triggers switch on only when needed), and a retyped one still
 // compares as text: they cannot make a user's write fail.
-import { embedColumns } from '../config/pipeline.js';
+import { destinationColumn, embedColumns } from '../config/pipeline.js';
 import type { Pipeline } from '../db/catalog.js';
 import { qualified, quoteIdent, quoteLiteral } from '../db/ident.js';
 import { OUTBOX_INSERT, outboxKeysInsert } from '../db/outbox.js';
@@ -106,26 +106,39 @@ function fastPath(p: Pipeline, event: Exclude<Event, 'truncate'>): string {
 /**
  * After a column it names was dropped or renamed: names no column, reads the key through to_jsonb
  * (a missing column is null), and takes every updated row as changed (fetch skips unchanged
- * content). A row whose key cannot be read is skipped: the pipeline's schema-change state then asks
+ * content), except, for a column pipeline, a row whose only change is its destination column. A row whose key cannot be read is skipped: the pipeline's schema-change state then asks
  * for an apply and a backfill. The exception block keeps a key column retyped beyond what its old
  * type parses (a data exception) from failing the user's write; the statement's changes are skipped
  * then.
  */
 function fallback(p: Pipeline, event: Exclude<Event, 'truncate'>): string {
   const name = quoteLiteral(p.name);
-  const keys = (rows: string, op: string): string =>
-    `select ${name} as pipeline, ${keyTextFromJson(p, 'j.r')} as pk, '${op}' as op
+  const destination = destinationColumn(p.config);
+  // `rest`: the row without the destination column, for a column pipeline's comparison.
+  const keys = (rows: string, op: string, without?: string): string =>
+    `select ${name} as pipeline, ${keyTextFromJson(p, 'j.r')} as pk, '${op}' as op${
+      without === undefined ? '' : `, j.r - ${quoteLiteral(without)} as rest`
+    }
           from (select to_jsonb(t) as r from ${rows} t) j where ${hasKey(p, 'j.r')}`;
   const statement =
     event === 'insert'
       ? `${OUTBOX_INSERT} ${keys('new_rows', 'I')};`
       : event === 'delete'
         ? `${OUTBOX_INSERT} ${keys('old_rows', 'D')};`
-        : `${OUTBOX_INSERT}
+        : destination === undefined
+          ? `${OUTBOX_INSERT}
         with n as (${keys('new_rows', 'U')}), o as (${keys('old_rows', 'D')})
         select * from n
         union all
-        select * from o where not exists (select 1 from n where n.pk = o.pk);`;
+        select * from o where not exists (select 1 from n where n.pk = o.pk);`
+          : // A column pipeline's own write changes only its destination column: the rows whose other
+            // columns are all as they were are not queued (decision 18).
+            `${OUTBOX_INSERT}
+        with n as (${keys('new_rows', 'U', destination)}), o as (${keys('old_rows', 'D', destination)})
+        select n.pipeline, n.pk, n.op from n
+         where not exists (select 1 from o where o.pk = n.pk and o.rest = n.rest)
+        union all
+        select o.pipeline, o.pk, o.op from o where not exists (select 1 from n where n.pk = o.pk);`;
   return `begin
       ${statement}
     exception when data_exception then

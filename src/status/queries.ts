@@ -2,7 +2,10 @@
 // source table is src/db/source.ts's; the sync pause switch is the catalog's, src/db/catalog.ts;
 // the token ledger is src/db/token-ledger.ts's.)
 import type { Pipeline } from '../db/catalog.js';
+import { writeTarget } from '../db/destination.js';
+import { qualified, quoteIdent } from '../db/ident.js';
 import type { Pool } from '../db/pool.js';
+import { keyMatches } from '../db/source.js';
 import { vectorTable } from '../db/vectors.js';
 
 /** One row of embedsync.pipeline_status (sql/000002_progress.sql), in the code's words. */
@@ -82,8 +85,24 @@ export async function readPipelineFacts(pool: Pool, pipeline?: string): Promise<
  */
 export async function countSyncedRows(
   pool: Pool,
-  p: Pick<Pipeline, 'name' | 'generation' | 'vectorSchema' | 'vectorTable'>,
+  p: Pick<
+    Pipeline,
+    | 'name'
+    | 'generation'
+    | 'vectorSchema'
+    | 'vectorTable'
+    | 'config'
+    | 'sourceSchema'
+    | 'sourceTable'
+    | 'primaryKey'
+  >,
 ): Promise<number> {
+  // A column pipeline's record counts only where the column holds a vector (decision 18).
+  const target = writeTarget(p);
+  const filled = target
+    ? `and exists (select 1 from ${qualified(p.sourceSchema, p.sourceTable)} s
+                    where ${keyMatches(p, 's', 'v.pk')} and s.${quoteIdent(target.column)} is not null)`
+    : '';
   try {
     const { rows } = await pool.query<{ n: string }>(
       `with waiting as (
@@ -93,7 +112,7 @@ export async function countSyncedRows(
          union
          select pk from embedsync.dead_letters where pipeline = $1 and generation = $2)
        select count(*) as n from ${vectorTable(p)} v
-        where v.chunk_index = 0
+        where v.chunk_index = 0 ${filled}
           and not exists (select 1 from waiting w where w.pk = v.pk)
           and not exists (select 1 from embedsync.outbox t where t.pipeline = $1 and t.op = 'T')`,
       [p.name, p.generation],

@@ -6,6 +6,8 @@ import { getPipeline } from '../db/catalog.js';
 import { qualified } from '../db/ident.js';
 import type { Pool } from '../db/pool.js';
 import { deadLetteredKeys } from '../db/dead-letters.js';
+import { countTruncated, writeTarget } from '../db/destination.js';
+import { quoteIdent } from '../db/ident.js';
 import { keyMatches, readKeyPage, readSourceRows } from '../db/source.js';
 
 export interface VerifyReport {
@@ -27,6 +29,8 @@ export interface VerifyReport {
    * a batch that failed for good.
    */
   deadLettered: string[];
+  /** A column pipeline's rows embedded from a text cut to the model's limit (destination.truncate). */
+  truncated?: number;
 }
 
 export async function verifyPipeline(
@@ -46,6 +50,13 @@ export async function verifyPipeline(
   };
   const source = qualified(p.sourceSchema, p.sourceTable);
   const vectors = qualified(p.vectorSchema, p.vectorTable);
+  // A column pipeline's record counts only where the column holds a vector (decision 18); it keeps
+  // no chunk text, the hash stands for it.
+  const target = writeTarget(p);
+  const recorded = target
+    ? `(select v.* from ${vectors} v join ${source} s on ${keyMatches(p, 's', 'v.pk')}
+         where s.${quoteIdent(target.column)} is not null)`
+    : vectors;
 
   let after: string | null = null;
   for (;;) {
@@ -64,7 +75,7 @@ export async function verifyPipeline(
               array_agg(distinct content_hash) as hashes,
               array_agg(distinct generation) as generations,
               array_agg(distinct metadata::text) as metadata
-         from ${vectors} where pk = any($1::text[]) group by pk`,
+         from ${recorded} v where pk = any($1::text[]) group by pk`,
       [keys],
     );
     const byKey = new Map(stored.map((s) => [s.pk, s]));
@@ -82,7 +93,7 @@ export async function verifyPipeline(
         actual.generations.length === 1 &&
         actual.generations[0] === p.generation &&
         actual.chunks.length === expected.length &&
-        actual.chunks.every((c, i) => c === expected[i]);
+        (target !== undefined || actual.chunks.every((c, i) => c === expected[i]));
       const sameMetadata = actual.metadata.length === 1 && actual.metadata[0] === row.metadata;
       if (!sameContent || !sameMetadata) report.stale.push(row.pk);
       if (!sameContent) report.staleContent.push(row.pk);
@@ -94,5 +105,6 @@ export async function verifyPipeline(
   );
   report.orphaned = orphans.map((r) => r.pk);
   report.deadLettered = await deadLetteredKeys(pool, name, [...report.missing, ...report.stale]);
+  if (target) report.truncated = await countTruncated(pool, target);
   return report;
 }
