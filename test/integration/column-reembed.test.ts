@@ -54,6 +54,15 @@ const liveDigest = async (): Promise<string | undefined> =>
     )
   ).rows[0]?.d;
 
+/** How many outbox rows were ever made: the identity's last value. */
+const outboxIds = async (): Promise<string | null> =>
+  (
+    await h.db.pool.query<{ v: string | null }>(
+      `select last_value::text as v from pg_sequences
+        where schemaname = 'embedsync' and sequencename = 'outbox_id_seq'`,
+    )
+  ).rows[0]?.v ?? null;
+
 describe('re-embedding a column pipeline', () => {
   before(async () => {
     h = await startHarness('column_reembed');
@@ -195,8 +204,14 @@ describe('re-embedding a column pipeline', () => {
     assert.equal(orphans.rowCount, 0, 'deleted rows are gone from the record');
   });
 
-  it('a cancelled re-embed drops its shadow column and leaves the live column untouched', async () => {
+  it('a cancelled re-embed drops its shadow column and leaves the live column untouched; filling it captures nothing', async () => {
+    await waitFor(
+      'the outbox to drain',
+      async () => (await h.db.pool.query('select 1 from embedsync.outbox limit 1')).rowCount === 0,
+    );
     const before = await liveDigest();
+    const captured = await outboxIds();
+    assert.notEqual(captured, null, 'the earlier test queued changes');
     await applyPipeline(h, v3);
     const pending = await getPipeline(h.db.pool, name);
     const handle = await startReembed(h.client, pending, {
@@ -212,6 +227,8 @@ describe('re-embedding a column pipeline', () => {
       60_000,
     );
     assert.equal(await columnType(shadowColumnName('embedding')), 'vector(16)');
+    // No one else writes the table: the walk's UPDATEs of the shadow column queued no change.
+    assert.equal(await outboxIds(), captured);
     await handle.cancel();
     await assert.rejects(handle.result());
     await waitFor(
