@@ -29,7 +29,8 @@ import {
   type BatchPart,
 } from '../src/db/batch-parts.js';
 import { atGeneration, getPipeline, instanceId, type Pipeline } from '../src/db/catalog.js';
-import { refusedContent } from '../src/db/dead-letters.js';
+import { recordRefusedContent, refusedContent } from '../src/db/dead-letters.js';
+import { tooLongRows } from './column-rows.js';
 import { readTextVectors } from '../src/db/embedded-texts.js';
 import { recordSpend } from '../src/db/token-ledger.js';
 import { textKey } from '../src/texts/once.js';
@@ -201,6 +202,15 @@ export function createBatchBackfillActivities(deps: ActivityDeps) {
               decideFetch(page, rows, heads, p.generation).map((r) => [r.pk, r]),
             );
             const refused = await refusedContent(pool, p.name, p.generation, page);
+            // A column pipeline's text too long for the model is refused before it goes in a part.
+            const tooLong = tooLongRows(
+              p,
+              [...decided.values()].filter(
+                (r) => r.action === 'embed' && !refused.has(`${r.pk}\u0000${r.contentHash ?? ''}`),
+              ),
+            );
+            await recordRefusedContent(pool, p.name, p.generation, tooLong);
+            for (const l of tooLong) refused.add(`${l.pk}\u0000${l.contentHash}`);
             const chunksOf = new Map<string, string[]>();
             for (const key of page) {
               const row = decided.get(key);

@@ -6,6 +6,7 @@ import { DEFAULT_WINDOW, WALK_BATCH_SIZE } from '../src/backfill/start.js';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import type { Pool } from '../src/db/pool.js';
 import { demoProducts } from '../src/demo/products.js';
 import { connectClient } from '../src/temporal/connect.js';
 import {
@@ -38,6 +39,8 @@ interface BackfillBenchOptions extends BenchOptions {
   window?: number;
   batchSize?: number;
   workers?: number;
+  /** Where the vectors go: a vector table, or a column of the source row (decision 18). */
+  destination?: 'table' | 'column';
 }
 
 // The product's own defaults (startBackfill's window, a walk's batch size for the demo pipeline).
@@ -67,6 +70,9 @@ interface Round {
   memory: MemoryUse | undefined;
   cpu: CpuUse | undefined;
   postgresCpuSeconds: number | undefined;
+  /** WAL the backfill wrote, and the source and vector (or record) tables' size after it. */
+  walBytes: number;
+  tableBytes: { source: number; vectors: number };
   runs: RunSize[];
   listedRuns: number;
 }
@@ -84,6 +90,7 @@ async function run(ctx: BenchContext): Promise<BenchReport> {
   const window = options.window ?? DEFAULTS.window;
   const batchSize = options.batchSize ?? DEFAULTS.batchSize;
   const workers = options.workers ?? DEFAULTS.workers;
+  const destination = options.destination ?? 'table';
   const rounds: Round[] = [];
   // One worker on both sizes; then, with --workers, the larger size again with that many.
   const plan: [number, number][] = [
@@ -93,21 +100,27 @@ async function run(ctx: BenchContext): Promise<BenchReport> {
   ];
   for (const [n, w] of plan) {
     ctx.log(`${n} rows: filling the table`);
-    rounds.push(await runRound(ctx, { rows: n, workers: w, window, batchSize }));
+    rounds.push(await runRound(ctx, { rows: n, workers: w, window, batchSize, destination }));
     const r = rounds[rounds.length - 1];
     if (r)
       ctx.log(
-        `${n} rows, ${w} worker(s): ${round(r.backfill.seconds)} s, ${Math.round(r.backfill.rowsPerSecond)} rows/s (index build ${r.indexSeconds ?? '?'} s), PostgreSQL CPU ${r.postgresCpuSeconds ?? '?'} s, worker peak RSS ${r.memory?.peakMiB ?? '?'} MiB, ${r.runs.length} runs`,
+        `${n} rows, ${w} worker(s), into a ${destination}: ${round(r.backfill.seconds)} s, ${Math.round(r.backfill.rowsPerSecond)} rows/s (index build ${r.indexSeconds ?? '?'} s), PostgreSQL CPU ${r.postgresCpuSeconds ?? '?'} s, WAL ${mib(r.walBytes)}, source ${mib(r.tableBytes.source)} and vectors ${mib(r.tableBytes.vectors)} after, worker peak RSS ${r.memory?.peakMiB ?? '?'} MiB, ${r.runs.length} runs`,
       );
   }
-  return report(rounds, { rows, smallRows, window, batchSize, workers });
+  return report(rounds, { rows, smallRows, window, batchSize, workers, destination });
 }
 
 async function runRound(
   ctx: BenchContext,
-  settings: { rows: number; workers: number; window: number; batchSize: number },
+  settings: {
+    rows: number;
+    workers: number;
+    window: number;
+    batchSize: number;
+    destination: 'table' | 'column';
+  },
 ): Promise<Round> {
-  const { rows, workers, window, batchSize } = settings;
+  const { rows, workers, window, batchSize, destination } = settings;
   const table = `backfill_${rows}_${workers}w`;
   const products = demoProducts(500);
   await fillSourceTable(ctx.db.pool, table, rows, (i) => {
@@ -119,11 +132,13 @@ async function runRound(
   await forgetEarlierRuns(ctx.db.pool);
   // The worker reads the catalog when it starts, so the pipeline comes first; its triggers see no
   // rows.
-  await applyBenchPipeline(ctx.db.pool, table, {
-    provider: 'offline',
-    model: 'feature-hash-v1',
-    dimensions: 256,
-  });
+  await applyBenchPipeline(
+    ctx.db.pool,
+    table,
+    { provider: 'offline', model: 'feature-hash-v1', dimensions: 256 },
+    undefined,
+    destination === 'column' ? { destination: { column: 'embedding', index: true } } : {},
+  );
   const taskQueue = benchTaskQueue();
   const logDir = await mkdtemp(path.join(os.tmpdir(), 'embedsync-bench-'));
   const { client, connection } = await connectClient({
@@ -152,6 +167,7 @@ async function runRound(
     };
     const cpuBefore = sampleCpu(pids);
     const stopPostgresCpu = await samplePostgresCpu(ctx.db.pool);
+    const walBefore = await walPosition(ctx.db.pool);
     const backfill = await timeBackfill(client, ctx.db.pool, table, {
       taskQueue,
       rows,
@@ -159,6 +175,11 @@ async function runRound(
       batchSize,
     });
     const postgresCpuSeconds = await stopPostgresCpu();
+    const walBytes = await walSince(ctx.db.pool, walBefore);
+    const tableBytes = {
+      source: await relationBytes(ctx.db.pool, `public.${table}`),
+      vectors: await relationBytes(ctx.db.pool, `public.${table}_embeddings`),
+    };
     const cpu = cpuBetween(cpuBefore, sampleCpu(pids));
     const memory = stopMemory();
     const { count } = (
@@ -181,6 +202,8 @@ async function runRound(
       memory,
       cpu,
       postgresCpuSeconds,
+      walBytes,
+      tableBytes,
       runs,
       listedRuns: listed,
     };
@@ -196,6 +219,29 @@ async function runRound(
 
 const mib = (bytes: number): string => `${round(bytes / 2 ** 20, 2)} MiB`;
 
+async function walPosition(pool: Pool): Promise<string> {
+  const { rows } = await pool.query<{ lsn: string }>('select pg_current_wal_lsn()::text as lsn');
+  return rows[0]?.lsn ?? '0/0';
+}
+
+/** WAL bytes the whole server wrote since `lsn` (the benchmark's database is the busy one). */
+async function walSince(pool: Pool, lsn: string): Promise<number> {
+  const { rows } = await pool.query<{ n: string }>(
+    'select pg_wal_lsn_diff(pg_current_wal_lsn(), $1::pg_lsn)::text as n',
+    [lsn],
+  );
+  return Number(rows[0]?.n ?? 0);
+}
+
+/** A table's size with its indexes and TOAST. */
+async function relationBytes(pool: Pool, table: string): Promise<number> {
+  const { rows } = await pool.query<{ n: string }>(
+    'select pg_total_relation_size($1::regclass)::text as n',
+    [table],
+  );
+  return Number(rows[0]?.n ?? 0);
+}
+
 function report(
   rounds: Round[],
   settings: {
@@ -204,6 +250,7 @@ function report(
     window: number;
     batchSize: number;
     workers: number;
+    destination: 'table' | 'column';
   },
 ): BenchReport {
   const [small, large, more] = rounds;
@@ -233,6 +280,14 @@ function report(
     {
       label: `PostgreSQL CPU per 1,000 rows, ${large.rows.toLocaleString('en-US')} rows`,
       value: perThousand(large),
+    },
+    {
+      label: `WAL per 1,000 rows, ${large.rows.toLocaleString('en-US')} rows, into a ${settings.destination}`,
+      value: `${mib((large.walBytes / large.rows) * 1000)} (${mib(large.walBytes)} in all)`,
+    },
+    {
+      label: `source and ${settings.destination === 'column' ? 'record' : 'vector'} table after, ${large.rows.toLocaleString('en-US')} rows`,
+      value: `${mib(large.tableBytes.source)} and ${mib(large.tableBytes.vectors)}`,
     },
     ...(more && scaling !== undefined
       ? [
@@ -276,6 +331,7 @@ function report(
       batchSize: settings.batchSize,
       provider: 'offline feature-hash-v1, 256 dimensions',
       workers: settings.workers,
+      destination: settings.destination,
     },
     figures,
     tables: [

@@ -82,6 +82,15 @@ const program = new Command('bench')
   )
 
   .option(
+    '--destination <where>',
+    'backfill: where the vectors go: table (a vector table) or column (a column of the source row, with its HNSW index) (table)',
+    (value: string) => {
+      if (value !== 'table' && value !== 'column')
+        throw new InvalidArgumentError(`choose table or column (not ${value})`);
+      return value;
+    },
+  )
+  .option(
     '--text-tokens <n>',
     "rate-limit: words (one token each) in each row's description (16)",
     positive('--text-tokens'),

@@ -56,6 +56,7 @@ export async function applyBenchPipeline(
   table: string,
   embedding: Record<string, unknown>,
   chunking?: Record<string, unknown>,
+  extra: Record<string, unknown> = {},
 ): Promise<void> {
   const config = pipelineSchema.parse({
     name: table,
@@ -63,6 +64,7 @@ export async function applyBenchPipeline(
     embed: { columns: [{ column: 'name', prefix: 'Product: ' }, 'description'] },
     embedding,
     ...(chunking ? { chunking } : {}),
+    ...extra,
   });
   await applyPipelines(pool, [config]);
 }

@@ -37,14 +37,32 @@ export const DEFAULT_INDEX_BUILD_MEMORY = 2 ** 30;
 
 /** Drops the HNSW index if the vector table is empty: a walk is about to fill it. */
 export async function deferIndexIfEmpty(db: Queryable, p: VectorTableOf): Promise<boolean> {
-  // A column's index is the user's table's: left as it is.
-  if (isColumn(p)) return false;
+  if (isColumn(p)) return deferColumnIndex(db, p);
   const table = qualified(p.vectorSchema, p.vectorTable);
   const { rows } = await db.query<{ empty: boolean }>(
     `select not exists (select 1 from ${table}) as empty`,
   );
   if (!rows[0]?.empty) return false;
   await db.query(`drop index if exists ${qualified(p.vectorSchema, hnswName(p.vectorTable))}`);
+  return true;
+}
+
+/**
+ * A column pipeline's own index (destination.index) goes while no row of the column has a vector
+ * yet: nothing searches it, and the walk that fills it builds it once at its end. Dropped
+ * concurrently, as it was built: the user's writes never wait for it. An index on a column that
+ * already holds vectors stays, so searches keep it while a walk runs.
+ */
+async function deferColumnIndex(db: Queryable, p: VectorTableOf): Promise<boolean> {
+  if (!wantsColumnIndex(p)) return false;
+  const { rows } = await db.query<{ empty: boolean }>(
+    `select not exists (select 1 from ${qualified(p.sourceSchema, p.sourceTable)}
+                         where ${quoteIdent(destinationColumn(p.config) ?? '')} is not null) as empty`,
+  );
+  if (!rows[0]?.empty) return false;
+  await db.query(
+    `drop index concurrently if exists ${qualified(p.sourceSchema, columnIndexName(p))}`,
+  );
   return true;
 }
 

@@ -205,7 +205,7 @@ function spendRows(p: PipelineStatus): [string, string][] {
 
 function describe(p: PipelineStatus, reachable: boolean): string {
   const stuck = stuckSection(p);
-  const lines = [`${p.pipeline}  (${p.sourceTable} → ${p.vectorTable})${stuck.headline}`];
+  const lines = [`${p.pipeline}  (${p.sourceTable} → ${p.destination})${stuck.headline}`];
   const row = (label: string, text: string) => lines.push(`  ${label.padEnd(13)} ${text}`);
   row('state', `${p.state}, ${syncing(p)}`);
   if (p.stateReason) row('why', p.stateReason);

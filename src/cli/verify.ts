@@ -2,7 +2,7 @@
 // content hash, chunks, generation and metadata), and with --requeue queues the differences for the
 // sync to repair.
 import { Command } from 'commander';
-import { resolvePipeline } from '../db/catalog.js';
+import { resolvePipeline, type Pipeline } from '../db/catalog.js';
 import { readPipelineFacts } from '../status/index.js';
 import { requeueReport } from '../verify/requeue.js';
 import { stuckWarnings, type StuckWarning } from '../verify/stuck.js';
@@ -78,14 +78,19 @@ runMain(async (env) => {
         stale: kinds('stale'),
         orphaned: kinds('orphaned'),
         deadLettered,
+        ...(report.truncated === undefined ? {} : { truncated: report.truncated }),
         ...(requeued === undefined ? {} : { requeued }),
         inFlight,
       };
       console.log(JSON.stringify({ ...json, stuck }, null, 2));
     } else {
       console.log(
-        `${p.name} (${p.sourceSchema}.${p.sourceTable} → ${p.vectorSchema}.${p.vectorTable}): ${plural(report.rows, 'row')} checked`,
+        `${p.name} (${p.sourceSchema}.${p.sourceTable} → ${destinationOf(p)}): ${plural(report.rows, 'row')} checked`,
       );
+      if (report.truncated)
+        console.log(
+          `  ${plural(report.truncated, 'row')} embedded from a text cut to the model's limit (destination.truncate)`,
+        );
       for (const kind of Object.keys(KINDS) as Kind[]) console.log(kindLine(report, kind));
       if (report.deadLettered.length > 0) console.log(deadLetterLine(report));
       console.log(verdict(p.name, differing, requeued, inFlight));
@@ -154,4 +159,12 @@ function verdict(
       `  Queued ${plural(requeued, 'change')} for the sync; run verify again once they are processed.`,
     );
   return lines.join('\n');
+}
+
+/** Where the vectors are: a column pipeline's column (its record is beside it), or the table. */
+function destinationOf(p: Pipeline): string {
+  const column = p.config.destination?.column;
+  return column === undefined
+    ? `${p.vectorSchema}.${p.vectorTable}`
+    : `${p.sourceSchema}.${p.sourceTable}.${column}`;
 }

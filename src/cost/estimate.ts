@@ -5,6 +5,7 @@
 // nothing is written but a temporary table of the texts seen, so that identical texts count once
 // however large the table: memory holds one page.
 import { decideFetch } from '../batch/decide.js';
+import { columnText } from '../chunking/column.js';
 import { chunkDocument } from '../chunking/document.js';
 import { estimateTokens } from '../chunking/tokens.js';
 import { vectorSettings, type PipelineConfig } from '../config/pipeline.js';
@@ -237,7 +238,10 @@ async function rowsToEmbed(db: PoolClient, target: WalkTarget, keys: string[]) {
     p.generation,
     changed.map((r) => r.pk),
   );
-  return changed.filter((r) => !refused.has(`${r.pk}\u0000${r.contentHash ?? ''}`));
+  const sent = changed.filter((r) => !refused.has(`${r.pk}\u0000${r.contentHash ?? ''}`));
+  // A column pipeline's text too long for the model is refused before it is sent (decision 18).
+  if (!p.config.destination || p.config.destination.truncate) return sent;
+  return sent.filter((r) => !('tooLong' in columnText(p.config, r.document ?? '')));
 }
 
 /**

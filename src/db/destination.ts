@@ -7,7 +7,7 @@ import { destinationColumn } from '../config/pipeline.js';
 import type { Pipeline } from './catalog.js';
 import { qualified, quoteIdent } from './ident.js';
 import type { Pool, PoolClient, Queryable } from './pool.js';
-import { keyMatches, keyText, readSourceRows, type SourceRow } from './source.js';
+import { keyMatches, readSourceRows, type SourceRow } from './source.js';
 import { encodeVectorArray, vectorTypeOid } from './vector-binary.js';
 
 /** Where a column pipeline's generation writes: the record table and the source column. */
@@ -68,9 +68,9 @@ export async function lockSourceRows(
 ): Promise<Set<string>> {
   if (keys.length === 0) return new Set();
   const { rows } = await db.query<{ pk: string }>(
-    `select ${keyText(p, 's')} as pk from ${source(p)} s
-      where exists (select 1 from unnest($1::text[]) as k(pk) where ${keyMatches(p, 's', 'k.pk')})
-      for no key update of s skip locked`,
+    `select k.pk from unnest($1::text[]) as k(pk)
+       join ${source(p)} s on ${keyMatches(p, 's', 'k.pk')}
+       for no key update of s skip locked`,
     [keys],
   );
   return new Set(rows.map((r) => r.pk));

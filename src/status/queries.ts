@@ -13,6 +13,8 @@ export interface PipelineFacts {
   pipeline: string;
   sourceTable: string;
   vectorTable: string;
+  /** Where the vectors are: the vector table, or a column pipeline's `schema.table.column`. */
+  destination: string;
   state: string;
   syncPaused: boolean;
   generation: number;
@@ -53,7 +55,7 @@ export interface PipelineFacts {
 
 export async function readPipelineFacts(pool: Pool, pipeline?: string): Promise<PipelineFacts[]> {
   const { rows } = await pool.query<PipelineFacts>(
-    `select pipeline, source_table as "sourceTable", vector_table as "vectorTable", state,
+    `select pipeline, source_table as "sourceTable", vector_table as "vectorTable", destination, state,
             sync_paused as "syncPaused", generation, pending_generation as "pendingGeneration",
             provider, model, dimensions,
             synced_rows as "syncedRows", total_rows as "totalRows",

@@ -6,13 +6,16 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
-import { startBackfill } from '../../src/backfill/start.js';
+import { startBackfill, startBatchBackfill } from '../../src/backfill/start.js';
 import { ConfigError } from '../../src/config/pipeline.js';
 import { getPipeline, setSyncPaused } from '../../src/db/catalog.js';
 import { startMockProvider, type MockProvider } from '../../src/mock-provider/server.js';
 import { featureHashEmbedding } from '../../src/providers/offline.js';
 import { OpenAIProvider } from '../../src/providers/openai.js';
+import { checkSourceSchemas } from '../../src/capture/schema-check.js';
+import { estimateWalk } from '../../src/cost/estimate.js';
 import { search } from '../../src/search/search.js';
+import { readPipelineFacts } from '../../src/status/index.js';
 import { countSyncedRows } from '../../src/status/queries.js';
 import { verifyPipeline } from '../../src/verify/verify.js';
 import { pauseSignal, progressQuery, resumeSignal } from '../../workflows/definitions.js';
@@ -355,7 +358,10 @@ describe('a column of the source table as the destination', () => {
   });
 
   it('a backfill fills the column of existing rows, paused and resumed, and verify agrees', async () => {
-    const t = await freshTable('col_backfill', { rows: 1200, pipeline: { batchSize: 100 } });
+    const t = await freshTable('col_backfill', {
+      rows: 1200,
+      pipeline: { batchSize: 100, destination: { column: 'embedding', index: true } },
+    });
     assert.equal(await count(`select count(*)::int as n from ${t} where embedding is not null`), 0);
     const before = await verifyPipeline(h.db.pool, t);
     assert.equal(before.missing.length, 1200, 'verify counts an empty column as missing');
@@ -386,6 +392,12 @@ describe('a column of the source table as the destination', () => {
       1200,
     );
     assertVector(await columnOf(t, 7), documentOf('Item 7', 'Description of item number 7'));
+    // The index, left out while the walk filled an empty column, is built at its end.
+    const index = await h.db.pool.query<{ valid: boolean }>(
+      `select indisvalid as valid from pg_index where indexrelid = to_regclass($1)`,
+      [`${t}_embedding_hnsw`],
+    );
+    assert.deepEqual(index.rows, [{ valid: true }]);
     const report = await verifyPipeline(h.db.pool, t);
     assert.deepEqual([report.missing, report.stale, report.orphaned], [[], [], []]);
     // A column a user empties by hand counts as not embedded again.
@@ -461,5 +473,78 @@ describe('a column of the source table as the destination', () => {
       1,
     );
     assert.equal((await verifyPipeline(h.db.pool, cut)).truncated, 1);
+  });
+
+  it('status names the column, a dry run counts one text per row, and a dropped column holds the pipeline', async () => {
+    const t = await freshTable('col_status', { rows: 30 });
+    const [facts] = await readPipelineFacts(h.db.pool, t);
+    assert.equal(facts?.destination, `public.${t}.embedding`);
+    assert.equal(facts?.vectorTable, `public.${t}_embeddings`, 'the record table');
+    const p = await getPipeline(h.db.pool, t);
+    const estimate = await estimateWalk(h.db.pool, p, {
+      kind: 'backfill',
+      batchSize: 10,
+      provider: { name: 'offline', maxInputsPerRequest: 256, rateLimit: undefined },
+      providerConfigs: [p.config],
+    });
+    assert.equal(estimate.rowsToEmbed, 30);
+    assert.equal(estimate.chunks, 30, 'one text per row');
+
+    await h.db.pool.query(`alter table ${t} drop column embedding`);
+    // The user's writes go on; the pipeline waits, saying why.
+    await h.db.pool.query(`update ${t} set description = 'changed' where id = 1`);
+    await checkSourceSchemas(h.db.pool, { pipeline: t });
+    const { rows } = await h.db.pool.query<{ state: string; state_reason: string }>(
+      'select state, state_reason from embedsync.pipelines where name = $1',
+      [t],
+    );
+    assert.equal(rows[0]?.state, 'schema_changed');
+    assert.match(
+      rows[0]?.state_reason ?? '',
+      /column "embedding" of public\.\S+, the pipeline's destination, is gone: run npx embedsync apply/,
+    );
+    // Apply adds it again and lifts the hold; the waiting change is written.
+    await applyPipeline(
+      h,
+      productsPipeline({
+        name: t,
+        source: { table: t },
+        metadata: [],
+        destination: { column: 'embedding' },
+      }),
+    );
+    await waitFor(
+      'row 1 written',
+      async () => holds(await columnOf(t, 1), documentOf('Item 1', 'changed')),
+      60_000,
+    );
+  });
+
+  it('a batch-mode backfill writes the column through the same write, a too-long row set aside', async () => {
+    mock.options.batch = { completionMs: 0, clock: () => 0 };
+    const openai = {
+      provider: 'openai' as const,
+      model: 'text-embedding-3-small',
+      dimensions: DIMENSIONS,
+      baseURL: mock.openaiBaseURL,
+    };
+    const t = await freshTable('col_batch', { rows: 40, pipeline: { embedding: openai } });
+    await h.db.pool.query(`update ${t} set description = $1 where id = 40`, ['word '.repeat(9000)]);
+    const handle = await startBatchBackfill(h.client, await getPipeline(h.db.pool, t), {
+      taskQueue: h.taskQueue,
+      instanceId: h.instanceId,
+      rows: 0,
+      pollSeconds: 1,
+      enqueuedTokens: 10_000_000,
+    });
+    await handle.result();
+    assert.equal(
+      await count(`select count(*)::int as n from ${t} where embedding is not null`),
+      39,
+    );
+    const report = await verifyPipeline(h.db.pool, t);
+    assert.deepEqual(report.missing, ['40']);
+    assert.deepEqual(report.deadLettered, ['40']);
+    assert.deepEqual(report.stale, []);
   });
 });
