@@ -85,7 +85,7 @@ export class LiveColumnPinnedError extends Error {
   ) {
     super(
       `the swap cannot drop the old column "${column}" of ${table}: ${detail}; ` +
-        'drop what depends on it (recreate it after the swap), then run npx embedsync reembed again',
+        'drop what depends on it (and recreate it after the swap); the swap tries again by itself',
     );
     this.name = 'LiveColumnPinnedError';
   }
