@@ -199,6 +199,18 @@ describe('a column of the source table as the destination', () => {
         destination: { column: 'embedding' },
       }),
     );
+    // And written as halfvec.
+    await h.db.pool.query(
+      `insert into ${t} (id, name, description) values (1, 'Half', 'precision')`,
+    );
+    await converged(t);
+    const { rows: half } = await h.db.pool.query<{ v: string }>(
+      `select embedding::vector::text as v from ${t} where id = 1`,
+    );
+    const v = JSON.parse(half[0]?.v ?? '[]') as number[];
+    const want = expected(documentOf('Half', 'precision'));
+    assert.equal(v.length, DIMENSIONS);
+    v.forEach((x, i) => assert.ok(Math.abs(x - (want[i] ?? NaN)) < 1e-3, `dimension ${i}`));
   });
 
   it('destination.index builds an HNSW cosine index on the column', async () => {

@@ -3,6 +3,7 @@
 // capture's fallback comparing every column but the destination.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { BUSY_ATTEMPTS, RowsBusyError, writeAroundBusyRows } from '../../activities/busy-rows.js';
 import { judgeSchema, type LiveColumn } from '../../src/capture/schema-drift.js';
 import { installCaptureSql } from '../../src/capture/triggers.js';
 import { createVectorTableSql, createViewSql } from '../../src/capture/vector-table.js';
@@ -161,5 +162,47 @@ describe("judging a column pipeline's destination", () => {
     assert.match(retyped.hold?.reason ?? '', /is now vector\(3\), not vector\(8\)/);
     const renamed = judgeSchema(source, table([...intact.slice(0, 3), col('vec', 4, 'vector(8)')]));
     assert.match(renamed.hold?.reason ?? '', /was renamed to "vec": rename it back/);
+  });
+});
+
+describe('a write around busy rows', () => {
+  it('tries again after a growing pause until no row is busy', async () => {
+    const pauses: number[] = [];
+    const busy = [3, 2, 1, 0];
+    let tries = 0;
+    await writeAroundBusyRows(
+      'p',
+      () => Promise.resolve(busy[tries++] ?? 0),
+      (ms) => {
+        pauses.push(ms);
+        return Promise.resolve();
+      },
+    );
+    assert.equal(tries, 4);
+    assert.deepEqual(pauses, [50, 100, 200]);
+  });
+
+  it('gives up after its tries with a retryable error naming the pipeline and the rows', async () => {
+    const pauses: number[] = [];
+    let tries = 0;
+    await assert.rejects(
+      writeAroundBusyRows(
+        'docs',
+        () => {
+          tries += 1;
+          return Promise.resolve(2);
+        },
+        (ms) => {
+          pauses.push(ms);
+          return Promise.resolve();
+        },
+      ),
+      (err: unknown) =>
+        err instanceof RowsBusyError &&
+        err.rows === 2 &&
+        /2 row\(s\) of pipeline docs stayed locked/.test(err.message),
+    );
+    assert.equal(tries, BUSY_ATTEMPTS);
+    assert.deepEqual(pauses, [50, 100, 200, 400, 800]);
   });
 });
