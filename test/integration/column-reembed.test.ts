@@ -8,6 +8,7 @@ import type { PipelineInput } from '../../src/config/pipeline.js';
 import { getPipeline, shadowColumnName } from '../../src/db/catalog.js';
 import { readSourceRows } from '../../src/db/source.js';
 import { startReembed } from '../../src/reembed/start.js';
+import { verifyPipeline } from '../../src/verify/verify.js';
 import { progressQuery } from '../../workflows/definitions.js';
 import { applyPipeline, startHarness, uniqueName, type Harness } from '../helpers/harness.js';
 import { startQueryLoop, type QueryLoop } from '../helpers/query-loop.js';
@@ -202,6 +203,8 @@ describe('re-embedding a column pipeline', () => {
       `select 1 from ${name}_embeddings r where not exists (select 1 from ${table} s where s.id::text = r.pk)`,
     );
     assert.equal(orphans.rowCount, 0, 'deleted rows are gone from the record');
+    const report = await verifyPipeline(h.db.pool, name);
+    assert.deepEqual([report.missing, report.stale, report.orphaned], [[], [], []]);
   });
 
   it('a cancelled re-embed drops its shadow column and leaves the live column untouched; filling it captures nothing', async () => {
