@@ -2,6 +2,7 @@
 // rate-limited (retried after the provider's hint, with jitter), or non-retryable.
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import { isSchemaError, SchemaChangedError } from '../src/capture/schema-check.js';
+import { ShadowColumnMissingError, ShadowColumnTakenError } from '../src/capture/shadow-column.js';
 import { ConfigError } from '../src/config/pipeline.js';
 import { PipelineNotFoundError } from '../src/db/catalog.js';
 import { StateTransitionError } from '../src/db/pipeline-state.js';
@@ -31,7 +32,8 @@ export class DimensionMismatchError extends Error {
 
 // Retrying sends the same request to the same answer: no quota, bad credentials, an unknown model,
 // wrong dimensions, a request the provider refuses whatever its inputs, a source table that lost a
-// column, a pipeline in a state the step does not apply to.
+// column, a pipeline in a state the step does not apply to, a re-embed's column name taken by the
+// user or its shadow column gone (a view pinning the live column is retried: dropping it is the fix).
 const NON_RETRYABLE = [
   PipelineNotFoundError,
   StateTransitionError,
@@ -39,6 +41,8 @@ const NON_RETRYABLE = [
   DimensionMismatchError,
   ConfigError,
   SchemaChangedError,
+  ShadowColumnTakenError,
+  ShadowColumnMissingError,
   QuotaExhaustedError,
   ProviderAuthError,
   ModelUnavailableError,

@@ -1,6 +1,9 @@
 // The re-embed's own steps (docs/architecture.md, decision 8): the pending generation is built in
 // <vector table>_swap while the live table keeps serving; then the swap, one short transaction,
-// renames live → old and swap → live, switches the pipeline's generation, and drops old.
+// renames live → old and swap → live, switches the pipeline's generation, and drops old. A column
+// pipeline's generation is built in a shadow column of the source table beside its record in
+// <record table>_swap, and the swap renames both (decision 20). Every step that takes a lock on the
+// user's table waits for it at most lock_timeout at a time (withShortLocks).
 import { ApplicationFailure } from '@temporalio/activity';
 import {
   atGeneration,
@@ -10,6 +13,16 @@ import {
   type Pipeline,
 } from '../src/db/catalog.js';
 import { inspectTable } from '../src/capture/inspect.js';
+import {
+  addShadowColumn,
+  columnTarget,
+  dropShadowColumn,
+  lockSourceTable,
+  swapShadowColumn,
+} from '../src/capture/shadow-column.js';
+import { buildIndex } from '../src/capture/vector-index.js';
+import { destinationColumn } from '../src/config/pipeline.js';
+import { withShortLocks } from '../src/db/lock-retry.js';
 import { reconcileSource, SchemaChangedError } from '../src/capture/schema-check.js';
 import { installCaptureSql } from '../src/capture/triggers.js';
 import {
@@ -24,7 +37,7 @@ import { qualified, quoteIdent } from '../src/db/ident.js';
 import { requeueFailedBatchesNow } from '../src/db/dead-letters.js';
 import { CATALOG_LOCK, changeState } from '../src/db/pipeline-state.js';
 import { settleAfterSwap } from '../src/db/stale-keys.js';
-import { withTransaction, type PoolClient } from '../src/db/pool.js';
+import type { PoolClient } from '../src/db/pool.js';
 import { endWalk, type FinishInput } from './backfill.js';
 import type { ActivityDeps } from './deps.js';
 import { classified } from './errors.js';
@@ -42,12 +55,16 @@ const nothingToReembed = (pipeline: string, detail: string): ApplicationFailure 
   ApplicationFailure.nonRetryable(`pipeline "${pipeline}": ${detail}`, 'NothingToReembed');
 
 export function createReembedActivities(deps: ActivityDeps) {
-  const { pool, log } = deps;
+  const { pool, log, indexBuildMemory } = deps;
   const steps = {
-    /** Creates the swap table for the pending generation; the pipeline is reembedding. */
+    /**
+     * Creates the swap table for the pending generation (and a column pipeline's shadow column);
+     * the pipeline is reembedding.
+     */
     async prepareReembed({ pipeline, generation }: ReembedRef): Promise<void> {
-      return classified(() =>
-        withTransaction(pool, async (client) => {
+      const what = `prepare the re-embed of ${pipeline}`;
+      return classified(async () => {
+        await withShortLocks(pool, what, async (client) => {
           // Before the row lock, in the order apply and the schema check take them.
           await client.query('select pg_advisory_xact_lock($1)', [CATALOG_LOCK]);
           const p = await getPipeline(client, pipeline, 'for update');
@@ -68,14 +85,19 @@ export function createReembedActivities(deps: ActivityDeps) {
           // Filled by the walk: its HNSW index is built once the walk is through
           // (buildVectorIndex), not maintained row by row.
           for (const sql of createVectorTableSql(swap, { index: false })) await client.query(sql);
+          const column = columnTarget(p, p.pendingConfig);
+          if (column) {
+            const fresh = p.state !== 'reembedding';
+            await addShadowColumn(client, column, { pipeline, generation }, { fresh });
+          }
           // From a hold too: a re-embed is the fix for columns only the live generation reads.
           await changeState(client, pipeline, { name: 'reembedStarted' }, { required: true });
           const reembedding = await inSchema(client, pipeline, log);
           // Changes to the pending config's columns must be captured from now on.
           for (const sql of installCaptureSql(reembedding)) await client.query(sql);
           log.info({ pipeline, generation }, 're-embed started');
-        }),
-      );
+        });
+      });
     },
 
     /**
@@ -83,19 +105,34 @@ export function createReembedActivities(deps: ActivityDeps) {
      * fail, never mix.
      */
     async swapInGeneration({ pipeline, generation }: ReembedRef): Promise<void> {
-      return classified(() =>
-        withTransaction(pool, async (client) => {
+      const what = `swap generation ${generation} of ${pipeline} in`;
+      return classified(async () => {
+        // A column's index is built concurrently, outside the swap: a build inside it would hold
+        // the user's writes for its whole length.
+        const building = atGeneration(await getPipeline(pool, pipeline), generation);
+        if (building && destinationColumn(building.config) !== undefined)
+          await buildIndex(pool, building, indexBuildMemory);
+        const swapped = await withShortLocks(pool, what, async (client) => {
           await client.query('select pg_advisory_xact_lock($1)', [CATALOG_LOCK]);
           // FOR UPDATE waits for in-flight writes (they hold the row FOR SHARE) and holds back new
           // ones.
           const locked = await getPipeline(client, pipeline, 'for update');
-          if (locked.generation === generation) return;
+          if (locked.generation === generation) return false;
+          const column = locked.pendingConfig && columnTarget(locked, locked.pendingConfig);
+          // Before the schema check, whose capture install would take a weaker lock on it first.
+          if (column) await lockSourceTable(client, pipeline);
           const p = await inSchema(client, pipeline, log);
           const next = atGeneration(p, generation);
           if (!next || !p.pendingConfig)
             throw nothingToReembed(pipeline, `generation ${generation} is not being built`);
-          // Never swap in a table without its index: a walk that skipped building it builds it here.
-          await client.query(createHnswIndexSql(next));
+          const target = columnTarget(p, p.pendingConfig);
+          if (target) {
+            await swapShadowColumn(client, target, { pipeline, generation });
+          } else {
+            // Never swap in a table without its index: a walk that skipped building it builds it
+            // here.
+            await client.query(createHnswIndexSql(next));
+          }
           await renameTables(client, p);
           const info = await inspectTable(client, p.sourceSchema, p.sourceTable);
           const live: Pipeline = { ...p, config: p.pendingConfig, generation };
@@ -118,19 +155,28 @@ export function createReembedActivities(deps: ActivityDeps) {
           // Live batches that failed on columns the new generation no longer reads are sent round
           // again now.
           await requeueFailedBatchesNow(client, pipeline);
-          log.info({ pipeline, generation }, 're-embed swapped in');
-        }),
-      );
+          return true;
+        });
+        if (swapped.result) {
+          const { attempts, ms } = swapped;
+          log.info({ pipeline, generation, attempts, ms }, 're-embed swapped in');
+        }
+      });
     },
 
-    /** Gives up a re-embed (cancelled): drops the swap table; the config change stays pending. */
+    /**
+     * Gives up a re-embed (cancelled): drops the swap table (and a column pipeline's shadow column);
+     * the config change stays pending.
+     */
     async abandonReembed({ pipeline, generation }: ReembedRef): Promise<void> {
-      await withTransaction(pool, async (client) => {
+      await withShortLocks(pool, `abandon the re-embed of ${pipeline}`, async (client) => {
         const p = await getPipeline(client, pipeline, 'for update');
         if (p.pendingGeneration !== generation) return;
         await client.query(
           `drop table if exists ${qualified(p.vectorSchema, swapTableName(p.vectorTable))}`,
         );
+        const column = p.pendingConfig && columnTarget(p, p.pendingConfig);
+        if (column) await dropShadowColumn(client, column, { pipeline, generation });
         await changeState(client, pipeline, { name: 'reembedAbandoned' });
       });
     },
@@ -181,7 +227,8 @@ async function renameTables(client: PoolClient, p: Pipeline): Promise<void> {
   await client.query(
     `alter index ${schema}.${quoteIdent(pkeyName(swap))} rename to ${quoteIdent(pkeyName(live))}`,
   );
+  // A column pipeline's record table has no HNSW index: its index is on the column.
   await client.query(
-    `alter index ${schema}.${quoteIdent(hnswName(swap))} rename to ${quoteIdent(hnswName(live))}`,
+    `alter index if exists ${schema}.${quoteIdent(hnswName(swap))} rename to ${quoteIdent(hnswName(live))}`,
   );
 }

@@ -110,7 +110,8 @@ async function applyOne(client: PoolClient, config: PipelineConfig): Promise<App
   if (existing) checkChange(existing, candidate);
   await checkVectorTable(client, candidate, existing);
   const { next, event } = base ? planChange(base, candidate) : { next: candidate };
-  // The live config's column; a pending config's new dimensions wait for its re-embed.
+  // Checked against the live config: a changed type or dimension waits for its re-embed, which
+  // builds the new column beside the live one (decision 20).
   await prepareDestinationColumn(client, next, info);
 
   // A new pipeline starts in the state column's default; an existing one moves by its event below.

@@ -3,7 +3,7 @@
 // created when the pipeline asks for one.
 import { ConfigError, destinationColumn } from '../config/pipeline.js';
 import type { Pipeline } from '../db/catalog.js';
-import { qualified, quoteIdent } from '../db/ident.js';
+import { fitIdent, qualified, quoteIdent } from '../db/ident.js';
 import type { PoolClient } from '../db/pool.js';
 import type { TableInfo } from './inspect.js';
 import { vectorColumnSql } from './vector-table.js';
@@ -65,9 +65,16 @@ export async function prepareDestinationColumn(
   }
 }
 
-/** The column's HNSW index: `<table>_<column>_hnsw`, in the source table's schema. */
+/**
+ * The HNSW index of a table's column: `<table>_<column>_hnsw`, a long name cut so that a re-embed's
+ * shadow column (`<column>_next`) never gets the live column's index name (fitIdent).
+ */
+export const indexNameOf = (table: string, column: string): string =>
+  fitIdent(`${table}_${column}`, '_hnsw');
+
+/** The column's HNSW index, in the source table's schema. */
 export const columnIndexName = (p: ColumnOf): string =>
-  `${p.sourceTable}_${destinationColumn(p.config) ?? ''}_hnsw`.slice(0, 63);
+  indexNameOf(p.sourceTable, destinationColumn(p.config) ?? '');
 
 /** The index's name as to_regclass takes it. */
 export const columnIndexRegclass = (p: ColumnOf): string =>

@@ -8,7 +8,7 @@
 // column (found by a probe that event triggers switch on only when needed), and a retyped one still
 // compares as text: they cannot make a user's write fail.
 import { destinationColumn, embedColumns } from '../config/pipeline.js';
-import type { Pipeline } from '../db/catalog.js';
+import { shadowColumnName, type Pipeline } from '../db/catalog.js';
 import { qualified, quoteIdent, quoteLiteral } from '../db/ident.js';
 import { OUTBOX_INSERT, outboxKeysInsert } from '../db/outbox.js';
 import { keyText, keyTextSettings } from '../db/source.js';
@@ -225,6 +225,14 @@ export function clearColumnFunctionSql(p: Pipeline): string | undefined {
   const changed = `(${embedded.map((c) => `new.${quoteIdent(c)}::text`).join(', ')}) is distinct from (${embedded
     .map((c) => `old.${quoteIdent(c)}::text`)
     .join(', ')})`;
+  // While a re-embed is pending or running, the shadow column it fills (decision 20) goes live at
+  // the swap, so its vector of the old text is cleared too. The function is installed with a pending
+  // config before the shadow column exists and is left in place when an abandon drops it;
+  // jsonb_populate_record sets a field only where the row has one, so its absence is harmless.
+  const shadow = p.pendingConfig
+    ? `
+      new := pg_catalog.jsonb_populate_record(new, ${quoteLiteral(JSON.stringify({ [shadowColumnName(column)]: null }))}::jsonb);`
+    : '';
   return `
 create or replace function ${clearFunctionName(p.name)}() returns trigger
 language plpgsql security invoker set search_path = pg_catalog, pg_temp as $clear$
@@ -236,7 +244,7 @@ begin
   end if;
   if fast then
     if ${changed} then
-      new.${quoteIdent(column)} := null;
+      new.${quoteIdent(column)} := null;${shadow}
     end if;
   end if;
   return new;

@@ -6,7 +6,8 @@
 //   batch         the source keys one sync workflow handles
 //   generation    bumps whenever the embedding config changes; every vector row records it
 //   content hash  hash of the exact text sent to the model plus the config's fingerprint
-import type { PipelineConfig } from '../config/pipeline.js';
+import { destinationColumn, type PipelineConfig } from '../config/pipeline.js';
+import { fitIdent } from './ident.js';
 import { wakePollers } from './outbox.js';
 import type { PipelineState } from './pipeline-state.js';
 import type { Pool, PoolClient, Queryable } from './pool.js';
@@ -81,14 +82,33 @@ const fromRow = (r: PipelineRow): Pipeline => ({
 export const swapTableName = (vectorTable: string): string => `${vectorTable}_swap`;
 
 /**
+ * The column a re-embed of a column pipeline builds the next generation in, beside the live one,
+ * before it swaps it in by rename (docs/architecture.md, decision 20).
+ */
+export const shadowColumnName = (column: string): string => fitIdent(column, '_next');
+
+/** The pending config as its generation writes it: a column pipeline into the shadow column. */
+function buildingConfig(config: PipelineConfig): PipelineConfig {
+  const column = destinationColumn(config);
+  if (column === undefined || !config.destination) return config;
+  return { ...config, destination: { ...config.destination, column: shadowColumnName(column) } };
+}
+
+/**
  * The pipeline as one generation sees it: the live generation writes the vector table with the live
- * config; the pending one (during a re-embed) writes the swap table with the new config. Any other
- * generation is gone: its work is dropped, because a newer generation already covers it.
+ * config; the pending one (during a re-embed) writes the swap table with the new config, and a
+ * column pipeline's pending one writes the shadow column (its config names it as the destination).
+ * Any other generation is gone: its work is dropped, because a newer generation already covers it.
  */
 export function atGeneration(p: Pipeline, generation: number | undefined): Pipeline | undefined {
   if (generation === undefined || generation === p.generation) return p;
   if (generation === p.pendingGeneration && p.pendingConfig && p.state === 'reembedding') {
-    return { ...p, config: p.pendingConfig, generation, vectorTable: swapTableName(p.vectorTable) };
+    return {
+      ...p,
+      config: buildingConfig(p.pendingConfig),
+      generation,
+      vectorTable: swapTableName(p.vectorTable),
+    };
   }
   return undefined;
 }

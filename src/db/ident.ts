@@ -1,4 +1,5 @@
 // Every identifier that reaches SQL passes through here.
+import { createHash } from 'node:crypto';
 
 /** Quotes one SQL identifier (table, column, schema) the way Postgres' quote_ident does, always. */
 export function quoteIdent(name: string): string {
@@ -57,4 +58,21 @@ export function parseTableName(name: string): { schema: string; table: string } 
   if (parts.length === 1 && parts[0]) return { schema: 'public', table: parts[0] };
   if (parts.length === 2 && parts[0] && parts[1]) return { schema: parts[0], table: parts[1] };
   throw new Error(`table name ${name} must be "table" or "schema.table"`);
+}
+
+/** Postgres cuts identifiers at 63 bytes (NAMEDATALEN - 1); two long names could cut to one. */
+const MAX_IDENT_BYTES = 63;
+
+/**
+ * `base` + `suffix`, within 63 bytes: a base too long is cut (at a character) and told apart by a
+ * digest of the whole, so Postgres never truncates the name into another one.
+ */
+export function fitIdent(base: string, suffix: string): string {
+  const whole = `${base}${suffix}`;
+  if (Buffer.byteLength(whole) <= MAX_IDENT_BYTES) return whole;
+  const digest = `_${createHash('sha256').update(base).digest('hex').slice(0, 8)}`;
+  let cut = [...base];
+  while (Buffer.byteLength(`${cut.join('')}${digest}${suffix}`) > MAX_IDENT_BYTES)
+    cut = cut.slice(0, -1);
+  return `${cut.join('')}${digest}${suffix}`;
 }

@@ -33,9 +33,6 @@ export async function startReembed(
   if (!p.pendingConfig || p.pendingGeneration === null) {
     throw new NothingToReembedError(p.name);
   }
-  // A column pipeline's re-embed needs a column of its own for the new generation; until then a
-  // walk at the pending generation would write the live column (decision 18).
-  if (p.config.destination) throw new ColumnReembedError(p.name);
   const e = p.pendingConfig.embedding;
   if (options.batch && e.provider !== 'openai') throw new BatchNotOfferedError(p.name, e.provider);
   const configured = p.pendingConfig.backfill;
@@ -78,15 +75,5 @@ export class NothingToReembedError extends Error {
       `pipeline "${pipeline}" has no pending config change to re-embed: change its embedding config and apply the file first`,
     );
     this.name = 'NothingToReembedError';
-  }
-}
-
-export class ColumnReembedError extends Error {
-  constructor(readonly pipeline: string) {
-    super(
-      `pipeline ${pipeline} writes its vectors into a column of its source table, which cannot be re-embedded in place yet: ` +
-        `to move it to the new model, remove the pipeline, drop or rename the column, apply the new config and backfill`,
-    );
-    this.name = 'ColumnReembedError';
   }
 }

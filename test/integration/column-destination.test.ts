@@ -14,7 +14,6 @@ import { featureHashEmbedding } from '../../src/providers/offline.js';
 import { OpenAIProvider } from '../../src/providers/openai.js';
 import { checkSourceSchemas } from '../../src/capture/schema-check.js';
 import { estimateWalk } from '../../src/cost/estimate.js';
-import { ColumnReembedError, startReembed } from '../../src/reembed/start.js';
 import { search } from '../../src/search/search.js';
 import { readPipelineFacts } from '../../src/status/index.js';
 import { countSyncedRows } from '../../src/status/queries.js';
@@ -559,26 +558,5 @@ describe('a column of the source table as the destination', () => {
     assert.deepEqual(report.missing, ['40']);
     assert.deepEqual(report.deadLettered, ['40']);
     assert.deepEqual(report.stale, []);
-  });
-
-  it('a re-embed of a column pipeline is refused, saying what to do instead', async () => {
-    const t = await freshTable('col_reembed');
-    await applyPipeline(
-      h,
-      productsPipeline({
-        name: t,
-        source: { table: t },
-        metadata: [],
-        destination: { column: 'embedding' },
-        embedding: { provider: 'offline', model: 'feature-hash-v1', dimensions: 32 },
-      }),
-    );
-    const p = await getPipeline(h.db.pool, t);
-    assert.equal(p.state, 'reembed_pending');
-    await assert.rejects(
-      startReembed(h.client, p, { taskQueue: h.taskQueue, instanceId: h.instanceId, rows: 0 }),
-      (err: unknown) =>
-        err instanceof ColumnReembedError && /remove the pipeline/.test(err.message),
-    );
   });
 });
