@@ -516,6 +516,42 @@ describe('clearing stale vectors, column mode', () => {
     assert.equal(await hasVector(id), true);
   });
 
+  it('while a re-embed is pending, a content change clears the shadow column too, which may not exist yet', async () => {
+    const pending = docs('clear');
+    await applyPipeline(h, {
+      ...pending,
+      embedding: { provider: 'offline', model: 'feature-hash-v1', dimensions: 32 },
+    });
+    try {
+      assert.equal((await getPipeline(h.db.pool, 'docs')).state, 'reembed_pending');
+      // Before the re-embed's prepare adds the shadow column: the update works, the live one clears.
+      const first = await docWithVector();
+      await h.db.pool.query(`update docs set body = 'Iron low' where id = $1`, [first]);
+      assert.equal(await hasVector(first), false);
+      // With the shadow column holding a vector of the old text, both are cleared.
+      await h.db.pool.query('alter table docs add column embedding_next vector(32)');
+      const second = await docWithVector();
+      const shadow = `[${Array.from({ length: 32 }, () => 0.5).join(',')}]`;
+      await h.db.pool.query('update docs set embedding_next = $2 where id = $1', [second, shadow]);
+      const { rows } = await h.db.pool.query<{ live: boolean; next: boolean }>(
+        `update docs set title = 'Care card' where id = $1
+         returning embedding is null as live, embedding_next is null as next`,
+        [second],
+      );
+      assert.deepEqual(rows[0], { live: true, next: true });
+      // A change of another column leaves the shadow's vector.
+      await h.db.pool.query('update docs set embedding_next = $2 where id = $1', [second, shadow]);
+      const other = await h.db.pool.query<{ next: boolean }>(
+        `update docs set notes = 'x' where id = $1 returning embedding_next is null as next`,
+        [second],
+      );
+      assert.equal(other.rows[0]?.next, false);
+    } finally {
+      await h.db.pool.query('alter table docs drop column if exists embedding_next');
+      await applyPipeline(h, docs('clear'));
+    }
+  });
+
   it('keep drops the trigger: the vector stays until the new one is written', async () => {
     await applyPipeline(h, docs('keep'));
     try {
