@@ -88,12 +88,27 @@ describe('secrets', () => {
         `insert into ${table} (id, title, body) values (1, 'Tent', 'Two-person tent'), (2, 'Stove', 'Camping stove')`,
       );
     }
-    await waitFor('the keyed rows', async () => (await chunksOf(h, 'keyed', '2')).length === 1);
-    await waitFor('the titan rows', async () => (await chunksOf(h, 'titan', '2')).length === 1);
-    const [failed] = await waitFor('the wrong key to fail its workflow', async () => {
-      const ids = await workflowIds(h, 'Failed');
-      return ids.length > 0 ? ids : false;
-    });
+    // The deadlines bound a hang: on a loaded machine the wrong key's workflow once took over 20 s
+    // to fail, behind the injected 429's hold and its retries.
+    const hang = 60_000;
+    await waitFor(
+      'the keyed rows',
+      async () => (await chunksOf(h, 'keyed', '2')).length === 1,
+      hang,
+    );
+    await waitFor(
+      'the titan rows',
+      async () => (await chunksOf(h, 'titan', '2')).length === 1,
+      hang,
+    );
+    const [failed] = await waitFor(
+      'the wrong key to fail its workflow',
+      async () => {
+        const ids = await workflowIds(h, 'Failed');
+        return ids.length > 0 ? ids : false;
+      },
+      hang,
+    );
     // The server did echo the wrong key; what reached Temporal says it was redacted.
     assert.ok(h.mock.requests.some((r) => r.status === 401));
     const failure = await activityFailure(h, failed ?? '');
