@@ -13,6 +13,7 @@ import { startMockProvider, type MockProvider } from '../../src/mock-provider/se
 import { featureHashEmbedding } from '../../src/providers/offline.js';
 import { OpenAIProvider } from '../../src/providers/openai.js';
 import { checkSourceSchemas } from '../../src/capture/schema-check.js';
+import { startReembed } from '../../src/reembed/start.js';
 import { estimateWalk } from '../../src/cost/estimate.js';
 import { search } from '../../src/search/search.js';
 import { readPipelineFacts } from '../../src/status/index.js';
@@ -558,5 +559,52 @@ describe('a column of the source table as the destination', () => {
     assert.deepEqual(report.missing, ['40']);
     assert.deepEqual(report.deadLettered, ['40']);
     assert.deepEqual(report.stale, []);
+  });
+  it('a re-embed in batch mode fills the shadow column through the Batch API and swaps it in', async () => {
+    mock.options.batch = { completionMs: 0, clock: () => 0 };
+    const openai = (dimensions: number) => ({
+      provider: 'openai' as const,
+      model: 'text-embedding-3-small',
+      dimensions,
+      baseURL: mock.openaiBaseURL,
+    });
+    const t = await freshTable('col_batch_reembed', {
+      rows: 30,
+      pipeline: { embedding: openai(DIMENSIONS) },
+    });
+    const batch = { pollSeconds: 1, enqueuedTokens: 10_000_000 };
+    const options = { taskQueue: h.taskQueue, instanceId: h.instanceId, rows: 0 };
+    await (
+      await startBatchBackfill(h.client, await getPipeline(h.db.pool, t), { ...options, ...batch })
+    ).result();
+    await applyPipeline(
+      h,
+      productsPipeline({
+        name: t,
+        source: { table: t },
+        metadata: [],
+        destination: { column: 'embedding' },
+        embedding: openai(32),
+      }),
+    );
+    const pending = await getPipeline(h.db.pool, t);
+    assert.equal(pending.state, 'reembed_pending');
+    const result = await (await startReembed(h.client, pending, { ...options, batch })).result();
+    assert.equal(result.processed, 30);
+    const dims = await h.db.pool.query<{ d: number; n: number }>(
+      `select vector_dims(embedding) as d, count(*)::int as n from ${t} group by 1`,
+    );
+    assert.deepEqual(dims.rows, [{ d: 32, n: 30 }]);
+    const columns = await h.db.pool.query<{ name: string; type: string }>(
+      `select attname as name, format_type(atttypid, atttypmod) as type from pg_attribute
+        where attrelid = $1::regclass and attname like 'embedding%' and not attisdropped`,
+      [t],
+    );
+    assert.deepEqual(columns.rows, [{ name: 'embedding', type: 'vector(32)' }]);
+    const live = await getPipeline(h.db.pool, t);
+    assert.equal(live.state, 'active');
+    assert.equal(live.generation, pending.pendingGeneration);
+    const report = await verifyPipeline(h.db.pool, t);
+    assert.deepEqual([report.missing, report.stale, report.orphaned], [[], [], []]);
   });
 });
