@@ -16,6 +16,8 @@ import {
   setEnv,
   startProviderHarness,
   workflowIds,
+  captureConsole,
+  secretPlaces,
   type ProviderHarness,
 } from './providers-helpers.js';
 
@@ -26,17 +28,8 @@ const WRONG_KEY = `AIzaWrong${tag}${'9'.repeat(35 - 5 - tag.length)}`;
 const POISON = 'POISON-GEMINI';
 setEnv({ EMBEDSYNC_TEST_GEMINI_KEY: GOOD_KEY, EMBEDSYNC_TEST_GEMINI_WRONG_KEY: WRONG_KEY });
 
-// Whatever the SDK prints on its own goes to the console: captured for the secrets scan.
-const consoleLines: string[] = [];
-for (const method of ['log', 'info', 'warn', 'error', 'debug'] as const) {
-  const original = console[method].bind(console);
-  console[method] = (...args: unknown[]) => {
-    consoleLines.push(
-      args.map((a) => (typeof a === 'string' ? a : (JSON.stringify(a) ?? String(a)))).join(' '),
-    );
-    original(...args);
-  };
-}
+// Whatever the SDKs print on their own goes to the console: captured for the secrets scan.
+const consoleLines = captureConsole();
 
 let h: ProviderHarness;
 let nextId = 1;
@@ -55,16 +48,6 @@ const requestsWith = (text: string) =>
 
 const ms = (t: temporal.api.workflow.v1.IPendingActivityInfo['scheduledTime']): number =>
   Number(t?.seconds ?? 0) * 1000 + Math.round((t?.nanos ?? 0) / 1e6);
-
-/** Every string in a history, payload bytes decoded. */
-function historyText(value: unknown, out: string[] = []): string[] {
-  if (typeof value === 'string') out.push(value);
-  else if (value instanceof Uint8Array) out.push(Buffer.from(value).toString('utf8'));
-  else if (Array.isArray(value)) for (const v of value) historyText(v, out);
-  else if (value && typeof value === 'object')
-    for (const v of Object.values(value)) historyText(v, out);
-  return out;
-}
 
 /** The failed sync workflows of one pipeline. */
 async function failedSyncs(pipeline: string): Promise<string[]> {
@@ -258,21 +241,7 @@ describe('Gemini through @google/genai, end to end', () => {
     assert.equal(failure?.type, 'ProviderAuthError');
     assert.match(failure.message, /API key not valid/);
 
-    const ids = await workflowIds(h);
-    const histories = await Promise.all(
-      ids.map(async (id) =>
-        historyText(await h.client.workflow.getHandle(id).fetchHistory()).join('\n'),
-      ),
-    );
-    const { rows } = await h.db.pool.query<{ config: string }>(
-      'select config::text from embedsync.pipelines',
-    );
-    const places: [string, string][] = [
-      ...histories.map((text, i): [string, string] => [`history of ${ids[i] ?? ''}`, text]),
-      ['worker and poller logs', h.logLines.join('\n')],
-      ['console', consoleLines.join('\n')],
-      ['catalog', rows.map((r) => r.config).join('\n')],
-    ];
+    const { histories, places } = await secretPlaces(h, consoleLines);
     assert.ok(h.logLines.length > 0, 'nothing was logged: the scan would prove nothing');
     assert.ok(
       histories.some((t) => t.includes('API key not valid')),

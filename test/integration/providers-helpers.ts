@@ -219,3 +219,57 @@ export async function activityFailure(
     return err.cause.cause;
   return undefined;
 }
+
+/**
+ * Captures what is printed to the console from now on (the SDKs print on their own), for the
+ * secrets scan; the lines still reach the console.
+ */
+export function captureConsole(): string[] {
+  const lines: string[] = [];
+  for (const method of ['log', 'info', 'warn', 'error', 'debug'] as const) {
+    const original = console[method].bind(console);
+    console[method] = (...args: unknown[]) => {
+      lines.push(
+        args.map((a) => (typeof a === 'string' ? a : (JSON.stringify(a) ?? String(a)))).join(' '),
+      );
+      original(...args);
+    };
+  }
+  return lines;
+}
+
+/** Every string in a history, payload bytes decoded: the failure messages, inputs and results. */
+export function historyText(value: unknown, out: string[] = []): string[] {
+  if (typeof value === 'string') out.push(value);
+  else if (value instanceof Uint8Array) out.push(Buffer.from(value).toString('utf8'));
+  else if (Array.isArray(value)) for (const v of value) historyText(v, out);
+  else if (value && typeof value === 'object')
+    for (const v of Object.values(value)) historyText(v, out);
+  return out;
+}
+
+/**
+ * Where an API key must never appear: every workflow's history on the harness's task queue, the
+ * worker and poller logs, the console lines captured, and the catalog's configs.
+ */
+export async function secretPlaces(
+  h: ProviderHarness,
+  consoleLines: readonly string[],
+): Promise<{ ids: string[]; histories: string[]; places: [string, string][] }> {
+  const ids = await workflowIds(h);
+  const histories = await Promise.all(
+    ids.map(async (id) =>
+      historyText(await h.client.workflow.getHandle(id).fetchHistory()).join('\n'),
+    ),
+  );
+  const { rows } = await h.db.pool.query<{ config: string }>(
+    'select config::text from embedsync.pipelines',
+  );
+  const places: [string, string][] = [
+    ...histories.map((text, i): [string, string] => [`history of ${ids[i] ?? ''}`, text]),
+    ['worker and poller logs', h.logLines.join('\n')],
+    ['console', consoleLines.join('\n')],
+    ['catalog', rows.map((r) => r.config).join('\n')],
+  ];
+  return { ids, histories, places };
+}

@@ -12,6 +12,8 @@ import {
   setEnv,
   startProviderHarness,
   workflowIds,
+  captureConsole,
+  secretPlaces,
   type ProviderHarness,
 } from './providers-helpers.js';
 
@@ -28,27 +30,8 @@ setEnv({
   AWS_SECRET_ACCESS_KEY: AWS_SECRET,
 });
 
-// Whatever the SDKs print on their own goes to the console: captured too.
-const consoleLines: string[] = [];
-for (const method of ['log', 'info', 'warn', 'error', 'debug'] as const) {
-  const original = console[method].bind(console);
-  console[method] = (...args: unknown[]) => {
-    consoleLines.push(
-      args.map((a) => (typeof a === 'string' ? a : (JSON.stringify(a) ?? String(a)))).join(' '),
-    );
-    original(...args);
-  };
-}
-
-/** Every string in a history, payload bytes decoded: the failure messages, inputs and results. */
-function historyText(value: unknown, out: string[] = []): string[] {
-  if (typeof value === 'string') out.push(value);
-  else if (value instanceof Uint8Array) out.push(Buffer.from(value).toString('utf8'));
-  else if (Array.isArray(value)) for (const v of value) historyText(v, out);
-  else if (value && typeof value === 'object')
-    for (const v of Object.values(value)) historyText(v, out);
-  return out;
-}
+// Whatever the SDKs print on their own goes to the console: captured for the secrets scan.
+const consoleLines = captureConsole();
 
 let h: ProviderHarness;
 
@@ -115,22 +98,8 @@ describe('secrets', () => {
     assert.equal(failure?.type, 'ProviderAuthError');
     assert.match(failure.message, /Incorrect API key provided: \[redacted\]/);
 
-    const ids = await workflowIds(h);
+    const { ids, places } = await secretPlaces(h, consoleLines);
     assert.ok(ids.length >= 3, `expected the workflows of three pipelines, found ${ids.length}`);
-    const histories = await Promise.all(
-      ids.map(async (id) =>
-        historyText(await h.client.workflow.getHandle(id).fetchHistory()).join('\n'),
-      ),
-    );
-    const { rows } = await h.db.pool.query<{ config: string }>(
-      'select config::text from embedsync.pipelines',
-    );
-    const places: [string, string][] = [
-      ...histories.map((text, i): [string, string] => [`history of ${ids[i] ?? ''}`, text]),
-      ['worker and poller logs', h.logLines.join('\n')],
-      ['console', consoleLines.join('\n')],
-      ['catalog', rows.map((r) => r.config).join('\n')],
-    ];
     assert.ok(h.logLines.length > 0, 'nothing was logged: the scan would prove nothing');
     for (const [place, text] of places) {
       for (const secret of SECRETS)
