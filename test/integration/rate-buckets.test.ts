@@ -180,6 +180,17 @@ describe('rate buckets', () => {
     assert.equal(await waitOf('j', 1, requestsOnly, 1000), 2500, 'the first hold ends at 3 s');
   });
 
+  it('a bucket first used during a hold (a limit learned meanwhile) is held too, and empty', async () => {
+    await holdBack(db.pool, 'n', 1000, tokensOnly, at(0));
+    // The plan now has a requests limit as well: its new bucket lines up behind the hold.
+    const waits = [];
+    for (let i = 0; i < 3; i++) waits.push(await waitOf('n', 1, both, 0));
+    assert.deepEqual(waits, [1500, 2000, 2500]);
+    // A plan with only a requests limit left is held all the same.
+    await holdBack(db.pool, 'o', 1000, tokensOnly, at(0));
+    assert.equal(await waitOf('o', 1, requestsOnly, 0), 1500);
+  });
+
   it('a hold longer than an activity should wait sends the request away, taking nothing', async () => {
     await holdBack(db.pool, 'k', 30_000, requestsOnly, at(0));
     assert.deepEqual(await takeTurn(db.pool, 'k', 1, requestsOnly, at(0)), {
