@@ -1,9 +1,9 @@
 // The provider's requests- and tokens-per-minute buckets, shared by every worker through the
 // database: the table embedsync.rate_buckets and the functions embedsync.take_turn and
-// embedsync.hold_back, defined in sql/000004_rate_buckets.sql and redefined with an optional
-// clock in sql/000010_rate_bucket_clock.sql, and embedsync.lower_bucket (sql/000016) for what the
-// provider says is left. Each call is one short statement; the row locks are
-// held only inside it.
+// embedsync.hold_back, defined in sql/000004_rate_buckets.sql, redefined with an optional clock in
+// sql/000010_rate_bucket_clock.sql and with a 429's hold kept as a time in
+// sql/000019_rate_hold_time.sql, and embedsync.lower_bucket (sql/000016, 000019) for what the
+// provider says is left. Each call is one short statement; the row locks are held only inside it.
 import type { Pool } from '../db/pool.js';
 import type { BucketRate, RatePlan } from './plan.js';
 
@@ -66,7 +66,11 @@ export async function takeTurn(
     : { taken: false, retryAfterMs: waitMs - MAX_TURN_WAIT_MS };
 }
 
-/** The provider said to wait `ms` before the next request: no worker sends before then. */
+/**
+ * The provider said to wait `ms` before the next request: no worker sends before then. The hold is
+ * kept as a time, so a plan whose rates change before it ends neither stretches nor shortens it;
+ * `plan` only pays the turns already promised during it.
+ */
 export async function holdBack(
   pool: Pool,
   provider: string,

@@ -6,7 +6,7 @@
 //   embedding task queue's activities per second, the largest request, the buckets' rates. Pure.
 // - buckets.ts: every request takes its turn from the provider's requests and tokens buckets in
 //   Postgres (sql/000004_rate_buckets.sql, sql/000010_rate_bucket_clock.sql), shared by all
-//   workers.
+//   workers; a 429 holds them all back until a time (sql/000019_rate_hold_time.sql).
 // - observed.ts: what the provider's answers change: the ratio of its token count to the estimate
 //   that requests are charged by, buckets lowered to what it says is left, limits learned from its
 //   headers. Pure; observe.ts applies them to the shared state (sql/000016_rate_observations.sql).

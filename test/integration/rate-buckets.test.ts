@@ -4,6 +4,7 @@
 // however slow the machine is.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { lowerBucket } from '../../src/rate-limit/buckets.js';
 import { holdBack, MAX_TURN_WAIT_MS, takeTurn } from '../../src/rate-limit/index.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 
@@ -156,6 +157,70 @@ describe('rate buckets', () => {
     assert.equal(await waitOf('f', 100, tokensOnly, 0), 6000);
   });
 
+  it('a hold is a time: a plan whose rate changes during it neither stretches nor shortens it', async () => {
+    // 60,000 requests a minute declared; the 429 asks for half a second and names a limit of 600
+    // a minute, which the plan then follows (as a Gemini quotaValue or an x-ratelimit-limit does).
+    const declared = { requests: { perSecond: 1000, burst: 1000 }, tokens: undefined };
+    const learned = { requests: { perSecond: 10, burst: 10 }, tokens: undefined };
+    await holdBack(db.pool, 'h', 500, declared, at(0));
+    assert.deepEqual(
+      await takeTurn(db.pool, 'h', 1, learned, at(0)),
+      { taken: true, waitMs: 600 },
+      'the half second asked for, then one request at the learned rate',
+    );
+    assert.equal(await waitOf('h', 1, learned, 500), 200, 'and the next one behind it');
+    // A rate that rises during a hold does not cut it short either.
+    await holdBack(db.pool, 'i', 2000, learned, at(0));
+    assert.equal(await waitOf('i', 1, declared, 0), 2001);
+  });
+
+  it('a shorter 429 during a longer hold shortens nothing', async () => {
+    await holdBack(db.pool, 'j', 3000, requestsOnly, at(0));
+    await holdBack(db.pool, 'j', 500, requestsOnly, at(1000));
+    assert.equal(await waitOf('j', 1, requestsOnly, 1000), 2500, 'the first hold ends at 3 s');
+  });
+
+  it('a bucket first used during a hold (a limit learned meanwhile) is held too, and empty', async () => {
+    await holdBack(db.pool, 'n', 1000, tokensOnly, at(0));
+    // The plan now has a requests limit as well: its new bucket lines up behind the hold.
+    const waits = [];
+    for (let i = 0; i < 3; i++) waits.push(await waitOf('n', 1, both, 0));
+    assert.deepEqual(waits, [1500, 2000, 2500]);
+    // A plan with only a requests limit left is held all the same.
+    await holdBack(db.pool, 'o', 1000, tokensOnly, at(0));
+    assert.equal(await waitOf('o', 1, requestsOnly, 0), 1500);
+  });
+
+  it('a hold longer than an activity should wait sends the request away, taking nothing', async () => {
+    await holdBack(db.pool, 'k', 30_000, requestsOnly, at(0));
+    assert.deepEqual(await takeTurn(db.pool, 'k', 1, requestsOnly, at(0)), {
+      taken: false,
+      retryAfterMs: 30_500 - MAX_TURN_WAIT_MS,
+    });
+    assert.deepEqual(await takeTurn(db.pool, 'k', 1, requestsOnly, at(10_500)), {
+      taken: true,
+      waitMs: MAX_TURN_WAIT_MS,
+    });
+  });
+
+  it('what the 429 says is left lowers a held bucket as of the hold’s end, not on top of it', async () => {
+    // The provider says nothing is left, less a second in flight at 2 requests a second: the hold
+    // of half a second then waits for the second in flight, not for both one after the other.
+    await holdBack(db.pool, 'l', 500, requestsOnly, at(0));
+    assert.equal(
+      await lowerBucket(db.pool, 'l', 'requests', -2, requestsOnly.requests, at(0)),
+      true,
+    );
+    assert.equal(await waitOf('l', 1, requestsOnly, 0), 1500, 'a second in flight, then one turn');
+    // Told again that nothing is left, a held bucket that holds nothing is not lowered.
+    await holdBack(db.pool, 'm', 500, requestsOnly, at(0));
+    assert.equal(
+      await lowerBucket(db.pool, 'm', 'requests', 0, requestsOnly.requests, at(0)),
+      false,
+    );
+    assert.equal(await waitOf('m', 1, requestsOnly, 0), 1000);
+  });
+
   it('callers that give no time are on the database’s clock, through one function of each name', async () => {
     assert.deepEqual(await takeTurn(db.pool, 'now', 1, both), { taken: true, waitMs: 0 });
     await holdBack(db.pool, 'now', 1000, both);
@@ -165,12 +230,21 @@ describe('rate buckets', () => {
     const { rows } = await db.pool.query<{ name: string; n: number }>(
       `select proname as name, count(*)::int as n from pg_proc
         where pronamespace = 'embedsync'::regnamespace
-          and proname in ('take_turn', 'hold_back', 'refilled_bucket', 'set_bucket')
+          and proname in ('take_turn', 'hold_back', 'hold_bucket', 'held_for', 'refilled_bucket',
+                          'set_bucket', 'lower_bucket')
         group by proname order by proname`,
     );
     assert.deepEqual(
       rows.map((r) => `${r.name}:${r.n}`),
-      ['hold_back:1', 'refilled_bucket:1', 'set_bucket:1', 'take_turn:1'],
+      [
+        'held_for:1',
+        'hold_back:1',
+        'hold_bucket:1',
+        'lower_bucket:1',
+        'refilled_bucket:1',
+        'set_bucket:1',
+        'take_turn:1',
+      ],
     );
   });
 });
