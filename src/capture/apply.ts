@@ -28,6 +28,7 @@ import {
   type BaseState,
   type StateEvent,
 } from '../db/pipeline-state.js';
+import { vectorsPlace } from '../db/destination.js';
 import { checkEmbeddingModel } from '../providers/models.js';
 import { prepareDestinationColumn, wantsColumnIndex } from './destination-column.js';
 import { buildIndex } from './vector-index.js';
@@ -41,6 +42,8 @@ export interface ApplyResult {
   pipeline: string;
   outcome: ApplyOutcome;
   vectorTable: string;
+  /** Where its vectors are: the vector table, or a column pipeline's column (`vectorsPlace`). */
+  vectors: string;
   /** Why the pipeline is still held after this apply (schema_changed), with the fix. */
   heldBecause?: string;
 }
@@ -143,6 +146,7 @@ async function applyOne(client: PoolClient, config: PipelineConfig): Promise<App
     pipeline: config.name,
     outcome,
     vectorTable,
+    vectors: vectorsPlace(next),
     ...(hold ? { heldBecause: hold.reason } : {}),
   };
 }

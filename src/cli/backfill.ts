@@ -13,6 +13,7 @@ import {
 } from '../backfill/start.js';
 import { checkSourceSchemas } from '../capture/schema-check.js';
 import { getPipeline, instanceId, resolvePipeline } from '../db/catalog.js';
+import { vectorsPlace } from '../db/destination.js';
 import { countSourceRows } from '../db/source.js';
 import { runningBackfill } from '../status/index.js';
 import { webUiWorkflowUrl } from '../temporal/names.js';
@@ -184,7 +185,7 @@ runMain(async (env) => {
     // saw only part.
     const { processed, tokens } = outcome.result;
     const done = `${plural(processed, 'row')}${ranFor(outcome.result)}, ${plural(tokens, 'token')}`;
-    console.log(`${p.name}: backfill done: ${done}; vectors in ${p.vectorSchema}.${p.vectorTable}`);
+    console.log(`${p.name}: backfill done: ${done}; vectors in ${vectorsPlace(p)}`);
   } finally {
     await session?.close();
     await pool.end();

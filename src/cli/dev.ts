@@ -54,7 +54,7 @@ runMain(async (env) => {
   await migrate(pool);
   const created = await createProductsTable(pool);
   for (const r of await applyPipelines(pool, await loadPipelineFile(DEMO_CONFIG)))
-    say(`pipeline ${r.pipeline}: ${r.outcome}, vectors in ${r.vectorTable}`);
+    say(`pipeline ${r.pipeline}: ${r.outcome}, vectors in ${r.vectors}`);
 
   const workerConnection = await connectWorker({ temporalAddress: stack.temporalAddress }, log);
   const temporalEnv = {

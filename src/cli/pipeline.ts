@@ -3,6 +3,7 @@ import { Command } from 'commander';
 import { applyPipelines, removePipeline } from '../capture/apply.js';
 import { loadPipelineFile } from '../config/load.js';
 import { listPipelines, resolvePipeline } from '../db/catalog.js';
+import { vectorsPlace } from '../db/destination.js';
 import { migrate } from '../db/migrator.js';
 import { createPool, type Pool } from '../db/pool.js';
 import { databaseUrl, runMain, UserError } from './common.js';
@@ -39,7 +40,7 @@ program
       const configs = await loadPipelineFile(file);
       await withPool(env, async (pool) => {
         for (const r of await applyPipelines(pool, configs)) {
-          console.log(`${r.pipeline}: ${r.outcome} (vectors in ${r.vectorTable})`);
+          console.log(`${r.pipeline}: ${r.outcome} (vectors in ${r.vectors})`);
           if (r.outcome === 'reembed pending') {
             console.log(
               `  what is embedded changed; the live vectors stay as they are until: npx embedsync reembed --table ${r.pipeline}`,
@@ -105,7 +106,7 @@ program
         for (const p of pipelines) {
           const e = p.config.embedding;
           console.log(
-            `${p.name}\t${p.sourceSchema}.${p.sourceTable} → ${p.vectorSchema}.${p.vectorTable}\t${e.provider}/${e.model} ${e.dimensions}d\tgeneration ${p.generation}${p.syncPaused ? '\tsync paused' : ''}`,
+            `${p.name}\t${p.sourceSchema}.${p.sourceTable} → ${vectorsPlace(p)}\t${e.provider}/${e.model} ${e.dimensions}d\tgeneration ${p.generation}${p.syncPaused ? '\tsync paused' : ''}`,
           );
         }
       });

@@ -11,6 +11,7 @@ import {
 } from '../backfill/start.js';
 import { checkSourceSchemas } from '../capture/schema-check.js';
 import { getPipeline, instanceId, resolvePipeline } from '../db/catalog.js';
+import { vectorsPlace } from '../db/destination.js';
 import { countSourceRows } from '../db/source.js';
 import { NothingToReembedError, startReembed } from '../reembed/start.js';
 import { webUiWorkflowUrl } from '../temporal/names.js';
@@ -155,7 +156,7 @@ runMain(async (env) => {
     }
     const walked = `${plural(outcome.result.processed, 'row')}${ranFor(outcome.result)}`;
     const live = `generation ${p.pendingGeneration} is live: ${walked}`;
-    console.log(`${p.name}: ${live}; vectors in ${p.vectorSchema}.${p.vectorTable}`);
+    console.log(`${p.name}: ${live}; vectors in ${vectorsPlace(p)}`);
   } finally {
     await session?.close();
     await pool.end();

@@ -2,7 +2,8 @@
 // content hash, chunks, generation and metadata), and with --requeue queues the differences for the
 // sync to repair.
 import { Command } from 'commander';
-import { resolvePipeline, type Pipeline } from '../db/catalog.js';
+import { resolvePipeline } from '../db/catalog.js';
+import { vectorsPlace } from '../db/destination.js';
 import { readPipelineFacts } from '../status/index.js';
 import { requeueReport } from '../verify/requeue.js';
 import { stuckWarnings, type StuckWarning } from '../verify/stuck.js';
@@ -85,7 +86,7 @@ runMain(async (env) => {
       console.log(JSON.stringify({ ...json, stuck }, null, 2));
     } else {
       console.log(
-        `${p.name} (${p.sourceSchema}.${p.sourceTable} → ${destinationOf(p)}): ${plural(report.rows, 'row')} checked`,
+        `${p.name} (${p.sourceSchema}.${p.sourceTable} → ${vectorsPlace(p)}): ${plural(report.rows, 'row')} checked`,
       );
       if (report.truncated)
         console.log(
@@ -159,12 +160,4 @@ function verdict(
       `  Queued ${plural(requeued, 'change')} for the sync; run verify again once they are processed.`,
     );
   return lines.join('\n');
-}
-
-/** Where the vectors are: a column pipeline's column (its record is beside it), or the table. */
-function destinationOf(p: Pipeline): string {
-  const column = p.config.destination?.column;
-  return column === undefined
-    ? `${p.vectorSchema}.${p.vectorTable}`
-    : `${p.sourceSchema}.${p.sourceTable}.${column}`;
 }

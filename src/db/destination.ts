@@ -37,6 +37,19 @@ export function writeTarget(p: Target): WriteTarget | undefined {
 const source = (p: Target): string => qualified(p.sourceSchema, p.sourceTable);
 
 /**
+ * Where a pipeline's vectors are, as messages name it: a column pipeline's column (its record is
+ * beside it, decision 18), or the vector table.
+ */
+export function vectorsPlace(
+  p: Pick<Target, 'config' | 'sourceSchema' | 'sourceTable' | 'vectorSchema' | 'vectorTable'>,
+): string {
+  const column = destinationColumn(p.config);
+  return column === undefined
+    ? `${p.vectorSchema}.${p.vectorTable}`
+    : `${p.sourceSchema}.${p.sourceTable}.${column}`;
+}
+
+/**
  * The content hash and generation on record for each key whose column holds a vector. A row whose
  * column is NULL (added by apply, or cleared by the user) counts as not embedded.
  */

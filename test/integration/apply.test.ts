@@ -70,6 +70,7 @@ describe('applying pipelines', () => {
       pipeline: 'products',
       outcome: 'created',
       vectorTable: 'public.products_embeddings',
+      vectors: 'public.products_embeddings',
     });
     assert.deepEqual(await installed(), {
       pipelines: 1,

@@ -7,7 +7,8 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { startBackfill, startBatchBackfill } from '../../src/backfill/start.js';
-import { ConfigError } from '../../src/config/pipeline.js';
+import { ConfigError, parsePipelines } from '../../src/config/pipeline.js';
+import { applyPipelines } from '../../src/capture/apply.js';
 import { getPipeline, setSyncPaused } from '../../src/db/catalog.js';
 import { startMockProvider, type MockProvider } from '../../src/mock-provider/server.js';
 import { featureHashEmbedding } from '../../src/providers/offline.js';
@@ -144,6 +145,22 @@ describe('a column of the source table as the destination', () => {
     const names = recordColumns.rows.map((r) => r.attname);
     assert.ok(names.includes('content_hash') && names.includes('truncated'));
     assert.ok(!names.includes('embedding'), 'the record holds no vector');
+    // Applied again: unchanged, and its vectors are named where they are, in the column.
+    const [again] = await applyPipelines(
+      h.db.pool,
+      parsePipelines({
+        pipelines: [
+          productsPipeline({
+            name: t,
+            source: { table: t },
+            metadata: [],
+            destination: { column: 'embedding' },
+          }),
+        ],
+      }),
+    );
+    assert.equal(again?.outcome, 'unchanged');
+    assert.equal(again?.vectors, `public.${t}.embedding`);
     assert.equal(
       await count(`select count(*)::int as n from pg_class where relname = $1`, [
         `${t}_embeddings_view`,
