@@ -57,6 +57,46 @@ async function converged(pipeline: string): Promise<void> {
   );
 }
 
+/**
+ * Four users' sessions, 25 transactions each, each setting `column` of two of the rows, always in
+ * key order so the users' own writes cannot deadlock, while embedsync writes the same rows.
+ */
+async function concurrentUpdates(
+  table: string,
+  column: string,
+  ids: readonly string[],
+  text: string,
+): Promise<{ failures: unknown[]; commits: number }> {
+  const failures: unknown[] = [];
+  let commits = 0;
+  await Promise.all(
+    [0, 1, 2, 3].map(async (w) => {
+      const client = await h.db.pool.connect();
+      try {
+        for (let n = 0; n < 25; n += 1) {
+          const keys = [ids[(w + n) % ids.length], ids[(w + n + 1) % ids.length]].sort();
+          try {
+            await client.query('begin');
+            for (const k of keys)
+              await client.query(`update ${table} set ${column} = $2 where id = $1`, [
+                k,
+                `${text} by writer ${w}, round ${n}`,
+              ]);
+            await client.query('commit');
+            commits += 1;
+          } catch (err) {
+            failures.push(err);
+            await client.query('rollback').catch(() => undefined);
+          }
+        }
+      } finally {
+        client.release();
+      }
+    }),
+  );
+  return { failures, commits };
+}
+
 /** The chunks the pipeline's view shows for the row. */
 async function viewChunks(view: string, id: string): Promise<string[]> {
   const { rows } = await h.db.pool.query<{ chunk: string }>(
@@ -338,34 +378,7 @@ describe('clearing stale vectors, vector-table mode', () => {
     const ids: string[] = [];
     for (let i = 0; i < 5; i += 1) ids.push(await insertProduct('products', `Pan ${i}`, 'Pan'));
     await converged('products');
-    const failures: unknown[] = [];
-    let commits = 0;
-    await Promise.all(
-      [0, 1, 2, 3].map(async (w) => {
-        const client = await h.db.pool.connect();
-        try {
-          for (let n = 0; n < 25; n += 1) {
-            // Two keys a transaction, always in key order, so the users' own writes cannot deadlock.
-            const keys = [ids[(w + n) % 5], ids[(w + n + 1) % 5]].sort();
-            try {
-              await client.query('begin');
-              for (const k of keys)
-                await client.query('update products set description = $2 where id = $1', [
-                  k,
-                  `Pan by writer ${w}, round ${n}`,
-                ]);
-              await client.query('commit');
-              commits += 1;
-            } catch (err) {
-              failures.push(err);
-              await client.query('rollback').catch(() => undefined);
-            }
-          }
-        } finally {
-          client.release();
-        }
-      }),
-    );
+    const { failures, commits } = await concurrentUpdates('products', 'description', ids, 'Pan');
     assert.deepEqual(failures, []);
     assert.equal(commits, 100);
     await converged('products');
@@ -617,32 +630,9 @@ describe('clearing stale vectors, column mode', () => {
         ids.push(rows[0]?.id ?? '');
       }
       await converged('docs');
-      const failures: unknown[] = [];
-      await Promise.all(
-        [0, 1, 2, 3].map(async (w) => {
-          const client = await h.db.pool.connect();
-          try {
-            for (let n = 0; n < 25; n += 1) {
-              const keys = [ids[(w + n) % 5], ids[(w + n + 1) % 5]].sort();
-              try {
-                await client.query('begin');
-                for (const k of keys)
-                  await client.query('update docs set body = $2 where id = $1', [
-                    k,
-                    `Pole by writer ${w}, round ${n}`,
-                  ]);
-                await client.query('commit');
-              } catch (err) {
-                failures.push(err);
-                await client.query('rollback').catch(() => undefined);
-              }
-            }
-          } finally {
-            client.release();
-          }
-        }),
-      );
+      const { failures, commits } = await concurrentUpdates('docs', 'body', ids, 'Pole');
       assert.deepEqual(failures, []);
+      assert.equal(commits, 100);
       await converged('docs');
       for (const id of ids) assert.equal(await hasVector(id), true);
     } finally {
