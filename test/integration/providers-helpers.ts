@@ -165,15 +165,43 @@ export async function startProviderHarness(
   });
 }
 
-/** Workflow ids on this harness's task queue, optionally only those with a given status. */
+/**
+ * Workflow ids on this harness's task queue, optionally only those with a given status. The status
+ * is each execution's own (describe), not visibility's: a server busy with other work updates
+ * visibility's status of a closed workflow late, and a wait on it timed out once.
+ */
 export async function workflowIds(
   h: Pick<ProviderHarness, 'client' | 'taskQueue'>,
   status?: 'Completed' | 'Failed' | 'Running',
 ): Promise<string[]> {
   const ids: string[] = [];
-  const query = `TaskQueue = "${h.taskQueue}"${status ? ` AND ExecutionStatus = "${status}"` : ''}`;
-  for await (const wf of h.client.workflow.list({ query })) ids.push(wf.workflowId);
-  return ids;
+  for await (const wf of h.client.workflow.list({ query: `TaskQueue = "${h.taskQueue}"` }))
+    ids.push(wf.workflowId);
+  if (!status) return ids;
+  const statuses = await Promise.all(
+    ids.map(async (id) => (await h.client.workflow.getHandle(id).describe()).status.name),
+  );
+  return ids.filter((_, i) => statuses[i] === status.toUpperCase());
+}
+
+/**
+ * What the workflows on this harness's task queue are doing, read from each execution (not from
+ * visibility): for a wait's failure message, so a hang says where it hangs.
+ */
+export async function workflowStates(
+  h: Pick<ProviderHarness, 'client' | 'taskQueue'>,
+): Promise<string> {
+  const lines: string[] = [];
+  for (const id of await workflowIds(h)) {
+    const d = await h.client.workflow.getHandle(id).describe();
+    const pending = (d.raw.pendingActivities ?? []).map(
+      (a) =>
+        `${a.activityType?.name ?? '?'} attempt ${a.attempt ?? 0} state ${String(a.state)}` +
+        (a.lastFailure?.message ? ` last failure: ${a.lastFailure.message}` : ''),
+    );
+    lines.push(`${id}: ${d.status.name}${pending.length ? ` (${pending.join('; ')})` : ''}`);
+  }
+  return lines.join('\n');
 }
 
 /** The chunks stored for a row of a pipeline (its vector table is <name>_embeddings). */

@@ -12,6 +12,7 @@ import {
   setEnv,
   startProviderHarness,
   workflowIds,
+  workflowStates,
   captureConsole,
   secretPlaces,
   type ProviderHarness,
@@ -91,7 +92,12 @@ describe('secrets', () => {
         return ids.length > 0 ? ids : false;
       },
       hang,
-    );
+    ).catch(async (err: unknown) => {
+      const logTail = h.logLines.slice(-20).join('\n');
+      throw new Error(
+        `${String(err)}\nworkflows:\n${await workflowStates(h)}\nlast log lines:\n${logTail}`,
+      );
+    });
     // The server did echo the wrong key; what reached Temporal says it was redacted.
     assert.ok(h.mock.requests.some((r) => r.status === 401));
     const failure = await activityFailure(h, failed ?? '');
