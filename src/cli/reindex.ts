@@ -31,7 +31,8 @@ To run it on a schedule, set upkeep.reindexEvery in the pipeline file and apply 
   .parse()
   .opts<{ table: string; json?: boolean }>();
 
-const mb = (bytes: number): string => `${(bytes / 2 ** 20).toFixed(1)} MB`;
+const mb = (bytes: number): string =>
+  bytes < 2 ** 20 ? `${Math.round(bytes / 1024)} kB` : `${(bytes / 2 ** 20).toFixed(1)} MB`;
 
 runMain(async (env) => {
   const pool = await openDatabase(env, 'embedsync-reindex');

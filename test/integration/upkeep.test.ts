@@ -5,7 +5,12 @@
 // schedule runs verify and re-queues what it finds.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { ScheduleNotFoundError } from '@temporalio/client';
 import { reindexPipeline } from '../../src/capture/reindex.js';
+import { parsePipelines, type PipelineInput } from '../../src/config/pipeline.js';
+import { deleteSchedules, syncSchedules, upkeepScheduleId } from '../../src/temporal/schedules.js';
+import type { UpkeepResult } from '../../workflows/upkeep.js';
+import { applyPipelines } from '../../src/capture/apply.js';
 import { getPipeline, type Pipeline } from '../../src/db/catalog.js';
 import { qualified } from '../../src/db/ident.js';
 import { featureHashEmbedding } from '../../src/providers/offline.js';
@@ -212,3 +217,102 @@ describe('reindex', () => {
     );
   });
 });
+
+describe('upkeep schedules', () => {
+  it('apply creates them, a trigger runs verify and requeue, config changes update them, a pause stays, remove deletes them', async () => {
+    const p = await syncedTable('upkeep_sched', 40);
+    const base = productsPipeline({ name: p.name, source: { table: p.sourceTable } });
+    const configs = (upkeep: PipelineInput['upkeep']) =>
+      parsePipelines({ pipelines: [{ ...base, upkeep }] });
+    const verifyId = upkeepScheduleId('verify', p.name);
+    const reindexId = upkeepScheduleId('reindex', p.name);
+    const verifyHandle = h.client.schedule.getHandle(verifyId);
+    const reindexHandle = h.client.schedule.getHandle(reindexId);
+    try {
+      // Without upkeep, a pipeline has no schedules.
+      assert.deepEqual(await syncSchedules(h.client, h.taskQueue, configs(undefined)), []);
+
+      const first = configs({ verifyEvery: '6h', requeue: true, reindexEvery: '7d' });
+      await applyPipelines(h.db.pool, first);
+      assert.deepEqual(await syncSchedules(h.client, h.taskQueue, first), [
+        { id: verifyId, outcome: 'created' },
+        { id: reindexId, outcome: 'created' },
+      ]);
+      const described = await verifyHandle.describe();
+      assert.equal(described.spec.intervals?.[0]?.every, 6 * 3600 * 1000);
+      assert.equal(described.state.paused, false);
+      assert.equal(described.memo?.pipeline, p.name);
+      assert.equal(described.action.type, 'startWorkflow');
+      assert.equal(described.action.workflowType, 'upkeep');
+      assert.equal(described.action.taskQueue, h.taskQueue);
+      assert.equal((await reindexHandle.describe()).spec.intervals?.[0]?.every, 7 * 86_400 * 1000);
+
+      // A vector lost behind embedsync's back: the triggered verify finds it and re-queues it.
+      await h.db.pool.query(
+        `delete from ${qualified(p.vectorSchema, p.vectorTable)} where pk = '7'`,
+      );
+      const verified = await runOnce(verifyHandle);
+      assert.equal(verified.verify?.missing, 1);
+      assert.deepEqual(verified.verify?.examples, ['7']);
+      assert.equal(verified.verify?.requeued, 1);
+      assert.equal(verified.reindex, undefined);
+      await inStep(p.name); // the sync repaired what was re-queued
+
+      const reindexed = await runOnce(reindexHandle);
+      assert.equal(reindexed.reindex?.action, 'reindexed');
+      assert.ok((reindexed.reindex?.bytesAfter ?? 0) > 0);
+
+      // The user pauses the reindex schedule in the Web UI; a config change updates the verify
+      // interval, and leaves that pause as it is.
+      await reindexHandle.pause('paused by the operator');
+      const second = configs({ verifyEvery: '12h', reindexEvery: '14d' });
+      assert.deepEqual(await syncSchedules(h.client, h.taskQueue, second), [
+        { id: verifyId, outcome: 'updated' },
+        { id: reindexId, outcome: 'updated', paused: true },
+      ]);
+      assert.equal((await verifyHandle.describe()).spec.intervals?.[0]?.every, 12 * 3600 * 1000);
+      const paused = await reindexHandle.describe();
+      assert.equal(paused.state.paused, true);
+      assert.equal(paused.state.note, 'paused by the operator');
+      assert.equal(paused.spec.intervals?.[0]?.every, 14 * 86_400 * 1000);
+      // Requeue off now: a run only reports.
+      const action = (await verifyHandle.describe()).action;
+      assert.deepEqual(action.type === 'startWorkflow' ? action.args : undefined, [
+        { pipeline: p.name, verify: { requeue: false } },
+      ]);
+
+      // Leaving reindexEvery out deletes its schedule.
+      assert.deepEqual(
+        await syncSchedules(h.client, h.taskQueue, configs({ verifyEvery: '12h' })),
+        [
+          { id: verifyId, outcome: 'updated' },
+          { id: reindexId, outcome: 'deleted' },
+        ],
+      );
+      await assert.rejects(reindexHandle.describe(), ScheduleNotFoundError);
+
+      // remove
+      assert.deepEqual(await deleteSchedules(h.client, p.name), [verifyId]);
+      await assert.rejects(verifyHandle.describe(), ScheduleNotFoundError);
+    } finally {
+      await deleteSchedules(h.client, p.name).catch(() => undefined);
+    }
+  });
+});
+
+/** Triggers a schedule once and returns the result of the run it started. */
+async function runOnce(
+  handle: ReturnType<Harness['client']['schedule']['getHandle']>,
+): Promise<UpkeepResult> {
+  const before = (await handle.describe()).info.recentActions.length;
+  await handle.trigger();
+  const workflowId = await waitFor(`a run of schedule ${handle.scheduleId}`, async () => {
+    const d = await handle.describe();
+    const started = [
+      ...d.info.runningActions,
+      ...d.info.recentActions.slice(before).map((r) => r.action),
+    ];
+    return started[0]?.workflow.workflowId;
+  });
+  return h.client.workflow.getHandle<() => Promise<UpkeepResult>>(workflowId).result();
+}
