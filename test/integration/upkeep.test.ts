@@ -4,6 +4,11 @@
 // config changes, leaves a pause the user made, and remove deletes them; a triggered verify
 // schedule runs verify and re-queues what it finds.
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { stringify } from 'yaml';
 import { after, before, describe, it } from 'node:test';
 import { ScheduleNotFoundError } from '@temporalio/client';
 import { reindexPipeline } from '../../src/capture/reindex.js';
@@ -316,3 +321,87 @@ async function runOnce(
   });
   return h.client.workflow.getHandle<() => Promise<UpkeepResult>>(workflowId).result();
 }
+
+/** `embedsync <command> …` as a user runs it, against this file's database and task queue. */
+async function cli(
+  command: string,
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, ['bin/embedsync.js', command, ...args], {
+    cwd: path.resolve(import.meta.dirname, '../..'),
+    env: { ...process.env, DATABASE_URL: h.db.url, EMBEDSYNC_TASK_QUEUE: h.taskQueue, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const out = { stdout: '', stderr: '' };
+  child.stdout.on('data', (d: Buffer) => (out.stdout += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (out.stderr += d.toString()));
+  const timer = setTimeout(() => child.kill('SIGKILL'), 90_000);
+  try {
+    const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+    return { code, ...out };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+describe('the commands', () => {
+  it('reindex prints sizes as JSON, and names a pipeline it cannot find', async () => {
+    const p = await syncedTable('reindex_cli', 30);
+    const r = await cli('reindex', ['--table', p.name, '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    const result = JSON.parse(r.stdout) as { action: string; index: string; bytesAfter: number };
+    assert.equal(result.action, 'reindexed');
+    assert.equal(result.index, `${p.vectorSchema}.${p.vectorTable}_hnsw`);
+    assert.ok(result.bytesAfter > 0);
+    const missing = await cli('reindex', ['--table', 'no_such_pipeline']);
+    assert.equal(missing.code, 1);
+    assert.match(missing.stderr.trim(), /^embedsync: no pipeline named "no_such_pipeline"/);
+    assert.doesNotMatch(missing.stderr, /^\s+at /m);
+  });
+
+  it('apply without Temporal applies the database part and says the schedules are not; remove deletes them', async () => {
+    const name = uniqueName('upkeep_cli');
+    await h.db.pool.query(`create table ${name} (id bigint primary key, name text)`);
+    const file = path.join(os.tmpdir(), `${name}.yaml`);
+    writeFileSync(
+      file,
+      stringify({
+        pipelines: [
+          {
+            name,
+            source: { table: name },
+            embed: { columns: ['name'] },
+            embedding: { provider: 'offline', dimensions: 32 },
+            upkeep: { verifyEvery: '6h' },
+          },
+        ],
+      }),
+    );
+    const verifyId = upkeepScheduleId('verify', name);
+    try {
+      const away = await cli('apply', ['--config', file], { TEMPORAL_ADDRESS: '127.0.0.1:1' });
+      assert.equal(away.code, 1);
+      assert.match(away.stdout, new RegExp(`^${name}: created`));
+      assert.match(away.stderr, /cannot reach Temporal at 127\.0\.0\.1:1 \(TEMPORAL_ADDRESS\)/);
+      assert.match(
+        away.stderr,
+        new RegExp(`applied in the database, but their upkeep schedules \\(${verifyId}\\) are not`),
+      );
+      assert.equal((await getPipeline(h.db.pool, name)).name, name);
+      await assert.rejects(h.client.schedule.getHandle(verifyId).describe(), ScheduleNotFoundError);
+
+      const applied = await cli('apply', ['--config', file]);
+      assert.equal(applied.code, 0, applied.stderr);
+      assert.match(applied.stdout, new RegExp(`schedule ${verifyId}: created`));
+      assert.equal((await h.client.schedule.getHandle(verifyId).describe()).state.paused, false);
+
+      const removed = await cli('remove', ['--table', name]);
+      assert.equal(removed.code, 0, removed.stderr);
+      assert.match(removed.stdout, new RegExp(`schedule ${verifyId}: deleted`));
+      await assert.rejects(h.client.schedule.getHandle(verifyId).describe(), ScheduleNotFoundError);
+    } finally {
+      await deleteSchedules(h.client, name).catch(() => undefined);
+    }
+  });
+});
