@@ -10,7 +10,7 @@ import {
   type ScheduleOptionsStartWorkflowAction,
 } from '@temporalio/client';
 import { durationSeconds, type PipelineConfig } from '../config/pipeline.js';
-import type { upkeep, UpkeepInput } from '../../workflows/upkeep.js';
+import type { upkeep, UpkeepInput, UpkeepResult } from '../../workflows/upkeep.js';
 import { EMBED_KIND, EMBED_PIPELINE } from './names.js';
 
 export type UpkeepKind = 'verify' | 'reindex';
@@ -166,4 +166,62 @@ async function deleteSchedule(client: Client, id: string): Promise<boolean> {
     if (err instanceof ScheduleNotFoundError) return false;
     throw err;
   }
+}
+
+/** What status says of one of a pipeline's schedules. */
+export interface UpkeepScheduleStatus {
+  id: string;
+  kind: UpkeepKind;
+  everySeconds: number | null;
+  paused: boolean;
+  note: string | null;
+  nextRunAt: Date | null;
+  /** The latest run: when it started, and its result once it has completed. */
+  lastRun: {
+    workflowId: string;
+    startedAt: Date;
+    status: string;
+    result: UpkeepResult | null;
+  } | null;
+}
+
+/** The pipeline's schedules as Temporal has them, with what their latest run found. */
+export async function upkeepStatus(
+  client: Client,
+  pipeline: string,
+): Promise<UpkeepScheduleStatus[]> {
+  const found: UpkeepScheduleStatus[] = [];
+  for (const kind of UPKEEP_KINDS) {
+    const id = upkeepScheduleId(kind, pipeline);
+    let d;
+    try {
+      d = await client.schedule.getHandle(id).describe();
+    } catch (err) {
+      if (err instanceof ScheduleNotFoundError) continue;
+      throw err;
+    }
+    const every = d.spec.intervals?.[0]?.every;
+    const last = d.info.recentActions.at(-1);
+    let lastRun: UpkeepScheduleStatus['lastRun'] = null;
+    if (last) {
+      const run = client.workflow.getHandle<typeof upkeep>(last.action.workflow.workflowId);
+      const status = (await run.describe()).status.name;
+      lastRun = {
+        workflowId: run.workflowId,
+        startedAt: last.takenAt,
+        status,
+        result: status === 'COMPLETED' ? await run.result() : null,
+      };
+    }
+    found.push({
+      id,
+      kind,
+      everySeconds: typeof every === 'number' ? every / 1000 : null,
+      paused: d.state.paused,
+      note: d.state.note ?? null,
+      nextRunAt: d.info.nextActionTimes[0] ?? null,
+      lastRun,
+    });
+  }
+  return found;
 }

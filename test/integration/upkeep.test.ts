@@ -13,7 +13,12 @@ import { after, before, describe, it } from 'node:test';
 import { ScheduleNotFoundError } from '@temporalio/client';
 import { reindexPipeline } from '../../src/capture/reindex.js';
 import { parsePipelines, type PipelineInput } from '../../src/config/pipeline.js';
-import { deleteSchedules, syncSchedules, upkeepScheduleId } from '../../src/temporal/schedules.js';
+import {
+  deleteSchedules,
+  syncSchedules,
+  upkeepScheduleId,
+  upkeepStatus,
+} from '../../src/temporal/schedules.js';
 import type { UpkeepResult } from '../../workflows/upkeep.js';
 import { applyPipelines } from '../../src/capture/apply.js';
 import { getPipeline, type Pipeline } from '../../src/db/catalog.js';
@@ -262,6 +267,13 @@ describe('upkeep schedules', () => {
       assert.equal(verified.verify?.requeued, 1);
       assert.equal(verified.reindex, undefined);
       await inStep(p.name); // the sync repaired what was re-queued
+      // status reads the latest run and what it found.
+      const [seen] = await upkeepStatus(h.client, p.name);
+      assert.equal(seen?.id, verifyId);
+      assert.equal(seen?.everySeconds, 6 * 3600);
+      assert.equal(seen?.paused, false);
+      assert.equal(seen?.lastRun?.status, 'COMPLETED');
+      assert.deepEqual(seen?.lastRun?.result, verified);
 
       const reindexed = await runOnce(reindexHandle);
       assert.equal(reindexed.reindex?.action, 'reindexed');
