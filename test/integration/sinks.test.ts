@@ -13,6 +13,7 @@ import { Worker } from '@temporalio/worker';
 import pg from 'pg';
 import type { ChangeEvent } from '../../src/sinks/payload.js';
 import { verifySignature } from '../../src/sinks/payload.js';
+import { redeliver } from '../../src/sinks/redeliver.js';
 import { gatherStatus } from '../../src/status/index.js';
 import {
   applyPipeline,
@@ -70,7 +71,7 @@ class Receiver {
 
   constructor(
     private readonly fail: number,
-    private readonly status = 200,
+    public status = 200,
   ) {}
 
   async listen(): Promise<string> {
@@ -306,6 +307,30 @@ describe('sinks', () => {
     assert.equal(rows[0]?.n, status.failedDeliveries.count);
     assert.equal(refusing.attempts, rows[0]?.attempts);
     assert.equal(rows[0]?.attempts, rows[0]?.n);
+  });
+
+  it('a refused delivery is sent again, under its delivery id, and leaves status', async () => {
+    const kept = await h.db.pool.query<{ delivery_id: string }>(
+      `select delivery_id from embedsync.failed_deliveries where pipeline = 'products_refused'`,
+    );
+    const ids = kept.rows.map((r) => r.delivery_id).sort();
+    assert.ok(ids.length > 0);
+    // Still refusing: kept, its attempts counted, its wait doubled.
+    const again = await redeliver(
+      { pool: h.db.pool },
+      { pipeline: 'products_refused', due: false },
+    );
+    assert.deepEqual([again.delivered, again.failed], [0, ids.length]);
+    refusing.status = 200;
+    const sent = await redeliver({ pool: h.db.pool }, { pipeline: 'products_refused', due: false });
+    assert.deepEqual([sent.delivered, sent.failed], [ids.length, 0]);
+    assert.deepEqual(refusing.accepted.map((r) => r.deliveryId).sort(), ids);
+    const report = await gatherStatus(
+      h.db.pool,
+      { address: '', namespace: '', base: '', client: undefined, error: 'not asked' },
+      'products_refused',
+    );
+    assert.equal(report.pipelines[0]?.failedDeliveries.count, 0);
   });
 });
 
