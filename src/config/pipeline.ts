@@ -169,7 +169,9 @@ export const sinkSchema = z.union([
     .object({
       webhook: z
         .object({
-          url: z.url({ protocol: /^https?$/ }),
+          url: z.url({ protocol: /^https?$/ }).refine((u) => !/^[a-z]+:\/\/[^/]*@/i.test(u), {
+            error: 'must not carry credentials: the body is signed with secretEnv instead',
+          }),
           /** The environment variable holding the HMAC secret; never the secret itself. */
           secretEnv: z.string().regex(ENV_NAME, 'must be an environment variable name'),
           columns: sinkColumns,

@@ -138,7 +138,8 @@ async function postWebhook(
       },
       body,
       signal: AbortSignal.timeout(WEBHOOK_TIMEOUT_MS),
-      redirect: 'error',
+      // A redirect is answered as what it is, a 3xx: refused, kept as a dead letter.
+      redirect: 'manual',
     });
     status = response.status;
     answer = (await response.text().catch(() => '')).slice(0, 200);

@@ -167,6 +167,10 @@ describe('sinks', () => {
       at({ webhook: { ...webhook, secretEnv: 'not a name' } }).message,
       /environment variable name/,
     );
+    assert.match(
+      at({ webhook: { ...webhook, url: 'https://u:p@example.com/h' } }).message,
+      /credentials/,
+    );
     // A secret is never config: only the variable's name is accepted.
     assert.ok(at({ webhook: { ...webhook, secret: 's3cret' } }));
     assert.ok(at({ workflow: { type: 'x' } }));
