@@ -102,8 +102,9 @@ async function sync(input: SyncInput): Promise<SyncResult> {
 // backoff while the sink is down; only the keys pass through here (decision 23). Writes that report
 // no sinks (every write before sinks existed) schedule nothing, so their histories replay as they
 // were; the patch marks the change for those that do.
+// A lost attempt (worker killed) is retried after start-to-close: a webhook answers within 10 s.
 const sinkActivities = proxyActivities<Activities>({
-  startToCloseTimeout: '1 minute',
+  startToCloseTimeout: '30 seconds',
   retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '1 minute' },
 });
 
