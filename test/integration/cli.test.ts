@@ -566,6 +566,7 @@ describe('operator commands', () => {
       'resume',
       'status',
       'verify',
+      'redeliver',
       'search',
       'worker',
       'poller',
