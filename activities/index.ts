@@ -3,6 +3,7 @@ import { createBackfillActivities } from './backfill.js';
 import { createBatchBackfillActivities } from './batch-backfill.js';
 import { createChunkBatch } from './chunk.js';
 import { createDeadLetterActivities } from './dead-letters.js';
+import { createDeliverActivities } from './deliver.js';
 import type { ActivityDeps } from './deps.js';
 import { createEmbedBatch } from './embed.js';
 import { createFetchBatch } from './fetch.js';
@@ -15,6 +16,7 @@ import { createWriteBatch } from './write.js';
 
 export type { ActivityDeps } from './deps.js';
 export * from './types.js';
+export type { DeliverInput, DeliverResult } from './deliver.js';
 
 // Each failed attempt is recorded where status and SQL see it (activities/failures.ts).
 export function createActivities(deps: ActivityDeps) {
@@ -30,6 +32,7 @@ export function createActivities(deps: ActivityDeps) {
       ...createReembedActivities(deps),
       ...createVectorIndexActivities(deps),
       ...createDeadLetterActivities(deps),
+      ...createDeliverActivities(deps),
     }),
     // Not a sync batch's stages: a failed upkeep run is the schedule's to show, not a stuck batch.
     ...createUpkeepActivities(deps),

@@ -33,6 +33,7 @@ const COMMANDS = {
     undefined,
     "rebuild a pipeline's HNSW index concurrently, reads and writes going on",
   ],
+  redeliver: ['redeliver', undefined, "send a pipeline's deliveries a sink refused again now"],
   search: ['search', undefined, "search a pipeline's vectors with text"],
   worker: ['worker', undefined, 'run a worker: the workflows and activities'],
   poller: ['poller', undefined, 'run a poller: captured changes into sync workflows'],

@@ -235,6 +235,11 @@ function describe(p: PipelineStatus, reachable: boolean): string {
       ? `${count(p.deadLetters)} (select * from embedsync.dead_letters where pipeline = '${p.pipeline}')`
       : '0',
   );
+  if (p.failedDeliveries.count > 0)
+    row(
+      'undelivered',
+      `${plural(p.failedDeliveries.count, 'delivery', 'deliveries')} refused by a sink, last: ${oneLine(p.failedDeliveries.lastError ?? '')} (npx embedsync redeliver --table ${p.pipeline})`,
+    );
   for (const [label, period] of spendRows(p)) row(label, period);
   if (p.batchParts) row('batch parts', batchPartsText(p.batchParts));
   row('provider', providerHealth(p));

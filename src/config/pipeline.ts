@@ -176,6 +176,50 @@ const voyageEmbedding = z
   })
   .strict();
 
+// Where a pipeline's changes are delivered once written (docs/architecture.md, decision 23).
+// Operational: they decide where changes go, not what a vector is, so they are outside the
+// embedding fingerprint and changing them needs no re-embed.
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+const IDENTIFIER = /^[a-z_][a-z0-9_]{0,62}$/;
+/** Source columns whose current values a delivery carries; none by default (keys only). */
+const sinkColumns = z.array(z.string().min(1)).min(1, 'must not be empty').optional();
+
+export const sinkSchema = z.union([
+  z
+    .object({
+      /** A Postgres channel for pg_notify: lower case letters, digits and _, at most 63. */
+      notify: z.string().regex(IDENTIFIER, 'must be a channel name: a-z, 0-9 and _ (at most 63)'),
+    })
+    .strict(),
+  z
+    .object({
+      webhook: z
+        .object({
+          url: z.url({ protocol: /^https?$/ }).refine((u) => !/^[a-z]+:\/\/[^/]*@/i.test(u), {
+            error: 'must not carry credentials: the body is signed with secretEnv instead',
+          }),
+          /** The environment variable holding the HMAC secret; never the secret itself. */
+          secretEnv: z.string().regex(ENV_NAME, 'must be an environment variable name'),
+          columns: sinkColumns,
+        })
+        .strict(),
+    })
+    .strict(),
+  z
+    .object({
+      workflow: z
+        .object({
+          /** The user's workflow type, signalled-with-start once per delivery. */
+          type: z.string().min(1),
+          taskQueue: z.string().min(1),
+          columns: sinkColumns,
+        })
+        .strict(),
+    })
+    .strict(),
+]);
+export type SinkConfig = z.infer<typeof sinkSchema>;
+
 export const pipelineSchema = z
   .object({
     name: z
@@ -255,6 +299,8 @@ export const pipelineSchema = z
      * limits.
      */
     batchSize: z.number().int().min(1).max(2000).default(200),
+    /** Where each written change is delivered: notify, webhook, workflow (decision 23). */
+    sinks: z.array(sinkSchema).max(16).default([]),
     /** How whole-table work (backfill) runs by default; `--batch` / `--no-batch` override it. */
     backfill: z
       .object({

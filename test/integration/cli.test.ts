@@ -567,6 +567,7 @@ describe('operator commands', () => {
       'status',
       'verify',
       'reindex',
+      'redeliver',
       'search',
       'worker',
       'poller',
