@@ -29,6 +29,7 @@ const STAGES: Record<string, string> = {
   cutOverSwap: 'swap',
   abandonSwap: 'abandon re-embed',
   deadLetterBatch: 'dead-letter',
+  deliverChanges: 'deliver',
 };
 
 /**

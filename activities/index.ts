@@ -3,32 +3,40 @@ import { createBackfillActivities } from './backfill.js';
 import { createBatchBackfillActivities } from './batch-backfill.js';
 import { createChunkBatch } from './chunk.js';
 import { createDeadLetterActivities } from './dead-letters.js';
+import { createDeliverActivities } from './deliver.js';
 import type { ActivityDeps } from './deps.js';
 import { createEmbedBatch } from './embed.js';
 import { createFetchBatch } from './fetch.js';
 import { recordingFailures } from './failures.js';
 import { createReembedActivities } from './reembed.js';
+import { createUpkeepActivities } from './upkeep.js';
 import { createVectorIndexActivities } from './vector-index.js';
 import { createWalkBatch } from './walk-batch.js';
 import { createWriteBatch } from './write.js';
 
 export type { ActivityDeps } from './deps.js';
 export * from './types.js';
+export type { DeliverInput, DeliverResult } from './deliver.js';
 
 // Each failed attempt is recorded where status and SQL see it (activities/failures.ts).
 export function createActivities(deps: ActivityDeps) {
-  return recordingFailures(deps, {
-    fetchBatch: createFetchBatch(deps),
-    chunkBatch: createChunkBatch(deps),
-    writeBatch: createWriteBatch(deps),
-    // For a sync's local embed (workflows/batch.ts); paced embeds run on the provider's queue.
-    embedBatch: createEmbedBatch(deps),
-    ...createBackfillActivities(deps),
-    ...createBatchBackfillActivities(deps),
-    ...createReembedActivities(deps),
-    ...createVectorIndexActivities(deps),
-    ...createDeadLetterActivities(deps),
-  });
+  return {
+    ...recordingFailures(deps, {
+      fetchBatch: createFetchBatch(deps),
+      chunkBatch: createChunkBatch(deps),
+      writeBatch: createWriteBatch(deps),
+      // For a sync's local embed (workflows/batch.ts); paced embeds run on the provider's queue.
+      embedBatch: createEmbedBatch(deps),
+      ...createBackfillActivities(deps),
+      ...createBatchBackfillActivities(deps),
+      ...createReembedActivities(deps),
+      ...createVectorIndexActivities(deps),
+      ...createDeadLetterActivities(deps),
+      ...createDeliverActivities(deps),
+    }),
+    // Not a sync batch's stages: a failed upkeep run is the schedule's to show, not a stuck batch.
+    ...createUpkeepActivities(deps),
+  };
 }
 
 /**

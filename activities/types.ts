@@ -57,6 +57,8 @@ export interface WriteResult {
   stale: number;
   /** Vector rows removed by a sweep. */
   swept: number;
+  /** The pipeline's sinks, which the sync delivers the batch's changes to after this write. */
+  sinks?: number;
 }
 
 export interface CheckpointResult {

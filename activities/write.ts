@@ -20,6 +20,7 @@ import {
   writeStagedChunks,
 } from '../src/db/staging.js';
 import { deleteVectors, sweepDeleted, updateMetadata } from '../src/db/vectors.js';
+import { configuredSinks } from '../src/sinks/deliver.js';
 import type { ActivityDeps } from './deps.js';
 import { writeAroundBusyRows } from './busy-rows.js';
 import { columnRows } from './column-rows.js';
@@ -42,6 +43,9 @@ export function createWriteBatch(deps: ActivityDeps) {
         // Shared with other writers of the pipeline; a swap takes it for update to switch
         // generations.
         const locked = await getPipeline(client, pipeline, 'for share');
+        // How many sinks the sync tells once this write has committed (decision 23).
+        const sinks = configuredSinks(locked).length;
+        if (sinks > 0) result.sinks = sinks;
         const p = atGeneration(locked, generation);
         const staged = await readRowsToWrite(client, batchId);
         if (!p) {
@@ -109,7 +113,7 @@ export function createWriteBatch(deps: ActivityDeps) {
     );
     if (metrics) {
       for (const [field, outcome] of Object.entries(WRITE_OUTCOMES) as [
-        keyof WriteResult,
+        WriteCount,
         WriteOutcome,
       ][]) {
         if (result[field] > 0) metrics.rowsWritten.inc({ pipeline, outcome }, result[field]);
@@ -121,7 +125,9 @@ export function createWriteBatch(deps: ActivityDeps) {
   };
 }
 
-const WRITE_OUTCOMES: Record<keyof WriteResult, WriteOutcome> = {
+type WriteCount = Exclude<keyof WriteResult, 'sinks'>;
+
+const WRITE_OUTCOMES: Record<WriteCount, WriteOutcome> = {
   written: 'written',
   metadataUpdated: 'metadata_updated',
   deleted: 'deleted',

@@ -28,6 +28,12 @@ const COMMANDS = {
   resume: ['control', 'resume', 'carry on after a pause'],
   status: ['status', undefined, 'where each pipeline stands (--json for scripts)'],
   verify: ['verify', undefined, "check a pipeline's vectors against its source table"],
+  reindex: [
+    'reindex',
+    undefined,
+    "rebuild a pipeline's HNSW index concurrently, reads and writes going on",
+  ],
+  redeliver: ['redeliver', undefined, "send a pipeline's deliveries a sink refused again now"],
   search: ['search', undefined, "search a pipeline's vectors with text"],
   worker: ['worker', undefined, 'run a worker: the workflows and activities'],
   poller: ['poller', undefined, 'run a poller: captured changes into sync workflows'],

@@ -11,3 +11,5 @@ export type {
   BatchBackfillResult,
   BatchBackfillState,
 } from './batch-backfill.js';
+export { upkeep } from './upkeep.js';
+export type { UpkeepInput, UpkeepResult } from './upkeep.js';

@@ -77,6 +77,7 @@ async function sync(input: SyncInput): Promise<SyncResult> {
   if (!input.targets || input.targets.length === 0) {
     const batch = { ...base, ...measured, batchId: id };
     const outcome = await processBatch(batch, input.embedTaskQueue, options);
+    await deliver(input, outcome.sinks ?? 0);
     return { ...outcome, keys: input.keys.length };
   }
   // During a re-embed, each change is written to the live table and to the one being built.
@@ -88,6 +89,7 @@ async function sync(input: SyncInput): Promise<SyncResult> {
     }),
   );
   const live = outcomes[0] as BatchOutcome;
+  await deliver(input, live.sinks ?? 0);
   return {
     ...live,
     keys: input.keys.length,
@@ -95,6 +97,34 @@ async function sync(input: SyncInput): Promise<SyncResult> {
     tokens: sum(outcomes, 'tokens'),
   };
 }
+
+// Telling the pipeline's sinks: an activity per sink once the write has committed, retried with
+// backoff while the sink is down; only the keys pass through here (decision 23). Writes that report
+// no sinks (every write before sinks existed) schedule nothing, so their histories replay as they
+// were; the patch marks the change for those that do.
+// A lost attempt (worker killed) is retried after start-to-close: a webhook answers within 10 s.
+const sinkActivities = proxyActivities<Activities>({
+  startToCloseTimeout: '30 seconds',
+  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '1 minute' },
+});
+
+async function deliver(input: SyncInput, sinks: number): Promise<void> {
+  if (sinks === 0 || !patched('sync-sinks')) return;
+  const id = workflowInfo().workflowId;
+  const n = input.keys.length;
+  const changes = `${groupDigits(n)} ${n === 1 ? 'change' : 'changes'} of ${input.pipeline}`;
+  await Promise.all(
+    Array.from({ length: sinks }, (_, sink) =>
+      sinkActivities.deliverChanges.executeWithOptions(
+        { summary: `Deliver ${changes} to sink ${sink}` },
+        [{ pipeline: input.pipeline, sink, batchId: deliveryId(id, sink), keys: input.keys }],
+      ),
+    ),
+  );
+}
+
+/** The delivery id receivers deduplicate by: the sync's workflow id and the sink's place. */
+const deliveryId = (workflowId: string, sink: number): string => `${workflowId}/${sink}`;
 
 const sum = (outcomes: BatchOutcome[], field: 'embedded' | 'tokens'): number =>
   outcomes.reduce((n, o) => n + o[field], 0);

@@ -36,6 +36,7 @@ import { inspectTable, isEmbeddable, vectorColumnType, type TableInfo } from './
 import { currentSourceTable, reconcileSource } from './schema-check.js';
 import { installCaptureSql, removeCaptureSql } from './triggers.js';
 import { createVectorTableSql, createViewSql, vectorColumnSql, viewName } from './vector-table.js';
+import { deleteFailedDeliveries } from '../db/deliveries.js';
 
 export type ApplyOutcome = 'created' | 'updated' | 'unchanged' | 'reembed pending';
 export interface ApplyResult {
@@ -332,6 +333,7 @@ export async function removePipeline(
     for (const sql of removeCaptureSql({ ...p, ...source })) await client.query(sql);
     await dropQueuedChanges(client, name);
     await dropStaleKeys(client, name);
+    await deleteFailedDeliveries(client, name);
     await deletePipeline(client, name);
     if (options.dropVectorTable) {
       await client.query(`drop view if exists ${qualified(p.vectorSchema, viewName(p))}`);

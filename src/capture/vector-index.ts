@@ -102,6 +102,32 @@ export async function buildIndex(
   return true;
 }
 
+/**
+ * Raises the session's maintenance_work_mem for a build of an index on `table` (see
+ * BUILD_MEMORY_MIN); `maxMemory` 0 leaves the server's own setting. The caller resets it.
+ */
+export async function setBuildMemory(
+  client: Queryable,
+  table: string,
+  maxMemory: number,
+): Promise<void> {
+  if (maxMemory <= 0) return;
+  const { rows } = await client.query<{ bytes: string }>(
+    `select pg_table_size(${quoteLiteral(table)}::regclass)::text as bytes`,
+  );
+  const wanted = Math.min(
+    Math.max(2 * Number(rows[0]?.bytes ?? 0), Math.min(BUILD_MEMORY_MIN, maxMemory)),
+    maxMemory,
+  );
+  // Never lower what the server already grants.
+  await client.query(
+    `select set_config('maintenance_work_mem',
+              greatest($1::bigint, pg_size_bytes(current_setting('maintenance_work_mem')) / 1024)::text || 'kB',
+              false)`,
+    [Math.ceil(wanted / 1024)],
+  );
+}
+
 /** `maxMemory` 0: the server's own maintenance_work_mem. */
 async function build(pool: Pool, p: VectorTableOf, maxMemory: number): Promise<void> {
   const index = isColumn(p)
@@ -115,22 +141,7 @@ async function build(pool: Pool, p: VectorTableOf, maxMemory: number): Promise<v
   try {
     // An earlier build cut short leaves an invalid index under the name.
     await client.query(`drop index concurrently if exists ${index}`);
-    if (maxMemory > 0) {
-      const { rows } = await client.query<{ bytes: string }>(
-        `select pg_table_size(${quoteLiteral(table)}::regclass)::text as bytes`,
-      );
-      const wanted = Math.min(
-        Math.max(2 * Number(rows[0]?.bytes ?? 0), Math.min(BUILD_MEMORY_MIN, maxMemory)),
-        maxMemory,
-      );
-      // Never lower what the server already grants.
-      await client.query(
-        `select set_config('maintenance_work_mem',
-                  greatest($1::bigint, pg_size_bytes(current_setting('maintenance_work_mem')) / 1024)::text || 'kB',
-                  false)`,
-        [Math.ceil(wanted / 1024)],
-      );
-    }
+    await setBuildMemory(client, table, maxMemory);
     // A worker that dies mid-build stops it soon after, instead of leaving it to run for nothing.
     await client.query(`set client_connection_check_interval = '5s'`);
     await client.query(

@@ -15,6 +15,7 @@ import { Poller } from '../poller/poller.js';
 import { createProviders } from '../providers/index.js';
 import { ensureStack } from '../stack/index.js';
 import { connectClient } from '../temporal/connect.js';
+import { syncSchedules } from '../temporal/schedules.js';
 import { ensureSearchAttributes } from '../temporal/search-attributes.js';
 import { connectWorker } from '../worker/connect.js';
 import { webUiWorkflowUrl } from '../temporal/names.js';
@@ -53,7 +54,8 @@ runMain(async (env) => {
   const pool = createPool(stack.databaseUrl, { max: 12, applicationName: 'embedsync-dev' });
   await migrate(pool);
   const created = await createProductsTable(pool);
-  for (const r of await applyPipelines(pool, await loadPipelineFile(DEMO_CONFIG)))
+  const demo = await loadPipelineFile(DEMO_CONFIG);
+  for (const r of await applyPipelines(pool, demo))
     say(`pipeline ${r.pipeline}: ${r.outcome}, vectors in ${r.vectors}`);
 
   const workerConnection = await connectWorker({ temporalAddress: stack.temporalAddress }, log);
@@ -63,6 +65,9 @@ runMain(async (env) => {
   };
   const { client, connection } = await connectClient(temporalEnv);
   await ensureSearchAttributes(connection, stack.temporalNamespace);
+  // The demo's upkeep schedules (its config's `upkeep`), as apply makes them.
+  for (const c of await syncSchedules(client, env.taskQueue, demo))
+    say(`schedule ${c.id}: ${c.outcome}`);
   const worker = await createWorker({
     connection: workerConnection,
     namespace: stack.temporalNamespace,

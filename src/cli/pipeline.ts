@@ -8,6 +8,53 @@ import { migrate } from '../db/migrator.js';
 import { createPool, type Pool } from '../db/pool.js';
 import { databaseUrl, runMain, UserError } from './common.js';
 import type { Env } from '../config/env.js';
+import type { PipelineConfig } from '../config/pipeline.js';
+import { deleteSchedules, syncSchedules, wantedSchedules } from '../temporal/schedules.js';
+import { connectTemporal, TemporalUnreachableError, type TemporalSession } from './connections.js';
+
+/**
+ * Runs `fn` with a Temporal client, after the database part has committed. Unreachable: says what
+ * was not done (the database part stays applied) and exits 1 when `needed`, else stays quiet.
+ */
+async function withTemporal(
+  env: Env,
+  needed: boolean,
+  notDone: string,
+  fn: (session: TemporalSession) => Promise<void>,
+): Promise<void> {
+  let session: TemporalSession;
+  try {
+    session = await connectTemporal(env);
+  } catch (err) {
+    if (!(err instanceof TemporalUnreachableError)) throw err;
+    if (needed) {
+      process.stderr.write(`embedsync: ${err.message}\n  ${notDone}\n`);
+      process.exitCode = 1;
+    }
+    return;
+  }
+  try {
+    await fn(session);
+  } finally {
+    await session.close();
+  }
+}
+
+/** apply's second part: each pipeline's upkeep schedules made to match its config. */
+async function applySchedules(env: Env, configs: PipelineConfig[]): Promise<void> {
+  const wanted = configs.flatMap((c) => wantedSchedules(c).map((w) => w.id));
+  await withTemporal(
+    env,
+    wanted.length > 0,
+    `the pipelines are applied in the database, but their upkeep schedules (${wanted.join(', ')}) are not: apply again once Temporal is reachable`,
+    async ({ client }) => {
+      for (const c of await syncSchedules(client, env.taskQueue, configs))
+        console.log(
+          `  schedule ${c.id}: ${c.outcome}${c.paused ? ' (paused in Temporal; left paused)' : ''}`,
+        );
+    },
+  );
+}
 
 async function withPool(env: Env, fn: (pool: Pool) => Promise<void>): Promise<void> {
   const pool = createPool(databaseUrl(env), { max: 2 });
@@ -50,6 +97,7 @@ program
             console.log(`  still held, its changes waiting in the outbox: ${r.heldBecause}`);
         }
       });
+      await applySchedules(env, configs);
     }),
   );
 
@@ -85,6 +133,17 @@ program
           const kept = opts.dropVectorTable ? 'dropped' : 'kept';
           console.log(
             `${p.name}: removed (triggers on ${p.sourceSchema}.${p.sourceTable} dropped; ${p.vectorSchema}.${p.vectorTable} ${kept})`,
+          );
+          const ids = wantedSchedules(p.config).map((w) => w.id);
+          await withTemporal(
+            env,
+            ids.length > 0,
+            `${p.name} is removed from the database, but its upkeep schedules are not; delete them in the Web UI or with: ` +
+              ids.map((id) => `temporal schedule delete --schedule-id ${id}`).join('; '),
+            async ({ client }) => {
+              for (const id of await deleteSchedules(client, p.name))
+                console.log(`  schedule ${id}: deleted`);
+            },
           );
         });
       });

@@ -21,6 +21,7 @@ import {
 } from './connections.js';
 import type { PartCounts } from '../db/batch-parts.js';
 import type { PeriodSpend } from '../cost/spend.js';
+import type { UpkeepScheduleStatus } from '../temporal/schedules.js';
 import { count, duration, money, percent, plural, progressText } from './format.js';
 
 const opts = new Command('embedsync status')
@@ -234,6 +235,11 @@ function describe(p: PipelineStatus, reachable: boolean): string {
       ? `${count(p.deadLetters)} (select * from embedsync.dead_letters where pipeline = '${p.pipeline}')`
       : '0',
   );
+  if (p.failedDeliveries.count > 0)
+    row(
+      'undelivered',
+      `${plural(p.failedDeliveries.count, 'delivery', 'deliveries')} refused by a sink, last: ${oneLine(p.failedDeliveries.lastError ?? '')} (npx embedsync redeliver --table ${p.pipeline})`,
+    );
   for (const [label, period] of spendRows(p)) row(label, period);
   if (p.batchParts) row('batch parts', batchPartsText(p.batchParts));
   row('provider', providerHealth(p));
@@ -250,6 +256,7 @@ function describe(p: PipelineStatus, reachable: boolean): string {
   for (const x of w.listed) lines.push(`  ${''.padEnd(13)}   ${x.workflowId}  ${x.url}`);
   if (w.running > w.listed.length)
     lines.push(`  ${''.padEnd(13)}   … and ${count(w.running - w.listed.length)} more`);
+  for (const u of w.upkeep) row('upkeep', upkeepText(u));
   if (w.backfill) {
     row(
       'backfill',
@@ -269,4 +276,23 @@ function batchPartsText(c: PartCounts): string {
   ];
   const lines = `${count(c.completedLines)} lines done, ${count(c.failedLines)} refused`;
   return `${plural(c.submitted, 'part')} submitted, ${count(c.inProgress)} in progress, ${count(c.completed)} completed${ended.length ? `, ${ended.join(', ')}` : ''} (${lines}; ${count(c.paidTokens)} tokens at the batch price)`;
+}
+
+/** "verify:products every 6 h 00 min; last run 2 h 10 min ago: 1 missing, 0 stale, 0 orphaned (1 requeued)". */
+function upkeepText(u: UpkeepScheduleStatus): string {
+  const every = u.everySeconds === null ? '' : ` every ${duration(u.everySeconds)}`;
+  const paused = u.paused ? ` (paused${u.note ? `: ${u.note}` : ''})` : '';
+  const run = u.lastRun;
+  if (!run) return `${u.id}${every}${paused}; no run yet`;
+  const ago = `last run ${duration((Date.now() - run.startedAt.getTime()) / 1000)} ago`;
+  const r = run.result;
+  let found = run.status.toLowerCase();
+  if (r?.verify) {
+    const v = r.verify;
+    const requeued = v.requeued === undefined ? '' : ` (${count(v.requeued)} requeued)`;
+    found = `${count(v.missing)} missing, ${count(v.stale)} stale, ${count(v.orphaned)} orphaned${requeued}`;
+  } else if (r?.reindex) {
+    found = `${r.reindex.action}, ${count(r.reindex.bytesBefore)} → ${count(r.reindex.bytesAfter)} bytes`;
+  }
+  return `${u.id}${every}${paused}; ${ago}: ${found}`;
 }

@@ -5,6 +5,32 @@ import { createHash } from 'node:crypto';
 
 export const PIPELINE_NAME = /^[a-z][a-z0-9_]{0,39}$/;
 
+const DURATION = /^([1-9][0-9]*)(s|m|h|d)$/;
+const UNIT_SECONDS = { s: 1, m: 60, h: 3600, d: 86_400 } as const;
+/** A schedule's interval is at least a minute: a check of a whole table is no busy loop. */
+export const MIN_UPKEEP_SECONDS = 60;
+
+/** '6h' → 21600; a number is seconds already. Validated by upkeepInterval. */
+export function durationSeconds(value: string | number): number {
+  if (typeof value === 'number') return value;
+  const m = DURATION.exec(value);
+  if (!m) throw new ConfigError('', `not a duration: ${value}`);
+  return Number(m[1]) * UNIT_SECONDS[m[2] as keyof typeof UNIT_SECONDS];
+}
+
+const upkeepInterval = z
+  .union([
+    z.number().int(),
+    z.string().regex(DURATION, 'must be a duration such as 30m, 6h or 7d, or whole seconds'),
+  ])
+  // A string the regex refused is reported there; zod runs this refinement all the same.
+  .refine(
+    (v) => (typeof v === 'string' && !DURATION.test(v)) || durationSeconds(v) >= MIN_UPKEEP_SECONDS,
+    {
+      error: `must be at least ${MIN_UPKEEP_SECONDS} seconds (1m)`,
+    },
+  );
+
 const embedColumn = z.union([
   z.string().min(1),
   z
@@ -150,6 +176,50 @@ const voyageEmbedding = z
   })
   .strict();
 
+// Where a pipeline's changes are delivered once written (docs/architecture.md, decision 23).
+// Operational: they decide where changes go, not what a vector is, so they are outside the
+// embedding fingerprint and changing them needs no re-embed.
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+const IDENTIFIER = /^[a-z_][a-z0-9_]{0,62}$/;
+/** Source columns whose current values a delivery carries; none by default (keys only). */
+const sinkColumns = z.array(z.string().min(1)).min(1, 'must not be empty').optional();
+
+export const sinkSchema = z.union([
+  z
+    .object({
+      /** A Postgres channel for pg_notify: lower case letters, digits and _, at most 63. */
+      notify: z.string().regex(IDENTIFIER, 'must be a channel name: a-z, 0-9 and _ (at most 63)'),
+    })
+    .strict(),
+  z
+    .object({
+      webhook: z
+        .object({
+          url: z.url({ protocol: /^https?$/ }).refine((u) => !/^[a-z]+:\/\/[^/]*@/i.test(u), {
+            error: 'must not carry credentials: the body is signed with secretEnv instead',
+          }),
+          /** The environment variable holding the HMAC secret; never the secret itself. */
+          secretEnv: z.string().regex(ENV_NAME, 'must be an environment variable name'),
+          columns: sinkColumns,
+        })
+        .strict(),
+    })
+    .strict(),
+  z
+    .object({
+      workflow: z
+        .object({
+          /** The user's workflow type, signalled-with-start once per delivery. */
+          type: z.string().min(1),
+          taskQueue: z.string().min(1),
+          columns: sinkColumns,
+        })
+        .strict(),
+    })
+    .strict(),
+]);
+export type SinkConfig = z.infer<typeof sinkSchema>;
+
 export const pipelineSchema = z
   .object({
     name: z
@@ -229,6 +299,8 @@ export const pipelineSchema = z
      * limits.
      */
     batchSize: z.number().int().min(1).max(2000).default(200),
+    /** Where each written change is delivered: notify, webhook, workflow (decision 23). */
+    sinks: z.array(sinkSchema).max(16).default([]),
     /** How whole-table work (backfill) runs by default; `--batch` / `--no-batch` override it. */
     backfill: z
       .object({
@@ -244,9 +316,43 @@ export const pipelineSchema = z
       })
       .strict()
       .optional(),
+    /**
+     * Upkeep run by Temporal Schedules that apply creates (docs/architecture.md, decision 24): a
+     * periodic verify, re-queueing what it finds if asked, and a periodic concurrent reindex.
+     * Operational: changing it never re-embeds.
+     */
+    upkeep: z
+      .object({
+        /** How often verify runs: '6h', '30m', '7d', or seconds; absent: never. */
+        verifyEvery: upkeepInterval.optional(),
+        /** Queue what the scheduled verify finds for the sync to repair. */
+        requeue: z.boolean().default(false),
+        /** How often the HNSW index is rebuilt concurrently; absent: never. */
+        reindexEvery: upkeepInterval.optional(),
+      })
+      .strict()
+      .optional(),
   })
   .strict()
   .superRefine((p, ctx) => {
+    if (p.upkeep?.requeue && p.upkeep.verifyEvery === undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['upkeep', 'requeue'],
+        message: `pipeline ${p.name} requeues what a scheduled verify finds, but has no upkeep.verifyEvery`,
+      });
+    }
+    if (
+      p.upkeep?.reindexEvery !== undefined &&
+      p.destination !== undefined &&
+      !p.destination.index
+    ) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['upkeep', 'reindexEvery'],
+        message: `pipeline ${p.name} writes into column ${p.destination.column} without an index of embedsync's: set destination.index: true, or leave out reindexEvery`,
+      });
+    }
     if (p.backfill?.mode === 'batch' && p.embedding.provider !== 'openai') {
       ctx.addIssue({
         code: 'custom',

@@ -21,3 +21,22 @@ export async function lockKeys(db: Queryable, pipeline: string, keys: string[]):
     [pipeline, keys],
   );
 }
+
+/**
+ * A sink's per-key locks, apart from the writers' (a delivery never holds up a write): a delivery
+ * reads its rows and sends under them, so for each row the states a sink receives follow commit
+ * order (decision 23). Taken in hash order, like lockKeys.
+ */
+export async function lockSinkKeys(
+  db: Queryable,
+  pipeline: string,
+  sink: number,
+  keys: readonly string[],
+): Promise<void> {
+  if (keys.length === 0) return;
+  await db.query(
+    `select pg_advisory_xact_lock(hashtext('embedsync-sink:' || $1 || ':' || $2), h)
+       from (select distinct hashtext(k) as h from unnest($3::text[]) as k order by 1) as ordered`,
+    [pipeline, sink, keys],
+  );
+}

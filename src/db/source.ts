@@ -208,3 +208,22 @@ export async function countKeysAfter(
   );
   return rows[0]?.n ?? 0;
 }
+
+/**
+ * Which of these keys have a row now, with the named columns' current values (as JSON): what a
+ * delivery to a sink reports (decision 23). Keys with no row are absent.
+ */
+export async function readRowStates(
+  db: Queryable,
+  p: Pipeline,
+  keys: readonly string[],
+  columns: readonly string[],
+): Promise<Map<string, Record<string, unknown>>> {
+  const pairs = columns.map((c) => `${quoteLiteral(c)}, s.${quoteIdent(c)}`);
+  const sql = `
+    select k.pk, jsonb_build_object(${pairs.join(', ')}) as columns
+      from unnest($1::text[]) as k(pk)
+      join ${qualified(p.sourceSchema, p.sourceTable)} s on ${keyMatches(p, 's', 'k.pk')}`;
+  const { rows } = await db.query<{ pk: string; columns: Record<string, unknown> }>(sql, [keys]);
+  return new Map(rows.map((r) => [r.pk, r.columns]));
+}

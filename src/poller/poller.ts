@@ -29,6 +29,7 @@ import { createCatalogMetrics, type CatalogMetrics } from '../metrics/catalog.js
 import { serveMetrics, type MetricsListen, type MetricsServer } from '../metrics/server.js';
 import { nextPollDelay } from './pace.js';
 import { planBatches, planStamped, type PlannedBatch } from './plan.js';
+import { redeliver } from '../sinks/redeliver.js';
 
 export interface PollerOptions {
   /** Most keys one claim takes (a statement's row of many keys may be taken in parts). */
@@ -309,6 +310,23 @@ export class Poller {
   }
 
   private async retryDeadLetters(): Promise<void> {
+    try {
+      // Deliveries a sink refused, whose wait is over (decision 23).
+      const sent = await redeliver(
+        { pool: this.deps.pool, temporal: this.deps.temporal },
+        { due: true },
+      );
+      if (sent.delivered + sent.failed > 0)
+        this.deps.log.info(
+          { delivered: sent.delivered, failed: sent.failed },
+          'sent refused deliveries again (embedsync.failed_deliveries)',
+        );
+    } catch (err) {
+      this.deps.log.warn(
+        { err: (err as Error).message },
+        'could not send the refused deliveries again; trying later',
+      );
+    }
     try {
       const requeued = await requeueFailedBatches(this.deps.pool, this.options.deadLetterRetry);
       for (const [pipeline, keys] of requeued)

@@ -6,6 +6,7 @@ import { checkSourceSchemas } from '../capture/schema-check.js';
 import { partCounts, type PartCounts } from '../db/batch-parts.js';
 import { priceSpend, type PipelineSpend } from '../cost/spend.js';
 import { findPipeline } from '../db/catalog.js';
+import { countFailedDeliveries, type FailedDeliveryCount } from '../db/deliveries.js';
 import { readStateReasons, type HoldFacts } from '../db/pipeline-state.js';
 import type { Pool } from '../db/pool.js';
 import { readRateObservations } from '../db/rate-observations.js';
@@ -56,6 +57,8 @@ export interface PipelineStatus extends PipelineFacts, HoldFacts {
    * their new vectors not yet written (null: every row, after a TRUNCATE). Absent with keep.
    */
   hidden?: number | null;
+  /** Deliveries a sink refused for good, kept to be sent again (decision 23). */
+  failedDeliveries: FailedDeliveryCount;
   /** Every token paid (the token ledger), priced: today, the last 30 days, in all; by mode. */
   spend: PipelineSpend;
 }
@@ -120,6 +123,7 @@ export async function gatherStatus(
     pipelines.push({
       ...f,
       synced,
+      failedDeliveries: await countFailedDeliveries(pool, f.pipeline),
       ...hidden,
       spend,
       learnedRateLimits: learned

@@ -9,6 +9,7 @@ import {
   reembedWorkflowId,
   webUiWorkflowUrl,
 } from '../temporal/names.js';
+import { upkeepStatus, type UpkeepScheduleStatus } from '../temporal/schedules.js';
 
 /**
  * A backfill (online or batch mode) or a re-embed: all answer the progress query and take
@@ -45,6 +46,8 @@ export interface PipelineWorkflows {
   /** The Web UI's list of every workflow of the pipeline. */
   listUrl: string;
   backfill: RunningBackfill | null;
+  /** The pipeline's upkeep schedules and what their latest runs found (decision 24). */
+  upkeep: UpkeepScheduleStatus[];
 }
 
 /**
@@ -131,5 +134,6 @@ export async function pipelineWorkflows(
     listed,
     listUrl: webUiListUrl(ui, pipelineQuery(pipeline)),
     backfill: backfillFacts,
+    upkeep: await upkeepStatus(client, pipeline),
   };
 }

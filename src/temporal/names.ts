@@ -9,7 +9,7 @@ export const EMBED_KIND = defineSearchAttributeKey('EmbedKind', SearchAttributeT
 export const SEARCH_ATTRIBUTES = [EMBED_PIPELINE, EMBED_KIND] as const;
 
 /** The EmbedKind search attribute (re-embeds started before it was 'reembed' carry 'swap'). */
-export type WorkflowKind = 'sync' | 'backfill' | 'reembed';
+export type WorkflowKind = 'sync' | 'backfill' | 'reembed' | 'upkeep';
 
 /**
  * Embedding activities of one provider share a task queue, so the server can rate-limit them

@@ -566,6 +566,8 @@ describe('operator commands', () => {
       'resume',
       'status',
       'verify',
+      'reindex',
+      'redeliver',
       'search',
       'worker',
       'poller',

@@ -139,6 +139,54 @@ describe('pipeline config', () => {
   });
 });
 
+describe('sinks', () => {
+  const webhook = { url: 'https://example.com/hook', secretEnv: 'HOOK_SECRET' };
+
+  it('takes notify, webhook and workflow sinks, none by default', () => {
+    const [none] = parsePipelines({ pipelines: [valid] });
+    assert.deepEqual(none?.sinks, []);
+    const sinks = [
+      { notify: 'product_changes' },
+      { webhook: { ...webhook, columns: ['name'] } },
+      { workflow: { type: 'onProductChange', taskQueue: 'shop' } },
+    ];
+    const [p] = parsePipelines({ pipelines: [{ ...valid, sinks }] });
+    assert.deepEqual(p?.sinks, sinks);
+  });
+
+  it('refuses a bad channel, url, environment variable name or an unknown option, naming the field', () => {
+    const at = (sink: unknown): ConfigError =>
+      errorOf({ pipelines: [{ ...valid, sinks: [sink] }] });
+    assert.equal(at({ notify: 'Bad-Channel' }).field, 'pipelines[0].sinks[0].notify');
+    assert.match(at({ notify: 'x; drop' }).message, /channel name/);
+    assert.equal(
+      at({ webhook: { ...webhook, url: 'ftp://x' } }).field,
+      'pipelines[0].sinks[0].webhook.url',
+    );
+    assert.match(
+      at({ webhook: { ...webhook, secretEnv: 'not a name' } }).message,
+      /environment variable name/,
+    );
+    assert.match(
+      at({ webhook: { ...webhook, url: 'https://u:p@example.com/h' } }).message,
+      /credentials/,
+    );
+    // A secret is never config: only the variable's name is accepted.
+    assert.ok(at({ webhook: { ...webhook, secret: 's3cret' } }));
+    assert.ok(at({ workflow: { type: 'x' } }));
+    assert.ok(at({ notify: 'a', webhook }));
+  });
+
+  it('are operational: changing them leaves the fingerprint', () => {
+    const [base] = parsePipelines({ pipelines: [valid] });
+    const [withSinks] = parsePipelines({
+      pipelines: [{ ...valid, sinks: [{ notify: 'changes' }, { webhook }] }],
+    });
+    assert.ok(base && withSinks);
+    assert.equal(embeddingFingerprint(withSinks), embeddingFingerprint(base));
+  });
+});
+
 describe('EMBEDSYNC_INDEX_BUILD_MEMORY', () => {
   it('is 1 GB unless set, and reads PostgreSQL memory sizes', () => {
     assert.equal(readEnv({}).indexBuildMemory, 2 ** 30);
