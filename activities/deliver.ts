@@ -4,7 +4,7 @@
 // worth retrying (a webhook's 5xx, 408, 429, a timeout, a refused connection) is thrown and Temporal
 // retries it with backoff; a webhook's refusal is kept in embedsync.failed_deliveries instead.
 import { Context } from '@temporalio/activity';
-import { findPipeline } from '../src/db/catalog.js';
+import { findAnyPipeline } from '../src/db/catalog.js';
 import { deliverToSink, type DeliveryOutcome } from '../src/sinks/deliver.js';
 import type { ActivityDeps } from './deps.js';
 
@@ -15,6 +15,8 @@ export interface DeliverInput {
   /** The delivery id, `<sync workflow id>/<sink>` (deliveryId): also names it in stuck batches. */
   batchId: string;
   keys: string[];
+  /** The batch is a TRUNCATE: every row before it is gone (its keys are not known). */
+  truncated?: boolean;
 }
 
 export interface DeliverResult {
@@ -28,12 +30,18 @@ export function createDeliverActivities({ pool, log }: ActivityDeps) {
   return {
     async deliverChanges(input: DeliverInput): Promise<DeliverResult> {
       const id = input.batchId;
-      const p = await findPipeline(pool, input.pipeline);
+      const p = await findAnyPipeline(pool, input.pipeline);
       // A removed pipeline has no sinks left to tell.
       if (!p) return { deliveryId: id, changes: 0, deadLettered: false };
       const outcome: DeliveryOutcome = await deliverToSink(
         { pool, temporal: Context.current().client },
-        { pipeline: p, sink: input.sink, deliveryId: id, keys: input.keys },
+        {
+          pipeline: p,
+          sink: input.sink,
+          deliveryId: id,
+          keys: input.keys,
+          truncated: input.truncated ?? false,
+        },
       );
       if (!outcome.delivered) {
         log.warn(

@@ -31,6 +31,11 @@ export interface SyncInput {
    * from it.
    */
   enqueuedAt?: string;
+  /**
+   * An events-only pipeline's batch (decision 23): nothing to embed or write, only its sinks to
+   * tell.
+   */
+  events?: { sinks: number };
 }
 
 export interface SyncResult extends WriteResult {
@@ -74,6 +79,10 @@ async function sync(input: SyncInput): Promise<SyncResult> {
   // The stages as local activities, in the workflow's own task (docs/architecture.md, decision 2);
   // syncs started before ran them as activities on the task queues and replay that way.
   const options = { local: patched('sync-local-stages') };
+  if (input.events) {
+    await deliver(input, input.events.sinks);
+    return { ...NOTHING_WRITTEN, keys: input.keys.length, embedded: 0, tokens: 0 };
+  }
   if (!input.targets || input.targets.length === 0) {
     const batch = { ...base, ...measured, batchId: id };
     const outcome = await processBatch(batch, input.embedTaskQueue, options);
@@ -112,12 +121,22 @@ async function deliver(input: SyncInput, sinks: number): Promise<void> {
   if (sinks === 0 || !patched('sync-sinks')) return;
   const id = workflowInfo().workflowId;
   const n = input.keys.length;
-  const changes = `${groupDigits(n)} ${n === 1 ? 'change' : 'changes'} of ${input.pipeline}`;
+  const changes = input.sweep
+    ? `the TRUNCATE of ${input.pipeline}`
+    : `${groupDigits(n)} ${n === 1 ? 'change' : 'changes'} of ${input.pipeline}`;
   await Promise.all(
     Array.from({ length: sinks }, (_, sink) =>
       sinkActivities.deliverChanges.executeWithOptions(
         { summary: `Deliver ${changes} to sink ${sink}` },
-        [{ pipeline: input.pipeline, sink, batchId: deliveryId(id, sink), keys: input.keys }],
+        [
+          {
+            pipeline: input.pipeline,
+            sink,
+            batchId: deliveryId(id, sink),
+            keys: input.keys,
+            ...(input.sweep ? { truncated: true } : {}),
+          },
+        ],
       ),
     ),
   );
@@ -125,6 +144,8 @@ async function deliver(input: SyncInput, sinks: number): Promise<void> {
 
 /** The delivery id receivers deduplicate by: the sync's workflow id and the sink's place. */
 const deliveryId = (workflowId: string, sink: number): string => `${workflowId}/${sink}`;
+
+const NOTHING_WRITTEN = { written: 0, metadataUpdated: 0, deleted: 0, stale: 0, swept: 0 };
 
 const sum = (outcomes: BatchOutcome[], field: 'embedded' | 'tokens'): number =>
   outcomes.reduce((n, o) => n + o[field], 0);

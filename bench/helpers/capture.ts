@@ -40,7 +40,7 @@ function captureSql(pipeline: Pipeline, mode: CaptureMode): string[] {
     case 'clear':
       return installCaptureSql({
         ...pipeline,
-        config: { ...pipeline.config, onContentChange: 'clear' },
+        config: { ...pipeline.config, onContentChange: 'clear' as const },
       });
   }
 }

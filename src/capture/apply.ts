@@ -5,16 +5,24 @@ import {
   embedColumns,
   embeddingFingerprint,
   ConfigError,
+  isEventsOnly,
+  type AnyPipelineConfig,
+  type EventsPipelineConfig,
   type PipelineConfig,
 } from '../config/pipeline.js';
 import {
   deletePipeline,
-  findPipeline,
+  findAnyPipeline,
+  getAnyPipeline,
   getPipeline,
+  isEventsPipeline,
   upsertPipeline,
   vectorTableOwner,
+  type AnyPipeline,
+  type EventsPipeline,
   type Pipeline,
 } from '../db/catalog.js';
+import { sinkColumns } from '../sinks/payload.js';
 import { parseTableName, qualified } from '../db/ident.js';
 import { dropQueuedChanges } from '../db/outbox.js';
 import { dropStaleKeys, marksChanges } from '../db/stale-keys.js';
@@ -43,7 +51,10 @@ export interface ApplyResult {
   pipeline: string;
   outcome: ApplyOutcome;
   vectorTable: string;
-  /** Where its vectors are: the vector table, or a column pipeline's column (`vectorsPlace`). */
+  /**
+   * Where its vectors are: the vector table, or a column pipeline's column (`vectorsPlace`); empty
+   * for an events-only pipeline, which has none.
+   */
   vectors: string;
   /** Why the pipeline is still held after this apply (schema_changed), with the fix. */
   heldBecause?: string;
@@ -51,14 +62,18 @@ export interface ApplyResult {
 
 export async function applyPipelines(
   pool: Pool,
-  configs: readonly PipelineConfig[],
+  configs: readonly AnyPipelineConfig[],
 ): Promise<ApplyResult[]> {
   const results = await withTransaction(pool, async (client) => {
     await client.query('select pg_advisory_xact_lock($1)', [CATALOG_LOCK]);
     const results: ApplyResult[] = [];
     for (const [i, config] of configs.entries()) {
       try {
-        results.push(await applyOne(client, config));
+        results.push(
+          isEventsOnly(config)
+            ? await applyEventsOnly(client, config)
+            : await applyOne(client, config),
+        );
       } catch (err) {
         if (err instanceof ConfigError)
           throw new ConfigError(`pipelines[${i}]${err.field ? `.${err.field}` : ''}`, err.detail);
@@ -69,7 +84,7 @@ export async function applyPipelines(
   });
   // A column's HNSW index is built concurrently, which no transaction may hold (decision 18).
   for (const config of configs) {
-    if (!wantsColumnIndex({ config })) continue;
+    if (isEventsOnly(config) || !wantsColumnIndex({ config })) continue;
     await buildIndex(pool, await getPipeline(pool, config.name));
   }
   return results;
@@ -79,11 +94,14 @@ async function applyOne(client: PoolClient, config: PipelineConfig): Promise<App
   const { schema, table } = parseSource(config);
   // A renamed source table is followed first, so the config may name it by its new name.
   await reconcileSource(client, config.name);
-  const existing = await findPipeline(client, config.name);
+  const found = await findAnyPipeline(client, config.name);
+  if (found && isEventsPipeline(found)) throw kindChange(found);
+  const existing = found;
   const info = await inspectTable(client, schema, table);
   if (!info) throw new ConfigError('source.table', missingTable(`${schema}.${table}`, existing));
   const primaryKey = checkPrimaryKey(config, info);
   checkColumns(config, info);
+  checkSinkColumns(config, info);
   // Dimensions the model cannot produce, or chunks longer than it takes, are refused here, not row
   // by row.
   checkEmbeddingModel(config);
@@ -152,7 +170,84 @@ async function applyOne(client: PoolClient, config: PipelineConfig): Promise<App
   };
 }
 
-function missingTable(name: string, existing: Pipeline | undefined): string {
+/**
+ * An events-only pipeline (decision 23): the capture and the catalog row, no vector table. Every
+ * change of every column is delivered, so its UPDATE capture compares no columns.
+ */
+async function applyEventsOnly(
+  client: PoolClient,
+  config: EventsPipelineConfig,
+): Promise<ApplyResult> {
+  const { schema, table } = parseSource(config);
+  await reconcileSource(client, config.name);
+  const existing = await findAnyPipeline(client, config.name);
+  if (existing && !isEventsPipeline(existing)) throw kindChange(existing);
+  const info = await inspectTable(client, schema, table);
+  if (!info) throw new ConfigError('source.table', missingTable(`${schema}.${table}`, existing));
+  const primaryKey = checkPrimaryKey(config, info);
+  checkSinkColumns(config, info);
+  if (existing && (existing.sourceSchema !== schema || existing.sourceTable !== table)) {
+    throw new ConfigError(
+      'source.table',
+      `pipeline "${config.name}" already syncs ${existing.sourceSchema}.${existing.sourceTable}; remove it before pointing it elsewhere`,
+    );
+  }
+  const next: EventsPipeline = {
+    eventsOnly: true,
+    name: config.name,
+    sourceSchema: schema,
+    sourceTable: table,
+    primaryKey,
+    config,
+    generation: existing?.generation ?? 1,
+    syncPaused: existing?.syncPaused ?? false,
+    state: existing?.state ?? INITIAL_STATE,
+  };
+  await upsertPipeline(client, next, info.relid);
+  for (const sql of installCaptureSql(next)) await client.query(sql);
+  const check = await reconcileSource(client, config.name);
+  const outcome: ApplyOutcome = !existing
+    ? 'created'
+    : canonicalJson(existing.config) === canonicalJson(config)
+      ? 'unchanged'
+      : 'updated';
+  const hold = check?.verdict.hold;
+  return {
+    pipeline: config.name,
+    outcome,
+    vectorTable: '',
+    vectors: '',
+    ...(hold ? { heldBecause: hold.reason } : {}),
+  };
+}
+
+/** A pipeline does not turn from embedding to events-only or back in place. */
+function kindChange(existing: AnyPipeline): ConfigError {
+  const was = isEventsPipeline(existing)
+    ? 'delivers change events only'
+    : `embeds into ${existing.vectorSchema}.${existing.vectorTable}`;
+  return new ConfigError(
+    isEventsPipeline(existing) ? 'embedding' : 'sinks',
+    `pipeline "${existing.name}" ${was}; to change that, remove it (npx embedsync remove --table ${existing.name}) and apply it again`,
+  );
+}
+
+/** The columns a sink's deliveries carry must be columns of the table. */
+function checkSinkColumns(config: AnyPipelineConfig, info: TableInfo): void {
+  const sinks = config.sinks;
+  sinks.forEach((sink, i) => {
+    const kind = 'notify' in sink ? 'notify' : 'webhook' in sink ? 'webhook' : 'workflow';
+    sinkColumns(sink).forEach((column, j) => {
+      if (!info.columns.has(column))
+        throw new ConfigError(
+          `sinks[${i}].${kind}.columns[${j}]`,
+          `column "${column}" does not exist in ${info.schema}.${info.table}`,
+        );
+    });
+  });
+}
+
+function missingTable(name: string, existing: AnyPipeline | undefined): string {
   if (!existing) return `table ${name} does not exist`;
   const now = `${existing.sourceSchema}.${existing.sourceTable}`;
   if (existing.state === 'source_missing') {
@@ -212,7 +307,7 @@ function planChange(
   return event ? { next, event } : { next };
 }
 
-function parseSource(config: PipelineConfig): { schema: string; table: string } {
+function parseSource(config: AnyPipelineConfig): { schema: string; table: string } {
   try {
     return parseTableName(config.source.table);
   } catch (err) {
@@ -220,7 +315,7 @@ function parseSource(config: PipelineConfig): { schema: string; table: string } 
   }
 }
 
-function checkPrimaryKey(config: PipelineConfig, info: TableInfo): Pipeline['primaryKey'] {
+function checkPrimaryKey(config: AnyPipelineConfig, info: TableInfo): Pipeline['primaryKey'] {
   const name = `${info.schema}.${info.table}`;
   if (info.primaryKey.length === 0) {
     throw new ConfigError(
@@ -321,10 +416,10 @@ export async function removePipeline(
   pool: Pool,
   name: string,
   options: { dropVectorTable?: boolean } = {},
-): Promise<Pipeline> {
+): Promise<AnyPipeline> {
   return withTransaction(pool, async (client) => {
     await client.query('select pg_advisory_xact_lock($1)', [CATALOG_LOCK]);
-    const p = await getPipeline(client, name, 'for update');
+    const p = await getAnyPipeline(client, name, 'for update');
     // Triggers are dropped from the table under its current name; if it is gone, so are they.
     const now = await currentSourceTable(client, name);
     const source = now
@@ -335,7 +430,7 @@ export async function removePipeline(
     await dropStaleKeys(client, name);
     await deleteFailedDeliveries(client, name);
     await deletePipeline(client, name);
-    if (options.dropVectorTable) {
+    if (options.dropVectorTable && !isEventsPipeline(p)) {
       await client.query(`drop view if exists ${qualified(p.vectorSchema, viewName(p))}`);
       await client.query(`drop table if exists ${qualified(p.vectorSchema, p.vectorTable)}`);
     }

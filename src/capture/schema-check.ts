@@ -6,7 +6,8 @@
 // something.
 import {
   followRenamedSource,
-  getPipeline,
+  getAnyPipeline,
+  isEventsPipeline,
   recordSourceIdentity,
   type KeyColumn,
 } from '../db/catalog.js';
@@ -233,17 +234,18 @@ export async function reconcileSource(
     resumed = state !== undefined || verdict.renamedTo !== undefined;
   }
   if (live && changes.length > 0) {
-    const p = await getPipeline(client, pipeline);
+    const p = await getAnyPipeline(client, pipeline);
     // Triggers follow a renamed table by themselves; installing them again keeps them as apply
     // would.
     if (resumed) for (const sql of installCaptureSql(p)) await client.query(sql);
     // A dropped column takes the view with it (cascade): it is made again from the columns there
-    // are.
-    for (const sql of createViewSql(
-      p,
-      live.columns.map((c) => c.name),
-    ))
-      await client.query(sql);
+    // are. An events-only pipeline has none.
+    if (!isEventsPipeline(p))
+      for (const sql of createViewSql(
+        p,
+        live.columns.map((c) => c.name),
+      ))
+        await client.query(sql);
     // Batches that failed on the old shape are sent round again now, not after their backoff.
     if (resumed) await requeueFailedBatchesNow(client, pipeline);
   }

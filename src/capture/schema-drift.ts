@@ -1,7 +1,13 @@
 // What a source table's DDL means for its pipeline, decided from the catalog row and what
 // pg_catalog says now: pure, so it is tested without a database. src/capture/schema-check.ts acts
 // on the verdict.
-import { destinationColumn, embedColumns, type PipelineConfig } from '../config/pipeline.js';
+import {
+  destinationColumn,
+  embedColumns,
+  isEventsOnly,
+  type AnyPipelineConfig,
+  type PipelineConfig,
+} from '../config/pipeline.js';
 import type { KeyColumn } from '../db/catalog.js';
 import type { BaseState, HeldState } from '../db/pipeline-state.js';
 import { isEmbeddable, type ColumnInfo } from './inspect.js';
@@ -25,7 +31,8 @@ export interface CatalogSource {
   sourceSchema: string;
   sourceTable: string;
   primaryKey: KeyColumn[];
-  config: PipelineConfig;
+  /** An events-only pipeline's reads only its key. */
+  config: AnyPipelineConfig;
   pendingConfig: PipelineConfig | null;
   /** The state the pipeline is in, or returns to once its hold ends. */
   baseState: BaseState;
@@ -68,7 +75,9 @@ export function readColumns(
     add(k.name, 'key', 'live');
     if (p.pendingConfig) add(k.name, 'key', 'pending');
   }
-  const configs: [PipelineConfig, 'live' | 'pending'][] = [[p.config, 'live']];
+  const configs: [PipelineConfig, 'live' | 'pending'][] = isEventsOnly(p.config)
+    ? []
+    : [[p.config, 'live']];
   if (p.pendingConfig) configs.push([p.pendingConfig, 'pending']);
   for (const [config, which] of configs)
     for (const c of embedColumns(config)) add(c.column, 'embed', which);
@@ -79,12 +88,13 @@ export function readColumns(
 export function judgeSchema(p: CatalogSource, live: LiveTable | undefined): SchemaVerdict {
   const was = `${p.sourceSchema}.${p.sourceTable}`;
   if (!live) {
+    const then = isEventsOnly(p.config) ? '' : ` and npx embedsync backfill --table ${p.name}`;
     return {
       hold: {
         state: 'source_missing',
         reason:
-          `table ${was} is gone: restore it, then run npx embedsync apply --config <file> and ` +
-          `npx embedsync backfill --table ${p.name}; or remove the pipeline: npx embedsync remove --table ${p.name}`,
+          `table ${was} is gone: restore it, then run npx embedsync apply --config <file>${then}; ` +
+          `or remove the pipeline: npx embedsync remove --table ${p.name}`,
       },
     };
   }
@@ -151,6 +161,8 @@ function fix(
   otherwise = '',
 ): string {
   const apply = 'npx embedsync apply --config <file>';
+  if (c.role === 'key' && isEventsOnly(p.config))
+    return `run ${apply} (it reads the primary key again)`;
   if (c.role === 'key') {
     const backfill = `npx embedsync backfill --table ${p.name}`;
     return `run ${apply} (it reads the primary key again), then ${backfill} (the rows' keys changed)`;
@@ -175,6 +187,7 @@ function destinationProblem(
   byNumber: ReadonlyMap<number, LiveColumn>,
   table: string,
 ): { column: string; attnum?: number; problem?: string } {
+  if (isEventsOnly(p.config)) return { column: '' };
   const column = destinationColumn(p.config);
   if (column === undefined) return { column: '' };
   const name = `column "${column}" of ${table}, the pipeline's destination,`;

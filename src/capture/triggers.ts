@@ -8,7 +8,12 @@
 // column (found by a probe that event triggers switch on only when needed), and a retyped one still
 // compares as text: they cannot make a user's write fail.
 import { destinationColumn, embedColumns } from '../config/pipeline.js';
-import { shadowColumnName, type Pipeline } from '../db/catalog.js';
+import {
+  isEventsPipeline,
+  shadowColumnName,
+  type AnyPipeline,
+  type Pipeline,
+} from '../db/catalog.js';
 import { qualified, quoteIdent, quoteLiteral } from '../db/ident.js';
 import { OUTBOX_INSERT, outboxKeysInsert } from '../db/outbox.js';
 import { keyText, keyTextSettings } from '../db/source.js';
@@ -26,7 +31,11 @@ const triggerName = (pipeline: string, event: Event): string =>
  * Columns whose change must reach the vector table: what is embedded and what is kept as metadata,
  * by the live config and by a pending one (whose re-embed must not miss changes to its columns).
  */
-export function watchedColumns(p: Pick<Pipeline, 'config' | 'pendingConfig'>): string[] {
+export function watchedColumns(
+  p: AnyPipeline | Pick<Pipeline, 'config' | 'pendingConfig'>,
+): string[] {
+  // An events-only pipeline delivers every updated row: it compares no columns.
+  if ('eventsOnly' in p) return [];
   const configs = p.pendingConfig ? [p.config, p.pendingConfig] : [p.config];
   return [
     ...new Set(configs.flatMap((c) => [...embedColumns(c).map((e) => e.column), ...c.metadata])),
@@ -78,7 +87,7 @@ const hasKey = (p: Pick<Pipeline, 'primaryKey'>, r: string): string =>
  * The usual statement: names the columns it reads, and is planned only when it first runs. It queues
  * the statement's keys as one outbox row per operation (outboxKeysInsert), however many rows changed.
  */
-function fastPath(p: Pipeline, event: Exclude<Event, 'truncate'>): string {
+function fastPath(p: AnyPipeline, event: Exclude<Event, 'truncate'>): string {
   const name = quoteLiteral(p.name);
   const keys = (alias: string, filter = ''): string =>
     `pg_catalog.array_agg(${keyText(p, alias)})${filter && ` filter (where ${filter})`}`;
@@ -105,10 +114,11 @@ function fastPath(p: Pipeline, event: Exclude<Event, 'truncate'>): string {
         `(${columns.map((c) => `n.${quoteIdent(c)}::text`).join(', ')}) is distinct from (${columns
           .map((c) => `o.${quoteIdent(c)}::text`)
           .join(', ')})`;
-      const changed = differ(watchedColumns(p));
+      const watched = watchedColumns(p);
+      const changed = watched.length > 0 ? differ(watched) : 'true';
       // With clear (decision 19), the keys whose embedded content changed, and those that now hold
       // another row (a key changed), are marked in the same pass.
-      const cleared = clearedColumns(p);
+      const cleared = isEventsPipeline(p) ? [] : clearedColumns(p);
       const stale =
         marksChanges(p) && cleared.length > 0
           ? `, ${keys('n', `n.${firstKey} is not null and (o.${firstKey} is null or ${differ(cleared)})`)} as stale`
@@ -145,9 +155,9 @@ function fastPath(p: Pipeline, event: Exclude<Event, 'truncate'>): string {
  * type parses (a data exception) from failing the user's write; the statement's changes are skipped
  * then.
  */
-function fallback(p: Pipeline, event: Exclude<Event, 'truncate'>): string {
+function fallback(p: AnyPipeline, event: Exclude<Event, 'truncate'>): string {
   const name = quoteLiteral(p.name);
-  const destination = destinationColumn(p.config);
+  const destination = isEventsPipeline(p) ? undefined : destinationColumn(p.config);
   // `rest`: the row without the destination column, for a column pipeline's comparison.
   const keys = (rows: string, op: string, without?: string): string =>
     `select ${name} as pipeline, ${keyTextFromJson(p, 'j.r')} as pk, '${op}' as op${
@@ -190,11 +200,11 @@ function fallback(p: Pipeline, event: Exclude<Event, 'truncate'>): string {
  * The key and the columns the pipeline watches: what the UPDATE's fast path names; and, where the
  * row's vector is cleared, its column.
  */
-const namedColumns = (p: Pipeline): string[] => [
+const namedColumns = (p: AnyPipeline): string[] => [
   ...new Set([
     ...p.primaryKey.map((k) => k.name),
     ...watchedColumns(p),
-    ...[nulledColumn(p)].flatMap((c) => (c === undefined ? [] : [c])),
+    ...(isEventsPipeline(p) ? [] : [nulledColumn(p)]).flatMap((c) => (c === undefined ? [] : [c])),
   ]),
 ];
 
@@ -253,9 +263,9 @@ $clear$`;
 }
 
 /** Installs the clearing trigger where the pipeline clears a column, and drops it elsewhere. */
-function clearColumnSql(p: Pipeline): string[] {
+function clearColumnSql(p: AnyPipeline): string[] {
   const table = qualified(p.sourceSchema, p.sourceTable);
-  const fn = clearColumnFunctionSql(p);
+  const fn = isEventsPipeline(p) ? undefined : clearColumnFunctionSql(p);
   const drop = `drop trigger if exists ${clearTriggerName(p.name)} on ${table}`;
   if (fn === undefined) return [drop, `drop function if exists ${clearFunctionName(p.name)}()`];
   return [
@@ -269,7 +279,7 @@ function clearColumnSql(p: Pipeline): string[] {
 // The probe runs only where the function carries `embedsync.capture_probe = on`: always, unless
 // event triggers turn it on in the transaction that drops or renames a column it names (sql/000012).
 // A setting read in a variable's default is a simple expression; the probe is a query.
-function body(p: Pipeline, event: Event): string {
+function body(p: AnyPipeline, event: Event): string {
   if (event === 'truncate') {
     const all = `${quoteLiteral(p.name)}, '${ALL_KEYS}'`;
     // With clear, every key is marked until the TRUNCATE's sync has swept the vectors.
@@ -294,14 +304,14 @@ function body(p: Pipeline, event: Event): string {
 // key's types depend on: each setting is saved and restored on every call. The UPDATE's join is
 // planned without statistics (transition tables have none), so a large statement's estimate goes
 // past jit_above_cost and compiling took longer than the join itself.
-function settingClauses(p: Pipeline, event: Event): string {
+function settingClauses(p: AnyPipeline, event: Event): string {
   const settings = { ...keyTextSettings(p), ...(event === 'update' ? { jit: 'off' } : {}) };
   return Object.entries(settings)
     .map(([k, v]) => ` set ${k} = ${quoteLiteral(v)}`)
     .join('');
 }
 
-function functionSql(p: Pipeline, event: Event): string {
+function functionSql(p: AnyPipeline, event: Event): string {
   return `
 create or replace function ${functionName(p.name, event)}() returns trigger
 language plpgsql security definer set search_path = pg_catalog, pg_temp${settingClauses(p, event)} as $capture$
@@ -314,7 +324,7 @@ end
 $capture$`;
 }
 
-function triggerSql(p: Pipeline, event: Event): string {
+function triggerSql(p: AnyPipeline, event: Event): string {
   const table = qualified(p.sourceSchema, p.sourceTable);
   const transition =
     event === 'insert'
@@ -332,7 +342,7 @@ function triggerSql(p: Pipeline, event: Event): string {
  * Statements that (re)install the capture; run them inside the caller's transaction. The functions
  * probe for their columns unless the event triggers guard them and the columns are there now.
  */
-export function installCaptureSql(p: Pipeline): string[] {
+export function installCaptureSql(p: AnyPipeline): string[] {
   const name = quoteLiteral(p.name);
   const columns = `array[${namedColumns(p).map(quoteLiteral).join(', ')}]::name[]`;
   return [

@@ -3,7 +3,12 @@
 // (they accumulate), and signals its running backfill to hold before its next page.
 import { Command } from 'commander';
 import type { Env } from '../config/env.js';
-import { resolvePipeline, setSyncPaused, type Pipeline } from '../db/catalog.js';
+import {
+  isEventsPipeline,
+  resolveAnyPipeline,
+  setSyncPaused,
+  type AnyPipeline,
+} from '../db/catalog.js';
 import type { Pool } from '../db/pool.js';
 import { queryProgress, readPipelineFacts, runningBackfill } from '../status/index.js';
 import { webUiWorkflowUrl } from '../temporal/names.js';
@@ -47,10 +52,10 @@ async function control(env: Env, action: Action, table: string): Promise<void> {
   const pool = await openDatabase(env, `embedsync-${action}`);
   let temporal: TemporalSession | Error | undefined;
   try {
-    const p = await resolvePipeline(pool, table);
+    const p = await resolveAnyPipeline(pool, table);
     temporal = await connectTemporal(env).catch((err: Error) => err);
     const handle =
-      temporal instanceof Error
+      temporal instanceof Error || isEventsPipeline(p)
         ? undefined
         : await runningBackfill(temporal.client, p.name, p.pendingGeneration);
     const progress =
@@ -76,7 +81,8 @@ async function control(env: Env, action: Action, table: string): Promise<void> {
       );
     }
     if (!handle) {
-      console.log('  backfill: none running');
+      // An events-only pipeline never has one.
+      if (!isEventsPipeline(p)) console.log('  backfill: none running');
       return;
     }
     await handle.signal(action === 'pause' ? pauseSignal : resumeSignal);
@@ -99,7 +105,7 @@ async function control(env: Env, action: Action, table: string): Promise<void> {
 
 async function syncLine(
   pool: Pool,
-  p: Pipeline,
+  p: AnyPipeline,
   action: Action,
   changed: boolean,
 ): Promise<string> {

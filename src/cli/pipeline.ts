@@ -2,13 +2,14 @@
 import { Command } from 'commander';
 import { applyPipelines, removePipeline } from '../capture/apply.js';
 import { loadPipelineFile } from '../config/load.js';
-import { listPipelines, resolvePipeline } from '../db/catalog.js';
+import { isEventsPipeline, listAnyPipelines, resolveAnyPipeline } from '../db/catalog.js';
 import { vectorsPlace } from '../db/destination.js';
 import { migrate } from '../db/migrator.js';
 import { createPool, type Pool } from '../db/pool.js';
 import { databaseUrl, runMain, UserError } from './common.js';
 import type { Env } from '../config/env.js';
-import type { PipelineConfig } from '../config/pipeline.js';
+import { isEventsOnly, type PipelineConfig } from '../config/pipeline.js';
+import { describeSink } from '../sinks/payload.js';
 import { deleteSchedules, syncSchedules, wantedSchedules } from '../temporal/schedules.js';
 import { connectTemporal, TemporalUnreachableError, type TemporalSession } from './connections.js';
 
@@ -87,7 +88,12 @@ program
       const configs = await loadPipelineFile(file);
       await withPool(env, async (pool) => {
         for (const r of await applyPipelines(pool, configs)) {
-          console.log(`${r.pipeline}: ${r.outcome} (vectors in ${r.vectors})`);
+          const config = configs.find((c) => c.name === r.pipeline);
+          const where =
+            config && isEventsOnly(config)
+              ? `events only, to ${config.sinks.map(describeSink).join(', ')}`
+              : `vectors in ${r.vectors}`;
+          console.log(`${r.pipeline}: ${r.outcome} (${where})`);
           if (r.outcome === 'reembed pending') {
             console.log(
               `  what is embedded changed; the live vectors stay as they are until: npx embedsync reembed --table ${r.pipeline}`,
@@ -97,7 +103,10 @@ program
             console.log(`  still held, its changes waiting in the outbox: ${r.heldBecause}`);
         }
       });
-      await applySchedules(env, configs);
+      await applySchedules(
+        env,
+        configs.filter((c) => !isEventsOnly(c)),
+      );
     }),
   );
 
@@ -126,15 +135,16 @@ program
         command.error("error: required option '--table <pipeline>' not specified");
       runMain(async (env) => {
         await withPool(env, async (pool) => {
-          const name = (await resolvePipeline(pool, table)).name;
+          const name = (await resolveAnyPipeline(pool, table)).name;
           const p = await removePipeline(pool, name, {
             dropVectorTable: opts.dropVectorTable ?? false,
           });
           const kept = opts.dropVectorTable ? 'dropped' : 'kept';
+          const vectors = isEventsPipeline(p) ? '' : `; ${p.vectorSchema}.${p.vectorTable} ${kept}`;
           console.log(
-            `${p.name}: removed (triggers on ${p.sourceSchema}.${p.sourceTable} dropped; ${p.vectorSchema}.${p.vectorTable} ${kept})`,
+            `${p.name}: removed (triggers on ${p.sourceSchema}.${p.sourceTable} dropped${vectors})`,
           );
-          const ids = wantedSchedules(p.config).map((w) => w.id);
+          const ids = isEventsPipeline(p) ? [] : wantedSchedules(p.config).map((w) => w.id);
           await withTemporal(
             env,
             ids.length > 0,
@@ -156,13 +166,20 @@ program
   .action(() =>
     runMain(async (env) => {
       await withPool(env, async (pool) => {
-        const pipelines = await listPipelines(pool);
+        const pipelines = await listAnyPipelines(pool);
         if (pipelines.length === 0) {
           throw new UserError(
             'no pipelines yet: apply a pipeline file with `npx embedsync apply --config <file>`',
           );
         }
         for (const p of pipelines) {
+          if (isEventsPipeline(p)) {
+            const sinks = p.config.sinks.map(describeSink).join(', ');
+            console.log(
+              `${p.name}\t${p.sourceSchema}.${p.sourceTable} → ${sinks}\tevents only${p.syncPaused ? '\tsync paused' : ''}`,
+            );
+            continue;
+          }
           const e = p.config.embedding;
           console.log(
             `${p.name}\t${p.sourceSchema}.${p.sourceTable} → ${vectorsPlace(p)}\t${e.provider}/${e.model} ${e.dimensions}d\tgeneration ${p.generation}${p.syncPaused ? '\tsync paused' : ''}`,

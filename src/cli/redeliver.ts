@@ -2,7 +2,7 @@
 // (embedsync.failed_deliveries) again now, instead of after their wait (decision 23).
 import { Command } from 'commander';
 import type { Env } from '../config/env.js';
-import { resolvePipeline } from '../db/catalog.js';
+import { resolveAnyPipeline } from '../db/catalog.js';
 import { countFailedDeliveries } from '../db/deliveries.js';
 import { redeliver } from '../sinks/redeliver.js';
 import { runMain, UserError } from './common.js';
@@ -22,7 +22,7 @@ program.parse();
 async function run(env: Env, table: string): Promise<void> {
   const pool = await openDatabase(env, 'embedsync-redeliver');
   try {
-    const p = await resolvePipeline(pool, table);
+    const p = await resolveAnyPipeline(pool, table);
     const { count } = await countFailedDeliveries(pool, p.name);
     if (count === 0) {
       console.log(`${p.name} has no refused deliveries.`);

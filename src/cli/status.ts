@@ -1,7 +1,7 @@
 // npx embedsync status: where each pipeline stands — the database's facts and Temporal's running
 // workflows.
 import { Command } from 'commander';
-import { resolvePipeline } from '../db/catalog.js';
+import { resolveAnyPipeline } from '../db/catalog.js';
 import { isHeld } from '../db/pipeline-state.js';
 import {
   gatherStatus,
@@ -53,7 +53,7 @@ runMain(async (env) => {
   let session: TemporalSession | undefined;
   try {
     const pipeline =
-      opts.table === undefined ? undefined : (await resolvePipeline(pool, opts.table)).name;
+      opts.table === undefined ? undefined : (await resolveAnyPipeline(pool, opts.table)).name;
     const target: TemporalTarget = {
       address: temporalAddress(env),
       namespace: env.temporalNamespace,
@@ -206,10 +206,12 @@ function spendRows(p: PipelineStatus): [string, string][] {
 
 function describe(p: PipelineStatus, reachable: boolean): string {
   const stuck = stuckSection(p);
-  const lines = [`${p.pipeline}  (${p.sourceTable} → ${p.destination})${stuck.headline}`];
+  const to = p.eventsOnly ? p.eventsOnly.sinks.join(', ') : p.destination;
+  const lines = [`${p.pipeline}  (${p.sourceTable} → ${to})${stuck.headline}`];
   const row = (label: string, text: string) => lines.push(`  ${label.padEnd(13)} ${text}`);
   row('state', `${p.state}, ${syncing(p)}`);
   if (p.stateReason) row('why', p.stateReason);
+  if (p.eventsOnly) return eventsOnlyRows(p, row, lines, reachable);
   row('model', `${p.provider}/${p.model}, ${p.dimensions} dims, generation ${p.generation}`);
   row('synced', syncedText(p));
   if (p.hidden !== undefined)
@@ -226,20 +228,14 @@ function describe(p: PipelineStatus, reachable: boolean): string {
     const walked = `${count(p.syncedRows)} of ${count(p.totalRows)} rows (${percent(p.syncedRows, p.totalRows) || '0%'})`;
     row('last walk', `${walked}${last}`);
   }
-  const oldest =
-    p.oldestChangeSeconds === null ? '' : `, oldest waiting ${duration(p.oldestChangeSeconds)}`;
-  row('outbox', `${plural(p.outboxBacklog, 'change')} waiting${oldest}`);
+  outboxRow(p, row);
   row(
     'dead letters',
     p.deadLetters
       ? `${count(p.deadLetters)} (select * from embedsync.dead_letters where pipeline = '${p.pipeline}')`
       : '0',
   );
-  if (p.failedDeliveries.count > 0)
-    row(
-      'undelivered',
-      `${plural(p.failedDeliveries.count, 'delivery', 'deliveries')} refused by a sink, last: ${oneLine(p.failedDeliveries.lastError ?? '')} (npx embedsync redeliver --table ${p.pipeline})`,
-    );
+  undeliveredRow(p, row);
   for (const [label, period] of spendRows(p)) row(label, period);
   if (p.batchParts) row('batch parts', batchPartsText(p.batchParts));
   row('provider', providerHealth(p));
@@ -265,6 +261,38 @@ function describe(p: PipelineStatus, reachable: boolean): string {
         : 'running; no worker answered its progress query (is `npx embedsync worker` running?)',
     );
   }
+  return lines.join('\n');
+}
+
+function outboxRow(p: PipelineStatus, row: (label: string, text: string) => void): void {
+  const oldest =
+    p.oldestChangeSeconds === null ? '' : `, oldest waiting ${duration(p.oldestChangeSeconds)}`;
+  row('outbox', `${plural(p.outboxBacklog, 'change')} waiting${oldest}`);
+}
+
+function undeliveredRow(p: PipelineStatus, row: (label: string, text: string) => void): void {
+  if (p.failedDeliveries.count > 0)
+    row(
+      'undelivered',
+      `${plural(p.failedDeliveries.count, 'delivery', 'deliveries')} refused by a sink, last: ${oneLine(p.failedDeliveries.lastError ?? '')} (npx embedsync redeliver --table ${p.pipeline})`,
+    );
+}
+
+/** An events-only pipeline (decision 23): what waits, what a sink refused, what runs. */
+function eventsOnlyRows(
+  p: PipelineStatus,
+  row: (label: string, text: string) => void,
+  lines: string[],
+  reachable: boolean,
+): string {
+  row('embeds', 'nothing: every change goes to its sinks');
+  outboxRow(p, row);
+  undeliveredRow(p, row);
+  const stuck = stuckSection(p);
+  stuck.lines.forEach((text, i) => row(i === 0 ? 'stuck' : '', i === 0 ? text : `  ${text}`));
+  const w = p.workflows;
+  if (!w) row('workflows', reachable ? '?' : '(Temporal unreachable)');
+  else row('workflows', `${count(w.running)} running; all of them: ${w.listUrl}`);
   return lines.join('\n');
 }
 

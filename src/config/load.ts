@@ -1,9 +1,9 @@
 import { readFile } from 'node:fs/promises';
 import { parse as parseYaml } from 'yaml';
-import { ConfigError, parsePipelines, type PipelineConfig } from './pipeline.js';
+import { ConfigError, parsePipelineFile, type AnyPipelineConfig } from './pipeline.js';
 
 /** Reads a pipeline file (JSON or YAML) and validates it. */
-export async function loadPipelineFile(file: string): Promise<PipelineConfig[]> {
+export async function loadPipelineFile(file: string): Promise<AnyPipelineConfig[]> {
   let text: string;
   try {
     text = await readFile(file, 'utf8');
@@ -22,5 +22,5 @@ export async function loadPipelineFile(file: string): Promise<PipelineConfig[]> 
       `${file} is not valid ${file.endsWith('.json') ? 'JSON' : 'YAML'}: ${(err as Error).message}`,
     );
   }
-  return parsePipelines(raw);
+  return parsePipelineFile(raw);
 }

@@ -408,8 +408,45 @@ export const pipelineSchema = z
     }
   });
 
+/**
+ * A pipeline that embeds nothing: every change of its table goes to its sinks at once, with no
+ * vector written (docs/architecture.md, decision 23). Told apart by having neither `embed` nor
+ * `embedding`.
+ */
+export const eventsPipelineSchema = z
+  .object({
+    name: pipelineSchema.shape.name,
+    source: pipelineSchema.shape.source,
+    sinks: z
+      .array(sinkSchema)
+      .min(1, 'a pipeline with no embedding delivers change events: it needs at least one sink')
+      .max(16),
+    batchSize: pipelineSchema.shape.batchSize,
+  })
+  .strict();
+
+/** Whether a pipeline entry, as written, is events-only: it names neither embed nor embedding. */
+export const isEventsOnlyInput = (raw: unknown): boolean =>
+  typeof raw === 'object' &&
+  raw !== null &&
+  !Array.isArray(raw) &&
+  !('embed' in raw) &&
+  !('embedding' in raw);
+
+// Each entry is read by the schema of its kind, so a mistake is reported against that schema's
+// fields rather than as "matches neither".
+const anyPipelineSchema = z.unknown().transform((raw, ctx): AnyPipelineConfig => {
+  const parsed = isEventsOnlyInput(raw)
+    ? eventsPipelineSchema.safeParse(raw)
+    : pipelineSchema.safeParse(raw);
+  if (parsed.success) return parsed.data;
+  for (const issue of parsed.error.issues)
+    ctx.addIssue({ code: 'custom', message: issue.message, path: issue.path });
+  return z.NEVER;
+});
+
 export const configFileSchema = z
-  .object({ pipelines: z.array(pipelineSchema).min(1, 'must declare at least one pipeline') })
+  .object({ pipelines: z.array(anyPipelineSchema).min(1, 'must declare at least one pipeline') })
   .strict()
   .superRefine((file, ctx) => {
     const seen = new Map<string, number>();
@@ -427,6 +464,16 @@ export const configFileSchema = z
   });
 
 export type PipelineConfig = z.infer<typeof pipelineSchema>;
+export type EventsPipelineConfig = z.infer<typeof eventsPipelineSchema> & {
+  embed?: never;
+  embedding?: never;
+};
+/** A pipeline as a file declares it: one that embeds, or one that only delivers change events. */
+export type AnyPipelineConfig = PipelineConfig | EventsPipelineConfig;
+
+/** Whether a parsed (or stored) config embeds nothing and only delivers change events. */
+export const isEventsOnly = (config: AnyPipelineConfig): config is EventsPipelineConfig =>
+  config.embedding === undefined;
 export type EmbeddingConfig = PipelineConfig['embedding'];
 export type OpenAIEmbeddingConfig = Extract<EmbeddingConfig, { provider: 'openai' }>;
 export type BedrockEmbeddingConfig = Extract<EmbeddingConfig, { provider: 'bedrock' }>;
@@ -530,11 +577,21 @@ export class ConfigError extends Error {
   }
 }
 
-export function parsePipelines(raw: unknown): PipelineConfig[] {
+/** A pipeline file's pipelines, those that embed and those that only deliver change events. */
+export function parsePipelineFile(raw: unknown): AnyPipelineConfig[] {
   const parsed = configFileSchema.safeParse(raw);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
     throw new ConfigError(fieldPath(issue?.path ?? []), issue?.message ?? 'invalid');
   }
   return parsed.data.pipelines;
+}
+
+/** A pipeline file whose pipelines all embed (the demo's, the benchmarks', the tests'). */
+export function parsePipelines(raw: unknown): PipelineConfig[] {
+  return parsePipelineFile(raw).map((config, i) => {
+    if (isEventsOnly(config))
+      throw new ConfigError(`pipelines[${i}]`, `pipeline ${config.name} has no embedding`);
+    return config;
+  });
 }

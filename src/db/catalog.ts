@@ -1,12 +1,19 @@
 // Terminology (docs/architecture.md, "Words"):
-//   pipeline      one source table + one embedding config + one vector table
+//   pipeline      one source table + one embedding config + one vector table; or, events-only,
+//                 one source table whose changes go to sinks with nothing embedded
 //   source table  the user's table; embedsync only adds triggers to it
 //   vector table  one row per chunk of each source row
 //   outbox        one row per captured change
 //   batch         the source keys one sync workflow handles
 //   generation    bumps whenever the embedding config changes; every vector row records it
 //   content hash  hash of the exact text sent to the model plus the config's fingerprint
-import { destinationColumn, type PipelineConfig } from '../config/pipeline.js';
+import {
+  destinationColumn,
+  isEventsOnly,
+  type AnyPipelineConfig,
+  type EventsPipelineConfig,
+  type PipelineConfig,
+} from '../config/pipeline.js';
 import { fitIdent } from './ident.js';
 import { wakePollers } from './outbox.js';
 import type { PipelineState } from './pipeline-state.js';
@@ -35,6 +42,37 @@ export interface Pipeline {
   pendingGeneration: number | null;
 }
 
+/**
+ * A pipeline with no embedding: its changes go straight to its sinks (decision 23). It has no
+ * vectors, no generations beyond the first and no pending config.
+ */
+export interface EventsPipeline {
+  eventsOnly: true;
+  name: string;
+  sourceSchema: string;
+  sourceTable: string;
+  primaryKey: KeyColumn[];
+  config: EventsPipelineConfig;
+  generation: number;
+  syncPaused: boolean;
+  state: PipelineState;
+}
+
+/** Any catalog row: what the poller, the sinks, status, apply and remove deal with. */
+export type AnyPipeline = Pipeline | EventsPipeline;
+
+export const isEventsPipeline = (p: AnyPipeline): p is EventsPipeline => 'eventsOnly' in p;
+
+/** What embedding work (backfill, re-embed, verify, search, reindex, …) says of such a pipeline. */
+export class EventsOnlyPipelineError extends Error {
+  constructor(readonly pipeline: string) {
+    super(
+      `pipeline ${pipeline} is events-only: it embeds nothing and has no vectors (it delivers its table's changes to its sinks)`,
+    );
+    this.name = 'EventsOnlyPipelineError';
+  }
+}
+
 export class PipelineNotFoundError extends Error {
   constructor(
     readonly pipeline: string,
@@ -53,9 +91,9 @@ interface PipelineRow {
   source_schema: string;
   source_table: string;
   primary_key: KeyColumn[];
-  vector_schema: string;
-  vector_table: string;
-  config: PipelineConfig;
+  vector_schema: string | null;
+  vector_table: string | null;
+  config: AnyPipelineConfig;
   generation: number;
   sync_paused: boolean;
   state: PipelineState;
@@ -63,20 +101,33 @@ interface PipelineRow {
   pending_generation: number | null;
 }
 
-const fromRow = (r: PipelineRow): Pipeline => ({
-  name: r.name,
-  sourceSchema: r.source_schema,
-  sourceTable: r.source_table,
-  primaryKey: r.primary_key,
-  vectorSchema: r.vector_schema,
-  vectorTable: r.vector_table,
-  config: r.config,
-  generation: r.generation,
-  syncPaused: r.sync_paused,
-  state: r.state,
-  pendingConfig: r.pending_config,
-  pendingGeneration: r.pending_generation,
-});
+const fromRow = (r: PipelineRow): AnyPipeline => {
+  const common = {
+    name: r.name,
+    sourceSchema: r.source_schema,
+    sourceTable: r.source_table,
+    primaryKey: r.primary_key,
+    generation: r.generation,
+    syncPaused: r.sync_paused,
+    state: r.state,
+  };
+  if (isEventsOnly(r.config) || r.vector_schema === null || r.vector_table === null)
+    return { eventsOnly: true, ...common, config: r.config as EventsPipelineConfig };
+  return {
+    ...common,
+    vectorSchema: r.vector_schema,
+    vectorTable: r.vector_table,
+    config: r.config,
+    pendingConfig: r.pending_config,
+    pendingGeneration: r.pending_generation,
+  };
+};
+
+/** The pipeline of embedding work: an events-only one is refused, by name. */
+function embedding(p: AnyPipeline): Pipeline {
+  if (isEventsPipeline(p)) throw new EventsOnlyPipelineError(p.name);
+  return p;
+}
 
 /** The table a re-embed builds the next generation in, before it swaps it in. */
 export const swapTableName = (vectorTable: string): string => `${vectorTable}_swap`;
@@ -113,11 +164,20 @@ export function atGeneration(p: Pipeline, generation: number | undefined): Pipel
   return undefined;
 }
 
+/** A pipeline that embeds; EventsOnlyPipelineError for an events-only one. */
 export async function getPipeline(
   db: Pool | PoolClient,
   name: string,
   lock: '' | 'for share' | 'for update' = '',
 ): Promise<Pipeline> {
+  return embedding(await getAnyPipeline(db, name, lock));
+}
+
+export async function getAnyPipeline(
+  db: Pool | PoolClient,
+  name: string,
+  lock: '' | 'for share' | 'for update' = '',
+): Promise<AnyPipeline> {
   const { rows } = await db.query<PipelineRow>(
     `select * from embedsync.pipelines where name = $1 ${lock}`,
     [name],
@@ -127,10 +187,19 @@ export async function getPipeline(
   return fromRow(row);
 }
 
+/** A pipeline that embeds, or undefined; EventsOnlyPipelineError for an events-only one. */
 export async function findPipeline(
   db: Pool | PoolClient,
   name: string,
 ): Promise<Pipeline | undefined> {
+  const p = await findAnyPipeline(db, name);
+  return p && embedding(p);
+}
+
+export async function findAnyPipeline(
+  db: Pool | PoolClient,
+  name: string,
+): Promise<AnyPipeline | undefined> {
   const { rows } = await db.query<PipelineRow>(
     'select * from embedsync.pipelines where name = $1',
     [name],
@@ -138,7 +207,12 @@ export async function findPipeline(
   return rows[0] && fromRow(rows[0]);
 }
 
+/** The pipelines that embed, by name. */
 export async function listPipelines(db: Pool | PoolClient): Promise<Pipeline[]> {
+  return (await listAnyPipelines(db)).filter((p): p is Pipeline => !isEventsPipeline(p));
+}
+
+export async function listAnyPipelines(db: Pool | PoolClient): Promise<AnyPipeline[]> {
   const { rows } = await db.query<PipelineRow>('select * from embedsync.pipelines order by name');
   return rows.map(fromRow);
 }
@@ -160,12 +234,19 @@ export async function resolvePipeline(
   db: Pool | PoolClient,
   tableOrName: string,
 ): Promise<Pipeline> {
-  const byName = await findPipeline(db, tableOrName);
+  return embedding(await resolveAnyPipeline(db, tableOrName));
+}
+
+export async function resolveAnyPipeline(
+  db: Pool | PoolClient,
+  tableOrName: string,
+): Promise<AnyPipeline> {
+  const byName = await findAnyPipeline(db, tableOrName);
   if (byName) return byName;
   const [schema, table] = tableOrName.includes('.')
     ? tableOrName.split('.', 2)
     : [undefined, tableOrName];
-  const matches = (await listPipelines(db)).filter(
+  const matches = (await listAnyPipelines(db)).filter(
     (p) => p.sourceTable === table && (schema === undefined || p.sourceSchema === schema),
   );
   if (matches.length === 1 && matches[0]) return matches[0];
@@ -202,9 +283,12 @@ export async function vectorTableOwner(
  */
 export async function upsertPipeline(
   db: Queryable,
-  p: Pipeline,
+  p: AnyPipeline,
   sourceRelid: number,
 ): Promise<void> {
+  const vectors = isEventsPipeline(p)
+    ? { vectorSchema: null, vectorTable: null, pendingConfig: null, pendingGeneration: null }
+    : p;
   await db.query(
     `insert into embedsync.pipelines
        (name, source_schema, source_table, primary_key, vector_schema, vector_table, config, pending_config,
@@ -219,11 +303,11 @@ export async function upsertPipeline(
       p.sourceSchema,
       p.sourceTable,
       JSON.stringify(p.primaryKey),
-      p.vectorSchema,
-      p.vectorTable,
+      vectors.vectorSchema,
+      vectors.vectorTable,
       JSON.stringify(p.config),
-      p.pendingConfig && JSON.stringify(p.pendingConfig),
-      p.pendingGeneration,
+      vectors.pendingConfig && JSON.stringify(vectors.pendingConfig),
+      vectors.pendingGeneration,
       sourceRelid,
     ],
   );

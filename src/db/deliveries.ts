@@ -17,6 +17,8 @@ export interface FailedDelivery {
   sink: number;
   generation: number;
   changes: Change[];
+  /** A TRUNCATE's delivery: every row before it is gone. */
+  truncated: boolean;
   error: string;
   attempts: number;
 }
@@ -40,8 +42,8 @@ export async function recordFailedDelivery(
 ): Promise<void> {
   await db.query(
     `insert into embedsync.failed_deliveries
-       (delivery_id, pipeline, sink, generation, changes, error, retry_at)
-     values ($1, $2, $3, $4, $5::jsonb, $6, now() + $7 * interval '1 millisecond')
+       (delivery_id, pipeline, sink, generation, changes, error, retry_at, truncated)
+     values ($1, $2, $3, $4, $5::jsonb, $6, now() + $7 * interval '1 millisecond', $9)
      on conflict (delivery_id) do update
        set error = excluded.error, failed_at = now(),
            attempts = embedsync.failed_deliveries.attempts + 1,
@@ -56,6 +58,7 @@ export async function recordFailedDelivery(
       delivery.error.slice(0, MAX_ERROR_LENGTH),
       retry.firstAfterMs,
       retry.maxAfterMs,
+      delivery.truncated,
     ],
   );
 }
@@ -80,6 +83,7 @@ export async function claimFailedDeliveries(
     sink: number;
     generation: number;
     changes: Change[];
+    truncated: boolean;
     error: string;
     attempts: number;
   }>(
@@ -89,7 +93,7 @@ export async function claimFailedDeliveries(
         select delivery_id from embedsync.failed_deliveries
          where ($1::text is null or pipeline = $1) and (not $2 or retry_at <= now())
          order by failed_at limit $3 for update skip locked)
-     returning delivery_id, pipeline, sink, generation, changes, error, attempts`,
+     returning delivery_id, pipeline, sink, generation, changes, truncated, error, attempts`,
     [options.pipeline ?? null, options.due, options.limit, options.holdMs],
   );
   return rows.map((r) => ({
@@ -98,6 +102,7 @@ export async function claimFailedDeliveries(
     sink: r.sink,
     generation: r.generation,
     changes: r.changes,
+    truncated: r.truncated,
     error: r.error,
     attempts: r.attempts,
   }));

@@ -215,7 +215,7 @@ export async function countKeysAfter(
  */
 export async function readRowStates(
   db: Queryable,
-  p: Pipeline,
+  p: Pick<Pipeline, 'sourceSchema' | 'sourceTable' | 'primaryKey'>,
   keys: readonly string[],
   columns: readonly string[],
 ): Promise<Map<string, Record<string, unknown>>> {

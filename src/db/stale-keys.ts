@@ -3,7 +3,12 @@
 // left out of the view and of search until its vectors are written again. The capture functions
 // insert with staleKeysInsert; a writer settles the keys it wrote, in its transaction, deleting only
 // the marks its read of the source could see; search and the view read staleKeyFilter.
-import { destinationColumn, type PipelineConfig } from '../config/pipeline.js';
+import {
+  destinationColumn,
+  isEventsOnly,
+  type AnyPipelineConfig,
+  type PipelineConfig,
+} from '../config/pipeline.js';
 import type { Pipeline } from './catalog.js';
 import type { EmbeddedHead } from '../batch/decide.js';
 import { qualified, quoteLiteral } from './ident.js';
@@ -26,7 +31,8 @@ export const clearsOnChange = (
  * Whether capture marks changed keys: the live config clears. A re-embed to a config that clears
  * starts clearing at its swap; one away from clear drops the marks there (settleAfterSwap).
  */
-export const marksChanges = (p: Pick<Pipeline, 'config'>): boolean => clearsOnChange(p.config);
+export const marksChanges = (p: { config: AnyPipelineConfig }): boolean =>
+  !isEventsOnly(p.config) && clearsOnChange(p.config);
 
 /**
  * SQL for a capture function: marks the keys yielded by `keys` (SQL yielding rows of one text

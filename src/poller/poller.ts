@@ -3,7 +3,14 @@
 // for the next claim, a crash after it the same batches; several pollers may run at once.
 import { WorkflowExecutionAlreadyStartedError, type Client } from '@temporalio/client';
 import pg from 'pg';
-import { instanceId, listPipelines, type Pipeline } from '../db/catalog.js';
+import {
+  instanceId,
+  isEventsPipeline,
+  listAnyPipelines,
+  type AnyPipeline,
+  type EventsPipeline,
+  type Pipeline,
+} from '../db/catalog.js';
 import {
   DEFAULT_DEAD_LETTER_RETRY,
   requeueFailedBatches,
@@ -165,7 +172,7 @@ export class Poller {
         await client.query('commit');
         return 0;
       }
-      const pipelines = new Map((await listPipelines(client)).map((p) => [p.name, p]));
+      const pipelines = new Map((await listAnyPipelines(client)).map((p) => [p.name, p]));
       const orphans = rows.filter((r) => !pipelines.has(r.pipeline));
       for (const name of new Set(orphans.map((r) => r.pipeline)))
         this.deps.log.warn(
@@ -194,7 +201,7 @@ export class Poller {
       const batches = [...planned, ...resumed];
       try {
         await Promise.all(
-          batches.map((b) => this.startBatch(b, pipelines.get(b.pipeline) as Pipeline)),
+          batches.map((b) => this.startBatch(b, pipelines.get(b.pipeline) as AnyPipeline)),
         );
       } catch (err) {
         // Free for the very next claim, which starts them under the same ids.
@@ -212,7 +219,37 @@ export class Poller {
     }
   }
 
-  private async startBatch(batch: PlannedBatch, pipeline: Pipeline): Promise<void> {
+  private async startBatch(batch: PlannedBatch, pipeline: AnyPipeline): Promise<void> {
+    const input = isEventsPipeline(pipeline)
+      ? this.eventsInput(batch, pipeline)
+      : this.syncInput(batch, pipeline);
+    try {
+      await this.deps.temporal.workflow.start<typeof syncChanges>('syncChanges', {
+        taskQueue: this.deps.taskQueue,
+        ...(this.options.eagerStart ? { requestEagerStart: true } : {}),
+        workflowId: batch.workflowId,
+        args: [input],
+        typedSearchAttributes: [
+          { key: EMBED_PIPELINE, value: batch.pipeline },
+          { key: EMBED_KIND, value: 'sync' },
+        ],
+        staticSummary: input.events
+          ? `Deliver ${batch.sweep ? 'a TRUNCATE and ' : ''}${batch.keys.length} changed ${batch.keys.length === 1 ? 'row' : 'rows'} of ${batch.pipeline}`
+          : batch.sweep
+            ? `Sync ${batch.pipeline}: remove vectors of truncated rows`
+            : `Sync ${batch.pipeline}: ${batch.keys.length} changed ${batch.keys.length === 1 ? 'row' : 'rows'}`,
+      });
+      this.deps.log.debug(
+        { pipeline: batch.pipeline, batch: batch.workflowId, keys: batch.keys.length },
+        'started sync',
+      );
+    } catch (err) {
+      // Started by an earlier claim of these very rows that crashed before its commit.
+      if (err instanceof WorkflowExecutionAlreadyStartedError) return;
+      throw err;
+    }
+  }
+  private syncInput(batch: PlannedBatch, pipeline: Pipeline): SyncInput {
     const queueOf = (config: PipelineConfig): string =>
       embedTaskQueue(this.deps.taskQueue, config.embedding.provider);
     const targets: SyncTarget[] = [
@@ -229,7 +266,7 @@ export class Poller {
         embedTaskQueue: queueOf(pipeline.pendingConfig),
       });
     }
-    const input: SyncInput = {
+    return {
       pipeline: batch.pipeline,
       keys: batch.keys,
       sweep: batch.sweep,
@@ -237,29 +274,17 @@ export class Poller {
       targets,
       enqueuedAt: batch.enqueuedAt.toISOString(),
     };
-    try {
-      await this.deps.temporal.workflow.start<typeof syncChanges>('syncChanges', {
-        taskQueue: this.deps.taskQueue,
-        ...(this.options.eagerStart ? { requestEagerStart: true } : {}),
-        workflowId: batch.workflowId,
-        args: [input],
-        typedSearchAttributes: [
-          { key: EMBED_PIPELINE, value: batch.pipeline },
-          { key: EMBED_KIND, value: 'sync' },
-        ],
-        staticSummary: batch.sweep
-          ? `Sync ${batch.pipeline}: remove vectors of truncated rows`
-          : `Sync ${batch.pipeline}: ${batch.keys.length} changed ${batch.keys.length === 1 ? 'row' : 'rows'}`,
-      });
-      this.deps.log.debug(
-        { pipeline: batch.pipeline, batch: batch.workflowId, keys: batch.keys.length },
-        'started sync',
-      );
-    } catch (err) {
-      // Started by an earlier claim of these very rows that crashed before its commit.
-      if (err instanceof WorkflowExecutionAlreadyStartedError) return;
-      throw err;
-    }
+  }
+
+  // An events-only pipeline's batch goes straight to its sinks (decision 23).
+  private eventsInput(batch: PlannedBatch, pipeline: EventsPipeline): SyncInput {
+    return {
+      pipeline: batch.pipeline,
+      keys: batch.keys,
+      sweep: batch.sweep,
+      embedTaskQueue: '',
+      events: { sinks: pipeline.config.sinks.length },
+    };
   }
 
   private async run(): Promise<void> {

@@ -7,7 +7,7 @@ import type { Client } from '@temporalio/client';
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
 import { WorkflowIdReusePolicy } from '@temporalio/common';
 import type { SinkConfig } from '../config/pipeline.js';
-import type { Pipeline } from '../db/catalog.js';
+import type { AnyPipeline } from '../db/catalog.js';
 import { clearFailedDelivery, recordFailedDelivery, type Change } from '../db/deliveries.js';
 import { lockSinkKeys } from '../db/key-locks.js';
 import { withTransaction, type Pool } from '../db/pool.js';
@@ -42,17 +42,19 @@ export interface DeliveryDeps {
 }
 
 export interface DeliveryRequest {
-  pipeline: Pipeline;
+  pipeline: AnyPipeline;
   sink: number;
   deliveryId: string;
   keys: readonly string[];
+  /** A TRUNCATE's delivery (decision 23). */
+  truncated: boolean;
 }
 
 export type DeliveryOutcome =
   { delivered: true; changes: number } | { delivered: false; changes: number; error: string };
 
 /** A pipeline's sinks; a config stored before sinks existed has none. */
-export function configuredSinks(p: Pipeline): SinkConfig[] {
+export function configuredSinks(p: AnyPipeline): SinkConfig[] {
   return (p.config as { sinks?: SinkConfig[] }).sinks ?? [];
 }
 
@@ -60,7 +62,7 @@ export async function deliverToSink(
   deps: DeliveryDeps,
   request: DeliveryRequest,
 ): Promise<DeliveryOutcome> {
-  const { pipeline: p, sink: index, deliveryId, keys } = request;
+  const { pipeline: p, sink: index, deliveryId, keys, truncated } = request;
   const sink = configuredSinks(p)[index];
   if (!sink) {
     // The sink was removed from the config since: nobody is left to deliver to.
@@ -79,7 +81,13 @@ export async function deliverToSink(
       if (columns && values) change.columns = values;
       return change;
     });
-    const event: ChangeEvent = { deliveryId, pipeline: p.name, generation: p.generation, changes };
+    const event: ChangeEvent = {
+      deliveryId,
+      pipeline: p.name,
+      generation: p.generation,
+      ...(truncated ? { truncated: true as const } : {}),
+      changes,
+    };
     if ('notify' in sink) {
       // Sent when this short transaction commits: never the user's, never the capture's.
       await client.query('select pg_notify($1, payload) from unnest($2::text[]) as payload', [
@@ -108,6 +116,7 @@ export async function deliverToSink(
     sink: index,
     generation: p.generation,
     changes: kept,
+    truncated,
     error: outcome.error,
   });
   return { delivered: false, changes: outcome.changes, error: outcome.error };

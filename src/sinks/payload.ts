@@ -14,6 +14,8 @@ export interface ChangeEvent {
   deliveryId: string;
   pipeline: string;
   generation: number;
+  /** Present on a TRUNCATE's event: every row the sink knew of before it is gone. */
+  truncated?: true;
   changes: DeliveredChange[];
 }
 

@@ -3,7 +3,7 @@
 // delivers it, from its keys: the rows' states (and any columns) are read afresh, under the same
 // delivery id, so a receiver that took an earlier attempt after all can drop it by its id.
 import type { Client } from '@temporalio/client';
-import { findPipeline } from '../db/catalog.js';
+import { findAnyPipeline } from '../db/catalog.js';
 import { claimFailedDeliveries, clearFailedDelivery } from '../db/deliveries.js';
 import type { Pool } from '../db/pool.js';
 import { deliverToSink, WEBHOOK_TIMEOUT_MS } from './deliver.js';
@@ -32,7 +32,7 @@ export async function redeliver(
   });
   const result: RedeliveryResult = { delivered: 0, failed: 0, errors: [] };
   for (const d of claimed) {
-    const p = await findPipeline(deps.pool, d.pipeline);
+    const p = await findAnyPipeline(deps.pool, d.pipeline);
     if (!p) {
       await clearFailedDelivery(deps.pool, d.deliveryId);
       continue;
@@ -43,6 +43,7 @@ export async function redeliver(
         sink: d.sink,
         deliveryId: d.deliveryId,
         keys: d.changes.map((c) => c.key),
+        truncated: d.truncated,
       });
       if (outcome.delivered) result.delivered += 1;
       else {

@@ -5,7 +5,8 @@ import type { Client } from '@temporalio/client';
 import { checkSourceSchemas } from '../capture/schema-check.js';
 import { partCounts, type PartCounts } from '../db/batch-parts.js';
 import { priceSpend, type PipelineSpend } from '../cost/spend.js';
-import { findPipeline } from '../db/catalog.js';
+import { findAnyPipeline, isEventsPipeline } from '../db/catalog.js';
+import { describeSink } from '../sinks/payload.js';
 import { countFailedDeliveries, type FailedDeliveryCount } from '../db/deliveries.js';
 import { readStateReasons, type HoldFacts } from '../db/pipeline-state.js';
 import type { Pool } from '../db/pool.js';
@@ -59,6 +60,11 @@ export interface PipelineStatus extends PipelineFacts, HoldFacts {
   hidden?: number | null;
   /** Deliveries a sink refused for good, kept to be sent again (decision 23). */
   failedDeliveries: FailedDeliveryCount;
+  /**
+   * Present for a pipeline that embeds nothing (decision 23): the sinks its changes go to. It has no
+   * model, vectors, spend or provider.
+   */
+  eventsOnly?: { sinks: string[] };
   /** Every token paid (the token ledger), priced: today, the last 30 days, in all; by mode. */
   spend: PipelineSpend;
 }
@@ -105,7 +111,12 @@ export async function gatherStatus(
       }
     }
     const learned = observed.find((o) => o.provider === f.provider && o.model === f.model);
-    const p = await findPipeline(pool, f.pipeline);
+    const any = await findAnyPipeline(pool, f.pipeline);
+    const events =
+      any && isEventsPipeline(any)
+        ? { eventsOnly: { sinks: any.config.sinks.map(describeSink) } }
+        : {};
+    const p = any && !isEventsPipeline(any) ? any : undefined;
     const configs = p ? [p.config, ...(p.pendingConfig ? [p.pendingConfig] : [])] : [];
     const synced = p
       ? {
@@ -124,6 +135,7 @@ export async function gatherStatus(
       ...f,
       synced,
       failedDeliveries: await countFailedDeliveries(pool, f.pipeline),
+      ...events,
       ...hidden,
       spend,
       learnedRateLimits: learned
