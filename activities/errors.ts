@@ -4,7 +4,7 @@ import { ApplicationFailure, Context } from '@temporalio/activity';
 import { isSchemaError, SchemaChangedError } from '../src/capture/schema-check.js';
 import { ShadowColumnMissingError, ShadowColumnTakenError } from '../src/capture/shadow-column.js';
 import { ConfigError } from '../src/config/pipeline.js';
-import { PipelineNotFoundError } from '../src/db/catalog.js';
+import { EventsOnlyPipelineError, PipelineNotFoundError } from '../src/db/catalog.js';
 import { StateTransitionError } from '../src/db/pipeline-state.js';
 import {
   InvalidInputError,
@@ -36,6 +36,7 @@ export class DimensionMismatchError extends Error {
 // user or its shadow column gone (a view pinning the live column is retried: dropping it is the fix).
 const NON_RETRYABLE = [
   PipelineNotFoundError,
+  EventsOnlyPipelineError,
   StateTransitionError,
   ProviderNotConfiguredError,
   DimensionMismatchError,

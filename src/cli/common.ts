@@ -1,4 +1,5 @@
 // What every command shares: one clear line for a user's error, never a stack trace unless asked.
+import { EventsOnlyPipelineError } from '../db/catalog.js';
 import { InvalidArgumentError } from 'commander';
 import { ConfigError } from '../config/pipeline.js';
 import { localDatabaseUrl, readEnv, type Env } from '../config/env.js';
@@ -49,6 +50,7 @@ function fail(err: unknown): void {
   const known =
     error instanceof ConfigError ||
     error instanceof UserError ||
+    error instanceof EventsOnlyPipelineError ||
     error.name.endsWith('NotFoundError');
   process.stderr.write(`embedsync: ${known ? '' : 'error: '}${error.message}\n`);
   if (process.env.DEBUG?.includes('embedsync') && error.stack)

@@ -425,11 +425,15 @@ export const eventsPipelineSchema = z
   })
   .strict();
 
-/** Whether a pipeline entry, as written, is events-only: it names neither embed nor embedding. */
+/**
+ * Whether a pipeline entry, as written, is events-only: it has sinks and names neither embed nor
+ * embedding. One with none of them is read as a pipeline that embeds, whose fields it lacks.
+ */
 export const isEventsOnlyInput = (raw: unknown): boolean =>
   typeof raw === 'object' &&
   raw !== null &&
   !Array.isArray(raw) &&
+  'sinks' in raw &&
   !('embed' in raw) &&
   !('embedding' in raw);
 

@@ -2,6 +2,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { installCaptureSql } from '../../src/capture/triggers.js';
+import type { EventsPipeline } from '../../src/db/catalog.js';
 import { createViewSql } from '../../src/capture/vector-table.js';
 import { parsePipelines } from '../../src/config/pipeline.js';
 import type { Pipeline } from '../../src/db/catalog.js';
@@ -54,6 +55,38 @@ describe('key text settings', () => {
       new URL(withKeyTextSettings('postgres://u@h/db')).searchParams.get('options'),
       keyTextOptions(),
     );
+  });
+});
+
+describe("an events-only pipeline's capture", () => {
+  const events: EventsPipeline = {
+    eventsOnly: true,
+    name: 'orders',
+    sourceSchema: 'public',
+    sourceTable: 'orders',
+    primaryKey: [{ name: 'id', type: 'bigint' }],
+    config: {
+      name: 'orders',
+      source: { table: 'orders' },
+      sinks: [{ notify: 'c' }],
+      batchSize: 200,
+    },
+    generation: 1,
+    syncPaused: false,
+    state: 'active',
+  };
+  const sql = installCaptureSql(events);
+  const update = sql.find((s) => s.includes('_update"()')) ?? '';
+
+  it('queues every updated row: its UPDATE compares no column, and names only the key', () => {
+    assert.match(update, /n\."id" is not null and \(o\."id" is null or true\)/);
+    assert.doesNotMatch(update, /\) is distinct from \(/);
+    assert.ok(sql.some((s) => s.includes(`array['id']::name[]`)));
+  });
+
+  it('marks nothing stale and clears no column', () => {
+    assert.ok(sql.every((s) => !s.includes('stale_keys')));
+    assert.ok(sql.some((s) => s.startsWith('drop function if exists') && s.includes('_clear')));
   });
 });
 

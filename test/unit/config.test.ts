@@ -1,6 +1,12 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ConfigError, embeddingFingerprint, parsePipelines } from '../../src/config/pipeline.js';
+import {
+  ConfigError,
+  embeddingFingerprint,
+  isEventsOnly,
+  parsePipelineFile,
+  parsePipelines,
+} from '../../src/config/pipeline.js';
 import { readEnv } from '../../src/config/env.js';
 
 const valid = {
@@ -184,6 +190,43 @@ describe('sinks', () => {
     });
     assert.ok(base && withSinks);
     assert.equal(embeddingFingerprint(withSinks), embeddingFingerprint(base));
+  });
+});
+
+describe('events-only pipelines', () => {
+  const orders = { name: 'orders', source: { table: 'public.orders' }, sinks: [{ notify: 'c' }] };
+  const refusal = (entry: unknown): ConfigError => {
+    try {
+      parsePipelineFile({ pipelines: [valid, entry] });
+    } catch (err) {
+      assert.ok(err instanceof ConfigError);
+      return err;
+    }
+    assert.fail('expected the config to be refused');
+  };
+
+  it('are told apart by sinks with neither embed nor embedding, beside pipelines that embed', () => {
+    const [products, events] = parsePipelineFile({ pipelines: [valid, orders] });
+    assert.ok(products && events);
+    assert.equal(isEventsOnly(products), false);
+    assert.ok(isEventsOnly(events));
+    assert.deepEqual(events, { ...orders, batchSize: 200 });
+  });
+
+  it('need a sink, and take none of the embedding fields', () => {
+    assert.equal(refusal({ ...orders, sinks: [] }).field, 'pipelines[1].sinks');
+    assert.match(refusal({ ...orders, sinks: [] }).message, /needs at least one sink/);
+    assert.match(refusal({ ...orders, metadata: ['total'] }).message, /metadata/);
+    // Neither embedding nor sinks: read as a pipeline that embeds, missing its embedding.
+    const bare = { name: orders.name, source: orders.source };
+    assert.match(refusal(bare).field, /^pipelines\[1\]\.(embed|embedding)$/);
+  });
+
+  it('are refused where every pipeline must embed', () => {
+    assert.throws(
+      () => parsePipelines({ pipelines: [orders] }),
+      /pipelines\[0\]: pipeline orders has no embedding/,
+    );
   });
 });
 
