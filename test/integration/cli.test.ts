@@ -605,6 +605,55 @@ describe('operator commands', () => {
     );
   });
 
+  it('an events-only pipeline: apply, pipelines and status say where its changes go; embedding commands refuse it in one line', async () => {
+    const orders = `${pipeline}_orders`;
+    await h.db.pool.query(`create table ${orders} (id int primary key, total numeric)`);
+    const file = path.join(os.tmpdir(), `${orders}.yaml`);
+    writeFileSync(
+      file,
+      stringify({
+        pipelines: [
+          { name: orders, source: { table: `public.${orders}` }, sinks: [{ notify: orders }] },
+        ],
+      }),
+    );
+    const applied = await cli('apply', ['--config', file]);
+    assert.equal(applied.code, 0, applied.stderr);
+    assert.equal(applied.stdout, `${orders}: created (events only, to notify ${orders})\n`);
+    const listed = await cli('pipelines', []);
+    assert.match(
+      listed.stdout,
+      new RegExp(`^${orders}\tpublic\.${orders} → notify ${orders}\tevents only$`, 'm'),
+    );
+    const status = await cli('status', ['--table', orders]);
+    assert.equal(status.code, 0, status.stderr);
+    assert.match(
+      status.stdout,
+      new RegExp(`^${orders}  \\(public\\.${orders} → notify ${orders}\\)`, 'm'),
+    );
+    assert.match(status.stdout, /embeds +nothing: every change goes to its sinks/);
+    assert.doesNotMatch(status.stdout, /model|synced/);
+
+    const refused = await Promise.all([
+      cli('backfill', ['--table', orders]),
+      cli('reembed', ['--table', orders]),
+      cli('verify', ['--table', orders]),
+      cli('search', ['--table', orders, 'anything']),
+      cli('reindex', ['--table', orders]),
+    ]);
+    for (const r of refused)
+      assertOneLineError(
+        r,
+        new RegExp(`^embedsync: pipeline ${orders} is events-only: it embeds nothing`),
+      );
+
+    const paused = await cli('pause', ['--table', orders]);
+    assert.equal(paused.code, 0, paused.stderr);
+    assert.match(paused.stdout, new RegExp(`^${orders}: sync paused`));
+    const removed = await cli('remove', ['--table', orders]);
+    assert.equal(removed.stdout, `${orders}: removed (triggers on public.${orders} dropped)\n`);
+  });
+
   it('remove takes --table (a pipeline or its source table) and still --pipeline', async () => {
     const gadgets = `${pipeline}_gadgets`;
     const widgets = `${pipeline}_widgets`;
