@@ -9,7 +9,6 @@
 //   content hash  hash of the exact text sent to the model plus the config's fingerprint
 import {
   destinationColumn,
-  isEventsOnly,
   type AnyPipelineConfig,
   type EventsPipelineConfig,
   type PipelineConfig,
@@ -111,13 +110,14 @@ const fromRow = (r: PipelineRow): AnyPipeline => {
     syncPaused: r.sync_paused,
     state: r.state,
   };
-  if (isEventsOnly(r.config) || r.vector_schema === null || r.vector_table === null)
+  // Only an events-only pipeline has no vector table (upsertPipeline).
+  if (r.vector_schema === null || r.vector_table === null)
     return { eventsOnly: true, ...common, config: r.config as EventsPipelineConfig };
   return {
     ...common,
     vectorSchema: r.vector_schema,
     vectorTable: r.vector_table,
-    config: r.config,
+    config: r.config as PipelineConfig,
     pendingConfig: r.pending_config,
     pendingGeneration: r.pending_generation,
   };

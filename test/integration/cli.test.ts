@@ -623,7 +623,7 @@ describe('operator commands', () => {
     const listed = await cli('pipelines', []);
     assert.match(
       listed.stdout,
-      new RegExp(`^${orders}\tpublic\.${orders} → notify ${orders}\tevents only$`, 'm'),
+      new RegExp(`^${orders}\tpublic\\.${orders} → notify ${orders}\tevents only$`, 'm'),
     );
     const status = await cli('status', ['--table', orders]);
     assert.equal(status.code, 0, status.stderr);
