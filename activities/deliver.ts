@@ -5,7 +5,8 @@
 // retries it with backoff; a webhook's refusal is kept in embedsync.failed_deliveries instead.
 import { Context } from '@temporalio/activity';
 import { findAnyPipeline } from '../src/db/catalog.js';
-import { deliverToSink, type DeliveryOutcome } from '../src/sinks/deliver.js';
+import { isSchemaError } from '../src/capture/schema-check.js';
+import { deliverToSink, SinkUnavailableError, type DeliveryOutcome } from '../src/sinks/deliver.js';
 import type { ActivityDeps } from './deps.js';
 
 export interface DeliverInput {
@@ -42,7 +43,15 @@ export function createDeliverActivities({ pool, log }: ActivityDeps) {
           keys: input.keys,
           truncated: input.truncated ?? false,
         },
-      );
+      ).catch((err: unknown) => {
+        // A column the sink names was dropped or renamed: the schema check holds the pipeline and
+        // says so; this delivery is tried again (reading the config afresh) until it is fixed.
+        if (isSchemaError(err))
+          throw new SinkUnavailableError(
+            `sink ${input.sink} of ${p.name} reads a column its table no longer has: ${(err as Error).message}`,
+          );
+        throw err;
+      });
       if (!outcome.delivered) {
         log.warn(
           { pipeline: p.name, deliveryId: id, error: outcome.error },

@@ -7,7 +7,9 @@ import {
   isEventsOnly,
   type AnyPipelineConfig,
   type PipelineConfig,
+  type SinkConfig,
 } from '../config/pipeline.js';
+import { sinkColumns } from '../sinks/payload.js';
 import type { KeyColumn } from '../db/catalog.js';
 import type { BaseState, HeldState } from '../db/pipeline-state.js';
 import { isEmbeddable, type ColumnInfo } from './inspect.js';
@@ -49,7 +51,7 @@ export interface SchemaVerdict {
   columns?: Record<string, number>;
 }
 
-type Role = 'key' | 'embed' | 'metadata';
+type Role = 'key' | 'embed' | 'metadata' | 'sink';
 
 interface ReadColumn {
   column: string;
@@ -60,7 +62,8 @@ interface ReadColumn {
 }
 
 /**
- * Every column the pipeline reads, once, under its strongest role (key, then embed, then metadata).
+ * Every column the pipeline reads, once, under its strongest role (key, then embed, then metadata,
+ * then a sink's `columns`, which its deliveries read: decision 23).
  */
 export function readColumns(
   p: Pick<CatalogSource, 'primaryKey' | 'config' | 'pendingConfig'>,
@@ -82,6 +85,9 @@ export function readColumns(
   for (const [config, which] of configs)
     for (const c of embedColumns(config)) add(c.column, 'embed', which);
   for (const [config, which] of configs) for (const c of config.metadata) add(c, 'metadata', which);
+  const sinks = (p.config as { sinks?: SinkConfig[] }).sinks ?? [];
+  for (const column of sinks.flatMap(sinkColumns))
+    if (!byName.has(column)) add(column, 'sink', 'live');
   return [...byName.values()];
 }
 
@@ -167,6 +173,8 @@ function fix(
     const backfill = `npx embedsync backfill --table ${p.name}`;
     return `run ${apply} (it reads the primary key again), then ${backfill} (the rows' keys changed)`;
   }
+  if (c.role === 'sink')
+    return `${edit} the columns of the pipeline's sinks (${otherwise}), then run ${apply}`;
   const field = c.role === 'embed' ? 'embed.columns' : 'metadata';
   // A config that no longer reads it is already pending: the re-embed swaps it in.
   if (c.live && c.pending === false && p.pendingConfig) {

@@ -217,6 +217,48 @@ describe('events-only pipelines', () => {
     assert.equal(orders?.outboxBacklog, 0);
   });
 
+  it('a dropped column a sink names holds the pipeline, naming the fix; applying the fix delivers what waited', async () => {
+    await h.db.pool.query(
+      `create table tickets (id int primary key, state text, note text);
+       insert into tickets values (1, 'open', 'a')`,
+    );
+    const tickets = (columns: string[]) => ({
+      name: 'tickets',
+      source: { table: 'public.tickets' },
+      sinks: [{ webhook: { url, secretEnv: 'EMBEDSYNC_TEST_EVENTS_SECRET', columns } }],
+    });
+    await apply(h, tickets(['state', 'note']));
+    // A column no sink names comes and goes freely.
+    await h.db.pool.query(
+      'alter table tickets add column extra int; alter table tickets drop column extra',
+    );
+    await h.db.pool.query('alter table tickets drop column note');
+    await h.db.pool.query(`update tickets set state = 'closed' where id = 1`);
+    const held = await waitFor('the pipeline to be held', async () => {
+      const { rows } = await h.db.pool.query<{ state: string; state_reason: string | null }>(
+        `select state, state_reason from embedsync.pipelines where name = 'tickets'`,
+      );
+      return rows[0]?.state === 'schema_changed' ? rows[0] : false;
+    });
+    assert.match(
+      held.state_reason ?? '',
+      /column "note" of public\.tickets is gone: remove it from the columns of the pipeline's sinks \(or restore it\), then run npx embedsync apply/,
+    );
+    // The user's writes go on; their changes wait in the outbox.
+    await h.db.pool.query(`insert into tickets values (2, 'open')`);
+    const [result] = await apply(h, tickets(['state']));
+    assert.equal(result?.heldBecause, undefined);
+    const states = (key: string) =>
+      hook.accepted
+        .filter((e) => e.pipeline === 'tickets')
+        .flatMap((e) => e.changes)
+        .filter((c) => c.key === key)
+        .map((c) => c.columns?.state);
+    await waitFor('the changes that waited at the webhook', () =>
+      Promise.resolve(states('1').includes('closed') && states('2').includes('open')),
+    );
+  });
+
   it('a pipeline does not change kind in place, and one with no sinks is refused', async () => {
     await h.db.pool.query(
       `create table notes (id bigint primary key, body text);
