@@ -34,7 +34,8 @@ interface RelevanceOptions extends BenchOptions {
 
 const RECALL_K = 5;
 const NDCG_K = 10;
-// The demo pipeline's columns, metadata and chunking (examples/products.yaml).
+// The demo pipeline's columns, metadata and chunking (examples/products.yaml); a variant may replace
+// any of them.
 const DEMO_PIPELINE = {
   embed: { columns: [{ column: 'name', prefix: 'Product: ' }, 'description'] },
   metadata: ['category', 'price', 'in_stock'],

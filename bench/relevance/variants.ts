@@ -10,11 +10,12 @@ export interface Variant {
   /** One line for the report: what is being measured. */
   about: string;
   /**
-   * The pipeline settings beyond the demo's source, columns and metadata: its embedding, and any
-   * top-level section the variant needs (a chunking, a full-text language, a reranker).
+   * The pipeline, as in a pipeline file less its name and source: its embedding, and any section
+   * that differs from the demo's (examples/products.yaml), such as a chunking, a full-text language
+   * or a reranker. Sections left out are the demo's.
    */
   pipeline: Pick<PipelineInput, 'embedding'> &
-    Partial<Omit<PipelineInput, 'name' | 'source' | 'embed' | 'metadata'>>;
+    Partial<Omit<PipelineInput, 'name' | 'source' | 'embedding'>>;
   /** Options of every search, beside the limit the benchmark sets. */
   search: Omit<SearchOptions, 'limit'>;
   /**
