@@ -325,7 +325,7 @@ function report(
     notes: [
       `recall@${RECALL_K}: the share of a query's labelled rows (relevant or partial) in its first ${RECALL_K} results, out of at most ${RECALL_K}, so every query can reach 1; nDCG@${NDCG_K}: gains 2^grade − 1 (relevant 3, partial 1) over log2(rank + 1), against the ideal order of the query's labels. Both are means over the ${set.queries.length} queries.`,
       'The set is small and was written and labelled by hand (bench/relevance/README.md): a difference of a few hundredths between variants is one or two queries; read the per-query table before trusting it.',
-      'Keyword traps are rows written to share a query’s words and not its meaning (a woodworking book titled "Warm Up Your Workshop" for "something warm for hiking"); a lexical method finds them, a semantic one should not.',
+      'Keyword traps are rows written to share a query’s words and not its meaning (a woodworking book titled "Warm Up Your Workshop" for "something warm for hiking"). Many are near in topic too (a denim jacket for "jacket for cold weather"), so a model of meaning meets some of them as well: the count says which traps a set-up falls for, it is not a score.',
       ...skipped.map((s) => `${s.name} was skipped: ${s.why}.`),
     ],
   };
