@@ -18,6 +18,7 @@ import { printable, writeResult, writeSummary, type ResultFile } from './helpers
 import type { Benchmark, BenchOptions } from './helpers/types.js';
 import { PARTS, peers } from './peers.js';
 import { rateLimit, RUNS } from './rate-limit.js';
+import { relevanceBench, VARIANT_NAMES } from './relevance.js';
 import { syncLatency } from './sync-latency.js';
 
 const BENCHMARKS: readonly Benchmark[] = [
@@ -28,6 +29,7 @@ const BENCHMARKS: readonly Benchmark[] = [
   peers,
   batchBench,
   changeEvents,
+  relevanceBench,
 ];
 
 const positive =
@@ -142,6 +144,19 @@ const program = new Command('bench')
     '--enqueued-tokens <n>',
     'batch: the enqueued-token limit the mock enforces and the backfill keeps under (3000000)',
     positive('--enqueued-tokens'),
+  )
+  .option(
+    '--variants <names>',
+    `relevance: which retrieval set-ups, comma-separated: ${VARIANT_NAMES.join(', ')} (all that can run here)`,
+    (value: string) => {
+      const variants = value.split(',').map((v) => v.trim());
+      const unknown = variants.filter((v) => !VARIANT_NAMES.includes(v));
+      if (unknown.length > 0)
+        throw new InvalidArgumentError(
+          `choose from ${VARIANT_NAMES.join(', ')} (not ${unknown.join(', ')})`,
+        );
+      return variants;
+    },
   )
   .option(
     '--separate-poller',
