@@ -38,6 +38,7 @@ import {
 } from '../db/pipeline-state.js';
 import { vectorsPlace } from '../db/destination.js';
 import { checkEmbeddingModel } from '../providers/models.js';
+import { checkRerankModel } from '../providers/bedrock-rerank.js';
 import { prepareDestinationColumn, wantsColumnIndex } from './destination-column.js';
 import { buildIndex } from './vector-index.js';
 import { inspectTable, isEmbeddable, vectorColumnType, type TableInfo } from './inspect.js';
@@ -105,6 +106,7 @@ async function applyOne(client: PoolClient, config: PipelineConfig): Promise<App
   // Dimensions the model cannot produce, or chunks longer than it takes, are refused here, not row
   // by row.
   checkEmbeddingModel(config);
+  checkRerankModel(config);
 
   const vector = config.vectorTable
     ? parseTableName(config.vectorTable)

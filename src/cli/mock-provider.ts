@@ -57,7 +57,9 @@ const program = new Command('embedsync mock-provider')
 Point embedsync at it:
   OpenAI:   embedding.baseURL: http://127.0.0.1:<port>/v1   (or OPENAI_BASE_URL), any OPENAI_API_KEY
   Bedrock:  AWS_ENDPOINT_URL_BEDROCK_RUNTIME=http://127.0.0.1:<port> (or embedding.endpoint), any
-            AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, AWS_REGION=us-east-1
+            AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, AWS_REGION=us-east-1; it also serves the
+            rerank models cohere.rerank-v3-5:0 and amazon.rerank-v1:0 (rerank.endpoint), scoring
+            a document by the share of the query's words it holds
   Gemini:   embedding.baseURL: http://127.0.0.1:<port>   (or GOOGLE_GEMINI_BASE_URL), any GEMINI_API_KEY;
             a 429 carries RetryInfo and a per-minute QuotaFailure, --poison answers INVALID_ARGUMENT
   Voyage:   embedding.baseURL: http://127.0.0.1:<port>/voyage/v1   (or VOYAGE_BASE_URL), any

@@ -10,6 +10,7 @@ import {
   FilterError,
   filterTypeProblem,
   parseFilter,
+  RerankError,
   search,
   SearchError,
   type MetadataFilter,
@@ -23,7 +24,9 @@ const SNIPPET = 60;
 const collect = (value: string, previous: string[]): string[] => [...previous, value];
 
 const program = new Command('embedsync search')
-  .usage('--table <pipeline> [--limit <n>] [--filter <filter>]… [--all-chunks] [--json] <text...>')
+  .usage(
+    '--table <pipeline> [--limit <n>] [--filter <filter>]… [--all-chunks] [--rerank] [--json] <text...>',
+  )
   .description(
     "Search a pipeline's vectors with text, embedded by the pipeline's own model; one result per source row (its best chunk).",
   )
@@ -40,6 +43,10 @@ const program = new Command('embedsync search')
     '--all-chunks',
     "return matching chunks, several per row possibly, instead of each row's best",
   )
+  .option(
+    '--rerank',
+    "reorder the nearest candidates with the pipeline's rerank model (its rerank config) before the limit",
+  )
   .option('--json', 'print the results as JSON')
   .addHelpText(
     'after',
@@ -48,10 +55,15 @@ Filters apply to the pipeline's metadata columns. true and false are booleans, n
 numbers, anything else as text; quote a value to make it text ("123"). A row without the key never
 matches, except with !=. A list ("key in a,b,c") matches any of its values.
 
+--rerank sends the pipeline's nearest rerank.candidates results (default 50, at least --limit) with
+the query to its rerank model (Cohere Rerank or Amazon Rerank on Bedrock), and returns them in the
+model's order with its score in the rerank column (rerankScore in --json).
+
 Examples:
   npx embedsync search --table products "something warm for hiking" --limit 5
   npx embedsync search --table products "rain jacket" --filter in_stock=true --filter "price<=150"
   npx embedsync search --table products "tent" --filter "category in outdoor,camping" --json
+  npx embedsync search --table products "something warm for hiking" --rerank --limit 5
 
 Providers read the same environment as the worker (OPENAI_API_KEY, AWS_REGION, …).`,
   )
@@ -62,6 +74,7 @@ const opts = program.opts<{
   limit: number;
   filter: string[];
   allChunks?: boolean;
+  rerank?: boolean;
   json?: boolean;
 }>();
 const text = (program.processedArgs[0] as string[]).join(' ');
@@ -78,6 +91,7 @@ runMain(async (env) => {
         limit: opts.limit,
         filters,
         bestChunkPerRow: !opts.allChunks,
+        rerank: opts.rerank === true,
       }),
     );
     if (opts.json)
@@ -121,20 +135,22 @@ async function userErrorsAsync<T>(fn: () => Promise<T>): Promise<T> {
   try {
     return await fn();
   } catch (err) {
-    throw err instanceof FilterError || err instanceof SearchError
+    throw err instanceof FilterError || err instanceof SearchError || err instanceof RerankError
       ? new UserError(err.message)
       : err;
   }
 }
 
 function table(hits: SearchHit[], keys: readonly string[]): string {
+  const reranked = hits.some((h) => h.rerankScore !== undefined);
   const rows = hits.map((h) => [
+    ...(reranked ? [h.rerankScore?.toFixed(3) ?? ''] : []),
     h.score.toFixed(3),
     h.pk,
     metadataText(h.metadata, keys),
     snippet(h.chunk),
   ]);
-  const header = ['score', 'pk', 'metadata', 'chunk'];
+  const header = [...(reranked ? ['rerank'] : []), 'score', 'pk', 'metadata', 'chunk'];
   const widths = header.map((title, i) =>
     Math.max(title.length, ...rows.map((r) => r[i]?.length ?? 0)),
   );

@@ -220,6 +220,34 @@ export const sinkSchema = z.union([
 ]);
 export type SinkConfig = z.infer<typeof sinkSchema>;
 
+// A second search stage (docs/architecture.md, decision 28): the nearest candidates are reordered
+// by a provider's rerank model before the limit is applied. A search setting, outside the embedding
+// fingerprint: changing it never re-embeds.
+/** Bedrock takes at most 1,000 documents in one rerank request. */
+export const MAX_RERANK_CANDIDATES = 1000;
+export const DEFAULT_RERANK_CANDIDATES = 50;
+const rerankSchema = z
+  .object({
+    provider: z.literal('bedrock'),
+    /** cohere.rerank-v3-5:0 or amazon.rerank-v1:0 (an ARN of either too). */
+    model: z.string().min(1),
+    /** Default AWS_REGION, then the AWS SDK's own region chain. */
+    region: z
+      .string()
+      .regex(/^[a-z]{2}(-[a-z]+)+-\d+$/, 'must be an AWS region such as us-west-2')
+      .optional(),
+    /** A VPC endpoint or a test server instead of the regional Bedrock runtime endpoint. */
+    endpoint: z.url().optional(),
+    /** How many of the nearest results the model reorders (at least the search's limit). */
+    candidates: z
+      .number()
+      .int()
+      .min(1)
+      .max(MAX_RERANK_CANDIDATES)
+      .default(DEFAULT_RERANK_CANDIDATES),
+  })
+  .strict();
+
 export const pipelineSchema = z
   .object({
     name: z
@@ -299,6 +327,8 @@ export const pipelineSchema = z
      * limits.
      */
     batchSize: z.number().int().min(1).max(2000).default(200),
+    /** The model `search --rerank` reorders the nearest results with (decision 28). */
+    rerank: rerankSchema.optional(),
     /** Where each written change is delivered: notify, webhook, workflow (decision 23). */
     sinks: z.array(sinkSchema).max(16).default([]),
     /** How whole-table work (backfill) runs by default; `--batch` / `--no-batch` override it. */
@@ -483,6 +513,7 @@ export type OpenAIEmbeddingConfig = Extract<EmbeddingConfig, { provider: 'openai
 export type BedrockEmbeddingConfig = Extract<EmbeddingConfig, { provider: 'bedrock' }>;
 export type GeminiEmbeddingConfig = Extract<EmbeddingConfig, { provider: 'gemini' }>;
 export type VoyageEmbeddingConfig = Extract<EmbeddingConfig, { provider: 'voyage' }>;
+export type RerankConfig = NonNullable<PipelineConfig['rerank']>;
 export type PipelineInput = z.input<typeof pipelineSchema>;
 export type Destination = NonNullable<PipelineConfig['destination']>;
 

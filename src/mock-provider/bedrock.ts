@@ -1,8 +1,9 @@
-// POST /model/{modelId}/invoke as Bedrock answers it for Titan Text Embeddings and Cohere Embed:
-// SigV4 required, errors named in x-amzn-ErrorType (which the AWS SDK turns into exception
+// POST /model/{modelId}/invoke as Bedrock answers it for Titan Text Embeddings and Cohere Embed
+// (and, through bedrock-rerank.ts, for Cohere Rerank and Amazon Rerank): SigV4 required, errors named in x-amzn-ErrorType (which the AWS SDK turns into exception
 // classes).
 import { randomUUID } from 'node:crypto';
 import { featureHashEmbedding } from '../providers/offline.js';
+import { answerRerank, rerankFamily } from './bedrock-rerank.js';
 import type { MockContext, MockReply } from './types.js';
 
 type Family = 'titan-v2' | 'titan-v1' | 'cohere-v3' | 'cohere-v4';
@@ -128,16 +129,18 @@ export function handleBedrock(
   const auth = typeof headers.authorization === 'string' ? headers.authorization : '';
   const scope = SIGV4.exec(auth);
   const f = family(modelId);
+  const reranker = rerankFamily(modelId);
   const request = (body ?? {}) as Record<string, unknown>;
   const parsed = f ? parseBody(f, request) : undefined;
   const reply = answer();
   const params = Object.fromEntries(
-    Object.entries(request).filter(([k]) => k !== 'inputText' && k !== 'texts'),
+    Object.entries(request).filter(([k]) => !['inputText', 'texts', 'documents'].includes(k)),
   );
+  const documents = Array.isArray(request.documents) ? request.documents.map(String) : [];
   ctx.record({
     api: 'bedrock',
     model: modelId,
-    inputs: parsed?.texts ?? [],
+    inputs: reranker ? documents : (parsed?.texts ?? []),
     status: reply.status,
     signed: scope !== null,
     region: scope?.[1],
@@ -154,6 +157,7 @@ export function handleBedrock(
         'UnrecognizedClientException',
         'The security token included in the request is invalid.',
       );
+    if (reranker) return answerRerank(ctx, modelId, reranker, request, awsError, malformed);
     if (!f || !parsed)
       return awsError(
         404,

@@ -1,7 +1,7 @@
 // A local server that speaks the embedding providers' wire protocols, for tests and benchmarks that
 // drive the real SDK clients without keys, costs or a network:
 //   OpenAI:  POST /v1/embeddings              (baseURL http://127.0.0.1:<port>/v1)
-//   Bedrock: POST /model/{modelId}/invoke     (endpoint http://127.0.0.1:<port>)
+//   Bedrock: POST /model/{modelId}/invoke     (endpoint http://127.0.0.1:<port>), rerank models too
 //   Gemini:  POST /v1/models/{model}:batchEmbedContents, :embedContent (v1beta too)
 //                                             (baseURL http://127.0.0.1:<port>)
 //   Voyage:  POST /voyage/v1/embeddings       (baseURL http://127.0.0.1:<port>/voyage/v1)

@@ -1,4 +1,5 @@
-// Amazon Bedrock's InvokeModel for Titan Text Embeddings and Cohere Embed. Credentials come from
+// Amazon Bedrock's InvokeModel for Titan Text Embeddings and Cohere Embed, and for the rerank models
+// search's second stage asks (Cohere Rerank, Amazon Rerank). Credentials come from
 // the AWS default chain (environment, shared config, SSO, instance or task role), never from
 // config. The SDK's own retries are off (maxAttempts: 1): the embed activity's retry policy owns
 // retrying.
@@ -6,6 +7,7 @@ import { BedrockRuntimeClient, InvokeModelCommand } from '@aws-sdk/client-bedroc
 import type { ProviderEnv } from '../config/env.js';
 import type { BedrockEmbeddingConfig } from '../config/pipeline.js';
 import { parseResponse, requestBodies, type MalformedResponseError } from './bedrock-bodies.js';
+import { parseRerankResponse, rerankBody, rerankFamily } from './bedrock-rerank.js';
 import {
   InvalidInputError,
   ModelUnavailableError,
@@ -17,7 +19,13 @@ import {
 } from './errors.js';
 import { modelFacts } from './models.js';
 import { retryDelayFromHeaders } from './retry-hints.js';
-import type { EmbeddingProvider, EmbedRequest, EmbedResponse } from './types.js';
+import type {
+  EmbeddingProvider,
+  EmbedRequest,
+  EmbedResponse,
+  RerankRequest,
+  RerankResponse,
+} from './types.js';
 
 const REQUEST_TIMEOUT_MS = 50_000;
 
@@ -73,12 +81,42 @@ export class BedrockProvider implements EmbeddingProvider {
     return result;
   }
 
+  /**
+   * One InvokeModel of a rerank model. Not retried here: search's stage retries a throttled one
+   * within its bound (src/search/rerank.ts).
+   */
+  async rerank(request: RerankRequest): Promise<RerankResponse> {
+    const { model } = request.rerank;
+    const family = rerankFamily(model);
+    if (!family) throw new ModelUnavailableError(this.name, `${model} is not a rerank model`);
+    let json: unknown;
+    try {
+      const response = await this.client(request.rerank).send(
+        new InvokeModelCommand({
+          modelId: model,
+          contentType: 'application/json',
+          accept: 'application/json',
+          body: JSON.stringify(rerankBody(family, request.query, request.documents, request.topN)),
+        }),
+        { abortSignal: request.signal },
+      );
+      json = JSON.parse(new TextDecoder().decode(response.body));
+    } catch (err) {
+      throw translate(err);
+    }
+    try {
+      return { results: parseRerankResponse(model, json, request.documents.length) };
+    } catch (err) {
+      throw new ProviderUnavailableError(this.name, (err as MalformedResponseError).message);
+    }
+  }
+
   private config(request: EmbedRequest): BedrockEmbeddingConfig {
     if (request.embedding?.provider === 'bedrock') return request.embedding;
     return { provider: 'bedrock', model: request.model, dimensions: request.dimensions };
   }
 
-  private client(config: BedrockEmbeddingConfig): BedrockRuntimeClient {
+  private client(config: { region?: string; endpoint?: string }): BedrockRuntimeClient {
     const region = config.region ?? this.rateLimit.region;
     const endpoint = config.endpoint ?? this.rateLimit.endpoint;
     const cacheKey = `${region ?? ''}\n${endpoint ?? ''}`;

@@ -1,7 +1,7 @@
 // One interface for every embedding provider. Secrets stay inside the provider object:
 // nothing here crosses into workflow history or logs.
 import type { ProviderRateLimit } from '../config/env.js';
-import type { EmbeddingConfig } from '../config/pipeline.js';
+import type { EmbeddingConfig, RerankConfig } from '../config/pipeline.js';
 
 export type InputType = 'document' | 'query';
 
@@ -53,6 +53,23 @@ export interface EmbeddingProvider {
    */
   readonly limitsOnlyWhenRateLimited?: boolean;
   embed(request: EmbedRequest): Promise<EmbedResponse>;
+  /** Providers with rerank models (Bedrock): the second search stage (src/search/rerank.ts). */
+  rerank?(request: RerankRequest): Promise<RerankResponse>;
+}
+
+export interface RerankRequest {
+  query: string;
+  documents: string[];
+  /** Results wanted, the most relevant first. */
+  topN: number;
+  /** The pipeline's rerank config: model, region, endpoint. */
+  rerank: RerankConfig;
+  signal?: AbortSignal;
+}
+
+export interface RerankResponse {
+  /** Most relevant first; index is the document's place in the request. */
+  results: { index: number; relevanceScore: number }[];
 }
 
 export type ProviderRegistry = ReadonlyMap<string, EmbeddingProvider>;

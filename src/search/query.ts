@@ -19,6 +19,8 @@ export interface SearchHit {
   chunkIndex: number;
   chunk: string;
   metadata: Record<string, unknown>;
+  /** The rerank model's relevance score, when the search was reranked (it decides the order). */
+  rerankScore?: number;
 }
 
 export interface NearestQuery {

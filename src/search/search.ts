@@ -7,6 +7,7 @@ import type { Pool, PoolClient } from '../db/pool.js';
 import { getProvider, type ProviderRegistry } from '../providers/types.js';
 import { checkFilterKeys, type MetadataFilter } from './filters.js';
 import { hasIterativeScan, nearestChunks, setIndexOptions, type SearchHit } from './query.js';
+import { candidatesFor, rerankConfigOf, rerankHits } from './rerank.js';
 
 export interface SearchOptions {
   /** Results wanted (default 10, at most 1,000). */
@@ -18,6 +19,11 @@ export interface SearchOptions {
    * "the 5 nearest products" means. False returns chunks, several of one row possibly.
    */
   bestChunkPerRow?: boolean;
+  /**
+   * Reorder the nearest candidates with the pipeline's rerank model (its `rerank` config) before
+   * the limit applies; each hit then carries `rerankScore`.
+   */
+  rerank?: boolean;
 }
 
 export class SearchError extends Error {
@@ -47,6 +53,16 @@ export async function search(
   const filters = options.filters ?? [];
   const bestChunkPerRow = options.bestChunkPerRow ?? true;
   let p = typeof pipeline === 'string' ? await resolvePipeline(pool, pipeline) : pipeline;
+  if (options.rerank) {
+    // Candidates are gathered as any search's, then reordered and cut to the limit (decision 28).
+    const candidates = candidatesFor(rerankConfigOf(p), limit);
+    const hits = await search(pool, providers, p, text, {
+      ...options,
+      rerank: false,
+      limit: candidates,
+    });
+    return rerankHits(providers, p, text, hits, limit);
+  }
 
   for (let attempt = 1; ; attempt += 1) {
     checkFilterKeys(filters, p.config.metadata, p.name);
