@@ -84,8 +84,12 @@ export async function applyPipelines(
   configs: readonly AnyPipelineConfig[],
   options: ApplyOptions = {},
 ): Promise<ApplyResult[]> {
+  // Read only where an OpenAI pipeline may need it: a bad variable of another provider's is the
+  // worker's to report.
   const openaiBaseURL =
-    'openaiBaseURL' in options ? options.openaiBaseURL : readProviderEnv().openai.baseURL;
+    'openaiBaseURL' in options || !configs.some((c) => c.embedding?.provider === 'openai')
+      ? options.openaiBaseURL
+      : readProviderEnv().openai.baseURL;
   // Asked before the transaction: no catalog lock is held while a server answers.
   await probeUnknownModels(configs, openaiBaseURL, options.probe);
   const results = await withTransaction(pool, async (client) => {
