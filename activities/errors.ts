@@ -24,8 +24,14 @@ export class DimensionMismatchError extends Error {
   constructor(
     readonly expected: number,
     readonly actual: number,
+    /** The provider and model, as "openai/multilingual-e5-small". */
+    readonly model?: string,
   ) {
-    super(`the provider returned ${actual}-dimension vectors; the pipeline stores ${expected}`);
+    super(
+      actual < 0
+        ? `${model ?? 'the provider'} answered with fewer vectors than it was sent texts`
+        : `${model ?? 'the provider'} returned ${actual}-dimension vectors, but the pipeline stores ${expected} (embedding.dimensions): declare dimensions: ${actual}, apply, and re-embed`,
+    );
     this.name = 'DimensionMismatchError';
   }
 }

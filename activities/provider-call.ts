@@ -155,7 +155,13 @@ export function providerCall(
       await learn({ ...sent, reported: tokens, limits: said, rateLimited: false });
     const wrong = vectors.find((v) => v.length !== embedding.dimensions);
     if (wrong || vectors.length !== inputs.length)
-      await failed(new DimensionMismatchError(embedding.dimensions, wrong?.length ?? -1));
+      await failed(
+        new DimensionMismatchError(
+          embedding.dimensions,
+          wrong?.length ?? -1,
+          `${provider.name}/${embedding.model}`,
+        ),
+      );
     await health(recordSuccess(pool, p.name));
     await recordSpend(pool, {
       pipeline: p.name,

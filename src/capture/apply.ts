@@ -37,8 +37,16 @@ import {
   type StateEvent,
 } from '../db/pipeline-state.js';
 import { vectorsPlace } from '../db/destination.js';
+import { readProviderEnv } from '../config/env.js';
 import { checkEmbeddingModel } from '../providers/models.js';
 import { checkRerankModel } from '../providers/bedrock-rerank.js';
+import { OpenAIProvider } from '../providers/openai.js';
+import {
+  checkProbedDimensions,
+  needsProbe,
+  probeWith,
+  type DimensionsProbe,
+} from '../providers/probe.js';
 import { prepareDestinationColumn, wantsColumnIndex } from './destination-column.js';
 import { buildIndex } from './vector-index.js';
 import { inspectTable, isEmbeddable, vectorColumnType, type TableInfo } from './inspect.js';
@@ -61,10 +69,30 @@ export interface ApplyResult {
   heldBecause?: string;
 }
 
+export interface ApplyOptions {
+  /** OPENAI_BASE_URL: the server of OpenAI pipelines that name none; default the environment's. */
+  openaiBaseURL?: string;
+  /**
+   * How a model embedsync does not know is asked for its dimensions (decision 26); false: it is not
+   * asked, its declared dimensions are taken on trust (`apply --no-probe`). Default: one request
+   * through the OpenAI provider.
+   */
+  probe?: DimensionsProbe | false;
+}
+
 export async function applyPipelines(
   pool: Pool,
   configs: readonly AnyPipelineConfig[],
+  options: ApplyOptions = {},
 ): Promise<ApplyResult[]> {
+  // Read only where an OpenAI pipeline may need it: a bad variable of another provider's is the
+  // worker's to report.
+  const openaiBaseURL =
+    'openaiBaseURL' in options || !configs.some((c) => c.embedding?.provider === 'openai')
+      ? options.openaiBaseURL
+      : readProviderEnv().openai.baseURL;
+  // Asked before the transaction: no catalog lock is held while a server answers.
+  await probeUnknownModels(configs, openaiBaseURL, options.probe);
   const results = await withTransaction(pool, async (client) => {
     await client.query('select pg_advisory_xact_lock($1)', [CATALOG_LOCK]);
     const results: ApplyResult[] = [];
@@ -73,12 +101,10 @@ export async function applyPipelines(
         results.push(
           isEventsOnly(config)
             ? await applyEventsOnly(client, config)
-            : await applyOne(client, config),
+            : await applyOne(client, config, openaiBaseURL),
         );
       } catch (err) {
-        if (err instanceof ConfigError)
-          throw new ConfigError(`pipelines[${i}]${err.field ? `.${err.field}` : ''}`, err.detail);
-        throw err;
+        throw inPipeline(i, err);
       }
     }
     return results;
@@ -91,7 +117,41 @@ export async function applyPipelines(
   return results;
 }
 
-async function applyOne(client: PoolClient, config: PipelineConfig): Promise<ApplyResult> {
+/** A pipeline's config error, named by its place in the file. */
+function inPipeline(i: number, err: unknown): unknown {
+  return err instanceof ConfigError
+    ? new ConfigError(`pipelines[${i}]${err.field ? `.${err.field}` : ''}`, err.detail)
+    : err;
+}
+
+/**
+ * Every model embedsync does not know, checked against its server: it must have one, and answer
+ * with the dimensions the pipeline declares.
+ */
+async function probeUnknownModels(
+  configs: readonly AnyPipelineConfig[],
+  openaiBaseURL: string | undefined,
+  probe: DimensionsProbe | false | undefined,
+): Promise<void> {
+  if (probe === false) return;
+  for (const [i, config] of configs.entries()) {
+    if (isEventsOnly(config) || !needsProbe(config.embedding)) continue;
+    try {
+      checkEmbeddingModel(config, openaiBaseURL);
+      const server = config.embedding.baseURL ?? openaiBaseURL ?? '';
+      const ask = probe ?? probeWith(new OpenAIProvider({ baseURL: server }));
+      await checkProbedDimensions(config.embedding, server, ask);
+    } catch (err) {
+      throw inPipeline(i, err);
+    }
+  }
+}
+
+async function applyOne(
+  client: PoolClient,
+  config: PipelineConfig,
+  openaiBaseURL: string | undefined,
+): Promise<ApplyResult> {
   const { schema, table } = parseSource(config);
   // A renamed source table is followed first, so the config may name it by its new name.
   await reconcileSource(client, config.name);
@@ -105,7 +165,7 @@ async function applyOne(client: PoolClient, config: PipelineConfig): Promise<App
   checkSinkColumns(config, info);
   // Dimensions the model cannot produce, or chunks longer than it takes, are refused here, not row
   // by row.
-  checkEmbeddingModel(config);
+  checkEmbeddingModel(config, openaiBaseURL);
   checkRerankModel(config);
 
   const vector = config.vectorTable

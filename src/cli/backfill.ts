@@ -1,6 +1,7 @@
 // npx embedsync backfill: embeds every existing row of a pipeline's source table as one durable
 // workflow, and watches it until it is done. A second run attaches to the running backfill instead
 // of starting another; Ctrl-C stops watching, never the backfill.
+import { failureMessage } from '../temporal/failure.js';
 import { Command } from 'commander';
 import {
   batchMode,
@@ -171,7 +172,7 @@ runMain(async (env) => {
       interrupt,
     ).catch((err: Error) => {
       throw new UserError(
-        `the backfill of ${p.name} did not complete: ${err.cause instanceof Error ? err.cause.message : err.message} (${url})`,
+        `the backfill of ${p.name} did not complete: ${failureMessage(err)} (${url})`,
       );
     });
     if (outcome.kind === 'detached') {

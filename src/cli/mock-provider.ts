@@ -3,7 +3,7 @@
 // vectors are deterministic.
 import { Command, InvalidArgumentError } from 'commander';
 import { startMockProvider, type MockProviderOptions } from '../mock-provider/server.js';
-import { TOKEN_COUNTINGS, type TokenCounting } from '../mock-provider/types.js';
+import { TOKEN_COUNTINGS, type MockModel, type TokenCounting } from '../mock-provider/types.js';
 
 const count = (value: string): number => {
   const n = Number(value);
@@ -40,7 +40,10 @@ const program = new Command('embedsync mock-provider')
   .option('--error-rate <fraction>', 'fraction of requests answered 503', count)
   .option('--poison <marker>', 'refuse inputs containing this text as invalid')
   .option('--api-key <key>', 'accept only this OpenAI, Gemini or Voyage key (default: any)')
-  .option('--model <name=dimensions...>', 'extra models an OpenAI-compatible server would serve')
+  .option(
+    '--model <name=dimensions:limit...>',
+    'extra models an OpenAI-compatible server would serve (e.g. multilingual-e5-small=384:512: name=dimensions:maxInputTokens); past the limit an input is refused with a 413',
+  )
   .option(
     '--batch-completion-ms <n>',
     'Batch API: how long after its creation a batch may complete (default 0: at the next polls)',
@@ -91,12 +94,16 @@ if (!['retry-after', 'retry-after-ms', 'reset-headers'].includes(opts.retryHint)
   program.error('--retry-hint must be retry-after, retry-after-ms or reset-headers');
 if (!(TOKEN_COUNTINGS as readonly string[]).includes(opts.tokenCounting))
   program.error(`--token-counting must be ${TOKEN_COUNTINGS.join(' or ')}`);
-const models: Record<string, number> = {};
+const models: Record<string, MockModel> = {};
 for (const m of opts.model ?? []) {
-  const [name, dims] = m.split('=');
-  if (!name || !dims || !Number.isInteger(Number(dims)))
-    program.error(`--model ${m}: expected name=dimensions`);
-  else models[name] = Number(dims);
+  const [, name, dims, limit] = /^([^=]+)=(\d+)(?::(\d+))?$/.exec(m) ?? [];
+  if (!name || !dims)
+    program.error(`--model ${m}: expected name=dimensions or name=dimensions:maxInputTokens`);
+  else
+    models[name] = {
+      dimensions: Number(dims),
+      ...(limit === undefined ? {} : { maxInputTokens: Number(limit) }),
+    };
 }
 
 const options: MockProviderOptions = {

@@ -81,13 +81,27 @@ program
     '-c, --config <file>',
     'the pipeline file (default: $EMBEDSYNC_CONFIG, else embedsync.yaml)',
   )
-  .addHelpText('after', '\nExample:\n  npx embedsync apply --config examples/products.yaml')
-  .action((opts: { config?: string }) =>
+  .option(
+    '--no-probe',
+    "don't ask an OpenAI-compatible server for the dimensions of a model embedsync does not know; take embedding.dimensions on trust",
+  )
+  .addHelpText(
+    'after',
+    `
+A model embedsync does not know (served by vLLM, TEI, Ollama, …) needs a server: embedding.baseURL,
+or OPENAI_BASE_URL in the environment. apply sends it one one-word request and refuses the
+pipeline if the vectors have other dimensions than it declares, or if the server cannot be reached.
+
+Example:
+  npx embedsync apply --config examples/products.yaml
+  OPENAI_BASE_URL=http://127.0.0.1:8080/v1 npx embedsync apply --config e5.yaml`,
+  )
+  .action((opts: { config?: string; probe: boolean }) =>
     runMain(async (env) => {
       const file = opts.config ?? env.configPath ?? 'embedsync.yaml';
       const configs = await loadPipelineFile(file);
       await withPool(env, async (pool) => {
-        for (const r of await applyPipelines(pool, configs)) {
+        for (const r of await applyPipelines(pool, configs, opts.probe ? {} : { probe: false })) {
           const config = configs.find((c) => c.name === r.pipeline);
           const where =
             config && isEventsOnly(config)

@@ -1,6 +1,7 @@
 // npx embedsync reembed: after a change of what a pipeline embeds (model, dimensions, columns,
 // prefixes, chunking) has been applied, builds the new generation in a table of its own and swaps
 // it in atomically. Search keeps working on the old generation until the swap, and never sees both.
+import { failureMessage } from '../temporal/failure.js';
 import { Command } from 'commander';
 import {
   batchMode,
@@ -147,7 +148,7 @@ runMain(async (env) => {
       interrupt,
     ).catch((err: Error) => {
       throw new UserError(
-        `the re-embed of ${p.name} did not complete: ${err.cause instanceof Error ? err.cause.message : err.message} (${url})`,
+        `the re-embed of ${p.name} did not complete: ${failureMessage(err)} (${url})`,
       );
     });
     if (outcome.kind === 'detached') {

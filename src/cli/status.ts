@@ -6,6 +6,7 @@ import { isHeld } from '../db/pipeline-state.js';
 import {
   gatherStatus,
   oneLine,
+  stateWords,
   type PipelineStatus,
   type StatusReport,
   type StuckBatchStatus,
@@ -209,7 +210,7 @@ function describe(p: PipelineStatus, reachable: boolean): string {
   const to = p.eventsOnly ? p.eventsOnly.sinks.join(', ') : p.destination;
   const lines = [`${p.pipeline}  (${p.sourceTable} → ${to})${stuck.headline}`];
   const row = (label: string, text: string) => lines.push(`  ${label.padEnd(13)} ${text}`);
-  row('state', `${p.state}, ${syncing(p)}`);
+  row('state', `${stateWords(p)}, ${syncing(p)}`);
   if (p.stateReason) row('why', p.stateReason);
   if (p.eventsOnly) return eventsOnlyRows(p, row, lines, reachable);
   row('model', `${p.provider}/${p.model}, ${p.dimensions} dims, generation ${p.generation}`);

@@ -101,6 +101,24 @@ const openaiEmbedding = z
      * carry.
      */
     maxInputsPerRequest: z.number().int().min(1).max(2048).optional(),
+    /**
+     * For a model embedsync does not know: the most tokens one input may hold, as the server counts
+     * them (its max_input_length, max_model_len or num_ctx). Chunks are kept within it.
+     */
+    maxInputTokens: z.number().int().min(16).max(1_000_000).optional(),
+    /**
+     * How chunks of such a model are measured against chunking.size and maxInputTokens: characters
+     * (default; no subword tokenizer makes more tokens than characters, so a chunk never runs over)
+     * or cl100k (exact for models with OpenAI's tokenizer, an estimate for others).
+     */
+    tokenizer: z.enum(['characters', 'cl100k']).optional(),
+    /**
+     * Put before every search query ("query: " for e5, "Represent this sentence for searching
+     * relevant passages: " for bge). Part of what a vector is: changing it re-embeds.
+     */
+    queryPrefix: z.string().max(200).optional(),
+    /** Put before every document chunk ("passage: " for e5). Changing it re-embeds. */
+    documentPrefix: z.string().max(200).optional(),
     ...rateLimits,
     ...pricing,
   })
@@ -556,8 +574,16 @@ export function embeddingFingerprint(config: PipelineConfig): string {
  * (src/texts/once.ts).
  */
 export function vectorSettings(embedding: EmbeddingConfig, inputType = 'document'): string {
-  return canonicalJson({ ...vectorDefining(embedding), inputType });
+  const settings = Object.fromEntries(
+    Object.entries(vectorDefining(embedding)).filter(([key]) => !CHUNK_DEFINING.has(key)),
+  );
+  return canonicalJson({ ...settings, inputType });
 }
+
+// Options that decide how a document is cut into texts, not a text's vector: they stay in the
+// embedding fingerprint (a new limit or tokenizer makes other chunks, so it re-embeds) but out of
+// vectorSettings, so equal texts still share their vectors (decision 26).
+const CHUNK_DEFINING = new Set(['maxInputTokens', 'tokenizer']);
 
 // Options that change how vectors are fetched, not what they are: changing them needs no re-embed.
 const OPERATIONAL_OPTIONS = new Set([

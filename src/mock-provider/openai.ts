@@ -86,11 +86,11 @@ export function handleOpenAI(
 
   function answer(): MockReply {
     if (denied) return denied;
+    const served = ctx.options.models?.[model];
+    const extra = typeof served === 'number' ? { dimensions: served } : served;
     const known =
       OPENAI_MODELS[model] ??
-      (ctx.options.models?.[model] !== undefined
-        ? { dimensions: ctx.options.models[model], reducible: false }
-        : undefined);
+      (extra ? { dimensions: extra.dimensions, reducible: false } : undefined);
     if (!known)
       return error(
         404,
@@ -120,6 +120,15 @@ export function handleOpenAI(
       dimensions = d;
     }
     const counts = inputs.map((t) => mockTokenCount(t, ctx.options.tokenCounting));
+    const limit = extra?.maxInputTokens;
+    const over = limit === undefined ? -1 : counts.findIndex((n) => n > limit);
+    if (over >= 0)
+      return error(
+        413,
+        `Input validation error: \`inputs\` must have less than ${limit} tokens. Given: ${counts[over]}`,
+        'invalid_request_error',
+        null,
+      );
     const tooLong = counts.findIndex((n) => n > MAX_TOKENS_PER_INPUT);
     if (tooLong >= 0) {
       const n = counts[tooLong] ?? 0;

@@ -32,10 +32,23 @@ export interface MockProviderOptions {
   echoKeyInErrors?: boolean;
   /** Fraction of requests answered with a 503. */
   errorRate?: number;
-  /** Models an OpenAI-compatible server might serve beyond OpenAI's own: name → dimensions. */
-  models?: Record<string, number>;
+  /**
+   * Models an OpenAI-compatible server might serve beyond OpenAI's own: name → dimensions, or its
+   * dimensions and input limit.
+   */
+  models?: Record<string, number | MockModel>;
   /** OpenAI's Batch API (src/mock-provider/batches.ts). Lines with poisonMarker fail. */
   batch?: MockBatchOptions;
+}
+
+/** A model of a compatible server (vLLM, TEI, Ollama serving e5, bge, nomic, …). */
+export interface MockModel {
+  dimensions: number;
+  /**
+   * The most tokens (counted as tokenCounting says) one input may hold; a longer one is refused
+   * with a 413, as TEI refuses it when truncation is off.
+   */
+  maxInputTokens?: number;
 }
 
 export interface MockBatchOptions {

@@ -1,7 +1,11 @@
 // What each supported model can do, in one table: the dimensions it produces and may be asked to
 // reduce to, how many inputs and tokens one request may carry, and the unit a chunk is measured in.
 // Config is checked against this table when a pipeline is applied; requests are sized by it.
-import { ConfigError, type EmbeddingConfig } from '../config/pipeline.js';
+import {
+  ConfigError,
+  type EmbeddingConfig,
+  type OpenAIEmbeddingConfig,
+} from '../config/pipeline.js';
 
 export type SizeUnit = 'tokens' | 'characters';
 export type ModelFamily =
@@ -181,16 +185,36 @@ export function baseModelId(provider: EmbeddingConfig['provider'], model: string
 }
 
 /**
- * The facts for a pipeline's model. A model the table does not know is accepted only from an
- * OpenAI-compatible server (a `baseURL`), where the pipeline's own dimensions are taken as the
- * model's and chunks are measured in characters: such servers run models whose tokenizer we do not
- * have.
+ * Tokens of an input a compatible server spends besides the chunk and its prefix: the start and end
+ * tokens BERT- and XLM-R-style models add, and a word-start marker (decision 26).
+ */
+export const RESERVED_TOKENS = 4;
+
+/** Whether embedsync knows the model: its facts come from the table above, not the config. */
+export function isKnownModel(embedding: EmbeddingConfig): boolean {
+  const id = baseModelId(embedding.provider, embedding.model);
+  return MODELS.some((m) => m.provider === embedding.provider && m.model === id);
+}
+
+/**
+ * The facts for a pipeline's model. A model the table does not know is one of an OpenAI-compatible
+ * server (checkEmbeddingModel makes sure there is one): its dimensions are the pipeline's (checked
+ * by a probe at apply, src/providers/probe.ts), and its input limit and tokenizer are what the
+ * config declares. Chunks are measured in characters unless it declares cl100k: such servers run
+ * models whose tokenizer we do not have, and none of those makes more tokens than characters.
  */
 export function modelFacts(embedding: EmbeddingConfig): ModelFacts {
   const id = baseModelId(embedding.provider, embedding.model);
   const known = MODELS.find((m) => m.provider === embedding.provider && m.model === id);
   if (known) return known;
-  if (embedding.provider === 'openai' && embedding.baseURL) {
+  if (embedding.provider === 'openai') {
+    const unit: SizeUnit = embedding.tokenizer === 'cl100k' ? 'tokens' : 'characters';
+    const limit = embedding.maxInputTokens;
+    // The document prefix is sent with every chunk, so it takes its share of the limit: its code
+    // points, or its UTF-8 bytes, which no cl100k count exceeds.
+    const prefix = embedding.documentPrefix ?? '';
+    const prefixSize =
+      unit === 'tokens' ? Buffer.byteLength(prefix, 'utf8') : Array.from(prefix).length;
     return {
       provider: 'openai',
       model: embedding.model,
@@ -198,20 +222,16 @@ export function modelFacts(embedding: EmbeddingConfig): ModelFacts {
       nativeDimensions: embedding.dimensions,
       dimensions: { kind: 'fixed' },
       maxInputsPerRequest: embedding.maxInputsPerRequest ?? 32,
-      maxTokensPerInput: Infinity,
+      maxTokensPerInput: limit ?? Infinity,
       maxTokensPerRequest: Infinity,
-      unit: 'characters',
-      maxInputSize: Infinity,
+      unit,
+      maxInputSize: limit === undefined ? Infinity : limit - prefixSize - RESERVED_TOKENS,
     };
   }
   const names = KNOWN_MODELS.get(embedding.provider)?.join(', ') ?? '';
-  const hint =
-    embedding.provider === 'openai'
-      ? ' (other models need the baseURL of an OpenAI-compatible server)'
-      : '';
   throw new ConfigError(
     'embedding.model',
-    `${embedding.provider} has no embedding model "${embedding.model}" that embedsync knows; known: ${names}${hint}`,
+    `${embedding.provider} has no embedding model "${embedding.model}" that embedsync knows; known: ${names}`,
   );
 }
 
@@ -247,11 +267,13 @@ export function reducesDimensions(f: ModelFacts, dimensions: number): boolean {
  * Apply-time check of a pipeline against its model: a vector table whose dimensions the model
  * cannot produce, or chunks longer than the model takes, would only fail later, row by row.
  */
-export function checkEmbeddingModel(config: {
-  embedding: EmbeddingConfig;
-  chunking: { size: number };
-}): ModelFacts {
+export function checkEmbeddingModel(
+  config: { embedding: EmbeddingConfig; chunking: { size: number } },
+  /** OPENAI_BASE_URL, the server of OpenAI pipelines that name none. */
+  openaiBaseURL?: string,
+): ModelFacts {
   const { embedding } = config;
+  if (embedding.provider === 'openai') checkCompatibleModel(embedding, openaiBaseURL);
   const f = modelFacts(embedding);
   if (!canProduce(f, embedding.dimensions)) {
     throw new ConfigError(
@@ -260,9 +282,13 @@ export function checkEmbeddingModel(config: {
     );
   }
   if (config.chunking.size > f.maxInputSize) {
+    const declared =
+      embedding.provider === 'openai' && embedding.maxInputTokens !== undefined
+        ? ` (maxInputTokens ${embedding.maxInputTokens}, less the documentPrefix and ${RESERVED_TOKENS} tokens the server adds)`
+        : '';
     throw new ConfigError(
       'chunking.size',
-      `is ${config.chunking.size} ${f.unit}, but ${embedding.model} takes at most ${f.maxInputSize} ${f.unit} per input`,
+      `is ${config.chunking.size} ${f.unit}, but ${embedding.model} takes at most ${f.maxInputSize} ${f.unit} per input${declared}`,
     );
   }
   if (
@@ -276,4 +302,28 @@ export function checkEmbeddingModel(config: {
     );
   }
   return f;
+}
+
+/**
+ * A model embedsync does not know needs a server that knows it: the pipeline's baseURL or
+ * OPENAI_BASE_URL (OpenAI's own API serves only the models in the table). What the config declares
+ * of a model's limit and tokenizer is for such models only: a known model's are in the table.
+ */
+function checkCompatibleModel(embedding: OpenAIEmbeddingConfig, openaiBaseURL?: string): void {
+  if (isKnownModel(embedding)) {
+    for (const field of ['maxInputTokens', 'tokenizer'] as const) {
+      if (embedding[field] !== undefined)
+        throw new ConfigError(
+          `embedding.${field}`,
+          `embedsync knows ${embedding.model}'s input limit and tokenizer; leave out ${field}`,
+        );
+    }
+    return;
+  }
+  if (embedding.baseURL || openaiBaseURL) return;
+  const names = KNOWN_MODELS.get('openai')?.join(', ') ?? '';
+  throw new ConfigError(
+    'embedding.model',
+    `openai has no embedding model "${embedding.model}" that embedsync knows; known: ${names} (other models need an OpenAI-compatible server: embedding.baseURL, or OPENAI_BASE_URL in the environment)`,
+  );
 }

@@ -5,7 +5,7 @@
 import { toFile, type OpenAI } from 'openai';
 import type { OpenAIEmbeddingConfig } from '../config/pipeline.js';
 import { modelFacts, reducesDimensions } from './models.js';
-import { OpenAIProvider, translate } from './openai.js';
+import { OpenAIProvider, translate, withPrefix } from './openai.js';
 import type { EmbeddingProvider } from './types.js';
 
 /** A batch's state in embedsync's terms: still running, done (with files), or over without output. */
@@ -73,7 +73,7 @@ export function requestLine(
     url: '/v1/embeddings',
     body: {
       model: config.model,
-      input: inputs,
+      input: withPrefix(config, 'document', inputs),
       encoding_format: config.encodingFormat,
       ...(reducesDimensions(facts, config.dimensions) ? { dimensions: config.dimensions } : {}),
     },

@@ -21,7 +21,7 @@ import {
   resetDelay,
   retryDelayFromMessage,
 } from './retry-hints.js';
-import type { EmbeddingProvider, EmbedRequest, EmbedResponse } from './types.js';
+import type { EmbeddingProvider, EmbedRequest, EmbedResponse, InputType } from './types.js';
 
 const DEFAULT_BASE_URL = 'https://api.openai.com/v1';
 // Below the embed activity's heartbeat timeout, so a hung request fails as a timeout and is
@@ -49,7 +49,7 @@ export class OpenAIProvider implements EmbeddingProvider {
         .create(
           {
             model: config.model,
-            input: request.texts,
+            input: withPrefix(config, request.inputType, request.texts),
             // Always sent: without it the SDK asks for base64 and misreads servers that answer with
             // floats.
             encoding_format: config.encodingFormat,
@@ -110,6 +110,19 @@ export class OpenAIProvider implements EmbeddingProvider {
     }
     return entry;
   }
+}
+
+/**
+ * The texts as the model wants them: e5- and bge-style models are trained with a prefix that tells
+ * a search query from a passage to be found (decision 26). Stored chunks stay without it.
+ */
+export function withPrefix(
+  config: OpenAIEmbeddingConfig,
+  inputType: InputType,
+  texts: readonly string[],
+): string[] {
+  const prefix = (inputType === 'query' ? config.queryPrefix : config.documentPrefix) ?? '';
+  return prefix === '' ? [...texts] : texts.map((t) => prefix + t);
 }
 
 /** float: an array; base64: little-endian float32s, as the API sends them. */

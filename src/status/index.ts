@@ -15,12 +15,14 @@ import { countSourceRows } from '../db/source.js';
 import { clearsOnChange, countStaleKeys } from '../db/stale-keys.js';
 import { readLedger } from '../db/token-ledger.js';
 import { countSyncedRows, readPipelineFacts, type PipelineFacts } from './queries.js';
+import { walkMissing } from './state.js';
 import { readStuck, type StuckBatchStatus } from './stuck.js';
 import { pipelineWorkflows, type PipelineWorkflows, type WebUi } from './temporal.js';
 
 export { countSyncedRows, readPipelineFacts, type PipelineFacts } from './queries.js';
 export * from './temporal.js';
 export { oneLine, readStuck, type StuckBatchStatus } from './stuck.js';
+export { stateWords } from './state.js';
 
 /** What the pipeline's provider reported of its budgets for the pipeline's model. */
 export interface LearnedRateLimits {
@@ -41,6 +43,8 @@ export interface PipelineStatus extends PipelineFacts, HoldFacts {
   learnedRateLimits: LearnedRateLimits | null;
   /** Null when Temporal could not be asked. */
   workflows: PipelineWorkflows | null;
+  /** The catalog says a backfill or re-embed runs, and Temporal runs none (src/status/state.ts). */
+  walkMissing?: boolean;
   /**
    * Batches stuck at a stage (failed at least embedsync.stuck_after_attempts() times in a row, or
    * for good).
@@ -151,6 +155,7 @@ export async function gatherStatus(
         : null,
       ...(reasons.get(f.pipeline) ?? { stateReason: null, stateSince: null }),
       workflows,
+      ...(walkMissing(f.state, workflows) ? { walkMissing: true } : {}),
       stuck: stuck.get(f.pipeline) ?? [],
       batchParts: parts.get(f.pipeline) ?? null,
     });
