@@ -40,6 +40,7 @@ import { vectorsPlace } from '../db/destination.js';
 import { checkEmbeddingModel } from '../providers/models.js';
 import { prepareDestinationColumn, wantsColumnIndex } from './destination-column.js';
 import { buildIndex } from './vector-index.js';
+import { buildTextIndex, checkTextSearchLanguage } from './text-index.js';
 import { inspectTable, isEmbeddable, vectorColumnType, type TableInfo } from './inspect.js';
 import { currentSourceTable, reconcileSource } from './schema-check.js';
 import { installCaptureSql, removeCaptureSql } from './triggers.js';
@@ -82,10 +83,13 @@ export async function applyPipelines(
     }
     return results;
   });
-  // A column's HNSW index is built concurrently, which no transaction may hold (decision 18).
+  // A column's HNSW index and a vector table's full-text index are built concurrently, which no
+  // transaction may hold (decisions 18 and 27): on a table that exists, the application's queries
+  // and embedsync's writes go on while they are built.
   for (const config of configs) {
-    if (isEventsOnly(config) || !wantsColumnIndex({ config })) continue;
-    await buildIndex(pool, await getPipeline(pool, config.name));
+    if (isEventsOnly(config)) continue;
+    if (wantsColumnIndex({ config })) await buildIndex(pool, await getPipeline(pool, config.name));
+    await buildTextIndex(pool, await getPipeline(pool, config.name));
   }
   return results;
 }
@@ -105,6 +109,7 @@ async function applyOne(client: PoolClient, config: PipelineConfig): Promise<App
   // Dimensions the model cannot produce, or chunks longer than it takes, are refused here, not row
   // by row.
   checkEmbeddingModel(config);
+  await checkTextSearchLanguage(client, { config });
 
   const vector = config.vectorTable
     ? parseTableName(config.vectorTable)
