@@ -38,7 +38,7 @@ import {
 } from '../db/pipeline-state.js';
 import { vectorsPlace } from '../db/destination.js';
 import { checkEmbeddingModel } from '../providers/models.js';
-import { prepareDestinationColumn, wantsColumnIndex } from './destination-column.js';
+import { prepareDestinationColumn } from './destination-column.js';
 import { buildIndex } from './vector-index.js';
 import { buildTextIndex, checkTextSearchLanguage } from './text-index.js';
 import { inspectTable, isEmbeddable, vectorColumnType, type TableInfo } from './inspect.js';
@@ -83,13 +83,16 @@ export async function applyPipelines(
     }
     return results;
   });
-  // A column's HNSW index and a vector table's full-text index are built concurrently, which no
-  // transaction may hold (decisions 18 and 27): on a table that exists, the application's queries
-  // and embedsync's writes go on while they are built.
+  // Indexes of tables that hold rows are built concurrently, which no transaction may hold
+  // (decisions 14, 18 and 27): the application's queries and embedsync's writes go on meanwhile. A
+  // CREATE INDEX in the transaction, even IF NOT EXISTS, would take a SHARE lock on the table and
+  // wait for its writers, with every query that arrives queued behind it. Each is a no-op when the
+  // index is there and valid.
   for (const config of configs) {
     if (isEventsOnly(config)) continue;
-    if (wantsColumnIndex({ config })) await buildIndex(pool, await getPipeline(pool, config.name));
-    await buildTextIndex(pool, await getPipeline(pool, config.name));
+    const p = await getPipeline(pool, config.name);
+    await buildIndex(pool, p); // a column pipeline's only if destination.index asks for it
+    await buildTextIndex(pool, p);
   }
   return results;
 }
@@ -141,11 +144,14 @@ async function applyOne(client: PoolClient, config: PipelineConfig): Promise<App
   // builds the new column beside the live one (decision 20).
   await prepareDestinationColumn(client, next, info);
 
+  // A new table's HNSW index is made with it (instant: it is empty); one that exists keeps its own,
+  // or gets it concurrently after the commit.
+  const newTable = (await vectorColumnType(client, vector.schema, vector.table)) === undefined;
   // A new pipeline starts in the state column's default; an existing one moves by its event below.
   await upsertPipeline(client, next, info.relid);
   if (event) await changeState(client, next.name, event, { required: true });
   for (const sql of [
-    ...createVectorTableSql(next),
+    ...createVectorTableSql(next, { index: newTable }),
     ...createViewSql(next, [...info.columns.keys()]),
   ])
     await client.query(sql);

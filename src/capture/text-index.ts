@@ -35,6 +35,16 @@ export function createTextIndexSql(
 export const hasTextSide = (p: Pick<Pipeline, 'config'>): boolean =>
   destinationColumn(p.config) === undefined;
 
+/**
+ * The configuration's oid by name (schema.name, or a name on the search path), as regconfig's input
+ * would find it, without failing when there is none (Postgres 15 has no to_regconfig).
+ */
+const FIND_CONFIG = `(select c.oid::regconfig from pg_ts_config c
+                       join pg_namespace n on n.oid = c.cfgnamespace
+                      where c.cfgname = split_part($1, '.', -1)
+                        and case when strpos($1, '.') > 0 then n.nspname = split_part($1, '.', 1)
+                                 else pg_ts_config_is_visible(c.oid) end)`;
+
 /** Refuses a language the database does not have, naming the ones it does. */
 export async function checkTextSearchLanguage(
   db: Queryable,
@@ -43,7 +53,7 @@ export async function checkTextSearchLanguage(
   if (!hasTextSide(p)) return;
   const language = textSearchLanguage(p.config);
   const { rows } = await db.query<{ found: boolean; known: string }>(
-    `select to_regconfig($1) is not null as found,
+    `select ${FIND_CONFIG} is not null as found,
             (select string_agg(cfgname, ', ' order by cfgname) from pg_ts_config) as known`,
     [language],
   );
@@ -65,11 +75,11 @@ export async function textIndexState(
   const { rows } = await db.query<{ valid: boolean; same: boolean }>(
     `select i.indisvalid as valid,
             pg_get_expr(i.indexprs, i.indrelid) =
-              'to_tsvector(' || quote_literal(to_regconfig($2)::text) || '::regconfig, chunk)' as same
-       from pg_index i where i.indexrelid = to_regclass($1)`,
+              'to_tsvector(' || quote_literal(${FIND_CONFIG}::text) || '::regconfig, chunk)' as same
+       from pg_index i where i.indexrelid = to_regclass($2)`,
     [
-      `${quoteIdent(p.vectorSchema)}.${quoteIdent(textIndexName(p.vectorTable))}`,
       textSearchLanguage(p.config),
+      `${quoteIdent(p.vectorSchema)}.${quoteIdent(textIndexName(p.vectorTable))}`,
     ],
   );
   const row = rows[0];

@@ -1,6 +1,7 @@
 // The full-text side of hybrid search (docs/architecture.md, decision 27): the chunks of a
-// pipeline's vector table that match the query as websearch_to_tsquery reads it, ranked by
-// ts_rank_cd, under the same generation, metadata filters and stale-key rule as the vector side.
+// pipeline's vector table that contain any of the query's words, those matching the whole query
+// first, then by ts_rank_cd; under the same generation, metadata filters and stale-key rule as the
+// vector side.
 import type { Pipeline } from '../db/catalog.js';
 import { qualified, quoteLiteral } from '../db/ident.js';
 import type { PoolClient } from '../db/pool.js';
@@ -25,7 +26,7 @@ export interface TextMatch {
   chunkIndex: number;
   chunk: string;
   metadata: Record<string, unknown>;
-  /** ts_rank_cd of the chunk for the query. */
+  /** ts_rank_cd of the chunk for the query's words. */
   textScore: number;
   distance: number;
 }
@@ -40,27 +41,36 @@ export function textMatchSql(p: Pipeline, q: TextQuery): { sql: string; params: 
   const filters = filterSql(q.filters, 5);
   // With clear, a row whose content changed is not found by its old chunks (decision 19).
   const fresh = clearsOnChange(p.config) ? [staleKeyFilter(p, 'v')] : [];
-  const query = `websearch_to_tsquery(${language}, $3)`;
+  // Matched: any of the query's words as the configuration normalises them (each lexeme quoted for
+  // tsquery's input), so a row with the one rare word a query names is found though it lacks the
+  // others. Ranked: rows that match the whole query as websearch_to_tsquery reads it ("a phrase",
+  // -word, or) first, then by ts_rank_cd.
+  const anyWord = `(select string_agg('''' || replace(replace(lexeme, '\\', '\\\\'), '''', '''''') || '''', ' | ')::tsquery
+                      from unnest(to_tsvector(${language}, $3)))`;
+  const everyWord = `websearch_to_tsquery(${language}, $3)`;
+  const chunkVector = chunkVectorSql(p, 'v');
   const where = [
     'v.generation = $2',
-    `${chunkVectorSql(p, 'v')} @@ ${query}`,
+    `${chunkVector} @@ ${anyWord}`,
     ...filters.conditions,
     ...fresh,
   ].join(' and ');
   const best = q.bestChunkPerRow
-    ? 'select distinct on (pk) * from matches order by pk, rank desc, chunk_index'
+    ? 'select distinct on (pk) * from matches order by pk, whole desc, rank desc, chunk_index'
     : 'select * from matches';
+  const order = 'whole desc, rank desc, pk, chunk_index';
   // The distance is computed only for the rows returned, after the limit, by their primary key.
   const sql = `with matches as materialized (
        select v.pk, v.chunk_index, v.chunk, v.metadata,
-              ts_rank_cd(${chunkVectorSql(p, 'v')}, ${query}) as rank
+              ${chunkVector} @@ ${everyWord} as whole,
+              ts_rank_cd(${chunkVector}, ${anyWord}) as rank
          from ${table} v
         where ${where})
      select best.*,
             (select w.embedding <=> $1::${vectorColumnSql(p)} from ${table} w
               where w.pk = best.pk and w.chunk_index = best.chunk_index) as distance
-       from (select * from (${best}) b order by rank desc, pk, chunk_index limit $4) best
-      order by rank desc, pk, chunk_index`;
+       from (select * from (${best}) b order by ${order} limit $4) best
+      order by ${order}`;
   return { sql, params: [q.vector, p.generation, q.text, q.limit, ...filters.params] };
 }
 
