@@ -56,17 +56,21 @@ export function textMatchSql(p: Pipeline, q: TextQuery): { sql: string; params: 
     ...fresh,
   ].join(' and ');
   const best = q.bestChunkPerRow
-    ? 'select distinct on (pk) * from matches order by pk, whole desc, rank desc, chunk_index'
-    : 'select * from matches';
+    ? 'select distinct on (pk) * from ranked order by pk, whole desc, rank desc, chunk_index'
+    : 'select * from ranked';
   const order = 'whole desc, rank desc, pk, chunk_index';
-  // The distance is computed only for the rows returned, after the limit, by their primary key.
+  // The index finds the matches; each match's tsvector is then computed once (the index holds
+  // lexemes, not the tsvector) and both rankings read it. The distance is computed only for the rows
+  // returned, after the limit, by their primary key.
   const sql = `with matches as materialized (
-       select v.pk, v.chunk_index, v.chunk, v.metadata,
-              ${chunkVector} @@ ${everyWord} as whole,
-              ts_rank_cd(${chunkVector}, ${anyWord}) as rank
+       select v.pk, v.chunk_index, v.chunk, v.metadata, ${chunkVector} as words
          from ${table} v
-        where ${where})
-     select best.*,
+        where ${where}),
+     ranked as (
+       select pk, chunk_index, chunk, metadata, words @@ ${everyWord} as whole,
+              ts_rank_cd(words, ${anyWord}) as rank
+         from matches)
+     select best.pk, best.chunk_index, best.chunk, best.metadata, best.rank,
             (select w.embedding <=> $1::${vectorColumnSql(p)} from ${table} w
               where w.pk = best.pk and w.chunk_index = best.chunk_index) as distance
        from (select * from (${best}) b order by ${order} limit $4) best
