@@ -72,8 +72,9 @@ Filters apply to the pipeline's metadata columns. true and false are booleans, n
 numbers, anything else as text; quote a value to make it text ("123"). A row without the key never
 matches, except with !=. A list ("key in a,b,c") matches any of its values.
 
---hybrid also ranks the chunks by Postgres full-text search (websearch syntax: "quoted phrases",
-or, -word) and fuses the two rankings: each row scores vectorWeight/(k + its vector rank) +
+--hybrid also ranks the chunks by Postgres full-text search (chunks holding any of the words, those
+matching the whole query first, read as a search box: "quoted phrases", or, -word) and fuses the
+two rankings: each row scores vectorWeight/(k + its vector rank) +
 textWeight/(k + its text rank), so an exact word (a part number, a name) only full text finds can
 rise. The same filters apply to both. --vector-weight, --text-weight and --rrf-k imply --hybrid.
 Pipelines that write into a column of the source table keep no chunk text and refuse it.
