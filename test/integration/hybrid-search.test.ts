@@ -156,6 +156,17 @@ describe('hybrid search', () => {
     assert.equal(names(wordy)[0], 'Expedition Parka');
   });
 
+  it('a query of stop words has no text side; quotes and backslashes are words like any other', async () => {
+    const stopWords = await run('the and of', { limit: 5, hybrid: true });
+    assert.equal(stopWords.length, 5);
+    assert.ok(stopWords.every((hit) => hit.textRank === null && hit.vectorRank !== null));
+    const odd = await run(`O'Neil's \\ "ZX81" -- back\\slash`, {
+      limit: 3,
+      hybrid: { textWeight: 3 },
+    });
+    assert.equal(names(odd)[0], 'Expedition Parka');
+  });
+
   it('fuses the vector search’s ranks and the text ranks exactly as reciprocal rank fusion says, and weights move the order', async () => {
     const limit = 8;
     const pool = candidatePool(limit);
