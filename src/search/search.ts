@@ -2,11 +2,10 @@
 // its vector table's HNSW index, optionally narrowed by metadata filters, optionally fused with a
 // full-text search of the chunks (hybrid, decision 27).
 import { toSql } from 'pgvector';
-import { canonicalJson } from '../config/pipeline.js';
+import { canonicalJson, destinationColumn } from '../config/pipeline.js';
 import { getPipeline, resolvePipeline, type Pipeline } from '../db/catalog.js';
 import type { Pool } from '../db/pool.js';
 import { getProvider, type ProviderRegistry } from '../providers/types.js';
-import { destinationColumn } from '../config/pipeline.js';
 import { checkFilterKeys, type MetadataFilter } from './filters.js';
 import { FusionError, fusionWeights, type FusionWeights } from './fusion.js';
 import { hybridCandidates } from './hybrid.js';
