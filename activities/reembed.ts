@@ -21,6 +21,7 @@ import {
   swapShadowColumn,
 } from '../src/capture/shadow-column.js';
 import { buildIndex } from '../src/capture/vector-index.js';
+import { createTextIndexSql, buildTextIndex, textIndexName } from '../src/capture/text-index.js';
 import { destinationColumn } from '../src/config/pipeline.js';
 import { withShortLocks } from '../src/db/lock-retry.js';
 import { reconcileSource, SchemaChangedError } from '../src/capture/schema-check.js';
@@ -112,6 +113,8 @@ export function createReembedActivities(deps: ActivityDeps) {
         const building = atGeneration(await getPipeline(pool, pipeline), generation);
         if (building && destinationColumn(building.config) !== undefined)
           await buildIndex(pool, building, indexBuildMemory);
+        // So is the swap table's full-text index, if the walk's end did not build it (decision 27).
+        if (building) await buildTextIndex(pool, building);
         const swapped = await withShortLocks(pool, what, async (client) => {
           await client.query('select pg_advisory_xact_lock($1)', [CATALOG_LOCK]);
           // FOR UPDATE waits for in-flight writes (they hold the row FOR SHARE) and holds back new
@@ -132,6 +135,7 @@ export function createReembedActivities(deps: ActivityDeps) {
             // Never swap in a table without its index: a walk that skipped building it builds it
             // here.
             await client.query(createHnswIndexSql(next));
+            await client.query(createTextIndexSql(next));
           }
           await renameTables(client, p);
           const info = await inspectTable(client, p.sourceSchema, p.sourceTable);
@@ -230,5 +234,8 @@ async function renameTables(client: PoolClient, p: Pipeline): Promise<void> {
   // A column pipeline's record table has no HNSW index: its index is on the column.
   await client.query(
     `alter index if exists ${schema}.${quoteIdent(hnswName(swap))} rename to ${quoteIdent(hnswName(live))}`,
+  );
+  await client.query(
+    `alter index if exists ${schema}.${quoteIdent(textIndexName(swap))} rename to ${quoteIdent(textIndexName(live))}`,
   );
 }

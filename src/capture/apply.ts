@@ -47,8 +47,9 @@ import {
   probeWith,
   type DimensionsProbe,
 } from '../providers/probe.js';
-import { prepareDestinationColumn, wantsColumnIndex } from './destination-column.js';
+import { prepareDestinationColumn } from './destination-column.js';
 import { buildIndex } from './vector-index.js';
+import { buildTextIndex, checkTextSearchLanguage } from './text-index.js';
 import { inspectTable, isEmbeddable, vectorColumnType, type TableInfo } from './inspect.js';
 import { currentSourceTable, reconcileSource } from './schema-check.js';
 import { installCaptureSql, removeCaptureSql } from './triggers.js';
@@ -109,10 +110,16 @@ export async function applyPipelines(
     }
     return results;
   });
-  // A column's HNSW index is built concurrently, which no transaction may hold (decision 18).
+  // Indexes of tables that hold rows are built concurrently, which no transaction may hold
+  // (decisions 14, 18 and 27): the application's queries and embedsync's writes go on meanwhile. A
+  // CREATE INDEX in the transaction, even IF NOT EXISTS, would take a SHARE lock on the table and
+  // wait for its writers, with every query that arrives queued behind it. Each is a no-op when the
+  // index is there and valid.
   for (const config of configs) {
-    if (isEventsOnly(config) || !wantsColumnIndex({ config })) continue;
-    await buildIndex(pool, await getPipeline(pool, config.name));
+    if (isEventsOnly(config)) continue;
+    const p = await getPipeline(pool, config.name);
+    await buildIndex(pool, p); // a column pipeline's only if destination.index asks for it
+    await buildTextIndex(pool, p);
   }
   return results;
 }
@@ -167,6 +174,7 @@ async function applyOne(
   // by row.
   checkEmbeddingModel(config, openaiBaseURL);
   checkRerankModel(config);
+  await checkTextSearchLanguage(client, { config });
 
   const vector = config.vectorTable
     ? parseTableName(config.vectorTable)
@@ -198,11 +206,14 @@ async function applyOne(
   // builds the new column beside the live one (decision 20).
   await prepareDestinationColumn(client, next, info);
 
+  // A new table's HNSW index is made with it (instant: it is empty); one that exists keeps its own,
+  // or gets it concurrently after the commit.
+  const newTable = (await vectorColumnType(client, vector.schema, vector.table)) === undefined;
   // A new pipeline starts in the state column's default; an existing one moves by its event below.
   await upsertPipeline(client, next, info.relid);
   if (event) await changeState(client, next.name, event, { required: true });
   for (const sql of [
-    ...createVectorTableSql(next),
+    ...createVectorTableSql(next, { index: newTable }),
     ...createViewSql(next, [...info.columns.keys()]),
   ])
     await client.query(sql);

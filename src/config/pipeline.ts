@@ -31,6 +31,14 @@ const upkeepInterval = z
     },
   );
 
+/** The full-text configuration a pipeline without `search.language` uses. */
+export const DEFAULT_TEXT_SEARCH_LANGUAGE = 'english';
+const TEXT_SEARCH_CONFIG = /^([a-z_][a-z0-9_]{0,62}\.)?[a-z_][a-z0-9_]{0,62}$/;
+
+/** The text-search configuration a pipeline's full-text side uses. */
+export const textSearchLanguage = (config: Pick<PipelineConfig, 'search'>): string =>
+  config.search?.language ?? DEFAULT_TEXT_SEARCH_LANGUAGE;
+
 const embedColumn = z.union([
   z.string().min(1),
   z
@@ -369,6 +377,26 @@ export const pipelineSchema = z
      * periodic verify, re-queueing what it finds if asked, and a periodic concurrent reindex.
      * Operational: changing it never re-embeds.
      */
+    /**
+     * Full-text search over the chunks, for hybrid search (docs/architecture.md, decision 27).
+     * Operational: changing it rebuilds the full-text index, never re-embeds.
+     */
+    search: z
+      .object({
+        /**
+         * The Postgres text-search configuration (pg_ts_config): english, simple, german, …;
+         * checked against the database at apply.
+         */
+        language: z
+          .string()
+          .regex(
+            TEXT_SEARCH_CONFIG,
+            'must name a text-search configuration such as english or simple (optionally schema.name)',
+          )
+          .default(DEFAULT_TEXT_SEARCH_LANGUAGE),
+      })
+      .strict()
+      .optional(),
     upkeep: z
       .object({
         /** How often verify runs: '6h', '30m', '7d', or seconds; absent: never. */
@@ -426,6 +454,13 @@ export const pipelineSchema = z
           code: 'custom',
           path: ['vectorTable'],
           message: `pipeline ${p.name} writes its vectors into the column ${p.destination.column}: leave out vectorTable`,
+        });
+      }
+      if (p.search !== undefined) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['search'],
+          message: `pipeline ${p.name} writes its vectors into the column ${p.destination.column} and keeps no chunk text, so it has no full-text side: leave out search`,
         });
       }
       if (p.metadata.length > 0) {

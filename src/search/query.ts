@@ -21,6 +21,19 @@ export interface SearchHit {
   metadata: Record<string, unknown>;
   /** The rerank model's relevance score, when the search was reranked (it decides the order). */
   rerankScore?: number;
+  /**
+   * Hybrid search only (decision 27): what the results are ordered by, the weighted reciprocal rank
+   * fusion of the vector and full-text rankings. `score` stays the cosine similarity.
+   */
+  fusedScore?: number;
+  /** Hybrid search only: 1-based rank among the vector candidates; null when not among them. */
+  vectorRank?: number | null;
+  /** Hybrid search only: the chunk's cosine distance to the query (1 − score). */
+  vectorDistance?: number;
+  /** Hybrid search only: 1-based rank among the full-text matches; null when the text does not match. */
+  textRank?: number | null;
+  /** Hybrid search only: ts_rank_cd of the row's best-matching chunk; null when none matches. */
+  textScore?: number | null;
 }
 
 export interface NearestQuery {
@@ -149,4 +162,32 @@ async function nearestRows(
     metadata: {},
   }));
   return { hits, candidatesFound: rows[0]?.found ?? 0 };
+}
+
+// Chunks asked of the index per row wanted when collapsing; doubled while rows with several
+// matching chunks leave fewer than `limit` distinct rows.
+const FIRST_OVERFETCH = 4;
+const MAX_CANDIDATES = 20_000;
+
+/** The nearest rows (or chunks), asking the index for more while collapsing leaves too few. */
+export async function nearestHits(
+  client: PoolClient,
+  p: Pipeline,
+  q: {
+    vector: string;
+    filters: readonly MetadataFilter[];
+    limit: number;
+    bestChunkPerRow: boolean;
+  },
+): Promise<SearchHit[]> {
+  const iterative = await hasIterativeScan(client);
+  let candidates = q.bestChunkPerRow ? q.limit * FIRST_OVERFETCH : q.limit;
+  for (;;) {
+    await setIndexOptions(client, candidates, iterative);
+    const { hits, candidatesFound } = await nearestChunks(client, p, { ...q, candidates });
+    // Fewer rows than asked only matters if the index had more chunks to give.
+    if (hits.length >= q.limit || candidatesFound < candidates || candidates >= MAX_CANDIDATES)
+      return hits;
+    candidates = Math.min(MAX_CANDIDATES, candidates * 2);
+  }
 }

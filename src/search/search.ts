@@ -1,12 +1,15 @@
 // search(): a text query against one pipeline, embedded with that pipeline's own model, answered by
-// its vector table's HNSW index, optionally narrowed by metadata filters.
+// its vector table's HNSW index, optionally narrowed by metadata filters, optionally fused with a
+// full-text search of the chunks (hybrid, decision 27).
 import { toSql } from 'pgvector';
-import { canonicalJson } from '../config/pipeline.js';
+import { canonicalJson, destinationColumn } from '../config/pipeline.js';
 import { getPipeline, resolvePipeline, type Pipeline } from '../db/catalog.js';
-import type { Pool, PoolClient } from '../db/pool.js';
+import type { Pool } from '../db/pool.js';
 import { getProvider, type ProviderRegistry } from '../providers/types.js';
 import { checkFilterKeys, type MetadataFilter } from './filters.js';
-import { hasIterativeScan, nearestChunks, setIndexOptions, type SearchHit } from './query.js';
+import { FusionError, fusionWeights, type FusionWeights } from './fusion.js';
+import { hybridCandidates } from './hybrid.js';
+import { nearestHits, type SearchHit } from './query.js';
 import { candidatesFor, rerankConfigOf, rerankHits } from './rerank.js';
 
 export interface SearchOptions {
@@ -24,6 +27,12 @@ export interface SearchOptions {
    * the limit applies; each hit then carries `rerankScore`.
    */
   rerank?: boolean;
+  /**
+   * Fuse the vector results with a full-text search of the chunks (the pipeline's search.language)
+   * by reciprocal rank fusion: true for equal weights and k = 60, or the weights (0 or more) and k.
+   * Vector-table pipelines only: a column pipeline keeps no chunk text.
+   */
+  hybrid?: boolean | { vectorWeight?: number; textWeight?: number; k?: number };
 }
 
 export class SearchError extends Error {
@@ -31,10 +40,6 @@ export class SearchError extends Error {
 }
 
 const MAX_LIMIT = 1000;
-// Chunks asked of the index per row wanted when collapsing; doubled while rows with several
-// matching chunks leave fewer than `limit` distinct rows.
-const FIRST_OVERFETCH = 4;
-const MAX_CANDIDATES = 20_000;
 // A re-embed that swaps generations mid-search means the query must be embedded again; twice in a
 // row is not worth chasing.
 const ATTEMPTS = 3;
@@ -63,6 +68,7 @@ export async function search(
     });
     return rerankHits(providers, p, text, hits, limit);
   }
+  const fusion = hybridWeights(p, options.hybrid);
 
   for (let attempt = 1; ; attempt += 1) {
     checkFilterKeys(filters, p.config.metadata, p.name);
@@ -74,7 +80,10 @@ export async function search(
       // vector table read below is the one of this generation, with this model's dimensions.
       const live = await getPipeline(client, p.name, 'for share');
       if (live.generation === p.generation && sameEmbedding(live, p)) {
-        const hits = await nearest(client, live, { vector, filters, limit, bestChunkPerRow });
+        const q = { vector, filters, limit, bestChunkPerRow };
+        const hits = fusion
+          ? (await hybridCandidates(client, live, { ...q, text }, fusion)).slice(0, limit)
+          : await nearestHits(client, live, q);
         await client.query('commit');
         return hits;
       }
@@ -116,24 +125,17 @@ const sameEmbedding = (a: Pipeline, b: Pipeline): boolean =>
   a.config.vectorType === b.config.vectorType &&
   canonicalJson(a.config.embedding) === canonicalJson(b.config.embedding);
 
-async function nearest(
-  client: PoolClient,
-  p: Pipeline,
-  q: {
-    vector: string;
-    filters: readonly MetadataFilter[];
-    limit: number;
-    bestChunkPerRow: boolean;
-  },
-): Promise<SearchHit[]> {
-  const iterative = await hasIterativeScan(client);
-  let candidates = q.bestChunkPerRow ? q.limit * FIRST_OVERFETCH : q.limit;
-  for (;;) {
-    await setIndexOptions(client, candidates, iterative);
-    const { hits, candidatesFound } = await nearestChunks(client, p, { ...q, candidates });
-    // Fewer rows than asked only matters if the index had more chunks to give.
-    if (hits.length >= q.limit || candidatesFound < candidates || candidates >= MAX_CANDIDATES)
-      return hits;
-    candidates = Math.min(MAX_CANDIDATES, candidates * 2);
+/** The fusion weights a hybrid search asked for, or undefined for a vector search. */
+function hybridWeights(p: Pipeline, hybrid: SearchOptions['hybrid']): FusionWeights | undefined {
+  if (!hybrid) return undefined;
+  const column = destinationColumn(p.config);
+  if (column !== undefined)
+    throw new SearchError(
+      `pipeline ${p.name} keeps its vectors in the column ${column} of ${p.sourceSchema}.${p.sourceTable} and no chunk text, so it has no full-text side: search it without hybrid`,
+    );
+  try {
+    return fusionWeights(hybrid === true ? {} : hybrid);
+  } catch (err) {
+    throw err instanceof FusionError ? new SearchError(`hybrid: ${err.message}`) : err;
   }
 }

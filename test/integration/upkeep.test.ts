@@ -174,11 +174,16 @@ describe('reindex', () => {
       assert.ok(r.bytesBefore > 0 && r.bytesAfter > 0, JSON.stringify(r));
       assert.equal(await indexValid(r.index), true);
       // The rebuild's copy (<index>_ccnew) is gone with the swap.
-      const { rows } = await h.db.pool.query<{ n: number }>(
-        `select count(*)::int as n from pg_indexes where tablename = $1`,
+      const { rows } = await h.db.pool.query<{ names: string[] }>(
+        `select array_agg(indexname::text order by indexname) as names from pg_indexes
+          where tablename = $1`,
         [p.vectorTable],
       );
-      assert.equal(rows[0]?.n, 2, 'the primary key and the HNSW index, no more');
+      // The primary key, the HNSW index and the full-text index (decision 27), no more.
+      assert.deepEqual(
+        rows[0]?.names,
+        ['_fts', '_hnsw', '_pkey'].map((suffix) => `${p.vectorTable}${suffix}`),
+      );
       await inStep(p.name);
     } finally {
       await holder.query('rollback').catch(() => undefined);
