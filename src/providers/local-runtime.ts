@@ -104,7 +104,7 @@ export const loadOnThread: LoadModel = (settings) =>
       if (reply.kind === 'error') waiting.reject(new Error(reply.message));
       else waiting.resolve({ tokens: reply.tokens, vectors: rows(reply) });
     });
-    worker.on('error', (err) => {
+    worker.on('error', (err: Error) => {
       if (!ready) reject(err);
       for (const p of pending.values()) p.reject(err);
       pending.clear();

@@ -13,7 +13,7 @@ import {
 import type { LocalEmbeddingConfig } from '../config/pipeline.js';
 import { InvalidInputError, ModelUnavailableError } from './errors.js';
 import { FETCH_COMMAND, missingModelFiles, modelDirectory } from './local-fetch.js';
-import { findLocalModel, withPrefix, type LocalModel } from './local-models.js';
+import { LOCAL_MODELS, withPrefix, type LocalModel } from './local-models.js';
 import {
   LocalModelLoadError,
   loadOnThread,
@@ -48,17 +48,23 @@ export class LocalProvider implements EmbeddingProvider {
   // activities run at once.
   private queue: Promise<unknown> = Promise.resolve();
 
+  private readonly load: LoadModel;
+  private readonly models: readonly LocalModel[];
+
   constructor(
     env: Partial<LocalModelEnv> = {},
-    private readonly load: LoadModel = loadOnThread,
+    /** Another runtime or model table (tests). */
+    options: { load?: LoadModel; models?: readonly LocalModel[] } = {},
   ) {
+    this.load = options.load ?? loadOnThread;
+    this.models = options.models ?? LOCAL_MODELS;
     this.threads = env.threads ?? DEFAULT_LOCAL_THREADS;
     this.modelsDir = path.resolve(env.modelsDir ?? defaultModelsDir(LOCAL_DEFAULTS.home));
   }
 
   async embed(request: EmbedRequest): Promise<EmbedResponse> {
     const config = this.config(request);
-    const model = findLocalModel(config.model);
+    const model = this.models.find((m) => m.name === config.model);
     if (!model)
       throw new ModelUnavailableError('local', `no local model "${config.model}" is known`);
     if (request.dimensions !== model.dimensions)
@@ -90,7 +96,7 @@ export class LocalProvider implements EmbeddingProvider {
 
   /** Loads the model now rather than at the first request (a worker's start, a benchmark). */
   async warm(config: LocalEmbeddingConfig): Promise<LocalRuntime> {
-    const model = findLocalModel(config.model);
+    const model = this.models.find((m) => m.name === config.model);
     if (!model) throw new ModelUnavailableError('local', `no local model "${config.model}"`);
     return this.runtime(
       modelDirectory(path.resolve(config.modelDir ?? this.modelsDir), model),
