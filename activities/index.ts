@@ -32,7 +32,6 @@ export function createActivities(deps: ActivityDeps) {
       ...createReembedActivities(deps),
       ...createVectorIndexActivities(deps),
       ...createDeadLetterActivities(deps),
-      ...createDeliverActivities(deps),
     }),
     // Not a sync batch's stages: a failed upkeep run is the schedule's to show, not a stuck batch.
     ...createUpkeepActivities(deps),
@@ -50,5 +49,14 @@ export function createEmbedActivities(deps: ActivityDeps) {
   });
 }
 
-export type Activities = ReturnType<typeof createActivities>;
+/**
+ * Deliveries to sinks run on the sinks' task queue, a few at once per worker (decision 23). A
+ * delivery that keeps failing shows as a stuck batch at its stage, like the sync's stages.
+ */
+export function createSinkActivities(deps: ActivityDeps) {
+  return recordingFailures(deps, createDeliverActivities(deps));
+}
+
+export type Activities = ReturnType<typeof createActivities> &
+  ReturnType<typeof createSinkActivities>;
 export type EmbedActivities = ReturnType<typeof createEmbedActivities>;

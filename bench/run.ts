@@ -10,6 +10,7 @@ import { connectClient } from '../src/temporal/connect.js';
 import { backfillBench } from './backfill.js';
 import { batchBench } from './batch.js';
 import { captureOverhead } from './capture-overhead.js';
+import { changeEvents } from './change-events.js';
 import { createBenchDatabase } from './helpers/database.js';
 import { machineFacts } from './helpers/machine.js';
 import { localModelBench } from './local-model.js';
@@ -27,6 +28,7 @@ const BENCHMARKS: readonly Benchmark[] = [
   rateLimit,
   peers,
   batchBench,
+  changeEvents,
   localModelBench,
 ];
 
@@ -49,12 +51,12 @@ const program = new Command('bench')
   )
   .option(
     '--duration <s>',
-    'seconds of load: the whole sync-latency run (60), each pgbench run of capture-overhead (10), each latency run of peers (20)',
+    'seconds of load: the whole sync-latency run (60), change-events (30), each pgbench run of capture-overhead (10), each latency run of peers (20)',
     positive('--duration'),
   )
   .option(
     '--rate <n>',
-    'sync-latency: inserts offered per second (50); peers: in its latency runs (10)',
+    'sync-latency: inserts offered per second (50); change-events (50); peers: in its latency runs (10)',
     positive('--rate'),
   )
   .option(

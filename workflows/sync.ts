@@ -9,6 +9,7 @@ import {
 } from '@temporalio/workflow';
 import type { Activities, WriteResult } from '../activities/index.js';
 import { processBatch, type BatchOutcome } from './batch.js';
+import { sinkTaskQueue } from '../src/temporal/names.js';
 import { clip, groupDigits } from './progress.js';
 
 export interface SyncTarget {
@@ -112,10 +113,14 @@ async function sync(input: SyncInput): Promise<SyncResult> {
 // no sinks (every write before sinks existed) schedule nothing, so their histories replay as they
 // were; the patch marks the change for those that do.
 // A lost attempt (worker killed) is retried after start-to-close: a webhook answers within 10 s.
-const sinkActivities = proxyActivities<Activities>({
-  startToCloseTimeout: '30 seconds',
-  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '1 minute' },
-});
+// They run on the sinks' task queue, where each worker runs only a few at once; a delivery waiting
+// for its turn waits there, in the queue, not against its start-to-close.
+const sinkActivities = () =>
+  proxyActivities<Activities>({
+    taskQueue: sinkTaskQueue(workflowInfo().taskQueue),
+    startToCloseTimeout: '30 seconds',
+    retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '1 minute' },
+  });
 
 async function deliver(input: SyncInput, sinks: number): Promise<void> {
   if (sinks === 0 || !patched('sync-sinks')) return;
@@ -124,9 +129,10 @@ async function deliver(input: SyncInput, sinks: number): Promise<void> {
   const changes = input.sweep
     ? `the TRUNCATE of ${input.pipeline}`
     : `${groupDigits(n)} ${n === 1 ? 'change' : 'changes'} of ${input.pipeline}`;
+  const deliveries = sinkActivities();
   await Promise.all(
     Array.from({ length: sinks }, (_, sink) =>
-      sinkActivities.deliverChanges.executeWithOptions(
+      deliveries.deliverChanges.executeWithOptions(
         { summary: `Deliver ${changes} to sink ${sink}` },
         [
           {

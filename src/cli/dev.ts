@@ -87,6 +87,7 @@ runMain(async (env) => {
     log,
     cacheDir: path.resolve(env.home, 'cache'),
     indexBuildMemory: env.indexBuildMemory,
+    sinkConcurrency: env.sinkConcurrency,
   });
   const running = worker.run();
   // On the worker's connection, so that each sync starts eagerly on this worker.

@@ -34,6 +34,9 @@ Environment:
   EMBEDSYNC_INDEX_BUILD_MEMORY
                         most maintenance_work_mem the HNSW build after a first backfill may take
                         (default 1GB; 0: the server's own setting)
+  EMBEDSYNC_SINK_CONCURRENCY
+                        deliveries to sinks this worker runs at once, each holding a database
+                        connection while it sends (default 3; the worker's pool has 10)
 
 Metrics (Prometheus; the Temporal SDK's worker metrics come in the same scrape):
   EMBEDSYNC_WORKER_METRICS_PORT
@@ -87,6 +90,7 @@ runMain(async (env) => {
     log,
     cacheDir: path.resolve(env.home, 'cache'),
     indexBuildMemory: env.indexBuildMemory,
+    sinkConcurrency: env.sinkConcurrency,
   });
   const metrics =
     metricsPort === 0

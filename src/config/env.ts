@@ -65,6 +65,7 @@ const envSchema = z.object({
     .string()
     .regex(/^\d+\s*(ms|s|min|h|d)$/, 'a duration such as 15min, 2h or 1d')
     .default(DEFAULT_TEXT_RETENTION),
+  EMBEDSYNC_SINK_CONCURRENCY: z.coerce.number().int().min(1).max(100).default(3),
   EMBEDSYNC_WORKER_METRICS_PORT: port.default(METRICS_DEFAULTS.workerPort),
   EMBEDSYNC_POLLER_METRICS_PORT: port.default(METRICS_DEFAULTS.pollerPort),
 });
@@ -90,6 +91,8 @@ export interface Env {
   indexBuildMemory: number;
   /** How long an embedded text's vector stays on record for reuse, in milliseconds. */
   textRetentionMs: number;
+  /** Deliveries to sinks a worker runs at once (src/worker/worker.ts). */
+  sinkConcurrency: number;
 }
 
 const MEMORY_UNITS = { B: 1, kB: 2 ** 10, MB: 2 ** 20, GB: 2 ** 30, TB: 2 ** 40 } as const;
@@ -135,6 +138,7 @@ export function readEnv(source: NodeJS.ProcessEnv = process.env): Env {
     },
     indexBuildMemory: memoryBytes(e.EMBEDSYNC_INDEX_BUILD_MEMORY),
     textRetentionMs: durationMs(e.EMBEDSYNC_TEXT_RETENTION),
+    sinkConcurrency: e.EMBEDSYNC_SINK_CONCURRENCY,
   };
 }
 

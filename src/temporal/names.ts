@@ -18,6 +18,13 @@ export type WorkflowKind = 'sync' | 'backfill' | 'reembed' | 'upkeep';
 export const embedTaskQueue = (taskQueue: string, provider: string): string =>
   `${taskQueue}-embed-${provider}`;
 
+/**
+ * Deliveries to sinks run on a task queue of their own, whose workers run only a few at once: a
+ * delivery holds a database connection while it sends, and a slow webhook must not take every
+ * connection a worker's syncs need (decision 23).
+ */
+export const sinkTaskQueue = (taskQueue: string): string => `${taskQueue}-sinks`;
+
 /** sync:products:18231-9f2c01: the first outbox id of the batch, and a digest of all its ids. */
 export const syncWorkflowId = (pipeline: string, firstOutboxId: number, digest: string): string =>
   `sync:${pipeline}:${firstOutboxId}-${digest}`;

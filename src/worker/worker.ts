@@ -6,13 +6,17 @@
 // (EMBEDSYNC_<PROVIDER>_REQUESTS_PER_MINUTE, …) or by any pipeline of the provider in the catalog,
 // followed as they change.
 import { Worker, type NativeConnection } from '@temporalio/worker';
-import { createActivities, createEmbedActivities } from '../../activities/index.js';
+import {
+  createActivities,
+  createEmbedActivities,
+  createSinkActivities,
+} from '../../activities/index.js';
 import type { Pool } from '../db/pool.js';
 import type { Logger } from '../log.js';
 import { serveMetrics, type MetricsListen, type MetricsServer } from '../metrics/server.js';
 import { createWorkerMetrics, type WorkerMetrics } from '../metrics/worker.js';
 import type { ProviderRegistry } from '../providers/types.js';
-import { embedTaskQueue } from '../temporal/names.js';
+import { embedTaskQueue, sinkTaskQueue } from '../temporal/names.js';
 import { workflowBundle } from './bundle.js';
 import { RatePlans } from '../rate-limit/index.js';
 import { temporalSdkMetricsUrl } from './runtime.js';
@@ -30,7 +34,15 @@ export interface WorkerDeps {
   rateRefreshMs?: number;
   /** The most memory an HNSW build after a walk may take, in bytes (see ActivityDeps). */
   indexBuildMemory?: number;
+  /** Deliveries to sinks this worker runs at once (default DEFAULT_SINK_CONCURRENCY). */
+  sinkConcurrency?: number;
 }
+
+/**
+ * Each delivery holds a database connection while it sends (decision 23); a few at once leaves the
+ * worker's pool (10) to its syncs whatever the sinks do.
+ */
+export const DEFAULT_SINK_CONCURRENCY = 3; // as EMBEDSYNC_SINK_CONCURRENCY's default (src/config/env.ts)
 
 export interface EmbedsyncWorker {
   workers: Worker[];
@@ -81,7 +93,14 @@ export async function createWorker(deps: WorkerDeps): Promise<EmbedsyncWorker> {
       });
     }),
   );
-  const workers = [main, ...embed];
+  const sinks = await Worker.create({
+    connection: deps.connection,
+    namespace: deps.namespace,
+    taskQueue: sinkTaskQueue(deps.taskQueue),
+    activities: createSinkActivities(activityDeps),
+    maxConcurrentActivityTaskExecutions: deps.sinkConcurrency ?? DEFAULT_SINK_CONCURRENCY,
+  });
+  const workers = [main, ...embed, sinks];
   let server: MetricsServer | undefined;
   return {
     workers,

@@ -20,6 +20,7 @@ import type { ChangeEvent } from '../../src/sinks/payload.js';
 import { verifySignature } from '../../src/sinks/payload.js';
 import { gatherStatus } from '../../src/status/index.js';
 import { search } from '../../src/search/search.js';
+import { DEFAULT_SINK_CONCURRENCY } from '../../src/worker/worker.js';
 import { productsPipeline, startHarness, type Harness } from '../helpers/harness.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -257,6 +258,44 @@ describe('events-only pipelines', () => {
     await waitFor('the changes that waited at the webhook', () =>
       Promise.resolve(states('1').includes('closed') && states('2').includes('open')),
     );
+  });
+
+  it('a slow webhook gets at most a few deliveries at once from a worker, all of them in the end', async () => {
+    // Each answer takes 300 ms; ten batches' deliveries are due together.
+    let inFlight = 0;
+    let most = 0;
+    const seen = new Set<string>();
+    const slow = http.createServer((req, res) => {
+      inFlight += 1;
+      most = Math.max(most, inFlight);
+      const parts: Buffer[] = [];
+      req.on('data', (c: Buffer) => parts.push(c));
+      req.on('end', () => {
+        const event = JSON.parse(Buffer.concat(parts).toString('utf8')) as ChangeEvent;
+        setTimeout(() => {
+          inFlight -= 1;
+          for (const c of event.changes) seen.add(c.key);
+          res.writeHead(204).end();
+        }, 300);
+      });
+    });
+    await new Promise<void>((resolve) => slow.listen(0, '127.0.0.1', resolve));
+    try {
+      const slowUrl = `http://127.0.0.1:${(slow.address() as AddressInfo).port}/slow`;
+      await h.db.pool.query('create table events_slow (id int primary key)');
+      await apply(h, {
+        name: 'events_slow',
+        source: { table: 'public.events_slow' },
+        batchSize: 1,
+        sinks: [{ webhook: { url: slowUrl, secretEnv: 'EMBEDSYNC_TEST_EVENTS_SECRET' } }],
+      });
+      await h.db.pool.query('insert into events_slow select generate_series(1, 10)');
+      await waitFor('every key at the slow webhook', () => Promise.resolve(seen.size === 10));
+      assert.ok(most >= 1 && most <= DEFAULT_SINK_CONCURRENCY, `${most} deliveries at once`);
+    } finally {
+      slow.closeAllConnections();
+      await new Promise<void>((resolve) => slow.close(() => resolve()));
+    }
   });
 
   it('a pipeline does not change kind in place, and one with no sinks is refused', async () => {
