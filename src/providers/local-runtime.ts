@@ -1,4 +1,4 @@
-// A local model loaded on a thread of its own (src/providers/local-thread.ts), and the messages
+// A local model loaded on a thread of its own (src/providers/local-thread.mjs), and the messages
 // between it and the provider. The thread is referenced only while a request is out, so an idle
 // model never keeps a process alive.
 import { Worker } from 'node:worker_threads';
@@ -45,11 +45,9 @@ export interface LocalRuntime {
 
 export type LoadModel = (settings: ThreadSettings) => Promise<LocalRuntime>;
 
-// Under tsx the sources are .ts; Node strips the thread's types itself. Built, they are .js.
-const THREAD = new URL(
-  import.meta.url.endsWith('.ts') ? './local-thread.ts' : './local-thread.js',
-  import.meta.url,
-);
+// Plain JavaScript, so it loads on any Node the project runs on, with or without a TypeScript
+// loader (worker threads do not inherit the one the commands register).
+const THREAD = new URL('./local-thread.mjs', import.meta.url);
 
 export class LocalModelLoadError extends Error {
   override name = 'LocalModelLoadError';
