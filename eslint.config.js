@@ -26,8 +26,9 @@ export default tseslint.config(
     },
   },
   {
-    // The launcher is plain JavaScript that node runs before TypeScript can be loaded.
-    files: ['bin/**/*.js'],
+    // The launcher is plain JavaScript that node runs before TypeScript can be loaded; so is the
+    // local model's worker thread, which inherits no TypeScript loader.
+    files: ['bin/**/*.js', 'src/**/*.mjs'],
     ...tseslint.configs.disableTypeChecked,
     languageOptions: {
       ...tseslint.configs.disableTypeChecked.languageOptions,

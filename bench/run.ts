@@ -13,6 +13,7 @@ import { captureOverhead } from './capture-overhead.js';
 import { changeEvents } from './change-events.js';
 import { createBenchDatabase } from './helpers/database.js';
 import { machineFacts } from './helpers/machine.js';
+import { localModelBench } from './local-model.js';
 import { handleInterrupts, onInterrupt } from './helpers/interrupt.js';
 import { printable, writeResult, writeSummary, type ResultFile } from './helpers/results.js';
 import type { Benchmark, BenchOptions } from './helpers/types.js';
@@ -29,6 +30,7 @@ const BENCHMARKS: readonly Benchmark[] = [
   peers,
   batchBench,
   changeEvents,
+  localModelBench,
   relevanceBench,
 ];
 
@@ -71,7 +73,7 @@ const program = new Command('bench')
   )
   .option(
     '--rows <n>',
-    'capture-overhead: rows in the table and in the bulk UPDATE; backfill: rows of the larger table; rate-limit, batch: rows backfilled (100000); peers: rows of each backfill (20000)',
+    'capture-overhead: rows in the table and in the bulk UPDATE; backfill: rows of the larger table; rate-limit, batch: rows backfilled (100000); peers: rows of each backfill (20000); local-model: texts embedded at each thread count (3200)',
     positive('--rows'),
   )
   .option(

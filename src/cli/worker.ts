@@ -61,6 +61,11 @@ Providers (credentials only from the environment):
                         limits for every pipeline of the provider (pipelines may declare stricter
                         ones); give every worker the same. Changes in the pipelines are followed
                         within 5 s, without a restart.
+  EMBEDSYNC_LOCAL_MODELS
+                        where provider: local finds its models (default <EMBEDSYNC_HOME>/models;
+                        \`embedsync model fetch\` puts them there; a pipeline's modelDir wins)
+  EMBEDSYNC_LOCAL_THREADS
+                        CPU threads a local model's inference may use (default 1)
 
 With --poller, the poller's metrics are served on EMBEDSYNC_POLLER_METRICS_PORT (see
 \`embedsync poller --help\`).

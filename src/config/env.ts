@@ -1,4 +1,5 @@
 // The one place that reads process.env. Everything else receives a validated Env.
+import path from 'node:path';
 import { z } from 'zod';
 
 /**
@@ -155,7 +156,22 @@ export interface ProviderEnv {
   bedrock: ProviderRateLimit & { region?: string; endpoint?: string };
   gemini: ProviderRateLimit & { baseURL?: string };
   voyage: ProviderRateLimit & { baseURL?: string };
+  local: LocalModelEnv;
 }
+
+/** How the local provider runs its models (src/providers/local.ts). */
+export interface LocalModelEnv {
+  /** CPU threads one model's inference may use; the worker's other work keeps the rest. */
+  threads: number;
+  /** The directory holding the models, one directory each, unless a pipeline names its own. */
+  modelsDir: string;
+}
+
+/** One thread: a worker on a small machine still has a core for its workflows and Postgres. */
+export const DEFAULT_LOCAL_THREADS = 1;
+
+/** Where `embedsync model fetch` puts models and the local provider looks for them. */
+export const defaultModelsDir = (home: string): string => path.resolve(home, 'models');
 
 const perMinute = z.coerce.number().int().positive().optional();
 const providerEnvSchema = z.object({
@@ -175,6 +191,9 @@ const providerEnvSchema = z.object({
   VOYAGE_BASE_URL: z.url().optional(),
   EMBEDSYNC_VOYAGE_REQUESTS_PER_MINUTE: perMinute,
   EMBEDSYNC_VOYAGE_TOKENS_PER_MINUTE: perMinute,
+  EMBEDSYNC_LOCAL_THREADS: z.coerce.number().int().min(1).max(64).default(DEFAULT_LOCAL_THREADS),
+  EMBEDSYNC_LOCAL_MODELS: z.string().min(1).optional(),
+  EMBEDSYNC_HOME: z.string().min(1).default(LOCAL_DEFAULTS.home),
 });
 
 // Empty variables count as unset: `FOO= npx embedsync worker` should not fail URL validation.
@@ -217,6 +236,10 @@ export function readProviderEnv(source: NodeJS.ProcessEnv = process.env): Provid
       baseURL: e.VOYAGE_BASE_URL,
       requestsPerMinute: e.EMBEDSYNC_VOYAGE_REQUESTS_PER_MINUTE,
       tokensPerMinute: e.EMBEDSYNC_VOYAGE_TOKENS_PER_MINUTE,
+    },
+    local: {
+      threads: e.EMBEDSYNC_LOCAL_THREADS,
+      modelsDir: path.resolve(e.EMBEDSYNC_LOCAL_MODELS ?? defaultModelsDir(e.EMBEDSYNC_HOME)),
     },
   };
 }

@@ -202,6 +202,23 @@ const voyageEmbedding = z
   })
   .strict();
 
+// A sentence-embedding model run in the worker's own process (src/providers/local.ts), from files
+// fetched once by `embedsync model fetch`; no network when it runs. Which models exist, their
+// dimensions and input limits are in src/providers/local-models.ts, checked at apply.
+const localEmbedding = z
+  .object({
+    provider: z.literal('local'),
+    /** all-MiniLM-L6-v2, … (src/providers/local-models.ts). */
+    model: z.string().min(1),
+    dimensions: z.number().int().min(1).max(16_000),
+    /**
+     * The directory holding the models, one directory each; default EMBEDSYNC_LOCAL_MODELS or
+     * <EMBEDSYNC_HOME>/models, where `embedsync model fetch` puts them.
+     */
+    modelDir: z.string().min(1).optional(),
+  })
+  .strict();
+
 // Where a pipeline's changes are delivered once written (docs/architecture.md, decision 23).
 // Operational: they decide where changes go, not what a vector is, so they are outside the
 // embedding fingerprint and changing them needs no re-embed.
@@ -303,6 +320,7 @@ export const pipelineSchema = z
       bedrockEmbedding,
       geminiEmbedding,
       voyageEmbedding,
+      localEmbedding,
     ]),
     chunking: z
       .object({
@@ -567,6 +585,7 @@ export type BedrockEmbeddingConfig = Extract<EmbeddingConfig, { provider: 'bedro
 export type GeminiEmbeddingConfig = Extract<EmbeddingConfig, { provider: 'gemini' }>;
 export type VoyageEmbeddingConfig = Extract<EmbeddingConfig, { provider: 'voyage' }>;
 export type RerankConfig = NonNullable<PipelineConfig['rerank']>;
+export type LocalEmbeddingConfig = Extract<EmbeddingConfig, { provider: 'local' }>;
 export type PipelineInput = z.input<typeof pipelineSchema>;
 export type Destination = NonNullable<PipelineConfig['destination']>;
 
@@ -630,6 +649,7 @@ const OPERATIONAL_OPTIONS = new Set([
   'requestsPerMinute',
   'tokensPerMinute',
   'price',
+  'modelDir',
 ]);
 
 function vectorDefining(embedding: EmbeddingConfig): Record<string, unknown> {

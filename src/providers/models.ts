@@ -6,10 +6,19 @@ import {
   type EmbeddingConfig,
   type OpenAIEmbeddingConfig,
 } from '../config/pipeline.js';
+import { LOCAL_MODELS, maxChunkCharacters } from './local-models.js';
 
 export type SizeUnit = 'tokens' | 'characters';
 export type ModelFamily =
-  'offline' | 'openai' | 'titan-v2' | 'titan-v1' | 'cohere-v3' | 'cohere-v4' | 'gemini' | 'voyage';
+  | 'offline'
+  | 'openai'
+  | 'titan-v2'
+  | 'titan-v1'
+  | 'cohere-v3'
+  | 'cohere-v4'
+  | 'gemini'
+  | 'voyage'
+  | 'local';
 
 export type DimensionRule =
   | { kind: 'fixed' }
@@ -160,10 +169,26 @@ const MODELS: readonly ModelFacts[] = [
   voyage('voyage-4', 320_000),
   voyage('voyage-4-lite', 1_000_000),
   voyage('voyage-4-large', 120_000),
+  // Models run in the worker (src/providers/local-models.ts). Their tokenizer is the model's own
+  // (WordPiece), so chunks are measured in characters, at most as many as surely fit; an input that
+  // still counts more tokens is refused by the provider, never cut. The batch size is the provider's
+  // own choice: one inference over the batch, padded to its longest text.
+  ...LOCAL_MODELS.map((m): ModelFacts => ({
+    provider: 'local',
+    model: m.name,
+    family: 'local',
+    nativeDimensions: m.dimensions,
+    dimensions: { kind: 'fixed' },
+    maxInputsPerRequest: 32,
+    maxTokensPerInput: m.maxTokens,
+    maxTokensPerRequest: 32 * m.maxTokens,
+    unit: 'characters',
+    maxInputSize: maxChunkCharacters(m),
+  })),
 ];
 
 export const KNOWN_MODELS: ReadonlyMap<string, readonly string[]> = new Map(
-  (['offline', 'openai', 'bedrock', 'gemini', 'voyage'] as const).map((p) => [
+  (['offline', 'openai', 'bedrock', 'gemini', 'voyage', 'local'] as const).map((p) => [
     p,
     MODELS.filter((m) => m.provider === p).map((m) => m.model),
   ]),

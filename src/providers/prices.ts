@@ -13,6 +13,8 @@ export interface ModelPrice {
 
 const LIST_PRICES: Readonly<Record<string, ModelPrice>> = {
   'offline/feature-hash-v1': { online: 0, batch: 0 },
+  // Run in the worker: the cost is its CPU time, not a bill.
+  'local/all-MiniLM-L6-v2': { online: 0 },
   // OpenAI's Batch API is half the online price.
   'openai/text-embedding-3-small': { online: 0.02, batch: 0.01 },
   'openai/text-embedding-3-large': { online: 0.13, batch: 0.065 },

@@ -51,7 +51,9 @@ const SINGLE_INPUT_REQUESTS_PER_ACTIVITY = 8;
 const BURST_SECONDS = 1;
 
 const declared = (config: PipelineConfig): ProviderRateLimit =>
-  config.embedding.provider === 'offline' ? {} : config.embedding;
+  config.embedding.provider === 'offline' || config.embedding.provider === 'local'
+    ? {}
+    : config.embedding;
 
 const strictest = (values: (number | undefined)[]): number | undefined => {
   const given = values.filter((v): v is number => v !== undefined);

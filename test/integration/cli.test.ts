@@ -573,6 +573,7 @@ describe('operator commands', () => {
       'poller',
       'migrate',
       'dev',
+      'model',
       'stack',
       'mock-provider',
     ]);

@@ -199,10 +199,17 @@ describe('re-embedding a column pipeline', () => {
       );
       return off.length === 0 || undefined;
     });
-    const orphans = await h.db.pool.query(
-      `select 1 from ${name}_embeddings r where not exists (select 1 from ${table} s where s.id::text = r.pk)`,
+    // A drained outbox means every change was claimed, not that its sync has written: a delete may
+    // still be on its way to the record.
+    await waitFor(
+      'deleted rows to be gone from the record',
+      async () =>
+        (
+          await h.db.pool.query(
+            `select 1 from ${name}_embeddings r where not exists (select 1 from ${table} s where s.id::text = r.pk)`,
+          )
+        ).rowCount === 0,
     );
-    assert.equal(orphans.rowCount, 0, 'deleted rows are gone from the record');
     const report = await verifyPipeline(h.db.pool, name);
     assert.deepEqual([report.missing, report.stale, report.orphaned], [[], [], []]);
   });

@@ -3,6 +3,7 @@
 // server in the file or the environment and asks it for the model's dimensions; the declared
 // prefixes reach the server on documents and on queries; the declared input limit refuses chunks
 // too long and cuts a column's text to it; a backfill that meets wrong dimensions says so.
+import { readProviderEnv } from '../../src/config/env.js';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
@@ -119,7 +120,13 @@ describe('OpenAI-compatible servers serving a model embedsync does not know', ()
     const sent = h.mock.requests.filter((r) => r.model === MODEL).flatMap((r) => r.inputs);
     assert.deepEqual(sent, ['passage: Title: Down parka\nA warm down parka for winter hiking']);
 
-    const providers = createProviders([], { openai: {}, bedrock: {}, gemini: {}, voyage: {} });
+    const providers = createProviders([], {
+      ...readProviderEnv({}),
+      openai: {},
+      bedrock: {},
+      gemini: {},
+      voyage: {},
+    });
     const hits = await search(h.db.pool, providers, 'e5', 'something warm for hiking');
     assert.equal(hits[0]?.pk, pk);
     assert.deepEqual(h.mock.requests.at(-1)?.inputs, ['query: something warm for hiking']);
