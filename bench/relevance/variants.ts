@@ -1,7 +1,10 @@
 // The retrieval set-ups the relevance benchmark compares, as data: each is a pipeline (the demo's,
 // with this embedding and any other pipeline settings) and the search options it is queried with.
 // Variants whose pipeline settings are equal share one table and one backfill.
+import { readProviderEnv } from '../../src/config/env.js';
 import type { PipelineInput } from '../../src/config/pipeline.js';
+import { FETCH_COMMAND, missingModelFiles } from '../../src/providers/local-fetch.js';
+import { findLocalModel } from '../../src/providers/local-models.js';
 import type { SearchOptions } from '../../src/search/index.js';
 
 export interface Variant {
@@ -28,11 +31,71 @@ export interface Variant {
 /** The demo pipeline's embedding (examples/products.yaml): what a first search meets. */
 const OFFLINE = { provider: 'offline', model: 'feature-hash-v1', dimensions: 256 } as const;
 
+/** all-MiniLM-L6-v2 in the worker (decision 25), as the local demo pipeline embeds with it. */
+const LOCAL = { provider: 'local', model: 'all-MiniLM-L6-v2', dimensions: 384 } as const;
+const LOCAL_PIPELINE = {
+  embed: { columns: [{ column: 'name', prefix: 'Product: ', repeat: true }, 'description'] },
+  embedding: LOCAL,
+  // The model takes 256 tokens; chunks are measured in characters (examples/products-local.yaml).
+  chunking: { size: 254, overlap: 32 },
+};
+
+async function localModelMissing(): Promise<string | undefined> {
+  const model = findLocalModel(LOCAL.model);
+  if (!model) return `no local model ${LOCAL.model} is known`;
+  const dir = readProviderEnv().local.modelsDir;
+  return missingModelFiles(dir, model).length > 0
+    ? `${LOCAL.model} is not in ${dir} (fetch it with ${FETCH_COMMAND})`
+    : undefined;
+}
+
+// A rerank model runs only on Amazon Bedrock (decision 28); the mock's rerank scores word overlap,
+// which would measure word matching, not reranking, so the variant runs only against Bedrock.
+async function bedrockMissing(): Promise<string | undefined> {
+  if (!process.env.AWS_REGION)
+    return 'needs Amazon Bedrock (AWS_REGION and credentials): no rerank model runs offline';
+  return localModelMissing();
+}
+
 export const VARIANTS: readonly Variant[] = [
   {
     name: 'offline',
     about: 'the offline feature-hashing provider (the demo pipeline), vector search only',
     pipeline: { embedding: OFFLINE },
     search: {},
+  },
+  {
+    name: 'offline + hybrid',
+    about: 'offline vectors fused with full-text search of the chunks (RRF, equal weights)',
+    pipeline: { embedding: OFFLINE },
+    search: { hybrid: true },
+  },
+  {
+    name: 'local',
+    about: 'all-MiniLM-L6-v2 run in the worker, vector search only',
+    pipeline: LOCAL_PIPELINE,
+    search: {},
+    unavailable: localModelMissing,
+  },
+  {
+    name: 'local + hybrid',
+    about: 'local vectors fused with full-text search (RRF, equal weights)',
+    pipeline: LOCAL_PIPELINE,
+    search: { hybrid: true },
+    unavailable: localModelMissing,
+  },
+  {
+    name: 'local + hybrid 2:1',
+    about: 'the same, the vector ranking weighted twice the text ranking',
+    pipeline: LOCAL_PIPELINE,
+    search: { hybrid: { vectorWeight: 2, textWeight: 1 } },
+    unavailable: localModelMissing,
+  },
+  {
+    name: 'local + hybrid + rerank',
+    about: 'the fused candidates reordered by Cohere Rerank 3.5 on Amazon Bedrock',
+    pipeline: { ...LOCAL_PIPELINE, rerank: { provider: 'bedrock', model: 'cohere.rerank-v3-5:0' } },
+    search: { hybrid: true, rerank: true },
+    unavailable: bedrockMissing,
   },
 ];
