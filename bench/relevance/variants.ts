@@ -40,13 +40,15 @@ const LOCAL_PIPELINE = {
   chunking: { size: 254, overlap: 32 },
 };
 
-async function localModelMissing(): Promise<string | undefined> {
+function localModelMissing(): Promise<string | undefined> {
   const model = findLocalModel(LOCAL.model);
-  if (!model) return `no local model ${LOCAL.model} is known`;
+  if (!model) return Promise.resolve(`no local model ${LOCAL.model} is known`);
   const dir = readProviderEnv().local.modelsDir;
-  return missingModelFiles(dir, model).length > 0
-    ? `${LOCAL.model} is not in ${dir} (fetch it with ${FETCH_COMMAND})`
-    : undefined;
+  return Promise.resolve(
+    missingModelFiles(dir, model).length > 0
+      ? `${LOCAL.model} is not in ${dir} (fetch it with ${FETCH_COMMAND})`
+      : undefined,
+  );
 }
 
 // A rerank model runs only on Amazon Bedrock (decision 28); the mock's rerank scores word overlap,
