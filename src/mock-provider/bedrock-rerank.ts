@@ -3,6 +3,7 @@
 // distinct words a document contains: deterministic, and meaningful enough that a document holding
 // every query word outranks a near neighbour by vector that holds a few.
 import { randomUUID } from 'node:crypto';
+import { takeBedrockTurn } from './bedrock-errors.js';
 import type { MockContext, MockReply } from './types.js';
 
 export type RerankFamily = 'cohere-rerank' | 'amazon-rerank';
@@ -87,29 +88,10 @@ export function answerRerank(
       'The input contains content that the model cannot process.',
     );
 
-  const fault = ctx.takeFault();
-  if (fault?.kind === 'server-error')
-    return awsError(
-      fault.status ?? 500,
-      fault.status === 503 ? 'ServiceUnavailableException' : 'InternalServerException',
-      'The server encountered an internal error.',
-    );
-  if (fault?.kind === 'quota')
-    return awsError(
-      400,
-      'ServiceQuotaExceededException',
-      'Your request exceeds the service quota for your account.',
-    );
   // About 4 characters a token, as for the embedding models.
   const tokens = [query, ...documents].reduce((n, t) => n + Math.ceil(Array.from(t).length / 4), 0);
-  const charge =
-    fault?.kind === 'rate-limit' ? { ok: false as const } : ctx.charge(modelId, tokens);
-  if (!charge.ok)
-    return awsError(
-      429,
-      'ThrottlingException',
-      'Too many requests, please wait before trying again.',
-    );
+  const turn = takeBedrockTurn(ctx, modelId, tokens);
+  if ('refused' in turn) return turn.refused;
 
   const ranked = documents
     .map((d, index) => ({ index, relevance_score: overlapScore(query, d) }))

@@ -4,6 +4,7 @@
 import { randomUUID } from 'node:crypto';
 import { featureHashEmbedding } from '../providers/offline.js';
 import { answerRerank, rerankFamily } from './bedrock-rerank.js';
+import { awsError, takeBedrockTurn } from './bedrock-errors.js';
 import type { MockContext, MockReply } from './types.js';
 
 type Family = 'titan-v2' | 'titan-v1' | 'cohere-v3' | 'cohere-v4';
@@ -22,17 +23,6 @@ const tokensOf = (text: string): number => Math.ceil(Array.from(text).length / 4
 
 const SIGV4 =
   /^AWS4-HMAC-SHA256 Credential=[A-Z0-9]+\/\d{8}\/([a-z0-9-]+)\/bedrock\/aws4_request, ?SignedHeaders=[a-z0-9:;-]+, ?Signature=[0-9a-f]{64}$/;
-
-export function awsError(status: number, type: string, message: string): MockReply {
-  return {
-    status,
-    headers: {
-      'x-amzn-errortype': `${type}:http://internal.amazon.com/coral/com.amazon.bedrock/`,
-      'x-amzn-requestid': randomUUID(),
-    },
-    body: { message },
-  };
-}
 
 const malformed = (detail: string): MockReply =>
   awsError(
@@ -182,28 +172,10 @@ export function handleBedrock(
         'The input contains content that the model cannot process.',
       );
 
-    const fault = ctx.takeFault();
-    if (fault?.kind === 'server-error')
-      return awsError(
-        fault.status ?? 500,
-        fault.status === 503 ? 'ServiceUnavailableException' : 'InternalServerException',
-        'The server encountered an internal error.',
-      );
-    if (fault?.kind === 'quota')
-      return awsError(
-        400,
-        'ServiceQuotaExceededException',
-        'Your request exceeds the service quota for your account.',
-      );
     const tokens = counts.reduce((a, b) => a + b, 0);
-    const charge =
-      fault?.kind === 'rate-limit' ? { ok: false as const } : ctx.charge(modelId, tokens);
-    if (!charge.ok)
-      return awsError(
-        429,
-        'ThrottlingException',
-        'Too many requests, please wait before trying again.',
-      );
+    const turn = takeBedrockTurn(ctx, modelId, tokens);
+    if ('refused' in turn) return turn.refused;
+    const { fault } = turn;
 
     const dimensions =
       fault?.kind === 'wrong-dimensions' ? parsed.dimensions - 1 : parsed.dimensions;
@@ -245,3 +217,5 @@ export function handleBedrock(
     };
   }
 }
+
+export { awsError } from './bedrock-errors.js';
