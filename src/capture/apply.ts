@@ -40,6 +40,7 @@ import { vectorsPlace } from '../db/destination.js';
 import { readProviderEnv } from '../config/env.js';
 import { checkEmbeddingModel } from '../providers/models.js';
 import { checkRerankModel } from '../providers/bedrock-rerank.js';
+import { checkLocalRerankModel } from '../providers/local-models.js';
 import { OpenAIProvider } from '../providers/openai.js';
 import {
   checkProbedDimensions,
@@ -174,6 +175,7 @@ async function applyOne(
   // by row.
   checkEmbeddingModel(config, openaiBaseURL);
   checkRerankModel(config);
+  checkLocalRerankModel(config);
   await checkTextSearchLanguage(client, { config });
 
   const vector = config.vectorTable

@@ -1,18 +1,28 @@
-// `npx embedsync model <fetch|list>`: the models `provider: local` runs, put once where workers
-// look for them. Workers never download: a machine without network gets the directory copied in.
+// `npx embedsync model <fetch|list>`: the models `provider: local` runs (sentence-embedding models
+// in workers, cross-encoders reranking searches), put once where they are looked for. Nothing that
+// runs them downloads: a machine without network gets the directory copied in.
 import path from 'node:path';
 import { Command } from 'commander';
 import { readProviderEnv } from '../config/env.js';
 import { fetchLocalModel, missingModelFiles, modelDirectory } from '../providers/local-fetch.js';
-import { DEFAULT_LOCAL_MODEL, findLocalModel, LOCAL_MODELS } from '../providers/local-models.js';
+import {
+  DEFAULT_LOCAL_MODEL,
+  DEFAULT_LOCAL_RERANK_MODEL,
+  findLocalModel,
+  findLocalRerankModel,
+  LOCAL_MODELS,
+  LOCAL_RERANK_MODELS,
+  type ModelFiles,
+} from '../providers/local-models.js';
 
 const say = (line: string): void => console.log(line);
 
 const program = new Command('embedsync model')
   .description(
-    `The sentence-embedding models that \`provider: local\` runs in the worker's process.
+    `The models \`provider: local\` runs in embedsync's own process: sentence-embedding models (a
+pipeline's embedding, in the worker) and cross-encoders (its rerank, in the searching process).
 They live in EMBEDSYNC_LOCAL_MODELS (default <EMBEDSYNC_HOME>/models, EMBEDSYNC_HOME being .embedsync),
-one directory each; a pipeline may name another with embedding.modelDir.`,
+one directory each; a pipeline may name another with embedding.modelDir or rerank.modelDir.`,
   )
   .showHelpAfterError()
   .addHelpText(
@@ -21,6 +31,8 @@ one directory each; a pipeline may name another with embedding.modelDir.`,
 Examples:
   npx embedsync model fetch                      ${DEFAULT_LOCAL_MODEL} into the default directory
   npx embedsync model fetch --dir /srv/models    elsewhere (then modelDir: /srv/models in the pipeline)
+  npx embedsync model fetch --model ${DEFAULT_LOCAL_RERANK_MODEL}
+                                                 the cross-encoder for rerank: { provider: local }
   npx embedsync model list                       the models known, and which are here`,
   );
 
@@ -35,16 +47,20 @@ program
   .option('-m, --model <name>', 'the model', DEFAULT_LOCAL_MODEL)
   .option('-d, --dir <dir>', 'the directory holding models (default EMBEDSYNC_LOCAL_MODELS)')
   .action(async (opts: { model: string; dir?: string }) => {
-    const model = findLocalModel(opts.model);
+    const embedding = findLocalModel(opts.model);
+    const reranker = findLocalRerankModel(opts.model);
+    const model = embedding ?? reranker;
     if (!model)
       throw new Error(
-        `no local model "${opts.model}"; known: ${LOCAL_MODELS.map((m) => m.name).join(', ')}`,
+        `no local model "${opts.model}"; known: ${[...LOCAL_MODELS, ...LOCAL_RERANK_MODELS].map((m) => m.name).join(', ')}`,
       );
     const dir = dirOf(opts.dir);
     say(`${model.name} → ${modelDirectory(dir, model)}`);
     await fetchLocalModel(dir, model, (line) => say(`  ${line}`));
     say(
-      `${model.name} is ready (${model.dimensions} dimensions, ${model.maxTokens} tokens per input)`,
+      embedding
+        ? `${model.name} is ready (${embedding.dimensions} dimensions, ${embedding.maxTokens} tokens per input)`
+        : `${model.name} is ready (a cross-encoder for rerank, ${reranker?.maxTokens} tokens per query and document)`,
     );
   });
 
@@ -54,12 +70,16 @@ program
   .option('-d, --dir <dir>', 'the directory holding models (default EMBEDSYNC_LOCAL_MODELS)')
   .action((opts: { dir?: string }) => {
     const dir = dirOf(opts.dir);
-    for (const m of LOCAL_MODELS) {
+    const here = (m: ModelFiles): string => {
       const missing = missingModelFiles(dir, m);
+      return missing.length === 0 ? `fetched (${modelDirectory(dir, m)})` : 'not fetched';
+    };
+    for (const m of LOCAL_MODELS)
       say(
-        `${m.name}  ${m.dimensions} dimensions, ${m.maxTokens} tokens, ${m.pooling} pooling  ${missing.length === 0 ? `fetched (${modelDirectory(dir, m)})` : 'not fetched'}`,
+        `${m.name}  ${m.dimensions} dimensions, ${m.maxTokens} tokens, ${m.pooling} pooling  ${here(m)}`,
       );
-    }
+    for (const m of LOCAL_RERANK_MODELS)
+      say(`${m.name}  cross-encoder (rerank), ${m.maxTokens} tokens per pair  ${here(m)}`);
   });
 
 try {

@@ -85,8 +85,9 @@ rise. The same filters apply to both. --vector-weight, --text-weight and --rrf-k
 Pipelines that write into a column of the source table keep no chunk text and refuse it.
 
 --rerank sends the pipeline's nearest rerank.candidates results (default 50, at least --limit) with
-the query to its rerank model (Cohere Rerank or Amazon Rerank on Bedrock), and returns them in the
-model's order with its score in the rerank column (rerankScore in --json).
+the query to its rerank model (a cross-encoder run here, rerank.provider local, or Cohere Rerank or
+Amazon Rerank on Bedrock), and returns them in the model's order with its score in the rerank column
+(rerankScore in --json). A local model's score is a logit: higher is more relevant.
 
 Examples:
   npx embedsync search --table products "something warm for hiking" --limit 5
@@ -95,7 +96,8 @@ Examples:
   npx embedsync search --table products "tent" --filter "category in outdoor,camping" --json
   npx embedsync search --table products "something warm for hiking" --rerank --limit 5
 
-Providers read the same environment as the worker (OPENAI_API_KEY, AWS_REGION, …).`,
+Providers read the same environment as the worker (OPENAI_API_KEY, AWS_REGION,
+EMBEDSYNC_LOCAL_MODELS, EMBEDSYNC_LOCAL_THREADS, …).`,
   )
   .parse();
 

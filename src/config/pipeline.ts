@@ -264,32 +264,51 @@ export const sinkSchema = z.union([
 export type SinkConfig = z.infer<typeof sinkSchema>;
 
 // A second search stage (docs/architecture.md, decision 28): the nearest candidates are reordered
-// by a provider's rerank model before the limit is applied. A search setting, outside the embedding
-// fingerprint: changing it never re-embeds.
+// by a rerank model before the limit is applied: a provider's (Bedrock), or a cross-encoder run in
+// the searching process (local, decision 30). A search setting, outside the embedding fingerprint:
+// changing it never re-embeds.
 /** Bedrock takes at most 1,000 documents in one rerank request. */
 export const MAX_RERANK_CANDIDATES = 1000;
+/**
+ * A local cross-encoder scores every candidate on the searching machine's CPU, some 10 ms each on
+ * one core of a small machine: 200 is a couple of seconds, past what a search should wait.
+ */
+export const MAX_LOCAL_RERANK_CANDIDATES = 200;
 export const DEFAULT_RERANK_CANDIDATES = 50;
-const rerankSchema = z
-  .object({
-    provider: z.literal('bedrock'),
-    /** cohere.rerank-v3-5:0 or amazon.rerank-v1:0 (an ARN of either too). */
-    model: z.string().min(1),
-    /** Default AWS_REGION, then the AWS SDK's own region chain. */
-    region: z
-      .string()
-      .regex(/^[a-z]{2}(-[a-z]+)+-\d+$/, 'must be an AWS region such as us-west-2')
-      .optional(),
-    /** A VPC endpoint or a test server instead of the regional Bedrock runtime endpoint. */
-    endpoint: z.url().optional(),
-    /** How many of the nearest results the model reorders (at least the search's limit). */
-    candidates: z
-      .number()
-      .int()
-      .min(1)
-      .max(MAX_RERANK_CANDIDATES)
-      .default(DEFAULT_RERANK_CANDIDATES),
-  })
-  .strict();
+const candidates = (most: number) =>
+  z.number().int().min(1).max(most).default(DEFAULT_RERANK_CANDIDATES);
+const rerankSchema = z.discriminatedUnion('provider', [
+  z
+    .object({
+      provider: z.literal('bedrock'),
+      /** cohere.rerank-v3-5:0 or amazon.rerank-v1:0 (an ARN of either too). */
+      model: z.string().min(1),
+      /** Default AWS_REGION, then the AWS SDK's own region chain. */
+      region: z
+        .string()
+        .regex(/^[a-z]{2}(-[a-z]+)+-\d+$/, 'must be an AWS region such as us-west-2')
+        .optional(),
+      /** A VPC endpoint or a test server instead of the regional Bedrock runtime endpoint. */
+      endpoint: z.url().optional(),
+      /** How many of the nearest results the model reorders (at least the search's limit). */
+      candidates: candidates(MAX_RERANK_CANDIDATES),
+    })
+    .strict(),
+  z
+    .object({
+      provider: z.literal('local'),
+      /** ms-marco-MiniLM-L-12-v2 (src/providers/local-models.ts), fetched by `embedsync model fetch`. */
+      model: z.string().min(1),
+      /**
+       * The directory holding the models, one directory each; default EMBEDSYNC_LOCAL_MODELS or
+       * <EMBEDSYNC_HOME>/models, where `embedsync model fetch` puts them.
+       */
+      modelDir: z.string().min(1).optional(),
+      /** How many of the nearest results the model scores (at least the search's limit). */
+      candidates: candidates(MAX_LOCAL_RERANK_CANDIDATES),
+    })
+    .strict(),
+]);
 
 export const pipelineSchema = z
   .object({
@@ -371,7 +390,7 @@ export const pipelineSchema = z
      * limits.
      */
     batchSize: z.number().int().min(1).max(2000).default(200),
-    /** The model `search --rerank` reorders the nearest results with (decision 28). */
+    /** The model `search --rerank` reorders the nearest results with (decisions 28 and 30). */
     rerank: rerankSchema.optional(),
     /** Where each written change is delivered: notify, webhook, workflow (decision 23). */
     sinks: z.array(sinkSchema).max(16).default([]),
@@ -585,6 +604,7 @@ export type BedrockEmbeddingConfig = Extract<EmbeddingConfig, { provider: 'bedro
 export type GeminiEmbeddingConfig = Extract<EmbeddingConfig, { provider: 'gemini' }>;
 export type VoyageEmbeddingConfig = Extract<EmbeddingConfig, { provider: 'voyage' }>;
 export type RerankConfig = NonNullable<PipelineConfig['rerank']>;
+export type LocalRerankConfig = Extract<RerankConfig, { provider: 'local' }>;
 export type LocalEmbeddingConfig = Extract<EmbeddingConfig, { provider: 'local' }>;
 export type PipelineInput = z.input<typeof pipelineSchema>;
 export type Destination = NonNullable<PipelineConfig['destination']>;

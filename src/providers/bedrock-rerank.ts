@@ -20,8 +20,9 @@ export function rerankFamily(model: string): RerankFamily | undefined {
 
 /** Apply-time check: a rerank model embedsync cannot call would only fail at the first search. */
 export function checkRerankModel(config: { rerank?: RerankConfig }): void {
-  const model = config.rerank?.model;
-  if (model === undefined || rerankFamily(model)) return;
+  if (config.rerank?.provider !== 'bedrock') return;
+  const { model } = config.rerank;
+  if (rerankFamily(model)) return;
   throw new ConfigError(
     'rerank.model',
     `bedrock has no rerank model "${model}" that embedsync knows; known: ${[...RERANK_MODELS.keys()].join(', ')}`,

@@ -86,12 +86,18 @@ export class BedrockProvider implements EmbeddingProvider {
    * within its bound (src/search/rerank.ts).
    */
   async rerank(request: RerankRequest): Promise<RerankResponse> {
-    const { model } = request.rerank;
+    const config = request.rerank;
+    if (config.provider !== 'bedrock')
+      throw new ModelUnavailableError(
+        this.name,
+        `a ${config.provider} rerank config is not for it`,
+      );
+    const { model } = config;
     const family = rerankFamily(model);
     if (!family) throw new ModelUnavailableError(this.name, `${model} is not a rerank model`);
     let json: unknown;
     try {
-      const response = await this.client(request.rerank).send(
+      const response = await this.client(config).send(
         new InvokeModelCommand({
           modelId: model,
           contentType: 'application/json',

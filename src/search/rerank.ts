@@ -1,7 +1,8 @@
 // The second search stage (docs/architecture.md, decision 28): the nearest candidates reordered by
-// the pipeline's rerank model, each hit carrying the model's score, cut to the limit. A search has
-// no Temporal retry policy behind it, so a throttled or unavailable model is retried here, within
-// a bound that keeps a search interactive.
+// the pipeline's rerank model, each hit carrying the model's score, cut to the limit. The model is
+// whichever provider the config names: Bedrock's, or a cross-encoder in this process (local,
+// decision 30). A search has no Temporal retry policy behind it, so a throttled or unavailable
+// model is retried here, within a bound that keeps a search interactive.
 import type { RerankConfig } from '../config/pipeline.js';
 import type { Pipeline } from '../db/catalog.js';
 import {
@@ -11,6 +12,7 @@ import {
   ProviderUnavailableError,
   RateLimitedError,
 } from '../providers/errors.js';
+import { DEFAULT_LOCAL_RERANK_MODEL } from '../providers/local-models.js';
 import { rateLimitDelay } from '../providers/retry-hints.js';
 import { getProvider, type ProviderRegistry, type RerankResponse } from '../providers/types.js';
 import type { SearchHit } from './query.js';
@@ -29,7 +31,7 @@ export function rerankConfigOf(p: Pipeline): RerankConfig {
   const config = p.config.rerank;
   if (!config)
     throw new RerankError(
-      `pipeline ${p.name} has no rerank model: add rerank: { provider: bedrock, model: cohere.rerank-v3-5:0 } to its config and apply it`,
+      `pipeline ${p.name} has no rerank model: add rerank: { provider: local, model: ${DEFAULT_LOCAL_RERANK_MODEL} } (or a Bedrock model) to its config and apply it`,
     );
   return config;
 }

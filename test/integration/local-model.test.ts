@@ -152,6 +152,7 @@ describe('the local model', () => {
                 vectors: texts.map(() => new Array<number>(384).fill(0)),
               };
             },
+            score: () => Promise.reject(new Error('an embedding model does not score')),
             close: () => Promise.resolve(),
           });
         },

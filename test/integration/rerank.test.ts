@@ -227,7 +227,7 @@ describe('rerank', () => {
       {
         name: 'RerankError',
         message:
-          'pipeline products_plain has no rerank model: add rerank: { provider: bedrock, model: cohere.rerank-v3-5:0 } to its config and apply it',
+          'pipeline products_plain has no rerank model: add rerank: { provider: local, model: ms-marco-MiniLM-L-12-v2 } (or a Bedrock model) to its config and apply it',
       },
     );
     assert.equal(mock.requests.length, 0);
@@ -309,7 +309,7 @@ describe('rerank', () => {
       assert.equal(r.status, 1, r.stdout);
       assert.equal(
         r.stderr,
-        'embedsync: pipeline products_plain has no rerank model: add rerank: { provider: bedrock, model: cohere.rerank-v3-5:0 } to its config and apply it\n',
+        'embedsync: pipeline products_plain has no rerank model: add rerank: { provider: local, model: ms-marco-MiniLM-L-12-v2 } (or a Bedrock model) to its config and apply it\n',
       );
       assert.equal(mock.requests.length, 0);
     });
