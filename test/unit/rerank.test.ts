@@ -12,6 +12,7 @@ import {
 import { overlapScore } from '../../src/mock-provider/bedrock-rerank.js';
 import { startMockProvider, type MockProvider } from '../../src/mock-provider/server.js';
 import { BedrockProvider } from '../../src/providers/bedrock.js';
+import { checkLocalRerankModel } from '../../src/providers/local-models.js';
 import {
   checkRerankModel,
   parseRerankResponse,
@@ -117,6 +118,51 @@ describe('rerank config', () => {
           'rerank.model: bedrock has no rerank model "rerank-v3.5" that embedsync knows; known: cohere.rerank-v3-5:0, amazon.rerank-v1:0',
       },
     );
+  });
+
+  it('takes a local cross-encoder: 50 candidates by default, at most 200, no Bedrock settings', () => {
+    const local = { provider: 'local', model: 'ms-marco-MiniLM-L-12-v2' };
+    const [parsed] = parsePipelines({ pipelines: [pipeline({ ...local, modelDir: '/srv/m' })] });
+    assert.deepEqual(parsed?.rerank, { ...local, modelDir: '/srv/m', candidates: 50 });
+    const [plain] = parsePipelines({ pipelines: [pipeline()] });
+    assert.ok(plain && parsed);
+    assert.equal(embeddingFingerprint(plain), embeddingFingerprint(parsed));
+    const cases: [unknown, string][] = [
+      [{ ...local, candidates: 201 }, 'pipelines[0].rerank.candidates'],
+      [{ ...local, region: 'us-west-2' }, 'pipelines[0].rerank'],
+      [{ ...local, endpoint: 'http://127.0.0.1:1' }, 'pipelines[0].rerank'],
+      [{ ...local, model: '' }, 'pipelines[0].rerank.model'],
+    ];
+    for (const [rerank, field] of cases) assert.equal(configError(pipeline(rerank)).field, field);
+    // Bedrock keeps its own bound.
+    parsePipelines({
+      pipelines: [pipeline({ provider: 'bedrock', model: 'amazon.rerank-v1:0', candidates: 1000 })],
+    });
+  });
+
+  it('knows the local cross-encoders by name, and leaves each provider’s models to its own check', () => {
+    checkLocalRerankModel({});
+    checkLocalRerankModel({
+      rerank: { provider: 'local', model: 'ms-marco-MiniLM-L-12-v2', candidates: 50 },
+    });
+    assert.throws(
+      () =>
+        checkLocalRerankModel({
+          rerank: {
+            provider: 'local',
+            model: 'cross-encoder/ms-marco-MiniLM-L-6-v2',
+            candidates: 50,
+          },
+        }),
+      {
+        name: 'ConfigError',
+        message:
+          'rerank.model: local has no rerank model "cross-encoder/ms-marco-MiniLM-L-6-v2"; known: ms-marco-MiniLM-L-12-v2',
+      },
+    );
+    // Neither check judges the other provider's model names.
+    checkRerankModel({ rerank: { provider: 'local', model: 'nonesuch', candidates: 50 } });
+    checkLocalRerankModel({ rerank: { provider: 'bedrock', model: 'nonesuch', candidates: 50 } });
   });
 
   it('never gathers fewer candidates than the limit', () => {
