@@ -191,6 +191,31 @@ export const PRODUCTS_TABLE = `
     notes       text
   )`;
 
+/**
+ * Named products (category outdoor), then `filler` plain ones (category bulk) after them: the rows a
+ * search's candidates are drawn from. Returns each named row's key, as search returns it, to its name.
+ */
+export async function insertProducts(
+  h: Pick<Harness, 'db'>,
+  products: readonly [name: string, description: string][],
+  filler: number,
+): Promise<Map<string, string>> {
+  const nameOf = new Map<string, string>();
+  for (const [name, description] of products) {
+    const { rows } = await h.db.pool.query<{ id: string }>(
+      "insert into products (name, description, category, price) values ($1, $2, 'outdoor', 10) returning id::text",
+      [name, description],
+    );
+    nameOf.set(rows[0]?.id ?? '', name);
+  }
+  await h.db.pool.query(
+    `insert into products (name, description, category, price)
+     select 'Item ' || g, 'Description of item ' || g, 'bulk', 1 from generate_series(1, $1::int) g`,
+    [filler],
+  );
+  return nameOf;
+}
+
 /** A products-style pipeline; override any field. */
 export function productsPipeline(overrides: Partial<PipelineInput> = {}): PipelineInput {
   return {

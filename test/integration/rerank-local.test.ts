@@ -20,6 +20,7 @@ import { search, type SearchHit } from '../../src/search/index.js';
 import { RerankError, rerankHits } from '../../src/search/rerank.js';
 import { verifyPipeline } from '../../src/verify/verify.js';
 import {
+  insertProducts,
   PRODUCTS_TABLE,
   productsPipeline,
   startHarness,
@@ -221,7 +222,7 @@ describe('the local cross-encoder', () => {
 describe('search with rerank: { provider: local }', () => {
   let h: Harness;
   let live: Pipeline;
-  const nameOf = new Map<string, string>();
+  let nameOf = new Map<string, string>();
   const names = (hits: SearchHit[]): string[] =>
     hits.map((hit) => nameOf.get(hit.pk) ?? `filler ${hit.pk}`);
   const providers = createProviders();
@@ -235,17 +236,7 @@ describe('search with rerank: { provider: local }', () => {
         pipelines: [productsPipeline({ rerank: rerank({ candidates: 20 }) })],
       }),
     );
-    for (const [name, description] of PRODUCTS) {
-      const { rows } = await h.db.pool.query<{ id: string }>(
-        "insert into products (name, description, category, price) values ($1, $2, 'outdoor', 10) returning id::text",
-        [name, description],
-      );
-      nameOf.set(rows[0]?.id ?? '', name);
-    }
-    await h.db.pool.query(
-      `insert into products (name, description, category, price)
-       select 'Item ' || g, 'Description of item ' || g, 'bulk', 1 from generate_series(1, ${FILLER}) g`,
-    );
+    nameOf = await insertProducts(h, PRODUCTS, FILLER);
     await waitFor(
       'every product to be embedded',
       async () => {

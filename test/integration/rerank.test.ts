@@ -14,6 +14,7 @@ import { search, type SearchHit } from '../../src/search/index.js';
 import { RERANK_ATTEMPTS, rerankHits } from '../../src/search/rerank.js';
 import { verifyPipeline } from '../../src/verify/verify.js';
 import {
+  insertProducts,
   PRODUCTS_TABLE,
   productsPipeline,
   startHarness,
@@ -84,17 +85,7 @@ describe('rerank', () => {
         ],
       }),
     );
-    for (const [name, description] of PRODUCTS) {
-      const { rows } = await h.db.pool.query<{ id: string }>(
-        'insert into products (name, description, category, price) values ($1, $2, $3, 10) returning id::text',
-        [name, description, 'outdoor'],
-      );
-      nameOf.set(rows[0]?.id ?? '', name);
-    }
-    await h.db.pool.query(
-      `insert into products (name, description, category, price)
-       select 'Item ' || g, 'Description of item ' || g, 'bulk', 1 from generate_series(1, ${FILLER}) g`,
-    );
+    for (const [pk, name] of await insertProducts(h, PRODUCTS, FILLER)) nameOf.set(pk, name);
     await waitFor(
       'every product to be embedded by both pipelines',
       async () => {
