@@ -1,15 +1,19 @@
 // Relevance: how well search answers the labelled queries of bench/relevance/set.json, per retrieval
 // set-up (bench/relevance/variants.ts), side by side in one run. The rows are loaded into a table
 // shaped like the demo's products, embedded by a backfill through a real worker, and every query
-// goes through search() as an application would call it.
+// goes through search() as an application would call it. For set-ups that rerank, the rerank stage
+// alone is timed too, at 20 and at 50 candidates, the two counts alternating query by query.
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { applyPipelines } from '../src/capture/apply.js';
+import { readProviderEnv } from '../src/config/env.js';
 import { canonicalJson, pipelineSchema } from '../src/config/pipeline.js';
+import { getPipeline } from '../src/db/catalog.js';
 import type { Pool } from '../src/db/pool.js';
-import { createProviders } from '../src/providers/index.js';
+import { createProviders, type ProviderRegistry } from '../src/providers/index.js';
 import { search } from '../src/search/index.js';
+import { rerankHits } from '../src/search/rerank.js';
 import { connectClient } from '../src/temporal/connect.js';
 import { benchTaskQueue, serviceEnv, timeBackfill } from './helpers/backfill-run.js';
 import { onInterrupt } from './helpers/interrupt.js';
@@ -34,6 +38,8 @@ interface RelevanceOptions extends BenchOptions {
 
 const RECALL_K = 5;
 const NDCG_K = 10;
+/** Candidates handed to the rerank model in the latency measurement (a config's 20 to 50). */
+const LATENCY_CANDIDATES = [20, 50] as const;
 // The demo pipeline's columns, metadata and chunking (examples/products.yaml); a variant may replace
 // any of them.
 const DEMO_PIPELINE = {
@@ -64,6 +70,13 @@ interface VariantResult {
   variant: Variant;
   table: string;
   queries: QueryResult[];
+}
+
+interface RerankLatency {
+  variant: string;
+  candidates: number;
+  /** The rerank stage alone, one per query. */
+  ms: number[];
 }
 
 /** Names of the variants the run can choose from, for --variants. */
@@ -137,7 +150,55 @@ async function run(ctx: BenchContext): Promise<BenchReport> {
       `${v.name}: recall@${RECALL_K} ${fixed(mean(queries.map((x) => x.recall)))}, nDCG@${NDCG_K} ${fixed(mean(queries.map((x) => x.ndcg)))}`,
     );
   }
-  return report(set, results, skipped);
+  const latency = await rerankLatency(
+    ctx,
+    providers,
+    set,
+    runnable.filter((v) => v.search.rerank),
+    tableOf,
+  );
+  return report(set, results, skipped, latency);
+}
+
+/**
+ * The rerank stage of each reranking variant, timed alone: per query its retrieval's 50 best, then
+ * rerankHits on the first 20 and on all 50, the two in turn first (a model already loaded by the
+ * searches above).
+ */
+async function rerankLatency(
+  ctx: BenchContext,
+  providers: ProviderRegistry,
+  set: RelevanceSet,
+  variants: readonly Variant[],
+  tableOf: (v: Variant) => string,
+): Promise<RerankLatency[]> {
+  const out: RerankLatency[] = [];
+  const most = Math.max(...LATENCY_CANDIDATES);
+  for (const v of variants) {
+    const table = tableOf(v);
+    const pipeline = await getPipeline(ctx.db.pool, table);
+    const retrieval = { ...v.search, rerank: false };
+    const times = LATENCY_CANDIDATES.map((candidates) => ({ candidates, ms: [] as number[] }));
+    for (const [i, q] of set.queries.entries()) {
+      const hits = await search(ctx.db.pool, providers, table, q.text, {
+        ...retrieval,
+        limit: most,
+      });
+      for (const t of i % 2 === 0 ? times : [...times].reverse()) {
+        const started = performance.now();
+        await rerankHits(providers, pipeline, q.text, hits.slice(0, t.candidates), NDCG_K);
+        t.ms.push(performance.now() - started);
+      }
+    }
+    for (const t of times) {
+      out.push({ variant: v.name, ...t });
+      const d = distribution(t.ms);
+      ctx.log(
+        `${v.name}: rerank of ${t.candidates} candidates p50 ${round(d.p50)} ms, p90 ${round(d.p90)} ms`,
+      );
+    }
+  }
+  return out;
 }
 
 async function tableExists(pool: Pool, table: string): Promise<boolean> {
@@ -214,6 +275,7 @@ function report(
   set: RelevanceSet,
   results: readonly VariantResult[],
   skipped: readonly { name: string; why: string }[],
+  latency: readonly RerankLatency[],
 ): BenchReport {
   const nameOf = new Map(set.products.map((p) => [p.id, p.name]));
   const byId = new Map(set.queries.map((q) => [q.id, q]));
@@ -227,6 +289,7 @@ function report(
     traps: r.queries.reduce((s, q) => s + q.traps, 0),
     msP50: distribution(r.queries.map((q) => q.ms)).p50,
   }));
+  const stage = latency.map((l) => ({ ...l, d: distribution(l.ms) }));
   const misses = results.flatMap((r) =>
     r.queries
       .filter((q) => q.recall < 1)
@@ -260,11 +323,18 @@ function report(
       queries: set.queries.length,
       variants: results.map((r) => r.variant.name).join(', '),
       ...(skipped.length ? { skipped: skipped.map((s) => `${s.name} (${s.why})`).join(', ') } : {}),
+      ...(latency.length ? { localModelThreads: readProviderEnv().local.threads } : {}),
     },
-    figures: summary.flatMap((s) => [
-      { label: `${s.variant}: recall@${RECALL_K}`, value: fixed(s.recall) },
-      { label: `${s.variant}: nDCG@${NDCG_K}`, value: fixed(s.ndcg) },
-    ]),
+    figures: [
+      ...summary.flatMap((s) => [
+        { label: `${s.variant}: recall@${RECALL_K}`, value: fixed(s.recall) },
+        { label: `${s.variant}: nDCG@${NDCG_K}`, value: fixed(s.ndcg) },
+      ]),
+      ...stage.map((l) => ({
+        label: `${l.variant}: rerank of ${l.candidates} candidates, p50`,
+        value: `${round(l.d.p50)} ms`,
+      })),
+    ],
     tables: [
       {
         title: 'Side by side',
@@ -287,6 +357,29 @@ function report(
           s.about,
         ]),
       },
+      ...(stage.length
+        ? [
+            {
+              title: `Rerank stage alone, per search (${LATENCY_CANDIDATES.join(' and ')} candidates in turn, every query)`,
+              columns: [
+                'variant',
+                'candidates',
+                'p50 (ms)',
+                'p90 (ms)',
+                'max (ms)',
+                'p50 per candidate (ms)',
+              ],
+              rows: stage.map((l) => [
+                l.variant,
+                String(l.candidates),
+                String(round(l.d.p50)),
+                String(round(l.d.p90)),
+                String(round(l.d.max)),
+                String(round(l.d.p50 / l.candidates, 2)),
+              ]),
+            },
+          ]
+        : []),
       {
         title: 'Per query (recall@5 / nDCG@10)',
         columns: ['query', 'relevant + partial', ...results.map((r) => r.variant.name)],
@@ -315,6 +408,11 @@ function report(
     data: {
       summary,
       skipped,
+      rerankLatency: stage.map((l) => ({
+        variant: l.variant,
+        candidates: l.candidates,
+        ms: l.ms.map((x) => round(x, 2)),
+      })),
       queries: results.map((r) => ({
         variant: r.variant.name,
         pipeline: r.variant.pipeline,
@@ -326,6 +424,11 @@ function report(
       `recall@${RECALL_K}: the share of a query's labelled rows (relevant or partial) in its first ${RECALL_K} results, out of at most ${RECALL_K}, so every query can reach 1; nDCG@${NDCG_K}: gains 2^grade − 1 (relevant 3, partial 1) over log2(rank + 1), against the ideal order of the query's labels. Both are means over the ${set.queries.length} queries.`,
       'The set is small and was written and labelled by hand (bench/relevance/README.md): a difference of a few hundredths between variants is one or two queries; read the per-query table before trusting it.',
       'Keyword traps are rows written to share a query’s words and not its meaning (a woodworking book titled "Warm Up Your Workshop" for "something warm for hiking"). Many are near in topic too (a denim jacket for "jacket for cold weather"), so a model of meaning meets some of them as well: the count says which traps a set-up falls for, it is not a score.',
+      ...(stage.length
+        ? [
+            `The rerank stage is rerankHits alone (the query and each candidate's chunk to the model, the hits back in its order), after the searches above loaded the model; a local cross-encoder runs on EMBEDSYNC_LOCAL_THREADS (${readProviderEnv().local.threads} here) ONNX Runtime threads in the searching process. The search p50 of a reranking variant above includes it at 50 candidates.`,
+          ]
+        : []),
       ...skipped.map((s) => `${s.name} was skipped: ${s.why}.`),
     ],
   };

@@ -4,7 +4,12 @@
 import { readProviderEnv } from '../../src/config/env.js';
 import type { PipelineInput } from '../../src/config/pipeline.js';
 import { FETCH_COMMAND, missingModelFiles } from '../../src/providers/local-fetch.js';
-import { findLocalModel } from '../../src/providers/local-models.js';
+import {
+  DEFAULT_LOCAL_RERANK_MODEL,
+  findLocalModel,
+  findLocalRerankModel,
+  type ModelFiles,
+} from '../../src/providers/local-models.js';
 import type { SearchOptions } from '../../src/search/index.js';
 
 export interface Variant {
@@ -33,29 +38,43 @@ const OFFLINE = { provider: 'offline', model: 'feature-hash-v1', dimensions: 256
 
 /** all-MiniLM-L6-v2 in the worker (decision 25), as the local demo pipeline embeds with it. */
 const LOCAL = { provider: 'local', model: 'all-MiniLM-L6-v2', dimensions: 384 } as const;
+/** The cross-encoder run in the searching process (decision 30). */
+const LOCAL_RERANK = { provider: 'local', model: DEFAULT_LOCAL_RERANK_MODEL } as const;
 const LOCAL_PIPELINE = {
   embed: { columns: [{ column: 'name', prefix: 'Product: ', repeat: true }, 'description'] },
   embedding: LOCAL,
   // The model takes 256 tokens; chunks are measured in characters (examples/products-local.yaml).
   chunking: { size: 254, overlap: 32 },
+  // A search setting, used only by the variants that ask to rerank: every local variant shares one
+  // table and one backfill.
+  rerank: LOCAL_RERANK,
 };
 
-function localModelMissing(): Promise<string | undefined> {
-  const model = findLocalModel(LOCAL.model);
-  if (!model) return Promise.resolve(`no local model ${LOCAL.model} is known`);
+function missing(model: ModelFiles | undefined, name: string): Promise<string | undefined> {
+  if (!model) return Promise.resolve(`no local model ${name} is known`);
   const dir = readProviderEnv().local.modelsDir;
   return Promise.resolve(
     missingModelFiles(dir, model).length > 0
-      ? `${LOCAL.model} is not in ${dir} (fetch it with ${FETCH_COMMAND})`
+      ? `${name} is not in ${dir} (fetch it with ${FETCH_COMMAND} --model ${name})`
       : undefined,
   );
 }
 
-// A rerank model runs only on Amazon Bedrock (decision 28); the mock's rerank scores word overlap,
+const localModelMissing = (): Promise<string | undefined> =>
+  missing(findLocalModel(LOCAL.model), LOCAL.model);
+
+async function localRerankMissing(): Promise<string | undefined> {
+  return (
+    (await localModelMissing()) ??
+    missing(findLocalRerankModel(LOCAL_RERANK.model), LOCAL_RERANK.model)
+  );
+}
+
+// Bedrock's rerank models run only there (decision 28); the mock's rerank scores word overlap,
 // which would measure word matching, not reranking, so the variant runs only against Bedrock.
 async function bedrockMissing(): Promise<string | undefined> {
   if (!process.env.AWS_REGION)
-    return 'needs Amazon Bedrock (AWS_REGION and credentials): no rerank model runs offline';
+    return 'needs Amazon Bedrock (AWS_REGION and credentials): Cohere Rerank runs there only';
   return localModelMissing();
 }
 
@@ -94,7 +113,21 @@ export const VARIANTS: readonly Variant[] = [
     unavailable: localModelMissing,
   },
   {
+    name: 'local + rerank',
+    about: `the nearest 50 by local vectors reordered by ${LOCAL_RERANK.model} (a cross-encoder, int8) in the searching process`,
+    pipeline: LOCAL_PIPELINE,
+    search: { rerank: true },
+    unavailable: localRerankMissing,
+  },
+  {
     name: 'local + hybrid + rerank',
+    about: `the 50 best fused candidates reordered by ${LOCAL_RERANK.model} in the searching process`,
+    pipeline: LOCAL_PIPELINE,
+    search: { hybrid: true, rerank: true },
+    unavailable: localRerankMissing,
+  },
+  {
+    name: 'local + hybrid + cohere',
     about: 'the fused candidates reordered by Cohere Rerank 3.5 on Amazon Bedrock',
     pipeline: { ...LOCAL_PIPELINE, rerank: { provider: 'bedrock', model: 'cohere.rerank-v3-5:0' } },
     search: { hybrid: true, rerank: true },
