@@ -44,8 +44,8 @@ export interface LocalModel extends ModelFiles {
  */
 export interface LocalRerankModel extends ModelFiles {
   /**
-   * The most tokens of one pair the model takes, its markers included. The tokenizer cuts a longer
-   * pair to this, from the document's end: the model scores the document's beginning.
+   * The most tokens of one pair the model takes, its markers included. A longer pair is cut to
+   * this from the document's end: the model scores the document's beginning.
    */
   maxTokens: number;
   /**

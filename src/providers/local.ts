@@ -120,10 +120,10 @@ export class LocalProvider implements EmbeddingProvider {
     const model = this.rerankModels.find((m) => m.name === config.model);
     if (!model)
       throw new ModelUnavailableError('local', `no local rerank model "${config.model}" is known`);
+    if (request.documents.length === 0) return { results: [] };
     const dir = modelDirectory(path.resolve(config.modelDir ?? this.modelsDir), model);
     const runtime = await this.runtime(dir, model, scoreSettings(model));
     request.signal?.throwIfAborted();
-    if (request.documents.length === 0) return { results: [] };
     const { scores } = await this.run(dir, () => runtime.score(request.query, request.documents));
     const results = scores
       .map((relevanceScore, index) => ({ index, relevanceScore }))
