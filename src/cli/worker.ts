@@ -1,5 +1,7 @@
 // npx embedsync worker: runs the Temporal worker against DATABASE_URL and TEMPORAL_ADDRESS until
 // SIGTERM.
+// First: the worker's memory defaults must be in place before anything else is loaded.
+import './worker-memory.js';
 import path from 'node:path';
 import { Client } from '@temporalio/client';
 import { Command } from 'commander';
