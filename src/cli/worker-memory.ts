@@ -8,9 +8,15 @@ const restartWith =
   process.platform === 'linux' && typeof process.execve === 'function'
     ? memoryDefaultsEnv(process.env, process.execArgv)
     : undefined;
-if (restartWith)
+if (restartWith) {
+  // Started by bin/embedsync.js, tsx was registered in the process, not on its command line: the
+  // restarted process loads it first, as `node --import tsx src/cli/worker.ts` does.
+  const tsx = process.execArgv.some((a) => a.includes('tsx'))
+    ? []
+    : ['--import', import.meta.resolve('tsx')];
   process.execve?.(
     process.execPath,
-    [process.execPath, ...process.execArgv, ...process.argv.slice(1)],
+    [process.execPath, ...tsx, ...process.execArgv, ...process.argv.slice(1)],
     restartWith,
   );
+}
