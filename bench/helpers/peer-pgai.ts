@@ -3,6 +3,12 @@
 // what the queue holds. Without TimescaleDB pgai builds no vector index, so the backfill builds
 // the HNSW index embedsync keeps, once the queue is empty, and counts that time too.
 import path from 'node:path';
+import {
+  resetBuildWorkers,
+  setBuildMemory,
+  setBuildWorkers,
+} from '../../src/capture/vector-index.js';
+import { memoryBytes } from '../../src/config/env.js';
 import type { Pool } from '../../src/db/pool.js';
 import { fillSourceTable } from './backfill-run.js';
 import { now } from './clock.js';
@@ -20,7 +26,7 @@ import {
 } from './peer-common.js';
 import { measureLatency } from './peer-latency.js';
 import { startPgaiWorker } from './pgai.js';
-import type { Service } from './processes.js';
+import { BENCH_INDEX_BUILD_MEMORY, type Service } from './processes.js';
 
 /** The text embedsync's pipeline builds from the same columns: the prefix, name, newline, description. */
 const TEMPLATE = 'Product: $name\n$chunk';
@@ -56,6 +62,25 @@ async function createVectorizer(pool: Pool, table: string, baseUrl: string): Pro
     [id],
   );
   return { id, queue: q.rows[0]?.queue ?? '', store: `public.${table}_embeddings` };
+}
+
+/**
+ * The HNSW index pgai leaves to its user, built with the settings embedsync's worker gives its own
+ * build (src/capture/vector-index.ts): maintenance_work_mem sized to the table within the same
+ * EMBEDSYNC_INDEX_BUILD_MEMORY, and the server's parallel maintenance workers. Like with like: only
+ * the CONCURRENTLY, which embedsync needs and a user building it by hand would not, differs.
+ */
+async function buildPgaiIndex(pool: Pool, store: string): Promise<void> {
+  const client = await pool.connect();
+  try {
+    await setBuildMemory(client, store, memoryBytes(BENCH_INDEX_BUILD_MEMORY));
+    await setBuildWorkers(client, store);
+    await client.query(`create index on ${store} using hnsw (embedding vector_cosine_ops)`);
+    await resetBuildWorkers(client, store);
+    await client.query('reset maintenance_work_mem');
+  } finally {
+    client.release();
+  }
 }
 
 /** Whether the queue is empty; throws if the worker that should empty it has exited. */
@@ -119,7 +144,7 @@ export async function pgaiBackfill(
     if (!(await waitUntil(() => queueEmpty(pool, v, worker), QUEUE_TIMEOUT_MS, 200)))
       throw new Error(`pgai's queue was not empty after ${QUEUE_TIMEOUT_MS / 1000} s`);
     const embedded = now();
-    await pool.query(`create index on ${v.store} using hnsw (embedding vector_cosine_ops)`);
+    await buildPgaiIndex(pool, v.store);
     const end = now();
     const used = usage();
     const { rows } = await pool.query<{ n: number }>(

@@ -10,6 +10,9 @@ const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 // A first start builds the workflow bundle (webpack), which takes a while on a busy machine.
 const READY_TIMEOUT_MS = 180_000;
 
+/** Room for a million rows' HNSW graph (bench/README.md); the default is for smaller servers. */
+export const BENCH_INDEX_BUILD_MEMORY = process.env.EMBEDSYNC_INDEX_BUILD_MEMORY ?? '4GB';
+
 export interface ServiceEnv {
   databaseUrl: string;
   temporalAddress: string;
@@ -55,8 +58,7 @@ export function startService(
       EMBEDSYNC_POLLER_METRICS_PORT: '0',
       LOG_LEVEL: 'info',
       LOG_FORMAT: 'json',
-      // Room for a million rows' HNSW graph (bench/README.md); the default is for smaller servers.
-      EMBEDSYNC_INDEX_BUILD_MEMORY: process.env.EMBEDSYNC_INDEX_BUILD_MEMORY ?? '4GB',
+      EMBEDSYNC_INDEX_BUILD_MEMORY: BENCH_INDEX_BUILD_MEMORY,
     },
   });
   const logFile = path.join(logDir, `${cli}.log`);

@@ -30,7 +30,7 @@ const isColumn = (p: Pick<Pipeline, 'config'>): boolean =>
  * rest ran about 7× slower. Bounded by what the server can spare for one session for a while: the
  * operator's EMBEDSYNC_INDEX_BUILD_MEMORY, 1 GB unless set (a small server must not run out of
  * memory for an index build it did not ask for). A server that cannot grant it (shared memory for a
- * parallel build) gets the build at its own setting.
+ * parallel build) gets the build at its own setting, in one process.
  */
 const BUILD_MEMORY_MIN = 64 * 2 ** 20;
 export const DEFAULT_INDEX_BUILD_MEMORY = 2 ** 30;
@@ -128,7 +128,33 @@ export async function setBuildMemory(
   );
 }
 
-/** `maxMemory` 0: the server's own maintenance_work_mem. */
+/**
+ * Lets a build of an index on `table` (a vector table: embedsync's own) use the parallel workers the
+ * server allows for maintenance. PostgreSQL sizes a parallel build by the table's heap, and vectors
+ * of more than about 500 dimensions are stored out of line (TOAST): the heap looks a few pages long,
+ * so the HNSW build, bound by CPU, ran in one process whatever the server allowed. The table's
+ * parallel_workers setting stands in for that estimate; max_parallel_maintenance_workers (the
+ * server's, the role's or the session's; 0: serial) still bounds it. Returns whether it set one;
+ * resetBuildWorkers takes it off again.
+ */
+export async function setBuildWorkers(client: Queryable, table: string): Promise<boolean> {
+  const { rows } = await client.query<{ n: number }>(
+    `select current_setting('max_parallel_maintenance_workers')::int as n`,
+  );
+  const n = rows[0]?.n ?? 0;
+  if (n <= 0) return false;
+  await client.query(`alter table ${table} set (parallel_workers = ${Math.min(n, 1024)})`);
+  return true;
+}
+
+export async function resetBuildWorkers(client: Queryable, table: string): Promise<void> {
+  await client.query(`alter table ${table} reset (parallel_workers)`);
+}
+
+/**
+ * `maxMemory` 0: the server's own maintenance_work_mem, built serially (a parallel build keeps its
+ * graph in shared memory, which is what a server short of resources may lack).
+ */
 async function build(pool: Pool, p: VectorTableOf, maxMemory: number): Promise<void> {
   const index = isColumn(p)
     ? qualified(p.sourceSchema, columnIndexName(p))
@@ -142,11 +168,18 @@ async function build(pool: Pool, p: VectorTableOf, maxMemory: number): Promise<v
     // An earlier build cut short leaves an invalid index under the name.
     await client.query(`drop index concurrently if exists ${index}`);
     await setBuildMemory(client, table, maxMemory);
+    // Only embedsync's own table: a column pipeline's index is on the user's table, left as it is.
+    // Left behind by a build cut short, the setting only lets queries scan the table in parallel.
+    const parallel = !isColumn(p) && maxMemory > 0 && (await setBuildWorkers(client, table));
     // A worker that dies mid-build stops it soon after, instead of leaving it to run for nothing.
     await client.query(`set client_connection_check_interval = '5s'`);
-    await client.query(
-      isColumn(p) ? createColumnIndexSql(p) : createHnswIndexSql(p, { concurrently: true }),
-    );
+    try {
+      await client.query(
+        isColumn(p) ? createColumnIndexSql(p) : createHnswIndexSql(p, { concurrently: true }),
+      );
+    } finally {
+      if (parallel) await resetBuildWorkers(client, table).catch(() => undefined);
+    }
     await client.query('reset maintenance_work_mem; reset client_connection_check_interval');
   } catch (err) {
     broken = true;

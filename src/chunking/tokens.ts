@@ -86,6 +86,17 @@ function countPretokens(text: string, enc: Encoding): number {
  * The number of cl100k tokens in text; special tokens such as <|endoftext|> count as plain text.
  */
 export function countTokens(text: string): number {
+  // A row's text is counted when it is chunked and again when its chunk (most often the same
+  // string) is sent: the last answer is kept.
+  if (lastCounted?.text === text) return lastCounted.tokens;
+  const tokens = countAll(text);
+  lastCounted = { text, tokens };
+  return tokens;
+}
+
+let lastCounted: { text: string; tokens: number } | undefined;
+
+function countAll(text: string): number {
   const enc = cl100k();
   let total = 0;
   let last = 0;

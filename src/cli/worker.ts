@@ -1,5 +1,7 @@
 // npx embedsync worker: runs the Temporal worker against DATABASE_URL and TEMPORAL_ADDRESS until
 // SIGTERM.
+// First: the worker's memory defaults must be in place before anything else is loaded.
+import './worker-memory.js';
 import path from 'node:path';
 import { Client } from '@temporalio/client';
 import { Command } from 'commander';
@@ -34,6 +36,9 @@ Environment:
   EMBEDSYNC_INDEX_BUILD_MEMORY
                         most maintenance_work_mem the HNSW build after a first backfill may take
                         (default 1GB; 0: the server's own setting)
+  MALLOC_ARENA_MAX, NODE_OPTIONS=--max-semi-space-size=<MiB>
+                        the worker's memory defaults (2 arenas, 8 MiB): when either is unset the
+                        worker restarts itself in place with it (Linux); set your own to keep them
   EMBEDSYNC_SINK_CONCURRENCY
                         deliveries to sinks this worker runs at once, each holding a database
                         connection while it sends (default 3; the worker's pool has 10)
