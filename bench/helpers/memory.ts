@@ -65,3 +65,22 @@ export function thin(samples: readonly MemorySample[], most = 120): MemorySample
   const step = Math.max(1, Math.ceil(samples.length / most));
   return samples.filter((_, i) => i % step === 0 || i === samples.length - 1);
 }
+
+/**
+ * The highest RSS sampled in the first `share` of a run and in the rest of it: memory that grows with
+ * the work done shows as the second above the first, where a short run against a long one mixes in
+ * the process warming up.
+ */
+export function peaksBeforeAndAfter(
+  samples: readonly MemorySample[],
+  share: number,
+): { before: number; after: number } | undefined {
+  const last = samples[samples.length - 1];
+  if (!last) return undefined;
+  const cut = last.atMs * share;
+  const peak = (xs: readonly MemorySample[]): number => Math.max(...xs.map((s) => s.rssMiB));
+  const before = samples.filter((s) => s.atMs <= cut);
+  const after = samples.filter((s) => s.atMs > cut);
+  if (before.length === 0 || after.length === 0) return undefined;
+  return { before: peak(before), after: peak(after) };
+}
