@@ -2,6 +2,7 @@
 // catalog rows, vector tables and capture triggers, all in one transaction: all or nothing.
 import {
   canonicalJson,
+  captureMode,
   embedColumns,
   embeddingFingerprint,
   ConfigError,
@@ -55,6 +56,14 @@ import { currentSourceTable, reconcileSource } from './schema-check.js';
 import { installCaptureSql, removeCaptureSql } from './triggers.js';
 import { createVectorTableSql, createViewSql, vectorColumnSql, viewName } from './vector-table.js';
 import { deleteFailedDeliveries } from '../db/deliveries.js';
+import {
+  captureSlotExists,
+  dropCaptureSlotIfUnused,
+  ensureCaptureSlot,
+  syncCapturePublication,
+  walLevel,
+} from '../db/capture-slot.js';
+import { logicalCaptureRefusal } from './capture-mode.js';
 
 export type ApplyOutcome = 'created' | 'updated' | 'unchanged' | 'reembed pending';
 export interface ApplyResult {
@@ -94,8 +103,12 @@ export async function applyPipelines(
       : readProviderEnv().openai.baseURL;
   // Asked before the transaction: no catalog lock is held while a server answers.
   await probeUnknownModels(configs, openaiBaseURL, options.probe);
+  const logical = await prepareLogicalCapture(pool, configs);
   const results = await withTransaction(pool, async (client) => {
     await client.query('select pg_advisory_xact_lock($1)', [CATALOG_LOCK]);
+    // Dropped by a remove between the two: the changes of this commit on would be lost.
+    if (logical && !(await captureSlotExists(client)))
+      throw new Error('the replication slot of logical capture was dropped meanwhile; apply again');
     const results: ApplyResult[] = [];
     for (const [i, config] of configs.entries()) {
       try {
@@ -108,6 +121,9 @@ export async function applyPipelines(
         throw inPipeline(i, err);
       }
     }
+    // In the same commit as the triggers dropped or installed: a change is captured one way or the
+    // other (the slot already exists), at worst both.
+    await syncCapturePublication(client);
     return results;
   });
   // Indexes of tables that hold rows are built concurrently, which no transaction may hold
@@ -152,6 +168,26 @@ async function probeUnknownModels(
       throw inPipeline(i, err);
     }
   }
+}
+
+/**
+ * Refuses a logical pipeline the server or its config cannot serve, then creates the slot (and its
+ * publication) before apply's transaction: a slot cannot be created in one that has written, and it
+ * must exist before the triggers go so that no change falls between. True when a pipeline captures
+ * logically.
+ */
+async function prepareLogicalCapture(
+  pool: Pool,
+  configs: readonly AnyPipelineConfig[],
+): Promise<boolean> {
+  if (!configs.some((c) => captureMode(c) === 'logical')) return false;
+  const level = await walLevel(pool);
+  for (const [i, config] of configs.entries()) {
+    const refusal = logicalCaptureRefusal(config, level);
+    if (refusal) throw inPipeline(i, refusal);
+  }
+  await ensureCaptureSlot(pool);
+  return true;
 }
 
 async function applyOne(
@@ -490,7 +526,7 @@ export async function removePipeline(
   name: string,
   options: { dropVectorTable?: boolean } = {},
 ): Promise<AnyPipeline> {
-  return withTransaction(pool, async (client) => {
+  const removed = await withTransaction(pool, async (client) => {
     await client.query('select pg_advisory_xact_lock($1)', [CATALOG_LOCK]);
     const p = await getAnyPipeline(client, name, 'for update');
     // Triggers are dropped from the table under its current name; if it is gone, so are they.
@@ -503,10 +539,15 @@ export async function removePipeline(
     await dropStaleKeys(client, name);
     await deleteFailedDeliveries(client, name);
     await deletePipeline(client, name);
+    await syncCapturePublication(client);
     if (options.dropVectorTable && !isEventsPipeline(p)) {
       await client.query(`drop view if exists ${qualified(p.vectorSchema, viewName(p))}`);
       await client.query(`drop table if exists ${qualified(p.vectorSchema, p.vectorTable)}`);
     }
     return { ...p, ...source };
   });
+  // The last logical pipeline takes the slot with it: a slot nobody reads keeps WAL until the disk
+  // is full (decision 29).
+  if (captureMode(removed.config) === 'logical') await dropCaptureSlotIfUnused(pool);
+  return removed;
 }

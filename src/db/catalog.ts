@@ -217,6 +217,25 @@ export async function listAnyPipelines(db: Pool | PoolClient): Promise<AnyPipeli
   return rows.map(fromRow);
 }
 
+/**
+ * The pipelines that capture logically (decision 29), with their source table's oid: what the WAL
+ * reader matches decoded changes against.
+ */
+export async function listLogicalCapture(
+  db: Queryable,
+): Promise<{ name: string; relid: number; keyColumns: string[]; primaryKey: KeyColumn[] }[]> {
+  const { rows } = await db.query<{ name: string; relid: string; primary_key: KeyColumn[] }>(
+    `select name, source_relid::text as relid, primary_key from embedsync.pipelines
+      where config -> 'source' ->> 'capture' = 'logical' and source_relid is not null order by name`,
+  );
+  return rows.map((r) => ({
+    name: r.name,
+    relid: Number(r.relid),
+    keyColumns: r.primary_key.map((k) => k.name),
+    primaryKey: r.primary_key,
+  }));
+}
+
 /** This installation's id (see embedsync.settings). */
 export async function instanceId(db: Pool | PoolClient): Promise<string> {
   const { rows } = await db.query<{ value: string }>(
