@@ -30,7 +30,7 @@ export function logicalCaptureRefusal(
   if (destinationColumn(config) !== undefined)
     return new ConfigError(
       'source.capture',
-      'a column pipeline writes its vectors into the source rows, and only a trigger tells those writes from the application\'s: ' +
+      "a column pipeline writes its vectors into the source rows, and only a trigger tells those writes from the application's: " +
         'use capture: trigger, or a vector table',
     );
   return undefined;
