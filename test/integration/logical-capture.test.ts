@@ -79,6 +79,10 @@ describe('logical capture', () => {
     const slot = await captureSlotState(h.db.pool);
     assert.ok(slot, 'the slot exists');
     assert.ok(slot.walStatus === 'reserved' || slot.walStatus === 'extended', slot.walStatus ?? '');
+    const gauge = await h.pollers[0]?.metrics.registry.getSingleMetricAsString(
+      'embedsync_capture_slot_lag_bytes',
+    );
+    assert.match(gauge ?? '', new RegExp(`slot="${slot.slot}"`));
   });
 
   it('switching between trigger and logical capture while rows are written loses no change', async () => {
