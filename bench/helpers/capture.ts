@@ -69,6 +69,12 @@ export async function setCapture(pool: Pool, pipeline: Pipeline, mode: CaptureMo
       [CAPTURE_PUBLICATION, qualified(pipeline.sourceSchema, pipeline.sourceTable)],
     );
     const published = (rowCount ?? 0) > 0;
+    // The reader reads for the pipelines whose config says logical.
+    await client.query(
+      `update embedsync.pipelines set config = jsonb_set(config, '{source,capture}', to_jsonb($2::text))
+        where name = $1`,
+      [pipeline.name, mode === 'logical' ? 'logical' : 'trigger'],
+    );
     if (published !== (mode === 'logical'))
       await client.query(
         `alter publication ${quoteIdent(CAPTURE_PUBLICATION)} ${published ? 'drop' : 'add'} table only ${qualified(pipeline.sourceSchema, pipeline.sourceTable)}`,

@@ -93,7 +93,9 @@ export function decodeChanges(
         }
         const ops = open.get(p.name) ?? new Map<OutboxOp, string[][]>();
         open.set(p.name, ops);
-        ops.set(change.op, [...(ops.get(change.op) ?? []), change.key]);
+        const keys = ops.get(change.op);
+        if (keys) keys.push(change.key);
+        else ops.set(change.op, [change.key]);
       }
     }
   };
