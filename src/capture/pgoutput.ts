@@ -33,7 +33,9 @@ export type PgOutputMessage =
     }
   | { tag: 'delete'; relid: number; old: { kind: 'key' | 'row'; row: TupleValue[] } }
   | { tag: 'truncate'; relids: number[] }
-  /** Origin, type and logical messages: nothing the outbox needs. */
+  /** A logical message (pg_logical_emit_message); `lsn` is where it is in the WAL. */
+  | { tag: 'message'; transactional: boolean; lsn: bigint; prefix: string }
+  /** Origin and type messages: nothing the outbox needs. */
   | { tag: 'other'; type: string };
 
 export class PgOutputError extends Error {
@@ -178,6 +180,11 @@ export function decodeMessage(data: Buffer): PgOutputMessage {
       const relids: number[] = [];
       for (let i = 0; i < n; i += 1) relids.push(r.uint32());
       return { tag: 'truncate', relids };
+    }
+    case 'M': {
+      const transactional = (r.int8() & 1) === 1;
+      const lsn = r.int64();
+      return { tag: 'message', transactional, lsn, prefix: r.string() };
     }
     default:
       return { tag: 'other', type: tag };

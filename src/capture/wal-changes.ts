@@ -2,6 +2,7 @@
 // transaction and pipeline, the keys of each operation, as the texts of their key columns. The key
 // text itself is made in SQL from those (src/db/wal-outbox.ts), exactly as the trigger path makes
 // it. Pure.
+import { CAPTURE_MARKER } from '../db/capture-slot.js';
 import type { OutboxOp } from '../db/outbox.js';
 import type { PgOutputMessage, RelationColumn, TupleValue } from './pgoutput.js';
 
@@ -26,7 +27,10 @@ export interface KeyRun {
 
 export interface DecodedChanges {
   runs: KeyRun[];
-  /** The end of the last whole transaction read: where the slot may be advanced to after. */
+  /**
+   * The end of the last whole transaction read, or a later position marker: where the slot may be
+   * advanced to after.
+   */
   endLsn?: bigint;
   /** Transactions read whole. */
   transactions: number;
@@ -138,6 +142,12 @@ export function decodeChanges(
         open = new Map();
         transactions += 1;
         endLsn = m.endLsn;
+        break;
+      case 'message':
+        // A marker written outside any transaction (markCapturePosition): every transaction that
+        // committed before it has been read, so the slot may move up to it.
+        if (!m.transactional && m.prefix === CAPTURE_MARKER && (endLsn ?? 0n) < m.lsn)
+          endLsn = m.lsn;
         break;
       case 'other':
         break;

@@ -2,12 +2,14 @@
 // query of them. One slot per database (slot names are cluster-wide, so it is named by the
 // database's oid), read through pgoutput and filtered by one publication that holds the tables of the
 // pipelines that capture logically.
-import { captureMode } from '../config/pipeline.js';
 import { qualified, quoteIdent } from './ident.js';
 import { CATALOG_LOCK } from './pipeline-state.js';
 import type { Pool, PoolClient, Queryable } from './pool.js';
 
 export const CAPTURE_PUBLICATION = 'embedsync_capture';
+
+/** The prefix of the reader's position markers (markCapturePosition). */
+export const CAPTURE_MARKER = 'embedsync_capture';
 
 /** Held (per session) by the one reader of the slot: two readers would queue the same changes. */
 export const WAL_READER_LOCK = 7_146_221_033;
@@ -172,12 +174,14 @@ export async function advanceCaptureSlot(
 }
 
 /**
- * A transaction of its own with nothing but a logical message the reader sees: its end is a place
- * the slot may be advanced to while the watched tables are idle and others are not (pgoutput sends
- * no transaction without a change it publishes).
+ * Writes a position marker the reader sees (a logical message outside any transaction: no commit to
+ * flush): every transaction that committed before it has been read once the reader reaches it, so
+ * the slot may move there while the watched tables are idle and others are not. pgoutput sends
+ * nothing for transactions without a change it publishes, so the slot would not move otherwise, and
+ * every read would decode the same WAL again.
  */
 export async function markCapturePosition(db: Queryable): Promise<void> {
-  await db.query(`select pg_logical_emit_message(true, $1, '')`, [CAPTURE_PUBLICATION]);
+  await db.query(`select pg_logical_emit_message(false, $1, '')`, [CAPTURE_MARKER]);
 }
 
 export interface CaptureSlotState {

@@ -32,7 +32,7 @@ export interface WalReaderOptions {
 
 export const DEFAULT_WAL_READER_OPTIONS: WalReaderOptions = {
   changeLimit: 20_000,
-  idleLagBytes: 1 << 20,
+  idleLagBytes: 256 * 1024,
 };
 
 /** The capture slot is gone: changes since it was lost were not captured. */
@@ -57,6 +57,7 @@ const NOTHING: WalReadResult = { read: false, transactions: 0, keys: 0 };
 
 export class WalReader {
   private readonly options: WalReaderOptions;
+  private markedAt = 0;
   constructor(
     private readonly pool: Pool,
     private readonly log: Logger,
@@ -170,9 +171,16 @@ export class WalReader {
     return n;
   }
 
-  /** Writes a marker to read past when the slot keeps more WAL than idleLagBytes. */
+  /**
+   * Writes a marker to read past when the slot keeps more WAL than idleLagBytes. A marker commits
+   * nothing, so it is readable once the WAL writer has flushed it (within wal_writer_delay): one a
+   * second is plenty.
+   */
   private async moveOnWhenIdle(client: PoolClient): Promise<void> {
+    if (Date.now() - this.markedAt < 1000) return;
     const state = await captureSlotState(client);
-    if (state && state.lagBytes > this.options.idleLagBytes) await markCapturePosition(client);
+    if (!state || state.lagBytes <= this.options.idleLagBytes) return;
+    await markCapturePosition(client);
+    this.markedAt = Date.now();
   }
 }

@@ -9,6 +9,7 @@ import { captureSlotState } from '../../src/db/capture-slot.js';
 import { createLogger } from '../../src/log.js';
 import { WalReader } from '../../src/poller/wal-reader.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
+import { waitFor } from '../helpers/wait.js';
 
 let db: TestDatabase;
 const log = createLogger({ logLevel: 'error', logFormat: 'json' }, 'test-logical-reader');
@@ -145,6 +146,32 @@ describe('logical capture reader', () => {
     assert.equal((await reading).transactions, 1);
     assert.deepEqual(await queued('things'), ['I:30']);
     await clearOutbox();
+  });
+
+  it('the slot keeps moving while only tables it does not watch are written', async () => {
+    const reader = new WalReader(db.pool, log, { idleLagBytes: 64 * 1024 });
+    await reader.readOnce();
+    await db.pool.query(`create table elsewhere (id int, body text)`);
+    await db.pool.query(
+      `insert into elsewhere select g, repeat('x', 200) from generate_series(1, 5000) g`,
+    );
+    const before = (await captureSlotState(db.pool))?.lagBytes ?? 0;
+    assert.ok(before > 64 * 1024, `the slot is ${before} bytes behind`);
+    const { rows } = await db.pool.query<{ lsn: string }>(
+      'select pg_current_wal_lsn()::text as lsn',
+    );
+    // The first read finds nothing and leaves a marker; a read once the WAL writer has flushed it
+    // moves the slot up to it.
+    await waitFor('the slot to move past the other table’s writes', async () => {
+      await reader.readOnce();
+      const { rows: moved } = await db.pool.query<{ past: boolean }>(
+        `select confirmed_flush_lsn >= $1::pg_lsn as past from pg_replication_slots
+          where database = current_database()`,
+        [rows[0]?.lsn],
+      );
+      return moved[0]?.past === true;
+    });
+    assert.deepEqual(await queued('things'), []);
   });
 
   it('removing the last logical pipeline drops the slot', async () => {

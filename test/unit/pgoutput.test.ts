@@ -78,6 +78,24 @@ describe('pgoutput messages', () => {
     });
   });
 
+  it('decodes a position marker written outside any transaction, and the slot may move to it', () => {
+    const marker = decodeMessage(
+      Buffer.from('4d000000001a779e6b78656d62656473796e635f636170747572650000000000', 'hex'),
+    );
+    assert.deepEqual(marker, {
+      tag: 'message',
+      transactional: false,
+      lsn: 0x1a779e6b78n,
+      prefix: 'embedsync_capture',
+    });
+    assert.deepEqual(decodeChanges([marker], []), {
+      runs: [],
+      endLsn: 0x1a779e6b78n,
+      transactions: 0,
+      unreadable: [],
+    });
+  });
+
   it('refuses a message cut short', () => {
     assert.throws(() => decodeMessage(Buffer.from('49004bd3e44e0003740000', 'hex')), /pgoutput/);
   });
