@@ -174,6 +174,24 @@ describe('logical capture reader', () => {
     assert.deepEqual(await queued('things'), []);
   });
 
+  it('a key column renamed under the pipeline stops neither the reader nor the writes', async () => {
+    await db.pool.query(`create table drift (id int primary key, body text)`);
+    await apply(pipeline('drift', 'public.drift'));
+    try {
+      const reader = new WalReader(db.pool, log);
+      await db.pool.query(`alter table drift rename column id to ident`);
+      await db.pool.query(`insert into drift values (1, 'x')`);
+      await db.pool.query(`update drift set body = 'y'`);
+      // Skipped, not thrown: the schema check holds the pipeline until apply and backfill.
+      const read = await reader.readOnce();
+      assert.equal(read.transactions, 2);
+      assert.deepEqual(await queued('drift'), []);
+      assert.equal((await reader.readOnce()).transactions, 0, 'and read past');
+    } finally {
+      await removePipeline(db.pool, 'drift');
+    }
+  });
+
   it('removing the last logical pipeline drops the slot', async () => {
     assert.ok(await captureSlotState(db.pool), 'the slot exists while a pipeline uses it');
     await removePipeline(db.pool, 'things');
