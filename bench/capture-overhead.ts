@@ -65,12 +65,12 @@ const readerLog = createLogger({ logLevel: 'warn', logFormat: 'json' }, 'bench-w
 
 /** fn, with the WAL reader running when the mode is logical capture; its lag after, if so. */
 async function underCapture<T>(
-  pool: Pool,
+  ctx: BenchContext,
   mode: CaptureMode,
   fn: () => Promise<T>,
 ): Promise<{ result: T; lagBytes?: number; catchUpMs?: number }> {
   if (mode !== 'logical') return { result: await fn() };
-  return withWalReader(pool, readerLog, fn);
+  return withWalReader(ctx.db.pool, ctx.db.url, readerLog, fn);
 }
 
 async function run(ctx: BenchContext): Promise<BenchReport> {
@@ -118,7 +118,7 @@ async function run(ctx: BenchContext): Promise<BenchReport> {
         const {
           result: { result, meanWaiting },
           ...reader
-        } = await underCapture(pool, mode, () =>
+        } = await underCapture(ctx, mode, () =>
           withNotifyLockWaits(pool, () =>
             runPgbench({
               bin: pgbench,
@@ -143,7 +143,7 @@ async function run(ctx: BenchContext): Promise<BenchReport> {
     ...(logical ? (['logical'] as const) : []),
   ];
   const bulk = await compare(b, 'bulk update ms', bulkModes, async (mode) => {
-    const { result, ...reader } = await underCapture(pool, mode, () =>
+    const { result, ...reader } = await underCapture(ctx, mode, () =>
       bulkUpdate(pool, settings.rows, b.runs),
     );
     return { value: result, ...reader };

@@ -102,20 +102,21 @@ export interface WithReader<T> {
 }
 
 /**
- * Runs fn while the WAL reader reads as the poller's loop does (at once again after a read that found
- * changes, 10 ms later otherwise), then lets it catch up.
+ * Runs fn while the WAL reader reads as the poller's loop does while changes flow (every 10 ms),
+ * then lets it read the rest: until the slot is confirmed past the WAL written by then.
  */
 export async function withWalReader<T>(
   pool: Pool,
+  databaseUrl: string,
   log: Logger,
   fn: () => Promise<T>,
 ): Promise<WithReader<T>> {
-  const reader = new WalReader(pool, log);
+  const reader = new WalReader({ pool, databaseUrl, log });
   let done = false;
   const loop = (async () => {
     while (!done) {
-      const read = await reader.readOnce();
-      if (read.transactions === 0) await new Promise((r) => setTimeout(r, 10));
+      await reader.readOnce();
+      await new Promise((r) => setTimeout(r, 10));
     }
   })();
   let result: T;
@@ -125,11 +126,23 @@ export async function withWalReader<T>(
     done = true;
     await loop;
   }
-  const lagBytes = (await captureSlotState(pool))?.lagBytes ?? 0;
-  const started = now();
-  // Whole transactions per read: done when a read finds none left.
-  while ((await reader.readOnce()).transactions > 0);
-  return { result, lagBytes, catchUpMs: now() - started };
+  try {
+    const lagBytes = (await captureSlotState(pool))?.lagBytes ?? 0;
+    const started = now();
+    const { rows } = await pool.query<{ lsn: string }>('select pg_current_wal_lsn()::text as lsn');
+    for (;;) {
+      await reader.readOnce();
+      const { rows: slot } = await pool.query<{ past: boolean }>(
+        `select confirmed_flush_lsn >= $1::pg_lsn as past from pg_replication_slots where slot_name = $2`,
+        [rows[0]?.lsn, await captureSlotName(pool)],
+      );
+      if (slot[0]?.past !== false) break;
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    return { result, lagBytes, catchUpMs: now() - started };
+  } finally {
+    await reader.close();
+  }
 }
 
 /**

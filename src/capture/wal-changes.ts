@@ -2,7 +2,6 @@
 // transaction and pipeline, the keys of each operation, as the texts of their key columns. The key
 // text itself is made in SQL from those (src/db/wal-outbox.ts), exactly as the trigger path makes
 // it. Pure.
-import { CAPTURE_MARKER } from '../db/capture-slot.js';
 import type { OutboxOp } from '../db/outbox.js';
 import type { PgOutputMessage, RelationColumn, TupleValue } from './pgoutput.js';
 
@@ -27,10 +26,7 @@ export interface KeyRun {
 
 export interface DecodedChanges {
   runs: KeyRun[];
-  /**
-   * The end of the last whole transaction read, or a later position marker: where the slot may be
-   * advanced to after.
-   */
+  /** The end of the last whole transaction read: where the slot may be confirmed up to after. */
   endLsn?: bigint;
   /** Transactions read whole. */
   transactions: number;
@@ -68,10 +64,11 @@ const sameKey = (a: readonly string[], b: readonly string[]): boolean =>
 export function decodeChanges(
   messages: Iterable<PgOutputMessage>,
   pipelines: readonly LogicalPipeline[],
+  /** The relation messages seen so far: a stream sends each once per session. */
+  relations = new Map<number, readonly RelationColumn[]>(),
 ): DecodedChanges {
   const byRelid = new Map<number, LogicalPipeline[]>();
   for (const p of pipelines) byRelid.set(p.relid, [...(byRelid.get(p.relid) ?? []), p]);
-  const relations = new Map<number, readonly RelationColumn[]>();
   const runs: KeyRun[] = [];
   const unreadable = new Map<string, number>();
   let transactions = 0;
@@ -144,11 +141,6 @@ export function decodeChanges(
         endLsn = m.endLsn;
         break;
       case 'message':
-        // A marker written outside any transaction (markCapturePosition): every transaction that
-        // committed before it has been read, so the slot may move up to it.
-        if (!m.transactional && m.prefix === CAPTURE_MARKER && (endLsn ?? 0n) < m.lsn)
-          endLsn = m.lsn;
-        break;
       case 'other':
         break;
     }

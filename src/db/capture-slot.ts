@@ -8,11 +8,7 @@ import type { Pool, PoolClient, Queryable } from './pool.js';
 
 export const CAPTURE_PUBLICATION = 'embedsync_capture';
 
-/** The prefix of the reader's position markers (markCapturePosition). */
-export const CAPTURE_MARKER = 'embedsync_capture';
 
-/** Held (per session) by the one reader of the slot: two readers would queue the same changes. */
-export const WAL_READER_LOCK = 7_146_221_033;
 
 const SQL_CAPTURE_PIPELINES = `config -> 'source' ->> 'capture' = 'logical'`;
 
@@ -111,23 +107,17 @@ export async function anyLogicalCapture(db: Queryable): Promise<boolean> {
 /**
  * Drops the slot when no pipeline captures logically any more: a forgotten slot keeps every WAL
  * segment since its position, until the disk is full. Under the catalog lock, so an apply cannot
- * add a logical pipeline meanwhile. The drop itself is not transactional.
+ * add a logical pipeline meanwhile; a reader still streaming from it is ended first (with no logical
+ * pipeline left, no poller opens it again). The drop itself is not transactional.
  */
 export async function dropCaptureSlotIfUnused(pool: Pool): Promise<boolean> {
   const client = await pool.connect();
   try {
     await client.query('begin');
     await client.query('select pg_advisory_xact_lock($1)', [CATALOG_LOCK]);
-    // Waits for a read in progress: the slot cannot be dropped while it is being read.
-    await client.query('select pg_advisory_xact_lock($1)', [WAL_READER_LOCK]);
     let dropped = false;
     if (!(await anyLogicalCapture(client))) {
-      const slot = await captureSlotName(client);
-      const { rowCount } = await client.query(
-        'select pg_drop_replication_slot(slot_name) from pg_replication_slots where slot_name = $1',
-        [slot],
-      );
-      dropped = (rowCount ?? 0) > 0;
+      dropped = await dropSlot(client, await captureSlotName(client));
     }
     await client.query('commit');
     return dropped;
@@ -139,50 +129,34 @@ export async function dropCaptureSlotIfUnused(pool: Pool): Promise<boolean> {
   }
 }
 
-export interface WalMessageRow {
-  lsn: string;
-  data: Buffer;
+/** Ends the session streaming from the slot, if any, then drops it; false when there is none. */
+async function dropSlot(db: Queryable, slot: string): Promise<boolean> {
+  for (let attempt = 1; ; attempt += 1) {
+    await db.query(
+      `select pg_terminate_backend(active_pid) from pg_replication_slots
+        where slot_name = $1 and active_pid is not null`,
+      [slot],
+    );
+    try {
+      const { rowCount } = await db.query(
+        'select pg_drop_replication_slot(slot_name) from pg_replication_slots where slot_name = $1',
+        [slot],
+      );
+      return (rowCount ?? 0) > 0;
+    } catch (err) {
+      // Still active: the ended session has not let go yet.
+      if ((err as { code?: string }).code !== '55006' || attempt >= 50) throw err;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
 }
 
 /**
- * Up to about `limit` changes from the slot, without consuming them: whole transactions, in commit
- * order, only of the publication's tables (and their relation messages).
+ * The replication command that streams the slot's changes from its confirmed position, decoded by
+ * pgoutput for the publication's tables only.
  */
-export async function peekCapture(
-  client: PoolClient,
-  slot: string,
-  limit: number,
-): Promise<WalMessageRow[]> {
-  const { rows } = await client.query<WalMessageRow>(
-    `select lsn::text, data from pg_logical_slot_peek_binary_changes($1, null, $2,
-       'proto_version', '1', 'publication_names', $3, 'messages', 'true')`,
-    [slot, limit, CAPTURE_PUBLICATION],
-  );
-  return rows;
-}
-
-/**
- * Moves the slot past everything up to `lsn`: the end of the last transaction whose changes are
- * committed to the outbox. The next peek starts with the transaction after it.
- */
-export async function advanceCaptureSlot(
-  client: Queryable,
-  slot: string,
-  lsn: string,
-): Promise<void> {
-  await client.query('select pg_replication_slot_advance($1, $2::pg_lsn)', [slot, lsn]);
-}
-
-/**
- * Writes a position marker the reader sees (a logical message outside any transaction: no commit to
- * flush): every transaction that committed before it has been read once the reader reaches it, so
- * the slot may move there while the watched tables are idle and others are not. pgoutput sends
- * nothing for transactions without a change it publishes, so the slot would not move otherwise, and
- * every read would decode the same WAL again.
- */
-export async function markCapturePosition(db: Queryable): Promise<void> {
-  await db.query(`select pg_logical_emit_message(false, $1, '')`, [CAPTURE_MARKER]);
-}
+export const captureStreamCommand = (slot: string): string =>
+  `START_REPLICATION SLOT ${quoteIdent(slot)} LOGICAL 0/0 (proto_version '1', publication_names '${quoteIdent(CAPTURE_PUBLICATION)}')`;
 
 export interface CaptureSlotState {
   slot: string;
@@ -206,8 +180,9 @@ export async function captureSlotState(db: Queryable): Promise<CaptureSlotState 
 
 /** Drops every slot of the named database (a test database's, before it is dropped). */
 export async function dropDatabaseSlots(db: Queryable, database: string): Promise<void> {
-  await db.query(
-    `select pg_drop_replication_slot(slot_name) from pg_replication_slots where database = $1`,
+  const { rows } = await db.query<{ slot_name: string }>(
+    'select slot_name from pg_replication_slots where database = $1',
     [database],
   );
+  for (const r of rows) await dropSlot(db, r.slot_name);
 }

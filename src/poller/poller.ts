@@ -87,7 +87,7 @@ export interface PollerOptions {
    */
   eagerStart: boolean;
   /** Logical capture's reader (decision 29), run before each claim while a pipeline uses it. */
-  walReader: Partial<WalReaderOptions>;
+  walReader: WalReaderOptions;
 }
 
 export const DEFAULT_POLLER_OPTIONS: PollerOptions = {
@@ -136,7 +136,10 @@ export class Poller {
   ) {
     this.options = { ...DEFAULT_POLLER_OPTIONS, ...options };
     this.metrics = createCatalogMetrics(deps.pool, deps.log);
-    this.walReader = new WalReader(deps.pool, deps.log, this.options.walReader);
+    this.walReader = new WalReader(
+      { pool: deps.pool, databaseUrl: deps.databaseUrl, log: deps.log },
+      this.options.walReader,
+    );
   }
 
   /** Serves /metrics until stop(); returns its URL. */
@@ -157,6 +160,7 @@ export class Poller {
     this.stopped = true;
     this.wake?.();
     await this.loop;
+    await this.walReader.close();
     await this.listener?.end().catch(() => undefined);
     await this.metricsServer?.close();
   }

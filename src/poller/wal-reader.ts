@@ -1,39 +1,34 @@
 // Logical capture's reader (docs/architecture.md, decision 29): WAL → outbox, run by the poller
-// before each claim while some pipeline captures logically. Peek whole transactions from the slot,
-// queue their keys and commit, then advance the slot past them: a crash between the two reads them
-// again (the same keys twice, harmless), never skips one. One reader per database at a time.
+// before each claim while some pipeline captures logically. It holds one replication connection
+// streaming the slot's changes (the walsender decodes each WAL record once; the SQL functions would
+// decode everything since the slot's restart point on every call), queues the keys of the whole
+// transactions received and commits, then confirms their end to the server: a crash between the
+// two has them sent again (the same keys twice, harmless), never skips one. The slot takes one
+// connection at a time, so a second poller's reader waits its turn.
+import pg from 'pg';
 import { listLogicalCapture } from '../db/catalog.js';
-import {
-  advanceCaptureSlot,
-  anyLogicalCapture,
-  captureSlotName,
-  captureSlotState,
-  markCapturePosition,
-  peekCapture,
-  WAL_READER_LOCK,
-} from '../db/capture-slot.js';
+import { captureSlotName, captureStreamCommand } from '../db/capture-slot.js';
 import { enqueueKeyRuns } from '../db/outbox.js';
 import type { Pool, PoolClient } from '../db/pool.js';
 import type { Logger } from '../log.js';
-import { decodeMessage, formatLsn } from '../capture/pgoutput.js';
+import {
+  decodeMessage,
+  type PgOutputMessage,
+  type RelationColumn,
+} from '../capture/pgoutput.js';
 import { decodeChanges, type KeyRun } from '../capture/wal-changes.js';
 
 export interface WalReaderOptions {
-  /** About how many changes one read takes (whole transactions: a large one is taken whole). */
-  changeLimit: number;
-  /**
-   * How far (bytes) the slot may stay behind while the watched tables are idle and others are not,
-   * before the reader writes a marker to move it on (pgoutput sends nothing for those writes).
-   */
-  idleLagBytes: number;
-  /** Between the outbox's commit and the slot's advance: tests inject a crash here. */
+  /** Between the outbox's commit and the confirmation: tests inject a crash here. */
   afterCommit?: () => Promise<void>;
 }
 
-export const DEFAULT_WAL_READER_OPTIONS: WalReaderOptions = {
-  changeLimit: 20_000,
-  idleLagBytes: 256 * 1024,
-};
+export interface WalReaderDeps {
+  pool: Pool;
+  /** For the replication connection, which the pool cannot give. */
+  databaseUrl: string;
+  log: Logger;
+}
 
 /** The capture slot is gone: changes since it was lost were not captured. */
 export class CaptureSlotMissingError extends Error {
@@ -47,89 +42,100 @@ export class CaptureSlotMissingError extends Error {
 }
 
 export interface WalReadResult {
-  /** Whether this reader held the slot: false when another read it, or none captures logically. */
+  /** Whether this reader holds the slot: false when another reads it, or none captures logically. */
   read: boolean;
   transactions: number;
   keys: number;
 }
 
 const NOTHING: WalReadResult = { read: false, transactions: 0, keys: 0 };
+// Microseconds between the Unix epoch and PostgreSQL's (2000-01-01).
+const PG_EPOCH_MS = 946_684_800_000;
+
+/** One streaming session: what it has received and not yet queued. */
+interface Session {
+  client: pg.Client;
+  slot: string;
+  /** Messages received, in order; the first `whole` of them are of whole transactions. */
+  messages: PgOutputMessage[];
+  whole: number;
+  /** The newest relation message of each table seen in the session (sent once per session). */
+  relations: Map<number, readonly RelationColumn[]>;
+  /** A keepalive's WAL end: everything before it has been sent. */
+  sentUpTo: bigint;
+  confirmed: bigint;
+  failed?: Error;
+}
 
 export class WalReader {
-  private readonly options: WalReaderOptions;
-  private markedAt = 0;
+  private session: Session | undefined;
   constructor(
-    private readonly pool: Pool,
-    private readonly log: Logger,
-    options: Partial<WalReaderOptions> = {},
-  ) {
-    this.options = { ...DEFAULT_WAL_READER_OPTIONS, ...options };
-  }
+    private readonly deps: WalReaderDeps,
+    private readonly options: WalReaderOptions = {},
+  ) {}
 
-  /** One read: nothing to do when no pipeline captures logically or another reader holds the slot. */
+  /**
+   * Queues what the stream has brought since the last read, and confirms it: nothing to do when no
+   * pipeline captures logically or another session reads the slot.
+   */
   async readOnce(): Promise<WalReadResult> {
-    const pipelines = await listLogicalCapture(this.pool);
-    if (pipelines.length === 0) return NOTHING;
-    const client = await this.pool.connect();
-    try {
-      const { rows } = await client.query<{ locked: boolean }>(
-        'select pg_try_advisory_lock($1) as locked',
-        [WAL_READER_LOCK],
-      );
-      if (!rows[0]?.locked) return NOTHING;
-      try {
-        return await this.read(client, pipelines);
-      } finally {
-        await client.query('select pg_advisory_unlock($1)', [WAL_READER_LOCK]);
-      }
-    } finally {
-      client.release();
+    const pipelines = await listLogicalCapture(this.deps.pool);
+    if (pipelines.length === 0) {
+      await this.close();
+      return NOTHING;
     }
-  }
-
-  private async read(
-    client: PoolClient,
-    pipelines: Awaited<ReturnType<typeof listLogicalCapture>>,
-  ): Promise<WalReadResult> {
-    const slot = await captureSlotName(client);
-    let messages;
+    const session = this.session ?? (await this.open());
+    if (!session) return NOTHING;
     try {
-      messages = await peekCapture(client, slot, this.options.changeLimit);
+      if (session.failed) throw session.failed;
+      return await this.queue(session, pipelines);
     } catch (err) {
-      const code = (err as { code?: string }).code;
-      // Another session reads the slot (not an embedsync reader: they take the lock): next time.
-      if (code === '55006') return NOTHING;
-      // Dropped by the removal of the last logical pipeline since the list was read: nothing to do.
-      if (code === '42704' && !(await anyLogicalCapture(client))) return NOTHING;
-      if (code === '42704') throw new CaptureSlotMissingError(slot);
+      // What was received is lost with the session; the server sends it again to the next one.
+      await this.close();
       throw err;
     }
-    const decoded = decodeChanges(
-      messages.map((m) => decodeMessage(m.data)),
-      pipelines,
-    );
+  }
+
+  async close(): Promise<void> {
+    const session = this.session;
+    this.session = undefined;
+    await session?.client.end().catch(() => undefined);
+  }
+
+  private async queue(
+    s: Session,
+    pipelines: Awaited<ReturnType<typeof listLogicalCapture>>,
+  ): Promise<WalReadResult> {
+    const taken = s.messages.splice(0, s.whole);
+    s.whole = 0;
+    const decoded = decodeChanges(taken, pipelines, s.relations);
     for (const u of decoded.unreadable)
-      this.log.warn(
+      this.deps.log.warn(
         { pipeline: u.pipeline, changes: u.count },
         'skipped changes whose key columns are not in the table any more; the schema check holds the pipeline until apply and backfill',
       );
-    if (decoded.endLsn === undefined) {
-      await this.moveOnWhenIdle(client);
-      return { read: true, transactions: 0, keys: 0 };
-    }
-    await client.query('begin');
-    try {
-      for (const p of pipelines) {
-        const runs = decoded.runs.filter((r) => r.pipeline === p.name);
-        if (runs.length > 0) await this.enqueue(client, p, runs);
+    if (decoded.endLsn !== undefined) {
+      if (decoded.runs.length > 0) {
+        const client = await this.deps.pool.connect();
+        try {
+          await client.query('begin');
+          for (const p of pipelines) {
+            const runs = decoded.runs.filter((r) => r.pipeline === p.name);
+            if (runs.length > 0) await this.enqueue(client, p, runs);
+          }
+          await client.query('commit');
+        } catch (err) {
+          await client.query('rollback').catch(() => undefined);
+          throw err;
+        } finally {
+          client.release();
+        }
       }
-      await client.query('commit');
-    } catch (err) {
-      await client.query('rollback').catch(() => undefined);
-      throw err;
+      await this.options.afterCommit?.();
+      this.confirm(s, decoded.endLsn);
     }
-    await this.options.afterCommit?.();
-    await advanceCaptureSlot(client, slot, formatLsn(decoded.endLsn));
+    // Caught up, with nothing of a transaction half received: all the server sent is read.
+    if (s.messages.length === 0 && s.sentUpTo > s.confirmed) this.confirm(s, s.sentUpTo);
     const keys = decoded.runs.reduce((n, r) => n + Math.max(r.keys.length, 1), 0);
     return { read: true, transactions: decoded.transactions, keys };
   }
@@ -143,44 +149,116 @@ export class WalReader {
     client: PoolClient,
     p: Awaited<ReturnType<typeof listLogicalCapture>>[number],
     runs: KeyRun[],
-  ): Promise<number> {
-    const attempt = async (some: KeyRun[]): Promise<number | undefined> => {
+  ): Promise<void> {
+    const attempt = async (some: KeyRun[]): Promise<boolean> => {
       await client.query('savepoint wal_runs');
       try {
-        const n = await enqueueKeyRuns(client, p, some);
+        await enqueueKeyRuns(client, p, some);
         await client.query('release savepoint wal_runs');
-        return n;
+        return true;
       } catch (err) {
         await client.query('rollback to savepoint wal_runs');
         if (!(err as { code?: string }).code?.startsWith('22')) throw err;
-        return undefined;
+        return false;
       }
     };
-    const all = await attempt(runs);
-    if (all !== undefined) return all;
-    let n = 0;
-    for (const run of runs) {
-      const one = await attempt([run]);
-      if (one === undefined)
-        this.log.warn(
+    if (await attempt(runs)) return;
+    for (const run of runs)
+      if (!(await attempt([run])))
+        this.deps.log.warn(
           { pipeline: p.name, op: run.op, keys: run.keys.length },
           'skipped changes whose keys do not parse as the key columns’ types; the schema check holds the pipeline until apply and backfill',
         );
-      n += one ?? 0;
-    }
-    return n;
   }
 
-  /**
-   * Writes a marker to read past when the slot keeps more WAL than idleLagBytes. A marker commits
-   * nothing, so it is readable once the WAL writer has flushed it (within wal_writer_delay): one a
-   * second is plenty.
-   */
-  private async moveOnWhenIdle(client: PoolClient): Promise<void> {
-    if (Date.now() - this.markedAt < 1000) return;
-    const state = await captureSlotState(client);
-    if (!state || state.lagBytes <= this.options.idleLagBytes) return;
-    await markCapturePosition(client);
-    this.markedAt = Date.now();
+  /** The standby status update: everything before `lsn` is queued and may be forgotten. */
+  private confirm(s: Session, lsn: bigint): void {
+    if (lsn > s.confirmed) s.confirmed = lsn;
+    this.sendStatus(s);
   }
+
+  private sendStatus(s: Session): void {
+    const b = Buffer.alloc(34);
+    b.write('r', 0);
+    b.writeBigUInt64BE(s.confirmed, 1);
+    b.writeBigUInt64BE(s.confirmed, 9);
+    b.writeBigUInt64BE(s.confirmed, 17);
+    b.writeBigUInt64BE(BigInt(Date.now() - PG_EPOCH_MS) * 1000n, 25);
+    b.writeUInt8(0, 33);
+    (s.client as unknown as StreamingClient).connection.sendCopyFromChunk(b);
+  }
+
+  /** Starts streaming from the slot's confirmed position; undefined when another session has it. */
+  private async open(): Promise<Session | undefined> {
+    const slot = await captureSlotName(this.deps.pool);
+    const client = new pg.Client({
+      connectionString: this.deps.databaseUrl,
+      replication: 'database',
+      application_name: 'embedsync-capture',
+    } as pg.ClientConfig);
+    const session: Session = {
+      client,
+      slot,
+      messages: [],
+      whole: 0,
+      relations: new Map(),
+      sentUpTo: 0n,
+      confirmed: 0n,
+    };
+    client.on('error', (err) => (session.failed ??= err));
+    client.on('end', () => (session.failed ??= new Error('the replication connection closed')));
+    try {
+      await client.connect();
+      const connection = (client as unknown as StreamingClient).connection;
+      connection.on('copyData', (msg: { chunk: Buffer }) => this.receive(session, msg.chunk));
+      await new Promise<void>((resolve, reject) => {
+        connection.once('replicationStart', () => resolve());
+        client.query(captureStreamCommand(slot)).then(
+          // The stream ended from the server's side (a clean end is a failure too: data stops).
+          () => (session.failed ??= new Error('the server ended the capture stream')),
+          (err: Error) => {
+            session.failed ??= err;
+            reject(err);
+          },
+        );
+      });
+    } catch (err) {
+      await client.end().catch(() => undefined);
+      const code = (err as { code?: string }).code;
+      // Another poller reads the slot: its turn.
+      if (code === '55006') return undefined;
+      if (code === '42704') throw new CaptureSlotMissingError(slot);
+      throw err;
+    }
+    this.session = session;
+    return session;
+  }
+
+  private receive(s: Session, chunk: Buffer): void {
+    try {
+      const kind = String.fromCharCode(chunk[0] ?? 0);
+      if (kind === 'w') {
+        // XLogData: start, end of WAL, send time, then one pgoutput message.
+        const m = decodeMessage(chunk.subarray(25));
+        s.messages.push(m);
+        if (m.tag === 'commit' || (m.tag === 'message' && !m.transactional))
+          s.whole = s.messages.length;
+      } else if (kind === 'k') {
+        // Keepalive: the WAL end sent so far, and whether a reply is wanted now.
+        s.sentUpTo = chunk.readBigUInt64BE(1);
+        if (chunk[17] === 1) this.sendStatus(s);
+      }
+    } catch (err) {
+      s.failed ??= err as Error;
+    }
+  }
+}
+
+/** The parts of pg's Client that streaming uses and its types do not show. */
+interface StreamingClient {
+  connection: {
+    on(event: 'copyData', listener: (msg: { chunk: Buffer }) => void): void;
+    once(event: 'replicationStart', listener: () => void): void;
+    sendCopyFromChunk(chunk: Buffer): void;
+  };
 }
