@@ -8,8 +8,6 @@ import type { Pool, PoolClient, Queryable } from './pool.js';
 
 export const CAPTURE_PUBLICATION = 'embedsync_capture';
 
-
-
 const SQL_CAPTURE_PIPELINES = `config -> 'source' ->> 'capture' = 'logical'`;
 
 /** The slot of the current database: `embedsync_<database oid>`. */

@@ -11,11 +11,7 @@ import { captureSlotName, captureStreamCommand } from '../db/capture-slot.js';
 import { enqueueKeyRuns } from '../db/outbox.js';
 import type { Pool, PoolClient } from '../db/pool.js';
 import type { Logger } from '../log.js';
-import {
-  decodeMessage,
-  type PgOutputMessage,
-  type RelationColumn,
-} from '../capture/pgoutput.js';
+import { decodeMessage, type PgOutputMessage, type RelationColumn } from '../capture/pgoutput.js';
 import { decodeChanges, type KeyRun } from '../capture/wal-changes.js';
 
 export interface WalReaderOptions {
