@@ -60,6 +60,7 @@ import {
   captureSlotExists,
   dropCaptureSlotIfUnused,
   ensureCaptureSlot,
+  mixedCaptureTables,
   syncCapturePublication,
   walLevel,
 } from '../db/capture-slot.js';
@@ -104,7 +105,7 @@ export async function applyPipelines(
   // Asked before the transaction: no catalog lock is held while a server answers.
   await probeUnknownModels(configs, openaiBaseURL, options.probe);
   const logical = await prepareLogicalCapture(pool, configs);
-  const results = await withTransaction(pool, async (client) => {
+  const applied = withTransaction(pool, async (client) => {
     await client.query('select pg_advisory_xact_lock($1)', [CATALOG_LOCK]);
     // Dropped by a remove between the two: the changes of this commit on would be lost.
     if (logical && !(await captureSlotExists(client)))
@@ -121,10 +122,21 @@ export async function applyPipelines(
         throw inPipeline(i, err);
       }
     }
+    const mixed = (await mixedCaptureTables(client))[0];
+    if (mixed)
+      throw new ConfigError(
+        'source.capture',
+        `pipelines ${mixed.pipelines.join(', ')} sync ${mixed.table} and differ in source.capture; a table is captured one way: give them the same`,
+      );
     // In the same commit as the triggers dropped or installed: a change is captured one way or the
     // other (the slot already exists), at worst both.
     await syncCapturePublication(client);
     return results;
+  });
+  // A refused apply leaves no slot it made behind: a slot nobody reads keeps WAL.
+  const results = await applied.catch(async (err: unknown) => {
+    if (logical) await dropCaptureSlotIfUnused(pool).catch(() => undefined);
+    throw err;
   });
   // Indexes of tables that hold rows are built concurrently, which no transaction may hold
   // (decisions 14, 18 and 27): the application's queries and embedsync's writes go on meanwhile. A
@@ -407,7 +419,8 @@ function planChange(
   const next: Pipeline = reembed
     ? {
         ...candidate,
-        config: existing.config,
+        // How changes are captured is no part of what is embedded: it changes now, not at the swap.
+        config: { ...existing.config, source: candidate.config.source },
         pendingConfig: candidate.config,
         pendingGeneration: existing.pendingGeneration ?? existing.generation + 1,
         state,
@@ -547,7 +560,7 @@ export async function removePipeline(
     return { ...p, ...source };
   });
   // The last logical pipeline takes the slot with it: a slot nobody reads keeps WAL until the disk
-  // is full (decision 29).
-  if (captureMode(removed.config) === 'logical') await dropCaptureSlotIfUnused(pool);
+  // is full (decision 29). One switched back to triggers left it to be read to the end.
+  await dropCaptureSlotIfUnused(pool);
   return removed;
 }

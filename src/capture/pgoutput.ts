@@ -1,7 +1,7 @@
 // Decodes the messages of PostgreSQL's built-in pgoutput plugin, protocol version 1 ("Logical
-// Replication Message Formats" in PostgreSQL's documentation), as pg_logical_slot_peek_binary_changes
-// returns them: one message per row. Pure: bytes in, messages out; what they mean for the outbox is
-// src/capture/wal-changes.ts's.
+// Replication Message Formats" in PostgreSQL's documentation), as a replication stream carries them
+// (one per XLogData) and pg_logical_slot_peek_binary_changes returns them (one per row). Pure: bytes
+// in, messages out; what they mean for the outbox is src/capture/wal-changes.ts's.
 
 /** A column's value in a tuple: null, unchanged TOAST (not sent), or its text form. */
 export type TupleValue = null | { unchanged: true } | string;

@@ -94,6 +94,22 @@ export async function syncCapturePublication(client: PoolClient): Promise<void> 
     );
 }
 
+/**
+ * Tables whose pipelines disagree on how they are captured: a table is in the publication or not,
+ * so its pipelines capture one way.
+ */
+export async function mixedCaptureTables(
+  db: Queryable,
+): Promise<{ table: string; pipelines: string[] }[]> {
+  const { rows } = await db.query<{ table: string; pipelines: string[] }>(
+    `select min(source_schema || '.' || source_table) as table, array_agg(name order by name) as pipelines
+       from embedsync.pipelines where source_relid is not null
+      group by source_relid
+     having count(distinct coalesce(config -> 'source' ->> 'capture', 'trigger')) > 1`,
+  );
+  return rows;
+}
+
 /** Whether any pipeline of this database captures logically. */
 export async function anyLogicalCapture(db: Queryable): Promise<boolean> {
   const { rowCount } = await db.query(
@@ -111,17 +127,14 @@ export async function anyLogicalCapture(db: Queryable): Promise<boolean> {
 export async function dropCaptureSlotIfUnused(pool: Pool): Promise<boolean> {
   const client = await pool.connect();
   try {
-    await client.query('begin');
-    await client.query('select pg_advisory_xact_lock($1)', [CATALOG_LOCK]);
-    let dropped = false;
-    if (!(await anyLogicalCapture(client))) {
-      dropped = await dropSlot(client, await captureSlotName(client));
+    // A session lock, not a transaction's: a drop that meets the slot still active is retried.
+    await client.query('select pg_advisory_lock($1)', [CATALOG_LOCK]);
+    try {
+      if (await anyLogicalCapture(client)) return false;
+      return await dropSlot(client, await captureSlotName(client));
+    } finally {
+      await client.query('select pg_advisory_unlock($1)', [CATALOG_LOCK]);
     }
-    await client.query('commit');
-    return dropped;
-  } catch (err) {
-    await client.query('rollback').catch(() => undefined);
-    throw err;
   } finally {
     client.release();
   }
@@ -143,8 +156,8 @@ async function dropSlot(db: Queryable, slot: string): Promise<boolean> {
       return (rowCount ?? 0) > 0;
     } catch (err) {
       // Still active: the ended session has not let go yet.
-      if ((err as { code?: string }).code !== '55006' || attempt >= 50) throw err;
-      await new Promise((resolve) => setTimeout(resolve, 100));
+      if ((err as { code?: string }).code !== '55006' || attempt >= 250) throw err;
+      await new Promise((resolve) => setTimeout(resolve, 20));
     }
   }
 }

@@ -6,7 +6,7 @@
 // two has them sent again (the same keys twice, harmless), never skips one. The slot takes one
 // connection at a time, so a second poller's reader waits its turn.
 import pg from 'pg';
-import { listLogicalCapture } from '../db/catalog.js';
+import { listCapturePipelines } from '../db/catalog.js';
 import { captureSlotName, captureStreamCommand } from '../db/capture-slot.js';
 import { enqueueKeyRuns } from '../db/outbox.js';
 import type { Pool, PoolClient } from '../db/pool.js';
@@ -65,6 +65,7 @@ interface Session {
 
 export class WalReader {
   private session: Session | undefined;
+  private foundNoneAt = 0;
   constructor(
     private readonly deps: WalReaderDeps,
     private readonly options: WalReaderOptions = {},
@@ -75,11 +76,19 @@ export class WalReader {
    * pipeline captures logically or another session reads the slot.
    */
   async readOnce(): Promise<WalReadResult> {
-    const pipelines = await listLogicalCapture(this.deps.pool);
-    if (pipelines.length === 0) {
+    // Without a logical pipeline the catalog is asked once a second, not at every look: trigger
+    // capture pays next to nothing for this reader (a new logical pipeline's slot keeps its changes
+    // meanwhile).
+    if (!this.session && Date.now() - this.foundNoneAt < 1000) return NOTHING;
+    const pipelines = await listCapturePipelines(this.deps.pool);
+    // A session open when its pipelines went back to triggers reads on: what it still holds of
+    // them is queued. None is opened for them.
+    if (!pipelines.some((p) => p.logical) && (!this.session || this.session.failed)) {
+      this.foundNoneAt = Date.now();
       await this.close();
       return NOTHING;
     }
+    this.foundNoneAt = 0;
     const session = this.session ?? (await this.open());
     if (!session) return NOTHING;
     try {
@@ -100,7 +109,7 @@ export class WalReader {
 
   private async queue(
     s: Session,
-    pipelines: Awaited<ReturnType<typeof listLogicalCapture>>,
+    pipelines: Awaited<ReturnType<typeof listCapturePipelines>>,
   ): Promise<WalReadResult> {
     const taken = s.messages.splice(0, s.whole);
     s.whole = 0;
@@ -143,7 +152,7 @@ export class WalReader {
    */
   private async enqueue(
     client: PoolClient,
-    p: Awaited<ReturnType<typeof listLogicalCapture>>[number],
+    p: Awaited<ReturnType<typeof listCapturePipelines>>[number],
     runs: KeyRun[],
   ): Promise<void> {
     const attempt = async (some: KeyRun[]): Promise<boolean> => {

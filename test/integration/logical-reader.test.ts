@@ -60,7 +60,9 @@ describe('logical capture reader', () => {
       create table things (id bigint primary key, body text, other text);
       create table pairs (k1 text, k2 timestamptz, k3 double precision, body text,
                           primary key (k1, k2, k3));
-      create table ids (id uuid primary key, body text)`);
+      create table pairs_t (like pairs including all);
+      create table ids (id uuid primary key, body text);
+      create table ids_t (like ids including all)`);
   });
   after(async () => db.drop());
 
@@ -103,20 +105,23 @@ describe('logical capture reader', () => {
   });
 
   it('gives composite and non-integer keys the same key text as the triggers', async () => {
-    // Two pipelines of one table, one per capture: the keys they queue must be the same texts.
+    // Two tables written alike, one per capture: the keys they queue must be the same texts.
     await apply(
       pipeline('pairs_wal', 'public.pairs'),
-      pipeline('pairs_trg', 'public.pairs', { source: { table: 'public.pairs' } }),
+      pipeline('pairs_trg', 'public.pairs_t', { source: { table: 'public.pairs_t' } }),
       pipeline('ids_wal', 'public.ids'),
-      pipeline('ids_trg', 'public.ids', { source: { table: 'public.ids' } }),
+      pipeline('ids_trg', 'public.ids_t', { source: { table: 'public.ids_t' } }),
     );
     // A session with other settings than embedsync's writes them.
     await db.pool.query(`
       set timezone = 'America/New_York'; set datestyle = 'SQL, DMY'; set extra_float_digits = 0;
       insert into pairs values ('a''b "c"', '2024-02-29 23:30:00.123456+05:30', 0.1, 'x'),
                                ('é', '1999-12-31 23:59:59+00', -1e300, 'y');
+      insert into pairs_t select * from pairs;
       insert into ids values ('6f1c1f0e-8f5d-4a55-9c43-2b8f6f0f9a11', 'u');
+      insert into ids_t select * from ids;
       update pairs set body = 'z';
+      update pairs_t set body = 'z';
       reset timezone; reset datestyle; reset extra_float_digits`);
     const reader = newReader();
     await drain(reader);
@@ -214,6 +219,16 @@ describe('logical capture reader', () => {
     assert.equal(rows.length, 0, 'and the publication holds no table');
     // And a reader with nothing to read does nothing.
     assert.equal((await reader.readOnce()).read, false);
+  });
+
+  it('apply refuses pipelines of one table that differ in how it is captured', async () => {
+    await assert.rejects(
+      apply(
+        pipeline('ids_a', 'public.ids'),
+        pipeline('ids_b', 'public.ids', { source: { table: 'public.ids' } }),
+      ),
+      /pipelines ids_a, ids_b sync public\.ids and differ in source\.capture/,
+    );
   });
 
   it('apply refuses onContentChange: clear with logical capture, and creates no slot', async () => {
