@@ -57,6 +57,8 @@ import { installCaptureSql, removeCaptureSql } from './triggers.js';
 import { createVectorTableSql, createViewSql, vectorColumnSql, viewName } from './vector-table.js';
 import { deleteFailedDeliveries } from '../db/deliveries.js';
 import {
+  anyLogicalCapture,
+  awaitCaptureSlotRead,
   captureSlotExists,
   dropCaptureSlotIfUnused,
   ensureCaptureSlot,
@@ -138,6 +140,17 @@ export async function applyPipelines(
     if (logical) await dropCaptureSlotIfUnused(pool).catch(() => undefined);
     throw err;
   });
+  // The last logical pipeline back on triggers: the slot goes once a poller's reader has queued
+  // what it held (with no poller running, after 10 s; a backfill covers what it held then).
+  if (!logical && (await captureSlotExists(pool)) && !(await anyLogicalCapture(pool))) {
+    const read = await awaitCaptureSlotRead(pool, 10_000);
+    if (!read)
+      throw new Error(
+        'the pipelines went back to triggers, but no poller read what the replication slot still held within 10 s: ' +
+          'start a poller and apply again (which drops the slot once read), or drop it yourself and backfill',
+      );
+    await dropCaptureSlotIfUnused(pool);
+  }
   // Indexes of tables that hold rows are built concurrently, which no transaction may hold
   // (decisions 14, 18 and 27): the application's queries and embedsync's writes go on meanwhile. A
   // CREATE INDEX in the transaction, even IF NOT EXISTS, would take a SHARE lock on the table and

@@ -140,6 +140,27 @@ export async function dropCaptureSlotIfUnused(pool: Pool): Promise<boolean> {
   }
 }
 
+/**
+ * Waits, at most `timeoutMs`, for the slot's reader to confirm everything written so far: after the
+ * last logical pipeline went back to triggers, what the slot still held is queued before it goes.
+ */
+export async function awaitCaptureSlotRead(db: Queryable, timeoutMs: number): Promise<boolean> {
+  const slot = await captureSlotName(db);
+  const { rows } = await db.query<{ lsn: string }>('select pg_current_wal_lsn()::text as lsn');
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const { rows: state } = await db.query<{ read: boolean }>(
+      `select confirmed_flush_lsn >= $2::pg_lsn as read from pg_replication_slots
+        where slot_name = $1`,
+      [slot, rows[0]?.lsn],
+    );
+    const s = state[0];
+    if (!s || s.read) return true;
+    if (Date.now() > deadline) return false;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
 /** Ends the session streaming from the slot, if any, then drops it; false when there is none. */
 async function dropSlot(db: Queryable, slot: string): Promise<boolean> {
   for (let attempt = 1; ; attempt += 1) {

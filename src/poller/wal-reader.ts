@@ -7,7 +7,7 @@
 // connection at a time, so a second poller's reader waits its turn.
 import pg from 'pg';
 import { listCapturePipelines } from '../db/catalog.js';
-import { captureSlotName, captureStreamCommand } from '../db/capture-slot.js';
+import { captureSlotExists, captureSlotName, captureStreamCommand } from '../db/capture-slot.js';
 import { enqueueKeyRuns } from '../db/outbox.js';
 import type { Pool, PoolClient } from '../db/pool.js';
 import type { Logger } from '../log.js';
@@ -81,9 +81,12 @@ export class WalReader {
     // meanwhile).
     if (!this.session && Date.now() - this.foundNoneAt < 1000) return NOTHING;
     const pipelines = await listCapturePipelines(this.deps.pool);
-    // A session open when its pipelines went back to triggers reads on: what it still holds of
-    // them is queued. None is opened for them.
-    if (!pipelines.some((p) => p.logical) && (!this.session || this.session.failed)) {
+    // While the slot exists it is read, even with every pipeline back on triggers: what it still
+    // holds of them is queued before apply drops it.
+    if (
+      !pipelines.some((p) => p.logical) &&
+      (this.session?.failed || !(this.session || (await captureSlotExists(this.deps.pool))))
+    ) {
       this.foundNoneAt = Date.now();
       await this.close();
       return NOTHING;

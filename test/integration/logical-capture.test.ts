@@ -112,4 +112,15 @@ describe('logical capture', () => {
     );
     assert.equal(await vectorCount(), rows[0]?.n);
   });
+
+  it('going back to triggers drops the slot once its reader has queued what it held', async () => {
+    await h.db.pool.query(`insert into products (name, description) values ('Last', 'one')`);
+    await apply('trigger');
+    assert.equal(await captureSlotState(h.db.pool), undefined);
+    await converged();
+    const { rows } = await h.db.pool.query<{ n: number }>(
+      'select count(*)::int as n from products',
+    );
+    assert.equal(await vectorCount(), rows[0]?.n);
+  });
 });
