@@ -76,9 +76,9 @@ export class WalReader {
    * pipeline captures logically or another session reads the slot.
    */
   async readOnce(): Promise<WalReadResult> {
-    // Without a logical pipeline the catalog is asked once a second, not at every look: trigger
-    // capture pays next to nothing for this reader (a new logical pipeline's slot keeps its changes
-    // meanwhile).
+    // Without a slot to read (or with another poller reading it) this asks once a second, not at
+    // every look: trigger capture pays next to nothing for the reader (a new logical pipeline's
+    // slot keeps its changes meanwhile).
     if (!this.session && Date.now() - this.foundNoneAt < 1000) return NOTHING;
     const pipelines = await listCapturePipelines(this.deps.pool);
     // While the slot exists it is read, even with every pipeline back on triggers: what it still
@@ -93,7 +93,11 @@ export class WalReader {
     }
     this.foundNoneAt = 0;
     const session = this.session ?? (await this.open());
-    if (!session) return NOTHING;
+    if (!session) {
+      // Another poller holds the slot: ask again in a second, not at every look.
+      this.foundNoneAt = Date.now();
+      return NOTHING;
+    }
     try {
       if (session.failed) throw session.failed;
       return await this.queue(session, pipelines);
