@@ -103,7 +103,7 @@ async function run(ctx: BenchContext): Promise<BenchReport> {
     'without',
     'with',
     ...(captureNotifies(b.pipeline) ? (['no-notify'] as const) : []),
-    ...(logical ? (['logical'] as const) : []),
+    ...(logical ? (['logical', 'logical-unread'] as const) : []),
   ];
 
   const pgbenchRuns: Record<string, Array<PgbenchRun & { mode: CaptureMode }>> = {};
@@ -140,7 +140,7 @@ async function run(ctx: BenchContext): Promise<BenchReport> {
     'without',
     'with',
     'clear',
-    ...(logical ? (['logical'] as const) : []),
+    ...(logical ? (['logical', 'logical-unread'] as const) : []),
   ];
   const bulk = await compare(b, 'bulk update ms', bulkModes, async (mode) => {
     const { result, ...reader } = await underCapture(ctx, mode, () =>

@@ -119,6 +119,20 @@ export function captureReport(m: CaptureMeasurement): BenchReport {
             ...tpsFigures('UPDATE', m.update, 'logical', logicalRatios.update, true),
             ...bulkFigures(m, 'logical', logicalRatios.bulk, true),
             ...lagFigures(m),
+            ...(has(m.insert, 'logical-unread')
+              ? [
+                  {
+                    label:
+                      'diagnostic: single-row INSERT, logical capture with the reader stopped / without',
+                    value: `${round(ratio(m.insert, 'logical-unread') * 100, 1)} %`,
+                  },
+                  {
+                    label:
+                      'diagnostic: single-row UPDATE, logical capture with the reader stopped / without',
+                    value: `${round(ratio(m.update, 'logical-unread') * 100, 1)} %`,
+                  },
+                ]
+              : []),
           ]
         : []),
       ...(clear ? clearFigures(m, clear) : []),
@@ -157,6 +171,7 @@ export function captureReport(m: CaptureMeasurement): BenchReport {
       `The server runs with wal_level = ${m.walLevel} in every mode (it is a server setting: the runs without capture pay for it too).`,
       ...(logical
         ? [
+            '"Reader stopped" is a diagnostic: the table in the publication and no triggers, with no reader during the run (the slot is moved past the run before the next), which separates what reading the WAL costs — the walsender\'s decoding and the reader\'s process, on the same cores as pgbench here — from what publishing the table does.',
             '"Logical capture" is decision 29: no triggers, the table in the publication embedsync_capture, and the WAL reader (src/poller/wal-reader.ts) running in the benchmark\'s process during the writes, as the poller\'s loop runs it: decoding on the server and the outbox inserts it makes are inside the measurement. Its lag is the WAL it was behind when the writes ended, and the time it then took to read the rest. Before every run the slot is moved to the end of the WAL, so no run decodes the one before it.',
           ]
         : []),

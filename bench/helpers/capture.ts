@@ -17,9 +17,10 @@ import { now } from './clock.js';
  * "no-notify" is a diagnostic: the pipeline's own triggers with their pg_notify taken out. "clear"
  * is the pipeline's triggers with onContentChange: clear, which also mark each changed key.
  * "logical" is logical capture (decision 29): no triggers, the table in the publication, and the WAL
- * reader running while the writes do.
+ * reader running while the writes do. "logical-unread" is a diagnostic: the same with the reader
+ * stopped, which separates what reading costs from what publishing the table does.
  */
-export type CaptureMode = 'without' | 'with' | 'no-notify' | 'clear' | 'logical';
+export type CaptureMode = 'without' | 'with' | 'no-notify' | 'clear' | 'logical' | 'logical-unread';
 
 export const MODE_LABEL: Record<CaptureMode, string> = {
   without: 'no triggers',
@@ -27,6 +28,7 @@ export const MODE_LABEL: Record<CaptureMode, string> = {
   'no-notify': 'pipeline triggers minus NOTIFY',
   clear: 'pipeline triggers, onContentChange: clear',
   logical: 'logical capture, reader running',
+  'logical-unread': 'logical capture, reader stopped',
 };
 
 // The wake-up the capture functions end with (src/capture/triggers.ts).
@@ -45,6 +47,7 @@ function captureSql(pipeline: Pipeline, mode: CaptureMode): string[] {
     // trigger that declares them, so a disabled capture is not a free one.
     case 'without':
     case 'logical':
+    case 'logical-unread':
       return removeCaptureSql(pipeline);
     case 'with':
       return installCaptureSql(pipeline);
@@ -69,13 +72,14 @@ export async function setCapture(pool: Pool, pipeline: Pipeline, mode: CaptureMo
       [CAPTURE_PUBLICATION, qualified(pipeline.sourceSchema, pipeline.sourceTable)],
     );
     const published = (rowCount ?? 0) > 0;
+    const logical = mode === 'logical' || mode === 'logical-unread';
     // The reader reads for the pipelines whose config says logical.
     await client.query(
       `update embedsync.pipelines set config = jsonb_set(config, '{source,capture}', to_jsonb($2::text))
         where name = $1`,
-      [pipeline.name, mode === 'logical' ? 'logical' : 'trigger'],
+      [pipeline.name, logical ? 'logical' : 'trigger'],
     );
-    if (published !== (mode === 'logical'))
+    if (published !== logical)
       await client.query(
         `alter publication ${quoteIdent(CAPTURE_PUBLICATION)} ${published ? 'drop' : 'add'} table only ${qualified(pipeline.sourceSchema, pipeline.sourceTable)}`,
       );
