@@ -1,7 +1,10 @@
-// Capture overhead: what the pipeline's triggers cost the user's own writes. Single-row INSERT and
-// UPDATE throughput under pgbench, and one bulk UPDATE, each with and without the capture triggers.
+// Capture overhead: what the pipeline's capture costs the user's own writes. Single-row INSERT and
+// UPDATE throughput under pgbench, and one bulk UPDATE, without capture, with the capture triggers,
+// and with logical capture (decision 29) with its WAL reader running during the writes.
 import { getPipeline, type Pipeline } from '../src/db/catalog.js';
+import { ensureCaptureSlot, walLevel } from '../src/db/capture-slot.js';
 import type { Pool } from '../src/db/pool.js';
+import { createLogger } from '../src/log.js';
 import { captureReport, type Sample } from './helpers/capture-report.js';
 import {
   captureNotifies,
@@ -10,6 +13,7 @@ import {
   setCapture,
   settle,
   withNotifyLockWaits,
+  withWalReader,
   type CaptureMode,
 } from './helpers/capture.js';
 import { now } from './helpers/clock.js';
@@ -53,6 +57,20 @@ interface Bench {
   settings: Settings;
   runs: number;
   checkpointed: boolean;
+  /** wal_level = logical: logical capture is measured too. */
+  logical: boolean;
+}
+
+const readerLog = createLogger({ logLevel: 'warn', logFormat: 'json' }, 'bench-wal-reader');
+
+/** fn, with the WAL reader running when the mode is logical capture; its lag after, if so. */
+async function underCapture<T>(
+  ctx: BenchContext,
+  mode: CaptureMode,
+  fn: () => Promise<T>,
+): Promise<{ result: T; lagBytes?: number; catchUpMs?: number }> {
+  if (mode !== 'logical') return { result: await fn() };
+  return withWalReader(ctx.db.pool, ctx.db.url, readerLog, fn);
 }
 
 async function run(ctx: BenchContext): Promise<BenchReport> {
@@ -67,6 +85,10 @@ async function run(ctx: BenchContext): Promise<BenchReport> {
     [settings.rows],
   );
   await applyProductsPipeline(pool);
+  const level = await walLevel(pool);
+  const logical = level === 'logical';
+  if (logical) await ensureCaptureSlot(pool);
+  else ctx.log(`wal_level = ${level}: logical capture is not measured`);
   const b: Bench = {
     ctx,
     pool,
@@ -74,11 +96,15 @@ async function run(ctx: BenchContext): Promise<BenchReport> {
     settings,
     runs: 0,
     checkpointed: true,
+    logical,
   };
   // Single-row transactions also run with the NOTIFY taken out, to show what it alone costs.
-  const singleRowModes: CaptureMode[] = captureNotifies(b.pipeline)
-    ? ['without', 'with', 'no-notify']
-    : ['without', 'with'];
+  const singleRowModes: CaptureMode[] = [
+    'without',
+    'with',
+    ...(captureNotifies(b.pipeline) ? (['no-notify'] as const) : []),
+    ...(logical ? (['logical', 'logical-unread'] as const) : []),
+  ];
 
   const pgbenchRuns: Record<string, Array<PgbenchRun & { mode: CaptureMode }>> = {};
   // onContentChange: clear changes only what an UPDATE's capture does.
@@ -89,25 +115,39 @@ async function run(ctx: BenchContext): Promise<BenchReport> {
       workload === 'update' ? [...singleRowModes, 'clear'] : singleRowModes,
       async (mode) => {
         const script = scripts(settings.rows)[workload];
-        const { result, meanWaiting } = await withNotifyLockWaits(pool, () =>
-          runPgbench({
-            bin: pgbench,
-            databaseUrl: ctx.db.url,
-            script,
-            clients: settings.clients,
-            durationS: settings.duration,
-          }),
+        const {
+          result: { result, meanWaiting },
+          ...reader
+        } = await underCapture(ctx, mode, () =>
+          withNotifyLockWaits(pool, () =>
+            runPgbench({
+              bin: pgbench,
+              databaseUrl: ctx.db.url,
+              script,
+              clients: settings.clients,
+              durationS: settings.duration,
+            }),
+          ),
         );
         (pgbenchRuns[workload] ??= []).push({ ...result, mode });
-        return { value: result.tps, notifyLockWaiters: round(meanWaiting, 2) };
+        return { value: result.tps, notifyLockWaiters: round(meanWaiting, 2), ...reader };
       },
     );
 
   const insert = await throughput('insert');
   const update = await throughput('update');
-  const bulk = await compare(b, 'bulk update ms', ['without', 'with', 'clear'], async () => ({
-    value: await bulkUpdate(pool, settings.rows, b.runs),
-  }));
+  const bulkModes: CaptureMode[] = [
+    'without',
+    'with',
+    'clear',
+    ...(logical ? (['logical', 'logical-unread'] as const) : []),
+  ];
+  const bulk = await compare(b, 'bulk update ms', bulkModes, async (mode) => {
+    const { result, ...reader } = await underCapture(ctx, mode, () =>
+      bulkUpdate(pool, settings.rows, b.runs),
+    );
+    return { value: result, ...reader };
+  });
   await setCapture(pool, b.pipeline, 'with');
   return captureReport({
     settings,
@@ -115,6 +155,7 @@ async function run(ctx: BenchContext): Promise<BenchReport> {
     update,
     bulk,
     checkpointed: b.checkpointed,
+    walLevel: level,
     extra: { pgbenchRuns, scripts: scripts(settings.rows) },
   });
 }
@@ -127,7 +168,12 @@ async function compare(
   b: Bench,
   what: string,
   modes: readonly CaptureMode[],
-  measure: (mode: CaptureMode) => Promise<{ value: number; notifyLockWaiters?: number }>,
+  measure: (mode: CaptureMode) => Promise<{
+    value: number;
+    notifyLockWaiters?: number;
+    lagBytes?: number;
+    catchUpMs?: number;
+  }>,
 ): Promise<Sample[]> {
   const samples: Sample[] = [];
   for (let n = 1; n <= b.settings.rounds; n += 1) {
@@ -136,10 +182,14 @@ async function compare(
       await setCapture(b.pool, b.pipeline, mode);
       b.checkpointed = (await settle(b.pool, TABLE)) && b.checkpointed;
       b.runs += 1;
-      const { value, notifyLockWaiters } = await measure(mode);
+      const { value, notifyLockWaiters, lagBytes, catchUpMs } = await measure(mode);
       const enqueued = await outboxKeys(b.pool);
+      const lag =
+        lagBytes === undefined
+          ? ''
+          : `, reader ${round(lagBytes / 1024, 0)} KiB behind at the end, caught up in ${round(catchUpMs ?? 0, 0)} ms`;
       b.ctx.log(
-        `${what}, round ${n}, ${MODE_LABEL[mode]}: ${round(value, 1)} (outbox +${enqueued})`,
+        `${what}, round ${n}, ${MODE_LABEL[mode]}: ${round(value, 1)} (outbox +${enqueued}${lag})`,
       );
       samples.push({
         mode,
@@ -147,6 +197,7 @@ async function compare(
         value,
         enqueued,
         ...(notifyLockWaiters === undefined ? {} : { notifyLockWaiters }),
+        ...(lagBytes === undefined ? {} : { lagBytes, catchUpMs: catchUpMs ?? 0 }),
       });
     }
   }

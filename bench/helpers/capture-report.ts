@@ -12,6 +12,9 @@ export interface Sample {
   enqueued: number;
   /** Mean sessions seen waiting on the NOTIFY commit lock (single-row runs). */
   notifyLockWaiters?: number;
+  /** Logical capture: WAL the reader was behind when the writes ended, and its catch-up time. */
+  lagBytes?: number;
+  catchUpMs?: number;
 }
 
 export interface CaptureMeasurement {
@@ -20,6 +23,7 @@ export interface CaptureMeasurement {
   update: Sample[];
   bulk: Sample[];
   checkpointed: boolean;
+  walLevel: string;
   /** Kept in the results file as they are. */
   extra: Record<string, unknown>;
 }
@@ -52,11 +56,19 @@ const has = (samples: readonly Sample[], mode: CaptureMode): boolean =>
 
 export function captureReport(m: CaptureMeasurement): BenchReport {
   const { settings: o } = m;
+  const logical = has(m.insert, 'logical');
   const ratios = {
     insert: ratio(m.insert, 'with'),
     update: ratio(m.update, 'with'),
     bulk: ratio(m.bulk, 'with'),
   };
+  const logicalRatios = logical
+    ? {
+        insert: ratio(m.insert, 'logical'),
+        update: ratio(m.update, 'logical'),
+        bulk: ratio(m.bulk, 'logical'),
+      }
+    : undefined;
   const withoutNotify = has(m.insert, 'no-notify')
     ? { insert: ratio(m.insert, 'no-notify'), update: ratio(m.update, 'no-notify') }
     : undefined;
@@ -70,6 +82,8 @@ export function captureReport(m: CaptureMeasurement): BenchReport {
         bulkVsWithout: ratio(m.bulk, 'clear'),
       }
     : undefined;
+  // The aims are the capture's: logical capture's where it was measured, the triggers' otherwise.
+  const aimed = logical ? 'logical' : 'with';
   return {
     settings: {
       pgbenchSecondsPerRun: o.duration,
@@ -77,24 +91,50 @@ export function captureReport(m: CaptureMeasurement): BenchReport {
       rounds: o.rounds,
       rows: o.rows,
       pipeline: 'examples/products.yaml',
+      walLevel: m.walLevel,
     },
     figures: [
-      ...tpsFigures('INSERT', m.insert, ratios.insert, withoutNotify?.insert),
-      ...tpsFigures('UPDATE', m.update, ratios.update, withoutNotify?.update),
+      ...tpsFigures('INSERT', m.insert, 'with', ratios.insert, aimed === 'with'),
+      ...tpsFigures('UPDATE', m.update, 'with', ratios.update, aimed === 'with'),
+      ...(withoutNotify
+        ? [
+            {
+              label: 'diagnostic: single-row INSERT, triggers minus NOTIFY / without',
+              value: `${round(withoutNotify.insert * 100, 1)} %`,
+            },
+            {
+              label: 'diagnostic: single-row UPDATE, triggers minus NOTIFY / without',
+              value: `${round(withoutNotify.update * 100, 1)} %`,
+            },
+          ]
+        : []),
       {
-        label: `bulk UPDATE of ${o.rows} rows, without triggers`,
+        label: `bulk UPDATE of ${o.rows} rows, without capture`,
         value: `${round(med(m.bulk, 'without'), 0)} ms`,
       },
-      {
-        label: `bulk UPDATE of ${o.rows} rows, with triggers`,
-        value: `${round(med(m.bulk, 'with'), 0)} ms`,
-      },
-      {
-        label: 'bulk UPDATE time, with / without',
-        value: `${round(ratios.bulk, 2)}×`,
-        aim: '≤ 1.3×',
-        met: ratios.bulk <= 1.3,
-      },
+      ...bulkFigures(m, 'with', ratios.bulk, aimed === 'with'),
+      ...(logicalRatios
+        ? [
+            ...tpsFigures('INSERT', m.insert, 'logical', logicalRatios.insert, true),
+            ...tpsFigures('UPDATE', m.update, 'logical', logicalRatios.update, true),
+            ...bulkFigures(m, 'logical', logicalRatios.bulk, true),
+            ...lagFigures(m),
+            ...(has(m.insert, 'logical-unread')
+              ? [
+                  {
+                    label:
+                      'diagnostic: single-row INSERT, logical capture with the reader stopped / without',
+                    value: `${round(ratio(m.insert, 'logical-unread') * 100, 1)} %`,
+                  },
+                  {
+                    label:
+                      'diagnostic: single-row UPDATE, logical capture with the reader stopped / without',
+                    value: `${round(ratio(m.update, 'logical-unread') * 100, 1)} %`,
+                  },
+                ]
+              : []),
+          ]
+        : []),
       ...(clear ? clearFigures(m, clear) : []),
       {
         label: `sessions waiting on the NOTIFY commit lock (of ${o.clients}, INSERT with triggers)`,
@@ -107,6 +147,7 @@ export function captureReport(m: CaptureMeasurement): BenchReport {
       update: m.update,
       bulk: m.bulk,
       ratios,
+      logicalRatios,
       withoutNotify,
       clear,
       checkpointed: m.checkpointed,
@@ -127,36 +168,74 @@ export function captureReport(m: CaptureMeasurement): BenchReport {
           ]
         : []),
       'No poller or worker runs: the outbox only grows during a run, as it would while they lag. What is measured is the cost inside the user’s transaction.',
+      `The server runs with wal_level = ${m.walLevel} in every mode (it is a server setting: the runs without capture pay for it too).`,
+      ...(logical
+        ? [
+            '"Reader stopped" is a diagnostic: the table in the publication and no triggers, with no reader during the run (the slot is moved past the run before the next), which separates what reading the WAL costs — the walsender\'s decoding and the reader\'s process, on the same cores as pgbench here — from what publishing the table does.',
+            '"Logical capture" is decision 29: no triggers, the table in the publication embedsync_capture, and the WAL reader (src/poller/wal-reader.ts) running in the benchmark\'s process during the writes, as the poller\'s loop runs it: decoding on the server and the outbox inserts it makes are inside the measurement. Its lag is the WAL it was behind when the writes ended, and the time it then took to read the rest. Before every run the slot is moved to the end of the WAL, so no run decodes the one before it.',
+          ]
+        : []),
     ],
   };
 }
 
+const CAPTURE_WORDS: Partial<Record<CaptureMode, string>> = {
+  with: 'with triggers',
+  logical: 'with logical capture',
+};
+
 function tpsFigures(
   what: string,
   samples: readonly Sample[],
+  mode: CaptureMode,
   r: number,
-  noNotify: number | undefined,
+  aim: boolean,
 ): Figure[] {
+  const words = CAPTURE_WORDS[mode] ?? MODE_LABEL[mode];
+  return [
+    ...(mode === 'with'
+      ? [
+          {
+            label: `single-row ${what}, without capture`,
+            value: `${round(med(samples, 'without'), 0)} tps`,
+          },
+        ]
+      : []),
+    { label: `single-row ${what}, ${words}`, value: `${round(med(samples, mode), 0)} tps` },
+    {
+      label: `single-row ${what}, ${words} / without`,
+      value: `${round(r * 100, 1)} %`,
+      ...(aim ? { aim: '≥ 90 %', met: r >= 0.9 } : {}),
+    },
+  ];
+}
+
+function bulkFigures(m: CaptureMeasurement, mode: CaptureMode, r: number, aim: boolean): Figure[] {
+  const words = CAPTURE_WORDS[mode] ?? MODE_LABEL[mode];
   return [
     {
-      label: `single-row ${what}, without triggers`,
-      value: `${round(med(samples, 'without'), 0)} tps`,
+      label: `bulk UPDATE of ${m.settings.rows} rows, ${words}`,
+      value: `${round(med(m.bulk, mode), 0)} ms`,
     },
-    { label: `single-row ${what}, with triggers`, value: `${round(med(samples, 'with'), 0)} tps` },
     {
-      label: `single-row ${what}, with / without`,
-      value: `${round(r * 100, 1)} %`,
-      aim: '≥ 90 %',
-      met: r >= 0.9,
+      label: `bulk UPDATE time, ${words} / without`,
+      value: `${round(r, 2)}×`,
+      ...(aim ? { aim: '≤ 1.3×', met: r <= 1.3 } : {}),
     },
-    ...(noNotify === undefined
-      ? []
-      : [
-          {
-            label: `diagnostic: single-row ${what}, triggers minus NOTIFY / without`,
-            value: `${round(noNotify * 100, 1)} %`,
-          },
-        ]),
+  ];
+}
+
+/** How far behind the reader was when the writes ended, and how long it took to read the rest. */
+function lagFigures(m: CaptureMeasurement): Figure[] {
+  const kib = (samples: readonly Sample[]) =>
+    `${round(med(samples, 'logical', (s) => s.lagBytes ?? 0) / 1024, 0)} KiB, caught up in ${round(
+      med(samples, 'logical', (s) => s.catchUpMs ?? 0),
+      0,
+    )} ms`;
+  return [
+    { label: 'logical capture: reader behind at the end of an INSERT run', value: kib(m.insert) },
+    { label: 'logical capture: reader behind at the end of an UPDATE run', value: kib(m.update) },
+    { label: 'logical capture: reader behind after the bulk UPDATE', value: kib(m.bulk) },
   ];
 }
 
@@ -197,17 +276,21 @@ function runsTable(m: CaptureMeasurement): DetailTable {
       `${round(s.value, 0)} ${unit}`,
       String(s.enqueued),
       s.notifyLockWaiters === undefined ? '' : String(s.notifyLockWaiters),
+      s.lagBytes === undefined
+        ? ''
+        : `${round(s.lagBytes / 1024, 0)} KiB / ${round(s.catchUpMs ?? 0, 0)} ms`,
     ]),
   );
   return {
     title: 'Every run, in the order run',
     columns: [
       'workload',
-      'triggers',
+      'capture',
       'round',
       'result',
       'outbox keys after',
       'NOTIFY-lock waiters',
+      'reader behind / catch-up',
     ],
     rows,
   };

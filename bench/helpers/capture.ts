@@ -2,19 +2,33 @@
 // the same state before each one, so that the only difference between two runs is the triggers.
 import { removeCaptureSql, installCaptureSql } from '../../src/capture/triggers.js';
 import type { Pipeline } from '../../src/db/catalog.js';
+import {
+  CAPTURE_PUBLICATION,
+  captureSlotName,
+  captureSlotState,
+} from '../../src/db/capture-slot.js';
+import { qualified, quoteIdent } from '../../src/db/ident.js';
 import { withTransaction, type Pool } from '../../src/db/pool.js';
+import type { Logger } from '../../src/log.js';
+import { WalReader } from '../../src/poller/wal-reader.js';
+import { now } from './clock.js';
 
 /**
  * "no-notify" is a diagnostic: the pipeline's own triggers with their pg_notify taken out. "clear"
  * is the pipeline's triggers with onContentChange: clear, which also mark each changed key.
+ * "logical" is logical capture (decision 29): no triggers, the table in the publication, and the WAL
+ * reader running while the writes do. "logical-unread" is a diagnostic: the same with the reader
+ * stopped, which separates what reading costs from what publishing the table does.
  */
-export type CaptureMode = 'without' | 'with' | 'no-notify' | 'clear';
+export type CaptureMode = 'without' | 'with' | 'no-notify' | 'clear' | 'logical' | 'logical-unread';
 
 export const MODE_LABEL: Record<CaptureMode, string> = {
   without: 'no triggers',
   with: 'pipeline triggers',
   'no-notify': 'pipeline triggers minus NOTIFY',
   clear: 'pipeline triggers, onContentChange: clear',
+  logical: 'logical capture, reader running',
+  'logical-unread': 'logical capture, reader stopped',
 };
 
 // The wake-up the capture functions end with (src/capture/triggers.ts).
@@ -32,6 +46,8 @@ function captureSql(pipeline: Pipeline, mode: CaptureMode): string[] {
     // Dropped rather than disabled: PostgreSQL still collects transition tables for a disabled
     // trigger that declares them, so a disabled capture is not a free one.
     case 'without':
+    case 'logical':
+    case 'logical-unread':
       return removeCaptureSql(pipeline);
     case 'with':
       return installCaptureSql(pipeline);
@@ -49,7 +65,88 @@ export async function setCapture(pool: Pool, pipeline: Pipeline, mode: CaptureMo
   const sql = captureSql(pipeline, mode);
   await withTransaction(pool, async (client) => {
     for (const statement of sql) await client.query(statement);
+    // Only logical capture's runs have the table in the publication.
+    const { rowCount } = await client.query(
+      `select 1 from pg_publication_rel r join pg_publication p on p.oid = r.prpubid
+        where p.pubname = $1 and r.prrelid = $2::regclass`,
+      [CAPTURE_PUBLICATION, qualified(pipeline.sourceSchema, pipeline.sourceTable)],
+    );
+    const published = (rowCount ?? 0) > 0;
+    const logical = mode === 'logical' || mode === 'logical-unread';
+    // The reader reads for the pipelines whose config says logical.
+    await client.query(
+      `update embedsync.pipelines set config = jsonb_set(config, '{source,capture}', to_jsonb($2::text))
+        where name = $1`,
+      [pipeline.name, logical ? 'logical' : 'trigger'],
+    );
+    if (published !== logical)
+      await client.query(
+        `alter publication ${quoteIdent(CAPTURE_PUBLICATION)} ${published ? 'drop' : 'add'} table only ${qualified(pipeline.sourceSchema, pipeline.sourceTable)}`,
+      );
   });
+}
+
+/**
+ * Moves the slot of logical capture to the end of the WAL, where it exists: no run pays for
+ * decoding the runs before it (the table was not in the publication then, or their changes were read).
+ */
+export async function skipWal(pool: Pool): Promise<void> {
+  if (!(await captureSlotState(pool))) return;
+  await pool.query('select pg_replication_slot_advance($1, pg_current_wal_lsn())', [
+    await captureSlotName(pool),
+  ]);
+}
+
+export interface WithReader<T> {
+  result: T;
+  /** WAL the slot was behind when fn ended. */
+  lagBytes: number;
+  /** From fn's end until the reader had read everything written by then. */
+  catchUpMs: number;
+}
+
+/**
+ * Runs fn while the WAL reader reads as the poller's loop does while changes flow (every 10 ms),
+ * then lets it read the rest: until the slot is confirmed past the WAL written by then.
+ */
+export async function withWalReader<T>(
+  pool: Pool,
+  databaseUrl: string,
+  log: Logger,
+  fn: () => Promise<T>,
+): Promise<WithReader<T>> {
+  const reader = new WalReader({ pool, databaseUrl, log });
+  let done = false;
+  const loop = (async () => {
+    while (!done) {
+      await reader.readOnce();
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  })();
+  let result: T;
+  try {
+    result = await fn();
+  } finally {
+    done = true;
+    await loop;
+  }
+  try {
+    const lagBytes = (await captureSlotState(pool))?.lagBytes ?? 0;
+    const started = now();
+    const { rows } = await pool.query<{ lsn: string }>('select pg_current_wal_lsn()::text as lsn');
+    for (;;) {
+      await reader.readOnce();
+      const { rows: slot } = await pool.query<{ past: boolean }>(
+        `select confirmed_flush_lsn >= $1::pg_lsn as past from pg_replication_slots where slot_name = $2`,
+        [rows[0]?.lsn, await captureSlotName(pool)],
+      );
+      if (slot[0]?.past !== false) break;
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    return { result, lagBytes, catchUpMs: now() - started };
+  } finally {
+    await reader.close();
+  }
 }
 
 /**
@@ -62,6 +159,7 @@ export async function settle(pool: Pool, table: string): Promise<boolean> {
   await pool.query('truncate embedsync.outbox');
   await pool.query('truncate embedsync.stale_keys');
   await pool.query(`vacuum (analyze) ${table}`);
+  await skipWal(pool);
   try {
     await pool.query('checkpoint');
     return true;

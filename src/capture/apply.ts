@@ -2,6 +2,7 @@
 // catalog rows, vector tables and capture triggers, all in one transaction: all or nothing.
 import {
   canonicalJson,
+  captureMode,
   embedColumns,
   embeddingFingerprint,
   ConfigError,
@@ -56,6 +57,17 @@ import { currentSourceTable, reconcileSource } from './schema-check.js';
 import { installCaptureSql, removeCaptureSql } from './triggers.js';
 import { createVectorTableSql, createViewSql, vectorColumnSql, viewName } from './vector-table.js';
 import { deleteFailedDeliveries } from '../db/deliveries.js';
+import {
+  anyLogicalCapture,
+  awaitCaptureSlotRead,
+  captureSlotExists,
+  dropCaptureSlotIfUnused,
+  ensureCaptureSlot,
+  mixedCaptureTables,
+  syncCapturePublication,
+  walLevel,
+} from '../db/capture-slot.js';
+import { logicalCaptureRefusal } from './capture-mode.js';
 
 export type ApplyOutcome = 'created' | 'updated' | 'unchanged' | 'reembed pending';
 export interface ApplyResult {
@@ -95,8 +107,12 @@ export async function applyPipelines(
       : readProviderEnv().openai.baseURL;
   // Asked before the transaction: no catalog lock is held while a server answers.
   await probeUnknownModels(configs, openaiBaseURL, options.probe);
-  const results = await withTransaction(pool, async (client) => {
+  const logical = await prepareLogicalCapture(pool, configs);
+  const applied = withTransaction(pool, async (client) => {
     await client.query('select pg_advisory_xact_lock($1)', [CATALOG_LOCK]);
+    // Dropped by a remove between the two: the changes of this commit on would be lost.
+    if (logical && !(await captureSlotExists(client)))
+      throw new Error('the replication slot of logical capture was dropped meanwhile; apply again');
     const results: ApplyResult[] = [];
     for (const [i, config] of configs.entries()) {
       try {
@@ -109,8 +125,33 @@ export async function applyPipelines(
         throw inPipeline(i, err);
       }
     }
+    const mixed = (await mixedCaptureTables(client))[0];
+    if (mixed)
+      throw new ConfigError(
+        'source.capture',
+        `pipelines ${mixed.pipelines.join(', ')} sync ${mixed.table} and differ in source.capture; a table is captured one way: give them the same`,
+      );
+    // In the same commit as the triggers dropped or installed: a change is captured one way or the
+    // other (the slot already exists), at worst both.
+    await syncCapturePublication(client);
     return results;
   });
+  // A refused apply leaves no slot it made behind: a slot nobody reads keeps WAL.
+  const results = await applied.catch(async (err: unknown) => {
+    if (logical) await dropCaptureSlotIfUnused(pool).catch(() => undefined);
+    throw err;
+  });
+  // The last logical pipeline back on triggers: the slot goes once a poller's reader has queued
+  // what it held (with no poller running, after 10 s; a backfill covers what it held then).
+  if (!logical && (await captureSlotExists(pool)) && !(await anyLogicalCapture(pool))) {
+    const read = await awaitCaptureSlotRead(pool, 10_000);
+    if (!read)
+      throw new Error(
+        'the pipelines went back to triggers, but no poller read what the replication slot still held within 10 s: ' +
+          'start a poller and apply again (which drops the slot once read), or drop it yourself and backfill',
+      );
+    await dropCaptureSlotIfUnused(pool);
+  }
   // Indexes of tables that hold rows are built concurrently, which no transaction may hold
   // (decisions 14, 18 and 27): the application's queries and embedsync's writes go on meanwhile. A
   // CREATE INDEX in the transaction, even IF NOT EXISTS, would take a SHARE lock on the table and
@@ -153,6 +194,26 @@ async function probeUnknownModels(
       throw inPipeline(i, err);
     }
   }
+}
+
+/**
+ * Refuses a logical pipeline the server or its config cannot serve, then creates the slot (and its
+ * publication) before apply's transaction: a slot cannot be created in one that has written, and it
+ * must exist before the triggers go so that no change falls between. True when a pipeline captures
+ * logically.
+ */
+async function prepareLogicalCapture(
+  pool: Pool,
+  configs: readonly AnyPipelineConfig[],
+): Promise<boolean> {
+  if (!configs.some((c) => captureMode(c) === 'logical')) return false;
+  const level = await walLevel(pool);
+  for (const [i, config] of configs.entries()) {
+    const refusal = logicalCaptureRefusal(config, level);
+    if (refusal) throw inPipeline(i, refusal);
+  }
+  await ensureCaptureSlot(pool);
+  return true;
 }
 
 async function applyOne(
@@ -373,7 +434,8 @@ function planChange(
   const next: Pipeline = reembed
     ? {
         ...candidate,
-        config: existing.config,
+        // How changes are captured is no part of what is embedded: it changes now, not at the swap.
+        config: { ...existing.config, source: candidate.config.source },
         pendingConfig: candidate.config,
         pendingGeneration: existing.pendingGeneration ?? existing.generation + 1,
         state,
@@ -492,7 +554,7 @@ export async function removePipeline(
   name: string,
   options: { dropVectorTable?: boolean } = {},
 ): Promise<AnyPipeline> {
-  return withTransaction(pool, async (client) => {
+  const removed = await withTransaction(pool, async (client) => {
     await client.query('select pg_advisory_xact_lock($1)', [CATALOG_LOCK]);
     const p = await getAnyPipeline(client, name, 'for update');
     // Triggers are dropped from the table under its current name; if it is gone, so are they.
@@ -505,10 +567,15 @@ export async function removePipeline(
     await dropStaleKeys(client, name);
     await deleteFailedDeliveries(client, name);
     await deletePipeline(client, name);
+    await syncCapturePublication(client);
     if (options.dropVectorTable && !isEventsPipeline(p)) {
       await client.query(`drop view if exists ${qualified(p.vectorSchema, viewName(p))}`);
       await client.query(`drop table if exists ${qualified(p.vectorSchema, p.vectorTable)}`);
     }
     return { ...p, ...source };
   });
+  // The last logical pipeline takes the slot with it: a slot nobody reads keeps WAL until the disk
+  // is full (decision 29). One switched back to triggers left it to be read to the end.
+  await dropCaptureSlotIfUnused(pool);
+  return removed;
 }

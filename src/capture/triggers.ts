@@ -7,7 +7,7 @@
 // the content of a row; a column dropped or renamed under them takes them to a path that names no
 // column (found by a probe that event triggers switch on only when needed), and a retyped one still
 // compares as text: they cannot make a user's write fail.
-import { destinationColumn, embedColumns } from '../config/pipeline.js';
+import { captureMode, destinationColumn, embedColumns } from '../config/pipeline.js';
 import {
   isEventsPipeline,
   shadowColumnName,
@@ -343,6 +343,9 @@ function triggerSql(p: AnyPipeline, event: Event): string {
  * probe for their columns unless the event triggers guard them and the columns are there now.
  */
 export function installCaptureSql(p: AnyPipeline): string[] {
+  // A pipeline that captures logically has no triggers: the WAL reader queues its changes, and the
+  // publication holds its table (src/db/capture-slot.ts, decision 29).
+  if (captureMode(p.config) === 'logical') return removeCaptureSql(p);
   const name = quoteLiteral(p.name);
   const columns = `array[${namedColumns(p).map(quoteLiteral).join(', ')}]::name[]`;
   return [

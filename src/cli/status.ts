@@ -212,6 +212,7 @@ function describe(p: PipelineStatus, reachable: boolean): string {
   const row = (label: string, text: string) => lines.push(`  ${label.padEnd(13)} ${text}`);
   row('state', `${stateWords(p)}, ${syncing(p)}`);
   if (p.stateReason) row('why', p.stateReason);
+  row('capture', captureText(p.capture));
   if (p.eventsOnly) return eventsOnlyRows(p, row, lines, reachable);
   row('model', `${p.provider}/${p.model}, ${p.dimensions} dims, generation ${p.generation}`);
   row('synced', syncedText(p));
@@ -264,6 +265,20 @@ function describe(p: PipelineStatus, reachable: boolean): string {
   }
   return lines.join('\n');
 }
+
+function captureText(c: PipelineStatus['capture']): string {
+  if (c.mode === 'trigger') return 'triggers';
+  if (c.error) return `logical: ERROR ${c.error}`;
+  const lag = c.lagBytes === null ? '?' : bytes(c.lagBytes);
+  return `logical (slot ${c.slot ?? '?'}, ${lag} of WAL behind, wal_status ${c.walStatus ?? '?'})`;
+}
+
+const bytes = (n: number): string =>
+  n < 1024
+    ? `${n} B`
+    : n < 1 << 20
+      ? `${(n / 1024).toFixed(1)} KiB`
+      : `${(n / (1 << 20)).toFixed(1)} MiB`;
 
 function outboxRow(p: PipelineStatus, row: (label: string, text: string) => void): void {
   const oldest =

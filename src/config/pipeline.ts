@@ -323,6 +323,12 @@ export const pipelineSchema = z
         table: z.string().min(1),
         /** Defaults to the table's primary key; when given it must be that key. */
         primaryKey: z.array(z.string().min(1)).min(1).optional(),
+        /**
+         * How changes are captured: trigger (default), statement triggers writing the outbox in the
+         * user's transaction; logical, read from the WAL through a replication slot, which costs
+         * the user's writes nearly nothing (decision 29; needs wal_level = logical).
+         */
+        capture: z.enum(['trigger', 'logical']).optional(),
       })
       .strict(),
     embed: z
@@ -731,3 +737,9 @@ export function parsePipelines(raw: unknown): PipelineConfig[] {
     return config;
   });
 }
+
+/** How a pipeline's changes are captured (decision 29). */
+export type CaptureMode = 'trigger' | 'logical';
+
+export const captureMode = (config: Pick<AnyPipelineConfig, 'source'>): CaptureMode =>
+  config.source.capture ?? 'trigger';

@@ -217,6 +217,40 @@ export async function listAnyPipelines(db: Pool | PoolClient): Promise<AnyPipeli
   return rows.map(fromRow);
 }
 
+/**
+ * Every pipeline with its source table's oid, and whether it captures logically (decision 29): what
+ * the WAL reader matches decoded changes against. All of them, not only the logical ones: a change
+ * decoded was of a table in the publication when it was written, and is still to be queued after
+ * its pipeline has been switched back to triggers.
+ */
+export async function listCapturePipelines(db: Queryable): Promise<
+  {
+    name: string;
+    relid: number;
+    keyColumns: string[];
+    primaryKey: KeyColumn[];
+    logical: boolean;
+  }[]
+> {
+  const { rows } = await db.query<{
+    name: string;
+    relid: string;
+    primary_key: KeyColumn[];
+    logical: boolean;
+  }>(
+    `select name, source_relid::text as relid, primary_key,
+            coalesce(config -> 'source' ->> 'capture' = 'logical', false) as logical
+       from embedsync.pipelines where source_relid is not null order by name`,
+  );
+  return rows.map((r) => ({
+    name: r.name,
+    relid: Number(r.relid),
+    keyColumns: r.primary_key.map((k) => k.name),
+    primaryKey: r.primary_key,
+    logical: r.logical,
+  }));
+}
+
 /** This installation's id (see embedsync.settings). */
 export async function instanceId(db: Pool | PoolClient): Promise<string> {
   const { rows } = await db.query<{ value: string }>(

@@ -4,8 +4,11 @@
 // stamps its planned batches, starts them and deletes them (docs/architecture.md, decision 4).
 // Claimed rows stay locked (and invisible to other pollers, which skip them) until the claim
 // commits; stamped rows are left to the poller that stamped them for a grace period.
+import type { KeyColumn } from './catalog.js';
+import { quoteIdent } from './ident.js';
 import { HELD_STATES } from './pipeline-state.js';
 import type { PoolClient, Queryable } from './pool.js';
+import { keyText } from './source.js';
 
 /** Still listened to by the poller: `verify --requeue`, a resume and operators wake it at once. */
 export const NOTIFY_CHANNEL = 'embedsync_outbox';
@@ -194,6 +197,50 @@ export async function enqueueKeys(
     `${OUTBOX_INSERT}
      select $1, k.pk, k.op::"char" from unnest($2::text[], $3::text[]) with ordinality as k(pk, op, n) order by k.n`,
     [pipeline, changes.map((c) => c.pk), changes.map((c) => c.op)],
+  );
+  return rowCount ?? 0;
+}
+
+/**
+ * Queues a pipeline's changes read from the WAL (decision 29): one outbox row per run (a
+ * transaction's keys of one operation), in order. A key arrives as its columns' texts; they are cast
+ * to the key's types and turned into key text by keyText, exactly as the capture triggers do, under
+ * the pool's KEY_TEXT_SETTINGS. A TRUNCATE's run queues '*'. Throws a data exception when a text no
+ * longer parses as its column's type (the column was retyped).
+ */
+export async function enqueueKeyRuns(
+  db: Queryable,
+  p: { name: string; primaryKey: KeyColumn[] },
+  runs: readonly { op: OutboxOp; keys: readonly (readonly string[])[] }[],
+): Promise<number> {
+  // One row per key (a TRUNCATE: one row of nulls), numbered by its run.
+  const run: number[] = [];
+  const ops: string[] = [];
+  const columns: (string | null)[][] = p.primaryKey.map(() => []);
+  runs.forEach((r, i) => {
+    const keys = r.op === 'T' ? [p.primaryKey.map(() => null)] : r.keys;
+    for (const key of keys) {
+      run.push(i);
+      ops.push(r.op);
+      p.primaryKey.forEach((_, c) => columns[c]?.push(key[c] ?? null));
+    }
+  });
+  if (run.length === 0) return 0;
+  const names = p.primaryKey.map((_, c) => `c${c}`);
+  const typed = p.primaryKey.map((k, c) => `u.c${c}::${k.type} as ${quoteIdent(k.name)}`);
+  const arrays = p.primaryKey.map((_, c) => `$${c + 4}::text[]`);
+  const { rowCount } = await db.query(
+    outboxKeysInsert(
+      '$1::text',
+      `select case when r.op = 'T' then array['*'] else r.keys end as keys, r.op
+         from (select k.run, min(k.op)::"char" as op,
+                      array_agg(${keyText(p, 'k')} order by k.n) filter (where k.op <> 'T') as keys
+                 from (select u.run, u.op, u.n, ${typed.join(', ')}
+                         from unnest($2::int[], $3::text[], ${arrays.join(', ')})
+                              with ordinality as u(run, op, ${names.join(', ')}, n)) k
+                group by k.run order by k.run) r`,
+    ),
+    [p.name, run, ops, ...columns],
   );
   return rowCount ?? 0;
 }

@@ -2,6 +2,7 @@
 // (one time-boxed query per scrape, shared by all the gauges), so they say what the database says,
 // like `npx embedsync status` and the embedsync.pipeline_status view they are read from.
 import { Gauge, Registry } from 'prom-client';
+import { captureSlotState } from '../db/capture-slot.js';
 import { withTransaction, type Pool } from '../db/pool.js';
 import type { Logger } from '../log.js';
 
@@ -149,5 +150,19 @@ export function createCatalogMetrics(
     'Batches whose stage failed 3 times in a row, or failed for good (embedsync.stuck_batches).',
     (s) => s.stuckBatches,
   );
+  new Gauge({
+    name: 'embedsync_capture_slot_lag_bytes',
+    help:
+      "WAL written since logical capture's slot last advanced: what the server keeps for it (decision " +
+      '29). Absent when no pipeline captures logically; a growing value is a reader that is not running.',
+    labelNames: ['slot', 'wal_status'],
+    registers,
+    async collect() {
+      this.reset();
+      const slot = await captureSlotState(pool).catch(() => undefined);
+      if (slot)
+        this.set({ slot: slot.slot, wal_status: slot.walStatus ?? 'unknown' }, slot.lagBytes);
+    },
+  });
   return { registry };
 }

@@ -37,6 +37,7 @@ import { serveMetrics, type MetricsListen, type MetricsServer } from '../metrics
 import { nextPollDelay } from './pace.js';
 import { planBatches, planStamped, type PlannedBatch } from './plan.js';
 import { redeliver } from '../sinks/redeliver.js';
+import { WalReader, type WalReaderOptions } from './wal-reader.js';
 
 export interface PollerOptions {
   /** Most keys one claim takes (a statement's row of many keys may be taken in parts). */
@@ -85,6 +86,8 @@ export interface PollerOptions {
    * server queues the task as usual.
    */
   eagerStart: boolean;
+  /** Logical capture's reader (decision 29), run before each claim while a pipeline uses it. */
+  walReader: WalReaderOptions;
 }
 
 export const DEFAULT_POLLER_OPTIONS: PollerOptions = {
@@ -99,6 +102,7 @@ export const DEFAULT_POLLER_OPTIONS: PollerOptions = {
   textPruneMs: 60_000,
   stampGraceMs: 10_000,
   eagerStart: false,
+  walReader: {},
 };
 
 export interface PollerDeps {
@@ -123,6 +127,8 @@ export class Poller {
   private metricsServer: MetricsServer | undefined;
   /** The pipelines' state, read from Postgres when scraped; a registry of this poller's own. */
   readonly metrics: CatalogMetrics;
+  readonly walReader: WalReader;
+  private walWarnedAt = 0;
 
   constructor(
     private readonly deps: PollerDeps,
@@ -130,6 +136,10 @@ export class Poller {
   ) {
     this.options = { ...DEFAULT_POLLER_OPTIONS, ...options };
     this.metrics = createCatalogMetrics(deps.pool, deps.log);
+    this.walReader = new WalReader(
+      { pool: deps.pool, databaseUrl: deps.databaseUrl, log: deps.log },
+      this.options.walReader,
+    );
   }
 
   /** Serves /metrics until stop(); returns its URL. */
@@ -150,6 +160,7 @@ export class Poller {
     this.stopped = true;
     this.wake?.();
     await this.loop;
+    await this.walReader.close();
     await this.listener?.end().catch(() => undefined);
     await this.metricsServer?.close();
   }
@@ -314,6 +325,7 @@ export class Poller {
         textsPrunedAt = Date.now();
         await this.pruneTexts();
       }
+      await this.readWal();
       let claimed: number;
       try {
         claimed = await this.pollOnce();
@@ -331,6 +343,21 @@ export class Poller {
       emptyLooks = claimed > 0 ? 0 : emptyLooks + 1;
       delay = nextPollDelay(delay, claimed, pace, emptyLooks);
       if (claimed < this.options.claimLimit && !this.notified) await this.sleep(delay);
+    }
+  }
+
+  /** WAL → outbox, before the claim that takes what it queued. */
+  private async readWal(): Promise<void> {
+    try {
+      await this.walReader.readOnce();
+    } catch (err) {
+      // Said once a minute: a missing slot stays missing until an apply.
+      if (Date.now() - this.walWarnedAt < 60_000) return;
+      this.walWarnedAt = Date.now();
+      this.deps.log.error(
+        { err: (err as Error).message },
+        'could not read the changes of logical capture; trying again',
+      );
     }
   }
 

@@ -185,6 +185,10 @@ const settings = (): string =>
     "unix_socket_directories = ''",
     'max_connections = 200',
     "shared_buffers = '256MB'",
+    // Logical capture (decision 29) reads the WAL through a slot; a slot nobody reads may keep no
+    // more than this much of it before the server gives it up.
+    'wal_level = logical',
+    "max_slot_wal_keep_size = '4GB'",
     '',
   ].join('\n');
 

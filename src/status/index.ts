@@ -16,6 +16,8 @@ import { clearsOnChange, countStaleKeys } from '../db/stale-keys.js';
 import { readLedger } from '../db/token-ledger.js';
 import { countSyncedRows, readPipelineFacts, type PipelineFacts } from './queries.js';
 import { walkMissing } from './state.js';
+import { captureStatus, type CaptureStatus } from './capture.js';
+import { captureSlotName, captureSlotState } from '../db/capture-slot.js';
 import { readStuck, type StuckBatchStatus } from './stuck.js';
 import { pipelineWorkflows, type PipelineWorkflows, type WebUi } from './temporal.js';
 
@@ -71,6 +73,8 @@ export interface PipelineStatus extends PipelineFacts, HoldFacts {
   eventsOnly?: { sinks: string[] };
   /** Every token paid (the token ledger), priced: today, the last 30 days, in all; by mode. */
   spend: PipelineSpend;
+  /** Trigger, or logical with its slot's lag (decision 29). */
+  capture: CaptureStatus;
 }
 
 export interface StatusReport {
@@ -103,6 +107,8 @@ export async function gatherStatus(
   let error = temporal.error;
   const stuck = await readStuck(pool, temporal, error === undefined ? client : undefined, pipeline);
   const parts = await partCounts(pool);
+  const slot = await captureSlotState(pool);
+  const slotName = await captureSlotName(pool);
   const pipelines: PipelineStatus[] = [];
   for (const f of facts) {
     let workflows: PipelineWorkflows | null = null;
@@ -142,6 +148,9 @@ export async function gatherStatus(
       ...events,
       ...hidden,
       spend,
+      capture: any
+        ? captureStatus(any.config, slot, slotName)
+        : ({ mode: 'trigger' } satisfies CaptureStatus),
       learnedRateLimits: learned
         ? {
             requestsPerMinute: learned.requestsPerMinute ?? null,

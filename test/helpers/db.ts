@@ -1,6 +1,7 @@
 // A database of its own for each test file: created from nothing, migrated, dropped at the end.
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
+import { dropDatabaseSlots } from '../../src/db/capture-slot.js';
 import { migrate } from '../../src/db/migrator.js';
 import { createPool, type Pool } from '../../src/db/pool.js';
 
@@ -39,6 +40,8 @@ export async function createTestDatabase(label: string): Promise<TestDatabase> {
       const a = new pg.Client({ connectionString: adminUrl() });
       await a.connect();
       try {
+        // A logical capture slot left behind keeps the shared server's WAL, and blocks the drop.
+        await dropDatabaseSlots(a, name);
         await a.query(`drop database if exists ${name} with (force)`);
       } finally {
         await a.end();
