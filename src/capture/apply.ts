@@ -281,6 +281,9 @@ async function applyOne(
   for (const sql of installCaptureSql(next)) await client.query(sql);
   // A pipeline that no longer clears keeps no marks (decision 19).
   if (!marksChanges(next)) await dropStaleKeys(client, next.name);
+  // Before the check: a logically captured table that had lost its replica identity is put back
+  // once it has one, which lifts the hold that named apply as the fix.
+  await syncCapturePublication(client);
   // Validated against the live table: lifts a hold the new config fixes, or says what still needs
   // doing.
   const check = await reconcileSource(client, config.name);
@@ -339,6 +342,9 @@ async function applyEventsOnly(
   };
   await upsertPipeline(client, next, info.relid);
   for (const sql of installCaptureSql(next)) await client.query(sql);
+  // Before the check: a logically captured table that had lost its replica identity is put back
+  // once it has one, which lifts the hold that named apply as the fix.
+  await syncCapturePublication(client);
   const check = await reconcileSource(client, config.name);
   const outcome: ApplyOutcome = !existing
     ? 'created'
