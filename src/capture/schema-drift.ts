@@ -150,7 +150,10 @@ export function judgeSchema(p: CatalogSource, live: LiveTable | undefined): Sche
   const destination = destinationProblem(p, byName, byNumber, table);
   if (destination.attnum !== undefined) columns[destination.column] = destination.attnum;
   if (destination.problem) problems.push(destination.problem);
-  if (problems.length === 0) {
+  const unpublished = publicationProblem(p, live, table);
+  // A lost key of a logically captured table is said once, with the publication it left.
+  const keyLost = unpublished !== undefined && live.primaryKey.length === 0;
+  if (problems.length === 0 && !keyLost) {
     const declared = p.primaryKey.map((k) => k.name).join(', ');
     const actual = live.primaryKey.map((k) => k.name).join(', ');
     if (declared !== actual) {
@@ -159,7 +162,6 @@ export function judgeSchema(p: CatalogSource, live: LiveTable | undefined): Sche
       );
     }
   }
-  const unpublished = publicationProblem(p, live, table);
   if (unpublished) problems.push(unpublished);
   verdict.columns = columns;
   if (problems.length > 0) verdict.hold = { state: 'schema_changed', reason: problems.join('; ') };
@@ -169,14 +171,19 @@ export function judgeSchema(p: CatalogSource, live: LiveTable | undefined): Sche
 /**
  * A logically captured table out of the publication: the event trigger of sql/000022 took it out
  * when it lost its replica identity, so the application's updates and deletes go on; none of its
- * changes are captured until apply puts it back, and a backfill then catches them up.
+ * changes are captured until apply puts it back, and a backfill and verify --requeue then catch
+ * them up.
  */
 function publicationProblem(p: CatalogSource, live: LiveTable, table: string): string | undefined {
   if (captureMode(p.config) !== 'logical' || (live.published === true && !live.replicaIdentityGap))
     return undefined;
   const apply = 'npx embedsync apply --config <file>';
-  const backfill = `npx embedsync backfill --table ${p.name}`;
-  const then = isEventsOnly(p.config) ? '' : `, then ${backfill} (it catches them up)`;
+  // A backfill embeds the rows as they are; the vectors of rows deleted meanwhile are verify's to
+  // find. An events-only pipeline's missed changes are not delivered.
+  const then = isEventsOnly(p.config)
+    ? ' (changes made meanwhile are not delivered)'
+    : `, then npx embedsync backfill --table ${p.name} (it catches up the rows written meanwhile) ` +
+      `and npx embedsync verify --table ${p.name} --requeue (it removes the vectors of rows deleted meanwhile)`;
   if (live.replicaIdentityGap)
     return (
       `${table} cannot be captured logically: ${live.replicaIdentityGap}, and its updates and deletes would fail in the publication, ` +
