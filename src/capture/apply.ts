@@ -63,6 +63,7 @@ import {
   dropCaptureSlotIfUnused,
   ensureCaptureSlot,
   mixedCaptureTables,
+  replicaIdentityGap,
   syncCapturePublication,
   walLevel,
 } from '../db/capture-slot.js';
@@ -229,6 +230,7 @@ async function applyOne(
   const info = await inspectTable(client, schema, table);
   if (!info) throw new ConfigError('source.table', missingTable(`${schema}.${table}`, existing));
   const primaryKey = checkPrimaryKey(config, info);
+  await checkReplicaIdentity(client, config, info);
   checkColumns(config, info);
   checkSinkColumns(config, info);
   // Dimensions the model cannot produce, or chunks longer than it takes, are refused here, not row
@@ -322,6 +324,7 @@ async function applyEventsOnly(
   const info = await inspectTable(client, schema, table);
   if (!info) throw new ConfigError('source.table', missingTable(`${schema}.${table}`, existing));
   const primaryKey = checkPrimaryKey(config, info);
+  await checkReplicaIdentity(client, config, info);
   checkSinkColumns(config, info);
   if (existing && (existing.sourceSchema !== schema || existing.sourceTable !== table)) {
     throw new ConfigError(
@@ -473,6 +476,26 @@ function checkPrimaryKey(config: AnyPipelineConfig, info: TableInfo): Pipeline['
     );
   }
   return info.primaryKey;
+}
+
+/**
+ * A logically captured table needs a replica identity: in the publication without one, every UPDATE
+ * and DELETE of it fails. Refused before anything changes, so no table is left captured neither by
+ * its triggers nor through the publication.
+ */
+async function checkReplicaIdentity(
+  client: PoolClient,
+  config: AnyPipelineConfig,
+  info: TableInfo,
+): Promise<void> {
+  if (captureMode(config) !== 'logical') return;
+  const gap = await replicaIdentityGap(client, info.relid);
+  if (gap)
+    throw new ConfigError(
+      'source.capture',
+      `table ${info.schema}.${info.table} cannot be captured logically: ${gap}, and its updates and deletes would fail in a publication: ` +
+        'run ALTER TABLE … REPLICA IDENTITY DEFAULT (or FULL), or use capture: trigger',
+    );
 }
 
 function checkColumns(config: PipelineConfig, info: TableInfo): void {

@@ -96,6 +96,18 @@ export async function syncCapturePublication(client: PoolClient): Promise<void> 
     );
 }
 
+/** Why the table's UPDATEs and DELETEs could not be published (sql/000022), or undefined. */
+export async function replicaIdentityGap(
+  db: Queryable,
+  relid: number,
+): Promise<string | undefined> {
+  const { rows } = await db.query<{ gap: string | null }>(
+    'select embedsync.replica_identity_gap($1) as gap',
+    [relid],
+  );
+  return rows[0]?.gap ?? undefined;
+}
+
 /**
  * Tables whose pipelines disagree on how they are captured: a table is in the publication or not,
  * so its pipelines capture one way.

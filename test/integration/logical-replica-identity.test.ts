@@ -133,10 +133,10 @@ describe('logical capture of a table that loses its replica identity', () => {
     await writeMeanwhile('nothing');
     const reason = await held();
     assert.match(reason, /replica identity is NOTHING/);
-    // Apply alone does not put it back: the table would break the application's writes again.
-    const [still] = await apply();
-    assert.match(still?.heldBecause ?? '', /replica identity is NOTHING/);
+    // Apply refuses to put it back: the table would break the application's writes again.
+    await assert.rejects(apply(), /cannot be captured logically: its replica identity is NOTHING/);
     assert.equal(await published(), false);
+    assert.match(await held(), /replica identity is NOTHING/);
     await h.db.pool.query(`alter table products replica identity default`);
     await repair();
   });
