@@ -64,6 +64,7 @@ import {
   dropCaptureSlotIfUnused,
   ensureCaptureSlot,
   mixedCaptureTables,
+  replicaIdentityGap,
   syncCapturePublication,
   walLevel,
 } from '../db/capture-slot.js';
@@ -230,6 +231,7 @@ async function applyOne(
   const info = await inspectTable(client, schema, table);
   if (!info) throw new ConfigError('source.table', missingTable(`${schema}.${table}`, existing));
   const primaryKey = checkPrimaryKey(config, info);
+  await checkReplicaIdentity(client, config, info);
   checkColumns(config, info);
   checkSinkColumns(config, info);
   // Dimensions the model cannot produce, or chunks longer than it takes, are refused here, not row
@@ -283,6 +285,9 @@ async function applyOne(
   for (const sql of installCaptureSql(next)) await client.query(sql);
   // A pipeline that no longer clears keeps no marks (decision 19).
   if (!marksChanges(next)) await dropStaleKeys(client, next.name);
+  // Before the check: a logically captured table that had lost its replica identity is put back
+  // once it has one, which lifts the hold that named apply as the fix.
+  await syncCapturePublication(client);
   // Validated against the live table: lifts a hold the new config fixes, or says what still needs
   // doing.
   const check = await reconcileSource(client, config.name);
@@ -321,6 +326,7 @@ async function applyEventsOnly(
   const info = await inspectTable(client, schema, table);
   if (!info) throw new ConfigError('source.table', missingTable(`${schema}.${table}`, existing));
   const primaryKey = checkPrimaryKey(config, info);
+  await checkReplicaIdentity(client, config, info);
   checkSinkColumns(config, info);
   if (existing && (existing.sourceSchema !== schema || existing.sourceTable !== table)) {
     throw new ConfigError(
@@ -341,6 +347,9 @@ async function applyEventsOnly(
   };
   await upsertPipeline(client, next, info.relid);
   for (const sql of installCaptureSql(next)) await client.query(sql);
+  // Before the check: a logically captured table that had lost its replica identity is put back
+  // once it has one, which lifts the hold that named apply as the fix.
+  await syncCapturePublication(client);
   const check = await reconcileSource(client, config.name);
   const outcome: ApplyOutcome = !existing
     ? 'created'
@@ -469,6 +478,26 @@ function checkPrimaryKey(config: AnyPipelineConfig, info: TableInfo): Pipeline['
     );
   }
   return info.primaryKey;
+}
+
+/**
+ * A logically captured table needs a replica identity: in the publication without one, every UPDATE
+ * and DELETE of it fails. Refused before anything changes, so no table is left captured neither by
+ * its triggers nor through the publication.
+ */
+async function checkReplicaIdentity(
+  client: PoolClient,
+  config: AnyPipelineConfig,
+  info: TableInfo,
+): Promise<void> {
+  if (captureMode(config) !== 'logical') return;
+  const gap = await replicaIdentityGap(client, info.relid);
+  if (gap)
+    throw new ConfigError(
+      'source.capture',
+      `table ${info.schema}.${info.table} cannot be captured logically: ${gap}, and its updates and deletes would fail in a publication: ` +
+        'run ALTER TABLE … REPLICA IDENTITY DEFAULT (or FULL), or use capture: trigger',
+    );
 }
 
 function checkColumns(config: PipelineConfig, info: TableInfo): void {

@@ -30,6 +30,7 @@ import {
   type SchemaVerdict,
 } from './schema-drift.js';
 import { installCaptureSql } from './triggers.js';
+import { CAPTURE_PUBLICATION } from '../db/capture-slot.js';
 import { createViewSql } from './vector-table.js';
 
 interface SourceRow extends CatalogSource {
@@ -56,6 +57,8 @@ interface Row {
   live_table: string | null;
   live_columns: LiveColumn[] | null;
   live_primary_key: KeyColumn[] | null;
+  live_published: boolean | null;
+  live_replica_identity_gap: string | null;
 }
 
 // The table is found by its oid; by name only for a row that has none yet (recorded before oids
@@ -80,7 +83,10 @@ const SOURCES_SQL = `
             from pg_index i
             cross join lateral unnest(i.indkey) with ordinality as k(attnum, ord)
             join pg_attribute a on a.attrelid = i.indrelid and a.attnum = k.attnum
-           where i.indrelid = c.oid and i.indisprimary) as live_primary_key
+           where i.indrelid = c.oid and i.indisprimary) as live_primary_key,
+         exists (select 1 from pg_publication_rel r join pg_publication pub on pub.oid = r.prpubid
+                  where pub.pubname = '${CAPTURE_PUBLICATION}' and r.prrelid = c.oid) as live_published,
+         embedsync.replica_identity_gap(c.oid) as live_replica_identity_gap
     from embedsync.pipelines p
     left join pg_class c
       on c.oid = ${SOURCE_OID}
@@ -118,6 +124,8 @@ async function readSources(
             table: r.live_table,
             columns: r.live_columns ?? [],
             primaryKey: r.live_primary_key ?? [],
+            published: r.live_published ?? false,
+            replicaIdentityGap: r.live_replica_identity_gap ?? undefined,
           },
   }));
 }

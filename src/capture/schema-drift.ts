@@ -2,6 +2,7 @@
 // pg_catalog says now: pure, so it is tested without a database. src/capture/schema-check.ts acts
 // on the verdict.
 import {
+  captureMode,
   destinationColumn,
   embedColumns,
   isEventsOnly,
@@ -25,6 +26,10 @@ export interface LiveTable {
   table: string;
   columns: LiveColumn[];
   primaryKey: KeyColumn[];
+  /** Whether the table is in the publication of logical capture (decision 29). */
+  published?: boolean;
+  /** Why its updates and deletes cannot be published (no primary key, REPLICA IDENTITY NOTHING). */
+  replicaIdentityGap?: string;
 }
 
 /** What the catalog remembers of a pipeline's source. */
@@ -145,7 +150,10 @@ export function judgeSchema(p: CatalogSource, live: LiveTable | undefined): Sche
   const destination = destinationProblem(p, byName, byNumber, table);
   if (destination.attnum !== undefined) columns[destination.column] = destination.attnum;
   if (destination.problem) problems.push(destination.problem);
-  if (problems.length === 0) {
+  const unpublished = publicationProblem(p, live, table);
+  // A lost key of a logically captured table is said once, with the publication it left.
+  const keyLost = unpublished !== undefined && live.primaryKey.length === 0;
+  if (problems.length === 0 && !keyLost) {
     const declared = p.primaryKey.map((k) => k.name).join(', ');
     const actual = live.primaryKey.map((k) => k.name).join(', ');
     if (declared !== actual) {
@@ -154,9 +162,34 @@ export function judgeSchema(p: CatalogSource, live: LiveTable | undefined): Sche
       );
     }
   }
+  if (unpublished) problems.push(unpublished);
   verdict.columns = columns;
   if (problems.length > 0) verdict.hold = { state: 'schema_changed', reason: problems.join('; ') };
   return verdict;
+}
+
+/**
+ * A logically captured table out of the publication: the event trigger of sql/000022 took it out
+ * when it lost its replica identity, so the application's updates and deletes go on; none of its
+ * changes are captured until apply puts it back, and a backfill and verify --requeue then catch
+ * them up.
+ */
+function publicationProblem(p: CatalogSource, live: LiveTable, table: string): string | undefined {
+  if (captureMode(p.config) !== 'logical' || (live.published === true && !live.replicaIdentityGap))
+    return undefined;
+  const apply = 'npx embedsync apply --config <file>';
+  // A backfill embeds the rows as they are; the vectors of rows deleted meanwhile are verify's to
+  // find. An events-only pipeline's missed changes are not delivered.
+  const then = isEventsOnly(p.config)
+    ? ' (changes made meanwhile are not delivered)'
+    : `, then npx embedsync backfill --table ${p.name} (it catches up the rows written meanwhile) ` +
+      `and npx embedsync verify --table ${p.name} --requeue (it removes the vectors of rows deleted meanwhile)`;
+  if (live.replicaIdentityGap)
+    return (
+      `${table} cannot be captured logically: ${live.replicaIdentityGap}, and its updates and deletes would fail in the publication, ` +
+      `so it is out of it and its changes are not captured: restore its primary key (or set REPLICA IDENTITY DEFAULT), run ${apply} (it puts the table back)${then}`
+    );
+  return `${table} is not in the publication of logical capture, so its changes are not captured: run ${apply} (it puts the table back)${then}`;
 }
 
 /** The commands that put the pipeline right once the column is dealt with. */

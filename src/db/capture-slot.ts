@@ -62,13 +62,15 @@ export async function captureSlotExists(db: Queryable, slot?: string): Promise<b
 /**
  * Makes the publication hold exactly the source tables of the pipelines that capture logically;
  * in the caller's transaction (an apply's, a remove's), so a table changes from trigger to logical
- * capture in one commit.
+ * capture in one commit. A table without a replica identity stays out: in the publication, every
+ * UPDATE and DELETE of it would fail (sql/000022); the schema check holds its pipelines meanwhile.
  */
 export async function syncCapturePublication(client: PoolClient): Promise<void> {
   const { rows } = await client.query<{ schema: string; table: string; wanted: boolean }>(
     `with wanted as (
        select distinct source_relid as relid from embedsync.pipelines
-        where ${SQL_CAPTURE_PIPELINES} and source_relid is not null),
+        where ${SQL_CAPTURE_PIPELINES} and source_relid is not null
+          and embedsync.replica_identity_gap(source_relid) is null),
      held as (
        select r.prrelid as relid from pg_publication_rel r
          join pg_publication p on p.oid = r.prpubid where p.pubname = $1)
@@ -92,6 +94,18 @@ export async function syncCapturePublication(client: PoolClient): Promise<void> 
     await client.query(
       `alter publication ${quoteIdent(CAPTURE_PUBLICATION)} ${r.wanted ? 'add' : 'drop'} table only ${qualified(r.schema, r.table)}`,
     );
+}
+
+/** Why the table's UPDATEs and DELETEs could not be published (sql/000022), or undefined. */
+export async function replicaIdentityGap(
+  db: Queryable,
+  relid: number,
+): Promise<string | undefined> {
+  const { rows } = await db.query<{ gap: string | null }>(
+    'select embedsync.replica_identity_gap($1) as gap',
+    [relid],
+  );
+  return rows[0]?.gap ?? undefined;
 }
 
 /**

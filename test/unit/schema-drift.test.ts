@@ -188,4 +188,41 @@ describe('judging a source table against its pipeline', () => {
     assert.equal(verdict.hold, undefined);
     assert.equal(verdict.columns?.body, 7);
   });
+  describe('a logically captured table (decision 29)', () => {
+    const logical = () =>
+      source({ config: config({ source: { table: 'public.t', capture: 'logical' } }) });
+
+    it('in the publication with a replica identity needs nothing', () => {
+      assert.equal(judgeSchema(logical(), table(intact, { published: true })).hold, undefined);
+    });
+
+    it('that lost its primary key is held once, naming the key, apply, backfill and verify', () => {
+      const verdict = judgeSchema(
+        logical(),
+        table(intact, {
+          primaryKey: [],
+          published: false,
+          replicaIdentityGap: 'it has no primary key',
+        }),
+      );
+      assert.equal(verdict.hold?.state, 'schema_changed');
+      const reason = verdict.hold?.reason ?? '';
+      assert.doesNotMatch(reason, /is now \(\)/);
+      assert.match(reason, /it has no primary key/);
+      assert.match(reason, /restore its primary key/);
+      assert.match(
+        reason,
+        /npx embedsync apply .*npx embedsync backfill --table t .*npx embedsync verify --table t --requeue/,
+      );
+    });
+
+    it('out of the publication with a usable identity waits for apply', () => {
+      const verdict = judgeSchema(logical(), table(intact, { published: false }));
+      assert.match(verdict.hold?.reason ?? '', /is not in the publication .*npx embedsync apply/);
+    });
+
+    it('a table captured by triggers is not judged by the publication', () => {
+      assert.equal(judgeSchema(source(), table(intact, { published: false })).hold, undefined);
+    });
+  });
 });
