@@ -6,8 +6,8 @@ import pg from 'pg';
 import { removePipeline } from '../../src/capture/apply.js';
 import { quoteIdent } from '../../src/db/ident.js';
 import { migrate } from '../../src/db/migrator.js';
-import { verifyPipeline } from '../../src/verify/verify.js';
 import { applyPipeline, startHarness, uniqueName, type Harness } from '../helpers/harness.js';
+import { waitConverged } from '../helpers/converged.js';
 import { waitFor } from '../helpers/wait.js';
 
 let h: Harness;
@@ -75,16 +75,7 @@ async function vectorKeys(name: string): Promise<{ pk: string; chunk: string }[]
   return rows;
 }
 
-async function converged(name: string): Promise<void> {
-  await waitFor(`pipeline ${name} to converge`, async () => {
-    const queued = await h.db.pool.query('select 1 from embedsync.outbox where pipeline = $1', [
-      name,
-    ]);
-    if (queued.rows.length > 0) return false;
-    const r = await verifyPipeline(h.db.pool, name);
-    return r.missing.length + r.stale.length + r.orphaned.length === 0 ? r : false;
-  });
-}
+const converged = (name: string): Promise<unknown> => waitConverged(h.db.pool, name);
 
 const CASES = [
   {

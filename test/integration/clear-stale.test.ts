@@ -18,7 +18,6 @@ import { featureHashEmbedding } from '../../src/providers/offline.js';
 import { createProviders } from '../../src/providers/index.js';
 import { search } from '../../src/search/index.js';
 import { gatherStatus } from '../../src/status/index.js';
-import { verifyPipeline } from '../../src/verify/verify.js';
 import {
   applyPipeline,
   PRODUCTS_TABLE,
@@ -27,6 +26,7 @@ import {
   uniqueName,
   type Harness,
 } from '../helpers/harness.js';
+import { waitConverged } from '../helpers/converged.js';
 import { waitFor } from '../helpers/wait.js';
 
 let h: Harness;
@@ -40,22 +40,7 @@ async function insertProduct(table: string, name: string, description: string): 
   return rows[0]?.id ?? '';
 }
 
-/** Waits until the pipeline's outbox is drained and every row's vectors match its content. */
-async function converged(pipeline: string): Promise<void> {
-  await waitFor(
-    `${pipeline} to converge`,
-    async () => {
-      const { rows } = await h.db.pool.query<{ n: number }>(
-        'select count(*)::int as n from embedsync.outbox where pipeline = $1',
-        [pipeline],
-      );
-      if ((rows[0]?.n ?? 1) > 0) return false;
-      const r = await verifyPipeline(h.db.pool, pipeline);
-      return r.missing.length + r.stale.length + r.orphaned.length === 0 ? r : false;
-    },
-    60_000,
-  );
-}
+const converged = (pipeline: string): Promise<unknown> => waitConverged(h.db.pool, pipeline);
 
 /**
  * Four users' sessions, 25 transactions each, each setting `column` of two of the rows, always in

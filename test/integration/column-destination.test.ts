@@ -28,6 +28,7 @@ import {
   uniqueName,
   type Harness,
 } from '../helpers/harness.js';
+import { waitConverged } from '../helpers/converged.js';
 import { waitFor } from '../helpers/wait.js';
 
 let h: Harness;
@@ -105,18 +106,7 @@ async function count(sql: string, params: unknown[] = []): Promise<number> {
 const outboxOf = (pipeline: string): Promise<number> =>
   count('select count(*)::int as n from embedsync.outbox where pipeline = $1', [pipeline]);
 
-/** Until the outbox is drained and verify finds every row's column in step with its content. */
-async function converged(pipeline: string): Promise<void> {
-  await waitFor(
-    `${pipeline} to converge`,
-    async () => {
-      if ((await outboxOf(pipeline)) > 0) return false;
-      const r = await verifyPipeline(h.db.pool, pipeline);
-      return r.missing.length + r.stale.length + r.orphaned.length === 0 ? r : false;
-    },
-    60_000,
-  );
-}
+const converged = (pipeline: string): Promise<unknown> => waitConverged(h.db.pool, pipeline);
 
 describe('a column of the source table as the destination', () => {
   before(async () => {

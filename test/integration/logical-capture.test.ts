@@ -5,14 +5,13 @@ import { after, before, describe, it } from 'node:test';
 import { applyPipelines } from '../../src/capture/apply.js';
 import { parsePipelines } from '../../src/config/pipeline.js';
 import { captureSlotState } from '../../src/db/capture-slot.js';
-import { verifyPipeline } from '../../src/verify/verify.js';
 import {
   PRODUCTS_TABLE,
   productsPipeline,
   startHarness,
   type Harness,
 } from '../helpers/harness.js';
-import { waitFor } from '../helpers/wait.js';
+import { waitConverged } from '../helpers/converged.js';
 
 let h: Harness;
 
@@ -24,21 +23,7 @@ const apply = (capture: 'trigger' | 'logical') =>
     }),
   );
 
-/** Waits until the outbox is drained and every row's vectors match its current content. */
-async function converged(): Promise<void> {
-  await waitFor(
-    'the pipeline to converge',
-    async () => {
-      const { rows } = await h.db.pool.query<{ n: number }>(
-        'select count(*)::int as n from embedsync.outbox',
-      );
-      if ((rows[0]?.n ?? 0) > 0) return false;
-      const r = await verifyPipeline(h.db.pool, 'products');
-      return r.missing.length + r.stale.length + r.orphaned.length === 0 ? r : false;
-    },
-    60_000,
-  );
-}
+const converged = (): Promise<unknown> => waitConverged(h.db.pool, 'products');
 
 const vectorCount = async (): Promise<number> => {
   const { rows } = await h.db.pool.query<{ n: number }>(

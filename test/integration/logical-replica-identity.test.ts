@@ -9,7 +9,7 @@ import { applyPipelines } from '../../src/capture/apply.js';
 import { parsePipelines } from '../../src/config/pipeline.js';
 import { getPipeline } from '../../src/db/catalog.js';
 import { requeueReport } from '../../src/verify/requeue.js';
-import { verifyPipeline, type VerifyReport } from '../../src/verify/verify.js';
+import { verifyPipeline } from '../../src/verify/verify.js';
 import {
   PRODUCTS_TABLE,
   productsPipeline,
@@ -17,6 +17,7 @@ import {
   uniqueName,
   type Harness,
 } from '../helpers/harness.js';
+import { waitConverged } from '../helpers/converged.js';
 import { waitFor } from '../helpers/wait.js';
 
 let h: Harness;
@@ -40,23 +41,7 @@ const published = async (): Promise<boolean> => {
   return (rowCount ?? 0) > 0;
 };
 
-const differences = (r: VerifyReport) => r.missing.length + r.stale.length + r.orphaned.length;
-
-/** Waits until the outbox is drained and every row's vectors match its current content. */
-async function converged(): Promise<void> {
-  await waitFor(
-    'the pipeline to converge',
-    async () => {
-      const { rows } = await h.db.pool.query<{ n: number }>(
-        'select count(*)::int as n from embedsync.outbox',
-      );
-      if ((rows[0]?.n ?? 0) > 0) return false;
-      const r = await verifyPipeline(h.db.pool, NAME);
-      return differences(r) === 0 ? r : false;
-    },
-    60_000,
-  );
-}
+const converged = (): Promise<unknown> => waitConverged(h.db.pool, NAME);
 
 /** Waits for the pollers' schema check to hold the pipeline; returns its reason. */
 const held = () =>

@@ -5,9 +5,9 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { removePipeline } from '../../src/capture/apply.js';
 import { quoteIdent } from '../../src/db/ident.js';
-import { verifyPipeline } from '../../src/verify/verify.js';
 import type { PipelineInput } from '../../src/config/pipeline.js';
 import { applyPipeline, startHarness, uniqueName, type Harness } from '../helpers/harness.js';
+import { waitConverged } from '../helpers/converged.js';
 import { waitFor } from '../helpers/wait.js';
 
 let h: Harness;
@@ -71,13 +71,7 @@ async function outbox(name: string): Promise<string[]> {
   return rows.map((r) => r.change);
 }
 
-async function converged(name: string): Promise<void> {
-  await waitFor(`pipeline ${name} to converge`, async () => {
-    if ((await outbox(name)).length > 0) return false;
-    const r = await verifyPipeline(h.db.pool, name);
-    return r.missing.length + r.stale.length + r.orphaned.length === 0 ? r : false;
-  });
-}
+const converged = (name: string): Promise<unknown> => waitConverged(h.db.pool, name);
 
 async function chunks(name: string, pk: string): Promise<string[]> {
   const { rows } = await h.db.pool.query<{ chunk: string }>(
