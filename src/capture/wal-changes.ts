@@ -1,7 +1,7 @@
-// What decoded transactions mean for the outbox (docs/architecture.md, decision 29): per
-// transaction and pipeline, the keys of each operation, as the texts of their key columns. The key
-// text itself is made in SQL from those (src/db/wal-outbox.ts), exactly as the trigger path makes
-// it. Pure.
+// What decoded transactions mean for the outbox (docs/architecture.md, decision 29): per pipeline,
+// the keys of each run of one operation across the transactions read together, as the texts of
+// their key columns. The key text itself is made in SQL from those (`enqueueKeyRuns`,
+// src/db/outbox.ts), exactly as the trigger path makes it. Pure.
 import type { OutboxOp } from '../db/outbox.js';
 import type { PgOutputMessage, RelationColumn, TupleValue } from './pgoutput.js';
 
@@ -15,8 +15,8 @@ export interface LogicalPipeline {
 }
 
 /**
- * One outbox row to be: a pipeline's keys of one operation in one transaction; each key is its
- * columns' texts, in key order. A TRUNCATE has no keys (it queues '*').
+ * One outbox row to be: a pipeline's keys of one operation in consecutive transactions; each key
+ * is its columns' texts, in key order. A TRUNCATE has no keys (it queues '*').
  */
 export interface KeyRun {
   pipeline: string;
@@ -56,7 +56,9 @@ const sameKey = (a: readonly string[], b: readonly string[]): boolean =>
   a.length === b.length && a.every((v, i) => v === b[i]);
 
 /**
- * The outbox rows of the whole transactions among `messages`, in order. An UPDATE without old
+ * The outbox rows of the whole transactions among `messages`, in order; consecutive transactions'
+ * runs of a pipeline's same operation are one run (the order of a pipeline's operations is kept,
+ * transaction boundaries are not: the outbox needs keys, not transactions). An UPDATE without old
  * values is queued whatever it changed (which columns changed is not known); one that changed its
  * key is a delete of the old key and an update of the new one, as the trigger path queues it.
  * Changes of tables no pipeline captures logically are passed over.
@@ -101,6 +103,17 @@ export function decodeChanges(
     }
   };
   const committed: KeyRun[] = [];
+  // Each pipeline's last committed run: a transaction's run of the same operation joins it, so
+  // single-row transactions read together queue one outbox row between them, not one each.
+  const last = new Map<string, KeyRun>();
+  const commit = (run: KeyRun): void => {
+    const before = last.get(run.pipeline);
+    if (run.op !== 'T' && before?.op === run.op) before.keys.push(...run.keys);
+    else {
+      committed.push(run);
+      last.set(run.pipeline, run);
+    }
+  };
   for (const m of messages) {
     switch (m.tag) {
       case 'begin':
@@ -134,7 +147,7 @@ export function decodeChanges(
         break;
       case 'commit':
         for (const pipeline of [...open.keys()]) flush(pipeline);
-        committed.push(...runs);
+        runs.forEach(commit);
         runs.length = 0;
         open = new Map();
         transactions += 1;

@@ -101,7 +101,7 @@ describe('decoded changes for the outbox', () => {
     { name: 'pairs', relid: C, keyColumns: ['k1', 'k2'] },
   ];
 
-  it('queues one run per transaction and operation, a changed key as a delete and an update, and a truncate in place', () => {
+  it('queues a run per operation, a changed key as a delete and an update, and a truncate in place', () => {
     const decoded = decodeChanges(messages, pipelines);
     assert.equal(decoded.transactions, 7);
     assert.equal(decoded.endLsn, 0x1851781538n);
@@ -115,6 +115,52 @@ describe('decoded changes for the outbox', () => {
       { pipeline: 'things', op: 'T', keys: [] },
       // With old values whose key is the same: an update only.
       { pipeline: 'pairs', op: 'U', keys: [["a'b", '2024-01-01 08:00:00+00']] },
+    ]);
+  });
+
+  it('joins consecutive transactions’ runs of one operation into one run, keeping each pipeline’s order of operations', () => {
+    const relation = messages.find((m) => m.tag === 'relation' && m.relid === T);
+    let lsn = 0x100n;
+    const tx = (...changes: PgOutputMessage[]): PgOutputMessage[] => {
+      lsn += 0x10n;
+      return [
+        { tag: 'begin', finalLsn: lsn, xid: Number(lsn) },
+        ...changes,
+        { tag: 'commit', commitLsn: lsn, endLsn: lsn + 1n },
+      ];
+    };
+    const insert = (id: string): PgOutputMessage => ({
+      tag: 'insert',
+      relid: T,
+      row: [id, 'x', '1'],
+    });
+    const update = (id: string): PgOutputMessage => ({
+      tag: 'update',
+      relid: T,
+      row: [id, 'y', '1'],
+    });
+    const decoded = decodeChanges(
+      [
+        relation ?? assert.fail('no relation message in the fixture'),
+        ...tx(insert('1')),
+        ...tx(insert('2')),
+        ...tx(insert('3'), update('1')),
+        ...tx(update('2')),
+        ...tx(insert('4')),
+        ...tx({ tag: 'truncate', relids: [T] }),
+        ...tx(insert('5')),
+        ...tx(insert('6')),
+      ],
+      pipelines,
+    );
+    assert.equal(decoded.transactions, 8);
+    assert.equal(decoded.endLsn, lsn + 1n);
+    assert.deepEqual(decoded.runs, [
+      { pipeline: 'things', op: 'I', keys: [['1'], ['2'], ['3']] },
+      { pipeline: 'things', op: 'U', keys: [['1'], ['2']] },
+      { pipeline: 'things', op: 'I', keys: [['4']] },
+      { pipeline: 'things', op: 'T', keys: [] },
+      { pipeline: 'things', op: 'I', keys: [['5'], ['6']] },
     ]);
   });
 
