@@ -13,6 +13,7 @@ import {
   setCapture,
   settle,
   withNotifyLockWaits,
+  withPgRecvlogical,
   withWalReader,
   type CaptureMode,
 } from './helpers/capture.js';
@@ -68,7 +69,14 @@ async function underCapture<T>(
   ctx: BenchContext,
   mode: CaptureMode,
   fn: () => Promise<T>,
-): Promise<{ result: T; lagBytes?: number; catchUpMs?: number }> {
+): Promise<{
+  result: T;
+  lagBytes?: number;
+  catchUpMs?: number;
+  walsenderPct?: number;
+  readerPct?: number;
+}> {
+  if (mode === 'logical-pg') return withPgRecvlogical(ctx.db.pool, ctx.db.url, fn);
   if (mode !== 'logical') return { result: await fn() };
   return withWalReader(ctx.db.pool, ctx.db.url, readerLog, fn);
 }
@@ -103,7 +111,7 @@ async function run(ctx: BenchContext): Promise<BenchReport> {
     'without',
     'with',
     ...(captureNotifies(b.pipeline) ? (['no-notify'] as const) : []),
-    ...(logical ? (['logical', 'logical-unread'] as const) : []),
+    ...(logical ? (['logical', 'logical-unread', 'logical-pg'] as const) : []),
   ];
 
   const pgbenchRuns: Record<string, Array<PgbenchRun & { mode: CaptureMode }>> = {};
@@ -173,6 +181,8 @@ async function compare(
     notifyLockWaiters?: number;
     lagBytes?: number;
     catchUpMs?: number;
+    walsenderPct?: number;
+    readerPct?: number;
   }>,
 ): Promise<Sample[]> {
   const samples: Sample[] = [];
@@ -182,14 +192,19 @@ async function compare(
       await setCapture(b.pool, b.pipeline, mode);
       b.checkpointed = (await settle(b.pool, TABLE)) && b.checkpointed;
       b.runs += 1;
-      const { value, notifyLockWaiters, lagBytes, catchUpMs } = await measure(mode);
+      const { value, notifyLockWaiters, lagBytes, catchUpMs, walsenderPct, readerPct } =
+        await measure(mode);
       const enqueued = await outboxKeys(b.pool);
       const lag =
         lagBytes === undefined
           ? ''
           : `, reader ${round(lagBytes / 1024, 0)} KiB behind at the end, caught up in ${round(catchUpMs ?? 0, 0)} ms`;
+      const cpu =
+        walsenderPct === undefined
+          ? ''
+          : `, walsender ${walsenderPct} % of a core, reader ${readerPct ?? '?'} %`;
       b.ctx.log(
-        `${what}, round ${n}, ${MODE_LABEL[mode]}: ${round(value, 1)} (outbox +${enqueued}${lag})`,
+        `${what}, round ${n}, ${MODE_LABEL[mode]}: ${round(value, 1)} (outbox +${enqueued}${lag}${cpu})`,
       );
       samples.push({
         mode,
@@ -198,6 +213,8 @@ async function compare(
         enqueued,
         ...(notifyLockWaiters === undefined ? {} : { notifyLockWaiters }),
         ...(lagBytes === undefined ? {} : { lagBytes, catchUpMs: catchUpMs ?? 0 }),
+        ...(walsenderPct === undefined ? {} : { walsenderPct }),
+        ...(readerPct === undefined ? {} : { readerPct }),
       });
     }
   }

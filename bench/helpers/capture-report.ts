@@ -15,6 +15,9 @@ export interface Sample {
   /** Logical capture: WAL the reader was behind when the writes ended, and its catch-up time. */
   lagBytes?: number;
   catchUpMs?: number;
+  /** Logical capture: the walsender's and the reading process's CPU, in % of one core. */
+  walsenderPct?: number;
+  readerPct?: number;
 }
 
 export interface CaptureMeasurement {
@@ -133,6 +136,7 @@ export function captureReport(m: CaptureMeasurement): BenchReport {
                   },
                 ]
               : []),
+            ...readingFigures(m),
           ]
         : []),
       ...(clear ? clearFigures(m, clear) : []),
@@ -294,4 +298,41 @@ function runsTable(m: CaptureMeasurement): DetailTable {
     ],
     rows,
   };
+}
+
+/**
+ * What reading the WAL costs whoever reads it: single-row writes with PostgreSQL's own
+ * pg_recvlogical reading the slot instead of embedsync's reader, and each side's CPU.
+ */
+function readingFigures(m: CaptureMeasurement): Figure[] {
+  if (!has(m.insert, 'logical-pg')) return [];
+  const cpu = (samples: readonly Sample[], mode: CaptureMode) =>
+    `walsender ${round(
+      med(samples, mode, (s) => s.walsenderPct ?? 0),
+      0,
+    )} %, reader ${round(
+      med(samples, mode, (s) => s.readerPct ?? 0),
+      0,
+    )} % of a core`;
+  const figures: Figure[] = [];
+  for (const [what, samples] of [
+    ['INSERT', m.insert],
+    ['UPDATE', m.update],
+  ] as const) {
+    figures.push(
+      {
+        label: `diagnostic: single-row ${what}, logical capture read by pg_recvlogical / without`,
+        value: `${round(ratio(samples, 'logical-pg') * 100, 1)} %`,
+      },
+      {
+        label: `logical capture: CPU while single-row ${what}s ran`,
+        value: cpu(samples, 'logical'),
+      },
+      {
+        label: `pg_recvlogical: CPU while single-row ${what}s ran`,
+        value: cpu(samples, 'logical-pg'),
+      },
+    );
+  }
+  return figures;
 }

@@ -1,5 +1,6 @@
 // Switching a pipeline's capture on and off between measurements, and putting the database back in
 // the same state before each one, so that the only difference between two runs is the triggers.
+import { spawn } from 'node:child_process';
 import { removeCaptureSql, installCaptureSql } from '../../src/capture/triggers.js';
 import type { Pipeline } from '../../src/db/catalog.js';
 import {
@@ -12,15 +13,20 @@ import { withTransaction, type Pool } from '../../src/db/pool.js';
 import type { Logger } from '../../src/log.js';
 import { WalReader } from '../../src/poller/wal-reader.js';
 import { now } from './clock.js';
+import { cpuBetween, sampleCpu } from './cpu.js';
+import { findPgTool } from './pgbench.js';
 
 /**
  * "no-notify" is a diagnostic: the pipeline's own triggers with their pg_notify taken out. "clear"
  * is the pipeline's triggers with onContentChange: clear, which also mark each changed key.
  * "logical" is logical capture (decision 29): no triggers, the table in the publication, and the WAL
  * reader running while the writes do. "logical-unread" is a diagnostic: the same with the reader
- * stopped, which separates what reading costs from what publishing the table does.
+ * stopped, which separates what reading costs from what publishing the table does. "logical-pg" is
+ * another: the same slot read by PostgreSQL's own pg_recvlogical, which discards what it receives,
+ * i.e. what reading the WAL costs whoever reads it.
  */
-export type CaptureMode = 'without' | 'with' | 'no-notify' | 'clear' | 'logical' | 'logical-unread';
+export type CaptureMode =
+  'without' | 'with' | 'no-notify' | 'clear' | 'logical' | 'logical-unread' | 'logical-pg';
 
 export const MODE_LABEL: Record<CaptureMode, string> = {
   without: 'no triggers',
@@ -29,7 +35,12 @@ export const MODE_LABEL: Record<CaptureMode, string> = {
   clear: 'pipeline triggers, onContentChange: clear',
   logical: 'logical capture, reader running',
   'logical-unread': 'logical capture, reader stopped',
+  'logical-pg': 'logical capture, read by pg_recvlogical',
 };
+
+/** The modes whose table is in the publication and whose pipeline's config says logical. */
+export const isLogical = (mode: CaptureMode): boolean =>
+  mode === 'logical' || mode === 'logical-unread' || mode === 'logical-pg';
 
 // The wake-up the capture functions end with (src/capture/triggers.ts).
 const NOTIFY_BLOCK = /\n\s*if found then\s*\n\s*perform pg_notify\([^;]*\);\s*\n\s*end if;/;
@@ -48,6 +59,7 @@ function captureSql(pipeline: Pipeline, mode: CaptureMode): string[] {
     case 'without':
     case 'logical':
     case 'logical-unread':
+    case 'logical-pg':
       return removeCaptureSql(pipeline);
     case 'with':
       return installCaptureSql(pipeline);
@@ -72,7 +84,7 @@ export async function setCapture(pool: Pool, pipeline: Pipeline, mode: CaptureMo
       [CAPTURE_PUBLICATION, qualified(pipeline.sourceSchema, pipeline.sourceTable)],
     );
     const published = (rowCount ?? 0) > 0;
-    const logical = mode === 'logical' || mode === 'logical-unread';
+    const logical = isLogical(mode);
     // The reader reads for the pipelines whose config says logical.
     await client.query(
       `update embedsync.pipelines set config = jsonb_set(config, '{source,capture}', to_jsonb($2::text))
@@ -99,6 +111,9 @@ export async function skipWal(pool: Pool): Promise<void> {
 
 export interface WithReader<T> {
   result: T;
+  /** Each side of reading while fn ran, in % of one core: PostgreSQL's walsender, the reader. */
+  walsenderPct?: number;
+  readerPct?: number;
   /** WAL the slot was behind when fn ended. */
   lagBytes: number;
   /** From fn's end until the reader had read everything written by then. */
@@ -123,9 +138,9 @@ export async function withWalReader<T>(
       await new Promise((r) => setTimeout(r, 10));
     }
   })();
-  let result: T;
+  let measured: { result: T; walsenderPct?: number; readerPct?: number };
   try {
-    result = await fn();
+    measured = await readingCpu(pool, 'embedsync-capture', process.pid, fn);
   } finally {
     done = true;
     await loop;
@@ -143,7 +158,7 @@ export async function withWalReader<T>(
       if (slot[0]?.past !== false) break;
       await new Promise((r) => setTimeout(r, 5));
     }
-    return { result, lagBytes, catchUpMs: now() - started };
+    return { ...measured, lagBytes, catchUpMs: now() - started };
   } finally {
     await reader.close();
   }
@@ -213,4 +228,73 @@ export async function withNotifyLockWaits<T>(
     done = true;
     await sampler;
   }
+}
+
+/**
+ * Runs fn while PostgreSQL's own pg_recvlogical streams the capture slot and throws away what it
+ * receives: the cost of reading the WAL whoever reads it (the walsender's decoding and a client
+ * that does nothing with it), against which the WAL reader's own cost shows.
+ */
+export async function withPgRecvlogical<T>(
+  pool: Pool,
+  databaseUrl: string,
+  fn: () => Promise<T>,
+): Promise<{ result: T; walsenderPct?: number; readerPct?: number }> {
+  const bin = await findPgTool('pg_recvlogical');
+  const url = new URL(databaseUrl);
+  url.searchParams.set('application_name', 'embedsync-bench-recvlogical');
+  const args = [
+    ...['-d', url.toString(), '--slot', await captureSlotName(pool), '--start'],
+    ...['-o', 'proto_version=1', '-o', `publication_names=${CAPTURE_PUBLICATION}`],
+    ...['-f', '/dev/null', '--no-loop'],
+  ];
+  const child = spawn(bin, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  try {
+    return await readingCpu(pool, 'embedsync-bench-recvlogical', child.pid, fn, () =>
+      child.exitCode === null ? undefined : `pg_recvlogical exited: ${stderr.trim()}`,
+    );
+  } finally {
+    child.kill('SIGTERM');
+    await exited;
+  }
+}
+
+/**
+ * fn, and the CPU that reading took meanwhile: the walsender of the replication connection named
+ * `applicationName` and the reading process, each in % of one core. Waits (up to 10 s) for that
+ * connection to stream first, so fn never runs before its reader does.
+ */
+async function readingCpu<T>(
+  pool: Pool,
+  applicationName: string,
+  readerPid: number | undefined,
+  fn: () => Promise<T>,
+  gone: () => string | undefined = () => undefined,
+): Promise<{ result: T; walsenderPct?: number; readerPct?: number }> {
+  let walsender: number | undefined;
+  for (const started = now(); walsender === undefined;) {
+    const problem = gone();
+    if (problem) throw new Error(problem);
+    if (now() - started > 10_000)
+      throw new Error(`no walsender named ${applicationName} after 10 s`);
+    const { rows } = await pool.query<{ pid: number }>(
+      `select pid from pg_stat_activity
+        where backend_type = 'walsender' and application_name = $1`,
+      [applicationName],
+    );
+    walsender = rows[0]?.pid;
+    if (walsender === undefined) await new Promise((r) => setTimeout(r, 50));
+  }
+  const pids = { walsender, reader: readerPid };
+  const before = sampleCpu(pids);
+  const result = await fn();
+  const use = cpuBetween(before, sampleCpu(pids))?.processPctOfCore ?? {};
+  return {
+    result,
+    ...(use.walsender === undefined ? {} : { walsenderPct: use.walsender }),
+    ...(use.reader === undefined ? {} : { readerPct: use.reader }),
+  };
 }

@@ -20,13 +20,16 @@ export interface PgbenchRun {
 }
 
 /** The pgbench of the newest installed PostgreSQL, else the one on PATH. */
-export async function findPgbench(): Promise<string> {
+export const findPgbench = (): Promise<string> => findPgTool('pgbench');
+
+/** A client program of the newest installed PostgreSQL, else the one on PATH. */
+export async function findPgTool(name: string): Promise<string> {
   const pgi = await findPostgres();
-  const candidate = pgi && path.join(pgi.bindir, 'pgbench');
-  const found = candidate && isExecutable(candidate) ? candidate : onPath('pgbench');
+  const candidate = pgi && path.join(pgi.bindir, name);
+  const found = candidate && isExecutable(candidate) ? candidate : onPath(name);
   if (!found)
     throw new Error(
-      'pgbench not found: install the PostgreSQL server package (it ships pgbench) or put pgbench on PATH',
+      `${name} not found: install the PostgreSQL server package (it ships ${name}) or put ${name} on PATH`,
     );
   return found;
 }
