@@ -130,10 +130,11 @@ export async function setBuildMemory(
 
 /**
  * Lets a build of an index on `table` (a vector table: embedsync's own) use the parallel workers the
- * server allows for maintenance. PostgreSQL sizes a parallel build by the table's heap, and vectors
- * of more than about 500 dimensions are stored out of line (TOAST): the heap looks a few pages long,
- * so the HNSW build, bound by CPU, ran in one process whatever the server allowed. The table's
- * parallel_workers setting stands in for that estimate; max_parallel_maintenance_workers (the
+ * server allows for maintenance. PostgreSQL sizes a parallel build by the table's heap, which says
+ * little of an HNSW build's work, bound by CPU; and where vectors are stored out of line (a table
+ * made before decision 32, rows over 8160 bytes) the heap looks a few pages long, and the build ran
+ * in one process whatever the server allowed. The table's parallel_workers setting stands in for
+ * that estimate; max_parallel_maintenance_workers (the
  * server's, the role's or the session's; 0: serial) still bounds it. Returns whether it set one;
  * resetBuildWorkers takes it off again.
  */

@@ -44,8 +44,8 @@ function createRecordTableSql(p: VectorTableOf): string[] {
  * Rows up to this size keep their vector in the row (docs/architecture.md, decision 32). pgvector's
  * types are stored out of line once a row passes about 2 KB, i.e. from about 500 dimensions, which
  * costs every write a TOAST insert and every index build and search a fetch from the TOAST table;
- * inline, a 512-dimension 20,000-row load ran 24 % faster and its HNSW build 40 % faster. Larger rows
- * (long chunks, very wide vectors) are still moved out as before.
+ * inline, a 512-dimension 20,000-row load ran 24 % faster. Larger rows (long chunks, very wide
+ * vectors) are still moved out as before.
  */
 export const INLINE_ROW_BYTES = 8160;
 
