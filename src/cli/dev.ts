@@ -18,6 +18,7 @@ import { Poller } from '../poller/poller.js';
 import { createProviders } from '../providers/index.js';
 import { startReembed } from '../reembed/start.js';
 import { ensureStack } from '../stack/index.js';
+import { stopSignals } from './stop-signals.js';
 import { connectClient } from '../temporal/connect.js';
 import { syncSchedules } from '../temporal/schedules.js';
 import { ensureSearchAttributes } from '../temporal/search-attributes.js';
@@ -155,17 +156,23 @@ Try, in psql:
 
 Pipelines: ${(await listPipelines(pool)).map((p) => p.name).join(', ')}. Ctrl-C stops the worker, the poller and the servers started here.`);
 
-  await new Promise<void>((resolve) => {
-    process.once('SIGINT', resolve);
-    process.once('SIGTERM', resolve);
+  const signals = stopSignals({
+    say,
+    repeatNote:
+      'still stopping; Ctrl-C once more leaves the servers started here running (`npx embedsync stack down` stops them)',
   });
+  await signals.stopped;
   say('\nstopping…');
-  await poller.stop();
-  worker.shutdown();
-  await running;
-  await Promise.all([workerConnection.close(), connection.close()]);
-  await pool.end();
-  await stack.stop();
+  try {
+    await poller.stop();
+    worker.shutdown();
+    await running;
+    await Promise.all([workerConnection.close(), connection.close()]);
+    await pool.end();
+    await stack.stop();
+  } finally {
+    signals.done();
+  }
   say('stopped.');
 });
 
