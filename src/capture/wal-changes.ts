@@ -108,7 +108,8 @@ export function decodeChanges(
   const last = new Map<string, KeyRun>();
   const commit = (run: KeyRun): void => {
     const before = last.get(run.pipeline);
-    if (run.op !== 'T' && before?.op === run.op) before.keys.push(...run.keys);
+    // One key at a time: a bulk statement's run can hold more keys than a call takes arguments.
+    if (run.op !== 'T' && before?.op === run.op) for (const key of run.keys) before.keys.push(key);
     else {
       committed.push(run);
       last.set(run.pipeline, run);

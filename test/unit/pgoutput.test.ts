@@ -164,6 +164,33 @@ describe('decoded changes for the outbox', () => {
     ]);
   });
 
+  it('joins a bulk statement’s run of 300,000 keys to the run before it', () => {
+    const relation = messages.find((m) => m.tag === 'relation' && m.relid === T);
+    const update = (id: number): PgOutputMessage => ({
+      tag: 'update',
+      relid: T,
+      row: [String(id), 'y', '1'],
+    });
+    const bulk: PgOutputMessage[] = [{ tag: 'begin', finalLsn: 0x20n, xid: 2 }];
+    for (let id = 2; id <= 300_001; id += 1) bulk.push(update(id));
+    bulk.push({ tag: 'commit', commitLsn: 0x20n, endLsn: 0x21n });
+    const decoded = decodeChanges(
+      [
+        relation ?? assert.fail('no relation message in the fixture'),
+        { tag: 'begin', finalLsn: 0x10n, xid: 1 },
+        update(1),
+        { tag: 'commit', commitLsn: 0x10n, endLsn: 0x11n },
+        ...bulk,
+      ],
+      pipelines,
+    );
+    assert.equal(decoded.runs.length, 1);
+    const [run] = decoded.runs;
+    assert.equal(run?.op, 'U');
+    assert.equal(run?.keys.length, 300_001);
+    assert.deepEqual(run?.keys.at(-1), ['300001']);
+  });
+
   it('passes over tables no pipeline captures, and keeps nothing of an unfinished transaction', () => {
     const decoded = decodeChanges(messages.slice(0, 4), [pipelines[1] ?? assert.fail()]);
     assert.deepEqual(decoded, { runs: [], transactions: 0, unreadable: [] });
