@@ -282,7 +282,8 @@ async function readingCpu<T>(
       throw new Error(`no walsender named ${applicationName} after 10 s`);
     const { rows } = await pool.query<{ pid: number }>(
       `select pid from pg_stat_activity
-        where backend_type = 'walsender' and application_name = $1`,
+        where backend_type = 'walsender' and application_name = $1
+          and datname = current_database()`,
       [applicationName],
     );
     walsender = rows[0]?.pid;
