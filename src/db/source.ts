@@ -66,6 +66,22 @@ export function keyMatches(p: Pick<Pipeline, 'primaryKey'>, alias: string, key: 
 }
 
 /**
+ * FROM items for the source rows of the keys in the text array $1, as `k.pk` and `alias`: one index
+ * probe per key. A plain join let the planner hash the whole table for a few hundred keys of a
+ * table of tens of thousands of rows (measured: 8 ms against 1 ms for 500 keys of 20,000 rows);
+ * `offset 0` keeps the lateral subquery from being flattened back into that join.
+ */
+export function sourceRowsOfKeys(
+  p: Pick<Pipeline, 'sourceSchema' | 'sourceTable' | 'primaryKey'>,
+  alias: string,
+): string {
+  const table = qualified(p.sourceSchema, p.sourceTable);
+  return `unnest($1::text[]) as k(pk)
+      cross join lateral (
+        select * from ${table} ${alias} where ${keyMatches(p, alias, 'k.pk')} offset 0) ${alias}`;
+}
+
+/**
  * Keyset paging: SQL true for rows after the key held in the text expression `key`, and their
  * order.
  */
@@ -139,8 +155,7 @@ export async function readSourceRows(
   const cols = embedColumns(p.config).map((c, i) => `s.${quoteIdent(c.column)}::text as c${i}`);
   const sql = `
     select k.pk, ${cols.join(', ')}, ${metadataJson(p.config, 's')}::text as metadata
-      from unnest($1::text[]) as k(pk)
-      join ${qualified(p.sourceSchema, p.sourceTable)} s on ${keyMatches(p, 's', 'k.pk')}`;
+      from ${sourceRowsOfKeys(p, 's')}`;
   const { rows } = await db.query<Record<string, string | null>>(sql, [keys]);
   const fingerprint = embeddingFingerprint(p.config);
   return rows.map((r) => {
@@ -222,8 +237,7 @@ export async function readRowStates(
   const pairs = columns.map((c) => `${quoteLiteral(c)}, s.${quoteIdent(c)}`);
   const sql = `
     select k.pk, jsonb_build_object(${pairs.join(', ')}) as columns
-      from unnest($1::text[]) as k(pk)
-      join ${qualified(p.sourceSchema, p.sourceTable)} s on ${keyMatches(p, 's', 'k.pk')}`;
+      from ${sourceRowsOfKeys(p, 's')}`;
   const { rows } = await db.query<{ pk: string; columns: Record<string, unknown> }>(sql, [keys]);
   return new Map(rows.map((r) => [r.pk, r.columns]));
 }
