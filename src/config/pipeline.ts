@@ -102,8 +102,11 @@ const openaiEmbedding = z
       .string()
       .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name')
       .default('OPENAI_API_KEY'),
-    /** Always sent: float is exact JSON; base64 is a quarter of the bytes. */
-    encodingFormat: z.enum(['float', 'base64']).default('float'),
+    /**
+     * How the server sends vectors. Unset: base64 (float32s, a quarter of float's bytes and far
+     * less to format and parse), or float from a server that refuses base64. Either is stored alike.
+     */
+    encodingFormat: z.enum(['float', 'base64']).optional(),
     /**
      * For a model of a compatible server that embedsync does not know: most texts one request may
      * carry.

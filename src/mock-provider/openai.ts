@@ -98,6 +98,10 @@ export function handleOpenAI(
         'invalid_request_error',
         'model_not_found',
       );
+    if (request.encoding_format === 'base64' && ctx.options.floatOnly)
+      return invalid(
+        "Invalid value for 'encoding_format': 'base64'. Supported values are: 'float'.",
+      );
     if (!inputs)
       return invalid(
         "'$.input' is invalid. Please check the API reference: https://platform.openai.com/docs/api-reference.",

@@ -39,6 +39,11 @@ export interface MockProviderOptions {
   models?: Record<string, number | MockModel>;
   /** OpenAI's Batch API (src/mock-provider/batches.ts). Lines with poisonMarker fail. */
   batch?: MockBatchOptions;
+  /**
+   * OpenAI protocol: answer encoding_format "base64" with a 400, as a compatible server that knows
+   * only floats may.
+   */
+  floatOnly?: boolean;
 }
 
 /** A model of a compatible server (vLLM, TEI, Ollama serving e5, bge, nomic, …). */

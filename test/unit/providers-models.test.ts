@@ -183,7 +183,6 @@ describe('provider config', () => {
       model: 'text-embedding-3-small',
       dimensions: 512,
       apiKeyEnv: 'OPENAI_API_KEY',
-      encodingFormat: 'float',
     });
   });
 

@@ -71,6 +71,48 @@ describe('OpenAI through the openai SDK', () => {
     );
   });
 
+  it('asks for base64 when the config names no format, and for floats from a server that refuses it', async () => {
+    const unset = openai({ encodingFormat: undefined });
+    const expected = featureHashEmbedding('first text', 64);
+    const close = (v: number[] | undefined) =>
+      v?.length === 64 && v.every((x, i) => Math.abs(x - (expected[i] ?? 0)) < 1e-6);
+    const fromBase64 = await embed(['first text'], unset);
+    assert.ok(close(fromBase64.vectors[0]));
+    assert.deepEqual(
+      mock.requests.map((r) => [r.params.encoding_format, r.status]),
+      [['base64', 200]],
+    );
+
+    // Another server (another client) that knows only floats.
+    const floatOnly = await startMockProvider({ apiKey: KEY, floatOnly: true });
+    try {
+      const there = openai({ encodingFormat: undefined, baseURL: floatOnly.openaiBaseURL });
+      const first = await embed(['first text'], there);
+      const second = await embed(['first text'], there);
+      assert.ok(close(first.vectors[0]) && close(second.vectors[0]));
+      assert.deepEqual(
+        floatOnly.requests.map((r) => [r.params.encoding_format, r.status]),
+        [
+          ['base64', 400],
+          ['float', 200],
+          ['float', 200],
+        ],
+        'refused once, then asked for floats',
+      );
+      // A format the config names is sent as named: the server's refusal is the pipeline's error.
+      const named = await embed(['first text'], { ...there, encodingFormat: 'base64' }).catch(
+        (e: unknown) => e,
+      );
+      assert.ok(named instanceof InvalidInputError);
+      assert.match(named.message, /encoding_format/);
+    } finally {
+      await floatOnly.close();
+    }
+    // The first server's client still asks for base64.
+    await embed(['first text'], unset);
+    assert.equal(mock.requests.at(-1)?.params.encoding_format, 'base64');
+  });
+
   it('asks for dimensions only where the model can reduce them', async () => {
     await embed(['a'], openai({ model: 'text-embedding-ada-002', dimensions: 1536 }));
     await embed(['a'], openai({ model: 'text-embedding-3-large', dimensions: 256 }));
