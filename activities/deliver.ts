@@ -7,6 +7,7 @@ import { Context } from '@temporalio/activity';
 import { findAnyPipeline } from '../src/db/catalog.js';
 import { isSchemaError } from '../src/capture/schema-check.js';
 import { deliverToSink, SinkUnavailableError, type DeliveryOutcome } from '../src/sinks/deliver.js';
+import { DEFAULT_SINK_CONCURRENCY, DeliverySlots } from '../src/sinks/slots.js';
 import type { ActivityDeps } from './deps.js';
 
 export interface DeliverInput {
@@ -27,38 +28,77 @@ export interface DeliverResult {
   deadLettered: boolean;
 }
 
-export function createDeliverActivities({ pool, log }: ActivityDeps) {
+/** A first attempt's answer: delivered, or left to the sinks' task queue, and why. */
+export type FirstDeliveryResult = DeliverResult | { deliveryId: string; deferred: string };
+
+export function createDeliverActivities(deps: ActivityDeps) {
+  const slots = deps.deliverySlots ?? new DeliverySlots(DEFAULT_SINK_CONCURRENCY);
   return {
-    async deliverChanges(input: DeliverInput): Promise<DeliverResult> {
-      const id = input.batchId;
-      const p = await findAnyPipeline(pool, input.pipeline);
-      // A removed pipeline has no sinks left to tell.
-      if (!p) return { deliveryId: id, changes: 0, deadLettered: false };
-      const outcome: DeliveryOutcome = await deliverToSink(
-        { pool, temporal: Context.current().client },
-        {
-          pipeline: p,
-          sink: input.sink,
-          deliveryId: id,
-          keys: input.keys,
-          truncated: input.truncated ?? false,
-        },
-      ).catch((err: unknown) => {
-        // A column the sink names was dropped or renamed: the schema check holds the pipeline and
-        // says so; this delivery is tried again (reading the config afresh) until it is fixed.
-        if (isSchemaError(err))
-          throw new SinkUnavailableError(
-            `sink ${input.sink} of ${p.name} reads a column its table no longer has: ${(err as Error).message}`,
-          );
-        throw err;
-      });
-      if (!outcome.delivered) {
-        log.warn(
-          { pipeline: p.name, deliveryId: id, error: outcome.error },
-          'a sink refused a delivery; it is kept in embedsync.failed_deliveries',
-        );
+    /** A delivery on the sinks' task queue: retried with backoff until the sink takes it. */
+    deliverChanges: async (input: DeliverInput): Promise<DeliverResult> => {
+      const release = await slots.take(Context.current().cancellationSignal);
+      try {
+        return await deliverOnce(deps, input);
+      } finally {
+        release();
       }
-      return { deliveryId: id, changes: outcome.changes, deadLettered: !outcome.delivered };
+    },
+
+    /**
+     * A sync's first attempt, as a local activity in the sync's own workflow task: no round trip
+     * through the server before the sink hears of the change. It never fails: with no slot free, or
+     * on any failure, it says so and the sync hands the delivery to the sinks' task queue.
+     */
+    deliverChangesFirst: async (input: DeliverInput): Promise<FirstDeliveryResult> => {
+      const release = slots.tryTake();
+      if (!release) return { deliveryId: input.batchId, deferred: 'every delivery slot is taken' };
+      try {
+        return await deliverOnce(deps, input);
+      } catch (err) {
+        const deferred = err instanceof Error ? err.message : String(err);
+        deps.log.debug(
+          { pipeline: input.pipeline, deliveryId: input.batchId, error: deferred },
+          'a first delivery failed; the sinks task queue retries it',
+        );
+        return { deliveryId: input.batchId, deferred };
+      } finally {
+        release();
+      }
     },
   };
+}
+
+async function deliverOnce(
+  { pool, log }: ActivityDeps,
+  input: DeliverInput,
+): Promise<DeliverResult> {
+  const id = input.batchId;
+  const p = await findAnyPipeline(pool, input.pipeline);
+  // A removed pipeline has no sinks left to tell.
+  if (!p) return { deliveryId: id, changes: 0, deadLettered: false };
+  const outcome: DeliveryOutcome = await deliverToSink(
+    { pool, temporal: Context.current().client },
+    {
+      pipeline: p,
+      sink: input.sink,
+      deliveryId: id,
+      keys: input.keys,
+      truncated: input.truncated ?? false,
+    },
+  ).catch((err: unknown) => {
+    // A column the sink names was dropped or renamed: the schema check holds the pipeline and
+    // says so; this delivery is tried again (reading the config afresh) until it is fixed.
+    if (isSchemaError(err))
+      throw new SinkUnavailableError(
+        `sink ${input.sink} of ${p.name} reads a column its table no longer has: ${(err as Error).message}`,
+      );
+    throw err;
+  });
+  if (!outcome.delivered) {
+    log.warn(
+      { pipeline: p.name, deliveryId: id, error: outcome.error },
+      'a sink refused a delivery; it is kept in embedsync.failed_deliveries',
+    );
+  }
+  return { deliveryId: id, changes: outcome.changes, deadLettered: !outcome.delivered };
 }

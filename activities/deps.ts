@@ -1,4 +1,5 @@
 import type { Pool } from '../src/db/pool.js';
+import type { DeliverySlots } from '../src/sinks/slots.js';
 import type { Logger } from '../src/log.js';
 import type { WorkerMetrics } from '../src/metrics/worker.js';
 import type { RateObservations } from '../src/db/rate-observations.js';
@@ -29,4 +30,9 @@ export interface ActivityDeps {
    * default TEXT_LEASE_MS. Tests shorten it.
    */
   textLeaseMs?: number;
+  /**
+   * The deliveries to sinks this worker runs at once, shared by the syncs' first attempts and the
+   * sinks' task queue (src/sinks/slots.ts); none: DEFAULT_SINK_CONCURRENCY of its own.
+   */
+  deliverySlots?: DeliverySlots;
 }

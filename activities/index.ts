@@ -35,6 +35,8 @@ export function createActivities(deps: ActivityDeps) {
     }),
     // Not a sync batch's stages: a failed upkeep run is the schedule's to show, not a stuck batch.
     ...createUpkeepActivities(deps),
+    // A sync's first delivery to a sink, as a local activity; it never fails (decision 23).
+    deliverChangesFirst: createDeliverActivities(deps).deliverChangesFirst,
   };
 }
 
@@ -54,7 +56,7 @@ export function createEmbedActivities(deps: ActivityDeps) {
  * delivery that keeps failing shows as a stuck batch at its stage, like the sync's stages.
  */
 export function createSinkActivities(deps: ActivityDeps) {
-  return recordingFailures(deps, createDeliverActivities(deps));
+  return recordingFailures(deps, { deliverChanges: createDeliverActivities(deps).deliverChanges });
 }
 
 export type Activities = ReturnType<typeof createActivities> &

@@ -16,6 +16,7 @@ import type { Logger } from '../log.js';
 import { serveMetrics, type MetricsListen, type MetricsServer } from '../metrics/server.js';
 import { createWorkerMetrics, type WorkerMetrics } from '../metrics/worker.js';
 import type { ProviderRegistry } from '../providers/types.js';
+import { DEFAULT_SINK_CONCURRENCY, DeliverySlots } from '../sinks/slots.js';
 import { embedTaskQueue, sinkTaskQueue } from '../temporal/names.js';
 import { workflowBundle } from './bundle.js';
 import { RatePlans } from '../rate-limit/index.js';
@@ -38,11 +39,7 @@ export interface WorkerDeps {
   sinkConcurrency?: number;
 }
 
-/**
- * Each delivery holds a database connection while it sends (decision 23); a few at once leaves the
- * worker's pool (10) to its syncs whatever the sinks do.
- */
-export const DEFAULT_SINK_CONCURRENCY = 3; // as EMBEDSYNC_SINK_CONCURRENCY's default (src/config/env.ts)
+export { DEFAULT_SINK_CONCURRENCY } from '../sinks/slots.js';
 
 export interface EmbedsyncWorker {
   workers: Worker[];
@@ -60,7 +57,10 @@ export interface EmbedsyncWorker {
 
 export async function createWorker(deps: WorkerDeps): Promise<EmbedsyncWorker> {
   const metrics = createWorkerMetrics();
+  const sinkConcurrency = deps.sinkConcurrency ?? DEFAULT_SINK_CONCURRENCY;
   const activityDeps = {
+    // One bound for the syncs' first attempts and the sinks' task queue (decision 23).
+    deliverySlots: new DeliverySlots(sinkConcurrency),
     pool: deps.pool,
     providers: deps.providers,
     log: deps.log,
@@ -98,7 +98,7 @@ export async function createWorker(deps: WorkerDeps): Promise<EmbedsyncWorker> {
     namespace: deps.namespace,
     taskQueue: sinkTaskQueue(deps.taskQueue),
     activities: createSinkActivities(activityDeps),
-    maxConcurrentActivityTaskExecutions: deps.sinkConcurrency ?? DEFAULT_SINK_CONCURRENCY,
+    maxConcurrentActivityTaskExecutions: sinkConcurrency,
   });
   const workers = [main, ...embed, sinks];
   let server: MetricsServer | undefined;

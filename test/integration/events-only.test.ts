@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
+import { defaultPayloadConverter } from '@temporalio/common';
 import pg from 'pg';
 import { applyPipelines, removePipeline } from '../../src/capture/apply.js';
 import { ConfigError, parsePipelineFile, type PipelineInput } from '../../src/config/pipeline.js';
@@ -20,6 +21,7 @@ import type { ChangeEvent } from '../../src/sinks/payload.js';
 import { verifySignature } from '../../src/sinks/payload.js';
 import { gatherStatus } from '../../src/status/index.js';
 import { search } from '../../src/search/search.js';
+import { sinkTaskQueue } from '../../src/temporal/names.js';
 import { DEFAULT_SINK_CONCURRENCY } from '../../src/worker/worker.js';
 import { productsPipeline, startHarness, type Harness } from '../helpers/harness.js';
 import { waitFor } from '../helpers/wait.js';
@@ -295,6 +297,72 @@ describe('events-only pipelines', () => {
     } finally {
       slow.closeAllConnections();
       await new Promise<void>((resolve) => slow.close(() => resolve()));
+    }
+  });
+
+  it("a delivery's first attempt runs in the sync's own workflow task; one the sink fails goes to the sinks' task queue", async () => {
+    let failNext = 0;
+    const received: ChangeEvent[] = [];
+    const flaky = http.createServer((req, res) => {
+      const parts: Buffer[] = [];
+      req.on('data', (c: Buffer) => parts.push(c));
+      req.on('end', () => {
+        if (failNext > 0) {
+          failNext -= 1;
+          res.writeHead(503).end('busy');
+          return;
+        }
+        received.push(JSON.parse(Buffer.concat(parts).toString('utf8')) as ChangeEvent);
+        res.writeHead(204).end();
+      });
+    });
+    await new Promise<void>((resolve) => flaky.listen(0, '127.0.0.1', resolve));
+    try {
+      const flakyUrl = `http://127.0.0.1:${(flaky.address() as AddressInfo).port}/flaky`;
+      await h.db.pool.query('create table events_first (id int primary key)');
+      await apply(h, {
+        name: 'events_first',
+        source: { table: 'public.events_first' },
+        sinks: [{ webhook: { url: flakyUrl, secretEnv: 'EMBEDSYNC_TEST_EVENTS_SECRET' } }],
+      });
+      /** The completed sync's local activities and queued activities, from its history. */
+      const deliveredBy = async (key: string) => {
+        const event = await waitFor(`key ${key} at the webhook`, () =>
+          Promise.resolve(received.find((e) => e.changes.some((c) => c.key === key))),
+        );
+        const workflowId = event.deliveryId.replace(/\/\d+$/, '');
+        const handle = h.client.workflow.getHandle(workflowId);
+        await handle.result();
+        const events = (await handle.fetchHistory()).events ?? [];
+        const local = events.flatMap((e) => {
+          const marker = e.markerRecordedEventAttributes;
+          const data = marker?.markerName === 'core_local_activity' && marker.details?.data;
+          const payload = data ? data.payloads?.[0] : undefined;
+          if (!payload) return [];
+          return [
+            defaultPayloadConverter.fromPayload<{ activity_type: string }>(payload).activity_type,
+          ];
+        });
+        const queued = events.flatMap((e) => {
+          const a = e.activityTaskScheduledEventAttributes;
+          return a ? [`${a.activityType?.name ?? ''} on ${a.taskQueue?.name ?? ''}`] : [];
+        });
+        return { local, queued };
+      };
+
+      await h.db.pool.query('insert into events_first values (1)');
+      assert.deepEqual(await deliveredBy('1'), { local: ['deliverChangesFirst'], queued: [] });
+
+      failNext = 1;
+      await h.db.pool.query('insert into events_first values (2)');
+      assert.deepEqual(await deliveredBy('2'), {
+        local: ['deliverChangesFirst'],
+        queued: [`deliverChanges on ${sinkTaskQueue(h.taskQueue)}`],
+      });
+      assert.equal(failNext, 0, 'the first attempt met the 503');
+    } finally {
+      flaky.closeAllConnections();
+      await new Promise<void>((resolve) => flaky.close(() => resolve()));
     }
   });
 

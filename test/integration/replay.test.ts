@@ -83,6 +83,8 @@ describe('workflow determinism', () => {
 
     // Recording fresh fixtures is a deliberate act: EMBEDSYNC_RECORD_HISTORIES=1 npm test.
     // sync-embed.history.bin is a sync from before its stages ran as local activities; it stays.
+    // sync-sinks.history.bin is a sync that delivered to its sink on the sinks' task queue, from
+    // before a delivery's first attempt ran as a local activity; it stays too.
     if (process.env.EMBEDSYNC_RECORD_HISTORIES === '1') {
       const localEmbed = (e: HistoryEvent): boolean => {
         const marker = e.markerRecordedEventAttributes;
