@@ -107,7 +107,7 @@ describe('embedding providers through their SDKs', () => {
   after(async () => h.stop());
   beforeEach(() => h.mock.reset());
 
-  it('an OpenAI pipeline always sends encoding_format, and dimensions where the model can reduce', async () => {
+  it('an OpenAI pipeline asks for base64 when its config names no format, and for dimensions where the model can reduce', async () => {
     const pk = await insert('oa', 'Alpine tent', 'Two-person tent for storms');
     const chunks = await waitFor('the vectors', async () =>
       (await chunksOf(h, 'oa', pk)).length > 0 ? chunksOf(h, 'oa', pk) : false,
@@ -117,7 +117,7 @@ describe('embedding providers through their SDKs', () => {
     ]);
     const [request] = requestsWith('Alpine tent');
     assert.equal(request?.status, 200);
-    assert.deepEqual(request?.params, { encoding_format: 'float', dimensions: 256 });
+    assert.deepEqual(request?.params, { encoding_format: 'base64', dimensions: 256 });
   });
 
   it('a Titan v2 pipeline calls InvokeModel once per text, signed, with its dimensions', async () => {
