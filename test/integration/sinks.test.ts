@@ -9,6 +9,7 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { defaultPayloadConverter } from '@temporalio/common';
 import { Worker } from '@temporalio/worker';
 import pg from 'pg';
 import type { ChangeEvent } from '../../src/sinks/payload.js';
@@ -240,6 +241,31 @@ describe('sinks', () => {
         );
       },
       60_000,
+    );
+
+    // A first attempt, run inside the sync's workflow task, reached the notify sink and the user's
+    // workflow, started with the worker's client from there.
+    const firstDelivered = new Set<string>();
+    for await (const w of h.client.workflow.list({ query: `TaskQueue = "${h.taskQueue}"` })) {
+      const history = await h.client.workflow.getHandle(w.workflowId, w.runId).fetchHistory();
+      for (const e of history.events ?? []) {
+        const marker = e.markerRecordedEventAttributes;
+        if (marker?.markerName !== 'core_local_activity') continue;
+        const [facts] = marker.details?.data?.payloads ?? [];
+        const [result] = marker.details?.result?.payloads ?? [];
+        if (!facts || !result) continue;
+        const { activity_type } = defaultPayloadConverter.fromPayload<{ activity_type: string }>(
+          facts,
+        );
+        const answer = defaultPayloadConverter.fromPayload<Record<string, unknown>>(result);
+        if (activity_type === 'deliverChangesFirst' && !('deferred' in answer))
+          firstDelivered.add(String(answer.deliveryId).replace(/^.*\//, 'sink '));
+      }
+    }
+    // (The webhook, sink 1, answered its first attempts 503: those went on to the sinks' queue.)
+    assert.ok(
+      firstDelivered.has('sink 0') && firstDelivered.has('sink 2'),
+      [...firstDelivered].join(', '),
     );
 
     // Once per delivery id: a repeated id is a retry carrying the same changes.
