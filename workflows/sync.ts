@@ -125,7 +125,7 @@ const sinkActivities = () =>
 
 // The first attempt runs here, as a local activity in the sync's own workflow task, when the worker
 // has a delivery slot free: the sink hears of the change without a round trip through the server
-// for an activity on another task queue (measured: that round trip was half the latency). It
+// for an activity on another task queue (measured: that round trip was most of the latency). It
 // never fails; anything but a delivery (no slot free, the sink down, a timeout) leaves the
 // delivery to the sinks' task queue, with its retries. Beyond the webhook's 10 s to answer.
 const firstDeliveries = proxyLocalActivities<Activities>({

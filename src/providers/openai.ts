@@ -25,15 +25,16 @@ import type { EmbeddingProvider, EmbedRequest, EmbedResponse, InputType } from '
 
 const DEFAULT_BASE_URL = 'https://api.openai.com/v1';
 
+// Below the embed activity's heartbeat timeout, so a hung request fails as a timeout and is
+// retried.
+const REQUEST_TIMEOUT_MS = 50_000;
+
 interface ClientEntry {
   client: OpenAI;
   apiKey: string | undefined;
   /** The server refused base64 once: an unset encodingFormat asks it for floats. */
   floatOnly?: boolean;
 }
-// Below the embed activity's heartbeat timeout, so a hung request fails as a timeout and is
-// retried.
-const REQUEST_TIMEOUT_MS = 50_000;
 
 export class OpenAIProvider implements EmbeddingProvider {
   readonly name = 'openai';
